@@ -1,0 +1,293 @@
+//! Configuration: serde structs with defaults, layered defaults → TOML file → environment.
+//!
+//! Environment: `ATLASMESH_<SECTION>__<KEY>` for any key (e.g. `ATLASMESH_TELEMETRY__ALLOWED_LATENESS_MS`),
+//! plus the conventional names the stack script prints: `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`,
+//! `CLICKHOUSE_URL`, `CLICKHOUSE_DATABASE`, `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`, `DATABASE_URL`,
+//! `REDIS_URL`. Secrets (passwords) belong in the environment, not in the file.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub schema_registry: SchemaRegistryConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    pub runner: RunnerConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// Consumer groups are `<group_prefix>.<pipeline>`.
+    pub group_prefix: String,
+    /// Partitions for topics the workers create when missing.
+    pub partitions: i32,
+    pub fetch_wait_max_ms: u32,
+    /// Extra librdkafka properties applied to every client.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_prefix: "atlasmesh".into(),
+            partitions: 4,
+            fetch_wait_max_ms: 10,
+            properties: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    pub telemetry: String,
+    pub mission_events: String,
+    pub resource_events: String,
+    pub commands: String,
+    pub command_results: String,
+    pub metrics: String,
+    pub alerts: String,
+    pub dlq: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            telemetry: "fleet.telemetry.v1".into(),
+            mission_events: "fleet.mission-events.v1".into(),
+            resource_events: "fleet.resource-events.v1".into(),
+            commands: "fleet.commands.v1".into(),
+            command_results: "fleet.command-results.v1".into(),
+            metrics: "fleet.metrics.v1".into(),
+            alerts: "fleet.alerts.v1".into(),
+            dlq: "fleet.dlq.v1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    pub url: String,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig { url: "http://127.0.0.1:8081".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Row-type validation of the clickhouse crate. Must be off against ClickHouse 18.16
+    /// (it lacks RowBinaryWithNamesAndTypes); keep it on for 23+.
+    pub validation: bool,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "atlasmesh".into(),
+            user: "default".into(),
+            password: String::new(),
+            validation: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig { url: "postgres://postgres@127.0.0.1:5432/atlasmesh".into(), max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Every key starts with `<key_prefix>:`.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: "redis://127.0.0.1:6379".into(), key_prefix: "am".into() }
+    }
+}
+
+/// Event-time windowing of the telemetry pipeline. See `window` for the exact definitions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub window_ms: i64,
+    /// A window closes when the partition watermark (max event time − out_of_orderness_ms)
+    /// passes its end.
+    pub out_of_orderness_ms: i64,
+    /// Events up to this far behind the closed frontier re-emit their windows with a higher
+    /// version; older ones go to the DLQ as late.
+    pub allowed_lateness_ms: i64,
+    /// A reported status holds for at most this long; silence beyond it is unobserved time.
+    pub max_gap_ms: i64,
+    /// A partition with no messages for this long (processing time) closes its open windows.
+    pub idle_flush_ms: u64,
+    pub max_future_ms: i64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            window_ms: 60_000,
+            out_of_orderness_ms: 5_000,
+            allowed_lateness_ms: 120_000,
+            max_gap_ms: 60_000,
+            idle_flush_ms: 5_000,
+            max_future_ms: 5 * 60_000,
+        }
+    }
+}
+
+/// The generic Kafka runner: how often state and offsets are checkpointed, and retry backoff.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerConfig {
+    pub checkpoint_interval_ms: u64,
+    pub max_batch_events: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Address for the worker's own Prometheus endpoint (when not run together with the API).
+    pub metrics_listen: Option<String>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            checkpoint_interval_ms: 1_000,
+            max_batch_events: 50_000,
+            retry_initial_ms: 200,
+            retry_max_ms: 5_000,
+            metrics_listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: String,
+    pub max_page_size: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: "127.0.0.1:8080".into(), max_page_size: 1000 }
+    }
+}
+
+/// Conventional environment names and the config keys they set.
+const PLAIN_ENV: &[(&str, &str)] = &[
+    ("KAFKA_BROKERS", "kafka.brokers"),
+    ("SCHEMA_REGISTRY_URL", "schema_registry.url"),
+    ("CLICKHOUSE_URL", "clickhouse.url"),
+    ("CLICKHOUSE_DATABASE", "clickhouse.database"),
+    ("CLICKHOUSE_USER", "clickhouse.user"),
+    ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("CLICKHOUSE_VALIDATION", "clickhouse.validation"),
+    ("DATABASE_URL", "postgres.url"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+];
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Config(format!("config file {} not found", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("ATLASMESH_").split("__"));
+        for (var, key) in PLAIN_ENV {
+            let key: &'static str = key;
+            fig = fig.merge(Env::raw().only(&[var]).map(move |_| key.into()));
+        }
+        fig.extract().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.telemetry;
+        if t.window_ms <= 0 || 86_400_000 % t.window_ms != 0 {
+            return Err(Error::Config("telemetry.window_ms must divide a day".into()));
+        }
+        if t.allowed_lateness_ms < 0 || t.out_of_orderness_ms < 0 || t.max_gap_ms <= 0 {
+            return Err(Error::Config("telemetry durations must not be negative".into()));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(Error::Config("kafka.partitions must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("am-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[telemetry]\nallowed_lateness_ms = 1000\n[redis]\nkey_prefix = \"x\"\n")
+            .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ATLASMESH_REDIS__KEY_PREFIX", "from-env");
+            jail.set_env("KAFKA_BROKERS", "127.0.0.1:19092");
+            let c = Config::load(Some(&file)).unwrap();
+            assert_eq!(c.telemetry.allowed_lateness_ms, 1000);
+            assert_eq!(c.telemetry.window_ms, 60_000);
+            assert_eq!(c.redis.key_prefix, "from-env");
+            assert_eq!(c.kafka.brokers, "127.0.0.1:19092");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("am-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[telemetry]\nlateness = 1\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("lateness"), "{err}");
+    }
+}

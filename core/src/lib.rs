@@ -1,0 +1,12 @@
+//! AtlasMesh core: domain types, the pure metric kernels, validation, config loading and
+//! metric-name constants. Depends on no other workspace crate and does no I/O.
+
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod metric_names;
+pub mod telemetry;
+pub mod window;
+
+pub use error::{Error, ErrorClass, Result};
+pub use telemetry::{TelemetryEvent, VehicleStatus};

@@ -1,0 +1,19 @@
+//! Prometheus metric names. Labels stay bounded: pipeline, topic, partition, sink, reason —
+//! never vehicle or fleet ids.
+
+pub const EVENTS_CONSUMED: &str = "atlasmesh_events_consumed_total";
+pub const EVENTS_ACCEPTED: &str = "atlasmesh_events_accepted_total";
+pub const EVENTS_DUPLICATE: &str = "atlasmesh_events_duplicate_total";
+pub const EVENTS_LATE_ACCEPTED: &str = "atlasmesh_events_late_accepted_total";
+pub const DLQ_MESSAGES: &str = "atlasmesh_dlq_messages_total";
+pub const WINDOWS_EMITTED: &str = "atlasmesh_windows_emitted_total";
+pub const CONSUMER_LAG: &str = "atlasmesh_consumer_lag_messages";
+pub const CHECKPOINTS: &str = "atlasmesh_checkpoints_total";
+pub const CHECKPOINT_SECONDS: &str = "atlasmesh_checkpoint_duration_seconds";
+pub const SINK_WRITE_SECONDS: &str = "atlasmesh_sink_write_duration_seconds";
+pub const SINK_ERRORS: &str = "atlasmesh_sink_errors_total";
+pub const SINK_ROWS: &str = "atlasmesh_sink_rows_total";
+pub const PARTITIONS_PAUSED: &str = "atlasmesh_partitions_paused";
+pub const HTTP_REQUESTS: &str = "atlasmesh_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "atlasmesh_http_request_duration_seconds";
+pub const DEPENDENCY_UP: &str = "atlasmesh_dependency_up";

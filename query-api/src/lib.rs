@@ -1,0 +1,1 @@
+//! atlasmesh-query-api

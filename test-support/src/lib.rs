@@ -1,0 +1,1 @@
+//! atlasmesh-test-support
