@@ -1,1 +1,78 @@
-//! atlasmesh-query-api
+//! atlasmesh-query-api: the read-mostly HTTP API of AtlasMesh (axum).
+//!
+//! - `GET /health` — one probe per dependency (Kafka, ClickHouse, PostgreSQL, Redis, schema
+//!   registry); 200 when all are up, 503 `degraded` otherwise.
+//! - `GET /metrics` — Prometheus text of the process (request counters, dependency gauges,
+//!   consumer lag from [`spawn_lag_monitor`]).
+//! - `GET /api/v1/fleets/{fleet_id}/kpis`, `GET /api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest`
+//!   — live values from Redis.
+//! - `GET /api/v1/fleet-performance/metrics[/{fleet_id}]` — window metrics from ClickHouse.
+//! - `GET /api/v1/openapi.json` — the OpenAPI document of all of the above.
+//!
+//! The binary (the CLI crate) loads the config, installs the Prometheus recorder and calls
+//! [`AppState::connect`], [`spawn_lag_monitor`] and [`serve`].
+
+pub mod error;
+pub mod health;
+pub mod kpis;
+pub mod metrics;
+pub mod openapi;
+pub mod params;
+pub mod state;
+pub mod views;
+pub mod window_metrics;
+
+use std::future::Future;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+pub use error::{ApiError, Error, Result};
+pub use metrics::spawn_lag_monitor;
+pub use state::AppState;
+
+/// The router with every endpoint and the request-metrics middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::render))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/fleets/{fleet_id}/kpis", get(kpis::fleet_kpis))
+        .route(
+            "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
+            get(kpis::vehicle_latest),
+        )
+        .route(
+            "/api/v1/fleet-performance/metrics",
+            get(window_metrics::list),
+        )
+        .route(
+            "/api/v1/fleet-performance/metrics/{fleet_id}",
+            get(window_metrics::list_for_fleet),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ApiError::bad_request("method not allowed"),
+            )
+        })
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listen` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listen: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "Query API listening.");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("Query API stopped.");
+    Ok(())
+}

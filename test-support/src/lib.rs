@@ -1,1 +1,11 @@
-//! atlasmesh-test-support
+//! atlasmesh-test-support: helpers for integration tests and the local stack.
+//!
+//! - [`schema_registry`]: a Confluent-API-compatible schema registry stand-in (Avro, real
+//!   compatibility checks), also shipped as the `atlasmesh-schema-registry` binary.
+//! - [`clickhouse_server`]: a private ClickHouse server from `deploy/clickhouse`.
+
+pub mod clickhouse_server;
+pub mod schema_registry;
+
+pub use clickhouse_server::ClickHouseServer;
+pub use schema_registry::{router, serve, spawn_ephemeral, RegistryState};

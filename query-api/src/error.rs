@@ -1,0 +1,236 @@
+//! The crate error ([`Error`]) and its single HTTP rendering ([`ApiError`]).
+//!
+//! Every failure leaves the API as one JSON shape:
+//! `{"error": {"code": "bad_request"|"not_found"|"unavailable"|"internal", "message": "...",
+//! "fields": {name: reason}?}}`. 5xx answers are logged with their cause and carry a generic
+//! message only.
+
+use std::collections::BTreeMap;
+
+use atlasmesh_core::ErrorClass;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Who is to blame: a dependency (retry later) or us.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::ClickHouse(e) => match e {
+                clickhouse::error::Error::Network(_)
+                | clickhouse::error::Error::TimedOut
+                | clickhouse::error::Error::BadResponse(_) => ErrorClass::External,
+                _ => ErrorClass::Internal,
+            },
+            Error::Postgres(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Database(_)
+                | sqlx::Error::WorkerCrashed => ErrorClass::External,
+                _ => ErrorClass::Internal,
+            },
+            Error::Redis(e) => {
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                {
+                    ErrorClass::External
+                } else {
+                    ErrorClass::Internal
+                }
+            }
+            Error::Kafka(_) | Error::Http(_) | Error::Timeout(_) | Error::Io(_) => {
+                ErrorClass::External
+            }
+            Error::Config(_) => ErrorClass::User,
+            Error::Corrupt(_) | Error::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.class() == ErrorClass::External
+    }
+}
+
+/// The machine-readable `error.code` of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Per-parameter reasons of a `bad_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+/// An HTTP error answer. Handlers return `Result<_, ApiError>`; crate errors convert into it.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest {
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    NotFound(String),
+    /// A dependency failed; the cause is logged, never shown.
+    Unavailable(Error),
+    /// A bug or broken invariant; the cause is logged, never shown.
+    Internal(Error),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// A 400 naming the parameters at fault.
+    pub fn invalid_fields(fields: BTreeMap<String, String>) -> ApiError {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        ApiError::BadRequest {
+            message: format!("invalid parameters: {}", names.join(", ")),
+            fields,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::NotFound(message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (code, message, fields) = match self {
+            ApiError::BadRequest { message, fields } => (
+                ErrorCode::BadRequest,
+                message.clone(),
+                (!fields.is_empty()).then(|| fields.clone()),
+            ),
+            ApiError::NotFound(m) => (ErrorCode::NotFound, m.clone(), None),
+            ApiError::Unavailable(_) => (
+                ErrorCode::Unavailable,
+                "a backing store is unavailable, retry later".into(),
+                None,
+            ),
+            ApiError::Internal(_) => (ErrorCode::Internal, "internal error".into(), None),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                fields,
+            },
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        match e.class() {
+            ErrorClass::External => ApiError::Unavailable(e),
+            ErrorClass::User | ErrorClass::Internal => ApiError::Internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Unavailable(e) => {
+                tracing::error!(error = %e, class = %e.class(), "Request failed: dependency unavailable.")
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, class = %e.class(), "Request failed: internal error.")
+            }
+            ApiError::BadRequest { .. } | ApiError::NotFound(_) => {}
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let mut f = BTreeMap::new();
+        f.insert("limit".to_string(), "must be an integer".to_string());
+        let e = ApiError::invalid_fields(f);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let v = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"code": "bad_request", "message": "invalid parameters: limit",
+                "fields": {"limit": "must be an integer"}}})
+        );
+        let v = serde_json::to_value(ApiError::not_found("no such fleet").body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"code": "not_found", "message": "no such fleet"}})
+        );
+        let e: ApiError = Error::Timeout("clickhouse").into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert!(!v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("clickhouse"));
+        let e: ApiError = Error::Corrupt("x".into()).into();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,53 @@
+//! The OpenAPI document of every endpoint, served at `GET /api/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "AtlasMesh query API", description = "Read API over the fleet stream workers' stores."),
+    paths(
+        crate::health::health,
+        crate::metrics::render,
+        crate::kpis::fleet_kpis,
+        crate::kpis::vehicle_latest,
+        crate::window_metrics::list,
+        crate::window_metrics::list_for_fleet,
+        document,
+    ),
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::error::ErrorDetail,
+        crate::error::ErrorCode,
+        crate::health::Health,
+        crate::health::Check,
+        crate::health::CheckStatus,
+        crate::health::HealthStatus,
+        crate::kpis::FleetKpis,
+        crate::kpis::LiveKpis,
+        crate::kpis::WindowKpis,
+        crate::kpis::VehicleLatest,
+        crate::window_metrics::Scope,
+        crate::window_metrics::WindowMetric,
+        crate::window_metrics::WindowMetricsPage,
+        crate::views::CounterValues,
+        crate::views::Derived,
+    )),
+    tags(
+        (name = "operations", description = "Health and Prometheus metrics"),
+        (name = "fleets", description = "Live fleet and vehicle state (Redis)"),
+        (name = "fleet-performance", description = "Closed window metrics (ClickHouse)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
+)]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

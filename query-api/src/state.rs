@@ -1,0 +1,120 @@
+//! Shared state of the API: one client per backing store, the config and the Prometheus handle.
+//!
+//! Every client connects lazily, so the API starts (and `/health` reports which dependency is
+//! down) even when a store is unreachable at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atlasmesh_core::config::Config;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::ClientConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+
+/// How long one health probe may take.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Upper bound of one store round-trip made on behalf of a request.
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Cheap to clone: every member is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub clickhouse: clickhouse::Client,
+    pub postgres: PgPool,
+    pub redis: RedisHandle,
+    /// Used for metadata and watermark look-ups only (never subscribes).
+    pub kafka: Arc<BaseConsumer>,
+    pub http: reqwest::Client,
+    pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// Builds every client from the config. Nothing is contacted yet.
+    pub async fn connect(cfg: &Config, prometheus: PrometheusHandle) -> Result<AppState> {
+        let clickhouse = clickhouse_client(&cfg.clickhouse);
+        let postgres = PgPoolOptions::new()
+            .max_connections(cfg.postgres.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(&cfg.postgres.url)?;
+        let redis = RedisHandle::new(&cfg.redis.url)?;
+        let mut kc = ClientConfig::new();
+        kc.set("bootstrap.servers", &cfg.kafka.brokers)
+            .set("group.id", format!("{}.query-api", cfg.kafka.group_prefix))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("socket.timeout.ms", "5000")
+            .set("reconnect.backoff.max.ms", "5000");
+        for (k, v) in &cfg.kafka.properties {
+            kc.set(k, v);
+        }
+        let kafka: BaseConsumer = kc.create()?;
+        let http = reqwest::Client::builder()
+            .timeout(PROBE_TIMEOUT)
+            .build()
+            .map_err(Error::Http)?;
+        Ok(AppState {
+            config: Arc::new(cfg.clone()),
+            clickhouse,
+            postgres,
+            redis,
+            kafka: Arc::new(kafka),
+            http,
+            prometheus,
+        })
+    }
+}
+
+/// A ClickHouse client for the configured server; validation off for 18.16 servers.
+pub fn clickhouse_client(cfg: &atlasmesh_core::config::ClickHouseConfig) -> clickhouse::Client {
+    let mut c = clickhouse::Client::default()
+        .with_url(&cfg.url)
+        .with_database(&cfg.database)
+        .with_user(&cfg.user)
+        .with_validation(cfg.validation);
+    if !cfg.password.is_empty() {
+        c = c.with_password(&cfg.password);
+    }
+    c
+}
+
+/// A Redis [`ConnectionManager`] created on first use (and retried on the next use when the
+/// server was down), so a Redis outage at start-up does not keep the API from starting.
+#[derive(Clone)]
+pub struct RedisHandle {
+    client: redis::Client,
+    conn: Arc<OnceCell<ConnectionManager>>,
+}
+
+impl RedisHandle {
+    pub fn new(url: &str) -> Result<RedisHandle> {
+        Ok(RedisHandle {
+            client: redis::Client::open(url)?,
+            conn: Arc::new(OnceCell::new()),
+        })
+    }
+
+    pub async fn get(&self) -> Result<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(PROBE_TIMEOUT)
+                    .set_response_timeout(QUERY_TIMEOUT)
+                    // Fail fast (one quick retry) so a request or probe reports Redis down
+                    // instead of hanging in backoff; the next use tries again.
+                    .set_number_of_retries(1)
+                    .set_factor(2)
+                    .set_max_delay(200);
+                ConnectionManager::new_with_config(self.client.clone(), cfg).await
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+}

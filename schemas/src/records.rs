@@ -1,0 +1,185 @@
+//! Rust shapes of the non-telemetry records (telemetry is `atlasmesh_core::TelemetryEvent`).
+
+use atlasmesh_core::window::{WindowResult, WindowScope};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowMetricsRecord {
+    pub scope: String,
+    pub fleet_id: String,
+    pub vehicle_id: String,
+    pub source_partition: i32,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub version: i32,
+    pub samples: i64,
+    pub observed_ms: i64,
+    pub busy_ms: i64,
+    pub available_ms: i64,
+    pub idle_ms: i64,
+    pub charging_ms: i64,
+    pub maintenance_ms: i64,
+    pub fault_ms: i64,
+    pub offline_ms: i64,
+    pub distance_m: i64,
+    pub energy_wh: i64,
+    pub moving_samples: i64,
+    pub moving_speed_ckph_sum: i64,
+    pub fault_count: i64,
+    pub mission_count: i64,
+    pub active_vehicles: i64,
+    pub vehicles: i64,
+}
+
+impl WindowMetricsRecord {
+    pub fn from_result(r: &WindowResult, partition: i32) -> Self {
+        let c = &r.counters;
+        WindowMetricsRecord {
+            scope: match r.scope {
+                WindowScope::Vehicle => "vehicle".into(),
+                WindowScope::FleetPartial => "fleet_partial".into(),
+            },
+            fleet_id: r.fleet_id.clone(),
+            vehicle_id: r.vehicle_id.clone(),
+            source_partition: partition,
+            window_start_ms: r.window_start_ms,
+            window_end_ms: r.window_end_ms,
+            version: r.version as i32,
+            samples: c.samples as i64,
+            observed_ms: c.observed_ms as i64,
+            busy_ms: c.busy_ms as i64,
+            available_ms: c.available_ms as i64,
+            idle_ms: c.idle_ms as i64,
+            charging_ms: c.charging_ms as i64,
+            maintenance_ms: c.maintenance_ms as i64,
+            fault_ms: c.fault_ms as i64,
+            offline_ms: c.offline_ms as i64,
+            distance_m: c.distance_m as i64,
+            energy_wh: c.energy_wh as i64,
+            moving_samples: c.moving_samples as i64,
+            moving_speed_ckph_sum: c.moving_speed_ckph_sum as i64,
+            fault_count: c.fault_count as i64,
+            mission_count: c.mission_count as i64,
+            active_vehicles: c.active_vehicles as i64,
+            vehicles: c.vehicles as i64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    Undecodable,
+    UnknownSchema,
+    Invalid,
+    Late,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::Undecodable => "undecodable",
+            DeadLetterReason::UnknownSchema => "unknown_schema",
+            DeadLetterReason::Invalid => "invalid",
+            DeadLetterReason::Late => "late",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub pipeline: String,
+    pub reason: DeadLetterReason,
+    pub error: String,
+    #[serde(with = "opt_bytes")]
+    pub original_key: Option<Vec<u8>>,
+    #[serde(with = "opt_bytes")]
+    pub original_value: Option<Vec<u8>>,
+    pub failed_at_ms: i64,
+}
+
+/// Avro `["null","bytes"]` through serde: apache-avro needs bytes serialised as bytes.
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&serde_bytes_ref(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct BytesRef<'a>(&'a [u8]);
+    impl serde::Serialize for BytesRef<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    fn serde_bytes_ref(b: &[u8]) -> BytesRef<'_> {
+        BytesRef(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        struct O;
+        impl<'de> serde::de::Visitor<'de> for O {
+            type Value = Option<Vec<u8>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("optional bytes")
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_bytes(V).map(Some)
+            }
+        }
+        let _ = Deserialize::deserialize; // keep the trait import used
+        d.deserialize_option(O)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub command_id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub fleet_scope: Vec<String>,
+    pub actor: String,
+    pub issued_at_ms: i64,
+    pub payload_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResultRecord {
+    pub command_id: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub entity_id: Option<String>,
+    pub applied_at_ms: i64,
+}
