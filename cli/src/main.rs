@@ -1,1 +1,209 @@
-fn main() {}
+//! `atlasmesh`: parses configuration, sets up logs and metrics, and calls the libraries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use atlasmesh::{init_logging, install_metrics, LogFormat};
+use atlasmesh_core::config::Config;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "atlasmesh", version, about = "AtlasMesh fleet stream workers: telemetry → rolling fleet metrics in ClickHouse, PostgreSQL, Redis and Kafka.", long_about = None)]
+struct Cli {
+    /// TOML configuration file (layered: defaults → file → environment; see README).
+    #[arg(long, short, global = true, env = "ATLASMESH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "json", env = "ATLASMESH_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Everything in one process: migrations, the pipelines and the query API.
+    Run(RunArgs),
+    /// Run pipelines (consumer group per pipeline; start more processes to spread partitions).
+    Worker(WorkerArgs),
+    /// Serve the query API.
+    Api,
+    /// Create databases, tables, topics and register the Avro schemas, then exit.
+    Migrate,
+    /// Produce simulated vehicle telemetry to the telemetry topic.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Pipelines to run, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "telemetry")]
+    pipelines: Vec<String>,
+    /// Skip migrations/topic creation/schema registration at start-up.
+    #[arg(long)]
+    no_prepare: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    fleets: u32,
+    #[arg(long, default_value_t = 10)]
+    vehicles_per_fleet: u32,
+    /// Stop after this many messages (0 = until interrupted).
+    #[arg(long, default_value_t = 0)]
+    events: u64,
+    /// Messages per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Event time starts now and advances with the wall clock (rate = one sample per vehicle per interval).
+    #[arg(long)]
+    realtime: bool,
+    /// Event-time start, epoch ms (default: the simulator's fixed start, or now with --realtime).
+    #[arg(long)]
+    start_ms: Option<i64>,
+    /// Sample period per vehicle, ms.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: i64,
+    /// Probability per sample of an out-of-order emission.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order: f64,
+    /// Probability per sample of a duplicate.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Probability per sample of malformed bytes.
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    /// Probability per sample of invalid values (NaN, negative energy, far future).
+    #[arg(long, default_value_t = 0.0)]
+    invalid: f64,
+    /// Probability per sample of an extra event far beyond the allowed lateness.
+    #[arg(long, default_value_t = 0.0)]
+    too_late: f64,
+    /// Probability per vehicle step of going silent and later uploading a backlog.
+    #[arg(long, default_value_t = 0.0)]
+    backlog: f64,
+}
+
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("Shutdown requested.");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_metrics(listen: String, handle: metrics_exporter_prometheus::PrometheusHandle) -> anyhow::Result<()> {
+    let app = axum::Router::new().route("/metrics", axum::routing::get(move || {
+        let h = handle.clone();
+        async move { h.render() }
+    }));
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(listen = %listen, "Worker metrics listening.");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    cfg.validate().context("invalid configuration")?;
+    let cfg = Arc::new(cfg);
+    match cli.cmd {
+        Cmd::Migrate => {
+            atlasmesh_pipelines::prepare(&cfg).await?;
+            tracing::info!("Migrations applied.");
+        }
+        Cmd::Worker(w) => {
+            let handle = install_metrics()?;
+            if let Some(listen) = cfg.runner.metrics_listen.clone() {
+                tokio::spawn(serve_metrics(listen, handle));
+            }
+            if !w.no_prepare {
+                atlasmesh_pipelines::prepare(&cfg).await?;
+            }
+            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown_signal()).await?;
+        }
+        Cmd::Api => {
+            let handle = install_metrics()?;
+            let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
+            let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
+            atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown_signal())).await?;
+        }
+        Cmd::Run(r) => {
+            let handle = install_metrics()?;
+            if !r.worker.no_prepare {
+                atlasmesh_pipelines::prepare(&cfg).await?;
+            }
+            let shutdown = shutdown_signal();
+            let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
+            let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
+            let api = tokio::spawn({
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                async move { atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(sd)).await }
+            });
+            atlasmesh_pipelines::run_pipelines(cfg.clone(), &r.worker.pipelines, shutdown).await?;
+            api.await??;
+        }
+        Cmd::Simulate(s) => {
+            let mut sim = atlasmesh_simulator::SimConfig {
+                seed: s.seed,
+                fleets: s.fleets,
+                vehicles_per_fleet: s.vehicles_per_fleet,
+                interval_ms: s.interval_ms,
+                out_of_order_pct: s.out_of_order,
+                duplicate_pct: s.duplicate,
+                malformed_pct: s.malformed,
+                invalid_pct: s.invalid,
+                late_pct: s.too_late,
+                offline_backlog_pct: s.backlog,
+                ..Default::default()
+            };
+            let mut rate = s.rate;
+            if s.realtime {
+                sim.start_ms = atlasmesh_pipelines::telemetry::now_ms();
+                if rate == 0 {
+                    rate = (u64::from(s.fleets) * u64::from(s.vehicles_per_fleet) * 1000 / s.interval_ms.max(1) as u64).max(1);
+                }
+            }
+            if let Some(start) = s.start_ms {
+                sim.start_ms = start;
+            }
+            let opts = atlasmesh::produce::ProduceOptions { sim, events: s.events, rate, progress: true };
+            let n = tokio::select! {
+                n = atlasmesh::produce::run(&cfg, opts) => n?,
+                _ = wait_true(shutdown_signal()) => 0,
+            };
+            eprintln!("simulate: done, {n} messages produced");
+        }
+    }
+    Ok(())
+}

@@ -66,7 +66,7 @@ impl Codec {
         SubjectNameStrategy::TopicNameStrategyWithSchema(
             topic.to_string(),
             false,
-            SuppliedSchema::new(kind.schema().to_string()),
+            SuppliedSchema::new(None, SchemaType::Avro, kind.schema().to_string()),
         )
     }
 
@@ -75,8 +75,7 @@ impl Codec {
         let mut out = Vec::new();
         for kind in SchemaKind::ALL {
             let subject = format!("{}-value", kind.topic(topics));
-            let mut schema = SuppliedSchema::new(kind.schema().to_string());
-            schema.schema_type = SchemaType::Avro;
+            let schema = SuppliedSchema::new(None, SchemaType::Avro, kind.schema().to_string());
             let reg = post_schema(&self.settings, subject.clone(), schema).await?;
             out.push((subject, reg.id));
         }

@@ -103,7 +103,7 @@ pub struct DeadLetterRecord {
 
 /// Avro `["null","bytes"]` through serde: apache-avro needs bytes serialised as bytes.
 mod opt_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
@@ -159,7 +159,6 @@ mod opt_bytes {
                 d.deserialize_bytes(V).map(Some)
             }
         }
-        let _ = Deserialize::deserialize; // keep the trait import used
         d.deserialize_option(O)
     }
 }

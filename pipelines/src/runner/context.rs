@@ -1,0 +1,64 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use atlasmesh_core::metric_names as m;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
+use tracing::info;
+
+/// Consumer context: records revoked partitions for the runner loop and publishes consumer lag
+/// (high watermark − checkpointed offset) per partition from librdkafka statistics.
+pub struct RunnerContext {
+    pipeline: String,
+    revoked: Mutex<Vec<i32>>,
+    checkpointed: Mutex<HashMap<i32, i64>>,
+}
+
+impl RunnerContext {
+    pub fn new(pipeline: &str) -> Self {
+        RunnerContext { pipeline: pipeline.to_string(), revoked: Mutex::new(Vec::new()), checkpointed: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().expect("lock"))
+    }
+
+    pub fn set_checkpointed(&self, partition: i32, next_offset: i64) {
+        self.checkpointed.lock().expect("lock").insert(partition, next_offset);
+    }
+}
+
+impl ClientContext for RunnerContext {
+    fn stats(&self, stats: Statistics) {
+        let checkpointed = self.checkpointed.lock().expect("lock").clone();
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.hi_offset < 0 {
+                    continue;
+                }
+                let Some(done) = checkpointed.get(partition) else { continue };
+                let lag = (p.hi_offset - done).max(0);
+                metrics::gauge!(m::CONSUMER_LAG, "pipeline" => self.pipeline.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RunnerContext {
+    fn pre_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                info!(pipeline = %self.pipeline, partitions = ?parts, "Partitions revoked.");
+                self.revoked.lock().expect("lock").extend(parts);
+            }
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                info!(pipeline = %self.pipeline, partitions = ?parts, "Partitions assigned.");
+            }
+            Rebalance::Error(e) => tracing::warn!(pipeline = %self.pipeline, error = %e, "Rebalance error."),
+        }
+    }
+}

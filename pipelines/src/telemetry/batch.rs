@@ -1,0 +1,83 @@
+use atlasmesh_core::config::Topics;
+use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
+use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
+use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
+use atlasmesh_sinks::redis::{RedisBatch, RedisSink};
+use atlasmesh_sinks::{Error, Result};
+
+use super::now_ms;
+
+/// Outputs gathered since the last checkpoint. `flush` writes them in order ClickHouse →
+/// Redis → Kafka, remembering which stages are done so a retry does not repeat them.
+#[derive(Default)]
+pub struct TelemetryBatch {
+    pub consumed: usize,
+    pub raw: Vec<RawTelemetryRow>,
+    pub vehicle_rows: Vec<VehicleWindowRow>,
+    pub fleet_rows: Vec<FleetPartialRow>,
+    pub redis: RedisBatch,
+    pub metrics: Vec<WindowMetricsRecord>,
+    pub dlq: Vec<DeadLetterRecord>,
+    clickhouse_done: bool,
+    redis_done: bool,
+}
+
+impl TelemetryBatch {
+    pub(super) async fn flush(
+        &mut self,
+        ch: &ClickHouseSink,
+        redis: &RedisSink,
+        producer: &KafkaProducer,
+        codec: &Codec,
+        topics: &Topics,
+    ) -> Result<()> {
+        if !self.clickhouse_done {
+            let now = now_ms();
+            for r in &mut self.raw {
+                r.ingested_at_ms = now;
+            }
+            for r in &mut self.vehicle_rows {
+                r.emitted_at_ms = now;
+            }
+            for r in &mut self.fleet_rows {
+                r.emitted_at_ms = now;
+            }
+            ch.write_raw(&self.raw).await?;
+            ch.write_vehicle_windows(&self.vehicle_rows).await?;
+            ch.write_fleet_partials(&self.fleet_rows).await?;
+            self.clickhouse_done = true;
+        }
+        if !self.redis_done {
+            redis.write(&self.redis).await?;
+            self.redis_done = true;
+        }
+        let mut records = Vec::with_capacity(self.metrics.len() + self.dlq.len());
+        for r in &self.metrics {
+            let payload = codec
+                .encode(&topics.metrics, SchemaKind::Metrics, r)
+                .await
+                .map_err(|e| Error::Other(format!("encoding metrics record: {e}")))?;
+            records.push(OutRecord { topic: topics.metrics.clone(), key: Some(r.fleet_id.clone().into_bytes()), payload, headers: vec![] });
+        }
+        for d in &self.dlq {
+            let payload = codec
+                .encode(&topics.dlq, SchemaKind::Dlq, d)
+                .await
+                .map_err(|e| Error::Other(format!("encoding dead letter: {e}")))?;
+            records.push(OutRecord {
+                topic: topics.dlq.clone(),
+                key: d.original_key.clone(),
+                payload,
+                headers: vec![
+                    ("error".into(), d.error.clone().into_bytes()),
+                    ("reason".into(), d.reason.as_str().as_bytes().to_vec()),
+                    ("source.topic".into(), d.source_topic.clone().into_bytes()),
+                    ("source.partition".into(), d.source_partition.to_string().into_bytes()),
+                    ("source.offset".into(), d.source_offset.to_string().into_bytes()),
+                ],
+            });
+        }
+        producer.send_all("kafka", &records).await?;
+        Ok(())
+    }
+}

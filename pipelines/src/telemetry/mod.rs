@@ -1,0 +1,174 @@
+//! The telemetry pipeline: raw rows, per-vehicle event-time windows, fleet partials, latest
+//! values, closed windows to `fleet.metrics.v1`, bad input to `fleet.dlq.v1`.
+
+mod batch;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use atlasmesh_core::config::{Config, Topics};
+use atlasmesh_core::keys::FleetPartialKpi;
+use atlasmesh_core::metric_names as m;
+use atlasmesh_core::telemetry::{validate, ValidationLimits};
+use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
+use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, DecodeError, WindowMetricsRecord};
+use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
+use atlasmesh_sinks::kafka::KafkaProducer;
+use atlasmesh_sinks::redis::RedisSink;
+
+pub use batch::TelemetryBatch;
+
+use crate::runner::{InMessage, Pipeline, RetryLater};
+
+pub const NAME: &str = "telemetry";
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub struct TelemetryPipeline {
+    codec: Codec,
+    params: WindowParams,
+    limits: ValidationLimits,
+    topics: Topics,
+    clickhouse: ClickHouseSink,
+    redis: RedisSink,
+    producer: KafkaProducer,
+}
+
+impl TelemetryPipeline {
+    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let limits = ValidationLimits { max_future_ms: cfg.telemetry.max_future_ms, ..ValidationLimits::default() };
+        Ok(TelemetryPipeline {
+            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            params: WindowParams::from(&cfg.telemetry),
+            limits,
+            topics: cfg.topics.clone(),
+            clickhouse: ClickHouseSink::new(&cfg.clickhouse),
+            redis: RedisSink::connect(&cfg.redis.url, &cfg.redis.key_prefix).await?,
+            producer: KafkaProducer::new(&cfg.kafka)?,
+        })
+    }
+
+    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut TelemetryBatch) {
+        metrics::counter!(m::DLQ_MESSAGES, "pipeline" => NAME, "reason" => reason.as_str()).increment(1);
+        batch.dlq.push(DeadLetterRecord {
+            source_topic: msg.topic.clone(),
+            source_partition: msg.partition,
+            source_offset: msg.offset,
+            pipeline: NAME.into(),
+            reason,
+            error,
+            original_key: msg.key.clone(),
+            original_value: msg.payload.clone(),
+            failed_at_ms: now_ms(),
+        });
+    }
+
+    fn push_results(&self, partition: i32, results: Vec<WindowResult>, batch: &mut TelemetryBatch) {
+        if results.is_empty() {
+            return;
+        }
+        metrics::counter!(m::WINDOWS_EMITTED, "pipeline" => NAME).increment(results.len() as u64);
+        for r in results {
+            batch.metrics.push(WindowMetricsRecord::from_result(&r, partition));
+            match r.scope {
+                WindowScope::Vehicle => batch.vehicle_rows.push(VehicleWindowRow::from_result(&r, partition)),
+                WindowScope::FleetPartial => {
+                    batch.fleet_rows.push(FleetPartialRow::from_result(&r, partition));
+                    batch.redis.fleet_partials.insert(
+                        (r.fleet_id.clone(), r.window_start_ms, partition),
+                        FleetPartialKpi {
+                            window_start_ms: r.window_start_ms,
+                            window_end_ms: r.window_end_ms,
+                            source_partition: partition,
+                            version: r.version,
+                            counters: r.counters,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Pipeline for TelemetryPipeline {
+    type State = PartitionWindows;
+    type Batch = TelemetryBatch;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn topic(&self) -> &str {
+        &self.topics.telemetry
+    }
+
+    async fn handle(&self, state: &mut PartitionWindows, msg: &InMessage, batch: &mut TelemetryBatch) -> Result<(), RetryLater> {
+        batch.redis.window_ms = self.params.window_ms;
+        batch.consumed += 1;
+        let Some(payload) = msg.payload.as_deref() else {
+            self.dead_letter(msg, DeadLetterReason::Undecodable, "empty payload (tombstone)".into(), batch);
+            return Ok(());
+        };
+        let ev = match self.codec.decode_telemetry(payload).await {
+            Ok(ev) => ev,
+            Err(DecodeError::Unavailable(e)) => return Err(RetryLater(e)),
+            Err(e @ DecodeError::UnknownSchema { .. }) => {
+                self.dead_letter(msg, DeadLetterReason::UnknownSchema, e.to_string(), batch);
+                return Ok(());
+            }
+            Err(e) => {
+                self.dead_letter(msg, DeadLetterReason::Undecodable, e.to_string(), batch);
+                return Ok(());
+            }
+        };
+        if let Err(e) = validate(&ev, now_ms(), &self.limits) {
+            self.dead_letter(msg, DeadLetterReason::Invalid, e.to_string(), batch);
+            return Ok(());
+        }
+        let mut results = Vec::new();
+        match state.ingest(&self.params, &ev, &mut results) {
+            Ingest::Accepted { late, newest } => {
+                metrics::counter!(m::EVENTS_ACCEPTED, "pipeline" => NAME).increment(1);
+                if late {
+                    metrics::counter!(m::EVENTS_LATE_ACCEPTED, "pipeline" => NAME).increment(1);
+                }
+                batch.raw.push(RawTelemetryRow::from_event(&ev, msg.partition, msg.offset));
+                if newest {
+                    batch.redis.latest.insert(ev.vehicle_id.clone(), ev);
+                }
+            }
+            Ingest::Duplicate => {
+                metrics::counter!(m::EVENTS_DUPLICATE, "pipeline" => NAME).increment(1);
+            }
+            Ingest::TooLate { closed_until_ms } => {
+                let behind = closed_until_ms - ev.ts_ms;
+                self.dead_letter(
+                    msg,
+                    DeadLetterReason::Late,
+                    format!(
+                        "event time {} is {} ms behind the closed window frontier {}, beyond the allowed lateness of {} ms",
+                        ev.ts_ms, behind, closed_until_ms, self.params.allowed_lateness_ms
+                    ),
+                    batch,
+                );
+            }
+        }
+        self.push_results(msg.partition, results, batch);
+        Ok(())
+    }
+
+    fn on_idle(&self, state: &mut PartitionWindows, partition: i32, batch: &mut TelemetryBatch) {
+        let mut results = Vec::new();
+        state.flush_idle(&self.params, &mut results);
+        self.push_results(partition, results, batch);
+    }
+
+    async fn flush(&self, batch: &mut TelemetryBatch) -> atlasmesh_sinks::Result<()> {
+        batch.flush(&self.clickhouse, &self.redis, &self.producer, &self.codec, &self.topics).await
+    }
+
+    fn batch_len(&self, batch: &TelemetryBatch) -> usize {
+        batch.consumed
+    }
+}
