@@ -235,7 +235,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("ATLASMESH_").split("__"));
+        // Only nested keys: ATLASMESH_CONFIG and ATLASMESH_LOG_FORMAT belong to the CLI.
+        fig = fig.merge(Env::prefixed("ATLASMESH_").filter(|k| k.as_str().contains("__")).split("__"));
         for (var, key) in PLAIN_ENV {
             let key: &'static str = key;
             fig = fig.merge(Env::raw().only(&[var]).map(move |_| key.into()));

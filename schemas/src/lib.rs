@@ -8,7 +8,9 @@ mod codec;
 mod records;
 
 pub use codec::{Codec, DecodeError};
-pub use records::{CommandRecord, CommandResultRecord, DeadLetterReason, DeadLetterRecord, WindowMetricsRecord};
+pub use records::{
+    CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, MetricsScope, WindowMetricsRecord,
+};
 
 /// Which topic a schema belongs to (the default topic names of `atlasmesh_core::config::Topics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,17 @@
 use atlasmesh_core::window::{WindowResult, WindowScope};
 use serde::{Deserialize, Serialize};
 
+/// Avro enum `WindowScope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsScope {
+    Vehicle,
+    FleetPartial,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowMetricsRecord {
-    pub scope: String,
+    pub scope: MetricsScope,
     pub fleet_id: String,
     pub vehicle_id: String,
     pub source_partition: i32,
@@ -36,8 +44,8 @@ impl WindowMetricsRecord {
         let c = &r.counters;
         WindowMetricsRecord {
             scope: match r.scope {
-                WindowScope::Vehicle => "vehicle".into(),
-                WindowScope::FleetPartial => "fleet_partial".into(),
+                WindowScope::Vehicle => MetricsScope::Vehicle,
+                WindowScope::FleetPartial => MetricsScope::FleetPartial,
             },
             fleet_id: r.fleet_id.clone(),
             vehicle_id: r.vehicle_id.clone(),
@@ -177,8 +185,16 @@ pub struct CommandRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandResultRecord {
     pub command_id: String,
-    pub status: String,
+    pub status: CommandStatus,
     pub reason: Option<String>,
     pub entity_id: Option<String>,
     pub applied_at_ms: i64,
+}
+
+/// Avro enum `CommandStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    Applied,
+    Rejected,
 }

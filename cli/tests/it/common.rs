@@ -1,0 +1,237 @@
+//! Per-test isolation (own topics, consumer groups, ClickHouse database, Redis prefix) and
+//! helpers to drive the real `atlasmesh` binary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atlasmesh_core::config::Config;
+use atlasmesh_core::window::Counters;
+use atlasmesh_schemas::Codec;
+use atlasmesh_simulator::Emitted;
+use atlasmesh_sinks::kafka::KafkaProducer;
+use serde::Deserialize;
+
+pub struct TestEnv {
+    pub cfg: Config,
+    pub log_dir: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new(test: &str) -> TestEnv {
+        let unique = format!(
+            "{test}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000
+        );
+        let mut cfg = Config::load(None).expect("config from env");
+        if std::env::var("CLICKHOUSE_VALIDATION").is_err() {
+            cfg.clickhouse.validation = false; // the stack's server is 18.16
+        }
+        cfg.clickhouse.database = format!("it_{unique}");
+        let t = &mut cfg.topics;
+        for (slot, name) in [
+            (&mut t.telemetry, "telemetry"),
+            (&mut t.metrics, "metrics"),
+            (&mut t.dlq, "dlq"),
+            (&mut t.alerts, "alerts"),
+            (&mut t.commands, "commands"),
+            (&mut t.command_results, "command-results"),
+            (&mut t.mission_events, "mission-events"),
+            (&mut t.resource_events, "resource-events"),
+        ] {
+            *slot = format!("it.{unique}.{name}");
+        }
+        cfg.kafka.group_prefix = format!("it.{unique}");
+        cfg.redis.key_prefix = format!("it:{unique}");
+        cfg.postgres.url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/atlasmesh_it".into());
+        cfg.telemetry.idle_flush_ms = 1_500;
+        cfg.runner.checkpoint_interval_ms = 500;
+        let log_dir = std::env::temp_dir().join(format!("atlasmesh-it-{unique}"));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        TestEnv { cfg, log_dir }
+    }
+
+    /// Environment that makes the binary use this test's isolated config.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        let c = &self.cfg;
+        let t = &c.topics;
+        vec![
+            ("KAFKA_BROKERS".into(), c.kafka.brokers.clone()),
+            ("SCHEMA_REGISTRY_URL".into(), c.schema_registry.url.clone()),
+            ("CLICKHOUSE_URL".into(), c.clickhouse.url.clone()),
+            ("CLICKHOUSE_DATABASE".into(), c.clickhouse.database.clone()),
+            ("CLICKHOUSE_VALIDATION".into(), c.clickhouse.validation.to_string()),
+            ("DATABASE_URL".into(), c.postgres.url.clone()),
+            ("REDIS_URL".into(), c.redis.url.clone()),
+            ("REDIS_KEY_PREFIX".into(), c.redis.key_prefix.clone()),
+            ("ATLASMESH_KAFKA__GROUP_PREFIX".into(), c.kafka.group_prefix.clone()),
+            ("ATLASMESH_TOPICS__TELEMETRY".into(), t.telemetry.clone()),
+            ("ATLASMESH_TOPICS__METRICS".into(), t.metrics.clone()),
+            ("ATLASMESH_TOPICS__DLQ".into(), t.dlq.clone()),
+            ("ATLASMESH_TOPICS__ALERTS".into(), t.alerts.clone()),
+            ("ATLASMESH_TOPICS__COMMANDS".into(), t.commands.clone()),
+            ("ATLASMESH_TOPICS__COMMAND_RESULTS".into(), t.command_results.clone()),
+            ("ATLASMESH_TOPICS__MISSION_EVENTS".into(), t.mission_events.clone()),
+            ("ATLASMESH_TOPICS__RESOURCE_EVENTS".into(), t.resource_events.clone()),
+            ("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(), c.telemetry.idle_flush_ms.to_string()),
+            ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS".into(), c.runner.checkpoint_interval_ms.to_string()),
+            ("ATLASMESH_LOG_FORMAT".into(), "json".into()),
+        ]
+    }
+
+    /// `atlasmesh migrate` with this env (databases, tables, topics, schemas).
+    pub fn migrate(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_atlasmesh")).arg("migrate").envs(self.envs()).output().unwrap();
+        assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts a worker process; its log goes to `<log_dir>/worker-<n>.log`.
+    pub fn spawn_worker(&self, n: usize) -> Child {
+        let log = std::fs::File::create(self.log_dir.join(format!("worker-{n}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
+            .args(["worker", "--no-prepare"])
+            .envs(self.envs())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub async fn produce(&self, items: &[Emitted]) {
+        let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
+        let records = atlasmesh::produce::encode(&codec, &self.cfg.topics.telemetry, items).await.unwrap();
+        let producer = KafkaProducer::new(&self.cfg.kafka).unwrap();
+        for chunk in records.chunks(20_000) {
+            producer.send_all("kafka", chunk).await.unwrap();
+        }
+    }
+
+    pub async fn telemetry_schema_id(&self) -> u32 {
+        let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
+        atlasmesh::produce::telemetry_schema_id(&codec, &self.cfg).await.unwrap()
+    }
+
+    pub async fn pg(&self) -> sqlx::PgPool {
+        atlasmesh_sinks::postgres::connect(&self.cfg.postgres.url, 2).await.unwrap()
+    }
+
+    /// Sum of the checkpointed next offsets of the telemetry topic (= messages fully processed).
+    pub async fn checkpointed(&self, pg: &sqlx::PgPool) -> i64 {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT sum(next_offset)::bigint FROM stream_checkpoints WHERE pipeline = 'telemetry' AND topic = $1")
+            .bind(&self.cfg.topics.telemetry)
+            .fetch_one(pg)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    pub async fn wait_checkpointed(&self, pg: &sqlx::PgPool, expected: i64, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let got = self.checkpointed(pg).await;
+            if got >= expected {
+                assert_eq!(got, expected, "checkpointed offsets overshoot");
+                return;
+            }
+            assert!(started.elapsed() < timeout, "only {got}/{expected} messages checkpointed after {timeout:?}; logs in {}", self.log_dir.display());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Runs a query on this test's ClickHouse database and parses JSONEachRow.
+    pub async fn ch_rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Vec<T> {
+        let url = format!(
+            "{}/?database={}&output_format_json_quote_64bit_integers=0",
+            self.cfg.clickhouse.url.trim_end_matches('/'),
+            self.cfg.clickhouse.database
+        );
+        let body = reqwest::Client::new()
+            .post(url)
+            .body(format!("{sql} FORMAT JSONEachRow"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    }
+
+    pub async fn vehicle_windows(&self) -> BTreeMap<(String, i64), Counters> {
+        #[derive(Deserialize)]
+        struct Row {
+            vehicle_id: String,
+            window_start_ms: i64,
+            #[serde(flatten)]
+            c: Counters,
+        }
+        let rows: Vec<Row> = self.ch_rows("SELECT * FROM vehicle_window_metrics FINAL").await;
+        rows.into_iter().map(|r| ((r.vehicle_id, r.window_start_ms), r.c)).collect()
+    }
+
+    pub async fn fleet_windows(&self) -> BTreeMap<(String, i64), Counters> {
+        #[derive(Deserialize)]
+        struct Row {
+            fleet_id: String,
+            window_start_ms: i64,
+            #[serde(flatten)]
+            c: Counters,
+        }
+        let rows: Vec<Row> = self.ch_rows("SELECT * FROM fleet_window_metrics").await;
+        rows.into_iter().map(|r| ((r.fleet_id, r.window_start_ms), r.c)).collect()
+    }
+
+    pub async fn raw_count(&self) -> u64 {
+        #[derive(Deserialize)]
+        struct N {
+            n: u64,
+        }
+        self.ch_rows::<N>("SELECT count() AS n FROM telemetry_raw FINAL").await[0].n
+    }
+
+    /// Polls until ClickHouse holds exactly the expected windows (idle flush and merges are
+    /// asynchronous), then asserts equality with a readable diff.
+    pub async fn assert_windows(
+        &self,
+        want_vehicle: &BTreeMap<(String, i64), Counters>,
+        want_fleet: &BTreeMap<(String, i64), Counters>,
+        timeout: Duration,
+    ) {
+        let started = Instant::now();
+        loop {
+            let (v, f) = (self.vehicle_windows().await, self.fleet_windows().await);
+            if (&v == want_vehicle && &f == want_fleet) || started.elapsed() > timeout {
+                assert_eq!(v.len(), want_vehicle.len(), "vehicle window count; logs in {}", self.log_dir.display());
+                for (k, want) in want_vehicle {
+                    assert_eq!(v.get(k), Some(want), "vehicle window {k:?}");
+                }
+                assert_eq!(f.len(), want_fleet.len(), "fleet window count");
+                for (k, want) in want_fleet {
+                    assert_eq!(f.get(k), Some(want), "fleet window {k:?}");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Kills the child hard and reaps it.
+pub fn sigkill(child: &mut Child) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Stops the child gracefully (SIGTERM) and waits.
+pub fn sigterm(child: &mut Child) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = child.wait();
+}

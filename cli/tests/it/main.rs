@@ -1,0 +1,9 @@
+//! Integration tests of the whole telemetry path against the real stack (`scripts/stack up`):
+//! Tansu, ClickHouse 18.16, PostgreSQL, Redis and the schema registry stand-in.
+
+mod common;
+mod reference;
+
+mod clickhouse_outage;
+mod crash_recovery;
+mod end_to_end;
