@@ -34,6 +34,34 @@ enum Cmd {
     Migrate,
     /// Produce simulated vehicle telemetry to the telemetry topic.
     Simulate(SimulateArgs),
+    /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
+    /// event→ClickHouse latency. Progress on stderr, JSON summary on stdout.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Messages to produce for the throughput phases.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    #[arg(long, default_value_t = 5)]
+    fleets: u32,
+    #[arg(long, default_value_t = 20)]
+    vehicles_per_fleet: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Messages per second in the latency phase (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    latency_rate: u64,
+    /// Duration of the latency phase, seconds.
+    #[arg(long, default_value_t = 20)]
+    latency_secs: u64,
+    /// Give up a phase after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+    /// Drop the bench ClickHouse database afterwards (topics and checkpoint rows stay).
+    #[arg(long)]
+    drop_database: bool,
 }
 
 #[derive(Args)]
@@ -203,6 +231,20 @@ async fn main() -> anyhow::Result<()> {
                 _ = wait_true(shutdown_signal()) => 0,
             };
             eprintln!("simulate: done, {n} messages produced");
+        }
+        Cmd::Bench(b) => {
+            let opts = atlasmesh::bench::BenchOptions {
+                events: b.events,
+                fleets: b.fleets,
+                vehicles_per_fleet: b.vehicles_per_fleet,
+                seed: b.seed,
+                latency_rate: b.latency_rate,
+                latency_secs: b.latency_secs,
+                timeout: std::time::Duration::from_secs(b.timeout_secs),
+                drop_database: b.drop_database,
+            };
+            let summary = atlasmesh::bench::run(&cfg, opts).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
         }
     }
     Ok(())

@@ -38,6 +38,19 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u32,
     /// Extra librdkafka properties applied to every client.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// `group`: partitions are spread by the consumer group (Kafka, Redpanda). `manual`: the
+    /// worker assigns itself `assigned_partitions` (all when empty) without group membership;
+    /// offsets live in PostgreSQL either way. Use `manual` with brokers whose group
+    /// coordinator does not evict crashed members (Tansu 0.6).
+    pub assignment: Assignment,
+    pub assigned_partitions: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    Group,
+    Manual,
 }
 
 impl Default for KafkaConfig {
@@ -48,6 +61,8 @@ impl Default for KafkaConfig {
             partitions: 4,
             fetch_wait_max_ms: 10,
             properties: Default::default(),
+            assignment: Assignment::Group,
+            assigned_partitions: Vec::new(),
         }
     }
 }

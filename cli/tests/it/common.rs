@@ -78,6 +78,7 @@ impl TestEnv {
             ("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(), c.telemetry.idle_flush_ms.to_string()),
             ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS".into(), c.runner.checkpoint_interval_ms.to_string()),
             ("ATLASMESH_LOG_FORMAT".into(), "json".into()),
+            ("ATLASMESH_KAFKA__ASSIGNMENT".into(), "manual".into()),
         ]
     }
 

@@ -13,15 +13,21 @@ pub struct RunnerContext {
     pipeline: String,
     revoked: Mutex<Vec<i32>>,
     checkpointed: Mutex<HashMap<i32, i64>>,
+    high_watermarks: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl RunnerContext {
     pub fn new(pipeline: &str) -> Self {
-        RunnerContext { pipeline: pipeline.to_string(), revoked: Mutex::new(Vec::new()), checkpointed: Mutex::new(HashMap::new()) }
+        RunnerContext { pipeline: pipeline.to_string(), revoked: Mutex::new(Vec::new()), checkpointed: Mutex::new(HashMap::new()), high_watermarks: Mutex::new(HashMap::new()) }
     }
 
     pub fn take_revoked(&self) -> Vec<i32> {
         std::mem::take(&mut *self.revoked.lock().expect("lock"))
+    }
+
+    /// The partition's high watermark as of the last statistics report (refreshed every second).
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.high_watermarks.lock().expect("lock").get(&(topic.to_string(), partition)).copied()
     }
 
     pub fn set_checkpointed(&self, partition: i32, next_offset: i64) {
@@ -37,6 +43,7 @@ impl ClientContext for RunnerContext {
                 if *partition < 0 || p.hi_offset < 0 {
                     continue;
                 }
+                self.high_watermarks.lock().expect("lock").insert((topic.clone(), *partition), p.hi_offset);
                 let Some(done) = checkpointed.get(partition) else { continue };
                 let lag = (p.hi_offset - done).max(0);
                 metrics::gauge!(m::CONSUMER_LAG, "pipeline" => self.pipeline.clone(), "topic" => topic.clone(), "partition" => partition.to_string())

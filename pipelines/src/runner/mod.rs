@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atlasmesh_core::config::Config;
+use atlasmesh_core::config::{Assignment, Config};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -122,11 +122,14 @@ pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Rece
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "1000");
     let consumer: StreamConsumer<RunnerContext> = cc.create_with_context(ctx)?;
-    consumer.subscribe(&[p.topic()])?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
     let store = CheckpointStore::new(pool, p.name());
+    match cfg.kafka.assignment {
+        Assignment::Group => consumer.subscribe(&[p.topic()])?,
+        Assignment::Manual => assign_manually(&consumer, &store, p.topic(), &cfg.kafka.assigned_partitions).await?,
+    }
     info!(pipeline = %p.name(), topic = %p.topic(), group = %group, "Pipeline started.");
     let mut r = Runner {
         p,
@@ -174,6 +177,36 @@ pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Rece
             },
         }
     }
+}
+
+/// Assigns `partitions` (all of the topic's when empty) starting at their checkpoints.
+async fn assign_manually(
+    consumer: &StreamConsumer<RunnerContext>,
+    store: &CheckpointStore,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<()> {
+    let partitions: Vec<i32> = if partitions.is_empty() {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| anyhow::anyhow!("topic {topic} not found"))?;
+        t.partitions().iter().map(|p| p.id()).collect()
+    } else {
+        partitions.to_vec()
+    };
+    if partitions.is_empty() {
+        anyhow::bail!("topic {topic} has no partitions");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let offset = match store.load(topic, *p).await? {
+            Some(c) => Offset::Offset(c.next_offset),
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(topic, *p, offset)?;
+    }
+    consumer.assign(&tpl)?;
+    info!(topic, partitions = ?partitions, "Partitions assigned manually (no consumer group membership).");
+    Ok(())
 }
 
 impl<P: Pipeline> Runner<'_, P> {
@@ -316,8 +349,19 @@ impl<P: Pipeline> Runner<'_, P> {
     fn check_idle(&mut self) {
         let idle = Duration::from_millis(self.cfg.telemetry.idle_flush_ms);
         let p = self.p.clone();
+        let topic = p.topic().to_string();
         for (partition, st) in self.parts.iter_mut() {
-            if !st.idle_flushed && st.last_msg.elapsed() >= idle {
+            if st.idle_flushed || st.last_msg.elapsed() < idle {
+                continue;
+            }
+            // Idle means caught up, not merely starved while other partitions are consumed:
+            // the cached high watermark must be reached.
+            let caught_up = self
+                .consumer
+                .context()
+                .high_watermark(&topic, *partition)
+                .is_some_and(|high| st.next_offset >= high);
+            if caught_up {
                 p.on_idle(&mut st.state, *partition, &mut self.batch);
                 st.idle_flushed = true;
                 st.dirty = true;
