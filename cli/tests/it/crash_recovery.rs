@@ -34,8 +34,15 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills = 0;
     let mut worker = env.spawn_worker(0);
-    for n in 1..=5 {
-        let delay = Duration::from_millis(rng.gen_range(1_500..5_000));
+    let mut last = 0;
+    for n in 1..=4 {
+        // Kill only after the restarted worker made durable progress, at a random moment
+        // inside its next batch.
+        let started = std::time::Instant::now();
+        while env.checkpointed(&pg).await <= last && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let delay = Duration::from_millis(rng.gen_range(0..1_500));
         tokio::time::sleep(delay).await;
         let progress = env.checkpointed(&pg).await;
         if progress >= total {
@@ -43,10 +50,11 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         }
         sigkill(&mut worker);
         kills += 1;
-        eprintln!("crash test (seed {seed}): SIGKILL #{kills} after {delay:?} at {progress}/{total} checkpointed");
+        last = env.checkpointed(&pg).await;
+        eprintln!("crash test (seed {seed}): SIGKILL #{kills} {delay:?} after a checkpoint, at {progress}/{total} checkpointed");
         worker = env.spawn_worker(n);
     }
-    assert!(kills >= 3, "the run finished before three kills landed mid-run (seed {seed}); logs in {}", env.log_dir.display());
+    assert!(kills >= 3 && last > 0, "the run finished before three kills landed mid-run (seed {seed}); logs in {}", env.log_dir.display());
     env.wait_checkpointed(&pg, total, Duration::from_secs(300)).await;
     env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60)).await;
     assert_eq!(env.raw_count().await, counted.len() as u64);
