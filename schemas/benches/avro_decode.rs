@@ -52,6 +52,9 @@ fn bench(c: &mut Criterion) {
     let via_codec = rt.block_on(codec.decode_telemetry(&bytes)).expect("decode");
     assert_eq!(via_codec, ev);
     let schema = SchemaKind::Telemetry.parsed();
+    // `from_avro_datum` is deprecated in apache-avro 0.22 (in favour of GenericDatumReader) but
+    // is still the plainest "bytes + schema → Value" call, which is what the baseline is for.
+    #[allow(deprecated)]
     let plain = |b: &[u8]| -> TelemetryEvent {
         let mut datum = &b[5..];
         let v = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("datum");

@@ -1,0 +1,96 @@
+//! Schema evolution and codec round trips, through schema_registry_converter against the
+//! registry stand-in (which checks compatibility with apache-avro).
+
+use atlasmesh_core::config::Topics;
+use atlasmesh_core::{TelemetryEvent, VehicleStatus};
+use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, DecodeError, SchemaKind};
+use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+
+fn with_field(schema: &str, field: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(schema).unwrap();
+    v["fields"].as_array_mut().unwrap().push(field);
+    v.to_string()
+}
+
+fn avro(s: String) -> SuppliedSchema {
+    SuppliedSchema::new(None, SchemaType::Avro, s)
+}
+
+#[tokio::test]
+async fn every_schema_evolves_backward_and_refuses_a_breaking_change() {
+    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral().await.unwrap();
+    let sr = SrSettings::new(url);
+    for kind in SchemaKind::ALL {
+        let subject = format!("{}-value", kind.topic(&Topics::default()));
+        let v1 = post_schema(&sr, subject.clone(), avro(kind.schema().into())).await.unwrap();
+        // Same schema again: same id.
+        let again = post_schema(&sr, subject.clone(), avro(kind.schema().into())).await.unwrap();
+        assert_eq!(again.id, v1.id, "{subject}");
+        // BACKWARD-compatible: a new optional field with a default.
+        let evolved = with_field(kind.schema(), serde_json::json!({"name": "note", "type": ["null", "string"], "default": null}));
+        let v2 = post_schema(&sr, subject.clone(), avro(evolved.clone())).await.unwrap();
+        assert_ne!(v2.id, v1.id, "{subject}: evolved schema registered as a new version");
+        // Breaking: a required field without default cannot read old data.
+        let breaking = with_field(&evolved, serde_json::json!({"name": "required_new", "type": "long"}));
+        let err = post_schema(&sr, subject.clone(), avro(breaking)).await.unwrap_err();
+        assert!(err.to_string().contains("409") || err.to_string().to_lowercase().contains("incompatible"), "{subject}: {err}");
+    }
+}
+
+fn event() -> TelemetryEvent {
+    TelemetryEvent {
+        event_id: "e-1".into(),
+        fleet_id: "fleet-001".into(),
+        vehicle_id: "f001-v0001".into(),
+        ts_ms: 1_767_225_600_000,
+        seq: 7,
+        lat: 52.52,
+        lon: 13.405,
+        speed_kph: 31.25,
+        odometer_km: 1234.567,
+        energy_pct: 81.5,
+        energy_used_kwh: 210.125,
+        status: VehicleStatus::OnMission,
+        mission_id: Some("m-1".into()),
+        zone_id: None,
+        payload_kg: 120.0,
+        fault_codes: vec!["E101".into()],
+    }
+}
+
+#[tokio::test]
+async fn codec_round_trips_and_classifies_bad_input() {
+    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral().await.unwrap();
+    let codec = Codec::new(&url).unwrap();
+    let topics = Topics::default();
+    codec.register_all(&topics).await.unwrap();
+    let bytes = codec.encode(&topics.telemetry, SchemaKind::Telemetry, &event()).await.unwrap();
+    assert_eq!(bytes[0], 0, "Confluent magic byte");
+    assert_eq!(codec.decode_telemetry(&bytes).await.unwrap(), event());
+
+    let dl = DeadLetterRecord {
+        source_topic: "t".into(),
+        source_partition: 3,
+        source_offset: 42,
+        pipeline: "telemetry".into(),
+        reason: DeadLetterReason::Late,
+        error: "too late".into(),
+        original_key: Some(b"k".to_vec()),
+        original_value: None,
+        failed_at_ms: 1,
+    };
+    let b = codec.encode(&topics.dlq, SchemaKind::Dlq, &dl).await.unwrap();
+    let (_, v) = codec.decode_value(&b).await.unwrap();
+    assert_eq!(apache_avro::from_value::<DeadLetterRecord>(&v).unwrap(), dl);
+
+    assert!(matches!(codec.decode_telemetry(b"{\"json\":1}").await, Err(DecodeError::Undecodable(_))));
+    let mut unknown = bytes.clone();
+    unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
+    assert!(matches!(codec.decode_telemetry(&unknown).await, Err(DecodeError::UnknownSchema { id: 999_999, .. })));
+    let truncated = &bytes[..bytes.len() / 2];
+    assert!(matches!(codec.decode_telemetry(truncated).await, Err(DecodeError::Undecodable(_))));
+    // A registry that is down is retriable, never a dead letter.
+    let down = Codec::new("http://127.0.0.1:9").unwrap();
+    assert!(down.decode_telemetry(&bytes).await.unwrap_err().is_retriable());
+}
