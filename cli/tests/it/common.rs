@@ -45,7 +45,9 @@ impl TestEnv {
         }
         cfg.kafka.group_prefix = format!("it.{unique}");
         cfg.redis.key_prefix = format!("it:{unique}");
-        cfg.postgres.url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/atlasmesh_it".into());
+        // Checkpoints of test topics stay out of the main job's database.
+        let base = cfg.postgres.url.rsplit_once('/').map_or(cfg.postgres.url.as_str(), |(b, _)| b).to_string();
+        cfg.postgres.url = format!("{base}/atlasmesh_it");
         cfg.telemetry.idle_flush_ms = 1_500;
         cfg.runner.checkpoint_interval_ms = 500;
         let log_dir = std::env::temp_dir().join(format!("atlasmesh-it-{unique}"));
