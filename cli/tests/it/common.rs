@@ -92,10 +92,16 @@ impl TestEnv {
 
     /// Starts a worker process; its log goes to `<log_dir>/worker-<n>.log`.
     pub fn spawn_worker(&self, n: usize) -> Child {
+        self.spawn_worker_with(n, &[])
+    }
+
+    /// Like `spawn_worker`, with extra environment overriding this test's config.
+    pub fn spawn_worker_with(&self, n: usize, extra: &[(&str, &str)]) -> Child {
         let log = std::fs::File::create(self.log_dir.join(format!("worker-{n}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
             .args(["worker", "--no-prepare"])
             .envs(self.envs())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

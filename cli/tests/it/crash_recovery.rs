@@ -60,3 +60,33 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     assert_eq!(env.raw_count().await, counted.len() as u64);
     sigterm(&mut worker);
 }
+
+/// A worker killed after consuming a partition to its end, before that partition went idle,
+/// must still close the partition's open windows after a restart although no message arrives
+/// for it any more (its state is loaded on assignment, not on the first message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_at_end_of_log_still_closes_open_windows() {
+    let env = TestEnv::new("endoflog");
+    env.migrate();
+    let sim_cfg = SimConfig { seed: 7, fleets: 2, vehicles_per_fleet: 5, ..SimConfig::default() };
+    let items = Simulator::new(sim_cfg).take(3_000);
+    let counted = valid_counted_events(&items);
+    let want_vehicle = reference::vehicle_windows(&counted);
+    let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
+    env.produce(&items).await;
+    let pg = env.pg().await;
+
+    // First run: never idle, so the last windows stay open in the checkpointed state.
+    let mut worker = env.spawn_worker_with(0, &[("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS", "3600000")]);
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    sigkill(&mut worker);
+    let open = want_vehicle.len().saturating_sub(env.vehicle_windows().await.len());
+    assert!(open > 0, "the scenario must end with open windows");
+
+    // Restart with idle flush on: nothing new is consumed, the open windows close.
+    let mut worker = env.spawn_worker(1);
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60)).await;
+    assert_eq!(env.checkpointed(&pg).await, items.len() as i64);
+    sigterm(&mut worker);
+}

@@ -161,6 +161,7 @@ pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Rece
                 }
             }
             _ = tick.tick() => {
+                r.adopt_assigned().await;
                 r.check_idle();
                 r.maybe_checkpoint(false).await;
             }
@@ -286,41 +287,67 @@ impl<P: Pipeline> Runner<'_, P> {
         metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => self.p.name().to_string()).set(0.0);
     }
 
+    /// Loads the checkpointed state of every assigned partition that has none in memory yet.
+    ///
+    /// Eager, not on the first message: a partition whose checkpoint is already at the end of
+    /// the log receives no message after a restart, yet its open windows must still close when
+    /// it is idle.
+    async fn adopt_assigned(&mut self) {
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let topic = self.p.topic().to_string();
+        let missing: Vec<i32> = assignment
+            .elements_for_topic(&topic)
+            .iter()
+            .map(|e| e.partition())
+            .filter(|p| !self.parts.contains_key(p))
+            .collect();
+        for partition in missing {
+            self.load_partition(&topic, partition, None).await;
+        }
+    }
+
+    /// Loads a partition's state and offset from its checkpoint and positions the consumer
+    /// there. `first_offset` is the offset of a message already delivered, if any.
+    async fn load_partition(&mut self, topic: &str, partition: i32, first_offset: Option<i64>) {
+        let store = self.store.clone();
+        let t = topic.to_string();
+        let loaded = self
+            .retry("load checkpoint", || {
+                let store = store.clone();
+                let t = t.clone();
+                async move { store.load(&t, partition).await.map_err(|e| { let r = e.is_retriable(); (e, r) }) }
+            })
+            .await
+            .flatten();
+        let (state, next_offset) = match loaded {
+            Some(c) => match bincode::deserialize::<P::State>(&c.state) {
+                Ok(s) => (s, c.next_offset),
+                Err(e) => {
+                    // Refuse to guess: a state we cannot read must be looked at by a human.
+                    panic!("checkpoint of {topic}/{partition} is unreadable ({e}); refusing to continue");
+                }
+            },
+            None => (P::State::default(), 0),
+        };
+        info!(pipeline = %self.p.name(), partition, next_offset, "Partition assigned; state loaded.");
+        let behind = first_offset.is_none_or(|o| o < next_offset);
+        if behind && next_offset > 0 {
+            // Messages before the checkpoint are skipped in `on_message` whether or not the
+            // seek succeeds (it can fail right after a group assignment).
+            if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(next_offset), Duration::from_secs(5)) {
+                debug!(partition, error = %e, "Seek failed; skipping up to the checkpoint instead.");
+            }
+        } else if let Some(o) = first_offset.filter(|o| *o > next_offset && next_offset > 0) {
+            warn!(pipeline = %self.p.name(), partition, expected = next_offset, got = o, "Offsets between the checkpoint and the first message are gone (retention?).");
+        }
+        // `idle_flushed: false`: a partition already at its end closes its windows once idle.
+        self.parts.insert(partition, PartState { state, next_offset, last_msg: Instant::now(), idle_flushed: false, dirty: false });
+    }
+
     async fn on_message(&mut self, msg: InMessage) {
         let partition = msg.partition;
         if !self.parts.contains_key(&partition) {
-            let store = self.store.clone();
-            let topic = msg.topic.clone();
-            let loaded = self
-                .retry("load checkpoint", || {
-                    let store = store.clone();
-                    let topic = topic.clone();
-                    async move { store.load(&topic, partition).await.map_err(|e| { let r = e.is_retriable(); (e, r) }) }
-                })
-                .await
-                .flatten();
-            let (state, next_offset) = match loaded {
-                Some(c) => match bincode::deserialize::<P::State>(&c.state) {
-                    Ok(s) => (s, c.next_offset),
-                    Err(e) => {
-                        // Refuse to guess: a state we cannot read must be looked at by a human.
-                        panic!("checkpoint of {topic}/{partition} is unreadable ({e}); refusing to continue");
-                    }
-                },
-                None => (P::State::default(), 0),
-            };
-            info!(pipeline = %self.p.name(), partition, next_offset, "Partition assigned; state loaded.");
-            if msg.offset < next_offset {
-                if let Err(e) = self.consumer.seek(&msg.topic, partition, Offset::Offset(next_offset), Duration::from_secs(5)) {
-                    debug!(partition, error = %e, "Seek failed; skipping up to the checkpoint instead.");
-                }
-            } else if msg.offset > next_offset && next_offset > 0 {
-                warn!(pipeline = %self.p.name(), partition, expected = next_offset, got = msg.offset, "Offsets between the checkpoint and the first message are gone (retention?).");
-            }
-            self.parts.insert(
-                partition,
-                PartState { state, next_offset, last_msg: Instant::now(), idle_flushed: true, dirty: false },
-            );
+            self.load_partition(&msg.topic.clone(), partition, Some(msg.offset)).await;
         }
         if msg.offset < self.parts[&partition].next_offset {
             return; // already reflected in the checkpointed state
