@@ -21,8 +21,11 @@ pub async fn ensure_database(url: &str) -> Result<()> {
     if !exists {
         let quoted = format!("\"{}\"", db.replace('"', "\"\""));
         if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut admin).await {
-            // A concurrent creator won the race: fine.
-            if !e.to_string().contains("already exists") {
+            // A concurrent creator won the race: fine. PostgreSQL reports it as
+            // duplicate_database (42P04) or, when both inserts race in the catalog, as a
+            // unique violation (23505) on pg_database_datname_index.
+            let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
+            if !matches!(code.as_deref(), Some("42P04" | "23505")) && !e.to_string().contains("already exists") {
                 return Err(e.into());
             }
         }
