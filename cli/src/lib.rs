@@ -1,7 +1,10 @@
 //! Library side of the `atlasmesh` binary: telemetry production (simulator → Kafka), the
 //! end-to-end bench, and process set-up helpers. `main.rs` only parses arguments.
 
+pub mod alerts_bench;
+pub mod api_bench;
 pub mod bench;
+pub mod credentials;
 pub mod produce;
 pub mod telemetry_setup;
 

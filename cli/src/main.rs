@@ -37,6 +37,68 @@ enum Cmd {
     /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
     /// event→ClickHouse latency. Progress on stderr, JSON summary on stdout.
     Bench(BenchArgs),
+    /// Load on the query API: reads at a fixed concurrency, then write requests through the
+    /// command path until every accepted command is final. Progress on stderr, JSON on stdout.
+    BenchApi(BenchApiArgs),
+    /// Alert latency: telemetry crossing a rule's threshold → alert message on the alert topic,
+    /// through the telemetry and alerts pipelines in-process, at a fixed event rate.
+    BenchAlerts(BenchAlertsArgs),
+    /// Print a JWT for the query API, signed with the configured HS256 secret
+    /// (ATLASMESH_JWT_SECRET), e.g. `atlasmesh token --role operator --fleets fleet-a,fleet-b`.
+    Token(atlasmesh::credentials::TokenArgs),
+    /// Create, revoke or list query API keys (stored hashed in PostgreSQL).
+    #[command(subcommand)]
+    ApiKey(atlasmesh::credentials::ApiKeyCmd),
+}
+
+#[derive(Args)]
+struct BenchApiArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Duration of the read phase, seconds.
+    #[arg(long, default_value_t = 20)]
+    read_secs: u64,
+    /// Paths read round-robin in the read phase, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "/api/v1/fleets/fleet-001/kpis,/api/v1/fleet-resources/pools?fleet_id=fleet-001&limit=20")]
+    read_paths: Vec<String>,
+    /// Write requests to send in the command phase.
+    #[arg(long, default_value_t = 20_000)]
+    commands: u64,
+    /// Path the write requests are POSTed to.
+    #[arg(long, default_value = "/api/v1/fleet-resources/pools")]
+    command_path: String,
+    /// JSON body of each write request; `{i}` is replaced by the request number.
+    #[arg(long, default_value = r#"{"fleet_id":"fleet-001","name":"bench-pool-{i}","resource_type":"charger","capacity":10}"#)]
+    command_body: String,
+    /// Give up waiting for commands to become final after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct BenchAlertsArgs {
+    #[arg(long, default_value_t = 2)]
+    fleets: u32,
+    #[arg(long, default_value_t = 50)]
+    vehicles_per_fleet: u32,
+    /// Telemetry events per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Duration of the load, seconds.
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
+    /// Window length for this run, ms (event time).
+    #[arg(long, default_value_t = 10_000)]
+    window_ms: i64,
+    #[arg(long, default_value_t = 1_000)]
+    out_of_orderness_ms: i64,
+    /// The runners' checkpoint (= sink flush) interval, ms.
+    #[arg(long, default_value_t = 1_000)]
+    checkpoint_interval_ms: u64,
+    /// Give up waiting for the last alerts after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -67,7 +129,7 @@ struct BenchArgs {
 #[derive(Args)]
 struct WorkerArgs {
     /// Pipelines to run, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "telemetry")]
+    #[arg(long, value_delimiter = ',', default_value = "telemetry,commands,alerts")]
     pipelines: Vec<String>,
     /// Skip migrations/topic creation/schema registration at start-up.
     #[arg(long)]
@@ -246,6 +308,35 @@ async fn main() -> anyhow::Result<()> {
             let summary = atlasmesh::bench::run(&cfg, opts).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
+        Cmd::BenchAlerts(b) => {
+            let opts = atlasmesh::alerts_bench::AlertsBenchOptions {
+                fleets: b.fleets.max(1),
+                vehicles_per_fleet: b.vehicles_per_fleet.max(1),
+                rate: b.rate,
+                secs: b.secs,
+                window_ms: b.window_ms.max(1_000),
+                out_of_orderness_ms: b.out_of_orderness_ms.max(0),
+                checkpoint_interval_ms: b.checkpoint_interval_ms.max(10),
+                timeout: std::time::Duration::from_secs(b.timeout_secs),
+            };
+            let summary = atlasmesh::alerts_bench::run(&cfg, opts).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Cmd::BenchApi(b) => {
+            let opts = atlasmesh::api_bench::ApiBenchOptions {
+                concurrency: b.concurrency.max(1),
+                read_secs: b.read_secs,
+                read_paths: b.read_paths,
+                commands: b.commands,
+                command_path: b.command_path,
+                command_body: b.command_body,
+                timeout: std::time::Duration::from_secs(b.timeout_secs),
+            };
+            let summary = atlasmesh::api_bench::run(&cfg, opts).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Cmd::Token(t) => println!("{}", atlasmesh::credentials::token(&cfg, &t)?),
+        Cmd::ApiKey(k) => println!("{}", atlasmesh::credentials::api_key(&cfg, &k).await?),
     }
     Ok(())
 }

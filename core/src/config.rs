@@ -24,7 +24,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub runner: RunnerConfig,
+    pub alerts: AlertsConfig,
     pub api: ApiConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +191,26 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The alert engine (`pipelines/src/alerts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often rules are re-read from PostgreSQL (processing time).
+    pub rules_refresh_ms: u64,
+    /// A fleet window is evaluated at the latest once a window of the fleet ending this much
+    /// later (event time) has arrived, even if a source partition never passed it.
+    pub settle_grace_ms: i64,
+    /// A firing subject without observations for this long (event time, against the metrics
+    /// partition's watermark) is advanced by `tick` (re-send, keep-firing-for resolve).
+    pub silent_after_ms: i64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { rules_refresh_ms: 5_000, settle_grace_ms: 120_000, silent_after_ms: 300_000 }
+    }
+}
+
 /// The generic Kafka runner: how often state and offsets are checkpointed, and retry backoff.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -218,11 +240,50 @@ impl Default for RunnerConfig {
 pub struct ApiConfig {
     pub listen: String,
     pub max_page_size: u32,
+    /// Longest `?wait=true` (and `X-Consistency-Token`) wait for a command's outcome.
+    pub command_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "127.0.0.1:8080".into(), max_page_size: 1000 }
+        ApiConfig { listen: "127.0.0.1:8080".into(), max_page_size: 1000, command_wait_ms: 5_000 }
+    }
+}
+
+/// Authentication of API callers: JWT bearer tokens (HS256 with a shared secret and/or RS256
+/// with a public key) and API keys (stored hashed in PostgreSQL), plus the per-caller rate
+/// limit. With neither `hs256_secret` nor an RS256 key, JWTs are refused and only API keys
+/// authenticate. The secret belongs in the environment (`ATLASMESH_JWT_SECRET` or
+/// `ATLASMESH_AUTH__HS256_SECRET`), not in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub hs256_secret: Option<String>,
+    /// RS256 verification key as PEM text (`-----BEGIN PUBLIC KEY-----`).
+    pub rs256_public_key_pem: Option<String>,
+    /// RS256 verification key read from this PEM file (when `rs256_public_key_pem` is unset).
+    pub rs256_public_key_file: Option<std::path::PathBuf>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Sustained requests per second per caller (token bucket refill rate).
+    pub rate_limit_per_s: u32,
+    /// Requests a caller may make at once before the refill rate applies (bucket size).
+    pub rate_limit_burst: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            hs256_secret: None,
+            rs256_public_key_pem: None,
+            rs256_public_key_file: None,
+            issuer: None,
+            audience: None,
+            rate_limit_per_s: 200,
+            rate_limit_burst: 400,
+        }
     }
 }
 
@@ -238,6 +299,7 @@ const PLAIN_ENV: &[(&str, &str)] = &[
     ("DATABASE_URL", "postgres.url"),
     ("REDIS_URL", "redis.url"),
     ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("ATLASMESH_JWT_SECRET", "auth.hs256_secret"),
 ];
 
 impl Config {
@@ -305,5 +367,22 @@ mod tests {
         std::fs::write(&file, "[telemetry]\nlateness = 1\n").unwrap();
         let err = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("lateness"), "{err}");
+    }
+
+    #[test]
+    fn auth_from_env() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.auth.hs256_secret, None);
+            assert_eq!((c.auth.rate_limit_per_s, c.auth.rate_limit_burst), (200, 400));
+            jail.set_env("ATLASMESH_JWT_SECRET", "s3cret-from-plain-env");
+            jail.set_env("ATLASMESH_AUTH__RATE_LIMIT_BURST", "7");
+            jail.set_env("ATLASMESH_AUTH__ISSUER", "atlasmesh-idp");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.auth.hs256_secret.as_deref(), Some("s3cret-from-plain-env"));
+            assert_eq!(c.auth.rate_limit_burst, 7);
+            assert_eq!(c.auth.issuer.as_deref(), Some("atlasmesh-idp"));
+            Ok(())
+        });
     }
 }

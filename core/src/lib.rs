@@ -1,12 +1,17 @@
 //! AtlasMesh core: domain types, the pure metric kernels, validation, config loading and
 //! metric-name constants. Depends on no other workspace crate and does no I/O.
 
+pub mod analytics;
+pub mod command;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod keys;
 pub mod metric_names;
+pub mod scope;
 pub mod telemetry;
 pub mod window;
 
 pub use error::{Error, ErrorClass, Result};
+pub use scope::{Role, Scope};
 pub use telemetry::{TelemetryEvent, VehicleStatus};

@@ -17,3 +17,6 @@ pub const PARTITIONS_PAUSED: &str = "atlasmesh_partitions_paused";
 pub const HTTP_REQUESTS: &str = "atlasmesh_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "atlasmesh_http_request_duration_seconds";
 pub const DEPENDENCY_UP: &str = "atlasmesh_dependency_up";
+pub const COMMANDS_APPLIED: &str = "atlasmesh_commands_applied_total";
+pub const COMMANDS_REPLAYED: &str = "atlasmesh_commands_replayed_total";
+pub const COMMANDS_SUBMITTED: &str = "atlasmesh_commands_submitted_total";

@@ -5,6 +5,9 @@
 //! stores offsets (with the state, in PostgreSQL) only after `flush` succeeded, and pauses
 //! consumption while a sink is down.
 
+pub mod alerts;
+pub mod commands;
+pub mod dlq;
 pub mod runner;
 pub mod telemetry;
 
@@ -15,7 +18,7 @@ use tokio::sync::watch;
 
 /// The pipelines a worker can run: name → runner future. A new pipeline is one folder plus
 /// one line here.
-pub const PIPELINES: &[&str] = &["telemetry"];
+pub const PIPELINES: &[&str] = &["telemetry", "commands", "alerts"];
 
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
@@ -50,6 +53,18 @@ pub async fn run_pipelines(cfg: Arc<Config>, names: &[String], shutdown: watch::
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move { runner::run(Arc::new(p), &cfg, sd).await });
+            }
+            "commands" => {
+                let p = commands::pipeline(&cfg).await?;
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
+            }
+            "alerts" => {
+                let p = alerts::pipeline(&cfg).await?;
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
             }
             other => anyhow::bail!("unknown pipeline {other:?}; known: {PIPELINES:?}"),
         }

@@ -1,7 +1,7 @@
 //! The crate error ([`Error`]) and its single HTTP rendering ([`ApiError`]).
 //!
 //! Every failure leaves the API as one JSON shape:
-//! `{"error": {"code": "bad_request"|"not_found"|"unavailable"|"internal", "message": "...",
+//! `{"error": {"code": "bad_request"|"unauthorized"|"forbidden"|"not_found"|"conflict"|"unprocessable_entity"|"too_many_requests"|"unavailable"|"internal", "message": "...",
 //! "fields": {name: reason}?}}`. 5xx answers are logged with their cause and carry a generic
 //! message only.
 
@@ -88,7 +88,12 @@ impl Error {
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
+    Unauthorized,
+    Forbidden,
     NotFound,
+    Conflict,
+    UnprocessableEntity,
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -115,7 +120,20 @@ pub enum ApiError {
         message: String,
         fields: BTreeMap<String, String>,
     },
+    /// 401: no or invalid credentials.
+    Unauthorized(String),
+    /// 403: authenticated, but the role or scope does not allow it.
+    Forbidden(String),
     NotFound(String),
+    /// 409: conflicts with the current state (e.g. over capacity, idempotency key reuse).
+    Conflict(String),
+    /// 422: well-formed JSON whose fields are invalid.
+    Unprocessable {
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    /// 429: the caller's rate limit is exhausted; retry after that many seconds.
+    TooManyRequests { retry_after_s: u64 },
     /// A dependency failed; the cause is logged, never shown.
     Unavailable(Error),
     /// A bug or broken invariant; the cause is logged, never shown.
@@ -143,9 +161,35 @@ impl ApiError {
         ApiError::NotFound(message.into())
     }
 
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::Unauthorized(message.into())
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::Forbidden(message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::Conflict(message.into())
+    }
+
+    /// A 422 naming the body fields at fault.
+    pub fn unprocessable(fields: BTreeMap<String, String>) -> ApiError {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        ApiError::Unprocessable {
+            message: format!("invalid fields: {}", names.join(", ")),
+            fields,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +204,19 @@ impl ApiError {
                 (!fields.is_empty()).then(|| fields.clone()),
             ),
             ApiError::NotFound(m) => (ErrorCode::NotFound, m.clone(), None),
+            ApiError::Unauthorized(m) => (ErrorCode::Unauthorized, m.clone(), None),
+            ApiError::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), None),
+            ApiError::Conflict(m) => (ErrorCode::Conflict, m.clone(), None),
+            ApiError::Unprocessable { message, fields } => (
+                ErrorCode::UnprocessableEntity,
+                message.clone(),
+                (!fields.is_empty()).then(|| fields.clone()),
+            ),
+            ApiError::TooManyRequests { retry_after_s } => (
+                ErrorCode::TooManyRequests,
+                format!("rate limit exceeded, retry after {retry_after_s} s"),
+                None,
+            ),
             ApiError::Unavailable(_) => (
                 ErrorCode::Unavailable,
                 "a backing store is unavailable, retry later".into(),
@@ -195,9 +252,25 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, class = %e.class(), "Request failed: internal error.")
             }
-            ApiError::BadRequest { .. } | ApiError::NotFound(_) => {}
+            _ => {}
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut res = (self.status(), Json(self.body())).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                res.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::TooManyRequests { retry_after_s } => {
+                res.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_s),
+                );
+            }
+            _ => {}
+        }
+        res
     }
 }
 

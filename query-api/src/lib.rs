@@ -7,17 +7,21 @@
 //! - `GET /api/v1/fleets/{fleet_id}/kpis`, `GET /api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest`
 //!   — live values from Redis.
 //! - `GET /api/v1/fleet-performance/metrics[/{fleet_id}]` — window metrics from ClickHouse.
+//! - `GET /api/v1/whoami` — the authenticated caller (JWT bearer or API key, see [`auth`]).
 //! - `GET /api/v1/openapi.json` — the OpenAPI document of all of the above.
 //!
 //! The binary (the CLI crate) loads the config, installs the Prometheus recorder and calls
 //! [`AppState::connect`], [`spawn_lag_monitor`] and [`serve`].
 
+pub mod auth;
+pub mod commands;
 pub mod error;
 pub mod health;
 pub mod kpis;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod resources;
 pub mod state;
 pub mod views;
 pub mod window_metrics;
@@ -38,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::render))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/whoami", get(auth::whoami))
         .route("/api/v1/fleets/{fleet_id}/kpis", get(kpis::fleet_kpis))
         .route(
             "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
@@ -51,6 +56,8 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/fleet-performance/metrics/{fleet_id}",
             get(window_metrics::list_for_fleet),
         )
+        .route("/api/v1/commands/{command_id}", get(commands::get_command))
+        .merge(resources::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             (
@@ -58,6 +65,7 @@ pub fn app(state: AppState) -> Router {
                 ApiError::bad_request("method not allowed"),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), commands::read_your_writes))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

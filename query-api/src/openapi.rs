@@ -3,9 +3,12 @@
 use axum::Json;
 use utoipa::OpenApi;
 
+use crate::auth::openapi::SecuritySchemes;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "AtlasMesh query API", description = "Read API over the fleet stream workers' stores."),
+    modifiers(&SecuritySchemes),
     paths(
         crate::health::health,
         crate::metrics::render,
@@ -13,9 +16,12 @@ use utoipa::OpenApi;
         crate::kpis::vehicle_latest,
         crate::window_metrics::list,
         crate::window_metrics::list_for_fleet,
+        crate::auth::whoami,
+        crate::commands::get_command,
         document,
     ),
     components(schemas(
+        crate::commands::CommandView,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
         crate::error::ErrorCode,
@@ -37,6 +43,8 @@ use utoipa::OpenApi;
         (name = "operations", description = "Health and Prometheus metrics"),
         (name = "fleets", description = "Live fleet and vehicle state (Redis)"),
         (name = "fleet-performance", description = "Closed window metrics (ClickHouse)"),
+        (name = "auth", description = "The authenticated caller (JWT bearer or API key)"),
+        (name = "commands", description = "The state of write requests (commands on fleet.commands.v1)"),
     )
 )]
 pub struct ApiDoc;
@@ -49,5 +57,7 @@ pub struct ApiDoc;
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
 )]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::resources::openapi::document());
+    Json(doc)
 }

@@ -33,6 +33,12 @@ pub struct AppState {
     pub kafka: Arc<BaseConsumer>,
     pub http: reqwest::Client,
     pub prometheus: PrometheusHandle,
+    /// Produces commands to fleet.commands.v1.
+    pub producer: atlasmesh_sinks::kafka::KafkaProducer,
+    /// Avro encoding with the schema registry (Confluent framing).
+    pub codec: Arc<atlasmesh_schemas::Codec>,
+    /// Credential verification, API key cache and per-caller rate limits.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl AppState {
@@ -59,7 +65,15 @@ impl AppState {
             .timeout(PROBE_TIMEOUT)
             .build()
             .map_err(Error::Http)?;
+        let producer = atlasmesh_sinks::kafka::KafkaProducer::new(&cfg.kafka)
+            .map_err(|e| Error::Config(format!("kafka producer: {e}")))?;
+        let codec = atlasmesh_schemas::Codec::new(&cfg.schema_registry.url)
+            .map_err(|e| Error::Config(format!("schema registry client: {e}")))?;
+        let auth = crate::auth::Auth::from_config(&cfg.auth)?;
         Ok(AppState {
+            auth: Arc::new(auth),
+            producer,
+            codec: Arc::new(codec),
             config: Arc::new(cfg.clone()),
             clickhouse,
             postgres,

@@ -117,13 +117,18 @@ impl Codec {
 
     /// Decodes a telemetry event.
     pub async fn decode_telemetry(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
+        self.decode_record(bytes, "TelemetryEvent").await
+    }
+
+    /// Decodes a record whose Avro name ends with `record_name` into `T`.
+    pub async fn decode_record<T: serde::de::DeserializeOwned>(&self, bytes: &[u8], record_name: &str) -> Result<T, DecodeError> {
         let (name, value) = self.decode_value(bytes).await?;
         if let Some(n) = &name {
-            if !n.ends_with("TelemetryEvent") {
-                return Err(DecodeError::WrongRecord(format!("expected TelemetryEvent, got {n}")));
+            if !n.ends_with(record_name) {
+                return Err(DecodeError::WrongRecord(format!("expected {record_name}, got {n}")));
             }
         }
-        apache_avro::from_value::<TelemetryEvent>(&value)
-            .map_err(|e| DecodeError::Undecodable(format!("record does not map to TelemetryEvent: {e}")))
+        apache_avro::from_value::<T>(&value)
+            .map_err(|e| DecodeError::Undecodable(format!("record does not map to {record_name}: {e}")))
     }
 }

@@ -6,6 +6,7 @@ pub mod clickhouse;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod store;
 
 use std::time::Instant;
 

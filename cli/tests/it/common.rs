@@ -13,6 +13,9 @@ use atlasmesh_simulator::Emitted;
 use atlasmesh_sinks::kafka::KafkaProducer;
 use serde::Deserialize;
 
+/// The HS256 secret every process of a test shares.
+pub const JWT_SECRET: &str = "integration-test-secret";
+
 pub struct TestEnv {
     pub cfg: Config,
     pub log_dir: PathBuf,
@@ -81,6 +84,10 @@ impl TestEnv {
             ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS".into(), c.runner.checkpoint_interval_ms.to_string()),
             ("ATLASMESH_LOG_FORMAT".into(), "json".into()),
             ("ATLASMESH_KAFKA__ASSIGNMENT".into(), "manual".into()),
+            ("ATLASMESH_AUTH__HS256_SECRET".into(), JWT_SECRET.into()),
+            // The tests drive the API harder than one person would.
+            ("ATLASMESH_AUTH__RATE_LIMIT_PER_S".into(), "100000".into()),
+            ("ATLASMESH_AUTH__RATE_LIMIT_BURST".into(), "100000".into()),
         ]
     }
 
@@ -106,6 +113,48 @@ impl TestEnv {
             .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    /// Like `spawn_worker_with`, with extra `worker` arguments (e.g. `["--pipelines", "alerts"]`).
+    pub fn spawn_worker_args(&self, n: usize, args: &[&str], extra: &[(&str, &str)]) -> Child {
+        let log = std::fs::File::create(self.log_dir.join(format!("worker-{n}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
+            .args(["worker", "--no-prepare"])
+            .args(args)
+            .envs(self.envs())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts the API process on a free port; returns it and its base URL once `/health`
+    /// answers.
+    pub async fn spawn_api(&self, n: usize) -> (Child, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(self.log_dir.join(format!("api-{n}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
+            .arg("api")
+            .envs(self.envs())
+            .env("ATLASMESH_API__LISTEN", &listen)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let base = format!("http://{listen}");
+        let started = Instant::now();
+        while reqwest::get(format!("{base}/health")).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "API did not start; logs in {}", self.log_dir.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (child, base)
+    }
+
+    /// A bearer token for this test's API.
+    pub fn token(&self, subject: &str, role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> String {
+        atlasmesh_query_api::auth::issue_hs256(JWT_SECRET, subject, role, scope, Duration::from_secs(3600))
     }
 
     pub async fn produce(&self, items: &[Emitted]) {

@@ -4,6 +4,9 @@
 mod common;
 mod reference;
 
+mod alerts;
+mod api_matrix;
 mod clickhouse_outage;
+mod commands;
 mod crash_recovery;
 mod end_to_end;

@@ -24,3 +24,4 @@ mod state;
 
 pub use counters::Counters;
 pub use state::{Ingest, PartitionWindows, Sample, WindowParams, WindowResult, WindowScope};
+pub(crate) use state::vehicle_counters;

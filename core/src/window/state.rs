@@ -118,7 +118,7 @@ pub struct PartitionWindows {
 }
 
 /// Counters of one vehicle's samples for the window `[ws, we)`.
-fn vehicle_counters(samples: &[Sample], ws: i64, we: i64, max_gap: i64) -> Counters {
+pub(crate) fn vehicle_counters(samples: &[Sample], ws: i64, we: i64, max_gap: i64) -> Counters {
     let mut c = Counters::default();
     let lo = samples.partition_point(|s| s.ts < ws - max_gap);
     let first_in = samples.partition_point(|s| s.ts < ws);

@@ -60,22 +60,7 @@ impl TelemetryBatch {
             records.push(OutRecord { topic: topics.metrics.clone(), key: Some(r.fleet_id.clone().into_bytes()), payload, headers: vec![] });
         }
         for d in &self.dlq {
-            let payload = codec
-                .encode(&topics.dlq, SchemaKind::Dlq, d)
-                .await
-                .map_err(|e| Error::Other(format!("encoding dead letter: {e}")))?;
-            records.push(OutRecord {
-                topic: topics.dlq.clone(),
-                key: d.original_key.clone(),
-                payload,
-                headers: vec![
-                    ("error".into(), d.error.clone().into_bytes()),
-                    ("reason".into(), d.reason.as_str().as_bytes().to_vec()),
-                    ("source.topic".into(), d.source_topic.clone().into_bytes()),
-                    ("source.partition".into(), d.source_partition.to_string().into_bytes()),
-                    ("source.offset".into(), d.source_offset.to_string().into_bytes()),
-                ],
-            });
+            records.push(crate::dlq::encode(codec, topics, d).await?);
         }
         producer.send_all("kafka", &records).await?;
         Ok(())

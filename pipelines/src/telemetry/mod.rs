@@ -10,7 +10,7 @@ use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, DecodeError, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterReason, DecodeError, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
@@ -50,18 +50,7 @@ impl TelemetryPipeline {
     }
 
     fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut TelemetryBatch) {
-        metrics::counter!(m::DLQ_MESSAGES, "pipeline" => NAME, "reason" => reason.as_str()).increment(1);
-        batch.dlq.push(DeadLetterRecord {
-            source_topic: msg.topic.clone(),
-            source_partition: msg.partition,
-            source_offset: msg.offset,
-            pipeline: NAME.into(),
-            reason,
-            error,
-            original_key: msg.key.clone(),
-            original_value: msg.payload.clone(),
-            failed_at_ms: now_ms(),
-        });
+        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
     }
 
     fn push_results(&self, partition: i32, results: Vec<WindowResult>, batch: &mut TelemetryBatch) {

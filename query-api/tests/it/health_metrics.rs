@@ -99,24 +99,35 @@ async fn openapi_lists_every_endpoint() {
     let (s, doc) = get(&st, "/api/v1/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let paths: Vec<&str> = doc["paths"]
+    let paths: std::collections::BTreeSet<&str> = doc["paths"]
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(
-        paths,
-        [
-            "/api/v1/fleet-performance/metrics",
-            "/api/v1/fleet-performance/metrics/{fleet_id}",
-            "/api/v1/fleets/{fleet_id}/kpis",
-            "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
-            "/api/v1/openapi.json",
-            "/health",
-            "/metrics",
-        ]
-    );
+    for p in [
+        "/api/v1/commands/{command_id}",
+        "/api/v1/fleet-performance/metrics",
+        "/api/v1/fleet-performance/metrics/{fleet_id}",
+        "/api/v1/fleets/{fleet_id}/kpis",
+        "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
+        "/api/v1/openapi.json",
+        "/api/v1/whoami",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(paths.contains(p), "{p} missing from {paths:?}");
+    }
+    // Every resource of the generic layer, its items and its lookups.
+    for e in atlasmesh_query_api::resources::catalog() {
+        let i = e.info;
+        assert!(paths.contains(i.path), "{} missing", i.path);
+        assert!(paths.contains(format!("{}/{{id}}", i.path).as_str()), "{}/{{id}} missing", i.path);
+        for l in i.lookups {
+            let p = format!("{}/{}/{{value}}", i.path, l.segment);
+            assert!(paths.contains(p.as_str()), "{p} missing");
+        }
+    }
     let list = &doc["paths"]["/api/v1/fleet-performance/metrics"]["get"];
     let params: Vec<&str> = list["parameters"]
         .as_array()
@@ -150,7 +161,17 @@ async fn openapi_lists_every_endpoint() {
     }
     assert_eq!(
         doc["components"]["schemas"]["ErrorCode"]["enum"],
-        serde_json::json!(["bad_request", "not_found", "unavailable", "internal"])
+        serde_json::json!([
+            "bad_request",
+            "unauthorized",
+            "forbidden",
+            "not_found",
+            "conflict",
+            "unprocessable_entity",
+            "too_many_requests",
+            "unavailable",
+            "internal"
+        ])
     );
 }
 

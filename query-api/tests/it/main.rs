@@ -4,6 +4,7 @@
 //! (`DATABASE_URL`). Kafka and the schema registry are not needed (health reports them down).
 //! Each test uses its own ClickHouse database, Redis key prefix and PostgreSQL database.
 
+mod auth;
 mod common;
 mod health_metrics;
 mod kpis;

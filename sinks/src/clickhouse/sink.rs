@@ -11,6 +11,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_telemetry.sql", include_str!("../../../migrations/clickhouse/0001_telemetry.sql")),
     ("0002_window_metrics.sql", include_str!("../../../migrations/clickhouse/0002_window_metrics.sql")),
     ("0003_fleet_window_view.sql", include_str!("../../../migrations/clickhouse/0003_fleet_window_view.sql")),
+    ("0004_performance_history.sql", include_str!("../../../migrations/clickhouse/0004_performance_history.sql")),
+    ("0005_trend_history.sql", include_str!("../../../migrations/clickhouse/0005_trend_history.sql")),
+    ("0006_alert_history.sql", include_str!("../../../migrations/clickhouse/0006_alert_history.sql")),
+    ("0007_resource_history.sql", include_str!("../../../migrations/clickhouse/0007_resource_history.sql")),
 ];
 
 /// Splits a migration file into statements (comments dropped).

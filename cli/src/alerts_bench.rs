@@ -1,0 +1,276 @@
+//! `atlasmesh bench-alerts`: latency from a telemetry event that crosses an alert threshold to
+//! its alert message on the alert topic, through the real pipelines (telemetry → metrics topic
+//! → alerts) running in-process against the configured stack.
+//!
+//! Isolation as `atlasmesh bench`: fresh topics `bench-alerts-<ts>.*`, group prefix, ClickHouse
+//! database and Redis prefix; the rules are inserted into PostgreSQL with ids `bench-alerts-<ts>-*`
+//! and deleted at the end.
+//!
+//! Load: `fleets × vehicles_per_fleet` vehicles report round-robin at `rate` events/s, event
+//! time = wall clock at produce time, status `en_route`. Rule per fleet (vehicle scope):
+//! `fault_count > 0`, `for` 0, keep-firing-for 0. Vehicle *i* reports `fault` in its first
+//! sample of every window *w* with `(w + i) % 3 == 0` (the *crossing event*); its window then
+//! fires at the window end, and the next window resolves it.
+//!
+//! Measured per crossing, on receipt of its `firing` message (a consumer on the alert topic):
+//! - `end_to_end`: receipt − produce time of the crossing event. Includes waiting for the
+//!   window to end (event-time windows of `window_ms`) plus the out-of-orderness allowance.
+//! - `after_window_closable`: receipt − (window end + `out_of_orderness_ms`), i.e. from the
+//!   moment event time lets the window close to the alert on the topic: the pipelines' own
+//!   latency (two checkpoint-driven flushes, Kafka hops, settle-free vehicle evaluation).
+//! Only crossings whose window became closable while the load was still running count (the
+//! last windows close on idle flush instead).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use atlasmesh_core::config::Config;
+use atlasmesh_core::telemetry::VehicleStatus;
+use atlasmesh_core::TelemetryEvent;
+use atlasmesh_pipelines::telemetry::now_ms;
+use atlasmesh_schemas::{Codec, SchemaKind};
+use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use tokio::sync::watch;
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct AlertsBenchOptions {
+    pub fleets: u32,
+    pub vehicles_per_fleet: u32,
+    /// Telemetry events per second.
+    pub rate: u64,
+    pub secs: u64,
+    /// Window length for this run (event time).
+    pub window_ms: i64,
+    pub out_of_orderness_ms: i64,
+    /// The runners' checkpoint (= flush) interval.
+    pub checkpoint_interval_ms: u64,
+    pub timeout: Duration,
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn stats(mut v: Vec<i64>) -> serde_json::Value {
+    v.sort_unstable();
+    json!({ "n": v.len(), "p50_ms": percentile(&v, 0.5), "p99_ms": percentile(&v, 0.99), "max_ms": v.last().copied().unwrap_or(0) })
+}
+
+/// A crossing: produce wall time and the end of its window.
+#[derive(Debug, Clone, Copy)]
+struct Crossing {
+    produced_ms: i64,
+    window_end_ms: i64,
+}
+
+pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serde_json::Value> {
+    let ts = now_ms();
+    let tag = format!("bench-alerts-{ts}");
+    let mut cfg = crate::bench::bench_config(base, ts);
+    for (slot, name) in [
+        (&mut cfg.topics.telemetry, "telemetry"),
+        (&mut cfg.topics.metrics, "metrics"),
+        (&mut cfg.topics.dlq, "dlq"),
+        (&mut cfg.topics.alerts, "alerts"),
+    ] {
+        *slot = format!("{tag}.{name}");
+    }
+    cfg.kafka.group_prefix = tag.clone();
+    cfg.redis.key_prefix = tag.clone();
+    cfg.telemetry.window_ms = opts.window_ms;
+    cfg.telemetry.out_of_orderness_ms = opts.out_of_orderness_ms;
+    cfg.runner.checkpoint_interval_ms = opts.checkpoint_interval_ms;
+    let vehicles: Vec<(String, String)> = (0..opts.fleets)
+        .flat_map(|f| {
+            let tag = tag.clone();
+            (0..opts.vehicles_per_fleet).map(move |v| (format!("{tag}-f{f}"), format!("{tag}-f{f}-v{v}")))
+        })
+        .collect();
+    anyhow::ensure!(!vehicles.is_empty() && opts.rate > 0, "need vehicles and a rate");
+    eprintln!(
+        "bench-alerts: topics {tag}.*, {} vehicles at {} events/s for {} s, {} ms windows, checkpoint every {} ms",
+        vehicles.len(),
+        opts.rate,
+        opts.secs,
+        opts.window_ms,
+        opts.checkpoint_interval_ms
+    );
+    atlasmesh_pipelines::prepare(&cfg).await.context("prepare")?;
+    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await?;
+    for f in 0..opts.fleets {
+        sqlx::query(
+            "INSERT INTO alert_rules (id, fleet_id, scope, metric, comparison, threshold, severity)
+             VALUES ($1, $2, 'vehicle', 'fault_count', 'gt', 0, 'critical')",
+        )
+        .bind(format!("{tag}-fault-f{f}"))
+        .bind(format!("{tag}-f{f}"))
+        .execute(&pool)
+        .await?;
+    }
+
+    // The alert topic consumer: subject → receipt times of firing messages.
+    let received: Arc<Mutex<Vec<(String, i64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
+    cc.set("group.id", format!("{tag}.probe")).set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = cc.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..cfg.kafka.partitions {
+        tpl.add_partition_offset(&cfg.topics.alerts, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let rx = received.clone();
+    let probe = tokio::spawn(async move {
+        let mut seen: std::collections::HashSet<(String, String)> = Default::default();
+        loop {
+            let Ok(m) = consumer.recv().await else { continue };
+            let at = now_ms();
+            let seq = m.headers().and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value)).map(|v| String::from_utf8_lossy(v).to_string());
+            let key = m.key().map(|k| String::from_utf8_lossy(k).to_string()).unwrap_or_default();
+            if !seen.insert((key, seq.unwrap_or_default())) {
+                continue; // a repeat
+            }
+            let Some(v) = m.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) else { continue };
+            if v["payload"]["custom_details"]["transition"] == "firing" {
+                if let Some(s) = v["labels"]["subject"].as_str() {
+                    rx.lock().expect("lock").push((s.to_string(), at));
+                }
+            }
+        }
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pcfg = Arc::new(cfg.clone());
+    let names = vec![atlasmesh_pipelines::telemetry::NAME.to_string(), atlasmesh_pipelines::alerts::NAME.to_string()];
+    let pipelines = tokio::spawn(async move { atlasmesh_pipelines::run_pipelines(pcfg, &names, stop_rx).await });
+    tokio::time::sleep(Duration::from_secs(2)).await; // assignment
+
+    // Produce.
+    let codec = Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let producer = KafkaProducer::new(&cfg.kafka)?;
+    let mut crossings: HashMap<String, VecDeque<Crossing>> = HashMap::new();
+    let mut seqs = vec![0i64; vehicles.len()];
+    let mut last_fault_window = vec![i64::MIN; vehicles.len()];
+    let total = opts.rate * opts.secs;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut sent = 0u64;
+    let mut last_ts = 0;
+    let mut n_crossings = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while sent < total {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * opts.rate as f64) as u64).min(total);
+        let mut records = Vec::new();
+        while sent < due {
+            let i = (sent % vehicles.len() as u64) as usize;
+            let now = now_ms();
+            let w = now.div_euclid(opts.window_ms);
+            let fault = (w + i as i64) % 3 == 0 && last_fault_window[i] != w;
+            if fault {
+                last_fault_window[i] = w;
+                n_crossings += 1;
+                crossings.entry(vehicles[i].1.clone()).or_default().push_back(Crossing { produced_ms: now, window_end_ms: (w + 1) * opts.window_ms });
+            }
+            seqs[i] += 1;
+            let ev = TelemetryEvent {
+                event_id: format!("{}-{}", vehicles[i].1, seqs[i]),
+                fleet_id: vehicles[i].0.clone(),
+                vehicle_id: vehicles[i].1.clone(),
+                ts_ms: now,
+                seq: seqs[i],
+                lat: 52.5,
+                lon: 13.4,
+                speed_kph: 30.0,
+                odometer_km: seqs[i] as f64 * 0.01,
+                energy_pct: 80.0,
+                energy_used_kwh: seqs[i] as f64 * 0.002,
+                status: if fault { VehicleStatus::Fault } else { VehicleStatus::EnRoute },
+                mission_id: None,
+                zone_id: None,
+                payload_kg: 0.0,
+                fault_codes: if fault { vec!["E42".into()] } else { vec![] },
+            };
+            let payload = codec.encode(&cfg.topics.telemetry, SchemaKind::Telemetry, &ev).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            records.push(OutRecord { topic: cfg.topics.telemetry.clone(), key: Some(ev.vehicle_id.clone().into_bytes()), payload, headers: vec![] });
+            last_ts = now;
+            sent += 1;
+        }
+        if !records.is_empty() {
+            producer.send_all("kafka", &records).await?;
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let alerts = received.lock().expect("lock").len();
+            eprintln!("bench-alerts: produced {sent}/{total} ({:.0}/s), {n_crossings} crossings, {alerts} firing alerts received", sent as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+
+    // Crossings whose window became closable during the load.
+    let measurable: usize = crossings.values().flatten().filter(|c| c.window_end_ms + opts.out_of_orderness_ms <= last_ts).count();
+    let wait_started = Instant::now();
+    loop {
+        let got = received.lock().expect("lock").len();
+        if got >= measurable || wait_started.elapsed() > opts.timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), pipelines).await;
+    probe.abort();
+
+    let mut e2e = Vec::new();
+    let mut after_close = Vec::new();
+    let mut unmatched = 0;
+    let got = received.lock().expect("lock").clone();
+    let mut by_vehicle: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (s, at) in got {
+        by_vehicle.entry(s).or_default().push(at);
+    }
+    for (v, ats) in by_vehicle {
+        let q = crossings.entry(v).or_default();
+        for at in ats {
+            let Some(c) = q.pop_front() else {
+                unmatched += 1;
+                continue;
+            };
+            if c.window_end_ms + opts.out_of_orderness_ms <= last_ts {
+                e2e.push(at - c.produced_ms);
+                after_close.push(at - c.window_end_ms - opts.out_of_orderness_ms);
+            }
+        }
+    }
+    let missing = measurable.saturating_sub(e2e.len());
+    sqlx::query("DELETE FROM alert_rules WHERE id LIKE $1").bind(format!("{tag}-%")).execute(&pool).await?;
+    let summary = json!({
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "vehicles": vehicles.len(),
+        "rate_per_s": opts.rate,
+        "seconds": opts.secs,
+        "produced": sent,
+        "window_ms": opts.window_ms,
+        "out_of_orderness_ms": opts.out_of_orderness_ms,
+        "checkpoint_interval_ms": opts.checkpoint_interval_ms,
+        "partitions": cfg.kafka.partitions,
+        "crossings": n_crossings,
+        "measurable_crossings": measurable,
+        "missing_alerts": missing,
+        "unmatched_alerts": unmatched,
+        "end_to_end": stats(e2e),
+        "after_window_closable": stats(after_close),
+    });
+    eprintln!("bench-alerts: {summary}");
+    Ok(summary)
+}

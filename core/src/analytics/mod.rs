@@ -1,0 +1,14 @@
+//! Pure metric kernels of the performance and alert pipelines: performance scores with their
+//! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
+//! pager message ([`alert`]) and the utilization share from status durations ([`utilization`]).
+//!
+//! No clock, no I/O, no randomness: every function maps its inputs to its outputs, so the same
+//! code runs in the stream workers, in the Arroyo UDFs (`udfs/`) and in the golden-file tests
+//! (`core/tests/golden.rs`, whose expected values `core/tests/golden/compute.py` computes
+//! independently). Undefined results are `None` or an error, never NaN or infinity.
+
+pub mod alert;
+pub mod metrics;
+pub mod score;
+pub mod trend;
+pub mod utilization;

@@ -1,0 +1,554 @@
+//! fleet-performance: benchmarks, scores, stored performance metrics, reports, alerts, trends.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::rules::{AlertStatus, Direction};
+use super::{
+    Action, Check, Fields, Ids, NoUpdate, Ops, Reference, Resource, ResourceInfo, ScopeKind,
+    Validate, BY_FLEET,
+};
+use crate::Role;
+
+const TAG: &str = "fleet-performance";
+const EXAMPLE_START: &str = "2024-05-01T00:00:00Z";
+const EXAMPLE_END: &str = "2024-05-02T00:00:00Z";
+
+/// How bad an alert or safety event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+fn period(c: &mut Check, start: &str, end: &str) {
+    let s = c.time("period_start", start);
+    let e = c.time("period_end", end);
+    c.before("period_end", s, e);
+}
+
+// ---------------------------------------------------------------- benchmarks
+
+/// A target value of a metric that scores are measured against.
+pub struct Benchmark;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkCreate {
+    pub fleet_id: String,
+    /// Unique within the fleet.
+    pub name: String,
+    /// The metric compared, e.g. `utilization`.
+    pub metric: String,
+    pub target_value: f64,
+    /// Whether values above the target are better (else below).
+    pub higher_is_better: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Validate for BenchmarkCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.text("name", &self.name, 200);
+        c.id("metric", &self.metric);
+        c.finite("target_value", self.target_value);
+        c.opt_text("description", self.description.as_deref(), 2000);
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub higher_is_better: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Validate for BenchmarkUpdate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.opt_text("name", self.name.as_deref(), 200);
+        if let Some(v) = self.target_value {
+            c.finite("target_value", v);
+        }
+        c.opt_text("description", self.description.as_deref(), 2000);
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkView {
+    pub id: String,
+    pub fleet_id: String,
+    pub name: String,
+    pub metric: String,
+    pub target_value: f64,
+    pub higher_is_better: bool,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Benchmark {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "benchmark",
+        plural: "benchmarks",
+        table: "perf_benchmarks",
+        path: "/api/v1/fleet-performance/benchmarks",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CRUD,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[],
+        delete_role: Role::Admin,
+    };
+    type Create = BenchmarkCreate;
+    type Update = BenchmarkUpdate;
+    type View = BenchmarkView;
+
+    fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
+        json!({"fleet_id": fleet_id, "name": "Utilization target", "metric": "utilization",
+               "target_value": 0.8, "higher_is_better": true})
+    }
+}
+
+// ---------------------------------------------------------------- scores
+
+/// A performance score of a fleet (or one vehicle) over a period, with its components.
+pub struct Score;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScoreCreate {
+    pub fleet_id: String,
+    /// Only this vehicle; absent for the whole fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_id: Option<String>,
+    /// The benchmark the score was measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark_id: Option<String>,
+    /// RFC 3339.
+    pub period_start: String,
+    /// RFC 3339, after `period_start`.
+    pub period_end: String,
+    /// 0..=100.
+    pub efficiency: f64,
+    /// 0..=100.
+    pub utilization: f64,
+    /// 0..=100.
+    pub reliability: f64,
+    /// 0..=100.
+    pub safety: f64,
+    /// 0..=100 (100 = cheapest).
+    pub cost: f64,
+}
+
+impl ScoreCreate {
+    pub fn components(&self) -> [f64; 5] {
+        [
+            self.efficiency,
+            self.utilization,
+            self.reliability,
+            self.safety,
+            self.cost,
+        ]
+    }
+}
+
+impl Validate for ScoreCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.opt_id("vehicle_id", self.vehicle_id.as_deref());
+        c.opt_id("benchmark_id", self.benchmark_id.as_deref());
+        period(&mut c, &self.period_start, &self.period_end);
+        for (name, v) in super::rules::SCORE_WEIGHTS
+            .iter()
+            .map(|(n, _)| *n)
+            .zip(self.components())
+        {
+            c.range(name, v, 0.0, 100.0);
+        }
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScoreView {
+    pub id: String,
+    pub fleet_id: String,
+    pub vehicle_id: Option<String>,
+    pub benchmark_id: Option<String>,
+    pub period_start: String,
+    pub period_end: String,
+    pub efficiency: f64,
+    pub utilization: f64,
+    pub reliability: f64,
+    pub safety: f64,
+    pub cost: f64,
+    /// Weighted: efficiency 25 %, utilization 20 %, reliability 20 %, safety 25 %, cost 10 %.
+    pub overall: f64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Score {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "score",
+        plural: "scores",
+        table: "perf_scores",
+        path: "/api/v1/fleet-performance/scores",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CREATE,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[Reference {
+            field: "benchmark_id",
+            target: "benchmark",
+            same_fleet: true,
+        }],
+        delete_role: Role::Admin,
+    };
+    type Create = ScoreCreate;
+    type Update = NoUpdate;
+    type View = ScoreView;
+
+    fn example(fleet_id: &str, ids: &Ids) -> serde_json::Value {
+        let mut v = json!({"fleet_id": fleet_id, "period_start": EXAMPLE_START, "period_end": EXAMPLE_END,
+               "efficiency": 80.0, "utilization": 60.0, "reliability": 90.0, "safety": 100.0, "cost": 50.0});
+        if let Some(b) = ids.get("benchmark").and_then(|v| v.first()) {
+            v["benchmark_id"] = json!(b);
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------- performance metrics
+
+/// A stored performance metric value of a fleet or vehicle over a period (unlike the
+/// ClickHouse window metrics of `GET /api/v1/fleet-performance/metrics`).
+pub struct PerformanceMetric;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceMetricCreate {
+    pub fleet_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_id: Option<String>,
+    pub metric: String,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+impl Validate for PerformanceMetricCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.opt_id("vehicle_id", self.vehicle_id.as_deref());
+        c.id("metric", &self.metric);
+        c.finite("value", self.value);
+        c.opt_text("unit", self.unit.as_deref(), 32);
+        period(&mut c, &self.period_start, &self.period_end);
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceMetricView {
+    pub id: String,
+    pub fleet_id: String,
+    pub vehicle_id: Option<String>,
+    pub metric: String,
+    pub value: f64,
+    pub unit: Option<String>,
+    pub period_start: String,
+    pub period_end: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for PerformanceMetric {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "performance_metric",
+        plural: "performance metrics",
+        table: "perf_metrics",
+        path: "/api/v1/fleet-performance/performance-metrics",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CREATE,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[],
+        delete_role: Role::Admin,
+    };
+    type Create = PerformanceMetricCreate;
+    type Update = NoUpdate;
+    type View = PerformanceMetricView;
+
+    fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
+        json!({"fleet_id": fleet_id, "metric": "kwh_per_km", "value": 0.21, "unit": "kWh/km",
+               "period_start": EXAMPLE_START, "period_end": EXAMPLE_END})
+    }
+}
+
+// ---------------------------------------------------------------- reports
+
+/// A report over a period; its summary is computed from the stored scores, metrics and alerts
+/// of the fleet when the report is created.
+pub struct Report;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReportCreate {
+    pub fleet_id: String,
+    pub title: String,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+impl Validate for ReportCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.text("title", &self.title, 200);
+        period(&mut c, &self.period_start, &self.period_end);
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReportView {
+    pub id: String,
+    pub fleet_id: String,
+    pub title: String,
+    pub period_start: String,
+    pub period_end: String,
+    /// `{"score_count", "avg_overall", "metrics": {metric: {"count", "avg"}}, "alerts": {"fired", "firing"}}`
+    /// over scores and metrics whose period starts within the report period and alerts created
+    /// within it.
+    pub summary: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Report {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "report",
+        plural: "reports",
+        table: "perf_reports",
+        path: "/api/v1/fleet-performance/reports",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CREATE,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[],
+        delete_role: Role::Admin,
+    };
+    type Create = ReportCreate;
+    type Update = NoUpdate;
+    type View = ReportView;
+
+    fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
+        json!({"fleet_id": fleet_id, "title": "Daily report", "period_start": EXAMPLE_START,
+               "period_end": EXAMPLE_END})
+    }
+}
+
+// ---------------------------------------------------------------- alerts
+
+/// An alert with its lifecycle: firing until resolved.
+pub struct Alert;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AlertCreate {
+    pub fleet_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    pub severity: Severity,
+    pub message: String,
+    /// The observed value that fired the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+impl Validate for AlertCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.opt_id("vehicle_id", self.vehicle_id.as_deref());
+        c.opt_id("metric", self.metric.as_deref());
+        c.text("message", &self.message, 2000);
+        if let Some(v) = self.value {
+            c.finite("value", v);
+        }
+        if let Some(v) = self.threshold {
+            c.finite("threshold", v);
+        }
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AlertView {
+    pub id: String,
+    pub fleet_id: String,
+    pub vehicle_id: Option<String>,
+    pub metric: Option<String>,
+    pub severity: Severity,
+    pub message: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub status: AlertStatus,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Alert {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "alert",
+        plural: "alerts",
+        table: "perf_alerts",
+        path: "/api/v1/fleet-performance/alerts",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CREATE,
+        actions: &[Action {
+            name: "resolve",
+            summary: "Resolve a firing alert",
+        }],
+        lookups: &[
+            BY_FLEET,
+            super::Lookup {
+                segment: "by-status",
+                column: "status",
+            },
+        ],
+        references: &[],
+        delete_role: Role::Admin,
+    };
+    type Create = AlertCreate;
+    type Update = NoUpdate;
+    type View = AlertView;
+
+    fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
+        json!({"fleet_id": fleet_id, "metric": "utilization", "severity": "warning",
+               "message": "Utilization below 50 % for 30 minutes", "value": 0.42, "threshold": 0.5})
+    }
+}
+
+// ---------------------------------------------------------------- trends
+
+/// A trend of a metric: the least-squares slope of an evenly spaced series, its direction,
+/// change and a one-step forecast (computed when created).
+pub struct Trend;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TrendCreate {
+    pub fleet_id: String,
+    pub metric: String,
+    pub period_start: String,
+    pub period_end: String,
+    /// 2..=1000 evenly spaced samples over the period.
+    pub samples: Vec<f64>,
+}
+
+impl Validate for TrendCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.id("metric", &self.metric);
+        period(&mut c, &self.period_start, &self.period_end);
+        if !(2..=1000).contains(&self.samples.len()) {
+            c.fail("samples", "must hold 2 to 1000 values");
+        } else if self.samples.iter().any(|v| !v.is_finite()) {
+            c.fail("samples", "must be finite numbers");
+        }
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TrendView {
+    pub id: String,
+    pub fleet_id: String,
+    pub metric: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub samples: Vec<f64>,
+    /// Per sample step.
+    pub slope: f64,
+    pub direction: Direction,
+    pub change_pct: Option<f64>,
+    pub forecast: f64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Trend {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "trend",
+        plural: "trends",
+        table: "perf_trends",
+        path: "/api/v1/fleet-performance/trends",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CREATE,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[],
+        delete_role: Role::Admin,
+    };
+    type Create = TrendCreate;
+    type Update = NoUpdate;
+    type View = TrendView;
+
+    fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
+        json!({"fleet_id": fleet_id, "metric": "utilization", "period_start": EXAMPLE_START,
+               "period_end": EXAMPLE_END, "samples": [0.61, 0.64, 0.66, 0.7]})
+    }
+}

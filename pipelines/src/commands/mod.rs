@@ -1,0 +1,282 @@
+//! The command worker: applies each command of `fleet.commands.v1` exactly once.
+//!
+//! Per message, in one PostgreSQL transaction: record the command in `command_log` (it is
+//! usually there already, `pending`, written by the API), lock it, and when it is still
+//! pending apply it with [`atlasmesh_sinks::store::apply`], mark it applied or rejected and
+//! write its `audit_log` row. A command already decided (a replay after a crash, a duplicate
+//! produce) changes nothing; its result is published again, which consumers tolerate (the
+//! result topic is keyed by command id).
+//!
+//! Commands commit with `synchronous_commit = off` (one WAL flush per batch, not per command).
+//! Before results leave for Kafka, and before the runner checkpoints, `flush` writes a barrier
+//! row with a synchronous commit, which makes every earlier commit durable.
+
+use std::sync::Arc;
+
+use atlasmesh_core::config::{Config, Topics};
+use atlasmesh_core::metric_names as m;
+use atlasmesh_core::Scope;
+use atlasmesh_schemas::{
+    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, DecodeError, SchemaKind,
+};
+use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
+use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
+use sqlx::{PgPool, Row};
+use tracing::warn;
+
+use crate::runner::{InMessage, Pipeline, RetryLater};
+use crate::telemetry::now_ms;
+
+pub const NAME: &str = "commands";
+
+pub struct CommandPipeline {
+    codec: Codec,
+    topics: Topics,
+    pool: PgPool,
+    producer: KafkaProducer,
+}
+
+/// Results and dead letters gathered since the last checkpoint.
+#[derive(Default)]
+pub struct CommandBatch {
+    consumed: usize,
+    results: Vec<CommandResultRecord>,
+    dlq: Vec<DeadLetterRecord>,
+}
+
+impl CommandPipeline {
+    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(CommandPipeline {
+            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            topics: cfg.topics.clone(),
+            pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?,
+            producer: KafkaProducer::new(&cfg.kafka)?,
+        })
+    }
+
+    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut CommandBatch) {
+        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    }
+}
+
+/// Whether a PostgreSQL error is worth retrying (the server is unreachable or overloaded)
+/// rather than a verdict on this command.
+fn retriable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            // serialization_failure, deadlock_detected, admin shutdown, cannot connect now
+            matches!(d.code().as_deref(), Some("40001" | "40P01" | "57P01" | "57P03" | "53300"))
+        }
+        _ => false,
+    }
+}
+
+/// The decision recorded for a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub status: CommandStatus,
+    pub reason: Option<String>,
+    pub entity_id: Option<String>,
+    pub applied_at_ms: i64,
+}
+
+/// Applies `cmd` in one transaction unless it was decided before; returns its decision.
+pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offset: i64) -> Result<Decision, sqlx::Error> {
+    let payload: serde_json::Value = match serde_json::from_str(&cmd.payload_json) {
+        Ok(v) => v,
+        Err(e) => serde_json::json!({ "_unparseable": e.to_string() }),
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    let request_hash = atlasmesh_core::command::request_hash_json(&cmd.kind, &cmd.payload_json);
+    sqlx::query(
+        "INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', to_timestamp($9::double precision / 1000))
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&cmd.command_id)
+    .bind(&cmd.idempotency_key)
+    .bind(&cmd.actor)
+    .bind(&cmd.kind)
+    .bind(payload.get("id").and_then(|v| v.as_str()).unwrap_or(&cmd.command_id))
+    .bind(&cmd.fleet_scope)
+    .bind(&payload)
+    .bind(&request_hash)
+    .bind(cmd.issued_at_ms as f64)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "SELECT status, reason, entity_id, (extract(epoch from coalesce(applied_at, now())) * 1000)::bigint AS at_ms
+         FROM command_log WHERE command_id = $1 FOR UPDATE",
+    )
+    .bind(&cmd.command_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        // Another command already holds this actor's idempotency key.
+        tx.rollback().await?;
+        return Ok(Decision {
+            status: CommandStatus::Rejected,
+            reason: Some(format!("idempotency key {:?} of actor {:?} belongs to another command", cmd.idempotency_key, cmd.actor)),
+            entity_id: None,
+            applied_at_ms: now_ms(),
+        });
+    };
+    let status: String = row.get("status");
+    if status != "pending" {
+        metrics::counter!(m::COMMANDS_REPLAYED).increment(1);
+        let decision = Decision {
+            status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
+            reason: row.get("reason"),
+            entity_id: row.get("entity_id"),
+            applied_at_ms: row.get("at_ms"),
+        };
+        tx.rollback().await?;
+        return Ok(decision);
+    }
+    let scope = Scope::from_record(&cmd.fleet_scope);
+    let outcome = if payload.get("_unparseable").is_some() {
+        Outcome::Rejected { reason: "payload is not valid JSON".into() }
+    } else {
+        sqlx::query("SAVEPOINT apply").execute(&mut *tx).await?;
+        let ctx = CommandCtx { command_id: &cmd.command_id, kind: &cmd.kind, actor: &cmd.actor, scope: &scope, issued_at_ms: cmd.issued_at_ms, payload: &payload };
+        match store::apply(&mut tx, ctx).await {
+            Ok(o) => o,
+            Err(e) if retriable(&e) => return Err(e),
+            Err(e) => {
+                // A statement the domain rules did not foresee failed (a constraint, say):
+                // the command is refused with the database's reason, nothing of it is kept.
+                sqlx::query("ROLLBACK TO SAVEPOINT apply").execute(&mut *tx).await?;
+                Outcome::Rejected { reason: format!("refused by the database: {}", e.as_database_error().map_or(e.to_string(), |d| d.message().to_string())) }
+            }
+        }
+    };
+    let (status, reason, entity_type, entity_id, fleet_id) = match &outcome {
+        Outcome::Applied { entity_type, entity_id, fleet_id } => ("applied", None, Some(entity_type.clone()), Some(entity_id.clone()), fleet_id.clone()),
+        Outcome::Rejected { reason } => ("rejected", Some(reason.clone()), None, None, None),
+    };
+    let applied_at_ms: i64 = sqlx::query_scalar(
+        "UPDATE command_log SET status = $2, reason = $3, entity_type = $4, entity_id = $5, applied_at = now(),
+                source_partition = $6, source_offset = $7
+         WHERE command_id = $1
+         RETURNING (extract(epoch from applied_at) * 1000)::bigint",
+    )
+    .bind(&cmd.command_id)
+    .bind(status)
+    .bind(&reason)
+    .bind(&entity_type)
+    .bind(&entity_id)
+    .bind(partition)
+    .bind(offset)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (command_id, actor, kind, outcome, reason, entity_type, entity_id, fleet_id, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&cmd.command_id)
+    .bind(&cmd.actor)
+    .bind(&cmd.kind)
+    .bind(status)
+    .bind(&reason)
+    .bind(&entity_type)
+    .bind(&entity_id)
+    .bind(&fleet_id)
+    .bind(&payload)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1);
+    Ok(Decision {
+        status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
+        reason,
+        entity_id,
+        applied_at_ms,
+    })
+}
+
+impl Pipeline for CommandPipeline {
+    type State = ();
+    type Batch = CommandBatch;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn topic(&self) -> &str {
+        &self.topics.commands
+    }
+
+    async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut CommandBatch) -> Result<(), RetryLater> {
+        batch.consumed += 1;
+        let Some(payload) = msg.payload.as_deref() else {
+            self.dead_letter(msg, DeadLetterReason::Undecodable, "empty payload (tombstone)".into(), batch);
+            return Ok(());
+        };
+        let cmd: CommandRecord = match self.codec.decode_record(payload, "Command").await {
+            Ok(c) => c,
+            Err(DecodeError::Unavailable(e)) => return Err(RetryLater(e)),
+            Err(e @ DecodeError::UnknownSchema { .. }) => {
+                self.dead_letter(msg, DeadLetterReason::UnknownSchema, e.to_string(), batch);
+                return Ok(());
+            }
+            Err(e) => {
+                self.dead_letter(msg, DeadLetterReason::Undecodable, e.to_string(), batch);
+                return Ok(());
+            }
+        };
+        match apply_once(&self.pool, &cmd, msg.partition, msg.offset).await {
+            Ok(d) => {
+                batch.results.push(CommandResultRecord {
+                    command_id: cmd.command_id,
+                    status: d.status,
+                    reason: d.reason,
+                    entity_id: d.entity_id,
+                    applied_at_ms: d.applied_at_ms,
+                });
+                Ok(())
+            }
+            Err(e) if retriable(&e) => Err(RetryLater(format!("postgres: {e}"))),
+            Err(e) => {
+                // Not retriable and not a verdict on the command (e.g. our own SQL is wrong):
+                // keep the command, wait, and make the failure loud.
+                warn!(command_id = %cmd.command_id, error = %e, "Applying a command failed; retrying.");
+                Err(RetryLater(format!("postgres: {e}")))
+            }
+        }
+    }
+
+    fn on_idle(&self, _state: &mut (), _partition: i32, _batch: &mut CommandBatch) {}
+
+    async fn flush(&self, batch: &mut CommandBatch) -> atlasmesh_sinks::Result<()> {
+        if batch.consumed == 0 {
+            return Ok(());
+        }
+        sqlx::query("INSERT INTO command_worker_barrier (id, at) VALUES (TRUE, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+            .execute(&self.pool)
+            .await?;
+        let mut records = Vec::with_capacity(batch.results.len() + batch.dlq.len());
+        for r in &batch.results {
+            let payload = self
+                .codec
+                .encode(&self.topics.command_results, SchemaKind::CommandResults, r)
+                .await
+                .map_err(|e| atlasmesh_sinks::Error::Other(format!("encoding command result: {e}")))?;
+            records.push(OutRecord { topic: self.topics.command_results.clone(), key: Some(r.command_id.clone().into_bytes()), payload, headers: vec![] });
+        }
+        for d in &batch.dlq {
+            records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
+        }
+        self.producer.send_all("kafka", &records).await
+    }
+
+    fn batch_len(&self, batch: &CommandBatch) -> usize {
+        batch.consumed
+    }
+}
+
+/// Runs the command pipeline (used by the worker registry).
+pub async fn pipeline(cfg: &Config) -> anyhow::Result<Arc<CommandPipeline>> {
+    Ok(Arc::new(CommandPipeline::new(cfg).await?))
+}

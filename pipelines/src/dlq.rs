@@ -1,0 +1,48 @@
+//! Dead letters, shared by every pipeline: the envelope of a message that cannot be processed
+//! and its encoding for `fleet.dlq.v1` (the original bytes plus reason and source headers).
+
+use atlasmesh_core::config::Topics;
+use atlasmesh_core::metric_names as m;
+use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, SchemaKind};
+use atlasmesh_sinks::kafka::OutRecord;
+use atlasmesh_sinks::{Error, Result};
+
+use crate::runner::InMessage;
+use crate::telemetry::now_ms;
+
+/// The dead letter of `msg`, counted in the DLQ metric.
+pub fn dead_letter(pipeline: &'static str, msg: &InMessage, reason: DeadLetterReason, error: String) -> DeadLetterRecord {
+    metrics::counter!(m::DLQ_MESSAGES, "pipeline" => pipeline, "reason" => reason.as_str()).increment(1);
+    DeadLetterRecord {
+        source_topic: msg.topic.clone(),
+        source_partition: msg.partition,
+        source_offset: msg.offset,
+        pipeline: pipeline.into(),
+        reason,
+        error,
+        original_key: msg.key.clone(),
+        original_value: msg.payload.clone(),
+        failed_at_ms: now_ms(),
+    }
+}
+
+/// Encodes a dead letter for the DLQ topic, keyed by the original key, with headers naming
+/// the reason and the source position.
+pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Result<OutRecord> {
+    let payload = codec
+        .encode(&topics.dlq, SchemaKind::Dlq, d)
+        .await
+        .map_err(|e| Error::Other(format!("encoding dead letter: {e}")))?;
+    Ok(OutRecord {
+        topic: topics.dlq.clone(),
+        key: d.original_key.clone(),
+        payload,
+        headers: vec![
+            ("error".into(), d.error.clone().into_bytes()),
+            ("reason".into(), d.reason.as_str().as_bytes().to_vec()),
+            ("source.topic".into(), d.source_topic.clone().into_bytes()),
+            ("source.partition".into(), d.source_partition.to_string().into_bytes()),
+            ("source.offset".into(), d.source_offset.to_string().into_bytes()),
+        ],
+    })
+}

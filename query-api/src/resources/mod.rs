@@ -1,0 +1,627 @@
+//! The generic resource layer of the API: every [`Resource`] of `atlasmesh_core::domain` gets
+//! the same endpoints from [`resource_routes`], served by the generic handlers below, and the
+//! same OpenAPI paths from [`openapi::document`].
+//!
+//! For a resource at `PATH` (see [`atlasmesh_core::domain::catalog`] for all of them):
+//!
+//! | route | role | what |
+//! |---|---|---|
+//! | `GET PATH?fleet_id&<lookup column>&from&to&limit&cursor` | viewer | a page in the order (created_at, id) |
+//! | `GET PATH/<lookup>/{value}` (e.g. `by-fleet/{fleet_id}`) | viewer | the same, filtered by one column |
+//! | `GET PATH/{id}` | viewer | one entity (404 when not visible) |
+//! | `POST PATH[?wait=true]` | operator | create command (`<name>.create`) |
+//! | `PATCH PATH/{id}[?wait=true]` | operator | update command (`<name>.update`), absent fields unchanged |
+//! | `DELETE PATH/{id}[?wait=true]` | admin (operator for allocations, requests, members, dependencies, shares) | delete command |
+//! | `POST PATH/{id}/<action>[?wait=true]` | operator | action command (`<name>.<action>`), body [`ActionBody`] |
+//!
+//! Writes are validated here before a command is produced: malformed JSON → 400; unknown
+//! fields, wrong types and invalid values → 422 with `fields`; a body fleet (or federation)
+//! outside the caller's scope → 403; references that do not exist in scope → 422 naming the
+//! field; an entity that is not visible → 404, visible but not changeable → 403. The command
+//! worker re-checks all of it ([`atlasmesh_sinks::store::apply`]). Reads of a fleet outside the
+//! scope: an entity → 404, a list filtered by that fleet → 403.
+
+pub mod openapi;
+
+use std::collections::BTreeMap;
+
+use atlasmesh_core::domain::validate::parse_time;
+use atlasmesh_core::domain::{
+    ActionBody, Cursor, ListQuery, Page, Resource, ResourceInfo, ScopeKind, Validate,
+};
+use atlasmesh_core::Role;
+use atlasmesh_sinks::store::{self, Access};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::commands::{self, Submission, WaitParam};
+use crate::error::{ApiError, Error};
+use crate::params::StrictQuery;
+use crate::state::AppState;
+
+/// Every resource with its name, path and valid example create bodies, in creation order: what
+/// HTTP tests of the full command path iterate over.
+pub use atlasmesh_core::domain::{catalog, CatalogEntry};
+
+/// Default and maximum page size of resource lists (capped by `api.max_page_size`).
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// Every resource's routes.
+pub fn router() -> Router<AppState> {
+    let mut r = Router::new();
+    macro_rules! add {
+        ($($t:ty),* $(,)?) => { $( r = r.merge(resource_routes::<$t>()); )* };
+    }
+    atlasmesh_core::for_each_resource!(add);
+    r
+}
+
+/// The routes of one resource (see the module docs).
+pub fn resource_routes<R: Resource>() -> Router<AppState> {
+    let i = &R::INFO;
+    let mut collection: MethodRouter<AppState> = get(list::<R>);
+    if i.ops.create {
+        collection = collection.post(create::<R>);
+    }
+    let mut item: MethodRouter<AppState> = get(get_one::<R>);
+    if i.ops.update {
+        item = item.patch(update::<R>);
+    }
+    if i.ops.delete {
+        item = item.delete(delete::<R>);
+    }
+    let mut r = Router::new()
+        .route(i.path, collection)
+        .route(&format!("{}/{{id}}", i.path), item);
+    for l in i.lookups {
+        let column = l.column;
+        r = r.route(
+            &format!("{}/{}/{{value}}", i.path, l.segment),
+            get(
+                move |state: State<AppState>,
+                      caller: Caller,
+                      Path(value): Path<String>,
+                      q: Query<Vec<(String, String)>>| {
+                    lookup::<R>(state, caller, column, value, q)
+                },
+            ),
+        );
+    }
+    for a in i.actions {
+        let name = a.name;
+        r = r.route(
+            &format!("{}/{{id}}/{}", i.path, a.name),
+            post(
+                move |state: State<AppState>,
+                      caller: Caller,
+                      Path(id): Path<String>,
+                      wait: StrictQuery<WaitQuery>,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    act::<R>(state, caller, name, id, wait, headers, body)
+                },
+            ),
+        );
+    }
+    r
+}
+
+/// `?wait=true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    pub wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn parse(self) -> Result<bool, ApiError> {
+        WaitParam { wait: self.wait }.parse()
+    }
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    ApiError::from(Error::from(e))
+}
+
+// ---------------------------------------------------------------- reads
+
+/// Turns list parameters into a [`ListQuery`]; `fixed` is the filter of a lookup route.
+pub fn list_query(
+    info: &ResourceInfo,
+    caller: &Caller,
+    params: &[(String, String)],
+    fixed: Option<(&'static str, String)>,
+    max_page_size: u32,
+) -> Result<ListQuery, ApiError> {
+    let mut bad = BTreeMap::new();
+    let mut q = ListQuery {
+        limit: DEFAULT_LIMIT.min(max_page_size.max(1)),
+        ..ListQuery::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((col, v)) = fixed {
+        seen.insert(col.to_string());
+        q.filters.push((col, v));
+    }
+    for (k, v) in params {
+        if !seen.insert(k.clone()) {
+            bad.insert(k.clone(), "given more than once".to_string());
+            continue;
+        }
+        match k.as_str() {
+            "from" | "to" => match parse_time(v).or_else(|| v.parse::<i64>().ok()) {
+                Some(ms) if k == "from" => q.from_ms = Some(ms),
+                Some(ms) => q.to_ms = Some(ms),
+                None => {
+                    bad.insert(k.clone(), "must be RFC 3339 or epoch milliseconds".into());
+                }
+            },
+            "limit" => match v.parse::<u32>() {
+                Ok(n) if (1..=max_page_size.max(1)).contains(&n) => q.limit = n,
+                _ => {
+                    bad.insert(
+                        k.clone(),
+                        format!("must be an integer in 1..={}", max_page_size.max(1)),
+                    );
+                }
+            },
+            "cursor" => match Cursor::decode(v) {
+                Some(c) => q.after = Some(c),
+                None => {
+                    bad.insert(k.clone(), "is not a cursor of this API".into());
+                }
+            },
+            other => match info.filter_column(other) {
+                Some(col) if !v.is_empty() => q.filters.push((col, v.clone())),
+                Some(_) => {
+                    bad.insert(k.clone(), "must not be empty".into());
+                }
+                None => {
+                    bad.insert(k.clone(), "unknown parameter".into());
+                }
+            },
+        }
+    }
+    if let (Some(f), Some(t)) = (q.from_ms, q.to_ms) {
+        if f >= t {
+            bad.insert("from".into(), "must be before `to`".into());
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::invalid_fields(bad));
+    }
+    // Filtering by a fleet outside the scope is refused rather than answered empty.
+    for (col, v) in &q.filters {
+        let fleet_col =
+            *col == "fleet_id" || matches!(info.scope, ScopeKind::SharedWith(t) if t == *col);
+        if fleet_col && !caller.scope.allows_fleet(v) {
+            return Err(ApiError::forbidden(format!(
+                "fleet {v} is not in your scope"
+            )));
+        }
+    }
+    Ok(q)
+}
+
+async fn list<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Page<R::View>>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let q = list_query(
+        &R::INFO,
+        &caller,
+        &params,
+        None,
+        state.config.api.max_page_size,
+    )?;
+    Ok(Json(
+        store::list::<R>(&state.postgres, &caller.scope, &q)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+async fn lookup<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    column: &'static str,
+    value: String,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Page<R::View>>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let q = list_query(
+        &R::INFO,
+        &caller,
+        &params,
+        Some((column, value)),
+        state.config.api.max_page_size,
+    )?;
+    Ok(Json(
+        store::list::<R>(&state.postgres, &caller.scope, &q)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+async fn get_one<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<R::View>, ApiError> {
+    caller.require(Role::Viewer)?;
+    match store::get::<R>(&state.postgres, &caller.scope, &id)
+        .await
+        .map_err(internal)?
+    {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::not_found(format!("no {} {id}", R::INFO.name))),
+    }
+}
+
+// ---------------------------------------------------------------- writes
+
+/// Parses a JSON body into `T`: malformed JSON → 400, shape errors → 422, invalid values → 422.
+pub fn parse_body<T: serde::de::DeserializeOwned + serde::Serialize + Validate>(
+    body: &[u8],
+) -> Result<(T, Value), ApiError> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    let t: T = serde_json::from_value(v)
+        .map_err(|e| ApiError::unprocessable(shape_error(&e.to_string())))?;
+    t.validate().map_err(ApiError::unprocessable)?;
+    // The normalized body (as the command carries it).
+    let normalized =
+        serde_json::to_value(&t).map_err(|e| ApiError::Internal(Error::Internal(e.to_string())))?;
+    Ok((t, normalized))
+}
+
+/// A serde message as `fields`, naming the field where serde does.
+fn shape_error(msg: &str) -> BTreeMap<String, String> {
+    let quoted = |marker: &str| -> Option<String> {
+        let rest = &msg[msg.find(marker)? + marker.len()..];
+        Some(rest[..rest.find('`')?].to_string())
+    };
+    let field = quoted("unknown field `")
+        .or_else(|| quoted("missing field `"))
+        .unwrap_or_else(|| "body".into());
+    let reason = if msg.starts_with("unknown field") {
+        "unknown field".to_string()
+    } else if msg.starts_with("missing field") {
+        "required".to_string()
+    } else {
+        msg.to_string()
+    };
+    BTreeMap::from([(field, reason)])
+}
+
+async fn conn(state: &AppState) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ApiError> {
+    state.postgres.acquire().await.map_err(internal)
+}
+
+async fn create<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    wait: StrictQuery<WaitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let wait = wait.0.parse()?;
+    let info = &R::INFO;
+    let (_, payload) = parse_body::<R::Create>(&body)?;
+    let rec = payload.as_object().cloned().unwrap_or_default();
+    if let Some(reason) = store::scope_violation(info, &caller.scope, &rec) {
+        return Err(ApiError::forbidden(reason));
+    }
+    let bad = store::check_references(&mut *conn(&state).await?, info, &caller.scope, &rec)
+        .await
+        .map_err(internal)?;
+    if !bad.is_empty() {
+        return Err(ApiError::unprocessable(bad));
+    }
+    // Commands on one parent (e.g. allocations of a pool) share a Kafka key, so they apply in
+    // the order they were submitted.
+    let aggregate_id = info
+        .references
+        .iter()
+        .find_map(|r| rec.get(r.field).and_then(Value::as_str))
+        .or_else(|| rec.get(info.scope_column()).and_then(Value::as_str))
+        .unwrap_or(info.name)
+        .to_string();
+    let fleet_id = rec
+        .get("fleet_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    commands::submit(
+        &state,
+        &caller,
+        Submission {
+            kind: format!("{}.create", info.name),
+            aggregate_id,
+            fleet_id,
+            payload,
+            idempotency_key: commands::idempotency_key(&headers)?,
+            wait,
+        },
+    )
+    .await
+}
+
+/// The entity to change: 404 when not visible, 403 when visible but not changeable.
+async fn writable(
+    state: &AppState,
+    info: &ResourceInfo,
+    caller: &Caller,
+    id: &str,
+) -> Result<Value, ApiError> {
+    match store::access(&mut *conn(state).await?, info, &caller.scope, id)
+        .await
+        .map_err(internal)?
+    {
+        Access::Writable(row) => Ok(Value::Object(row)),
+        Access::ReadOnly(_) => Err(ApiError::forbidden(format!(
+            "{} {id} is read-only for you",
+            info.name
+        ))),
+        Access::Hidden => Err(ApiError::not_found(format!("no {} {id}", info.name))),
+    }
+}
+
+/// The command kind and entity of a write on an existing entity.
+struct Target<'a> {
+    info: &'a ResourceInfo,
+    op: &'a str,
+    id: String,
+    /// The entity as stored (its fleet labels the command).
+    row: Value,
+}
+
+async fn submit_on(
+    state: &AppState,
+    caller: &Caller,
+    target: Target<'_>,
+    changes: Value,
+    headers: &HeaderMap,
+    wait: bool,
+) -> Result<Response, ApiError> {
+    let Target { info, op, id, row } = target;
+    let mut payload = changes.as_object().cloned().unwrap_or_default();
+    payload.insert("id".into(), Value::String(id.clone()));
+    commands::submit(
+        state,
+        caller,
+        Submission {
+            kind: format!("{}.{op}", info.name),
+            aggregate_id: id,
+            fleet_id: row
+                .get("fleet_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            payload: Value::Object(payload),
+            idempotency_key: commands::idempotency_key(headers)?,
+            wait,
+        },
+    )
+    .await
+}
+
+async fn update<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    wait: StrictQuery<WaitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let wait = wait.0.parse()?;
+    let (_, changes) = parse_body::<R::Update>(&body)?;
+    let row = writable(&state, &R::INFO, &caller, &id).await?;
+    submit_on(
+        &state,
+        &caller,
+        Target {
+            info: &R::INFO,
+            op: "update",
+            id,
+            row,
+        },
+        changes,
+        &headers,
+        wait,
+    )
+    .await
+}
+
+async fn delete<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    wait: StrictQuery<WaitQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(R::INFO.delete_role)?;
+    let wait = wait.0.parse()?;
+    let row = writable(&state, &R::INFO, &caller, &id).await?;
+    submit_on(
+        &state,
+        &caller,
+        Target {
+            info: &R::INFO,
+            op: "delete",
+            id,
+            row,
+        },
+        Value::Null,
+        &headers,
+        wait,
+    )
+    .await
+}
+
+async fn act<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    action: &'static str,
+    id: String,
+    wait: StrictQuery<WaitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let wait = wait.0.parse()?;
+    let (b, normalized) = parse_body::<ActionBody>(&body)?;
+    R::validate_action(action, &b).map_err(ApiError::unprocessable)?;
+    let row = writable(&state, &R::INFO, &caller, &id).await?;
+    submit_on(
+        &state,
+        &caller,
+        Target {
+            info: &R::INFO,
+            op: action,
+            id,
+            row,
+        },
+        normalized,
+        &headers,
+        wait,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atlasmesh_core::{domain, Scope};
+
+    fn caller(scope: Scope) -> Caller {
+        Caller {
+            subject: "t".into(),
+            role: Role::Viewer,
+            scope,
+        }
+    }
+
+    #[test]
+    fn every_route_registers_without_overlap() {
+        // axum panics on conflicting routes when they are added.
+        let _ = router();
+    }
+
+    #[test]
+    fn list_parameters() {
+        let info = &domain::resources::Allocation::INFO;
+        let c = caller(Scope::fleets(["f1"]));
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let q = list_query(
+            info,
+            &c,
+            &p(&[("fleet_id", "f1"), ("pool_id", "p"), ("limit", "5")]),
+            None,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(
+            q.filters,
+            vec![("fleet_id", "f1".to_string()), ("pool_id", "p".to_string())]
+        );
+        assert_eq!(q.limit, 5);
+        let q = list_query(
+            info,
+            &c,
+            &p(&[("from", "2024-05-01T00:00:00Z"), ("to", "1714600000000")]),
+            None,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(
+            (q.from_ms, q.to_ms),
+            (Some(1_714_521_600_000), Some(1_714_600_000_000))
+        );
+        let bad = |v: &[(&str, &str)]| match list_query(info, &c, &p(v), None, 1000) {
+            Err(ApiError::BadRequest { fields, .. }) => fields.keys().cloned().collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            bad(&[("status", "x")]),
+            ["status"],
+            "not a filter of allocations"
+        );
+        assert_eq!(
+            bad(&[("limit", "0"), ("cursor", "zz")]),
+            ["cursor", "limit"]
+        );
+        assert_eq!(bad(&[("pool_id", "a"), ("pool_id", "b")]), ["pool_id"]);
+        assert_eq!(
+            bad(&[
+                ("from", "2024-05-02T00:00:00Z"),
+                ("to", "2024-05-01T00:00:00Z")
+            ]),
+            ["from"]
+        );
+        match list_query(info, &c, &p(&[("fleet_id", "f2")]), None, 1000) {
+            Err(ApiError::Forbidden(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        match list_query(info, &c, &[], Some(("fleet_id", "f2".into())), 1000) {
+            Err(ApiError::Forbidden(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        use domain::performance::BenchmarkCreate;
+        let ok = br#"{"fleet_id":"f1","name":"n","metric":"m","target_value":1,"higher_is_better":true}"#;
+        assert!(parse_body::<BenchmarkCreate>(ok).is_ok());
+        assert!(matches!(
+            parse_body::<BenchmarkCreate>(b"{"),
+            Err(ApiError::BadRequest { .. })
+        ));
+        assert!(matches!(
+            parse_body::<BenchmarkCreate>(b"[1]"),
+            Err(ApiError::BadRequest { .. })
+        ));
+        let unknown = br#"{"fleet_id":"f1","name":"n","metric":"m","target_value":1,"higher_is_better":true,"x":1}"#;
+        match parse_body::<BenchmarkCreate>(unknown) {
+            Err(ApiError::Unprocessable { fields, .. }) => assert_eq!(fields["x"], "unknown field"),
+            other => panic!("{other:?}"),
+        }
+        match parse_body::<BenchmarkCreate>(br#"{"fleet_id":"f1"}"#) {
+            Err(ApiError::Unprocessable { fields, .. }) => assert_eq!(fields["name"], "required"),
+            other => panic!("{other:?}"),
+        }
+        let invalid = br#"{"fleet_id":"f 1","name":" ","metric":"m","target_value":1,"higher_is_better":true}"#;
+        match parse_body::<BenchmarkCreate>(invalid) {
+            Err(ApiError::Unprocessable { fields, .. }) => {
+                assert_eq!(fields.keys().collect::<Vec<_>>(), ["fleet_id", "name"])
+            }
+            other => panic!("{other:?}"),
+        }
+        // Actions may have an empty body.
+        assert_eq!(
+            parse_body::<ActionBody>(b"").unwrap().0,
+            ActionBody::default()
+        );
+    }
+}

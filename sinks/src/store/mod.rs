@@ -1,0 +1,541 @@
+//! The domain store in PostgreSQL: scoped reads and command application.
+//!
+//! `apply` runs inside the command worker's transaction (the caller begins and commits it,
+//! together with the command log and audit rows), so it must do all its writes on `conn`.
+//!
+//! One generic path serves every [`Resource`] of `atlasmesh_core::domain`: decode and validate
+//! the payload, check the scope and the references, run the resource's domain hooks
+//! ([`hooks`]: capacity, the request queue, conflicts, dependencies, status transitions,
+//! derived values), then one `INSERT` / `UPDATE` / `DELETE` built from the resource's table.
+//! Everything runs under a savepoint: a rejection (or a constraint violation) rolls back
+//! whatever the command wrote, leaving the caller's transaction usable.
+//!
+//! Entity ids: a create's entity id is the command id; entities a command creates on the side
+//! (allocations served from the queue, conflicts) get ids derived from the command id (or from
+//! the allocations in conflict), so a replayed command produces the same ids.
+
+mod hooks;
+mod sql;
+
+use atlasmesh_core::domain::validate::describe;
+use atlasmesh_core::domain::{
+    self, ActionBody, Fields, ListQuery, Page, Resource, ResourceInfo, ScopeKind, Validate,
+};
+use atlasmesh_core::Scope;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+pub use sql::Record;
+
+/// One command to apply, decoded from fleet.commands.v1.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandCtx<'a> {
+    pub command_id: &'a str,
+    /// `<resource>.<operation>`, e.g. `benchmark.create`, `allocation.delete`, `alert.resolve`.
+    pub kind: &'a str,
+    pub actor: &'a str,
+    /// The scope of the actor that issued the command; every statement must respect it.
+    pub scope: &'a Scope,
+    pub issued_at_ms: i64,
+    pub payload: &'a serde_json::Value,
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; the entity created or changed (and its fleet, for the audit log).
+    Applied {
+        entity_type: String,
+        entity_id: String,
+        fleet_id: Option<String>,
+    },
+    /// Refused by a domain rule, a reference, the scope or validation; nothing was written.
+    Rejected { reason: String },
+}
+
+pub(crate) fn reject(reason: impl Into<String>) -> Result<Outcome, sqlx::Error> {
+    Ok(Outcome::Rejected {
+        reason: reason.into(),
+    })
+}
+
+/// A stable id derived from `parts` (UUID-shaped hex of their SHA-256).
+pub fn derived_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Applies one command on `conn` (inside the caller's transaction).
+pub async fn apply(
+    conn: &mut sqlx::PgConnection,
+    cmd: CommandCtx<'_>,
+) -> Result<Outcome, sqlx::Error> {
+    let Some((name, op)) = domain::split_kind(cmd.kind) else {
+        return reject(format!("unknown command kind {}", cmd.kind));
+    };
+    sqlx::query("SAVEPOINT atlasmesh_store_apply")
+        .execute(&mut *conn)
+        .await?;
+    let r = dispatch(conn, cmd, name, op).await;
+    match r {
+        Ok(Outcome::Applied {
+            entity_type,
+            entity_id,
+            fleet_id,
+        }) => {
+            sqlx::query("RELEASE SAVEPOINT atlasmesh_store_apply")
+                .execute(&mut *conn)
+                .await?;
+            Ok(Outcome::Applied {
+                entity_type,
+                entity_id,
+                fleet_id,
+            })
+        }
+        Ok(rejected) => {
+            rollback(conn).await?;
+            Ok(rejected)
+        }
+        Err(e) => match rule_violation(&e) {
+            Some(reason) => {
+                rollback(conn).await?;
+                reject(reason)
+            }
+            None => {
+                // Leave the transaction usable if we can; the caller sees the error either way.
+                let _ = rollback(conn).await;
+                Err(e)
+            }
+        },
+    }
+}
+
+async fn rollback(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("ROLLBACK TO SAVEPOINT atlasmesh_store_apply")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("RELEASE SAVEPOINT atlasmesh_store_apply")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A database error caused by the command's data (constraint, bad value) rather than the
+/// database being unavailable, as a rejection reason.
+fn rule_violation(e: &sqlx::Error) -> Option<String> {
+    let db = e.as_database_error()?;
+    let code = db.code()?;
+    // 23: integrity constraint violation; 22: data exception (bad value, out of range).
+    if !(code.starts_with("23") || code.starts_with("22")) {
+        return None;
+    }
+    Some(match db.constraint() {
+        Some(c) => format!("violates {c}: {}", db.message()),
+        None => format!("invalid data: {}", db.message()),
+    })
+}
+
+async fn dispatch(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+    name: &str,
+    op: &str,
+) -> Result<Outcome, sqlx::Error> {
+    macro_rules! arms {
+        ($($r:ty),* $(,)?) => {
+            $(
+                if name == <$r as Resource>::INFO.name {
+                    return apply_to::<$r>(conn, cmd, op).await;
+                }
+            )*
+        };
+    }
+    atlasmesh_core::for_each_resource!(arms);
+    reject(format!("unknown command kind {}", cmd.kind))
+}
+
+async fn apply_to<R: Resource>(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+    op: &str,
+) -> Result<Outcome, sqlx::Error> {
+    let info = &R::INFO;
+    match op {
+        "create" if info.ops.create => create::<R>(conn, cmd).await,
+        "update" if info.ops.update => update::<R>(conn, cmd).await,
+        "delete" if info.ops.delete => delete(conn, info, cmd).await,
+        action if info.action(action).is_some() => act::<R>(conn, cmd, action).await,
+        _ => reject(format!("unknown command kind {}", cmd.kind)),
+    }
+}
+
+fn applied(info: &ResourceInfo, id: &str, rec: &Record) -> Result<Outcome, sqlx::Error> {
+    Ok(Outcome::Applied {
+        entity_type: info.name.to_string(),
+        entity_id: id.to_string(),
+        fleet_id: rec
+            .get("fleet_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// Decodes and validates a body, or says why not.
+fn decode<T: serde::de::DeserializeOwned + Validate>(v: Value) -> Result<T, String> {
+    let t: T = serde_json::from_value(v).map_err(|e| format!("invalid payload: {e}"))?;
+    t.validate()
+        .map_err(|f| format!("invalid fields: {}", describe(&f)))?;
+    Ok(t)
+}
+
+/// Splits `{"id": ..., ...rest}`.
+fn split_id(payload: &Value) -> Result<(String, Value), String> {
+    let mut m = payload
+        .as_object()
+        .cloned()
+        .ok_or("payload must be a JSON object")?;
+    match m.remove("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok((id, Value::Object(m))),
+        _ => Err("payload needs the entity id as \"id\"".into()),
+    }
+}
+
+fn to_record<T: serde::Serialize>(t: &T) -> Result<Record, sqlx::Error> {
+    match serde_json::to_value(t) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(sqlx::Error::Protocol(
+            "a domain type did not serialize to an object".into(),
+        )),
+        Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
+    }
+}
+
+/// Why a new row `rec` of `info` may not be written in `scope`, if so.
+pub fn scope_violation(info: &ResourceInfo, scope: &Scope, rec: &Record) -> Option<String> {
+    if scope.all {
+        return None;
+    }
+    let col = info.scope_column();
+    match info.scope {
+        ScopeKind::Federation("id") => {
+            Some("creating a federation needs an unrestricted scope".into())
+        }
+        ScopeKind::Federation(_) => {
+            let f = rec.get(col).and_then(Value::as_str).unwrap_or_default();
+            (!scope.allows_federation(f)).then(|| format!("federation {f} is not in scope"))
+        }
+        ScopeKind::Fleet | ScopeKind::SharedWith(_) => {
+            let f = rec.get(col).and_then(Value::as_str).unwrap_or_default();
+            (!scope.allows_fleet(f)).then(|| format!("fleet {f} is not in scope"))
+        }
+    }
+}
+
+/// Checks the references of a new row: each must name an entity that exists in `scope`
+/// (changeable by it) and, where required, belongs to the same fleet. Returns field → reason.
+pub async fn check_references(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    scope: &Scope,
+    rec: &Record,
+) -> Result<Fields, sqlx::Error> {
+    let mut bad = Fields::new();
+    for r in info.references {
+        let Some(id) = rec.get(r.field).and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(target) = domain::info(r.target) else {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} references unknown resource {}",
+                info.name, r.target
+            )));
+        };
+        match sql::fetch_row(conn, target, scope, id, true, false).await? {
+            None => {
+                bad.insert(
+                    r.field.to_string(),
+                    format!("no {} {id} in scope", target.name),
+                );
+            }
+            Some(row) if r.same_fleet && row.get("fleet_id") != rec.get("fleet_id") => {
+                bad.insert(
+                    r.field.to_string(),
+                    format!("{} {id} belongs to another fleet", target.name),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(bad)
+}
+
+async fn create<R: Resource>(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+) -> Result<Outcome, sqlx::Error> {
+    let info = &R::INFO;
+    let input: R::Create = match decode(cmd.payload.clone()) {
+        Ok(v) => v,
+        Err(reason) => return reject(reason),
+    };
+    let mut rec = to_record(&input)?;
+    let id = cmd.command_id.to_string();
+    // A replayed create: the entity exists with the id of this command.
+    if let Some(existing) = sql::exists(conn, info.table, &id).await? {
+        return applied(info, &id, &existing);
+    }
+    if let Some(reason) = scope_violation(info, cmd.scope, &rec) {
+        return reject(reason);
+    }
+    let bad = check_references(conn, info, cmd.scope, &rec).await?;
+    if !bad.is_empty() {
+        return reject(format!("invalid references: {}", describe(&bad)));
+    }
+    if let Err(reason) = hooks::before_create(conn, info, &cmd, &mut rec).await? {
+        return reject(reason);
+    }
+    sql::insert(conn, info.table, &id, cmd.issued_at_ms, &rec).await?;
+    if let Err(reason) = hooks::after_create(conn, info, &cmd, &id, &rec).await? {
+        return reject(reason);
+    }
+    applied(info, &id, &rec)
+}
+
+/// Locks the row to change, after the rows that must be locked before it (a pool before its
+/// allocations and requests, so every path takes locks in the same order).
+async fn lock_for_write(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<Record>, sqlx::Error> {
+    hooks::lock_parents(conn, info, id).await?;
+    sql::fetch_row(conn, info, scope, id, true, true).await
+}
+
+async fn update<R: Resource>(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+) -> Result<Outcome, sqlx::Error> {
+    let info = &R::INFO;
+    let (id, rest) = match split_id(cmd.payload) {
+        Ok(v) => v,
+        Err(reason) => return reject(reason),
+    };
+    let changes: R::Update = match decode(rest) {
+        Ok(v) => v,
+        Err(reason) => return reject(reason),
+    };
+    let mut changes = to_record(&changes)?;
+    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
+        return reject(format!("no {} {id} in scope", info.name));
+    };
+    if let Err(reason) = hooks::before_update(conn, info, &cmd, &old, &mut changes).await? {
+        return reject(reason);
+    }
+    sql::update(conn, info.table, &id, cmd.issued_at_ms, &changes).await?;
+    if let Err(reason) = hooks::after_update(conn, info, &cmd, &old, &changes).await? {
+        return reject(reason);
+    }
+    applied(info, &id, &old)
+}
+
+async fn delete(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    cmd: CommandCtx<'_>,
+) -> Result<Outcome, sqlx::Error> {
+    let (id, rest) = match split_id(cmd.payload) {
+        Ok(v) => v,
+        Err(reason) => return reject(reason),
+    };
+    if rest.as_object().is_some_and(|m| !m.is_empty()) {
+        return reject("a delete takes only the id");
+    }
+    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
+        return reject(format!("no {} {id} in scope", info.name));
+    };
+    if let Err(reason) = hooks::before_delete(conn, info, &cmd, &old).await? {
+        return reject(reason);
+    }
+    sql::delete(conn, info.table, &id).await?;
+    if let Err(reason) = hooks::after_delete(conn, info, &cmd, &old).await? {
+        return reject(reason);
+    }
+    applied(info, &id, &old)
+}
+
+async fn act<R: Resource>(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+    action: &str,
+) -> Result<Outcome, sqlx::Error> {
+    let info = &R::INFO;
+    let (id, rest) = match split_id(cmd.payload) {
+        Ok(v) => v,
+        Err(reason) => return reject(reason),
+    };
+    let body: ActionBody = match serde_json::from_value(rest) {
+        Ok(b) => b,
+        Err(e) => return reject(format!("invalid payload: {e}")),
+    };
+    if let Err(f) = R::validate_action(action, &body) {
+        return reject(format!("invalid fields: {}", describe(&f)));
+    }
+    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
+        return reject(format!("no {} {id} in scope", info.name));
+    };
+    let changes = match hooks::action(conn, info, &cmd, action, &old, &body).await? {
+        Ok(changes) => changes,
+        Err(reason) => return reject(reason),
+    };
+    sql::update(conn, info.table, &id, cmd.issued_at_ms, &changes).await?;
+    applied(info, &id, &old)
+}
+
+// ---------------------------------------------------------------- reads
+
+/// One page of `R` visible in `scope`.
+pub async fn list<R: Resource>(
+    pool: &PgPool,
+    scope: &Scope,
+    q: &ListQuery,
+) -> Result<Page<R::View>, sqlx::Error> {
+    let (items, next_cursor) = sql::page(pool, &R::INFO, scope, q).await?;
+    let items = items
+        .into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page { items, next_cursor })
+}
+
+/// One page of the resource `info` as JSON rows.
+pub async fn list_json(
+    pool: &PgPool,
+    info: &ResourceInfo,
+    scope: &Scope,
+    q: &ListQuery,
+) -> Result<Page<Value>, sqlx::Error> {
+    let (items, next_cursor) = sql::page(pool, info, scope, q).await?;
+    Ok(Page { items, next_cursor })
+}
+
+/// Entity `id` of `R` if visible in `scope`.
+pub async fn get<R: Resource>(
+    pool: &PgPool,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<R::View>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    match sql::fetch_row(&mut conn, &R::INFO, scope, id, false, false).await? {
+        None => Ok(None),
+        Some(rec) => serde_json::from_value(Value::Object(rec))
+            .map(Some)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
+/// How an entity relates to a scope, for answering 404 vs 403 before producing a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    /// Not visible (or does not exist).
+    Hidden,
+    /// Visible but not changeable (e.g. a share seen by its target fleet).
+    ReadOnly(Record),
+    Writable(Record),
+}
+
+pub async fn access(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    scope: &Scope,
+    id: &str,
+) -> Result<Access, sqlx::Error> {
+    if let Some(row) = sql::fetch_row(conn, info, scope, id, true, false).await? {
+        return Ok(Access::Writable(row));
+    }
+    Ok(
+        match sql::fetch_row(conn, info, scope, id, false, false).await? {
+            Some(row) => Access::ReadOnly(row),
+            None => Access::Hidden,
+        },
+    )
+}
+
+/// Every command kind the store applies, e.g. `benchmark.create` (for docs and tests).
+pub fn kinds() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in domain::catalog() {
+        let i = e.info;
+        let ops = [
+            ("create", i.ops.create),
+            ("update", i.ops.update),
+            ("delete", i.ops.delete),
+        ];
+        out.extend(
+            ops.iter()
+                .filter(|(_, on)| *on)
+                .map(|(op, _)| format!("{}.{op}", i.name)),
+        );
+        out.extend(i.actions.iter().map(|a| format!("{}.{}", i.name, a.name)));
+    }
+    out
+}
+
+/// Type-erased helper for hooks that need a field.
+pub(crate) fn str_field<'r>(rec: &'r Record, name: &str) -> Option<&'r str> {
+    rec.get(name).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let a = derived_id(&["cmd-1", "allocation", "req-1"]);
+        assert_eq!(a, derived_id(&["cmd-1", "allocation", "req-1"]));
+        assert_ne!(a, derived_id(&["cmd-1", "allocation", "req-2"]));
+        assert_ne!(derived_id(&["ab", "c"]), derived_id(&["a", "bc"]));
+        assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn kinds_cover_the_domain() {
+        let k = kinds();
+        for kind in [
+            "benchmark.create",
+            "benchmark.update",
+            "benchmark.delete",
+            "alert.resolve",
+            "execution.start",
+        ] {
+            assert!(k.iter().any(|x| x == kind), "{kind}");
+        }
+        assert!(!k.iter().any(|x| x == "score.delete"));
+    }
+
+    #[test]
+    fn payload_ids() {
+        assert_eq!(
+            split_id(&serde_json::json!({"id": "x", "a": 1})).unwrap().0,
+            "x"
+        );
+        assert!(split_id(&serde_json::json!({"a": 1})).is_err());
+        assert!(split_id(&serde_json::json!([1])).is_err());
+    }
+}
