@@ -46,3 +46,22 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
         ],
     })
 }
+
+/// Decodes the Avro record `record_name` of `msg`. `Ok(Err((reason, error)))` means the
+/// message belongs in the DLQ; `Err(RetryLater)` means the schema registry is unreachable.
+pub async fn decode<T: serde::de::DeserializeOwned>(
+    codec: &Codec,
+    msg: &InMessage,
+    record_name: &str,
+) -> std::result::Result<std::result::Result<T, (DeadLetterReason, String)>, crate::runner::RetryLater> {
+    use atlasmesh_schemas::DecodeError;
+    let Some(payload) = msg.payload.as_deref() else {
+        return Ok(Err((DeadLetterReason::Undecodable, "empty payload (tombstone)".into())));
+    };
+    match codec.decode_record(payload, record_name).await {
+        Ok(r) => Ok(Ok(r)),
+        Err(DecodeError::Unavailable(e)) => Err(crate::runner::RetryLater(e)),
+        Err(e @ DecodeError::UnknownSchema { .. }) => Ok(Err((DeadLetterReason::UnknownSchema, e.to_string()))),
+        Err(e) => Ok(Err((DeadLetterReason::Undecodable, e.to_string()))),
+    }
+}

@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Error, Result};
 use crate::params::format_instant;
 use crate::state::{AppState, QUERY_TIMEOUT};
@@ -136,15 +137,21 @@ async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T>>) -> R
     params(("fleet_id" = String, Path, description = "Fleet id")),
     responses(
         (status = 200, description = "Fleet KPIs", body = FleetKpis),
+        (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "The fleet is outside the caller's scope", body = crate::error::ErrorBody),
         (status = 404, description = "No live data for this fleet", body = crate::error::ErrorBody),
         (status = 503, description = "Redis is unavailable", body = crate::error::ErrorBody),
         (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-    )
+    ),
+    security(("bearer_jwt" = []), ("api_key" = []))
 )]
 pub async fn fleet_kpis(
     State(state): State<AppState>,
+    caller: Caller,
     Path(fleet_id): Path<String>,
 ) -> Result<Json<FleetKpis>, ApiError> {
+    caller.require(atlasmesh_core::Role::Viewer)?;
+    caller.require_fleet(&fleet_id)?;
     let prefix = &state.config.redis.key_prefix;
     let (vehicles, windows): (HashMap<String, String>, HashMap<String, String>) =
         with_timeout(async {
@@ -227,15 +234,21 @@ impl From<TelemetryEvent> for VehicleLatest {
     ),
     responses(
         (status = 200, description = "The newest telemetry event of the vehicle", body = VehicleLatest),
+        (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "The fleet is outside the caller's scope", body = crate::error::ErrorBody),
         (status = 404, description = "No live data for this vehicle", body = crate::error::ErrorBody),
         (status = 503, description = "Redis is unavailable", body = crate::error::ErrorBody),
         (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-    )
+    ),
+    security(("bearer_jwt" = []), ("api_key" = []))
 )]
 pub async fn vehicle_latest(
     State(state): State<AppState>,
+    caller: Caller,
     Path((fleet_id, vehicle_id)): Path<(String, String)>,
 ) -> Result<Json<VehicleLatest>, ApiError> {
+    caller.require(atlasmesh_core::Role::Viewer)?;
+    caller.require_fleet(&fleet_id)?;
     let key = keys::fleet_vehicles(&state.config.redis.key_prefix, &fleet_id);
     let json: Option<String> = with_timeout(async {
         let mut conn = state.redis.get().await?;

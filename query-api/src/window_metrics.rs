@@ -12,6 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Error, Result};
 use crate::params::{format_instant, parse_instant, CursorKey, StrictQuery};
 use crate::state::{AppState, QUERY_TIMEOUT};
@@ -103,6 +104,8 @@ impl From<FleetMetricsQuery> for MetricsQuery {
 pub struct MetricsFilter {
     pub scope: Scope,
     pub fleet_id: Option<String>,
+    /// The caller's fleets (`None`: every fleet); always part of the SQL.
+    pub fleets: Option<Vec<String>>,
     pub vehicle_id: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -191,6 +194,7 @@ impl MetricsFilter {
         Ok(MetricsFilter {
             scope,
             fleet_id,
+            fleets: None,
             vehicle_id,
             from_ms,
             to_ms,
@@ -338,6 +342,9 @@ fn build_query(client: &clickhouse::Client, f: &MetricsFilter) -> clickhouse::qu
     if f.fleet_id.is_some() {
         sql.push_str(" AND fleet_id = ?");
     }
+    if f.fleets.is_some() {
+        sql.push_str(" AND has(?, fleet_id)");
+    }
     if f.vehicle_id.is_some() {
         sql.push_str(" AND vehicle_id = ?");
     }
@@ -364,6 +371,9 @@ fn build_query(client: &clickhouse::Client, f: &MetricsFilter) -> clickhouse::qu
     if let Some(v) = &f.fleet_id {
         q = q.bind(v.as_str());
     }
+    if let Some(v) = &f.fleets {
+        q = q.bind(v.as_slice());
+    }
     if let Some(v) = &f.vehicle_id {
         q = q.bind(v.as_str());
     }
@@ -389,6 +399,10 @@ pub async fn fetch_page(
     client: &clickhouse::Client,
     f: &MetricsFilter,
 ) -> Result<WindowMetricsPage> {
+    if f.fleets.as_ref().is_some_and(Vec::is_empty) {
+        // A caller with no fleet in scope sees nothing (and ClickHouse cannot type `[]`).
+        return Ok(WindowMetricsPage { items: Vec::new(), next_cursor: None });
+    }
     let q = build_query(client, f);
     let fut = async {
         Ok::<_, Error>(match f.scope {
@@ -436,16 +450,33 @@ pub async fn fetch_page(
     responses(
         (status = 200, description = "A page of window metrics", body = WindowMetricsPage),
         (status = 400, description = "Unknown or invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "`fleet_id` outside the caller's scope", body = crate::error::ErrorBody),
         (status = 503, description = "ClickHouse is unavailable", body = crate::error::ErrorBody),
         (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-    )
+    ),
+    security(("bearer_jwt" = []), ("api_key" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     StrictQuery(q): StrictQuery<MetricsQuery>,
 ) -> Result<Json<WindowMetricsPage>, ApiError> {
-    let filter = MetricsFilter::parse(q, state.config.api.max_page_size)?;
+    let filter = scoped(&caller, MetricsFilter::parse(q, state.config.api.max_page_size)?)?;
     Ok(Json(fetch_page(&state.clickhouse, &filter).await?))
+}
+
+/// Restricts a filter to the caller: 403 for a foreign `fleet_id`, otherwise the caller's
+/// fleets become part of the query.
+fn scoped(caller: &Caller, mut f: MetricsFilter) -> Result<MetricsFilter, ApiError> {
+    caller.require(atlasmesh_core::Role::Viewer)?;
+    if let Some(fleet) = &f.fleet_id {
+        caller.require_fleet(fleet)?;
+    }
+    if !caller.scope.all {
+        f.fleets = Some(caller.scope.fleets.clone());
+    }
+    Ok(f)
 }
 
 /// Window metrics of one fleet.
@@ -457,18 +488,22 @@ pub async fn list(
     responses(
         (status = 200, description = "A page of window metrics (empty when the fleet has none)", body = WindowMetricsPage),
         (status = 400, description = "Unknown or invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "The fleet is outside the caller's scope", body = crate::error::ErrorBody),
         (status = 503, description = "ClickHouse is unavailable", body = crate::error::ErrorBody),
         (status = 500, description = "Internal error", body = crate::error::ErrorBody),
-    )
+    ),
+    security(("bearer_jwt" = []), ("api_key" = []))
 )]
 pub async fn list_for_fleet(
     State(state): State<AppState>,
+    caller: Caller,
     Path(fleet_id): Path<String>,
     StrictQuery(q): StrictQuery<FleetMetricsQuery>,
 ) -> Result<Json<WindowMetricsPage>, ApiError> {
     let mut q = MetricsQuery::from(q);
     q.fleet_id = Some(fleet_id);
-    let filter = MetricsFilter::parse(q, state.config.api.max_page_size)?;
+    let filter = scoped(&caller, MetricsFilter::parse(q, state.config.api.max_page_size)?)?;
     Ok(Json(fetch_page(&state.clickhouse, &filter).await?))
 }
 

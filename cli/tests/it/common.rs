@@ -51,6 +51,7 @@ impl TestEnv {
         // Checkpoints of test topics stay out of the main job's database.
         let base = cfg.postgres.url.rsplit_once('/').map_or(cfg.postgres.url.as_str(), |(b, _)| b).to_string();
         cfg.postgres.url = format!("{base}/atlasmesh_it");
+        cfg.auth.hs256_secret = Some(JWT_SECRET.into());
         cfg.telemetry.idle_flush_ms = 1_500;
         cfg.runner.checkpoint_interval_ms = 500;
         let log_dir = std::env::temp_dir().join(format!("atlasmesh-it-{unique}"));

@@ -15,7 +15,15 @@ use crate::common::{sigterm, TestEnv};
 use crate::reference;
 
 async fn get_json(app: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
-    let res = app.clone().oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let token = atlasmesh_query_api::auth::issue_hs256(
+        crate::common::JWT_SECRET,
+        "e2e",
+        atlasmesh_core::Role::Viewer,
+        &atlasmesh_core::Scope::all(),
+        std::time::Duration::from_secs(600),
+    );
+    let req = axum::http::Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status().as_u16();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))

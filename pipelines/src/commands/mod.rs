@@ -17,7 +17,7 @@ use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::Scope;
 use atlasmesh_schemas::{
-    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, DecodeError, SchemaKind,
+    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, SchemaKind,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
@@ -210,19 +210,10 @@ impl Pipeline for CommandPipeline {
 
     async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut CommandBatch) -> Result<(), RetryLater> {
         batch.consumed += 1;
-        let Some(payload) = msg.payload.as_deref() else {
-            self.dead_letter(msg, DeadLetterReason::Undecodable, "empty payload (tombstone)".into(), batch);
-            return Ok(());
-        };
-        let cmd: CommandRecord = match self.codec.decode_record(payload, "Command").await {
+        let cmd: CommandRecord = match crate::dlq::decode(&self.codec, msg, "Command").await? {
             Ok(c) => c,
-            Err(DecodeError::Unavailable(e)) => return Err(RetryLater(e)),
-            Err(e @ DecodeError::UnknownSchema { .. }) => {
-                self.dead_letter(msg, DeadLetterReason::UnknownSchema, e.to_string(), batch);
-                return Ok(());
-            }
-            Err(e) => {
-                self.dead_letter(msg, DeadLetterReason::Undecodable, e.to_string(), batch);
+            Err((reason, error)) => {
+                self.dead_letter(msg, reason, error, batch);
                 return Ok(());
             }
         };

@@ -10,7 +10,8 @@ use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DecodeError, WindowMetricsRecord};
+use atlasmesh_core::TelemetryEvent;
+use atlasmesh_schemas::{Codec, DeadLetterReason, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
@@ -95,19 +96,10 @@ impl Pipeline for TelemetryPipeline {
     async fn handle(&self, state: &mut PartitionWindows, msg: &InMessage, batch: &mut TelemetryBatch) -> Result<(), RetryLater> {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
-        let Some(payload) = msg.payload.as_deref() else {
-            self.dead_letter(msg, DeadLetterReason::Undecodable, "empty payload (tombstone)".into(), batch);
-            return Ok(());
-        };
-        let ev = match self.codec.decode_telemetry(payload).await {
+        let ev: TelemetryEvent = match crate::dlq::decode(&self.codec, msg, "TelemetryEvent").await? {
             Ok(ev) => ev,
-            Err(DecodeError::Unavailable(e)) => return Err(RetryLater(e)),
-            Err(e @ DecodeError::UnknownSchema { .. }) => {
-                self.dead_letter(msg, DeadLetterReason::UnknownSchema, e.to_string(), batch);
-                return Ok(());
-            }
-            Err(e) => {
-                self.dead_letter(msg, DeadLetterReason::Undecodable, e.to_string(), batch);
+            Err((reason, error)) => {
+                self.dead_letter(msg, reason, error, batch);
                 return Ok(());
             }
         };

@@ -69,26 +69,40 @@ pub fn config(ch_database: &str, redis_prefix: &str) -> Config {
     c.redis.url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
     c.redis.key_prefix = redis_prefix.to_string();
     c.api.max_page_size = 50;
+    c.auth.hs256_secret = Some(TEST_SECRET.into());
     c
+}
+
+/// The HS256 secret of the test configs.
+pub const TEST_SECRET: &str = "query-api-test-secret";
+
+/// A token for `scope` with `role`, valid for the test configs.
+pub fn token(role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> String {
+    atlasmesh_query_api::auth::issue_hs256(TEST_SECRET, "it", role, scope, std::time::Duration::from_secs(600))
+}
+
+/// GET `uri` as a caller with `role` and `scope`.
+pub async fn get_as(state: &AppState, uri: &str, role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .uri(uri)
+        .header("authorization", format!("Bearer {}", token(role, scope)))
+        .body(Body::empty())
+        .unwrap();
+    let res = app(state.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 16 << 20).await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, body)
 }
 
 pub async fn state(cfg: &Config) -> AppState {
     AppState::connect(cfg, prometheus()).await.expect("connect")
 }
 
-/// GET `uri` through the router; returns status and body (JSON, or a string for text).
+/// GET `uri` through the router as a viewer of every fleet; returns status and body (JSON,
+/// or a string for text).
 pub async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
-    let res = app(state.clone())
-        .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), 16 << 20)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, body)
+    get_as(state, uri, atlasmesh_core::Role::Viewer, &atlasmesh_core::Scope::all()).await
 }
 
 /// Asserts a 400 in the API's error shape naming exactly `fields`.

@@ -286,7 +286,8 @@ async fn serve_answers_over_tcp_and_stops_on_shutdown() {
     let url = format!("http://127.0.0.1:{port}/api/v1/fleets/x/vehicles/y/latest");
     let mut res = None;
     for _ in 0..50 {
-        match reqwest::get(&url).await {
+        let bearer = token(atlasmesh_core::Role::Viewer, &atlasmesh_core::Scope::all());
+        match reqwest::Client::new().get(&url).bearer_auth(bearer).send().await {
             Ok(r) => {
                 res = Some(r);
                 break;

@@ -490,3 +490,32 @@ async fn clickhouse_down_is_503_with_generic_body() {
         "{b}"
     );
 }
+
+/// A caller scoped to fleet `fa` sees only `fa`'s windows, is refused `fb` (403) and a caller
+/// without credentials is refused (401); the same holds for the Redis KPI reads.
+#[tokio::test]
+async fn reads_are_limited_to_the_callers_fleets() {
+    use atlasmesh_core::{Role, Scope};
+    use tower::ServiceExt;
+    let (_db, st) = setup("scoped").await;
+    let fa = Scope::fleets(["fa"]);
+    let (s, b) = crate::common::get_as(&st, "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50", Role::Viewer, &fa).await;
+    assert_eq!(s, StatusCode::OK);
+    let fleets: std::collections::BTreeSet<&str> = b["items"].as_array().unwrap().iter().map(|i| i["fleet_id"].as_str().unwrap()).collect();
+    assert_eq!(fleets.into_iter().collect::<Vec<_>>(), ["fa"]);
+    let (s, b) = crate::common::get(&st, "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["items"].as_array().unwrap().iter().any(|i| i["fleet_id"] == "fb"), "the unrestricted caller sees fb");
+    for uri in ["/api/v1/fleet-performance/metrics?fleet_id=fb", "/api/v1/fleet-performance/metrics/fb", "/api/v1/fleets/fb/kpis", "/api/v1/fleets/fb/vehicles/v1/latest"] {
+        let (s, b) = crate::common::get_as(&st, uri, Role::Viewer, &fa).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {b}");
+        assert_eq!(b["error"]["code"], "forbidden");
+    }
+    let (s, b) = crate::common::get_as(&st, "/api/v1/fleet-performance/metrics", Role::Viewer, &Scope::default()).await;
+    assert_eq!((s, b["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let res = atlasmesh_query_api::app(st.clone())
+        .oneshot(axum::http::Request::builder().uri("/api/v1/fleets/fa/kpis").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
