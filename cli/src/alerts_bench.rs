@@ -18,6 +18,7 @@
 //! - `after_window_closable`: receipt − (window end + `out_of_orderness_ms`), i.e. from the
 //!   moment event time lets the window close to the alert on the topic: the pipelines' own
 //!   latency (two checkpoint-driven flushes, Kafka hops, settle-free vehicle evaluation).
+//!
 //! Only crossings whose window became closable while the load was still running count (the
 //! last windows close on idle flush instead).
 

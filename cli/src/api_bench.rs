@@ -4,12 +4,13 @@
 //! `benchapi-<ts>.*`, consumer group prefix `benchapi-<ts>`), against the configured stores.
 //! The per-caller rate limit is lifted for the bench caller (it measures the server, not the
 //! limiter). Phases:
-//! 1. Reads: `concurrency` clients issue GETs round-robin over `read_paths` for `read_secs`;
-//!    requests/s, p50/p99/max latency, non-2xx and transport errors.
-//! 2. Commands: `concurrency` clients POST `commands` write requests (the body template with
+//! 1. Commands: `concurrency` clients POST `commands` write requests (the body template with
 //!    `{i}` replaced by the request number); accepted (202) count, submit rate and latency;
 //!    then the time until every accepted command reached a final state in `command_log`
 //!    (applied or rejected) — the end-to-end command rate.
+//! 2. Reads: `concurrency` clients issue GETs round-robin over `read_paths` for `read_secs`
+//!    (by default lists and items of what phase 1 created); requests/s, p50/p99/max latency,
+//!    non-2xx and transport errors.
 //!
 //! Progress goes to stderr every 2 s; the summary is returned as JSON.
 
@@ -100,8 +101,9 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     let token = atlasmesh_query_api::auth::jwt::issue_hs256(&secret, "bench", Role::Admin, &Scope::all(), Duration::from_secs(3600));
     let client = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency * 2).timeout(Duration::from_secs(30)).build()?;
 
-    let reads = read_phase(&client, &base_url, &token, &opts).await;
+    // Commands first: the read phase then reads what they created.
     let commands = command_phase(&client, &base_url, &token, &opts, &state.postgres).await?;
+    let reads = read_phase(&client, &base_url, &token, &opts).await;
 
     let _ = stop_tx.send(true);
     let _ = api.await;

@@ -60,7 +60,7 @@ struct BenchApiArgs {
     #[arg(long, default_value_t = 20)]
     read_secs: u64,
     /// Paths read round-robin in the read phase, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "/api/v1/fleets/fleet-001/kpis,/api/v1/fleet-resources/pools?fleet_id=fleet-001&limit=20")]
+    #[arg(long, value_delimiter = ',', default_value = "/api/v1/fleet-resources/pools?fleet_id=fleet-001&limit=20,/api/v1/fleet-resources/pools/by-fleet/fleet-001?limit=5,/api/v1/fleet-performance/metrics/fleet-001?limit=5")]
     read_paths: Vec<String>,
     /// Write requests to send in the command phase.
     #[arg(long, default_value_t = 20_000)]

@@ -174,7 +174,7 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     let pg = env.pg().await;
     let unique = env.cfg.kafka.group_prefix.replace('.', "-");
     // Fleet A crosses first; fleet B ten minutes later.
-    let calm = vec![0.70; 12];
+    let calm = [0.70; 12];
     let a = Fleet { id: format!("{unique}-fa"), series: NOISY.iter().copied().chain(calm.iter().copied()).collect() };
     let b = Fleet { id: format!("{unique}-fb"), series: calm[..10].iter().copied().chain(NOISY).chain(calm[..2].iter().copied()).collect() };
     assert!(a.series.len() as i64 >= MINUTES && b.series.len() as i64 >= MINUTES);

@@ -13,6 +13,7 @@
 //!      (a telemetry partition closes its windows in order, so it will not send more for `W`
 //!      except late revisions), or
 //!   2. the fleet has a window ending at least `settle_grace_ms` after `W` ends (event time).
+//!
 //! A source is *known* once it delivered a partial; it is forgotten when its newest partial
 //! ends `settle_grace_ms` before the fleet's newest (it went quiet; rule 2 covers it). Windows
 //! settle in window order. A partial for an already settled window (a late revision, or a
@@ -333,6 +334,7 @@ impl AlertsState {
         outcome
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn observe(&mut self, rules: &[Arc<LoadedRule>], s: &Settings, fleet: &str, subject: &str, at: i64, c: &Counters, out: &mut Vec<Emitted>) {
         for lr in rules {
             let Some(value) = metric_value(&lr.rule.metric, c, &s.score) else { continue };
@@ -351,6 +353,7 @@ impl AlertsState {
 
     /// Stores the machine after a step/tick and emits its transitions. Subjects that never
     /// had a transition stay unstored (their state is `Inactive`).
+    #[allow(clippy::too_many_arguments)]
     fn record(&mut self, lr: &LoadedRule, subject: &str, fleet: &str, state: AlertState, at: i64, ts: Vec<Transition>, out: &mut Vec<Emitted>) {
         let key = (lr.rule.id.clone(), subject.to_string());
         let inst = match self.instances.get_mut(&key) {

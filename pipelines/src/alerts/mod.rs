@@ -31,7 +31,7 @@ use atlasmesh_core::analytics::alert::{AlertRule, AlertScope, Comparison, Severi
 use atlasmesh_core::analytics::metrics as metric_defs;
 use atlasmesh_core::analytics::score::ScoreParams;
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, DecodeError, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, WindowMetricsRecord};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use sqlx::{PgPool, Row};
 use tracing::{info, warn};
@@ -233,19 +233,10 @@ impl Pipeline for AlertsPipeline {
 
     async fn handle(&self, state: &mut AlertsState, msg: &InMessage, batch: &mut AlertsBatch) -> Result<(), RetryLater> {
         batch.consumed += 1;
-        let Some(payload) = msg.payload.as_deref() else {
-            self.dead_letter(msg, DeadLetterReason::Undecodable, "empty payload (tombstone)".into(), batch);
-            return Ok(());
-        };
-        let rec: WindowMetricsRecord = match self.codec.decode_record(payload, "WindowMetrics").await {
+        let rec: WindowMetricsRecord = match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
             Ok(r) => r,
-            Err(DecodeError::Unavailable(e)) => return Err(RetryLater(e)),
-            Err(e @ DecodeError::UnknownSchema { .. }) => {
-                self.dead_letter(msg, DeadLetterReason::UnknownSchema, e.to_string(), batch);
-                return Ok(());
-            }
-            Err(e) => {
-                self.dead_letter(msg, DeadLetterReason::Undecodable, e.to_string(), batch);
+            Err((reason, error)) => {
+                self.dead_letter(msg, reason, error, batch);
                 return Ok(());
             }
         };
