@@ -4,24 +4,23 @@
 /// so that reusing an idempotency key for a different request can be refused. FNV-1a 64:
 /// stable across builds and processes (unlike `DefaultHasher`).
 pub fn request_hash(kind: &str, canonical_payload: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in kind.bytes().chain(std::iter::once(0u8)).chain(canonical_payload.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::hash::fnv1a64_parts(&[kind.as_bytes(), &[0], canonical_payload.as_bytes()]))
 }
 
 /// The fingerprint of a request whose payload is JSON text; key order does not matter.
 pub fn request_hash_json(kind: &str, payload_json: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(payload_json) {
-        Ok(v) => {
-            let mut out = String::with_capacity(payload_json.len());
-            canonical(&v, &mut out);
-            request_hash(kind, &out)
-        }
+        Ok(v) => request_hash_value(kind, &v),
         Err(_) => request_hash(kind, payload_json),
     }
+}
+
+/// The fingerprint of a request whose payload is already parsed (same value as
+/// [`request_hash_json`] of its text).
+pub fn request_hash_value(kind: &str, payload: &serde_json::Value) -> String {
+    let mut out = String::new();
+    canonical(payload, &mut out);
+    request_hash(kind, &out)
 }
 
 /// JSON text with object keys sorted, whatever map type serde_json was built with.
@@ -74,5 +73,7 @@ mod tests {
     fn key_order_does_not_matter() {
         assert_eq!(request_hash_json("k", r#"{"a":1,"b":{"y":[1,{"q":2,"p":1}],"x":2}}"#), request_hash_json("k", r#"{"b":{"x":2,"y":[1,{"p":1,"q":2}]},"a":1}"#));
         assert_ne!(request_hash_json("k", r#"{"a":[1,2]}"#), request_hash_json("k", r#"{"a":[2,1]}"#));
+        let text = r#"{"b":{"x":2},"a":[1,"z"]}"#;
+        assert_eq!(request_hash_value("k", &serde_json::from_str(text).unwrap()), request_hash_json("k", text));
     }
 }

@@ -6,6 +6,7 @@ pub mod command;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod hash;
 pub mod keys;
 pub mod metric_names;
 pub mod scope;

@@ -20,3 +20,7 @@ pub const DEPENDENCY_UP: &str = "atlasmesh_dependency_up";
 pub const COMMANDS_APPLIED: &str = "atlasmesh_commands_applied_total";
 pub const COMMANDS_REPLAYED: &str = "atlasmesh_commands_replayed_total";
 pub const COMMANDS_SUBMITTED: &str = "atlasmesh_commands_submitted_total";
+/// Alert transitions written (all kinds).
+pub const ALERT_TRANSITIONS: &str = "atlasmesh_alert_transitions_total";
+/// Partials of settled fleet windows and vehicle window revisions, not evaluated.
+pub const ALERT_REVISIONS_IGNORED: &str = "atlasmesh_alert_revisions_ignored_total";

@@ -55,13 +55,13 @@ pub async fn run_pipelines(cfg: Arc<Config>, names: &[String], shutdown: watch::
                 tasks.spawn(async move { runner::run(Arc::new(p), &cfg, sd).await });
             }
             "commands" => {
-                let p = commands::pipeline(&cfg).await?;
+                let p = Arc::new(commands::CommandPipeline::new(&cfg).await?);
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move { runner::run(p, &cfg, sd).await });
             }
             "alerts" => {
-                let p = alerts::pipeline(&cfg).await?;
+                let p = Arc::new(alerts::AlertsPipeline::new(&cfg).await?);
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move { runner::run(p, &cfg, sd).await });

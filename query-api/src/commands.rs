@@ -118,7 +118,7 @@ pub async fn submit(state: &AppState, caller: &Caller, s: Submission) -> Result<
     let actor = caller.actor();
     let key = s.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let payload_json = s.payload.to_string();
-    let hash = atlasmesh_core::command::request_hash_json(&s.kind, &payload_json);
+    let hash = atlasmesh_core::command::request_hash_value(&s.kind, &s.payload);
     let scope = caller.scope.to_record();
     let issued_at_ms = now_ms();
     let fresh_id = uuid::Uuid::new_v4().to_string();

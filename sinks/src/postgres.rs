@@ -34,10 +34,23 @@ pub async fn ensure_database(url: &str) -> Result<()> {
 }
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    connect_with(url.parse()?, max_connections).await
+}
+
+/// Like [`connect`], but the connections commit without waiting for the WAL flush
+/// (`synchronous_commit = off`). A later synchronous commit on the same server makes every
+/// earlier one durable (the WAL is flushed in order): the caller must issue one before it
+/// reports the writes as done.
+pub async fn connect_async_commit(url: &str, max_connections: u32) -> Result<PgPool> {
+    let opts: PgConnectOptions = url.parse()?;
+    connect_with(opts.options([("synchronous_commit", "off")]), max_connections).await
+}
+
+async fn connect_with(opts: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+        .connect_with(opts)
         .await?)
 }
 

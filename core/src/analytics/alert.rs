@@ -256,9 +256,10 @@ impl AlertRule {
     }
 }
 
-/// Durable state of one `(rule, subject)`.
+/// Durable state of one `(rule, subject)`. Externally tagged (the serde default) so that it
+/// round-trips through JSON and through bincode, the format of the runner's checkpoints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
     #[default]
     Inactive,
@@ -410,26 +411,13 @@ pub fn tick(rule: &AlertRule, state: &mut AlertState, now_ms: i64) -> Vec<Transi
     out
 }
 
-/// FNV-1a, 64 bit (offset basis 0xcbf29ce484222325, prime 0x100000001b3): fixed forever, so
-/// dedup keys survive restarts, upgrades and other languages.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub use crate::hash::fnv1a64;
 
 /// The dedup key of `(rule_id, subject)`: `am-` and the 16 lower-case hex digits of FNV-1a 64
 /// over `rule_id`, the byte 0x1f (unit separator, so `("a", "bc")` and `("ab", "c")` differ)
 /// and `subject`, in UTF-8. Also the Kafka key of the alert topic.
 pub fn dedup_key(rule_id: &str, subject: &str) -> String {
-    let mut bytes = Vec::with_capacity(rule_id.len() + subject.len() + 1);
-    bytes.extend_from_slice(rule_id.as_bytes());
-    bytes.push(0x1f);
-    bytes.extend_from_slice(subject.as_bytes());
-    format!("am-{:016x}", fnv1a64(&bytes))
+    format!("am-{:016x}", crate::hash::fnv1a64_parts(&[rule_id.as_bytes(), &[0x1f], subject.as_bytes()]))
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z`.
@@ -709,16 +697,19 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_through_json() {
+    fn state_round_trips_through_json_and_bincode() {
         let r = rule();
         let mut st = AlertState::default();
         step(&r, &mut st, 0.1, 0);
         step(&r, &mut st, 0.1, 3 * M);
         step(&r, &mut st, 0.7, 4 * M);
         let json = serde_json::to_string(&st).unwrap();
-        assert!(json.contains("\"state\":\"firing\""), "{json}");
+        assert!(json.starts_with("{\"firing\":{"), "{json}");
         let mut back: AlertState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, st);
+        // Checkpoints are bincode: the same state comes back from it too.
+        let bin: AlertState = bincode::deserialize(&bincode::serialize(&st).unwrap()).unwrap();
+        assert_eq!(bin, st);
         // The restored machine continues where it was: resolved 2 min after the clear.
         assert_eq!(step(&r, &mut back, 0.7, 6 * M)[0].kind, TransitionKind::Resolved);
     }

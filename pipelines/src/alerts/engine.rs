@@ -170,45 +170,10 @@ impl FleetWindows {
     }
 }
 
-/// Checkpointed mirror of [`AlertState`] (bincode cannot read its internally tagged serde form).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-enum Stored {
-    Inactive,
-    Pending { since_ms: i64 },
-    Firing { since_ms: i64, active_since_ms: i64, last_sent_ms: i64, clear_since_ms: Option<i64>, last_value: f64 },
-    Resolved { since_ms: i64, at_ms: i64 },
-}
-
-impl From<&AlertState> for Stored {
-    fn from(s: &AlertState) -> Stored {
-        match *s {
-            AlertState::Inactive => Stored::Inactive,
-            AlertState::Pending { since_ms } => Stored::Pending { since_ms },
-            AlertState::Firing { since_ms, active_since_ms, last_sent_ms, clear_since_ms, last_value } => {
-                Stored::Firing { since_ms, active_since_ms, last_sent_ms, clear_since_ms, last_value }
-            }
-            AlertState::Resolved { since_ms, at_ms } => Stored::Resolved { since_ms, at_ms },
-        }
-    }
-}
-
-impl From<Stored> for AlertState {
-    fn from(s: Stored) -> AlertState {
-        match s {
-            Stored::Inactive => AlertState::Inactive,
-            Stored::Pending { since_ms } => AlertState::Pending { since_ms },
-            Stored::Firing { since_ms, active_since_ms, last_sent_ms, clear_since_ms, last_value } => {
-                AlertState::Firing { since_ms, active_since_ms, last_sent_ms, clear_since_ms, last_value }
-            }
-            Stored::Resolved { since_ms, at_ms } => AlertState::Resolved { since_ms, at_ms },
-        }
-    }
-}
-
 /// One `(rule, subject)` that has had a transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Instance {
-    state: Stored,
+    state: AlertState,
     /// Sequence number of the last transition (1, 2, ...).
     seq: u64,
     /// Event time of the last observation or tick.
@@ -340,7 +305,7 @@ impl AlertsState {
             let Some(value) = metric_value(&lr.rule.metric, c, &s.score) else { continue };
             let key = (lr.rule.id.clone(), subject.to_string());
             let (mut state, clock) = match self.instances.get(&key) {
-                Some(i) => (AlertState::from(i.state), i.clock_ms),
+                Some(i) => (i.state.clone(), i.clock_ms),
                 None => (AlertState::Inactive, i64::MIN),
             };
             if at <= clock {
@@ -359,9 +324,9 @@ impl AlertsState {
         let inst = match self.instances.get_mut(&key) {
             Some(i) => i,
             None if ts.is_empty() => return,
-            None => self.instances.entry(key).or_insert(Instance { state: Stored::Inactive, seq: 0, clock_ms: at, fleet_id: fleet.to_string() }),
+            None => self.instances.entry(key).or_insert(Instance { state: AlertState::Inactive, seq: 0, clock_ms: at, fleet_id: fleet.to_string() }),
         };
-        inst.state = Stored::from(&state);
+        inst.state = state;
         inst.clock_ms = at;
         for t in ts {
             inst.seq += 1;
@@ -398,14 +363,14 @@ impl AlertsState {
         let due: Vec<(String, String)> = self
             .instances
             .iter()
-            .filter(|(_, i)| matches!(i.state, Stored::Firing { .. }) && now - i.clock_ms >= s.silent_after_ms)
+            .filter(|(_, i)| matches!(i.state, AlertState::Firing { .. }) && now - i.clock_ms >= s.silent_after_ms)
             .map(|(k, _)| k.clone())
             .collect();
         for (rule_id, subject) in due {
             let Some(lr) = rules.by_id.get(&rule_id).cloned() else { continue };
             let inst = &self.instances[&(rule_id.clone(), subject.clone())];
             let fleet = inst.fleet_id.clone();
-            let mut state = AlertState::from(inst.state);
+            let mut state = inst.state.clone();
             let ts = alert::tick(&lr.rule, &mut state, now);
             self.record(&lr, &subject, &fleet, state, now, ts, out);
         }

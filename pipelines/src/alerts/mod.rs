@@ -42,11 +42,6 @@ use crate::runner::{InMessage, Pipeline, RetryLater};
 
 pub const NAME: &str = "alerts";
 
-/// Transitions written (all kinds), per batch.
-pub const ALERT_TRANSITIONS: &str = "atlasmesh_alert_transitions_total";
-/// Partials of settled fleet windows and vehicle window revisions, not evaluated.
-pub const ALERT_REVISIONS_IGNORED: &str = "atlasmesh_alert_revisions_ignored_total";
-
 pub struct AlertsPipeline {
     codec: Codec,
     topics: Topics,
@@ -243,7 +238,7 @@ impl Pipeline for AlertsPipeline {
         let rules = self.rules.read().expect("rules lock").clone();
         let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
         if outcome.ignored_revisions > 0 {
-            metrics::counter!(ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);
+            metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);
         }
         Ok(())
     }
@@ -273,16 +268,11 @@ impl Pipeline for AlertsPipeline {
             records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
         }
         self.producer.send_all("kafka", &records).await?;
-        metrics::counter!(ALERT_TRANSITIONS).increment(batch.transitions.len() as u64);
+        metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS).increment(batch.transitions.len() as u64);
         Ok(())
     }
 
     fn batch_len(&self, batch: &AlertsBatch) -> usize {
         batch.consumed
     }
-}
-
-/// The alerts pipeline (used by the worker registry).
-pub async fn pipeline(cfg: &Config) -> anyhow::Result<Arc<AlertsPipeline>> {
-    Ok(Arc::new(AlertsPipeline::new(cfg).await?))
 }

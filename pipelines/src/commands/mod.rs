@@ -7,11 +7,10 @@
 //! produce) changes nothing; its result is published again, which consumers tolerate (the
 //! result topic is keyed by command id).
 //!
-//! Commands commit with `synchronous_commit = off` (one WAL flush per batch, not per command).
-//! Before results leave for Kafka, and before the runner checkpoints, `flush` writes a barrier
-//! row with a synchronous commit, which makes every earlier commit durable.
-
-use std::sync::Arc;
+//! Commands commit with `synchronous_commit = off` (set once per connection, see
+//! [`atlasmesh_sinks::postgres::connect_async_commit`]): one WAL flush per batch, not per
+//! command. Before results leave for Kafka, and before the runner checkpoints, `flush` writes
+//! a barrier row with a synchronous commit, which makes every earlier commit durable.
 
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
@@ -49,7 +48,7 @@ impl CommandPipeline {
         Ok(CommandPipeline {
             codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
-            pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?,
+            pool: atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, 4).await?,
             producer: KafkaProducer::new(&cfg.kafka)?,
         })
     }
@@ -88,7 +87,6 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
         Err(e) => serde_json::json!({ "_unparseable": e.to_string() }),
     };
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     let request_hash = atlasmesh_core::command::request_hash_json(&cmd.kind, &cmd.payload_json);
     sqlx::query(
         "INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
@@ -139,15 +137,14 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     let outcome = if payload.get("_unparseable").is_some() {
         Outcome::Rejected { reason: "payload is not valid JSON".into() }
     } else {
-        sqlx::query("SAVEPOINT apply").execute(&mut *tx).await?;
         let ctx = CommandCtx { command_id: &cmd.command_id, kind: &cmd.kind, actor: &cmd.actor, scope: &scope, issued_at_ms: cmd.issued_at_ms, payload: &payload };
         match store::apply(&mut tx, ctx).await {
             Ok(o) => o,
             Err(e) if retriable(&e) => return Err(e),
             Err(e) => {
-                // A statement the domain rules did not foresee failed (a constraint, say):
-                // the command is refused with the database's reason, nothing of it is kept.
-                sqlx::query("ROLLBACK TO SAVEPOINT apply").execute(&mut *tx).await?;
+                // A statement the domain rules did not foresee failed: `apply` rolled back to
+                // its own savepoint, so nothing of the command is kept; refuse it with the
+                // database's reason.
                 Outcome::Rejected { reason: format!("refused by the database: {}", e.as_database_error().map_or(e.to_string(), |d| d.message().to_string())) }
             }
         }
@@ -244,9 +241,14 @@ impl Pipeline for CommandPipeline {
         if batch.consumed == 0 {
             return Ok(());
         }
+        // The durability barrier: a synchronous commit flushes the WAL of every earlier
+        // (asynchronous) command commit.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO command_worker_barrier (id, at) VALUES (TRUE, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         let mut records = Vec::with_capacity(batch.results.len() + batch.dlq.len());
         for r in &batch.results {
             let payload = self
@@ -265,9 +267,4 @@ impl Pipeline for CommandPipeline {
     fn batch_len(&self, batch: &CommandBatch) -> usize {
         batch.consumed
     }
-}
-
-/// Runs the command pipeline (used by the worker registry).
-pub async fn pipeline(cfg: &Config) -> anyhow::Result<Arc<CommandPipeline>> {
-    Ok(Arc::new(CommandPipeline::new(cfg).await?))
 }

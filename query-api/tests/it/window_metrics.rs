@@ -1,5 +1,6 @@
 use axum::http::StatusCode;
-use serde::Serialize;
+use atlasmesh_core::window::{Counters, WindowResult, WindowScope};
+use atlasmesh_sinks::clickhouse::{FleetPartialRow, VehicleWindowRow};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -8,138 +9,28 @@ const W0: i64 = 1_700_000_040_000; // 2023-11-14T22:14:00Z
 const W1: i64 = W0 + 60_000;
 const W2: i64 = W0 + 120_000;
 
-#[derive(Clone)]
-struct C {
-    samples: u64,
-    observed_ms: u64,
-    busy_ms: u64,
-    available_ms: u64,
-    idle_ms: u64,
-    distance_m: u64,
-    energy_wh: u64,
-    moving_samples: u64,
-    moving_speed_ckph_sum: u64,
-    fault_count: u64,
-    mission_count: u64,
-    active_vehicles: u64,
-    vehicles: u64,
-}
-
-#[derive(clickhouse::Row, Serialize)]
-struct VehicleWindowRow {
-    fleet_id: String,
-    vehicle_id: String,
-    window_start: u32,
-    window_start_ms: i64,
-    window_end_ms: i64,
-    version: u32,
-    source_partition: i32,
-    samples: u64,
-    observed_ms: u64,
-    busy_ms: u64,
-    available_ms: u64,
-    idle_ms: u64,
-    charging_ms: u64,
-    maintenance_ms: u64,
-    fault_ms: u64,
-    offline_ms: u64,
-    distance_m: u64,
-    energy_wh: u64,
-    moving_samples: u64,
-    moving_speed_ckph_sum: u64,
-    fault_count: u64,
-    mission_count: u64,
-    active_vehicles: u64,
-    vehicles: u64,
-    emitted_at_ms: i64,
-}
-
-#[derive(clickhouse::Row, Serialize)]
-struct FleetPartialRow {
-    fleet_id: String,
-    window_start: u32,
-    window_start_ms: i64,
-    window_end_ms: i64,
-    version: u32,
-    source_partition: i32,
-    samples: u64,
-    observed_ms: u64,
-    busy_ms: u64,
-    available_ms: u64,
-    idle_ms: u64,
-    charging_ms: u64,
-    maintenance_ms: u64,
-    fault_ms: u64,
-    offline_ms: u64,
-    distance_m: u64,
-    energy_wh: u64,
-    moving_samples: u64,
-    moving_speed_ckph_sum: u64,
-    fault_count: u64,
-    mission_count: u64,
-    active_vehicles: u64,
-    vehicles: u64,
-    emitted_at_ms: i64,
-}
-
-fn vrow(fleet: &str, vehicle: &str, w: i64, version: u32, c: &C) -> VehicleWindowRow {
-    VehicleWindowRow {
+/// A window row as the telemetry pipeline writes it (sinks' own row types), with the
+/// emission time the fixture needs to tell versions apart.
+fn result(scope: WindowScope, fleet: &str, vehicle: &str, w: i64, version: u32, c: &Counters) -> WindowResult {
+    WindowResult {
+        scope,
         fleet_id: fleet.into(),
         vehicle_id: vehicle.into(),
-        window_start: (w / 1000) as u32,
         window_start_ms: w,
         window_end_ms: w + 60_000,
         version,
-        source_partition: 0,
-        samples: c.samples,
-        observed_ms: c.observed_ms,
-        busy_ms: c.busy_ms,
-        available_ms: c.available_ms,
-        idle_ms: c.idle_ms,
-        charging_ms: 0,
-        maintenance_ms: 0,
-        fault_ms: 0,
-        offline_ms: 0,
-        distance_m: c.distance_m,
-        energy_wh: c.energy_wh,
-        moving_samples: c.moving_samples,
-        moving_speed_ckph_sum: c.moving_speed_ckph_sum,
-        fault_count: c.fault_count,
-        mission_count: c.mission_count,
-        active_vehicles: c.active_vehicles,
-        vehicles: c.vehicles,
-        emitted_at_ms: w + 65_000 + version as i64,
+        counters: c.clone(),
     }
 }
 
-fn frow(fleet: &str, w: i64, partition: i32, version: u32, c: &C) -> FleetPartialRow {
-    let v = vrow(fleet, "", w, version, c);
-    FleetPartialRow {
-        fleet_id: v.fleet_id,
-        window_start: v.window_start,
-        window_start_ms: w,
-        window_end_ms: v.window_end_ms,
-        version,
-        source_partition: partition,
-        samples: v.samples,
-        observed_ms: v.observed_ms,
-        busy_ms: v.busy_ms,
-        available_ms: v.available_ms,
-        idle_ms: v.idle_ms,
-        charging_ms: 0,
-        maintenance_ms: 0,
-        fault_ms: 0,
-        offline_ms: 0,
-        distance_m: v.distance_m,
-        energy_wh: v.energy_wh,
-        moving_samples: v.moving_samples,
-        moving_speed_ckph_sum: v.moving_speed_ckph_sum,
-        fault_count: v.fault_count,
-        mission_count: v.mission_count,
-        active_vehicles: v.active_vehicles,
-        vehicles: v.vehicles,
-        emitted_at_ms: v.emitted_at_ms,
-    }
+fn vrow(fleet: &str, vehicle: &str, w: i64, version: u32, c: &Counters) -> VehicleWindowRow {
+    let r = result(WindowScope::Vehicle, fleet, vehicle, w, version, c);
+    VehicleWindowRow { emitted_at_ms: w + 65_000 + version as i64, ..VehicleWindowRow::from_result(&r, 0) }
+}
+
+fn frow(fleet: &str, w: i64, partition: i32, version: u32, c: &Counters) -> FleetPartialRow {
+    let r = result(WindowScope::FleetPartial, fleet, "", w, version, c);
+    FleetPartialRow { emitted_at_ms: w + 65_000 + version as i64, ..FleetPartialRow::from_result(&r, partition) }
 }
 
 async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite>(
@@ -154,8 +45,8 @@ async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite>(
     ins.end().await.unwrap();
 }
 
-fn c(busy: u64, observed: u64, distance_m: u64, energy_wh: u64) -> C {
-    C {
+fn c(busy: u64, observed: u64, distance_m: u64, energy_wh: u64) -> Counters {
+    Counters {
         samples: observed / 1000,
         observed_ms: observed,
         busy_ms: busy,
@@ -169,6 +60,7 @@ fn c(busy: u64, observed: u64, distance_m: u64, energy_wh: u64) -> C {
         mission_count: 2,
         active_vehicles: 1,
         vehicles: 1,
+        ..Counters::default()
     }
 }
 
