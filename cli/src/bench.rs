@@ -245,7 +245,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
     let t = Instant::now();
     let produced = crate::produce::run(
         &cfg,
-        crate::produce::ProduceOptions { sim: sim.clone(), events: opts.events, rate: 0, progress: true },
+        crate::produce::ProduceOptions { sim: sim.clone(), events: opts.events, rate: 0, progress: true, derived: false },
     )
     .await
     .context("producing")?;

@@ -129,7 +129,7 @@ struct BenchArgs {
 #[derive(Args)]
 struct WorkerArgs {
     /// Pipelines to run, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "telemetry,commands,alerts")]
+    #[arg(long, value_delimiter = ',', default_value = "telemetry,commands,alerts,missions,resources,performance")]
     pipelines: Vec<String>,
     /// Skip migrations/topic creation/schema registration at start-up.
     #[arg(long)]
@@ -159,6 +159,10 @@ struct SimulateArgs {
     /// Event time starts now and advances with the wall clock (rate = one sample per vehicle per interval).
     #[arg(long)]
     realtime: bool,
+    /// Telemetry only: do not derive mission and resource events (fleet.mission-events.v1,
+    /// fleet.resource-events.v1) from the vehicles' status changes.
+    #[arg(long)]
+    no_derived: bool,
     /// Event-time start, epoch ms (default: the simulator's fixed start, or now with --realtime).
     #[arg(long)]
     start_ms: Option<i64>,
@@ -287,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(start) = s.start_ms {
                 sim.start_ms = start;
             }
-            let opts = atlasmesh::produce::ProduceOptions { sim, events: s.events, rate, progress: true };
+            let opts = atlasmesh::produce::ProduceOptions { sim, events: s.events, rate, progress: true, derived: !s.no_derived };
             let n = tokio::select! {
                 n = atlasmesh::produce::run(&cfg, opts) => n?,
                 _ = wait_true(shutdown_signal()) => 0,

@@ -1,11 +1,14 @@
-//! Produces simulator output to the telemetry topic (Confluent-framed Avro, key = vehicle id).
+//! Produces simulator output to the telemetry topic (Confluent-framed Avro, key = vehicle id),
+//! and the mission and resource events derived from it (`atlasmesh_simulator::derived`) to their
+//! topics (keys: mission id, resource id).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use atlasmesh_core::config::Config;
 use atlasmesh_schemas::{Codec, SchemaKind};
-use atlasmesh_simulator::{Emitted, SimConfig, Simulator};
+use atlasmesh_simulator::derived::Deriver;
+use atlasmesh_simulator::{Emitted, EventKind, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 
 /// Registers the telemetry schema and returns its id (so malformed injections can carry it).
@@ -31,6 +34,26 @@ pub async fn encode(codec: &Codec, topic: &str, items: &[Emitted]) -> anyhow::Re
     Ok(out)
 }
 
+/// The mission and resource event records `items` cause (duplicates and invalid samples
+/// cause none).
+pub async fn encode_derived(codec: &Codec, cfg: &Config, deriver: &mut Deriver, items: &[Emitted]) -> anyhow::Result<Vec<OutRecord>> {
+    let t = &cfg.topics;
+    let mut out = Vec::new();
+    for it in items {
+        let Emitted::Event { event, kind: EventKind::Normal | EventKind::OutOfOrder | EventKind::Backlog, .. } = it else { continue };
+        let d = deriver.observe(event);
+        for m in &d.missions {
+            let payload = codec.encode(&t.mission_events, SchemaKind::MissionEvents, m).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.clone().into_bytes()), payload, headers: vec![] });
+        }
+        for r in &d.resources {
+            let payload = codec.encode(&t.resource_events, SchemaKind::ResourceEvents, r).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            out.push(OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![] });
+        }
+    }
+    Ok(out)
+}
+
 /// Options of `atlasmesh simulate`.
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
@@ -40,6 +63,8 @@ pub struct ProduceOptions {
     /// Target items per second (0 = as fast as possible).
     pub rate: u64,
     pub progress: bool,
+    /// Also produce the derived mission and resource events.
+    pub derived: bool,
 }
 
 /// Runs the simulator and produces to the configured telemetry topic. Returns items produced.
@@ -51,6 +76,8 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut produced: u64 = 0;
+    let mut derived: u64 = 0;
+    let mut deriver = Deriver::new();
     let chunk = if opts.rate > 0 { (opts.rate / 10).clamp(1, 5000) } else { 5000 } as usize;
     loop {
         let want = if opts.events > 0 { (opts.events - produced).min(chunk as u64) as usize } else { chunk };
@@ -58,7 +85,12 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
             break;
         }
         let items = sim.take(want);
-        let records = encode(&codec, &cfg.topics.telemetry, &items).await?;
+        let mut records = encode(&codec, &cfg.topics.telemetry, &items).await?;
+        if opts.derived {
+            let extra = encode_derived(&codec, cfg, &mut deriver, &items).await?;
+            derived += extra.len() as u64;
+            records.extend(extra);
+        }
         producer.send_all("kafka", &records).await?;
         produced += items.len() as u64;
         if opts.rate > 0 {
@@ -71,7 +103,7 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
             last_report = Instant::now();
             let rate = produced as f64 / started.elapsed().as_secs_f64();
             match opts.events {
-                0 => eprintln!("simulate: {produced} events produced ({rate:.0}/s)"),
+                0 => eprintln!("simulate: {produced} events produced ({rate:.0}/s), {derived} mission/resource events"),
                 n => eprintln!("simulate: {produced}/{n} events ({:.1}%, {rate:.0}/s)", produced as f64 * 100.0 / n as f64),
             }
         }

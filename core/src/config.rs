@@ -25,6 +25,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub runner: RunnerConfig,
     pub alerts: AlertsConfig,
+    pub performance: PerformanceConfig,
+    pub commands: CommandsConfig,
+    pub missions: MissionsConfig,
+    pub resources: ResourcesConfig,
     pub api: ApiConfig,
     pub auth: AuthConfig,
 }
@@ -211,6 +215,124 @@ impl Default for AlertsConfig {
     }
 }
 
+/// The performance pipeline (`pipelines/src/performance`) and the fleet reports of the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerformanceConfig {
+    /// Score weights and reference values (`[performance.score]`, `[performance.score.weights]`).
+    pub score: crate::analytics::score::ScoreParams,
+    /// A fleet window is scored at the latest once a window of the fleet ending this much later
+    /// (event time) has arrived, even if a source partition never passed it (as in `[alerts]`).
+    pub settle_grace_ms: i64,
+    /// Metrics whose trends are computed (names of `analytics::metrics::METRICS`).
+    pub trend_metrics: Vec<String>,
+    /// Sliding trend horizons in windows: the last N settled windows of a fleet.
+    pub window_horizons: Vec<u32>,
+    /// Sliding trend horizons in UTC days: the daily values of the last N days (today included).
+    pub day_horizons: Vec<u32>,
+    /// Significance level of a trend's slope test, in (0, 1).
+    pub trend_alpha: f64,
+    /// Forecast this many steps (windows or days) after the last point; 0 = none.
+    pub forecast_steps: u32,
+    /// Coverage of the forecast's prediction interval, in (0, 1).
+    pub forecast_confidence: f64,
+    /// Alerts and vehicles listed in a fleet report.
+    pub report_top_alerts: u32,
+    pub report_worst_vehicles: u32,
+    /// Longest period a report may cover.
+    pub report_max_days: u32,
+}
+
+impl Default for PerformanceConfig {
+    fn default() -> Self {
+        PerformanceConfig {
+            score: Default::default(),
+            settle_grace_ms: 120_000,
+            trend_metrics: ["score", "utilization", "availability", "kwh_per_km"].map(String::from).to_vec(),
+            window_horizons: vec![60],
+            day_horizons: vec![14],
+            trend_alpha: 0.05,
+            forecast_steps: 5,
+            forecast_confidence: 0.95,
+            report_top_alerts: 10,
+            report_worst_vehicles: 10,
+            report_max_days: 93,
+        }
+    }
+}
+
+impl PerformanceConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.score.validate()?;
+        let bad = |m: String| Err(Error::Config(format!("performance.{m}")));
+        if self.settle_grace_ms < 0 {
+            return bad("settle_grace_ms must not be negative".into());
+        }
+        if let Some(m) = self.trend_metrics.iter().find(|m| !crate::analytics::metrics::is_known(m)) {
+            return bad(format!("trend_metrics: unknown metric {m:?}"));
+        }
+        if self.window_horizons.iter().chain(&self.day_horizons).any(|h| *h < 3) {
+            return bad("window_horizons and day_horizons must be at least 3 (a trend needs 3 points)".into());
+        }
+        if !(self.trend_alpha > 0.0 && self.trend_alpha < 1.0) {
+            return bad("trend_alpha must be in (0, 1)".into());
+        }
+        if !(self.forecast_confidence > 0.0 && self.forecast_confidence < 1.0) {
+            return bad("forecast_confidence must be in (0, 1)".into());
+        }
+        if self.report_max_days < 1 {
+            return bad("report_max_days must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The missions pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MissionsConfig {
+    /// Length of the fleet mission windows written to ClickHouse (must divide a day).
+    pub window_ms: i64,
+}
+
+impl Default for MissionsConfig {
+    fn default() -> Self {
+        MissionsConfig { window_ms: 3_600_000 }
+    }
+}
+
+/// The resources pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesConfig {
+    /// How often federation coordination metrics are recomputed (processing time).
+    pub coordination_interval_ms: u64,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        ResourcesConfig { coordination_interval_ms: 60_000 }
+    }
+}
+
+/// The command worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// Commands applied concurrently. Commands with the same Kafka key (the entity they are
+    /// about) always share a lane and are applied in log order; each lane holds one
+    /// PostgreSQL connection while it applies.
+    pub lanes: usize,
+    /// Commands queued per lane before consumption waits (backpressure).
+    pub lane_capacity: usize,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig { lanes: 8, lane_capacity: 128 }
+    }
+}
+
 /// The generic Kafka runner: how often state and offsets are checkpointed, and retry backoff.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -332,6 +454,16 @@ impl Config {
         if self.kafka.partitions < 1 {
             return Err(Error::Config("kafka.partitions must be at least 1".into()));
         }
+        if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
+            return Err(Error::Config("missions.window_ms must divide a day".into()));
+        }
+        if self.resources.coordination_interval_ms == 0 {
+            return Err(Error::Config("resources.coordination_interval_ms must be positive".into()));
+        }
+        if self.commands.lanes < 1 || self.commands.lane_capacity < 1 {
+            return Err(Error::Config("commands.lanes and commands.lane_capacity must be at least 1".into()));
+        }
+        self.performance.validate()?;
         Ok(())
     }
 }

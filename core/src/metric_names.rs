@@ -19,8 +19,15 @@ pub const HTTP_REQUEST_SECONDS: &str = "atlasmesh_http_request_duration_seconds"
 pub const DEPENDENCY_UP: &str = "atlasmesh_dependency_up";
 pub const COMMANDS_APPLIED: &str = "atlasmesh_commands_applied_total";
 pub const COMMANDS_REPLAYED: &str = "atlasmesh_commands_replayed_total";
+pub const COMMANDS_RETRIED: &str = "atlasmesh_commands_retried_total";
 pub const COMMANDS_SUBMITTED: &str = "atlasmesh_commands_submitted_total";
+/// Conflicts the resources pipeline raised, by kind.
+pub const RESOURCE_CONFLICTS: &str = "atlasmesh_resource_conflicts_total";
 /// Alert transitions written (all kinds).
 pub const ALERT_TRANSITIONS: &str = "atlasmesh_alert_transitions_total";
 /// Partials of settled fleet windows and vehicle window revisions, not evaluated.
 pub const ALERT_REVISIONS_IGNORED: &str = "atlasmesh_alert_revisions_ignored_total";
+/// Performance score rows written (window and day, per batch).
+pub const PERFORMANCE_SCORES: &str = "atlasmesh_performance_scores_total";
+/// Trend rows written (per batch).
+pub const PERFORMANCE_TRENDS: &str = "atlasmesh_performance_trends_total";

@@ -8,6 +8,9 @@
 pub mod alerts;
 pub mod commands;
 pub mod dlq;
+pub mod missions;
+pub mod performance;
+pub mod resources;
 pub mod runner;
 pub mod telemetry;
 
@@ -18,7 +21,7 @@ use tokio::sync::watch;
 
 /// The pipelines a worker can run: name → runner future. A new pipeline is one folder plus
 /// one line here.
-pub const PIPELINES: &[&str] = &["telemetry", "commands", "alerts"];
+pub const PIPELINES: &[&str] = &["telemetry", "commands", "alerts", "missions", "resources", "performance"];
 
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
@@ -62,6 +65,30 @@ pub async fn run_pipelines(cfg: Arc<Config>, names: &[String], shutdown: watch::
             }
             "alerts" => {
                 let p = Arc::new(alerts::AlertsPipeline::new(&cfg).await?);
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
+            }
+            "missions" => {
+                let p = Arc::new(missions::MissionsPipeline::new(&cfg).await?);
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
+            }
+            "resources" => {
+                let p = Arc::new(resources::ResourcesPipeline::new(&cfg).await?);
+                let every = std::time::Duration::from_millis(cfg.resources.coordination_interval_ms);
+                let (pool, sd) = (p.pool(), shutdown.clone());
+                tasks.spawn(async move {
+                    resources::coordination::run(pool, every, sd).await;
+                    Ok(())
+                });
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
+            }
+            "performance" => {
+                let p = Arc::new(performance::PerformancePipeline::new(&cfg).await?);
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move { runner::run(p, &cfg, sd).await });

@@ -7,6 +7,7 @@
 //! - `GET /api/v1/fleets/{fleet_id}/kpis`, `GET /api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest`
 //!   — live values from Redis.
 //! - `GET /api/v1/fleet-performance/metrics[/{fleet_id}]` — window metrics from ClickHouse.
+//! - `GET /api/v1/fleets/{fleet_id}/report` — a fleet performance report (JSON or CSV).
 //! - `GET /api/v1/whoami` — the authenticated caller (JWT bearer or API key, see [`auth`]).
 //! - `GET /api/v1/openapi.json` — the OpenAPI document of all of the above.
 //!
@@ -21,6 +22,7 @@ pub mod kpis;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod reports;
 pub mod resources;
 pub mod state;
 pub mod views;
@@ -44,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/whoami", get(auth::whoami))
         .route("/api/v1/fleets/{fleet_id}/kpis", get(kpis::fleet_kpis))
+        .route("/api/v1/fleets/{fleet_id}/report", get(reports::fleet_report))
         .route(
             "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
             get(kpis::vehicle_latest),

@@ -198,3 +198,51 @@ pub enum CommandStatus {
     Applied,
     Rejected,
 }
+
+/// Avro enum `MissionEventKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissionEventKind {
+    Created,
+    Started,
+    WaypointReached,
+    Completed,
+    Failed,
+    Aborted,
+    SafetyEvent,
+}
+
+/// `fleet.mission-events.v1`: mission lifecycle and safety events, keyed by mission id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissionEventRecord {
+    pub event_id: String,
+    pub mission_id: String,
+    pub fleet_id: String,
+    pub vehicle_id: Option<String>,
+    pub ts_ms: i64,
+    pub kind: MissionEventKind,
+    pub severity: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Avro enum `ResourceState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    Occupied,
+    Free,
+    OutOfService,
+}
+
+/// `fleet.resource-events.v1`: a resource (charger, bay) occupied, freed or out of service,
+/// keyed by resource id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceEventRecord {
+    pub event_id: String,
+    pub resource_id: String,
+    pub pool_id: String,
+    pub fleet_id: String,
+    pub vehicle_id: Option<String>,
+    pub ts_ms: i64,
+    pub state: ResourceState,
+}

@@ -19,6 +19,7 @@
 //! Randomness: ChaCha8 streams per vehicle (physics, injection, ids), so the vehicles' physical
 //! trajectories do not depend on the injection switches.
 
+pub mod derived;
 mod malformed;
 mod vehicle;
 

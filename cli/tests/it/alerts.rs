@@ -338,3 +338,335 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     eprintln!("alert messages: {} unique, {} received (replay + killed batch repeats: {})", seen.len(), total, total - seen.len());
     sigterm(&mut worker);
 }
+
+// ---------------------------------------------------------------- the API, manual resolve, federation
+
+/// Fleet partials of minute `k` for fleets with utilization `u` (one entry per fleet).
+async fn produce_partials(env: &TestEnv, minutes: std::ops::RangeInclusive<i64>, fleets: &[&Fleet]) {
+    let owned: Vec<Fleet> = fleets.iter().map(|f| Fleet { id: f.id.clone(), series: f.series.clone() }).collect();
+    produce_minutes(env, &owned, minutes).await;
+}
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let mut rb = http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, for at most 60 s.
+async fn eventually<T, F, Fut>(what: &str, env: &TestEnv, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}; logs in {}", env.log_dir.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `(seq, kind, at_ms, resolved_by in the message)` of the transitions of `key` in PostgreSQL.
+async fn transitions_of(pg: &sqlx::PgPool, key: &str) -> Vec<(i64, String, i64, Option<String>)> {
+    sqlx::query_as(
+        "SELECT seq, kind, at_ms, message #>> '{payload,custom_details,resolved_by}' FROM alert_transitions
+         WHERE dedup_key = $1 ORDER BY seq",
+    )
+    .bind(key)
+    .fetch_all(pg)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_and_federations_sum_members() {
+    use atlasmesh_core::{Role, Scope};
+    use reqwest::Method;
+    use serde_json::json;
+
+    let env = TestEnv::new("alertapi");
+    env.migrate();
+    let pg = env.pg().await;
+    let (mut api, base) = env.spawn_api(0).await;
+    let mut worker = env.spawn_worker_args(
+        0,
+        &["--pipelines", "alerts,commands"],
+        &[("ATLASMESH_ALERTS__RULES_REFRESH_MS", "300"), ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "200")],
+    );
+    let http = reqwest::Client::new();
+    let unique = env.cfg.kafka.group_prefix.replace('.', "-");
+    let (fa, fc, fb) = (format!("{unique}-fa"), format!("{unique}-fc"), format!("{unique}-fb"));
+    let root = env.token("root", Role::Admin, &Scope::all());
+    let op_a = env.token("op-a", Role::Operator, &Scope::fleets([fa.as_str()]));
+    let op_b = env.token("op-b", Role::Operator, &Scope::fleets([fb.as_str()]));
+    let rules_url = format!("{base}/api/v1/alerting/rules");
+    let inst_url = format!("{base}/api/v1/alerting/instances");
+
+    // A federation of fleets A and C (coordination tables, through the API as well).
+    let (s, v) = call(&http, Method::POST, format!("{base}/api/v1/fleet-coordination/federations?wait=true"), &root, Some(json!({"name": "North"}))).await;
+    assert_eq!(s, 201, "{v}");
+    let fed = v["entity_id"].as_str().unwrap().to_string();
+    for f in [&fa, &fc] {
+        let body = json!({"federation_id": fed, "fleet_id": f, "role": "member"});
+        let (s, v) = call(&http, Method::POST, format!("{base}/api/v1/fleet-coordination/members?wait=true"), &root, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+
+    // Rules through the command path. The kernel's validation answers before any command.
+    let fleet_rule = json!({"fleet_id": fa, "scope": "fleet", "metric": "utilization", "comparison": "lt",
+        "threshold": 0.5, "clear_threshold": 0.6, "for_ms": 2 * M, "severity": "warning", "labels": {"team": "ops"}});
+    let mut wrong_side = fleet_rule.clone();
+    wrong_side["clear_threshold"] = json!(0.4);
+    let (s, v) = call(&http, Method::POST, rules_url.clone(), &op_a, Some(wrong_side)).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("clear_threshold"), "{v}");
+    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_a, Some(fleet_rule.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    let rule_a = v["entity_id"].as_str().unwrap().to_string();
+    // An update that would put the stored clear threshold on the firing side is refused by the
+    // worker (the merged rule is validated); a harmless one is applied.
+    let (s, v) = call(&http, Method::PATCH, format!("{rules_url}/{rule_a}?wait=true"), &op_a, Some(json!({"threshold": 0.7}))).await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = call(&http, Method::PATCH, format!("{rules_url}/{rule_a}?wait=true"), &op_a, Some(json!({"runbook_url": "https://runbooks.example/a"}))).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(&http, Method::GET, format!("{rules_url}/{rule_a}"), &op_a, None).await;
+    assert_eq!((s, v["threshold"].as_f64(), v["runbook_url"].as_str()), (200, Some(0.5), Some("https://runbooks.example/a")), "{v}");
+    // Federation rule: owned by A (a member). Fleet B is no member: refused.
+    let fed_rule = json!({"fleet_id": fa, "scope": "federation", "federation_id": fed, "metric": "utilization",
+        "comparison": "lt", "threshold": 0.45, "clear_threshold": 0.5, "severity": "critical"});
+    let mut foreign = fed_rule.clone();
+    foreign["fleet_id"] = json!(fb);
+    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_b, Some(foreign)).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("not a member"), "{v}");
+    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_a, Some(fed_rule)).await;
+    assert_eq!(s, 201, "{v}");
+    let rule_f = v["entity_id"].as_str().unwrap().to_string();
+    let (s, v) = call(&http, Method::GET, format!("{rules_url}?fleet_id={fa}"), &op_b, None).await;
+    assert_eq!(s, 403, "{v}");
+    // The engine starts a federation rule after the windows already settled: wait until it
+    // has seen this one, so every window below counts.
+    let (pgr, rf) = (&pg, rule_f.as_str());
+    eventually("federation rule state", &env, || async move {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_federation_state WHERE rule_id = $1").bind(rf).fetch_one(pgr).await.unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+
+    // Utilization per minute. A: calm, breach (pending at 2, firing at 4: for 2 min), the
+    // hysteresis band, breach again. C: low all along. Federation: (A + C) / 2.
+    let a = Fleet { id: fa.clone(), series: vec![0.7, 0.4, 0.4, 0.4, 0.55, 0.55, 0.4, 0.4, 0.4, 0.4, 0.4] };
+    let c = Fleet { id: fc.clone(), series: vec![0.3; 11] };
+    // Phase 1: minutes 1..=5 settle 1..=4 of each fleet, and federation windows 1..=3
+    // (every member passed them): minute 1 is 0.5 (no breach although C alone is 0.3),
+    // minute 2 is 0.35 and fires (for 0).
+    produce_partials(&env, 1..=5, &[&a, &c]).await;
+    let key_a = alert::dedup_key(&rule_a, &fa);
+    let key_f = alert::dedup_key(&rule_f, &fed);
+    let instance = |key: String, token: String| {
+        let (http, url) = (http.clone(), format!("{inst_url}/{key}"));
+        async move {
+            let (s, v) = call(&http, Method::GET, url, &token, None).await;
+            (s == 200).then_some(v)
+        }
+    };
+    let firing = |key: &str| {
+        let (key, op) = (key.to_string(), op_a.clone());
+        let instance = &instance;
+        async move { instance(key, op).await.filter(|v| v["status"] == "firing") }
+    };
+    let va = eventually("fleet A firing", &env, || firing(&key_a)).await;
+    assert_eq!((va["rule_id"].as_str(), va["subject"].as_str(), va["last_transition_seq"].as_i64()), (Some(rule_a.as_str()), Some(fa.as_str()), Some(2)));
+    assert_eq!(va["started_at_ms"], BASE + 4 * M);
+    let vf = eventually("federation firing", &env, || firing(&key_f)).await;
+    assert_eq!((vf["subject"].as_str(), vf["fleet_id"].as_str(), vf["last_transition_seq"].as_i64()), (Some(fed.as_str()), Some(fa.as_str()), Some(1)));
+    assert_eq!(vf["started_at_ms"], BASE + 2 * M);
+    let combined = (2.0 * 24_000.0 + 2.0 * 18_000.0) / 240_000.0;
+    assert_eq!(vf["value"].as_f64(), Some(combined), "the federation window sums the members' counters");
+
+    // Lists: scoped, filtered, paginated in a stable order.
+    let (s, v) = call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}&limit=1"), &op_a, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    let cursor = v["next_cursor"].as_str().expect("a second page").to_string();
+    let (_, v2) = call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}&limit=1&cursor={cursor}"), &op_a, None).await;
+    let mut ids: Vec<String> = [&v, &v2].iter().map(|p| p["items"][0]["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let mut want_ids = vec![key_a.clone(), key_f.clone()];
+    want_ids.sort();
+    assert_eq!(ids, want_ids);
+    assert!(v2["next_cursor"].is_null(), "{v2}");
+    let (_, v) = call(&http, Method::GET, format!("{inst_url}/by-status/firing?fleet_id={fa}"), &op_a, None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+    let (_, v) = call(&http, Method::GET, format!("{inst_url}/by-rule/{rule_a}"), &op_a, None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    // Another fleet's operator sees nothing of A and cannot act on it.
+    assert_eq!(call(&http, Method::GET, format!("{inst_url}/{key_a}"), &op_b, None).await.0, 404);
+    assert_eq!(call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}"), &op_b, None).await.0, 403);
+    let (_, v) = call(&http, Method::GET, inst_url.clone(), &op_b, None).await;
+    assert!(!v.to_string().contains(&fa), "{v}");
+    assert_eq!(call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge"), &op_b, Some(json!({}))).await.0, 404);
+    assert_eq!(call(&http, Method::POST, format!("{inst_url}/{key_a}/resolve"), &op_b, Some(json!({}))).await.0, 404);
+
+    // Acknowledge (actor recorded), once.
+    let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge?wait=true"), &op_a, Some(json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
+    assert_eq!((v["acknowledged_by"].as_str(), v["status"].as_str()), (Some("op-a"), Some("firing")));
+    assert!(v["acknowledged_at"].is_string());
+    let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge?wait=true"), &op_a, Some(json!({}))).await;
+    assert_eq!(s, 409, "{v}");
+
+    // Resolve both by hand. The federation's resolve is published by the evaluator on its
+    // next refresh (resolve at its clock, the end of window 3).
+    for key in [&key_a, &key_f] {
+        let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key}/resolve?wait=true"), &op_a, Some(json!({"note": "depot closed"}))).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
+    assert_eq!((v["status"].as_str(), v["resolved_by"].as_str(), v["resolution_note"].as_str()), (Some("resolved"), Some("op-a"), Some("depot closed")));
+    let (s, _) = call(&http, Method::POST, format!("{inst_url}/{key_a}/resolve?wait=true"), &op_a, Some(json!({}))).await;
+    assert_eq!(s, 409, "resolving twice is refused");
+    let manual_seq = |key: String| {
+        let pg = pg.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT manual_resolve_seq FROM alert_instances WHERE dedup_key = $1")
+                .bind(key)
+                .fetch_one(&pg)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(eventually("federation manual resolve published", &env, || manual_seq(key_f.clone())).await, 2);
+    // Phase 2: minute 6 settles minute 5 of A (0.55: in the band, no breach). The partition
+    // publishes A's manual resolve (with this record, or when idle) as seq 3.
+    produce_partials(&env, 6..=6, &[&a, &c]).await;
+    assert_eq!(eventually("fleet A manual resolve published", &env, || manual_seq(key_a.clone())).await, 3);
+    let row: (String, Option<String>, i64) =
+        sqlx::query_as("SELECT status, resolved_by, last_transition_seq FROM alert_instances WHERE dedup_key = $1").bind(&key_a).fetch_one(&pg).await.unwrap();
+    assert_eq!(row, ("resolved".to_string(), Some("op-a".to_string()), 3));
+
+    // Phase 3: A breaches again from minute 7: a fresh pending, firing only after `for`.
+    produce_partials(&env, 7..=11, &[&a, &c]).await;
+    let by = Some("op-a".to_string());
+    let want_a = vec![
+        (1, "pending".to_string(), BASE + 2 * M, None),
+        (2, "firing".to_string(), BASE + 4 * M, None),
+        (3, "resolved".to_string(), BASE + 4 * M, by.clone()),
+        (4, "pending".to_string(), BASE + 7 * M, None),
+        (5, "firing".to_string(), BASE + 9 * M, None),
+    ];
+    let got_a = eventually("fleet A fires again", &env, || {
+        let (pg, key, n) = (pg.clone(), key_a.clone(), want_a.len());
+        async move {
+            let t = transitions_of(&pg, &key).await;
+            (t.len() >= n).then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(got_a, want_a, "logs in {}", env.log_dir.display());
+    // Federation: fired at 2, resolved by hand at 3, fires again on window 4 (0.35; for 0).
+    let want_f = vec![
+        (1, "firing".to_string(), BASE + 2 * M, None),
+        (2, "resolved".to_string(), BASE + 3 * M, by.clone()),
+        (3, "firing".to_string(), BASE + 4 * M, None),
+    ];
+    let got_f = eventually("federation fires again", &env, || {
+        let (pg, key) = (pg.clone(), key_f.clone());
+        async move {
+            let t = transitions_of(&pg, &key).await;
+            (t.len() >= 3).then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(got_f, want_f);
+    let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
+    assert_eq!((v["status"].as_str(), v["resolved_by"].as_str(), v["acknowledged_by"].as_str()), (Some("firing"), None, None), "a new episode clears the marks");
+
+    // The pager heard the manual resolves: `resolve` with the next seq, keyed by dedup key.
+    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
+    cc.set("group.id", format!("{}.alerts-api-check", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = cc.create().unwrap();
+    consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
+    let want_paged: BTreeSet<(String, i64)> = [(&key_a, 2), (&key_a, 3), (&key_a, 5), (&key_f, 1), (&key_f, 2), (&key_f, 3)]
+        .iter()
+        .map(|(k, s)| (k.to_string(), *s))
+        .collect();
+    let mut seen: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
+    let started = Instant::now();
+    while !want_paged.iter().all(|k| seen.contains_key(k)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "alert messages: got {:?}", seen.keys().collect::<Vec<_>>());
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+        let m = m.unwrap();
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        let seq: i64 = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
+            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+            .expect("seq header");
+        seen.insert((key, seq), serde_json::from_slice(m.payload().unwrap()).unwrap());
+    }
+    let got_paged: BTreeSet<(String, i64)> = seen.keys().cloned().collect();
+    assert_eq!(got_paged, want_paged, "only firing/resent/resolved are paged");
+    for key in [&key_a, &key_f] {
+        let seq = if *key == key_a { 3 } else { 2 };
+        let m = &seen[&(key.to_string(), seq)];
+        assert_eq!((m["event_action"].as_str(), m["dedup_key"].as_str()), (Some("resolve"), Some(key.as_str())), "{m}");
+        assert_eq!(m["payload"]["custom_details"]["resolved_by"], "op-a");
+        assert_eq!(m["payload"]["custom_details"]["seq"], seq);
+        assert!(m["endsAt"].is_string());
+    }
+    assert_eq!(seen[&(key_f.clone(), 1)]["payload"]["source"], format!("atlasmesh/federation/{fed}"));
+
+    // ClickHouse alert history: exactly the PostgreSQL transitions (FINAL collapses repeats).
+    #[derive(serde::Deserialize)]
+    struct H {
+        dedup_key: String,
+        status: String,
+        at_ms: i64,
+        event_action: String,
+    }
+    let pg_rows: BTreeSet<(String, String, i64)> = [(&key_a, &got_a), (&key_f, &got_f)]
+        .iter()
+        .flat_map(|(k, ts)| ts.iter().map(|t| (k.to_string(), t.1.clone(), t.2)))
+        .collect();
+    let (envr, fa_r, want_n) = (&env, fa.as_str(), pg_rows.len());
+    let ch_rows = eventually("alert history in ClickHouse", &env, || async move {
+        let rows: Vec<H> = envr
+            .ch_rows(&format!(
+                "SELECT dedup_key, toString(status) AS status, at_ms, toString(event_action) AS event_action FROM alert_history FINAL
+                 WHERE fleet_id = '{fa_r}' ORDER BY dedup_key, at_ms"
+            ))
+            .await;
+        (rows.len() >= want_n).then_some(rows)
+    })
+    .await;
+    let got: BTreeSet<(String, String, i64)> = ch_rows.iter().map(|h| (h.dedup_key.clone(), h.status.clone(), h.at_ms)).collect();
+    assert_eq!(got, pg_rows);
+    assert_eq!(ch_rows.len(), pg_rows.len());
+    assert!(ch_rows.iter().all(|h| h.event_action == ch_action(&h.status)));
+
+    // Deleting a rule (admin) through the command path.
+    let admin_a = env.token("admin-a", Role::Admin, &Scope::fleets([fa.as_str()]));
+    let (s, v) = call(&http, Method::DELETE, format!("{rules_url}/{rule_a}?wait=true"), &admin_a, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(call(&http, Method::GET, format!("{rules_url}/{rule_a}"), &op_a, None).await.0, 404);
+
+    sigterm(&mut worker);
+    sigterm(&mut api);
+}
+
+fn ch_action(status: &str) -> &'static str {
+    match status {
+        "firing" | "resent" => "trigger",
+        "resolved" => "resolve",
+        _ => "none",
+    }
+}

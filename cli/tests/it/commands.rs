@@ -96,6 +96,67 @@ async fn same_idempotency_key_is_applied_once() {
     sigterm(&mut api);
 }
 
+/// The worker applies commands on several lanes at once; commands about one entity share a
+/// lane and apply in submission order, while other commands run beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_about_one_entity_apply_in_submission_order() {
+    let env = TestEnv::new("cmdorder");
+    env.migrate();
+    let (mut api, base) = env.spawn_api(0).await;
+    let mut worker = env.spawn_worker_args(0, &["--pipelines", "commands"], &[]);
+    let pg = env.pg().await;
+    let http = reqwest::Client::new();
+    let token = env.token("operator-a", Role::Operator, &Scope::fleets(["fleet-a"]));
+    let name = format!("order-{}-{}", std::process::id(), atlasmesh_pipelines::telemetry::now_ms());
+    let r = http.post(format!("{base}{POOLS}?wait=true")).bearer_auth(&token).json(&pool_body("fleet-a", &name)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let pool = r.json::<Value>().await.unwrap()["entity_id"].as_str().unwrap().to_string();
+    // 60 capacity changes of the pool, each submitted after the previous one was accepted,
+    // interleaved with creates of other pools (other keys, other lanes).
+    let mut commands = Vec::new();
+    for capacity in 1..=60 {
+        let r = http.patch(format!("{base}{POOLS}/{pool}")).bearer_auth(&token).json(&json!({ "capacity": capacity })).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        commands.push(r.json::<Value>().await.unwrap()["command_id"].as_str().unwrap().to_string());
+        let other = pool_body("fleet-a", &format!("{name}-other-{capacity}"));
+        let r = http.post(format!("{base}{POOLS}")).bearer_auth(&token).json(&other).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        commands.push(r.json::<Value>().await.unwrap()["command_id"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM command_log WHERE command_id = ANY($1) AND status = 'pending'")
+            .bind(&commands)
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{pending} commands still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM command_log WHERE command_id = ANY($1) AND status = 'applied'")
+        .bind(&commands)
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(applied, 120);
+    // Audit rows are numbered as they are written: the pool's changes in submission order.
+    let order: Vec<i64> = sqlx::query_scalar(
+        "SELECT (payload->>'capacity')::bigint FROM audit_log WHERE entity_id = $1 AND kind = 'pool.update' ORDER BY id",
+    )
+    .bind(&pool)
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(order, (1..=60).collect::<Vec<i64>>());
+    let capacity: i64 = sqlx::query_scalar("SELECT capacity FROM resource_pools WHERE id = $1").bind(&pool).fetch_one(&pg).await.unwrap();
+    assert_eq!(capacity, 60);
+    sigterm(&mut worker);
+    sigterm(&mut api);
+}
+
 /// Commands accepted while the worker is SIGKILLed at random points (and some of them produced
 /// a second time, as a retrying producer would) are each applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

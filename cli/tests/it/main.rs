@@ -10,3 +10,5 @@ mod clickhouse_outage;
 mod commands;
 mod crash_recovery;
 mod end_to_end;
+mod operations;
+mod performance;

@@ -47,6 +47,7 @@ pub const MAX_DURATION_MS: u64 = 366 * 24 * 3_600_000;
 pub const RESERVED_LABELS: [&str; 5] = ["alertname", "severity", "metric", "scope", "subject"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Comparison {
     Gt,
@@ -103,6 +104,7 @@ impl Comparison {
 
 /// PagerDuty Events v2 severities (Alertmanager uses the same words as a label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AlertSeverity))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -124,6 +126,7 @@ impl Severity {
 
 /// What kind of subject a rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AlertScope {
     Fleet,
@@ -208,27 +211,38 @@ impl AlertRule {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let err = |m: String| Err(Error::Config(format!("alert rule {:?}: {m}", self.id)));
+        self.validate_field()
+            .map_err(|(_, m)| Error::Config(format!("alert rule {:?}: {m}", self.id)))
+    }
+
+    /// Like [`AlertRule::validate`], naming the offending field (`id`, `metric`, `threshold`,
+    /// `clear_threshold`, `for_ms`, `keep_firing_for_ms`, `resend_interval_ms`, `labels`,
+    /// `runbook_url`) with the reason: what the alert-rule resource reports as a 422.
+    pub fn validate_field(&self) -> std::result::Result<(), (&'static str, String)> {
+        let err = |f: &'static str, m: String| Err((f, m));
         if self.id.is_empty() || self.id.len() > 200 || self.id.chars().any(char::is_control) {
-            return err("id must be 1..200 printable characters".into());
+            return err("id", "id must be 1..200 printable characters".into());
         }
         if self.metric.is_empty() || self.metric.len() > 200 {
-            return err("metric must be 1..200 characters".into());
+            return err("metric", "metric must be 1..200 characters".into());
         }
         if !self.threshold.is_finite() {
-            return err("threshold must be finite".into());
+            return err("threshold", "threshold must be finite".into());
         }
         let clear = self.clear_threshold();
         if !clear.is_finite() {
-            return err("clear_threshold must be finite".into());
+            return err("clear_threshold", "clear_threshold must be finite".into());
         }
         let cmp = self.comparison;
         if (cmp.fires_above() && clear > self.threshold) || (!cmp.fires_above() && clear < self.threshold) {
-            return err(format!(
-                "clear_threshold {clear} must be on the non-firing side of {} {}",
-                cmp.symbol(),
-                self.threshold
-            ));
+            return err(
+                "clear_threshold",
+                format!(
+                    "clear_threshold {clear} must be on the non-firing side of {} {}",
+                    cmp.symbol(),
+                    self.threshold
+                ),
+            );
         }
         for (name, v) in [
             ("for_ms", self.for_ms),
@@ -236,20 +250,20 @@ impl AlertRule {
             ("resend_interval_ms", self.resend_interval_ms),
         ] {
             if v > MAX_DURATION_MS {
-                return err(format!("{name} must be at most {MAX_DURATION_MS}"));
+                return err(name, format!("{name} must be at most {MAX_DURATION_MS}"));
             }
         }
         for (k, v) in &self.labels {
             if !is_label_name(k) || RESERVED_LABELS.contains(&k.as_str()) {
-                return err(format!("label name {k:?} is invalid or reserved"));
+                return err("labels", format!("label name {k:?} is invalid or reserved"));
             }
             if v.len() > 1000 {
-                return err(format!("label {k} is longer than 1000 characters"));
+                return err("labels", format!("label {k} is longer than 1000 characters"));
             }
         }
         if let Some(url) = &self.runbook_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return err("runbook_url must be an http(s) URL".into());
+                return err("runbook_url", "runbook_url must be an http(s) URL".into());
             }
         }
         Ok(())
@@ -409,6 +423,39 @@ pub fn tick(rule: &AlertRule, state: &mut AlertState, now_ms: i64) -> Vec<Transi
     let mut out = Vec::new();
     firing_timers(rule, state, now_ms, &mut out);
     out
+}
+
+/// An operator resolved the alert by hand (API) at `at_ms` (the subject's event-time clock):
+/// a firing alert is resolved (a `Resolved` transition the pager hears) and a pending one
+/// cancelled (history only). Either way the machine starts over: it fires again only after a
+/// fresh breach held for `for_ms`. Inactive and resolved states are left alone (`None`).
+/// `pending_value` is the value a cancelled pending alert reports (the state does not keep
+/// it; the caller passes the last one it recorded).
+pub fn resolve_by_hand(state: &mut AlertState, at_ms: i64, pending_value: f64) -> Option<Transition> {
+    match *state {
+        AlertState::Firing { since_ms, last_value, .. } => {
+            let at = at_ms.max(since_ms);
+            *state = AlertState::Resolved { since_ms, at_ms: at };
+            Some(Transition {
+                kind: TransitionKind::Resolved,
+                at_ms: at,
+                value: last_value,
+                starts_at_ms: since_ms,
+                ends_at_ms: Some(at),
+            })
+        }
+        AlertState::Pending { since_ms } => {
+            *state = AlertState::Inactive;
+            Some(Transition {
+                kind: TransitionKind::Cancelled,
+                at_ms: at_ms.max(since_ms),
+                value: pending_value,
+                starts_at_ms: since_ms,
+                ends_at_ms: None,
+            })
+        }
+        AlertState::Inactive | AlertState::Resolved { .. } => None,
+    }
 }
 
 pub use crate::hash::fnv1a64;
@@ -712,6 +759,43 @@ mod tests {
         assert_eq!(bin, st);
         // The restored machine continues where it was: resolved 2 min after the clear.
         assert_eq!(step(&r, &mut back, 0.7, 6 * M)[0].kind, TransitionKind::Resolved);
+    }
+
+    #[test]
+    fn resolve_by_hand_resets_the_machine() {
+        let r = rule();
+        let mut st = AlertState::default();
+        step(&r, &mut st, 0.1, 0);
+        assert_eq!(step(&r, &mut st, 0.2, 3 * M)[0].kind, TransitionKind::Firing);
+        let t = resolve_by_hand(&mut st, 4 * M, 0.0).unwrap();
+        assert_eq!((t.kind, t.at_ms, t.value, t.starts_at_ms, t.ends_at_ms), (TransitionKind::Resolved, 4 * M, 0.2, 3 * M, Some(4 * M)));
+        assert_eq!(st, AlertState::Resolved { since_ms: 3 * M, at_ms: 4 * M });
+        assert_eq!(pager_message(&r, "f", &t).unwrap()["event_action"], "resolve");
+        assert!(resolve_by_hand(&mut st, 5 * M, 0.0).is_none(), "twice changes nothing");
+        // Still breaching: it fires again only after a fresh breach held for `for` (3 min).
+        assert_eq!(step(&r, &mut st, 0.1, 5 * M)[0].kind, TransitionKind::Pending);
+        assert!(step(&r, &mut st, 0.1, 7 * M).is_empty());
+        assert_eq!(step(&r, &mut st, 0.1, 8 * M)[0].kind, TransitionKind::Firing);
+        // A pending alert is cancelled (history only), keeping the value the caller passes.
+        let mut p = AlertState::Pending { since_ms: 10 * M };
+        let t = resolve_by_hand(&mut p, 9 * M, 0.3).unwrap();
+        assert_eq!((t.kind, t.at_ms, t.value, t.starts_at_ms), (TransitionKind::Cancelled, 10 * M, 0.3, 10 * M));
+        assert_eq!(p, AlertState::Inactive);
+        assert!(pager_message(&r, "f", &t).is_none());
+        assert!(resolve_by_hand(&mut AlertState::Inactive, M, 0.0).is_none());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut r = rule();
+        r.clear_threshold = Some(0.4);
+        assert_eq!(r.validate_field().unwrap_err().0, "clear_threshold");
+        let mut r = rule();
+        r.keep_firing_for_ms = MAX_DURATION_MS + 1;
+        assert_eq!(r.validate_field().unwrap_err().0, "keep_firing_for_ms");
+        let mut r = rule();
+        r.labels.insert("alertname".into(), "x".into());
+        assert_eq!(r.validate_field().unwrap_err().0, "labels");
     }
 
     #[test]

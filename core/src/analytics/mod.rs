@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod metrics;
+pub mod report;
 pub mod score;
 pub mod trend;
 pub mod utilization;

@@ -6,6 +6,7 @@
 //! HTTP layer (`atlasmesh_query_api::resources`) read [`ResourceInfo`] and the associated types,
 //! so adding an entity is its types, its table and one line in [`for_each_resource!`].
 
+pub mod alerting;
 pub mod coordination;
 pub mod missions;
 pub mod optimization;
@@ -235,6 +236,8 @@ macro_rules! for_each_resource {
             $crate::domain::missions::MissionLog,
             $crate::domain::missions::MissionMetric,
             $crate::domain::missions::SafetyEvent,
+            $crate::domain::alerting::AlertRuleResource,
+            $crate::domain::alerting::AlertInstance,
         }
     };
 }

@@ -29,8 +29,22 @@
 //! [`alert::tick`] (re-send, or resolve after `keep_firing_for`), and its clock moves to the
 //! watermark. Observations of a subject older than its clock are ignored. Re-sends of
 //! subjects that keep reporting happen in [`alert::step`] itself.
+//!
+//! **Manual resolves.** An operator resolves an instance through the API (`alert_instances`
+//! gets `status = resolved`, `resolved_by`); the rules refresh loads those requests into the
+//! [`RuleSet`] ([`ResolveRequest`]). The partition holding the instance applies a request
+//! ([`AlertsState::apply_resolves`], before each record and when idle) once its machine is at
+//! the seq PostgreSQL shows (so the request concerns the episode the operator saw) and the
+//! episode matches (`started_at_ms`): [`alert::resolve_by_hand`] — a firing alert gets a
+//! `resolved` transition with the next seq (paged), a pending one `cancelled` — and the machine
+//! starts over (fires again only after a fresh breach held for `for`). The flush records the
+//! seq in `manual_resolve_seq`; a replay after a crash re-applies the request at that same seq.
+//!
+//! **Federation windows.** Fleet windows that settle here are handed out ([`Outcome::settled`])
+//! for fleets that are members of a federation with a federation rule; the pipeline stores
+//! them and [`evaluate_federation`] sums them per federation (see its docs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use atlasmesh_core::analytics::alert::{self, AlertRule, AlertScope, AlertState, Transition, TransitionKind};
@@ -47,14 +61,41 @@ pub struct LoadedRule {
     pub rule: AlertRule,
     /// The owning fleet: fleet rules watch it, vehicle rules its vehicles.
     pub fleet_id: String,
+    /// The federation a federation rule watches.
+    pub federation_id: Option<String>,
 }
 
-/// The enabled, valid rules, indexed by what they watch.
+/// A manual resolve an operator made through the API that the engine may still have to
+/// publish (an `alert_instances` row with `resolved_by` set and status `resolved`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveRequest {
+    pub rule_id: String,
+    pub subject: String,
+    /// `last_transition_seq` of the row: the seq of the machine the operator acted on.
+    pub last_seq: u64,
+    /// Set once the engine published the resolve: its seq.
+    pub manual_resolve_seq: Option<u64>,
+    /// The episode the operator resolved (`started_at_ms` of the row).
+    pub started_at_ms: i64,
+    /// The value of the row (reported by a cancelled pending alert).
+    pub value: f64,
+    pub resolved_by: String,
+}
+
+/// The enabled, valid rules, indexed by what they watch, with the federation memberships and
+/// the pending manual resolves read in the same refresh.
 #[derive(Debug, Default)]
 pub struct RuleSet {
     fleet: HashMap<String, Vec<Arc<LoadedRule>>>,
     vehicle: HashMap<String, Vec<Arc<LoadedRule>>>,
+    federation: Vec<Arc<LoadedRule>>,
     by_id: HashMap<String, Arc<LoadedRule>>,
+    /// Federation id → member fleets (sorted), for federations with a rule.
+    members: BTreeMap<String, Vec<String>>,
+    /// Fleets whose settled windows federation rules need.
+    federated_fleets: BTreeSet<String>,
+    /// `(rule_id, subject)` → request.
+    resolves: BTreeMap<(String, String), ResolveRequest>,
 }
 
 impl RuleSet {
@@ -65,8 +106,13 @@ impl RuleSet {
             let slot = match r.rule.scope {
                 AlertScope::Fleet => &mut set.fleet,
                 AlertScope::Vehicle => &mut set.vehicle,
-                // Federation windows span fleets, hence metrics partitions: not evaluated here.
-                AlertScope::Federation => continue,
+                // Federation windows span fleets, hence metrics partitions: summed from the
+                // settled fleet windows by `evaluate_federation`.
+                AlertScope::Federation => {
+                    set.federation.push(r.clone());
+                    set.by_id.insert(r.rule.id.clone(), r);
+                    continue;
+                }
             };
             slot.entry(r.fleet_id.clone()).or_default().push(r.clone());
             set.by_id.insert(r.rule.id.clone(), r);
@@ -74,7 +120,48 @@ impl RuleSet {
         for v in set.fleet.values_mut().chain(set.vehicle.values_mut()) {
             v.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
         }
+        set.federation.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
         set
+    }
+
+    /// Adds the member fleets of the federations (federation id → fleets); only federations
+    /// that have a rule are kept.
+    pub fn with_members(mut self, members: impl IntoIterator<Item = (String, String)>) -> RuleSet {
+        let wanted: BTreeSet<&str> = self.federation.iter().filter_map(|r| r.federation_id.as_deref()).collect();
+        let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (fed, fleet) in members {
+            if wanted.contains(fed.as_str()) {
+                m.entry(fed).or_default().insert(fleet);
+            }
+        }
+        self.federated_fleets = m.values().flatten().cloned().collect();
+        self.members = m.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
+        self
+    }
+
+    /// Adds the manual resolves to act on.
+    pub fn with_resolves(mut self, reqs: impl IntoIterator<Item = ResolveRequest>) -> RuleSet {
+        self.resolves = reqs.into_iter().map(|r| ((r.rule_id.clone(), r.subject.clone()), r)).collect();
+        self
+    }
+
+    /// The federation rules, by id.
+    pub fn federation_rules(&self) -> &[Arc<LoadedRule>] {
+        &self.federation
+    }
+
+    /// The member fleets of `federation_id` (empty when unknown).
+    pub fn members(&self, federation_id: &str) -> &[String] {
+        self.members.get(federation_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether settled windows of `fleet_id` feed a federation rule.
+    pub fn is_federated(&self, fleet_id: &str) -> bool {
+        self.federated_fleets.contains(fleet_id)
+    }
+
+    pub fn resolve_request(&self, rule_id: &str, subject: &str) -> Option<&ResolveRequest> {
+        self.resolves.get(&(rule_id.to_string(), subject.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -194,6 +281,10 @@ pub struct AlertsState {
 /// One transition to publish and record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
+    /// The rule (for the alert history row).
+    pub rule: Arc<LoadedRule>,
+    /// Who resolved it by hand, when this transition publishes a manual resolve.
+    pub manual_by: Option<String>,
     pub dedup_key: String,
     pub seq: u64,
     pub rule_id: String,
@@ -216,11 +307,21 @@ impl Emitted {
     }
 }
 
-/// What one record did (for metrics and logs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A fleet window that settled, for the federation rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledWindow {
+    pub fleet_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub counters: Counters,
+}
+
+/// What one record did (for metrics and logs), and the settled windows of federated fleets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub observations: usize,
     pub ignored_revisions: usize,
+    pub settled: Vec<SettledWindow>,
 }
 
 fn kind_str(k: TransitionKind) -> &'static str {
@@ -289,10 +390,14 @@ impl AlertsState {
                 }
                 let settled = fw.take_settled(s.settle_grace_ms);
                 let fleet_rules = rules.rules_for(AlertScope::Fleet, &r.fleet_id);
-                for (_, end, c) in settled {
+                let federated = rules.is_federated(&r.fleet_id);
+                for (start, end, c) in settled {
                     self.observe(fleet_rules, s, &r.fleet_id, &r.fleet_id, end, &c, out);
                     outcome.observations += 1;
                     self.advance(rules, s, end, out);
+                    if federated {
+                        outcome.settled.push(SettledWindow { fleet_id: r.fleet_id.clone(), start_ms: start, end_ms: end, counters: c });
+                    }
                 }
             }
         }
@@ -312,14 +417,41 @@ impl AlertsState {
                 continue; // older than what this subject has seen (or ticked past)
             }
             let ts = alert::step(&lr.rule, &mut state, value, at);
-            self.record(lr, subject, fleet, state, at, ts, out);
+            self.record(lr, subject, fleet, state, at, ts, None, out);
+        }
+    }
+
+    /// Publishes the manual resolves of `rules` whose instance lives in this partition and is
+    /// due (see the module docs); transitions are appended to `out`.
+    pub fn apply_resolves(&mut self, rules: &RuleSet, out: &mut Vec<Emitted>) {
+        for (key, req) in &rules.resolves {
+            let Some(inst) = self.instances.get(key) else { continue };
+            let Some(lr) = rules.by_id.get(&req.rule_id).cloned() else { continue };
+            if !resolve_is_due(req, inst.seq, &inst.state) {
+                continue;
+            }
+            let mut state = inst.state.clone();
+            let at = inst.clock_ms.max(self.watermark_ms.unwrap_or(i64::MIN));
+            let fleet = inst.fleet_id.clone();
+            let ts: Vec<Transition> = alert::resolve_by_hand(&mut state, at, req.value).into_iter().collect();
+            self.record(&lr, &req.subject, &fleet, state, at, ts, Some(&req.resolved_by), out);
         }
     }
 
     /// Stores the machine after a step/tick and emits its transitions. Subjects that never
     /// had a transition stay unstored (their state is `Inactive`).
     #[allow(clippy::too_many_arguments)]
-    fn record(&mut self, lr: &LoadedRule, subject: &str, fleet: &str, state: AlertState, at: i64, ts: Vec<Transition>, out: &mut Vec<Emitted>) {
+    fn record(
+        &mut self,
+        lr: &Arc<LoadedRule>,
+        subject: &str,
+        fleet: &str,
+        state: AlertState,
+        at: i64,
+        ts: Vec<Transition>,
+        manual_by: Option<&str>,
+        out: &mut Vec<Emitted>,
+    ) {
         let key = (lr.rule.id.clone(), subject.to_string());
         let inst = match self.instances.get_mut(&key) {
             Some(i) => i,
@@ -328,22 +460,8 @@ impl AlertsState {
         };
         inst.state = state;
         inst.clock_ms = at;
-        for t in ts {
-            inst.seq += 1;
-            let mut message = alert::pager_message(&lr.rule, subject, &t);
-            if let Some(details) = message.as_mut().and_then(|m| m.pointer_mut("/payload/custom_details")).and_then(Value::as_object_mut) {
-                details.insert("seq".into(), Value::from(inst.seq));
-            }
-            out.push(Emitted {
-                dedup_key: alert::dedup_key(&lr.rule.id, subject),
-                seq: inst.seq,
-                rule_id: lr.rule.id.clone(),
-                subject: subject.to_string(),
-                fleet_id: inst.fleet_id.clone(),
-                transition: t,
-                message,
-            });
-        }
+        let fleet_id = inst.fleet_id.clone();
+        emit(lr, subject, &fleet_id, &mut inst.seq, ts, manual_by, out);
     }
 
     /// Moves the partition watermark to `at` (if later) and ticks silent firing alerts.
@@ -372,7 +490,7 @@ impl AlertsState {
             let fleet = inst.fleet_id.clone();
             let mut state = inst.state.clone();
             let ts = alert::tick(&lr.rule, &mut state, now);
-            self.record(&lr, &subject, &fleet, state, now, ts, out);
+            self.record(&lr, &subject, &fleet, state, now, ts, None, out);
         }
     }
 }
@@ -380,6 +498,152 @@ impl AlertsState {
 /// The kind of a transition as stored in `alert_transitions.kind`.
 pub fn kind_name(t: &Transition) -> &'static str {
     kind_str(t.kind)
+}
+
+/// Numbers the transitions `ts` of `(rule, subject)` after `*seq` and appends them to `out`
+/// with their pager messages (`payload.custom_details.seq`, and `resolved_by` for a manual
+/// resolve).
+fn emit(lr: &Arc<LoadedRule>, subject: &str, fleet: &str, seq: &mut u64, ts: Vec<Transition>, manual_by: Option<&str>, out: &mut Vec<Emitted>) {
+    for t in ts {
+        *seq += 1;
+        let mut message = alert::pager_message(&lr.rule, subject, &t);
+        if let Some(details) = message.as_mut().and_then(|m| m.pointer_mut("/payload/custom_details")).and_then(Value::as_object_mut) {
+            details.insert("seq".into(), Value::from(*seq));
+            if let Some(by) = manual_by {
+                details.insert("resolved_by".into(), Value::from(by));
+            }
+        }
+        out.push(Emitted {
+            rule: lr.clone(),
+            manual_by: manual_by.map(str::to_string),
+            dedup_key: alert::dedup_key(&lr.rule.id, subject),
+            seq: *seq,
+            rule_id: lr.rule.id.clone(),
+            subject: subject.to_string(),
+            fleet_id: fleet.to_string(),
+            transition: t,
+            message,
+        });
+    }
+}
+
+/// Whether a manual resolve `req` applies to a machine at `seq` in `state`: the machine is
+/// pending or firing in the episode the operator saw (`started_at_ms` is its pending start or
+/// its firing time), and either the engine has not published it yet and the machine is at the
+/// seq the operator saw, or it has (at `manual_resolve_seq`) and this machine is one before
+/// it (a replay after a crash reproduces the same transition).
+pub fn resolve_is_due(req: &ResolveRequest, seq: u64, state: &AlertState) -> bool {
+    let same_episode = match *state {
+        AlertState::Firing { since_ms, active_since_ms, .. } => req.started_at_ms == since_ms || req.started_at_ms == active_since_ms,
+        AlertState::Pending { since_ms } => req.started_at_ms == since_ms,
+        AlertState::Inactive | AlertState::Resolved { .. } => false,
+    };
+    let at_seq = match req.manual_resolve_seq {
+        None => seq == req.last_seq,
+        Some(m) => seq + 1 == m,
+    };
+    same_episode && at_seq
+}
+
+/// The durable state of one federation rule for its federation (`alert_federation_state`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FederationState {
+    pub state: AlertState,
+    pub seq: u64,
+    /// End of the last evaluated federation window.
+    pub clock_ms: Option<i64>,
+    /// Start of the last settled federation window.
+    pub settled_through_ms: Option<i64>,
+}
+
+/// One settled fleet window of a member fleet, as stored in `alert_fleet_windows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberWindow {
+    pub fleet_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub counters: Counters,
+}
+
+/// The federation windows that have settled after `settled_through_ms`, oldest first, each
+/// with the sum of its members' counters.
+///
+/// A federation window `W` (the 1-minute grid of the fleet windows) is the sum of the settled
+/// fleet windows `W` of the federation's member fleets. It settles — is evaluated, once, in
+/// window order — when
+///   1. every member fleet has a settled window that starts after `W` (fleet windows settle in
+///      order, so each member's `W` is final: present, or absent for lack of data), or
+///   2. some member has a settled window ending at least `grace_ms` after `W` ends (a member
+///      that went quiet does not hold the federation back; it counts as no data).
+///
+/// Windows that no member has are skipped (no data). Rows of non-members are ignored.
+pub fn settle_federation(members: &[String], windows: &[MemberWindow], settled_through_ms: Option<i64>, grace_ms: i64) -> Vec<(i64, i64, Counters)> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let is_member = |f: &str| members.iter().any(|m| m == f);
+    let mut newest_start: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut newest_end = i64::MIN;
+    let mut by_window: BTreeMap<i64, (i64, Counters)> = BTreeMap::new();
+    for w in windows.iter().filter(|w| is_member(w.fleet_id.as_str())) {
+        let e = newest_start.entry(w.fleet_id.as_str()).or_insert(w.start_ms);
+        *e = (*e).max(w.start_ms);
+        newest_end = newest_end.max(w.end_ms);
+        if settled_through_ms.is_some_and(|s| w.start_ms <= s) {
+            continue;
+        }
+        let slot = by_window.entry(w.start_ms).or_insert((w.end_ms, Counters::default()));
+        slot.1.add(&w.counters);
+    }
+    let mut out = Vec::new();
+    for (start, (end, sum)) in by_window {
+        let all_passed = members.iter().all(|m| newest_start.get(m.as_str()).is_some_and(|&s| s > start));
+        let grace_passed = newest_end.saturating_sub(end) >= grace_ms;
+        if !(all_passed || grace_passed) {
+            break;
+        }
+        out.push((start, end, sum));
+    }
+    out
+}
+
+/// Evaluates one federation rule on the federation windows that settled (see
+/// [`settle_federation`]) and applies a due manual resolve; transitions (subject = the
+/// federation id, fleet = the rule's owning fleet) are appended to `out`. A state seen for the
+/// first time (`fresh`) starts after the windows already settled: a new rule judges only
+/// windows that settle after the engine first saw it.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_federation(
+    lr: &Arc<LoadedRule>,
+    members: &[String],
+    st: &mut FederationState,
+    fresh: bool,
+    windows: &[MemberWindow],
+    resolve: Option<&ResolveRequest>,
+    s: &Settings,
+    out: &mut Vec<Emitted>,
+) {
+    let Some(fed) = lr.federation_id.as_deref() else { return };
+    let settled = settle_federation(members, windows, st.settled_through_ms, s.settle_grace_ms);
+    if fresh {
+        st.settled_through_ms = settled.last().map(|w| w.0).or(st.settled_through_ms);
+        return;
+    }
+    if let Some(req) = resolve.filter(|r| resolve_is_due(r, st.seq, &st.state)) {
+        let at = st.clock_ms.unwrap_or(req.started_at_ms);
+        let ts: Vec<Transition> = alert::resolve_by_hand(&mut st.state, at, req.value).into_iter().collect();
+        emit(lr, fed, &lr.fleet_id, &mut st.seq, ts, Some(&req.resolved_by), out);
+    }
+    for (start, end, c) in settled {
+        st.settled_through_ms = Some(start);
+        if st.clock_ms.is_some_and(|clock| end <= clock) {
+            continue;
+        }
+        st.clock_ms = Some(end);
+        let Some(value) = metric_value(&lr.rule.metric, &c, &s.score) else { continue };
+        let ts = alert::step(&lr.rule, &mut st.state, value, end);
+        emit(lr, fed, &lr.fleet_id, &mut st.seq, ts, None, out);
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +711,7 @@ mod tests {
                 resend_interval_ms: 5 * M as u64,
             },
             fleet_id: "f1".into(),
+            federation_id: (scope == AlertScope::Federation).then(|| "fed".to_string()),
         }
     }
 
@@ -586,5 +851,128 @@ mod tests {
         assert_eq!(feed(&mut st, &rules, &[v("v1", 8, 1, 60_000)]), vec![("resolved", 8, 3, 1.0)]);
         // Vehicles that never had a transition are not stored.
         assert_eq!(st.sizes().0, 1);
+    }
+
+    fn req(rule: &LoadedRule, subject: &str, last_seq: u64, manual: Option<u64>, started_at_ms: i64) -> ResolveRequest {
+        ResolveRequest {
+            rule_id: rule.rule.id.clone(),
+            subject: subject.into(),
+            last_seq,
+            manual_resolve_seq: manual,
+            started_at_ms,
+            value: 0.4,
+            resolved_by: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn a_manual_resolve_is_published_once_with_the_next_seq_and_the_machine_starts_over() {
+        let r = rule(AlertScope::Fleet);
+        let recs = noisy_partials();
+        let mut st = AlertsState::default();
+        // Through minute 11: pending at 8, firing at 11 (seq 6).
+        let rules = RuleSet::new([r.clone()]);
+        feed(&mut st, &rules, &recs[..12]);
+        // The operator saw seq 5 (pending): stale, the machine is at 6.
+        let stale = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 5, None, 8 * M)]);
+        let mut out = Vec::new();
+        st.apply_resolves(&stale, &mut out);
+        assert!(out.is_empty());
+        // Another episode (started elsewhere): not this one.
+        let other = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 6, None, 3 * M)]);
+        st.apply_resolves(&other, &mut out);
+        assert!(out.is_empty());
+        // The firing episode at seq 6 (started_at = firing time 11): resolved as seq 7.
+        let due = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 6, None, 11 * M)]);
+        let before = st.clone();
+        st.apply_resolves(&due, &mut out);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!((kind_name(&e.transition), e.seq, e.transition.at_ms, e.manual_by.as_deref()), ("resolved", 7, 11 * M, Some("alice")));
+        let m = e.message.as_ref().unwrap();
+        assert_eq!((m["event_action"].as_str(), m["payload"]["custom_details"]["resolved_by"].as_str()), (Some("resolve"), Some("alice")));
+        assert_eq!(m["payload"]["custom_details"]["seq"], 7);
+        // Applying the same request again does nothing (the machine is resolved).
+        st.apply_resolves(&due, &mut out);
+        assert_eq!(out.len(), 1);
+        // A replay from the checkpoint before it, with the row showing it published at 7,
+        // reproduces the same transition.
+        let mut replay = before;
+        let published = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 7, Some(7), 11 * M)]);
+        let mut again = Vec::new();
+        replay.apply_resolves(&published, &mut again);
+        assert_eq!(again, out);
+        // The value stays breaching: pending again, firing only after `for` (3 min).
+        let mut next = Vec::new();
+        for r in &recs[12..] {
+            st.on_record(&rules, &settings(), r, &mut next);
+        }
+        let kinds: Vec<_> = next.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq)).collect();
+        assert_eq!(kinds[0], ("pending", 15, 8), "{kinds:?}");
+        assert!(next.iter().all(|e| e.manual_by.is_none()));
+    }
+
+    fn mw(fleet: &str, minute: i64, busy_ms: u64) -> MemberWindow {
+        MemberWindow {
+            fleet_id: fleet.into(),
+            start_ms: (minute - 1) * M,
+            end_ms: minute * M,
+            counters: Counters { observed_ms: 60_000, busy_ms, samples: 6, vehicles: 1, ..Counters::default() },
+        }
+    }
+
+    #[test]
+    fn federation_windows_settle_when_every_member_passed_them_or_after_the_grace() {
+        let members = vec!["a".to_string(), "b".to_string()];
+        let w = vec![mw("a", 1, 30_000), mw("b", 1, 10_000), mw("a", 2, 60_000), mw("x", 1, 60_000)];
+        // b has not passed minute 1: nothing settles (and x is no member).
+        assert!(settle_federation(&members, &w, None, 2 * M).is_empty());
+        let mut w2 = w.clone();
+        w2.push(mw("b", 2, 0));
+        let s = settle_federation(&members, &w2, None, 2 * M);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].0, s[0].1, s[0].2.busy_ms, s[0].2.observed_ms), (0, M, 40_000, 120_000));
+        // Already settled: skipped.
+        assert!(settle_federation(&members, &w2, Some(0), 2 * M).is_empty());
+        // b goes quiet: a's minute 4 is 2 min after minute 2 ends, so 2 settles without b.
+        let mut w3 = w2.clone();
+        w3.extend([mw("a", 3, 0), mw("a", 4, 0)]);
+        let s = settle_federation(&members, &w3, Some(0), 2 * M);
+        assert_eq!(s.iter().map(|x| (x.0 / M, x.2.busy_ms)).collect::<Vec<_>>(), vec![(1, 60_000)]);
+        assert!(settle_federation(&[], &w3, None, 2 * M).is_empty());
+    }
+
+    #[test]
+    fn federation_rules_fire_on_the_combined_members_and_resolve_by_hand() {
+        let lr = Arc::new(LoadedRule {
+            rule: AlertRule { for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, threshold: 0.45, clear_threshold: Some(0.5), ..rule(AlertScope::Federation).rule },
+            ..rule(AlertScope::Federation)
+        });
+        let members = vec!["a".to_string(), "c".to_string()];
+        let mut st = FederationState::default();
+        let mut out = Vec::new();
+        // The first look only marks what already settled.
+        let early = vec![mw("a", 1, 6_000), mw("c", 1, 6_000), mw("a", 2, 6_000), mw("c", 2, 6_000)];
+        evaluate_federation(&lr, &members, &mut st, true, &early, None, &settings(), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(st.settled_through_ms, Some(0));
+        // Minute 2: a 0.7, c 0.3 → 0.5 (no breach although c alone breaches); minute 3: 0.4, 0.3 → 0.35.
+        let w = vec![mw("a", 2, 42_000), mw("c", 2, 18_000), mw("a", 3, 24_000), mw("c", 3, 18_000), mw("a", 4, 0), mw("c", 4, 0)];
+        evaluate_federation(&lr, &members, &mut st, false, &w, None, &settings(), &mut out);
+        let got: Vec<_> = out.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.transition.value)).collect();
+        assert_eq!(got, vec![("firing", 3, 1, 0.35)]);
+        assert_eq!((out[0].subject.as_str(), out[0].fleet_id.as_str()), ("fed", "f1"));
+        assert_eq!(out[0].message.as_ref().unwrap()["payload"]["source"], "atlasmesh/federation/fed");
+        assert_eq!((st.settled_through_ms, st.clock_ms), (Some(2 * M), Some(3 * M)));
+        // Evaluating the same rows again changes nothing.
+        let before = st.clone();
+        evaluate_federation(&lr, &members, &mut st, false, &w, None, &settings(), &mut out);
+        assert_eq!((st.clone(), out.len()), (before, 1));
+        // Resolved by hand at its clock; the next breaching window fires again (for 0).
+        let r = req(&lr, "fed", 1, None, 3 * M);
+        let w5 = vec![mw("a", 4, 0), mw("c", 4, 0), mw("a", 5, 0), mw("c", 5, 0)];
+        evaluate_federation(&lr, &members, &mut st, false, &w5, Some(&r), &settings(), &mut out);
+        let got: Vec<_> = out[1..].iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.manual_by.clone())).collect();
+        assert_eq!(got, vec![("resolved", 3, 2, Some("alice".to_string())), ("firing", 4, 3, None)]);
     }
 }

@@ -7,13 +7,20 @@
 //!   survives restarts and rebalances; see [`engine`] for settling and time.
 //! - Rules are re-read every `alerts.rules_refresh_ms`; state is keyed by rule id, so a
 //!   change to one rule leaves the others' state alone (a changed rule keeps its state too).
-//!   Federation rules are loaded but not evaluated yet (their windows span metrics partitions).
+//!   The same refresh reads the federation memberships and the manual resolves operators made
+//!   through the API, which the partition holding the instance publishes (see [`engine`]).
 //! - `flush` writes the batch's transitions to `alert_transitions` (`ON CONFLICT (dedup_key,
-//!   seq) DO NOTHING`) and `alert_instances` (upsert that never goes back to an older seq) in
-//!   one transaction, then produces the paged ones (firing, resent, resolved) to
+//!   seq) DO NOTHING`) and `alert_instances` (upsert that never goes back to an older seq),
+//!   and the settled windows of federated fleets to `alert_fleet_windows`, in one transaction;
+//!   then every transition to the ClickHouse `alert_history` (ReplacingMergeTree: a re-written
+//!   row collapses); then produces the paged ones (firing, resent, resolved) to
 //!   `fleet.alerts.v1`: key = dedup key, value = the JSON of
 //!   [`atlasmesh_core::analytics::alert::pager_message`] with `payload.custom_details.seq`,
-//!   headers `seq` and `kind`. Pending/cancelled transitions are history only (PostgreSQL).
+//!   headers `seq` and `kind`. Pending/cancelled transitions are history only.
+//! - Federation rules ([`federation`]) are evaluated after each rules refresh by whichever
+//!   worker holds a PostgreSQL advisory lock, on the settled fleet windows of the member
+//!   fleets; their state lives in `alert_federation_state`, written in the transaction that
+//!   records their transitions.
 //!
 //! Delivery: the runner checkpoints only after `flush` succeeded, and a replay from the last
 //! checkpoint reproduces the same transitions with the same `(dedup_key, seq)` (the engine is
@@ -23,6 +30,7 @@
 //! share a partition, so they arrive in order). `cli/examples/pager_consumer.rs` does that.
 
 pub mod engine;
+pub mod federation;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,11 +40,12 @@ use atlasmesh_core::analytics::metrics as metric_defs;
 use atlasmesh_core::analytics::score::ScoreParams;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, WindowMetricsRecord};
+use atlasmesh_sinks::clickhouse::{self as ch, AlertHistoryRow, ClickHouseSink};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tracing::{info, warn};
 
-pub use engine::{AlertsState, Emitted, LoadedRule, RuleSet, Settings};
+pub use engine::{AlertsState, Emitted, LoadedRule, ResolveRequest, RuleSet, SettledWindow, Settings};
 
 use crate::runner::{InMessage, Pipeline, RetryLater};
 
@@ -44,18 +53,26 @@ pub const NAME: &str = "alerts";
 
 pub struct AlertsPipeline {
     codec: Codec,
-    topics: Topics,
-    pool: PgPool,
-    producer: KafkaProducer,
+    sinks: Arc<Sinks>,
     settings: Settings,
     rules: Arc<RwLock<Arc<RuleSet>>>,
 }
 
-/// Transitions and dead letters gathered since the last checkpoint.
+/// Where transitions go: PostgreSQL, ClickHouse history, the alert topic.
+pub struct Sinks {
+    pub topics: Topics,
+    pub pool: PgPool,
+    pub producer: KafkaProducer,
+    pub clickhouse: ClickHouseSink,
+}
+
+/// Transitions, settled federated fleet windows and dead letters gathered since the last
+/// checkpoint.
 #[derive(Default)]
 pub struct AlertsBatch {
     consumed: usize,
     transitions: Vec<Emitted>,
+    windows: Vec<SettledWindow>,
     dlq: Vec<DeadLetterRecord>,
 }
 
@@ -63,8 +80,8 @@ pub struct AlertsBatch {
 /// skipped with a warning rather than stopping the engine.
 pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, fleet_id, scope, metric, comparison, threshold, clear_threshold, for_ms, keep_firing_for_ms,
-                resend_interval_ms, severity, labels, runbook_url
+        "SELECT id, fleet_id, scope, federation_id, metric, comparison, threshold, clear_threshold, for_ms,
+                keep_firing_for_ms, resend_interval_ms, severity, labels, runbook_url
          FROM alert_rules WHERE enabled ORDER BY id",
     )
     .fetch_all(pool)
@@ -109,63 +126,53 @@ pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
                 resend_interval_ms: ms("resend_interval_ms")?,
             };
             rule.validate().map_err(|e| e.to_string())?;
-            Ok(LoadedRule { rule, fleet_id: row.get("fleet_id") })
+            let federation_id: Option<String> = row.get("federation_id");
+            if (scope == AlertScope::Federation) != federation_id.is_some() {
+                return Err("federation_id must be set exactly for federation rules".into());
+            }
+            Ok(LoadedRule { rule, fleet_id: row.get("fleet_id"), federation_id })
         })();
         match parsed {
-            Ok(r) if r.rule.scope == AlertScope::Federation => {
-                warn!(rule_id = %id, "Federation alert rules are not evaluated yet; skipping.");
-            }
             Ok(r) => rules.push(r),
             Err(e) => warn!(rule_id = %id, error = %e, "Invalid alert rule skipped."),
         }
     }
-    Ok(RuleSet::new(rules))
+    let members: Vec<(String, String)> =
+        sqlx::query_as("SELECT federation_id, fleet_id FROM federation_members ORDER BY federation_id, fleet_id")
+            .fetch_all(pool)
+            .await?;
+    // Manual resolves not yet published, and for an hour those that were (a replay after a
+    // crash re-publishes them at the same seq).
+    let resolves = sqlx::query(
+        "SELECT rule_id, subject, last_transition_seq, manual_resolve_seq, started_at_ms, value, resolved_by
+         FROM alert_instances
+         WHERE resolved_by IS NOT NULL AND status = 'resolved'
+           AND (manual_resolve_seq IS NULL
+                OR (manual_resolve_seq = last_transition_seq AND updated_at > now() - interval '1 hour'))",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| ResolveRequest {
+        rule_id: r.get("rule_id"),
+        subject: r.get("subject"),
+        last_seq: r.get::<i64, _>("last_transition_seq").max(0) as u64,
+        manual_resolve_seq: r.get::<Option<i64>, _>("manual_resolve_seq").map(|s| s.max(0) as u64),
+        started_at_ms: r.get("started_at_ms"),
+        value: r.get("value"),
+        resolved_by: r.get("resolved_by"),
+    })
+    .collect::<Vec<_>>();
+    Ok(RuleSet::new(rules).with_members(members).with_resolves(resolves))
 }
 
-impl AlertsPipeline {
-    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
-        let initial = load_rules(&pool).await.map_err(|e| anyhow::anyhow!("loading alert rules: {e}"))?;
-        info!(pipeline = NAME, rules = initial.len(), "Alert rules loaded.");
-        let rules = Arc::new(RwLock::new(Arc::new(initial)));
-        let (refresh_pool, slot, every) = (pool.clone(), rules.clone(), Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match load_rules(&refresh_pool).await {
-                    Ok(set) => {
-                        let n = set.len();
-                        let before = std::mem::replace(&mut *slot.write().expect("rules lock"), Arc::new(set)).len();
-                        if n != before {
-                            info!(pipeline = NAME, rules = n, "Alert rules reloaded.");
-                        }
-                    }
-                    Err(e) => warn!(pipeline = NAME, error = %e, "Reloading alert rules failed; keeping the previous set."),
-                }
-            }
-        });
-        Ok(AlertsPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
-            topics: cfg.topics.clone(),
-            pool,
-            producer: KafkaProducer::new(&cfg.kafka)?,
-            settings: Settings {
-                settle_grace_ms: cfg.alerts.settle_grace_ms,
-                silent_after_ms: cfg.alerts.silent_after_ms,
-                score: ScoreParams::default(),
-            },
-            rules,
-        })
-    }
-
-    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut AlertsBatch) {
-        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
-    }
-
-    async fn write_postgres(&self, transitions: &[Emitted]) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+impl Sinks {
+    /// Records transitions in PostgreSQL on `conn` (inside the caller's transaction):
+    /// `alert_transitions` once per `(dedup_key, seq)`, `alert_instances` never back to an
+    /// older seq. A new episode (pending, or firing) clears the operator's marks; until then a
+    /// manually resolved instance stays `resolved`, and the engine's publication of the manual
+    /// resolve is remembered in `manual_resolve_seq`.
+    pub async fn write_transitions(conn: &mut PgConnection, transitions: &[Emitted]) -> Result<(), sqlx::Error> {
         for e in transitions {
             let t = &e.transition;
             sqlx::query(
@@ -182,18 +189,25 @@ impl AlertsPipeline {
             .bind(&e.fleet_id)
             .bind(t.value)
             .bind(&e.message)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-            // A new episode (pending, or firing straight away) clears the operator's marks.
+            let manual_seq = e.manual_by.as_ref().map(|_| e.seq as i64);
             sqlx::query(
-                "INSERT INTO alert_instances (dedup_key, rule_id, subject, fleet_id, status, value, started_at_ms, ended_at_ms, last_transition_seq, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+                "INSERT INTO alert_instances (dedup_key, rule_id, subject, fleet_id, status, value, started_at_ms, ended_at_ms,
+                                              last_transition_seq, manual_resolve_seq, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, now())
                  ON CONFLICT (dedup_key) DO UPDATE SET
-                    status = excluded.status, value = excluded.value, started_at_ms = excluded.started_at_ms,
+                    status = CASE WHEN NOT $10 AND alert_instances.resolved_by IS NOT NULL THEN 'resolved'
+                                  ELSE excluded.status END,
+                    value = excluded.value, started_at_ms = excluded.started_at_ms,
                     ended_at_ms = excluded.ended_at_ms, last_transition_seq = excluded.last_transition_seq,
                     acknowledged_at = CASE WHEN $10 THEN NULL ELSE alert_instances.acknowledged_at END,
                     acknowledged_by = CASE WHEN $10 THEN NULL ELSE alert_instances.acknowledged_by END,
                     resolved_by = CASE WHEN $10 THEN NULL ELSE alert_instances.resolved_by END,
+                    resolved_at = CASE WHEN $10 THEN NULL ELSE alert_instances.resolved_at END,
+                    resolution_note = CASE WHEN $10 THEN NULL ELSE alert_instances.resolution_note END,
+                    manual_resolve_seq = CASE WHEN $11::bigint IS NOT NULL THEN $11::bigint
+                                              WHEN $10 THEN NULL ELSE alert_instances.manual_resolve_seq END,
                     updated_at = now()
                  WHERE alert_instances.last_transition_seq < excluded.last_transition_seq",
             )
@@ -207,6 +221,135 @@ impl AlertsPipeline {
             .bind(t.ends_at_ms)
             .bind(e.seq as i64)
             .bind(matches!(e.transition.kind, TransitionKind::Pending | TransitionKind::Firing))
+            .bind(manual_seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every transition to the ClickHouse alert history (idempotent: a re-written
+    /// transition is a duplicate of the same sorting key).
+    pub async fn write_history(&self, transitions: &[Emitted]) -> atlasmesh_sinks::Result<()> {
+        let rows: Vec<AlertHistoryRow> = transitions.iter().map(history_row).collect();
+        self.clickhouse.write_alert_history(&rows).await
+    }
+
+    /// Produces the paged transitions to the alert topic.
+    pub async fn publish(&self, transitions: &[Emitted], extra: Vec<OutRecord>) -> atlasmesh_sinks::Result<()> {
+        let mut records = Vec::with_capacity(transitions.len() + extra.len());
+        for e in transitions {
+            let Some(m) = &e.message else { continue };
+            records.push(OutRecord {
+                topic: self.topics.alerts.clone(),
+                key: Some(e.dedup_key.clone().into_bytes()),
+                payload: serde_json::to_vec(m).expect("JSON serialises"),
+                headers: vec![
+                    ("seq".into(), e.seq.to_string().into_bytes()),
+                    ("kind".into(), engine::kind_name(&e.transition).as_bytes().to_vec()),
+                ],
+            });
+        }
+        records.extend(extra);
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.producer.send_all("kafka", &records).await
+    }
+}
+
+/// The `alert_history` row of a transition.
+pub fn history_row(e: &Emitted) -> AlertHistoryRow {
+    let r = &e.rule.rule;
+    let t = &e.transition;
+    let status = engine::kind_name(t);
+    AlertHistoryRow {
+        dedup_key: e.dedup_key.clone(),
+        rule_id: e.rule_id.clone(),
+        scope: ch::alert_scope_code(r.scope.as_str()).unwrap_or(1),
+        subject: e.subject.clone(),
+        fleet_id: e.fleet_id.clone(),
+        metric: r.metric.clone(),
+        severity: ch::alert_severity_code(r.severity.as_str()).unwrap_or(2),
+        status: ch::alert_status_code(status).unwrap_or(1),
+        event_action: ch::alert_event_action_code(status),
+        value: t.value,
+        threshold: r.threshold,
+        at: ch::datetime_secs(t.at_ms),
+        at_ms: t.at_ms,
+        starts_at_ms: t.starts_at_ms,
+        ends_at_ms: t.ends_at_ms.unwrap_or(0),
+        summary: atlasmesh_core::analytics::alert::summary(r, &e.subject, t),
+        label_names: Vec::new(),
+        label_values: Vec::new(),
+    }
+    .with_labels(r.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+impl AlertsPipeline {
+    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
+        let initial = load_rules(&pool).await.map_err(|e| anyhow::anyhow!("loading alert rules: {e}"))?;
+        info!(pipeline = NAME, rules = initial.len(), "Alert rules loaded.");
+        let rules = Arc::new(RwLock::new(Arc::new(initial)));
+        let sinks = Arc::new(Sinks {
+            topics: cfg.topics.clone(),
+            pool: pool.clone(),
+            producer: KafkaProducer::new(&cfg.kafka)?,
+            clickhouse: ClickHouseSink::new(&cfg.clickhouse),
+        });
+        let settings = Settings {
+            settle_grace_ms: cfg.alerts.settle_grace_ms,
+            silent_after_ms: cfg.alerts.silent_after_ms,
+            score: ScoreParams::default(),
+        };
+        let (refresh_sinks, slot, every) = (sinks.clone(), rules.clone(), Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)));
+        let fed_settings = settings.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match load_rules(&refresh_sinks.pool).await {
+                    Ok(set) => {
+                        let n = set.len();
+                        let set = Arc::new(set);
+                        let before = std::mem::replace(&mut *slot.write().expect("rules lock"), set.clone()).len();
+                        if n != before {
+                            info!(pipeline = NAME, rules = n, "Alert rules reloaded.");
+                        }
+                        if let Err(e) = federation::evaluate(&refresh_sinks, &set, &fed_settings).await {
+                            warn!(pipeline = NAME, error = %e, "Evaluating federation alert rules failed; retrying after the next refresh.");
+                        }
+                    }
+                    Err(e) => warn!(pipeline = NAME, error = %e, "Reloading alert rules failed; keeping the previous set."),
+                }
+            }
+        });
+        Ok(AlertsPipeline {
+            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            sinks,
+            settings,
+            rules,
+        })
+    }
+
+    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut AlertsBatch) {
+        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    }
+
+    async fn write_postgres(&self, batch: &AlertsBatch) -> Result<(), sqlx::Error> {
+        let mut tx = self.sinks.pool.begin().await?;
+        Sinks::write_transitions(&mut tx, &batch.transitions).await?;
+        for w in &batch.windows {
+            sqlx::query(
+                "INSERT INTO alert_fleet_windows (fleet_id, window_start_ms, window_end_ms, counters)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (fleet_id, window_start_ms) DO NOTHING",
+            )
+            .bind(&w.fleet_id)
+            .bind(w.start_ms)
+            .bind(w.end_ms)
+            .bind(serde_json::to_value(&w.counters).expect("counters serialise"))
             .execute(&mut *tx)
             .await?;
         }
@@ -223,7 +366,7 @@ impl Pipeline for AlertsPipeline {
     }
 
     fn topic(&self) -> &str {
-        &self.topics.metrics
+        &self.sinks.topics.metrics
     }
 
     async fn handle(&self, state: &mut AlertsState, msg: &InMessage, batch: &mut AlertsBatch) -> Result<(), RetryLater> {
@@ -236,38 +379,33 @@ impl Pipeline for AlertsPipeline {
             }
         };
         let rules = self.rules.read().expect("rules lock").clone();
+        state.apply_resolves(&rules, &mut batch.transitions);
         let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
+        batch.windows.extend(outcome.settled);
         if outcome.ignored_revisions > 0 {
             metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);
         }
         Ok(())
     }
 
-    /// Nothing: alert time is event time, and an idle metrics partition has no new windows.
-    fn on_idle(&self, _state: &mut AlertsState, _partition: i32, _batch: &mut AlertsBatch) {}
+    /// Alert time is event time, and an idle metrics partition has no new windows; only the
+    /// manual resolves of its instances are published.
+    fn on_idle(&self, state: &mut AlertsState, _partition: i32, batch: &mut AlertsBatch) {
+        let rules = self.rules.read().expect("rules lock").clone();
+        state.apply_resolves(&rules, &mut batch.transitions);
+    }
 
     async fn flush(&self, batch: &mut AlertsBatch) -> atlasmesh_sinks::Result<()> {
-        if batch.transitions.is_empty() && batch.dlq.is_empty() {
+        if batch.transitions.is_empty() && batch.windows.is_empty() && batch.dlq.is_empty() {
             return Ok(());
         }
-        self.write_postgres(&batch.transitions).await?;
-        let mut records = Vec::with_capacity(batch.transitions.len() + batch.dlq.len());
-        for e in &batch.transitions {
-            let Some(m) = &e.message else { continue };
-            records.push(OutRecord {
-                topic: self.topics.alerts.clone(),
-                key: Some(e.dedup_key.clone().into_bytes()),
-                payload: serde_json::to_vec(m).expect("JSON serialises"),
-                headers: vec![
-                    ("seq".into(), e.seq.to_string().into_bytes()),
-                    ("kind".into(), engine::kind_name(&e.transition).as_bytes().to_vec()),
-                ],
-            });
-        }
+        self.write_postgres(batch).await?;
+        self.sinks.write_history(&batch.transitions).await?;
+        let mut dlq = Vec::with_capacity(batch.dlq.len());
         for d in &batch.dlq {
-            records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
+            dlq.push(crate::dlq::encode(&self.codec, &self.sinks.topics, d).await?);
         }
-        self.producer.send_all("kafka", &records).await?;
+        self.sinks.publish(&batch.transitions, dlq).await?;
         metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS).increment(batch.transitions.len() as u64);
         Ok(())
     }

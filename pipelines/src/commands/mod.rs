@@ -1,16 +1,28 @@
 //! The command worker: applies each command of `fleet.commands.v1` exactly once.
 //!
-//! Per message, in one PostgreSQL transaction: record the command in `command_log` (it is
+//! Per command, in one PostgreSQL transaction: record the command in `command_log` (it is
 //! usually there already, `pending`, written by the API), lock it, and when it is still
 //! pending apply it with [`atlasmesh_sinks::store::apply`], mark it applied or rejected and
 //! write its `audit_log` row. A command already decided (a replay after a crash, a duplicate
 //! produce) changes nothing; its result is published again, which consumers tolerate (the
 //! result topic is keyed by command id).
 //!
+//! Concurrency: `commands.lanes` tasks apply commands side by side, each on its own
+//! connection. A command goes to the lane its Kafka key (the entity it is about) hashes to, so
+//! commands about one entity keep their log order — the guarantee a partition gives — while
+//! commands about different entities overlap their round trips to PostgreSQL. Rules that span
+//! entities (pool capacity, the request queue, mission dependencies) take row or advisory
+//! locks inside the transaction; a deadlock or serialization failure is retried by the lane.
+//! `flush` waits for every command handed to a lane before anything is checkpointed, so a
+//! checkpoint never passes a command that is not decided.
+//!
 //! Commands commit with `synchronous_commit = off` (set once per connection, see
 //! [`atlasmesh_sinks::postgres::connect_async_commit`]): one WAL flush per batch, not per
 //! command. Before results leave for Kafka, and before the runner checkpoints, `flush` writes
 //! a barrier row with a synchronous commit, which makes every earlier commit durable.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
@@ -21,6 +33,7 @@ use atlasmesh_schemas::{
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
 use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::runner::{InMessage, Pipeline, RetryLater};
@@ -28,33 +41,119 @@ use crate::telemetry::now_ms;
 
 pub const NAME: &str = "commands";
 
+/// How long `handle` waits for room in a full lane before it tells the runner to pause
+/// (PostgreSQL is slow or down) and poll meanwhile.
+const LANE_WAIT: Duration = Duration::from_secs(1);
+/// How long `flush` waits for the lanes before reporting the batch as not yet writable (the
+/// runner keeps polling and calls `flush` again).
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// A command handed to a lane, and where its decision goes.
+struct Job {
+    cmd: CommandRecord,
+    partition: i32,
+    offset: i64,
+    done: oneshot::Sender<Decision>,
+}
+
 pub struct CommandPipeline {
     codec: Codec,
     topics: Topics,
     pool: PgPool,
     producer: KafkaProducer,
+    lanes: Vec<mpsc::Sender<Job>>,
 }
 
-/// Results and dead letters gathered since the last checkpoint.
+/// Commands in flight, results and dead letters gathered since the last checkpoint.
 #[derive(Default)]
 pub struct CommandBatch {
     consumed: usize,
+    /// In consumption order: (command id, its decision once the lane has applied it).
+    inflight: VecDeque<(String, oneshot::Receiver<Decision>)>,
     results: Vec<CommandResultRecord>,
     dlq: Vec<DeadLetterRecord>,
 }
 
+/// Applies the commands of one lane in order; retries a command until it is decided.
+async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, retry_initial: Duration, retry_max: Duration) {
+    while let Some(job) = rx.recv().await {
+        let mut backoff = retry_initial;
+        let decision = loop {
+            match apply_once(&pool, &job.cmd, job.partition, job.offset).await {
+                Ok(d) => break d,
+                Err(e) => {
+                    // Retriable (PostgreSQL down, a deadlock) or our own SQL failing: either
+                    // way the command is kept and tried again; `flush` (and so the
+                    // checkpoint) waits for it.
+                    metrics::counter!(m::COMMANDS_RETRIED).increment(1);
+                    warn!(command_id = %job.cmd.command_id, error = %e, retriable = retriable(&e), backoff_ms = backoff.as_millis() as u64, "Applying a command failed; retrying.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(retry_max);
+                }
+            }
+        };
+        // The receiver is gone only when the batch was dropped (shutdown); the decision is
+        // in PostgreSQL either way.
+        let _ = job.done.send(decision);
+    }
+}
+
 impl CommandPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let lanes_n = cfg.commands.lanes.max(1);
+        // One connection per lane plus one for the durability barrier.
+        let pool = atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, lanes_n as u32 + 1).await?;
+        let retry_initial = Duration::from_millis(cfg.runner.retry_initial_ms);
+        let retry_max = Duration::from_millis(cfg.runner.retry_max_ms);
+        let lanes = (0..lanes_n)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(cfg.commands.lane_capacity.max(1));
+                tokio::spawn(run_lane(pool.clone(), rx, retry_initial, retry_max));
+                tx
+            })
+            .collect();
         Ok(CommandPipeline {
             codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
-            pool: atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, 4).await?,
+            pool,
             producer: KafkaProducer::new(&cfg.kafka)?,
+            lanes,
         })
     }
 
     fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut CommandBatch) {
         batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    }
+
+    /// The lane of a message: by its key (the entity), else by its command id.
+    fn lane_of(&self, msg: &InMessage, cmd: &CommandRecord) -> usize {
+        let h = match &msg.key {
+            Some(k) => atlasmesh_core::hash::fnv1a64(k),
+            None => atlasmesh_core::hash::fnv1a64(cmd.command_id.as_bytes()),
+        };
+        (h % self.lanes.len() as u64) as usize
+    }
+
+    /// Moves every decided command from `inflight` to `results`, waiting at most `wait` for
+    /// the rest. Returns whether nothing is left in flight.
+    async fn collect_decided(batch: &mut CommandBatch, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some((_, rx)) = batch.inflight.front_mut() {
+            let decision = match tokio::time::timeout_at(deadline, rx).await {
+                Err(_) => return false,
+                Ok(Ok(d)) => d,
+                Ok(Err(_)) => panic!("a command lane stopped with a command in flight"),
+            };
+            let (command_id, _) = batch.inflight.pop_front().expect("front exists");
+            batch.results.push(CommandResultRecord {
+                command_id,
+                status: decision.status,
+                reason: decision.reason,
+                entity_id: decision.entity_id,
+                applied_at_ms: decision.applied_at_ms,
+            });
+        }
+        true
     }
 }
 
@@ -88,10 +187,23 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     };
     let mut tx = pool.begin().await?;
     let request_hash = atlasmesh_core::command::request_hash_json(&cmd.kind, &cmd.payload_json);
-    sqlx::query(
-        "INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', to_timestamp($9::double precision / 1000))
-         ON CONFLICT DO NOTHING",
+    // Record the command if the API did not (one round trip): `ins` returns it when this
+    // statement created it (new rows are invisible to `cur` in the same statement); else
+    // `cur` returns the existing row, locked. Neither: the idempotency key is another
+    // command's.
+    let row = sqlx::query(
+        "WITH ins AS (
+             INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', to_timestamp($9::double precision / 1000))
+             ON CONFLICT DO NOTHING
+             RETURNING status, reason, entity_id, 0::bigint AS at_ms
+         ), cur AS (
+             SELECT status, reason, entity_id, (extract(epoch from coalesce(applied_at, now())) * 1000)::bigint AS at_ms
+             FROM command_log WHERE command_id = $1 FOR UPDATE
+         )
+         SELECT status, reason, entity_id, at_ms FROM ins
+         UNION ALL
+         SELECT status, reason, entity_id, at_ms FROM cur",
     )
     .bind(&cmd.command_id)
     .bind(&cmd.idempotency_key)
@@ -102,13 +214,6 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     .bind(&payload)
     .bind(&request_hash)
     .bind(cmd.issued_at_ms as f64)
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(
-        "SELECT status, reason, entity_id, (extract(epoch from coalesce(applied_at, now())) * 1000)::bigint AS at_ms
-         FROM command_log WHERE command_id = $1 FOR UPDATE",
-    )
-    .bind(&cmd.command_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -153,11 +258,18 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
         Outcome::Applied { entity_type, entity_id, fleet_id } => ("applied", None, Some(entity_type.clone()), Some(entity_id.clone()), fleet_id.clone()),
         Outcome::Rejected { reason } => ("rejected", Some(reason.clone()), None, None, None),
     };
+    // The decision and its audit row, in one round trip.
     let applied_at_ms: i64 = sqlx::query_scalar(
-        "UPDATE command_log SET status = $2, reason = $3, entity_type = $4, entity_id = $5, applied_at = now(),
-                source_partition = $6, source_offset = $7
-         WHERE command_id = $1
-         RETURNING (extract(epoch from applied_at) * 1000)::bigint",
+        "WITH decided AS (
+             UPDATE command_log SET status = $2, reason = $3, entity_type = $4, entity_id = $5, applied_at = now(),
+                    source_partition = $6, source_offset = $7
+             WHERE command_id = $1
+             RETURNING (extract(epoch from applied_at) * 1000)::bigint AS at_ms
+         ), audited AS (
+             INSERT INTO audit_log (command_id, actor, kind, outcome, reason, entity_type, entity_id, fleet_id, payload)
+             VALUES ($1, $8, $9, $2, $3, $4, $5, $10, $11)
+         )
+         SELECT at_ms FROM decided",
     )
     .bind(&cmd.command_id)
     .bind(status)
@@ -166,22 +278,11 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     .bind(&entity_id)
     .bind(partition)
     .bind(offset)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO audit_log (command_id, actor, kind, outcome, reason, entity_type, entity_id, fleet_id, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&cmd.command_id)
     .bind(&cmd.actor)
     .bind(&cmd.kind)
-    .bind(status)
-    .bind(&reason)
-    .bind(&entity_type)
-    .bind(&entity_id)
     .bind(&fleet_id)
     .bind(&payload)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1);
@@ -206,33 +307,26 @@ impl Pipeline for CommandPipeline {
     }
 
     async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut CommandBatch) -> Result<(), RetryLater> {
-        batch.consumed += 1;
         let cmd: CommandRecord = match crate::dlq::decode(&self.codec, msg, "Command").await? {
             Ok(c) => c,
             Err((reason, error)) => {
+                batch.consumed += 1;
                 self.dead_letter(msg, reason, error, batch);
                 return Ok(());
             }
         };
-        match apply_once(&self.pool, &cmd, msg.partition, msg.offset).await {
-            Ok(d) => {
-                batch.results.push(CommandResultRecord {
-                    command_id: cmd.command_id,
-                    status: d.status,
-                    reason: d.reason,
-                    entity_id: d.entity_id,
-                    applied_at_ms: d.applied_at_ms,
-                });
-                Ok(())
-            }
-            Err(e) if retriable(&e) => Err(RetryLater(format!("postgres: {e}"))),
-            Err(e) => {
-                // Not retriable and not a verdict on the command (e.g. our own SQL is wrong):
-                // keep the command, wait, and make the failure loud.
-                warn!(command_id = %cmd.command_id, error = %e, "Applying a command failed; retrying.");
-                Err(RetryLater(format!("postgres: {e}")))
-            }
-        }
+        let lane = &self.lanes[self.lane_of(msg, &cmd)];
+        // Reserve first: if the lane stays full, nothing has changed when we return.
+        let permit = match tokio::time::timeout(LANE_WAIT, lane.reserve()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => panic!("a command lane stopped"),
+            Err(_) => return Err(RetryLater("every slot of the command lane is taken (PostgreSQL slow or down)".into())),
+        };
+        let (done, rx) = oneshot::channel();
+        batch.consumed += 1;
+        batch.inflight.push_back((cmd.command_id.clone(), rx));
+        permit.send(Job { cmd, partition: msg.partition, offset: msg.offset, done });
+        Ok(())
     }
 
     fn on_idle(&self, _state: &mut (), _partition: i32, _batch: &mut CommandBatch) {}
@@ -240,6 +334,12 @@ impl Pipeline for CommandPipeline {
     async fn flush(&self, batch: &mut CommandBatch) -> atlasmesh_sinks::Result<()> {
         if batch.consumed == 0 {
             return Ok(());
+        }
+        if !Self::collect_decided(batch, FLUSH_WAIT).await {
+            return Err(atlasmesh_sinks::Error::Other(format!(
+                "{} commands are still being applied (PostgreSQL slow or down)",
+                batch.inflight.len()
+            )));
         }
         // The durability barrier: a synchronous commit flushes the WAL of every earlier
         // (asynchronous) command commit.

@@ -336,14 +336,13 @@ async fn create<R: Resource>(
         return Err(ApiError::unprocessable(bad));
     }
     // Commands on one parent (e.g. allocations of a pool) share a Kafka key, so they apply in
-    // the order they were submitted.
+    // the order they were submitted. A create without a parent is about an entity nothing can
+    // refer to yet: its own new key, so such creates spread over partitions and worker lanes.
     let aggregate_id = info
         .references
         .iter()
         .find_map(|r| rec.get(r.field).and_then(Value::as_str))
-        .or_else(|| rec.get(info.scope_column()).and_then(Value::as_str))
-        .unwrap_or(info.name)
-        .to_string();
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
     let fleet_id = rec
         .get("fleet_id")
         .and_then(Value::as_str)

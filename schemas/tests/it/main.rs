@@ -3,7 +3,10 @@
 
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, DecodeError, SchemaKind};
+use atlasmesh_schemas::{
+    Codec, DeadLetterReason, DeadLetterRecord, DecodeError, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState,
+    SchemaKind,
+};
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
@@ -83,6 +86,32 @@ async fn codec_round_trips_and_classifies_bad_input() {
     let b = codec.encode(&topics.dlq, SchemaKind::Dlq, &dl).await.unwrap();
     let (_, v) = codec.decode_value(&b).await.unwrap();
     assert_eq!(apache_avro::from_value::<DeadLetterRecord>(&v).unwrap(), dl);
+
+    let me = MissionEventRecord {
+        event_id: "v1:7:safety".into(),
+        mission_id: "m1".into(),
+        fleet_id: "f1".into(),
+        vehicle_id: Some("v1".into()),
+        ts_ms: 7,
+        kind: MissionEventKind::SafetyEvent,
+        severity: Some("critical".into()),
+        detail: None,
+    };
+    let b = codec.encode(&topics.mission_events, SchemaKind::MissionEvents, &me).await.unwrap();
+    let (_, v) = codec.decode_value(&b).await.unwrap();
+    assert_eq!(apache_avro::from_value::<MissionEventRecord>(&v).unwrap(), me);
+    let re = ResourceEventRecord {
+        event_id: "v1:8:occupy".into(),
+        resource_id: "c1".into(),
+        pool_id: "p1".into(),
+        fleet_id: "f1".into(),
+        vehicle_id: None,
+        ts_ms: 8,
+        state: ResourceState::OutOfService,
+    };
+    let b = codec.encode(&topics.resource_events, SchemaKind::ResourceEvents, &re).await.unwrap();
+    let (_, v) = codec.decode_value(&b).await.unwrap();
+    assert_eq!(apache_avro::from_value::<ResourceEventRecord>(&v).unwrap(), re);
 
     assert!(matches!(codec.decode_telemetry(b"{\"json\":1}").await, Err(DecodeError::Undecodable(_))));
     let mut unknown = bytes.clone();

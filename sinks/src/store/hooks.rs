@@ -338,6 +338,7 @@ pub(super) async fn before_create(
             }
         }
         "share" => return share_limits(conn, rec, None).await,
+        "alert_rule" => return alert_rule_federation(conn, rec).await,
         "optimization_result" | "recommendation" => {
             let run_id = str_field(rec, "run_id").unwrap_or_default();
             let row = sqlx::query(
@@ -477,6 +478,28 @@ async fn share_limits(conn: &mut PgConnection, rec: &Record, old: Option<&Record
     Ok(Ok(()))
 }
 
+/// A federation alert rule's owning fleet must be a member of its federation.
+async fn alert_rule_federation(conn: &mut PgConnection, rec: &Record) -> Hook {
+    let Some(fed) = str_field(rec, "federation_id") else {
+        return Ok(Ok(()));
+    };
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM federation_members WHERE federation_id = $1 AND fleet_id = $2)",
+    )
+    .bind(fed)
+    .bind(str_field(rec, "fleet_id"))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(if member {
+        Ok(())
+    } else {
+        Err(format!(
+            "federation_id: fleet {} is not a member of federation {fed}",
+            str_field(rec, "fleet_id").unwrap_or_default()
+        ))
+    })
+}
+
 // ---------------------------------------------------------------- update
 
 fn status_change<S: Copy>(
@@ -538,6 +561,13 @@ pub(super) async fn before_update(
             }
         }
         "share" => return share_limits(conn, changes, Some(old)).await,
+        "alert_rule" => {
+            let mut merged = old.clone();
+            merged.extend(changes.clone());
+            if let Err(e) = atlasmesh_core::domain::alerting::validate_rule_row(&merged) {
+                return Ok(Err(e));
+            }
+        }
         "optimization_run" => {
             match status_change(old, changes, RunStatus::parse, RunStatus::transition_error) {
                 Err(e) => return Ok(Err(e)),
@@ -679,6 +709,18 @@ pub(super) async fn action(
                 )),
                 Some(Some(e)) => Err(format!("alert {e}")),
                 None => Err(format!("alert has unknown status {status}")),
+            }
+        }
+        ("alert_instance", "acknowledge" | "resolve") => {
+            let acked = str_field(old, "acknowledged_by");
+            match atlasmesh_core::domain::alerting::instance_action_error(action, status, acked) {
+                Some(e) => Err(e),
+                None if action == "acknowledge" => Ok(record(
+                    json!({"acknowledged_at": at, "acknowledged_by": cmd.actor}),
+                )),
+                // The engine publishes the resolve (next seq) and resets the machine.
+                None => Ok(record(json!({"status": "resolved", "resolved_at": at,
+                                         "resolved_by": cmd.actor, "resolution_note": body.note}))),
             }
         }
         ("conflict" | "safety_event", "resolve") => {

@@ -1,0 +1,135 @@
+//! Federation alert rules: evaluated on the sum of the settled fleet windows of the member
+//! fleets (`federation_members`, re-read with the rules).
+//!
+//! Member fleets are spread over the partitions of `fleet.metrics.v1` (keyed by fleet), so no
+//! single partition sees a federation. Instead, every partition hands the fleet windows it
+//! settles for federated fleets to its flush, which stores them in `alert_fleet_windows`
+//! (final, `ON CONFLICT DO NOTHING`). After every rules refresh, one worker at a time (the
+//! holder of a transaction-scoped advisory lock) runs [`evaluate`]: for each federation rule it
+//! reads its state (`alert_federation_state`) and the member windows after its settled mark,
+//! settles and evaluates federation windows with [`engine::evaluate_federation`] (semantics
+//! there and in [`engine::settle_federation`]), applies a due manual resolve, and in one
+//! transaction records the transitions (as the partitions do) and the new state. The alert
+//! topic and the ClickHouse history are written before that commit: if the commit fails the
+//! same transitions are computed again with the same seqs (duplicates a consumer drops by seq;
+//! ClickHouse collapses them), and PostgreSQL holds each transition exactly once.
+//!
+//! Latency: a federation window is judged within one `alerts.rules_refresh_ms` of the last
+//! member window it needs being flushed by its partition (a checkpoint interval).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use atlasmesh_core::analytics::alert::AlertState;
+use atlasmesh_core::window::Counters;
+use sqlx::Row;
+use tracing::debug;
+
+use super::engine::{self, FederationState, MemberWindow};
+use super::{RuleSet, Settings, Sinks, NAME};
+
+/// Advisory lock key: one federation evaluator at a time across all workers.
+const LOCK_KEY: &str = "atlasmesh.alerts.federation";
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Evaluates every federation rule once (see the module docs). Returns the number of
+/// transitions recorded.
+pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::Result<usize> {
+    if rules.federation_rules().is_empty() {
+        return Ok(0);
+    }
+    let mut tx = sinks.pool.begin().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !locked {
+        debug!(
+            pipeline = NAME,
+            "Another worker evaluates the federation rules."
+        );
+        return Ok(0);
+    }
+    let mut out = Vec::new();
+    for lr in rules.federation_rules() {
+        let Some(fed) = lr.federation_id.as_deref() else {
+            continue;
+        };
+        let members = rules.members(fed);
+        let row = sqlx::query(
+            "SELECT state, seq, clock_ms, settled_through_ms FROM alert_federation_state
+             WHERE rule_id = $1 AND federation_id = $2 FOR UPDATE",
+        )
+        .bind(&lr.rule.id)
+        .bind(fed)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (mut st, fresh) = match row {
+            Some(r) => {
+                let state: AlertState = serde_json::from_value(r.get("state"))?;
+                let st = FederationState {
+                    state,
+                    seq: r.get::<i64, _>("seq").max(0) as u64,
+                    clock_ms: r.get("clock_ms"),
+                    settled_through_ms: r.get("settled_through_ms"),
+                };
+                (st, false)
+            }
+            None => (FederationState::default(), true),
+        };
+        let windows: Vec<MemberWindow> = sqlx::query(
+            "SELECT fleet_id, window_start_ms, window_end_ms, counters FROM alert_fleet_windows
+             WHERE fleet_id = ANY($1) AND ($2::bigint IS NULL OR window_start_ms > $2::bigint)
+             ORDER BY window_start_ms, fleet_id",
+        )
+        .bind(members.to_vec())
+        .bind(st.settled_through_ms)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| -> anyhow::Result<MemberWindow> {
+            Ok(MemberWindow {
+                fleet_id: r.get("fleet_id"),
+                start_ms: r.get("window_start_ms"),
+                end_ms: r.get("window_end_ms"),
+                counters: serde_json::from_value::<Counters>(r.get("counters"))?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+        let before = st.clone();
+        let resolve = rules.resolve_request(&lr.rule.id, fed);
+        engine::evaluate_federation(lr, members, &mut st, fresh, &windows, resolve, s, &mut out);
+        if fresh || st != before {
+            sqlx::query(
+                "INSERT INTO alert_federation_state (rule_id, federation_id, state, seq, clock_ms, settled_through_ms, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, now())
+                 ON CONFLICT (rule_id, federation_id) DO UPDATE SET state = excluded.state, seq = excluded.seq,
+                    clock_ms = excluded.clock_ms, settled_through_ms = excluded.settled_through_ms, updated_at = now()",
+            )
+            .bind(&lr.rule.id)
+            .bind(fed)
+            .bind(serde_json::to_value(&st.state)?)
+            .bind(st.seq as i64)
+            .bind(st.clock_ms)
+            .bind(st.settled_through_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Sinks::write_transitions(&mut tx, &out).await?;
+    if RUNS.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+        // Stored member windows are kept a day (processing time).
+        sqlx::query("DELETE FROM alert_fleet_windows WHERE recorded_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !out.is_empty() {
+        sinks.write_history(&out).await?;
+        sinks.publish(&out, Vec::new()).await?;
+        metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS)
+            .increment(out.len() as u64);
+    }
+    tx.commit().await?;
+    Ok(out.len())
+}
