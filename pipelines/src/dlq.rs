@@ -65,3 +65,26 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
         Err(e) => Ok(Err((DeadLetterReason::Undecodable, e.to_string()))),
     }
 }
+
+/// Like [`decode`], and a record that decodes but `invalid` refuses is a dead letter with
+/// reason `invalid`.
+pub async fn decode_valid<T: serde::de::DeserializeOwned>(
+    codec: &Codec,
+    msg: &InMessage,
+    record_name: &str,
+    invalid: impl Fn(&T) -> Option<String>,
+) -> std::result::Result<std::result::Result<T, (DeadLetterReason, String)>, crate::runner::RetryLater> {
+    Ok(decode::<T>(codec, msg, record_name).await?.and_then(|r| match invalid(&r) {
+        Some(why) => Err((DeadLetterReason::Invalid, why)),
+        None => Ok(r),
+    }))
+}
+
+/// [`encode`] for every dead letter of a batch.
+pub async fn encode_all(codec: &Codec, topics: &Topics, dead: &[DeadLetterRecord]) -> Result<Vec<OutRecord>> {
+    let mut out = Vec::with_capacity(dead.len());
+    for d in dead {
+        out.push(encode(codec, topics, d).await?);
+    }
+    Ok(out)
+}

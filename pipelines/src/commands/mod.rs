@@ -358,9 +358,7 @@ impl Pipeline for CommandPipeline {
                 .map_err(|e| atlasmesh_sinks::Error::Other(format!("encoding command result: {e}")))?;
             records.push(OutRecord { topic: self.topics.command_results.clone(), key: Some(r.command_id.clone().into_bytes()), payload, headers: vec![] });
         }
-        for d in &batch.dlq {
-            records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
-        }
+        records.extend(crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?);
         self.producer.send_all("kafka", &records).await
     }
 

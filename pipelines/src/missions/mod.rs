@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, MissionEventKind, MissionEventRecord};
+use atlasmesh_schemas::{Codec, DeadLetterRecord, MissionEventKind, MissionEventRecord};
 use atlasmesh_sinks::clickhouse::{datetime_secs, ClickHouseSink, MissionWindowRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use serde::{Deserialize, Serialize};
@@ -239,7 +239,7 @@ impl Pipeline for MissionsPipeline {
     }
 
     async fn handle(&self, state: &mut MissionsState, msg: &InMessage, batch: &mut MissionsBatch) -> Result<(), RetryLater> {
-        let e: MissionEventRecord = match crate::dlq::decode(&self.codec, msg, "MissionEvent").await? {
+        let e: MissionEventRecord = match crate::dlq::decode_valid(&self.codec, msg, "MissionEvent", invalid).await? {
             Ok(e) => e,
             Err((reason, error)) => {
                 batch.consumed += 1;
@@ -247,11 +247,6 @@ impl Pipeline for MissionsPipeline {
                 return Ok(());
             }
         };
-        if let Some(why) = invalid(&e) {
-            batch.consumed += 1;
-            batch.dlq.push(crate::dlq::dead_letter(NAME, msg, DeadLetterReason::Invalid, why));
-            return Ok(());
-        }
         self.record(&e).await.map_err(|err| RetryLater(format!("postgres: {err}")))?;
         // Recorded (or a duplicate, whose window is re-written harmlessly).
         batch.consumed += 1;
@@ -282,10 +277,7 @@ impl Pipeline for MissionsPipeline {
             rows.push(self.window_row(fleet, *start).await?);
         }
         self.clickhouse.write_mission_windows(&rows).await?;
-        let mut records = Vec::with_capacity(batch.dlq.len());
-        for d in &batch.dlq {
-            records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
-        }
+        let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
         self.producer.send_all("kafka", &records).await
     }
 

@@ -268,7 +268,7 @@ impl Pipeline for ResourcesPipeline {
     }
 
     async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut ResourcesBatch) -> Result<(), RetryLater> {
-        let e: ResourceEventRecord = match crate::dlq::decode(&self.codec, msg, "ResourceEvent").await? {
+        let e: ResourceEventRecord = match crate::dlq::decode_valid(&self.codec, msg, "ResourceEvent", invalid).await? {
             Ok(e) => e,
             Err((reason, error)) => {
                 batch.consumed += 1;
@@ -276,11 +276,6 @@ impl Pipeline for ResourcesPipeline {
                 return Ok(());
             }
         };
-        if let Some(why) = invalid(&e) {
-            batch.consumed += 1;
-            batch.dlq.push(crate::dlq::dead_letter(NAME, msg, DeadLetterReason::Invalid, why));
-            return Ok(());
-        }
         match self.record(&e).await.map_err(|err| RetryLater(format!("postgres: {err}")))? {
             Recorded::Sample(s) => batch.samples.push(s),
             Recorded::UnknownPool => batch.dlq.push(crate::dlq::dead_letter(
@@ -301,10 +296,7 @@ impl Pipeline for ResourcesPipeline {
             return Ok(());
         }
         self.clickhouse.write_pool_utilization(&batch.samples).await?;
-        let mut records = Vec::with_capacity(batch.dlq.len());
-        for d in &batch.dlq {
-            records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
-        }
+        let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
         self.producer.send_all("kafka", &records).await
     }
 
