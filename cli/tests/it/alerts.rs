@@ -545,10 +545,11 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
         }
     };
     assert_eq!(eventually("federation manual resolve published", &env, || manual_seq(key_f.clone())).await, 2);
-    // Phase 2: minute 6 settles minute 5 of A (0.55: in the band, no breach). The partition
-    // publishes A's manual resolve (with this record, or when idle) as seq 3.
-    produce_partials(&env, 6..=6, &[&a, &c]).await;
+    // The partition holding A's instance receives nothing now; it publishes the manual resolve
+    // on its own (runner tick) as seq 3, at its clock (the end of minute 4).
     assert_eq!(eventually("fleet A manual resolve published", &env, || manual_seq(key_a.clone())).await, 3);
+    // Phase 2: minute 6 settles minute 5 of A (0.55: in the band, no breach).
+    produce_partials(&env, 6..=6, &[&a, &c]).await;
     let row: (String, Option<String>, i64) =
         sqlx::query_as("SELECT status, resolved_by, last_transition_seq FROM alert_instances WHERE dedup_key = $1").bind(&key_a).fetch_one(&pg).await.unwrap();
     assert_eq!(row, ("resolved".to_string(), Some("op-a".to_string()), 3));

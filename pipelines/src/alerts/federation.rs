@@ -118,7 +118,7 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         }
     }
     Sinks::write_transitions(&mut tx, &out).await?;
-    if RUNS.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+    if RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
         // Stored member windows are kept a day (processing time).
         sqlx::query("DELETE FROM alert_fleet_windows WHERE recorded_at < now() - interval '1 day'")
             .execute(&mut *tx)

@@ -395,6 +395,15 @@ impl Pipeline for AlertsPipeline {
         state.apply_resolves(&rules, &mut batch.transitions);
     }
 
+    /// Manual resolves reach the pager within a tick even when the partition holding the
+    /// instance receives nothing (an idle fleet, a stopped source).
+    fn on_tick(&self, state: &mut AlertsState, _partition: i32, batch: &mut AlertsBatch) -> bool {
+        let rules = self.rules.read().expect("rules lock").clone();
+        let before = batch.transitions.len();
+        state.apply_resolves(&rules, &mut batch.transitions);
+        batch.transitions.len() > before
+    }
+
     async fn flush(&self, batch: &mut AlertsBatch) -> atlasmesh_sinks::Result<()> {
         if batch.transitions.is_empty() && batch.windows.is_empty() && batch.dlq.is_empty() {
             return Ok(());

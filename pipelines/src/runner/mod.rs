@@ -84,6 +84,13 @@ pub trait Pipeline: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RetryLater>> + Send;
     /// The partition received nothing for `idle_flush_ms`.
     fn on_idle(&self, state: &mut Self::State, partition: i32, batch: &mut Self::Batch);
+    /// Called for every partition with state on each runner tick (about every 200 ms,
+    /// processing time), whether or not messages arrive: for work a partition owes without
+    /// new input (e.g. an operator's manual resolve of an alert it holds). Returns whether it
+    /// changed `state` or `batch`.
+    fn on_tick(&self, _state: &mut Self::State, _partition: i32, _batch: &mut Self::Batch) -> bool {
+        false
+    }
     /// Writes the batch durably and idempotently. May be called again with the same batch
     /// after an error.
     fn flush(&self, batch: &mut Self::Batch) -> impl Future<Output = atlasmesh_sinks::Result<()>> + Send;
@@ -163,6 +170,7 @@ pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Rece
             _ = tick.tick() => {
                 r.adopt_assigned().await;
                 r.check_idle();
+                r.tick_partitions();
                 r.maybe_checkpoint(false).await;
             }
             msg = r.consumer.recv() => match msg {
@@ -371,6 +379,15 @@ impl<P: Pipeline> Runner<'_, P> {
         st.last_msg = Instant::now();
         st.idle_flushed = false;
         st.dirty = true;
+    }
+
+    fn tick_partitions(&mut self) {
+        let p = self.p.clone();
+        for (partition, st) in self.parts.iter_mut() {
+            if p.on_tick(&mut st.state, *partition, &mut self.batch) {
+                st.dirty = true;
+            }
+        }
     }
 
     fn check_idle(&mut self) {
