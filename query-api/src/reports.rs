@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use atlasmesh_core::analytics::report::{
-    self, AlertInput, BenchmarkInput, RankInput, Report, ReportInput, ReportSettings, WindowInput,
+    self, AlertInput, BenchmarkInput, FleetReport, RankInput, ReportInput, ReportSettings, WindowInput,
 };
 use atlasmesh_core::window::Counters;
 use axum::extract::{Path, State};
@@ -300,7 +300,7 @@ pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) ->
     params(("fleet_id" = String, Path, description = "Fleet id"), ReportQuery),
     responses(
         (status = 200, description = "The report (JSON, or CSV with `format=csv`: header `section,item,field,value`, one value per line)",
-            content((Report = "application/json"), (String = "text/csv"))),
+            content((FleetReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Unknown or invalid parameters", body = crate::error::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
         (status = 403, description = "The fleet is outside the caller's scope", body = crate::error::ErrorBody),

@@ -525,6 +525,6 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
     assert_eq!(params, ["fleet_id", "from", "to", "format"]);
     let content = op["responses"]["200"]["content"].as_object().unwrap();
     assert!(content.contains_key("application/json") && content.contains_key("text/csv"), "{op}");
-    assert!(doc["components"]["schemas"]["Report"].is_object());
+    assert!(doc["components"]["schemas"]["FleetReport"].is_object());
     sigterm(&mut api);
 }

@@ -1,6 +1,7 @@
 //! Pure metric kernels of the performance and alert pipelines: performance scores with their
 //! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
-//! pager message ([`alert`]) and the utilization share from status durations ([`utilization`]).
+//! pager message ([`alert`]), the utilization share from status durations ([`utilization`]) and
+//! the assembly of fleet reports ([`report`]).
 //!
 //! No clock, no I/O, no randomness: every function maps its inputs to its outputs, so the same
 //! code runs in the stream workers, in the Arroyo UDFs (`udfs/`) and in the golden-file tests

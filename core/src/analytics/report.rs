@@ -144,7 +144,7 @@ impl ReportSettings {
 /// A score with its components, 0..100; `null` where undefined.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ScoreView {
+pub struct ReportScore {
     pub total: Option<f64>,
     pub efficiency: Option<f64>,
     pub utilization: Option<f64>,
@@ -153,10 +153,10 @@ pub struct ScoreView {
     pub cost: Option<f64>,
 }
 
-impl From<score::Score> for ScoreView {
+impl From<score::Score> for ReportScore {
     fn from(s: score::Score) -> Self {
         let c = s.components;
-        ScoreView {
+        ReportScore {
             total: s.total,
             efficiency: c.efficiency,
             utilization: c.utilization,
@@ -202,7 +202,7 @@ pub struct DailyScore {
     pub day_start_ms: i64,
     pub windows: u64,
     #[serde(flatten)]
-    pub score: ScoreView,
+    pub score: ReportScore,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -222,7 +222,7 @@ pub struct BenchmarkComparison {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TrendView {
+pub struct ReportTrend {
     pub metric: String,
     /// Windows with a defined value.
     pub points: u64,
@@ -244,7 +244,7 @@ pub struct TrendView {
 pub struct VehicleScore {
     pub vehicle_id: String,
     #[serde(flatten)]
-    pub score: ScoreView,
+    pub score: ReportScore,
     pub utilization: Option<f64>,
     pub availability: Option<f64>,
     pub distance_km: f64,
@@ -254,26 +254,26 @@ pub struct VehicleScore {
 /// A fleet performance report (JSON body of `GET /api/v1/fleets/{fleet_id}/report`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Report {
+pub struct FleetReport {
     pub fleet_id: String,
     pub from: String,
     pub to: String,
     pub from_ms: i64,
     pub to_ms: i64,
     pub summary: Summary,
-    pub score: ScoreView,
+    pub score: ReportScore,
     pub weights: Weights,
     pub daily: Vec<DailyScore>,
     pub benchmarks: Vec<BenchmarkComparison>,
     pub ranks: Vec<RankInput>,
-    pub trends: Vec<TrendView>,
+    pub trends: Vec<ReportTrend>,
     pub top_alerts: Vec<AlertInput>,
     pub worst_vehicles: Vec<VehicleScore>,
 }
 
-fn score_of(c: &Counters, p: &ScoreParams) -> ScoreView {
+fn score_of(c: &Counters, p: &ScoreParams) -> ReportScore {
     // Params are validated with the config; an invalid set scores nothing rather than panic.
-    score::score(c, p).map(ScoreView::from).unwrap_or_default()
+    score::score(c, p).map(ReportScore::from).unwrap_or_default()
 }
 
 fn severity_order(s: Option<&str>) -> u8 {
@@ -287,7 +287,7 @@ fn severity_order(s: Option<&str>) -> u8 {
 }
 
 /// The trend of `metric` over `windows` (see the module docs).
-pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -> TrendView {
+pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -> ReportTrend {
     let points: Vec<(f64, f64)> = windows
         .iter()
         .filter_map(|w| metric_value(metric, &w.counters, &s.score).map(|v| (w.end_ms as f64 / MS_PER_HOUR, v)))
@@ -299,7 +299,7 @@ pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -
         confidence: s.forecast_confidence,
     };
     let t = trend::analyze(&points, &params).ok();
-    TrendView {
+    ReportTrend {
         metric: metric.to_string(),
         points: points.len() as u64,
         direction: t.map(|t| t.direction.as_str().to_string()),
@@ -316,7 +316,7 @@ pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -
 
 /// Assembles the report (see the module docs). Windows are taken in start order whatever the
 /// input order; windows outside `[from, to)` are left out.
-pub fn build(input: &ReportInput, s: &ReportSettings) -> Report {
+pub fn build(input: &ReportInput, s: &ReportSettings) -> FleetReport {
     let mut windows: Vec<WindowInput> =
         input.windows.iter().filter(|w| w.start_ms >= input.from_ms && w.start_ms < input.to_ms).cloned().collect();
     windows.sort_by_key(|w| w.start_ms);
@@ -400,7 +400,7 @@ pub fn build(input: &ReportInput, s: &ReportSettings) -> Report {
     });
     vehicles.truncate(s.worst_vehicles);
     let w = s.score.weights;
-    Report {
+    FleetReport {
         fleet_id: input.fleet_id.clone(),
         from: rfc3339(input.from_ms),
         to: rfc3339(input.to_ms),
@@ -439,7 +439,7 @@ fn num(v: Option<f64>) -> String {
 
 /// The report as CSV in long form: header `section,item,field,value`, one value per line
 /// (numbers in shortest round-trip form, empty for `null`).
-pub fn to_csv(r: &Report) -> String {
+pub fn to_csv(r: &FleetReport) -> String {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |section: &str, item: &str, field: &str, value: String| {
         rows.push([section.into(), item.into(), field.into(), value]);
@@ -463,7 +463,7 @@ pub fn to_csv(r: &Report) -> String {
     ] {
         row("summary", "", f, num(v));
     }
-    let score_rows = |section: &str, item: &str, v: &ScoreView, row: &mut dyn FnMut(&str, &str, &str, String)| {
+    let score_rows = |section: &str, item: &str, v: &ReportScore, row: &mut dyn FnMut(&str, &str, &str, String)| {
         for (f, x) in [
             ("total", v.total),
             ("efficiency", v.efficiency),
@@ -673,10 +673,39 @@ mod tests {
     }
 
     #[test]
+    fn performance_config_is_validated_and_read_from_env() {
+        use crate::config::{Config, PerformanceConfig};
+        assert!(PerformanceConfig::default().validate().is_ok());
+        let bad = |f: fn(&mut PerformanceConfig)| {
+            let mut c = PerformanceConfig::default();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.score.weights.cost = -1.0));
+        assert!(bad(|c| c.trend_metrics.push("nope".into())));
+        assert!(bad(|c| c.window_horizons = vec![2]));
+        assert!(bad(|c| c.trend_alpha = 1.0));
+        assert!(bad(|c| c.forecast_confidence = 0.0));
+        assert!(bad(|c| c.settle_grace_ms = -1));
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__UTILIZATION", "2");
+            jail.set_env("ATLASMESH_PERFORMANCE__WINDOW_HORIZONS", "[60, 5]");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.performance.score.weights.utilization, 2.0);
+            assert_eq!(c.performance.score.weights.cost, 0.2);
+            assert_eq!(c.performance.window_horizons, vec![60, 5]);
+            assert!(c.validate().is_ok());
+            jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__SAFETY", "-1");
+            assert!(Config::load(None).unwrap().validate().is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn empty_period_and_helpers() {
         let r = build(&ReportInput { fleet_id: "f".into(), from_ms: 0, to_ms: M, ..Default::default() }, &settings());
         assert_eq!(r.summary.windows, 0);
-        assert_eq!(r.score, ScoreView::default());
+        assert_eq!(r.score, ReportScore::default());
         assert!(r.trends.iter().all(|t| t.direction.is_none() && t.points == 0));
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
         assert!(!higher_is_better("kwh_per_km") && higher_is_better("score"));

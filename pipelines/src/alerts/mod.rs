@@ -37,7 +37,6 @@ use std::time::Duration;
 
 use atlasmesh_core::analytics::alert::{AlertRule, AlertScope, Comparison, Severity, TransitionKind};
 use atlasmesh_core::analytics::metrics as metric_defs;
-use atlasmesh_core::analytics::score::ScoreParams;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{self as ch, AlertHistoryRow, ClickHouseSink};
@@ -301,7 +300,8 @@ impl AlertsPipeline {
         let settings = Settings {
             settle_grace_ms: cfg.alerts.settle_grace_ms,
             silent_after_ms: cfg.alerts.silent_after_ms,
-            score: ScoreParams::default(),
+            // The same weights as the performance pipeline's scores.
+            score: cfg.performance.score.clone(),
         };
         let (refresh_sinks, slot, every) = (sinks.clone(), rules.clone(), Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)));
         let fed_settings = settings.clone();

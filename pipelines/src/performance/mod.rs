@@ -112,7 +112,7 @@ fn trend_row(t: &TrendOut) -> TrendHistoryRow {
 }
 
 /// The last output per key, in key order (what the "latest" tables keep).
-fn last_by<'a, T, K: Ord>(items: &'a [T], key: impl Fn(&T) -> K) -> Vec<&'a T> {
+fn last_by<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
     let mut m: BTreeMap<K, &T> = BTreeMap::new();
     for i in items {
         m.insert(key(i), i);
@@ -365,10 +365,7 @@ impl Pipeline for PerformancePipeline {
             metrics::counter!(atlasmesh_core::metric_names::PERFORMANCE_TRENDS).increment(trends.len() as u64);
         }
         if !batch.dlq.is_empty() {
-            let mut records = Vec::with_capacity(batch.dlq.len());
-            for d in &batch.dlq {
-                records.push(crate::dlq::encode(&self.codec, &self.topics, d).await?);
-            }
+            let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
             self.producer.send_all("kafka", &records).await?;
         }
         Ok(())

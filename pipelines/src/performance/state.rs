@@ -394,16 +394,18 @@ mod tests {
             assert_eq!(w.score.components.cost.map(|c| c.round()), Some(76.0));
         }
         // Days: minutes 1..=5 before midnight (mean k = 3), 6..=12 after (mean k = 9).
-        let day =
-            |start: i64| out.scores.iter().filter(|o| o.period == Period::Day && o.start_ms == start).last().unwrap();
+        let day = |start: i64| {
+            out.scores.iter().filter(|o| o.period == Period::Day && o.start_ms == start).next_back().unwrap()
+        };
         let (d0, d1) = (day(DAY1 - MS_PER_DAY), day(DAY1));
         assert_eq!((d0.version, d1.version), (5, 7));
         assert!(close(d0.score.total.unwrap(), 67.2 + 0.4 * 3.0));
         assert!(close(d1.score.total.unwrap(), 67.2 + 0.4 * 9.0));
         assert_eq!(d1.end_ms, DAY1 + MS_PER_DAY);
         // Hours: 23:00 holds minutes 1..=5, 00:00 minutes 6..=12 (same sums as the days).
-        let hour =
-            |start: i64| out.scores.iter().filter(|o| o.period == Period::Hour && o.start_ms == start).last().unwrap();
+        let hour = |start: i64| {
+            out.scores.iter().filter(|o| o.period == Period::Hour && o.start_ms == start).next_back().unwrap()
+        };
         let (h0, h1) = (hour(DAY1 - 3_600_000), hour(DAY1));
         assert_eq!((h0.version, h1.version, h1.end_ms), (5, 7, DAY1 + 3_600_000));
         assert_eq!((h0.score, h1.score), (d0.score, d1.score));
@@ -442,7 +444,7 @@ mod tests {
         let s = settings();
         let mut st = PerformanceState::default();
         let out = feed(&mut st, &s, 1..=13);
-        let last = |h: &str| out.trends.iter().filter(|t| t.horizon == h).last().unwrap().clone();
+        let last = |h: &str| out.trends.iter().filter(|t| t.horizon == h).next_back().unwrap().clone();
         // The score rises 0.4 per minute = 24 per hour, exactly.
         let t60 = last("60w");
         assert_eq!(t60.trend.fit.n, 12);
