@@ -12,6 +12,7 @@ pub mod missions;
 pub mod performance;
 pub mod resources;
 pub mod runner;
+pub mod settle;
 pub mod telemetry;
 
 use std::sync::Arc;

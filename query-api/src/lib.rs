@@ -14,6 +14,9 @@
 //! The binary (the CLI crate) loads the config, installs the Prometheus recorder and calls
 //! [`AppState::connect`], [`spawn_lag_monitor`] and [`serve`].
 
+#[macro_use]
+mod macros;
+
 pub mod auth;
 pub mod commands;
 pub mod error;

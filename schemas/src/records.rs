@@ -72,6 +72,30 @@ impl WindowMetricsRecord {
             vehicles: c.vehicles as i64,
         }
     }
+
+    /// The window's counters (negative values, which the producer never writes, as 0).
+    pub fn counters(&self) -> atlasmesh_core::window::Counters {
+        let u = |v: i64| v.max(0) as u64;
+        atlasmesh_core::window::Counters {
+            samples: u(self.samples),
+            observed_ms: u(self.observed_ms),
+            busy_ms: u(self.busy_ms),
+            available_ms: u(self.available_ms),
+            idle_ms: u(self.idle_ms),
+            charging_ms: u(self.charging_ms),
+            maintenance_ms: u(self.maintenance_ms),
+            fault_ms: u(self.fault_ms),
+            offline_ms: u(self.offline_ms),
+            distance_m: u(self.distance_m),
+            energy_wh: u(self.energy_wh),
+            moving_samples: u(self.moving_samples),
+            moving_speed_ckph_sum: u(self.moving_speed_ckph_sum),
+            fault_count: u(self.fault_count),
+            mission_count: u(self.mission_count),
+            active_vehicles: u(self.active_vehicles),
+            vehicles: u(self.vehicles),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

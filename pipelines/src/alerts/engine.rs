@@ -44,6 +44,7 @@
 //! for fleets that are members of a federation with a federation rule; the pipeline stores
 //! them and [`evaluate_federation`] sums them per federation (see its docs).
 
+use crate::settle::FleetWindows;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -189,74 +190,6 @@ pub struct Settings {
     pub score: ScoreParams,
 }
 
-/// One fleet partial of one window: the newest version from one source partition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Partial {
-    version: i32,
-    counters: Counters,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct OpenWindow {
-    end_ms: i64,
-    partials: BTreeMap<i32, Partial>,
-}
-
-/// Fleet partials that have not settled yet, per fleet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct FleetWindows {
-    /// window start → partials.
-    open: BTreeMap<i64, OpenWindow>,
-    /// Known source partitions → end of their newest partial.
-    sources: BTreeMap<i32, i64>,
-    /// End of the newest partial from any source.
-    newest_end_ms: i64,
-    /// Start of the last settled window: partials of it and earlier windows are ignored.
-    settled_through_ms: Option<i64>,
-}
-
-impl FleetWindows {
-    /// Adds a partial; false when its window has settled already (ignored).
-    fn add(&mut self, source: i32, start: i64, end: i64, version: i32, counters: Counters, grace: i64) -> bool {
-        if self.settled_through_ms.is_some_and(|s| start <= s) {
-            return false;
-        }
-        let w = self.open.entry(start).or_insert_with(|| OpenWindow { end_ms: end, partials: BTreeMap::new() });
-        match w.partials.get(&source) {
-            Some(p) if p.version >= version => {}
-            _ => {
-                w.partials.insert(source, Partial { version, counters });
-            }
-        }
-        let newest = self.sources.entry(source).or_insert(end);
-        *newest = (*newest).max(end);
-        self.newest_end_ms = self.newest_end_ms.max(end);
-        let horizon = self.newest_end_ms - grace;
-        self.sources.retain(|_, e| *e > horizon);
-        true
-    }
-
-    /// Removes and returns the settled windows, oldest first: `(start, end, summed counters)`.
-    fn take_settled(&mut self, grace: i64) -> Vec<(i64, i64, Counters)> {
-        let mut out = Vec::new();
-        while let Some((&start, w)) = self.open.first_key_value() {
-            let all_passed = !self.sources.is_empty() && self.sources.values().all(|&e| e > w.end_ms);
-            let grace_passed = self.newest_end_ms - w.end_ms >= grace;
-            if !(all_passed || grace_passed) {
-                break;
-            }
-            let w = self.open.remove(&start).expect("first window");
-            let mut sum = Counters::default();
-            for p in w.partials.values() {
-                sum.add(&p.counters);
-            }
-            self.settled_through_ms = Some(start);
-            out.push((start, w.end_ms, sum));
-        }
-        out
-    }
-}
-
 /// One `(rule, subject)` that has had a transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Instance {
@@ -338,33 +271,10 @@ pub fn transition_kind_str(k: TransitionKind) -> &'static str {
     kind_str(k)
 }
 
-fn counters_of(r: &WindowMetricsRecord) -> Counters {
-    let u = |v: i64| v.max(0) as u64;
-    Counters {
-        samples: u(r.samples),
-        observed_ms: u(r.observed_ms),
-        busy_ms: u(r.busy_ms),
-        available_ms: u(r.available_ms),
-        idle_ms: u(r.idle_ms),
-        charging_ms: u(r.charging_ms),
-        maintenance_ms: u(r.maintenance_ms),
-        fault_ms: u(r.fault_ms),
-        offline_ms: u(r.offline_ms),
-        distance_m: u(r.distance_m),
-        energy_wh: u(r.energy_wh),
-        moving_samples: u(r.moving_samples),
-        moving_speed_ckph_sum: u(r.moving_speed_ckph_sum),
-        fault_count: u(r.fault_count),
-        mission_count: u(r.mission_count),
-        active_vehicles: u(r.active_vehicles),
-        vehicles: u(r.vehicles),
-    }
-}
-
 impl AlertsState {
     /// Number of `(rule, subject)` instances and open fleet windows (state-size metrics).
     pub fn sizes(&self) -> (usize, usize) {
-        (self.instances.len(), self.fleets.values().map(|f| f.open.len()).sum())
+        (self.instances.len(), self.fleets.values().map(|f| f.open_len()).sum())
     }
 
     /// Folds one metrics record in; transitions are appended to `out` in order.
@@ -376,7 +286,7 @@ impl AlertsState {
                     outcome.ignored_revisions += 1;
                     return outcome;
                 }
-                let c = counters_of(r);
+                let c = r.counters();
                 let vehicle_rules = rules.rules_for(AlertScope::Vehicle, &r.fleet_id);
                 self.observe(vehicle_rules, s, &r.fleet_id, &r.vehicle_id, r.window_end_ms, &c, out);
                 outcome.observations += 1;
@@ -384,19 +294,19 @@ impl AlertsState {
             }
             MetricsScope::FleetPartial => {
                 let fw = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fw.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, counters_of(r), s.settle_grace_ms) {
+                if !fw.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), s.settle_grace_ms) {
                     outcome.ignored_revisions += 1;
                     return outcome;
                 }
                 let settled = fw.take_settled(s.settle_grace_ms);
                 let fleet_rules = rules.rules_for(AlertScope::Fleet, &r.fleet_id);
                 let federated = rules.is_federated(&r.fleet_id);
-                for (start, end, c) in settled {
-                    self.observe(fleet_rules, s, &r.fleet_id, &r.fleet_id, end, &c, out);
+                for w in settled {
+                    self.observe(fleet_rules, s, &r.fleet_id, &r.fleet_id, w.end_ms, &w.counters, out);
                     outcome.observations += 1;
-                    self.advance(rules, s, end, out);
+                    self.advance(rules, s, w.end_ms, out);
                     if federated {
-                        outcome.settled.push(SettledWindow { fleet_id: r.fleet_id.clone(), start_ms: start, end_ms: end, counters: c });
+                        outcome.settled.push(SettledWindow { fleet_id: r.fleet_id.clone(), start_ms: w.start_ms, end_ms: w.end_ms, counters: w.counters });
                     }
                 }
             }

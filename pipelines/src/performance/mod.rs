@@ -2,7 +2,7 @@
 //! and trends from the closed windows of `fleet.metrics.v1`.
 //!
 //! - [`state`] (pure, checkpointed with the offsets): settles fleet windows like the alert
-//!   engine ([`settle`]), scores every settled window and the UTC hour and day so far, fits the
+//!   engine ([`crate::settle`]), scores every settled window and the UTC hour and day so far, fits the
 //!   trends of the configured metrics over sliding horizons (last N windows, last N days).
 //! - `flush` (I/O): looks up each fleet's `score` benchmark in `perf_benchmarks` (first by
 //!   name) for `benchmark_pct`; writes the history to ClickHouse (`performance_score_history`,
@@ -18,7 +18,6 @@
 //! columns are not nullable) and NULL in PostgreSQL; a window without any defined component
 //! is not scored.
 
-pub mod settle;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

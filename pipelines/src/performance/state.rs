@@ -28,7 +28,7 @@ use atlasmesh_core::window::Counters;
 use atlasmesh_schemas::{MetricsScope, WindowMetricsRecord};
 use serde::{Deserialize, Serialize};
 
-use super::settle::{counters_of, FleetWindows, Settled};
+use crate::settle::{FleetWindows, Settled};
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const MS_PER_DAY: i64 = 86_400_000;
@@ -189,7 +189,7 @@ impl PerformanceState {
             r.window_start_ms,
             r.window_end_ms,
             r.version,
-            counters_of(r),
+            r.counters(),
             s.settle_grace_ms,
         ) {
             outcome.ignored_revisions += 1;

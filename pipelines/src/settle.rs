@@ -1,6 +1,6 @@
 //! Settling fleet windows from the per-source-partition fleet partials of `fleet.metrics.v1`,
-//! with the rules of the alert engine (`crate::alerts::engine`), so a fleet window is scored
-//! with the same sum the alerts evaluate:
+//! shared by the alert engine and the performance pipeline, so a fleet window is scored with the
+//! same sum the alerts evaluate (its serialized form is part of both pipelines' checkpoints):
 //!
 //! A fleet window `W` is *settled* — summed over the newest version of each source partition's
 //! partial and handed out exactly once, in window order — when either
@@ -15,32 +15,7 @@
 use std::collections::BTreeMap;
 
 use atlasmesh_core::window::Counters;
-use atlasmesh_schemas::WindowMetricsRecord;
 use serde::{Deserialize, Serialize};
-
-/// The counters of a metrics record (negative values, which the producer never writes, as 0).
-pub fn counters_of(r: &WindowMetricsRecord) -> Counters {
-    let u = |v: i64| v.max(0) as u64;
-    Counters {
-        samples: u(r.samples),
-        observed_ms: u(r.observed_ms),
-        busy_ms: u(r.busy_ms),
-        available_ms: u(r.available_ms),
-        idle_ms: u(r.idle_ms),
-        charging_ms: u(r.charging_ms),
-        maintenance_ms: u(r.maintenance_ms),
-        fault_ms: u(r.fault_ms),
-        offline_ms: u(r.offline_ms),
-        distance_m: u(r.distance_m),
-        energy_wh: u(r.energy_wh),
-        moving_samples: u(r.moving_samples),
-        moving_speed_ckph_sum: u(r.moving_speed_ckph_sum),
-        fault_count: u(r.fault_count),
-        mission_count: u(r.mission_count),
-        active_vehicles: u(r.active_vehicles),
-        vehicles: u(r.vehicles),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Partial {
