@@ -48,9 +48,11 @@ impl TestEnv {
         }
         cfg.kafka.group_prefix = format!("it.{unique}");
         cfg.redis.key_prefix = format!("it:{unique}");
-        // Checkpoints of test topics stay out of the main job's database.
+        // A database per test: a deployment owns its database (e.g. the federation alert
+        // evaluator is one per database, by advisory lock), so tests running side by side must
+        // not share one. `scripts/test` drops the `atlasmesh_it_*` databases of earlier runs.
         let base = cfg.postgres.url.rsplit_once('/').map_or(cfg.postgres.url.as_str(), |(b, _)| b).to_string();
-        cfg.postgres.url = format!("{base}/atlasmesh_it");
+        cfg.postgres.url = format!("{base}/atlasmesh_it_{unique}");
         cfg.auth.hs256_secret = Some(JWT_SECRET.into());
         cfg.telemetry.idle_flush_ms = 1_500;
         cfg.runner.checkpoint_interval_ms = 500;

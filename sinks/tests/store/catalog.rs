@@ -15,7 +15,9 @@ async fn every_resource_creates_reads_lists_updates_and_deletes() {
     let all = Scope::all();
     let mut ids = Ids::new();
     let mut created = Vec::new();
-    for e in domain::catalog() {
+    // Resources without a create (alert instances: the alert engine writes them) have nothing
+    // to start from here; their actions are tested with the engine.
+    for e in domain::catalog().into_iter().filter(|e| e.info.ops.create) {
         for _ in 0..e.example_count {
             let body = (e.example)(&fleet, &ids);
             let id = t.ok(&all, &format!("{}.create", e.info.name), body).await;
@@ -27,7 +29,9 @@ async fn every_resource_creates_reads_lists_updates_and_deletes() {
     macro_rules! read_back {
         ($($r:ty),* $(,)?) => {$({
             let name = <$r as Resource>::INFO.name;
-            for id in ids.get(name).unwrap() {
+            let none = Vec::new();
+            let mine = if <$r as Resource>::INFO.ops.create { ids.get(name).unwrap() } else { &none };
+            for id in mine {
                 let v = t.get::<$r>(&all, id).await;
                 assert!(v.is_some(), "{name} {id} reads back");
             }
@@ -38,7 +42,7 @@ async fn every_resource_creates_reads_lists_updates_and_deletes() {
             };
             let q = ListQuery { filters, limit: 1000, ..ListQuery::default() };
             let page = store::list::<$r>(&t.pool, &all, &q).await.unwrap();
-            for id in ids.get(name).unwrap() {
+            for id in mine {
                 let json = serde_json::to_value(&page.items).unwrap();
                 assert!(json.as_array().unwrap().iter().any(|v| v["id"] == json!(id)), "{name} {id} listed");
             }
