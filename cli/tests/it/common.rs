@@ -135,12 +135,18 @@ impl TestEnv {
     /// Starts the API process on a free port; returns it and its base URL once `/health`
     /// answers.
     pub async fn spawn_api(&self, n: usize) -> (Child, String) {
+        self.spawn_api_with(n, &[]).await
+    }
+
+    /// Like `spawn_api`, with extra environment overriding this test's config.
+    pub async fn spawn_api_with(&self, n: usize, extra: &[(&str, &str)]) -> (Child, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let listen = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(self.log_dir.join(format!("api-{n}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
             .arg("api")
             .envs(self.envs())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .env("ATLASMESH_API__LISTEN", &listen)
             .stdout(Stdio::null())
             .stderr(log)

@@ -13,7 +13,6 @@
 //! weights efficiency 1, utilization 2, reliability 1, safety 0, cost 1:
 //! `total = (100 + 200u + 100 + 76) / 5 = 55.2 + 40u`.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::analytics::report::rfc3339;
@@ -185,29 +184,6 @@ async fn wait_checkpointed(env: &TestEnv, pg: &sqlx::PgPool, expected: i64) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(checkpointed(env, pg).await, expected);
-}
-
-/// `spawn_api` with extra environment (the same weights as the worker).
-async fn spawn_api_with(env: &TestEnv, extra: &[(&str, &str)]) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(env.log_dir.join("api-perf.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
-        .arg("api")
-        .envs(env.envs())
-        .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .env("ATLASMESH_API__LISTEN", &listen)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let base = format!("http://{listen}");
-    let started = Instant::now();
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "API did not start; logs in {}", env.log_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (child, base)
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -446,7 +422,7 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
 
     // The report, through the API with the same weights.
     insert_window_tables(&env, &fleets).await;
-    let (mut api, base) = spawn_api_with(&env, &WEIGHTS).await;
+    let (mut api, base) = env.spawn_api_with(0, &WEIGHTS).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/api/v1/fleets/{a}/report?from={BASE}&to={}", BASE + 12 * M);
     let token = env.token("perf-viewer", Role::Viewer, &Scope::fleets([a.clone()]));

@@ -101,9 +101,9 @@ pub async fn measure(pool: &PgPool) -> Result<Vec<(String, FederationUse)>, sqlx
 /// Computes and upserts every federation's metrics for the current hour. Returns rows written.
 pub async fn record(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let mut written = 0;
+    let hour: i64 = sqlx::query_scalar("SELECT (extract(epoch from date_trunc('hour', now())) * 1000)::bigint").fetch_one(pool).await?;
     for (federation, u) in measure(pool).await? {
         for (metric, value) in metrics(&u) {
-            let hour: i64 = sqlx::query_scalar("SELECT (extract(epoch from date_trunc('hour', now())) * 1000)::bigint").fetch_one(pool).await?;
             let id = derived_id(&["federation_metric", &federation, metric, &hour.to_string()]);
             sqlx::query(
                 "INSERT INTO federation_metrics (id, federation_id, metric, value, period_start, period_end)
