@@ -1,12 +1,18 @@
-//! Golden-file test of the analytics kernels: a fixed scenario (`golden/scenario.json`: 3
-//! fleets × 30 closed fleet windows, score parameters, trend settings, alert rules) must give
-//! exactly the scores, trends and alert timeline in `golden/expected.json`, which
-//! `golden/compute.py` computed independently of this code (Python stdlib, exact rational
+//! Golden-file tests of the analytics kernels, against numbers `golden/compute.py` computed
+//! independently of this code (Python stdlib, its own window arithmetic, exact rational
 //! regression sums, Student t by numerical integration). Floats compare within 1e-9
-//! (absolute + relative), times, kinds, ranks and pager messages exactly.
+//! (absolute + relative); window counters, times, kinds, ranks and pager messages exactly.
 //!
-//! To change the scenario: edit scenario.json, run `python3 core/tests/golden/compute.py`,
-//! review the diff of expected.json.
+//! - `golden/telemetry.json`: raw telemetry of 8 vehicles in 3 fleets over 30 minutes, in
+//!   arrival order with out-of-order, late, too-late and repeated samples, a silent vehicle and
+//!   a counter reset. Through the window kernel (spread over 3 source partitions) it must give
+//!   exactly the fleet windows, scores, trends and alert timeline of
+//!   `golden/expected_telemetry.json`.
+//! - `golden/scenario.json`: 3 fleets × 30 closed fleet windows (plus the score parameters,
+//!   trend settings and alert rules both cases use) → `golden/expected.json`.
+//!
+//! To change a scenario: edit scenario.json (or make_telemetry.py, then run it), run
+//! `python3 core/tests/golden/compute.py`, review the diff of the expected files.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +20,9 @@ use std::path::PathBuf;
 use atlasmesh_core::analytics::alert::{pager_message, step, AlertRule, AlertState, Transition, TransitionKind};
 use atlasmesh_core::analytics::score::{daily_score, percent_of_benchmark, rank_among, score, ScoreParams};
 use atlasmesh_core::analytics::trend::{analyze, sliding, Trend, TrendParams};
-use atlasmesh_core::window::Counters;
+use atlasmesh_core::hash::fnv1a64;
+use atlasmesh_core::window::{Counters, Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
+use atlasmesh_core::TelemetryEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -44,15 +52,24 @@ struct Scenario {
     fleets: BTreeMap<String, Vec<Counters>>,
 }
 
+/// Per-fleet window counters and what compute.py expects of them.
+struct Case {
+    t0_ms: i64,
+    window_ms: i64,
+    fleets: BTreeMap<String, Vec<Counters>>,
+    expected: Value,
+}
+
 fn load(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn scenario() -> (Scenario, Value) {
+fn scenario() -> (Scenario, Case) {
     let sc: Scenario = serde_json::from_str(&load("scenario.json")).expect("scenario.json");
     let expected: Value = serde_json::from_str(&load("expected.json")).expect("expected.json");
-    (sc, expected)
+    let case = Case { t0_ms: sc.t0_ms, window_ms: sc.window_ms, fleets: sc.fleets.clone(), expected };
+    (sc, case)
 }
 
 #[track_caller]
@@ -89,16 +106,15 @@ fn assert_score(got: &atlasmesh_core::analytics::score::Score, want: &Value, wha
     }
 }
 
-#[test]
-fn window_and_daily_scores_benchmark_and_rank() {
-    let (sc, exp) = scenario();
-    let p = &sc.score_params;
+/// Window and daily scores, percent of benchmark and the federation rank of `case`.
+fn check_scores(sc: &Scenario, case: &Case) -> usize {
+    let (p, exp) = (&sc.score_params, &case.expected);
     let mut checked = 0;
-    for (fleet, rows) in &sc.fleets {
+    for (fleet, rows) in &case.fleets {
         let want = exp["window_scores"][fleet].as_array().expect("fleet in expected");
         assert_eq!(want.len(), rows.len());
         for (i, (c, w)) in rows.iter().zip(want).enumerate() {
-            assert_eq!(w["window_start_ms"].as_i64(), Some(sc.t0_ms + i as i64 * sc.window_ms));
+            assert_eq!(w["window_start_ms"].as_i64(), Some(case.t0_ms + i as i64 * case.window_ms));
             assert_score(&score(c, p).unwrap(), w, &format!("{fleet} window {i}"));
             checked += 1;
         }
@@ -110,12 +126,8 @@ fn window_and_daily_scores_benchmark_and_rank() {
             &format!("{fleet} % of benchmark"),
         );
     }
-    assert_eq!(checked, 90);
-    // A parked window leaves distance-based components undefined.
-    assert!(exp["window_scores"]["fleet-a"][0]["components"]["efficiency"].is_null());
-
     let totals: Vec<(String, f64)> =
-        sc.fleets.iter().map(|(f, rows)| (f.clone(), daily_score(rows, p).unwrap().total.unwrap())).collect();
+        case.fleets.iter().map(|(f, rows)| (f.clone(), daily_score(rows, p).unwrap().total.unwrap())).collect();
     let ranked = rank_among(&totals, true);
     let want = exp["rank_by_daily_total"].as_array().unwrap();
     assert_eq!(ranked.len(), want.len());
@@ -124,6 +136,15 @@ fn window_and_daily_scores_benchmark_and_rank() {
         assert_eq!(Some(u64::from(r.rank)), w["rank"].as_u64());
         assert_close(Some(r.value), &w["value"], "rank value");
     }
+    checked
+}
+
+#[test]
+fn window_and_daily_scores_benchmark_and_rank() {
+    let (sc, case) = scenario();
+    assert_eq!(check_scores(&sc, &case), 90);
+    // A parked window leaves distance-based components undefined.
+    assert!(case.expected["window_scores"]["fleet-a"][0]["components"]["efficiency"].is_null());
 }
 
 fn assert_trend(got: &Trend, want: &Value, what: &str) {
@@ -154,20 +175,19 @@ fn assert_trend(got: &Trend, want: &Value, what: &str) {
     }
 }
 
-#[test]
-fn trends_over_sliding_horizons() {
-    let (sc, exp) = scenario();
-    let want = exp["trends"].as_array().unwrap();
+/// Trends of every fleet, metric and horizon of `case`; returns the directions found.
+fn check_trends(sc: &Scenario, case: &Case) -> BTreeMap<(String, String, u32), &'static str> {
+    let want = case.expected["trends"].as_array().unwrap();
     let mut i = 0;
     let mut directions = BTreeMap::new();
-    for (fleet, rows) in &sc.fleets {
+    for (fleet, rows) in &case.fleets {
         for m in &sc.trend.metrics {
             // t = window end in minutes since t0.
             let series: Vec<(f64, f64)> = rows
                 .iter()
                 .enumerate()
                 .filter_map(|(k, c)| {
-                    let t = ((k as i64 + 1) * sc.window_ms) as f64 / 60_000.0;
+                    let t = ((k as i64 + 1) * case.window_ms) as f64 / 60_000.0;
                     metric(c, &m.name, &sc.score_params).map(|y| (t, y))
                 })
                 .collect();
@@ -191,17 +211,24 @@ fn trends_over_sliding_horizons() {
         }
     }
     assert_eq!(i, want.len());
+    directions
+}
+
+#[test]
+fn trends_over_sliding_horizons() {
+    let (sc, case) = scenario();
+    let directions = check_trends(&sc, &case);
     // The scenario was built to show these.
     assert_eq!(directions[&("fleet-a".into(), "utilization".into(), 30)], "improving");
     assert_eq!(directions[&("fleet-c".into(), "kwh_per_km".into(), 30)], "declining");
     assert_eq!(directions[&("fleet-a".into(), "kwh_per_km".into(), 30)], "stable");
 }
 
-fn timeline(sc: &Scenario, rule: &AlertRule, fleet: &str) -> Vec<Transition> {
+fn timeline(sc: &Scenario, case: &Case, rule: &AlertRule, fleet: &str) -> Vec<Transition> {
     let mut state = AlertState::default();
     let mut out = vec![];
-    for (k, c) in sc.fleets[fleet].iter().enumerate() {
-        let at = sc.t0_ms + (k as i64 + 1) * sc.window_ms;
+    for (k, c) in case.fleets[fleet].iter().enumerate() {
+        let at = case.t0_ms + (k as i64 + 1) * case.window_ms;
         if let Some(v) = metric(c, &rule.metric, &sc.score_params) {
             // The durable state survives a restart at every step.
             state = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
@@ -211,15 +238,14 @@ fn timeline(sc: &Scenario, rule: &AlertRule, fleet: &str) -> Vec<Transition> {
     out
 }
 
-#[test]
-fn alert_timeline_and_pager_messages() {
-    let (sc, exp) = scenario();
+/// The alert timeline and pager messages of every rule and fleet of `case`.
+fn check_alerts(sc: &Scenario, case: &Case) -> Vec<(String, String, Transition)> {
     let mut got_alerts = vec![];
     let mut got_messages = vec![];
     for rule in &sc.rules {
         rule.validate().unwrap();
-        for fleet in sc.fleets.keys() {
-            for t in timeline(&sc, rule, fleet) {
+        for fleet in case.fleets.keys() {
+            for t in timeline(sc, case, rule, fleet) {
                 got_alerts.push((rule.id.clone(), fleet.clone(), t));
                 if let Some(m) = pager_message(rule, fleet, &t) {
                     got_messages.push(m);
@@ -227,7 +253,7 @@ fn alert_timeline_and_pager_messages() {
             }
         }
     }
-    let want = exp["alerts"].as_array().unwrap();
+    let want = case.expected["alerts"].as_array().unwrap();
     assert_eq!(got_alerts.len(), want.len(), "{got_alerts:#?}");
     for ((rule, fleet, t), w) in got_alerts.iter().zip(want) {
         let what = format!("{rule} {fleet} {:?} at {}", t.kind, t.at_ms);
@@ -239,26 +265,153 @@ fn alert_timeline_and_pager_messages() {
         assert_eq!(w["ends_at_ms"].as_i64(), t.ends_at_ms, "{what}");
         assert_eq!(w["value"].as_f64(), Some(t.value), "{what}");
     }
-    let want = exp["messages"].as_array().unwrap();
+    let want = case.expected["messages"].as_array().unwrap();
     assert_eq!(got_messages.len(), want.len());
     for (m, w) in got_messages.iter().zip(want) {
         assert_eq!(m["dedup_key"], w["key"]);
         assert_eq!(m, &w["message"]);
     }
+    got_alerts
+}
 
-    // No flapping across fleet-b's noisy crossing: one trigger, one resolve, and the trigger
-    // comes only after `for` of continuous breach.
-    let b: Vec<&Transition> = got_alerts
+/// Fleet `fleet`'s low-utilization pages: exactly `pages`, and the same series without
+/// hysteresis or delays would have paged at least three times.
+fn assert_no_flapping(sc: &Scenario, case: &Case, alerts: &[(String, String, Transition)], fleet: &str, pages: &[TransitionKind]) {
+    let kinds: Vec<TransitionKind> = alerts
         .iter()
-        .filter(|(r, f, _)| r == "fleet-low-utilization" && f == "fleet-b")
-        .map(|(_, _, t)| t)
+        .filter(|(r, f, t)| r == "fleet-low-utilization" && f == fleet && t.kind.is_paged())
+        .map(|(_, _, t)| t.kind)
         .collect();
-    let kinds: Vec<TransitionKind> = b.iter().map(|t| t.kind).filter(|k| k.is_paged()).collect();
-    assert_eq!(kinds, [TransitionKind::Firing, TransitionKind::Resent, TransitionKind::Resolved]);
-    // The same series without hysteresis or delays would have paged repeatedly.
+    assert_eq!(kinds, pages, "{fleet}");
     let rule = sc.rules.iter().find(|r| r.id == "fleet-low-utilization").unwrap();
     let naive =
         AlertRule { clear_threshold: None, for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, ..rule.clone() };
-    let flaps = timeline(&sc, &naive, "fleet-b").iter().filter(|t| t.kind == TransitionKind::Firing).count();
+    let flaps = timeline(sc, case, &naive, fleet).iter().filter(|t| t.kind == TransitionKind::Firing).count();
     assert!(flaps >= 3, "the scenario must be noisy: {flaps} triggers without hysteresis");
+}
+
+#[test]
+fn alert_timeline_and_pager_messages() {
+    let (sc, case) = scenario();
+    let alerts = check_alerts(&sc, &case);
+    // No flapping across fleet-b's noisy crossing: one trigger, one resolve, and the trigger
+    // comes only after `for` of continuous breach.
+    assert_no_flapping(&sc, &case, &alerts, "fleet-b", &[TransitionKind::Firing, TransitionKind::Resent, TransitionKind::Resolved]);
+}
+
+// ---------------------------------------------------------------- from raw telemetry
+
+#[derive(Deserialize)]
+struct TelemetryScenario {
+    t0_ms: i64,
+    windows: usize,
+    window_params: TelemetryWindowParams,
+    events: Vec<TelemetryEvent>,
+}
+
+#[derive(Deserialize)]
+struct TelemetryWindowParams {
+    window_ms: i64,
+    out_of_orderness_ms: i64,
+    allowed_lateness_ms: i64,
+    max_gap_ms: i64,
+}
+
+/// Source partitions the events are spread over by vehicle, as the topic does: a fleet window
+/// is the sum of its partitions' partials.
+const PARTITIONS: u64 = 3;
+
+/// Runs the window kernel over the telemetry in arrival order; returns the fleet windows (newest
+/// version of each partition's partial, summed), the ids dropped as too late, the repeats
+/// ignored, and the highest partial version seen.
+fn kernel_windows(tel: &TelemetryScenario) -> (BTreeMap<String, Vec<Counters>>, Vec<String>, usize, u32) {
+    let wp = &tel.window_params;
+    let p = WindowParams {
+        window_ms: wp.window_ms,
+        out_of_orderness_ms: wp.out_of_orderness_ms,
+        allowed_lateness_ms: wp.allowed_lateness_ms,
+        max_gap_ms: wp.max_gap_ms,
+    };
+    let mut parts: Vec<PartitionWindows> = (0..PARTITIONS).map(|_| PartitionWindows::default()).collect();
+    let mut partials: BTreeMap<(String, i64, usize), (u32, Counters)> = BTreeMap::new();
+    let (mut dropped, mut repeats) = (vec![], 0);
+    let mut keep = |out: Vec<WindowResult>, part: usize| {
+        for r in out.into_iter().filter(|r| r.scope == WindowScope::FleetPartial) {
+            let slot = partials.entry((r.fleet_id, r.window_start_ms, part)).or_insert((0, Counters::default()));
+            assert!(r.version > slot.0, "versions only grow");
+            *slot = (r.version, r.counters);
+        }
+    };
+    for e in &tel.events {
+        let part = (fnv1a64(e.vehicle_id.as_bytes()) % PARTITIONS) as usize;
+        let mut out = vec![];
+        match parts[part].ingest(&p, e, &mut out) {
+            Ingest::TooLate { .. } => dropped.push(e.event_id.clone()),
+            Ingest::Duplicate => repeats += 1,
+            Ingest::Accepted { .. } => {}
+        }
+        keep(out, part);
+    }
+    for (part, w) in parts.iter_mut().enumerate() {
+        let mut out = vec![];
+        w.flush_idle(&p, &mut out);
+        keep(out, part);
+    }
+    let max_version = partials.values().map(|(v, _)| *v).max().unwrap_or(0);
+    let mut fleets: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
+    for ((fleet, ws, _), (_, c)) in &partials {
+        let i = (ws - tel.t0_ms) / wp.window_ms;
+        if !(0..tel.windows as i64).contains(&i) {
+            continue; // the tail beyond the scenario's last window
+        }
+        fleets.entry(fleet.clone()).or_insert_with(|| vec![Counters::default(); tel.windows])[i as usize].add(c);
+    }
+    (fleets, dropped, repeats, max_version)
+}
+
+/// The whole chain from raw telemetry: window kernel → fleet windows → scores, benchmark, rank,
+/// trends and the alert timeline with its pager messages, against compute.py's numbers from
+/// the same events (expected_telemetry.json).
+#[test]
+fn telemetry_scenario_gives_the_expected_windows_scores_trends_and_alerts() {
+    let (sc, _) = scenario();
+    let tel: TelemetryScenario = serde_json::from_str(&load("telemetry.json")).expect("telemetry.json");
+    let expected: Value = serde_json::from_str(&load("expected_telemetry.json")).expect("expected_telemetry.json");
+    let (fleets, dropped, repeats, max_version) = kernel_windows(&tel);
+
+    // Admission: the 9-minute-late sample is dropped, the exact repeat ignored, and the
+    // 90-second-late sample re-emitted closed windows.
+    assert_eq!(serde_json::to_value(&dropped).unwrap(), expected["dropped_too_late"]);
+    assert_eq!(Some(repeats as u64), expected["repeats_ignored"].as_u64());
+    assert_eq!((dropped.len(), repeats), (1, 1));
+    assert!(max_version >= 2, "a late sample re-emits its windows");
+
+    // Every counter of every fleet window, exactly.
+    let want = expected["fleet_windows"].as_object().expect("fleet_windows");
+    assert_eq!(fleets.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (fleet, rows) in &fleets {
+        let want = want[fleet].as_array().unwrap();
+        assert_eq!(rows.len(), want.len(), "{fleet}");
+        for (i, (c, w)) in rows.iter().zip(want).enumerate() {
+            let mut got = serde_json::to_value(c).unwrap();
+            got["window_start_ms"] = (tel.t0_ms + i as i64 * tel.window_params.window_ms).into();
+            assert_eq!(&got, w, "{fleet} window {i}");
+        }
+    }
+
+    let case = Case { t0_ms: tel.t0_ms, window_ms: tel.window_params.window_ms, fleets, expected };
+    assert_eq!(check_scores(&sc, &case), 90);
+    assert!(case.expected["window_scores"]["fleet-a"][0]["components"]["efficiency"].is_null(), "fleet-a's first minute is parked");
+    let directions = check_trends(&sc, &case);
+    assert_eq!(directions[&("fleet-a".into(), "utilization".into(), 30)], "improving");
+    assert_eq!(directions[&("fleet-c".into(), "utilization".into(), 30)], "declining");
+    assert_eq!(directions[&("fleet-c".into(), "kwh_per_km".into(), 30)], "declining");
+    let alerts = check_alerts(&sc, &case);
+    // fleet-b wanders across 0.5 for 15 minutes before its real breach: one page, one resend,
+    // one resolve.
+    assert_no_flapping(&sc, &case, &alerts, "fleet-b", &[TransitionKind::Firing, TransitionKind::Resent, TransitionKind::Resolved]);
+    assert!(
+        alerts.iter().any(|(r, f, t)| r == "fleet-high-consumption" && f == "fleet-c" && t.kind == TransitionKind::Firing),
+        "fleet-c's climbing consumption pages"
+    );
 }

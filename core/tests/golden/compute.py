@@ -314,14 +314,124 @@ def pager_message(rule, subject, t):
     return msg
 
 
+# ---------------------------------------------------------------- telemetry -> windows
+
+COUNTERS = ["samples", "observed_ms", "busy_ms", "available_ms", "idle_ms", "charging_ms", "maintenance_ms",
+            "fault_ms", "offline_ms", "distance_m", "energy_wh", "moving_samples", "moving_speed_ckph_sum",
+            "fault_count", "mission_count", "active_vehicles", "vehicles"]
+BUSY = ("en_route", "on_mission")
+UNAVAILABLE = ("maintenance", "fault", "offline")
+
+
+def whole(x):
+    """x rounded half away from zero to an integer (x >= 0 here)."""
+    return int(math.floor(x + 0.5))
+
+
+def admitted(tel):
+    """Replays the arrival order: drops exact repeats of (vehicle, ts, seq) and events behind the
+    closed frontier by more than the allowed lateness. The frontier is the start of the window
+    holding the watermark (newest event time so far minus the out-of-orderness bound), and never
+    lower than the window of the first event. Returns (kept events, dropped ids, repeats)."""
+    wp = tel["window_params"]
+    w = wp["window_ms"]
+    seen = set()
+    kept, dropped, repeats = [], [], 0
+    newest = frontier = None
+    for e in tel["events"]:
+        if frontier is None:
+            frontier = e["ts_ms"] // w * w
+        if e["ts_ms"] < frontier - wp["allowed_lateness_ms"]:
+            dropped.append(e["event_id"])
+            continue
+        key = (e["vehicle_id"], e["ts_ms"], e["seq"])
+        if key in seen:
+            repeats += 1
+            continue
+        seen.add(key)
+        kept.append(e)
+        newest = e["ts_ms"] if newest is None else max(newest, e["ts_ms"])
+        frontier = max(frontier, (newest - wp["out_of_orderness_ms"]) // w * w)
+    return kept, dropped, repeats
+
+
+def vehicle_windows(events, wp):
+    """{(vehicle, window start): counters} from the admitted events of every vehicle."""
+    w, gap = wp["window_ms"], wp["max_gap_ms"]
+    by_vehicle = {}
+    for e in events:
+        by_vehicle.setdefault(e["vehicle_id"], []).append(e)
+    out = {}
+
+    def slot(v, ws):
+        return out.setdefault((v, ws), dict({k: 0 for k in COUNTERS}, missions=set()))
+
+    for v, evs in by_vehicle.items():
+        evs.sort(key=lambda e: (e["ts_ms"], e["seq"]))
+        for i, e in enumerate(evs):
+            # Status time: the sample's status holds until the next sample, at most max_gap.
+            t = e["ts_ms"]
+            end = t + (min(evs[i + 1]["ts_ms"] - t, gap) if i + 1 < len(evs) else gap)
+            ws = t // w * w
+            while ws < end:
+                ms = min(end, ws + w) - max(t, ws)
+                if ms > 0:
+                    c = slot(v, ws)
+                    c["observed_ms"] += ms
+                    st = e["status"]
+                    if st in BUSY:
+                        c["busy_ms"] += ms
+                    else:
+                        name = st + "_ms"
+                        if name in c:
+                            c[name] += ms
+                    if st not in UNAVAILABLE:
+                        c["available_ms"] += ms
+                ws += w
+            # Per-sample counts, in the window of the sample's own time.
+            c = slot(v, t // w * w)
+            c["samples"] += 1
+            if i > 0:
+                p = evs[i - 1]
+                c["distance_m"] += max(0, whole(e["odometer_km"] * 1000) - whole(p["odometer_km"] * 1000))
+                c["energy_wh"] += max(0, whole(e["energy_used_kwh"] * 1000) - whole(p["energy_used_kwh"] * 1000))
+            if e["status"] == "fault" and (i == 0 or evs[i - 1]["status"] != "fault"):
+                c["fault_count"] += 1
+            ckph = whole(e["speed_kph"] * 100)
+            if ckph > 50:
+                c["moving_samples"] += 1
+                c["moving_speed_ckph_sum"] += ckph
+            if e["status"] != "offline":
+                c["active_vehicles"] = 1
+            if e["mission_id"]:
+                c["missions"].add(e["mission_id"])
+    for c in out.values():
+        c["mission_count"] = len(c.pop("missions"))
+        c["vehicles"] = 1
+    return out
+
+
+def fleet_windows(tel):
+    """{fleet: [counters of each of the scenario's windows]}, plus what admission left out."""
+    wp = tel["window_params"]
+    events, dropped, repeats = admitted(tel)
+    fleet_of = {e["vehicle_id"]: e["fleet_id"] for e in events}
+    starts = [tel["t0_ms"] + i * wp["window_ms"] for i in range(tel["windows"])]
+    fleets = {}
+    for (v, ws), c in vehicle_windows(events, wp).items():
+        if ws not in starts:
+            continue  # the tail beyond the scenario's last window
+        rows = fleets.setdefault(fleet_of[v], {s: {k: 0 for k in COUNTERS} for s in starts})
+        for k in COUNTERS:
+            rows[ws][k] += c[k]
+    return {f: [rows[s] for s in starts] for f, rows in sorted(fleets.items())}, dropped, repeats
+
+
 # ---------------------------------------------------------------- main
 
-def main():
-    sc = json.load(open(os.path.join(HERE, "scenario.json")))
+def analyse(sc, fleets, t0, wms):
+    """Scores, benchmark, rank, trends and the alert timeline of per-fleet window counters."""
     p = sc["score_params"]
-    t0, wms = sc["t0_ms"], sc["window_ms"]
-    fleets = sc["fleets"]
-
     window_scores = {}
     for f, rows in fleets.items():
         window_scores[f] = [dict(window_start_ms=t0 + i * wms, **score(c, p)) for i, c in enumerate(rows)]
@@ -355,8 +465,7 @@ def main():
                 if m is not None:
                     messages.append({"key": m["dedup_key"], "message": m})
 
-    out = {
-        "generated_by": "core/tests/golden/compute.py",
+    return {
         "window_scores": window_scores,
         "daily_scores": daily,
         "percent_of_benchmark": benchmark,
@@ -365,9 +474,33 @@ def main():
         "alerts": alerts,
         "messages": messages,
     }
-    with open(os.path.join(HERE, "expected.json"), "w") as fh:
+
+
+def write(name, out):
+    with open(os.path.join(HERE, name), "w") as fh:
         json.dump(out, fh, indent=1, sort_keys=True)
         fh.write("\n")
+
+
+def main():
+    sc = json.load(open(os.path.join(HERE, "scenario.json")))
+    out = {"generated_by": "core/tests/golden/compute.py"}
+    out.update(analyse(sc, sc["fleets"], sc["t0_ms"], sc["window_ms"]))
+    write("expected.json", out)
+
+    # The same analysis from raw telemetry (telemetry.json), with scenario.json's score
+    # parameters, trend settings and rules.
+    tel = json.load(open(os.path.join(HERE, "telemetry.json")))
+    fleets, dropped, repeats = fleet_windows(tel)
+    out = {
+        "generated_by": "core/tests/golden/compute.py",
+        "dropped_too_late": dropped,
+        "repeats_ignored": repeats,
+        "fleet_windows": {f: [dict(window_start_ms=tel["t0_ms"] + i * tel["window_params"]["window_ms"], **c)
+                              for i, c in enumerate(rows)] for f, rows in fleets.items()},
+    }
+    out.update(analyse(sc, fleets, tel["t0_ms"], tel["window_params"]["window_ms"]))
+    write("expected_telemetry.json", out)
 
 
 if __name__ == "__main__":
