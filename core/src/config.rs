@@ -202,7 +202,8 @@ pub struct AlertsConfig {
     /// How often rules are re-read from PostgreSQL (processing time).
     pub rules_refresh_ms: u64,
     /// A fleet window is evaluated at the latest once a window of the fleet ending this much
-    /// later (event time) has arrived, even if a source partition never passed it.
+    /// later (event time) has arrived, even if a source partition never passed it. Must exceed
+    /// `telemetry.max_gap_ms + telemetry.window_ms` (how far an idle partition's flush reaches).
     pub settle_grace_ms: i64,
     /// A firing subject without observations for this long (event time, against the metrics
     /// partition's watermark) is advanced by `tick` (re-send, keep-firing-for resolve).
@@ -211,7 +212,7 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { rules_refresh_ms: 5_000, settle_grace_ms: 120_000, silent_after_ms: 300_000 }
+        AlertsConfig { rules_refresh_ms: 5_000, settle_grace_ms: 180_000, silent_after_ms: 300_000 }
     }
 }
 
@@ -247,7 +248,7 @@ impl Default for PerformanceConfig {
     fn default() -> Self {
         PerformanceConfig {
             score: Default::default(),
-            settle_grace_ms: 120_000,
+            settle_grace_ms: 180_000,
             trend_metrics: ["score", "utilization", "availability", "kwh_per_km"].map(String::from).to_vec(),
             window_horizons: vec![60],
             day_horizons: vec![14],
@@ -325,11 +326,16 @@ pub struct CommandsConfig {
     pub lanes: usize,
     /// Commands queued per lane before consumption waits (backpressure).
     pub lane_capacity: usize,
+    /// Most commands a lane applies in one transaction (group commit): the commands queued
+    /// in the lane are applied in order and committed together; a rejection concerns its
+    /// command only, an error rolls back and retries the whole group. 1: one transaction per
+    /// command.
+    pub group_max: usize,
 }
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        CommandsConfig { lanes: 8, lane_capacity: 128 }
+        CommandsConfig { lanes: 8, lane_capacity: 128, group_max: 32 }
     }
 }
 
@@ -460,10 +466,21 @@ impl Config {
         if self.resources.coordination_interval_ms == 0 {
             return Err(Error::Config("resources.coordination_interval_ms must be positive".into()));
         }
-        if self.commands.lanes < 1 || self.commands.lane_capacity < 1 {
-            return Err(Error::Config("commands.lanes and commands.lane_capacity must be at least 1".into()));
+        if self.commands.lanes < 1 || self.commands.lane_capacity < 1 || self.commands.group_max < 1 {
+            return Err(Error::Config("commands.lanes, commands.lane_capacity and commands.group_max must be at least 1".into()));
         }
         self.performance.validate()?;
+        // An idle partition closes its windows up to max_gap + one window past its last sample;
+        // a settle grace no longer than that lets the other partitions' last windows of a fleet
+        // settle without them.
+        let reach = t.max_gap_ms + t.window_ms;
+        for (name, grace) in [("alerts", self.alerts.settle_grace_ms), ("performance", self.performance.settle_grace_ms)] {
+            if grace <= reach {
+                return Err(Error::Config(format!(
+                    "{name}.settle_grace_ms ({grace}) must exceed telemetry.max_gap_ms + telemetry.window_ms ({reach})"
+                )));
+            }
+        }
         Ok(())
     }
 }

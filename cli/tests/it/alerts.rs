@@ -97,7 +97,7 @@ fn expected(rule: &AlertRule, f: &Fleet, last: i64) -> Vec<(String, i64, String,
     out
 }
 
-async fn insert_rule(pg: &sqlx::PgPool, r: &AlertRule, fleet: &str) {
+pub(crate) async fn insert_rule(pg: &sqlx::PgPool, r: &AlertRule, fleet: &str) {
     sqlx::query(
         "INSERT INTO alert_rules (id, fleet_id, scope, metric, comparison, threshold, clear_threshold, for_ms,
             keep_firing_for_ms, resend_interval_ms, severity, labels, runbook_url)

@@ -266,3 +266,102 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
     sigterm(&mut worker);
     sigterm(&mut api);
 }
+
+/// A lane applies the commands queued in it together, in one transaction
+/// (`atlasmesh_pipelines::commands::apply_group`): a command rejected in the middle of a group
+/// — here by a constraint, after it wrote — is rolled back to its own savepoint and rejected
+/// alone, as is one whose idempotency key is another command's; the others are applied and
+/// committed together. Replaying the group changes nothing; an error rolls back the whole group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_amid_a_group_rejects_only_that_command() {
+    use atlasmesh_pipelines::commands::{apply_group, apply_once, GroupCommand};
+    use atlasmesh_schemas::CommandStatus;
+
+    let env = TestEnv::new("cmdgroup");
+    env.migrate();
+    let pg = env.pg().await;
+    let tag = format!("group-{}-{}", std::process::id(), atlasmesh_pipelines::telemetry::now_ms());
+    let fleet = "fleet-g";
+    let cmd = |n: &str, kind: &str, key: &str, payload: Value| CommandRecord {
+        command_id: format!("{tag}-{n}"),
+        idempotency_key: format!("{tag}-{key}"),
+        kind: kind.into(),
+        fleet_scope: vec![fleet.into()],
+        actor: "operator-g".into(),
+        issued_at_ms: atlasmesh_pipelines::telemetry::now_ms(),
+        payload_json: payload.to_string(),
+    };
+    let bench = json!({ "fleet_id": fleet, "name": format!("{tag}-bench"), "metric": "utilization", "target_value": 0.8, "higher_is_better": true });
+    let cmds = [
+        cmd("1", "pool.create", "k1", pool_body(fleet, &format!("{tag}-p1"))),
+        cmd("2", "benchmark.create", "k2", bench.clone()),
+        // The same benchmark name in the fleet: the insert violates the unique constraint.
+        cmd("3", "benchmark.create", "k3", bench),
+        // Command 1's idempotency key: not recorded, rejected.
+        cmd("4", "pool.create", "k1", pool_body(fleet, &format!("{tag}-p4"))),
+        // A duplicate of command 1 (a producer retry): decided already, earlier in the group.
+        cmd("1", "pool.create", "k1", pool_body(fleet, &format!("{tag}-p1"))),
+        cmd("5", "pool.create", "k5", pool_body(fleet, &format!("{tag}-p5"))),
+    ];
+    let group: Vec<GroupCommand> = cmds.iter().enumerate().map(|(i, cmd)| GroupCommand { cmd, partition: 0, offset: 100 + i as i64 }).collect();
+    let decisions = apply_group(&pg, &group).await.unwrap();
+    let statuses: Vec<CommandStatus> = decisions.iter().map(|d| d.status).collect();
+    use CommandStatus::{Applied, Rejected};
+    assert_eq!(statuses, [Applied, Applied, Rejected, Rejected, Applied, Applied], "{decisions:?}");
+    let reason = decisions[2].reason.as_deref().unwrap();
+    assert!(reason.contains("perf_benchmarks_name_unique"), "{reason}");
+    assert!(decisions[3].reason.as_deref().unwrap().contains("belongs to another command"), "{:?}", decisions[3]);
+    assert_eq!(decisions[4], decisions[0], "the duplicate gets the first decision");
+    assert_eq!(decisions[0].entity_id.as_deref(), Some(format!("{tag}-1").as_str()));
+
+    // What was kept: commands 1, 2, 5 applied, 3 rejected (nothing of it written), 4 absent;
+    // one audit row each; all decided in one transaction (one `now()`).
+    let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT command_id, status, source_offset, (extract(epoch from applied_at) * 1000000)::bigint
+         FROM command_log WHERE command_id LIKE $1 || '-%' ORDER BY command_id",
+    )
+    .bind(&tag)
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    let got: Vec<(String, &str, Option<i64>)> = rows.iter().map(|(id, s, o, _)| (id.strip_prefix(&format!("{tag}-")).unwrap().to_string(), s.as_str(), *o)).collect();
+    assert_eq!(
+        got,
+        [("1".to_string(), "applied", Some(100)), ("2".into(), "applied", Some(101)), ("3".into(), "rejected", Some(102)), ("5".into(), "applied", Some(105))]
+    );
+    assert!(rows.iter().all(|r| r.3 == rows[0].3), "one transaction: {rows:?}");
+    let audits: Vec<(String, String)> = sqlx::query_as("SELECT command_id, outcome FROM audit_log WHERE command_id LIKE $1 || '-%' ORDER BY id")
+        .bind(&tag)
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    let expected: Vec<(String, String)> =
+        [("1", "applied"), ("2", "applied"), ("3", "rejected"), ("5", "applied")].iter().map(|(n, o)| (format!("{tag}-{n}"), o.to_string())).collect();
+    assert_eq!(audits, expected);
+    assert_eq!(count(&pg, "SELECT count(*) FROM resource_pools WHERE name LIKE $1 || '-%'", &tag).await, 2);
+    assert_eq!(count(&pg, "SELECT count(*) FROM perf_benchmarks WHERE name LIKE $1 || '-%'", &tag).await, 1);
+
+    // The group replayed (a crash before the checkpoint): the same decisions, nothing written.
+    let again = apply_group(&pg, &group).await.unwrap();
+    for (i, (a, d)) in again.iter().zip(&decisions).enumerate() {
+        if i == 3 {
+            assert_eq!((&a.status, &a.reason), (&d.status, &d.reason));
+        } else {
+            assert_eq!(a, d, "command {i}");
+        }
+    }
+    assert_eq!(count(&pg, "SELECT count(*) FROM audit_log WHERE command_id LIKE $1 || '-%'", &tag).await, 4);
+    assert_eq!(apply_once(&pg, &cmds[1], 0, 101).await.unwrap(), decisions[1]);
+
+    // An error (here our own claim statement: the issue time is out of range) rolls back the
+    // whole group, the commands before it included.
+    let mut bad = cmd("7", "pool.create", "k7", pool_body(fleet, &format!("{tag}-p7")));
+    bad.issued_at_ms = i64::MAX;
+    let ok = cmd("6", "pool.create", "k6", pool_body(fleet, &format!("{tag}-p6")));
+    let failing = [GroupCommand { cmd: &ok, partition: 0, offset: 200 }, GroupCommand { cmd: &bad, partition: 0, offset: 201 }];
+    assert!(apply_group(&pg, &failing).await.is_err());
+    assert_eq!(count(&pg, "SELECT count(*) FROM command_log WHERE command_id IN ($1 || '-6', $1 || '-7')", &tag).await, 0);
+    assert_eq!(count(&pg, "SELECT count(*) FROM resource_pools WHERE name = $1 || '-p6'", &tag).await, 0);
+    let d = apply_group(&pg, &failing[..1]).await.unwrap();
+    assert_eq!(d[0].status, Applied);
+}

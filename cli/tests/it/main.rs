@@ -10,5 +10,6 @@ mod clickhouse_outage;
 mod commands;
 mod crash_recovery;
 mod end_to_end;
+mod golden;
 mod operations;
 mod performance;

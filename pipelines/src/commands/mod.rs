@@ -1,24 +1,31 @@
 //! The command worker: applies each command of `fleet.commands.v1` exactly once.
 //!
-//! Per command, in one PostgreSQL transaction: record the command in `command_log` (it is
+//! Per command, inside a PostgreSQL transaction: record the command in `command_log` (it is
 //! usually there already, `pending`, written by the API), lock it, and when it is still
 //! pending apply it with [`atlasmesh_sinks::store::apply`], mark it applied or rejected and
 //! write its `audit_log` row. A command already decided (a replay after a crash, a duplicate
 //! produce) changes nothing; its result is published again, which consumers tolerate (the
 //! result topic is keyed by command id).
 //!
+//! Group commit: a lane applies the commands queued in it together, up to
+//! `commands.group_max` of them, in one transaction, in order ([`apply_group`]). A rejection
+//! concerns one command only: `store::apply` rolls back to its own savepoint, the rest of the
+//! group goes on. Decisions (and metrics) leave the lane only after the group's commit. Any
+//! error (PostgreSQL unavailable, a deadlock, our own SQL failing) rolls back the whole group,
+//! which the lane retries as a whole, same commands in the same order, until it commits.
+//!
 //! Concurrency: `commands.lanes` tasks apply commands side by side, each on its own
 //! connection. A command goes to the lane its Kafka key (the entity it is about) hashes to, so
 //! commands about one entity keep their log order — the guarantee a partition gives — while
 //! commands about different entities overlap their round trips to PostgreSQL. Rules that span
 //! entities (pool capacity, the request queue, mission dependencies) take row or advisory
-//! locks inside the transaction; a deadlock or serialization failure is retried by the lane.
-//! `flush` waits for every command handed to a lane before anything is checkpointed, so a
-//! checkpoint never passes a command that is not decided.
+//! locks inside the transaction (held until the group commits); a deadlock or serialization
+//! failure is retried by the lane. `flush` waits for every command handed to a lane before
+//! anything is checkpointed, so a checkpoint never passes a command that is not decided.
 //!
 //! Commands commit with `synchronous_commit = off` (set once per connection, see
 //! [`atlasmesh_sinks::postgres::connect_async_commit`]): one WAL flush per batch, not per
-//! command. Before results leave for Kafka, and before the runner checkpoints, `flush` writes
+//! group. Before results leave for Kafka, and before the runner checkpoints, `flush` writes
 //! a barrier row with a synchronous commit, which makes every earlier commit durable.
 
 use std::collections::VecDeque;
@@ -32,7 +39,7 @@ use atlasmesh_schemas::{
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -74,19 +81,31 @@ pub struct CommandBatch {
     dlq: Vec<DeadLetterRecord>,
 }
 
-/// Applies the commands of one lane in order; retries a command until it is decided.
-async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, retry_initial: Duration, retry_max: Duration) {
+/// Applies the commands of one lane in order, in groups: the first command waited for and
+/// those queued behind it, up to `group_max` in all, in one transaction. Retries a group until
+/// it commits, then hands out its decisions.
+async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, group_max: usize, retry_initial: Duration, retry_max: Duration) {
+    let group_max = group_max.max(1);
+    let mut jobs: Vec<Job> = Vec::with_capacity(group_max);
     while let Some(job) = rx.recv().await {
+        jobs.push(job);
+        while jobs.len() < group_max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
         let mut backoff = retry_initial;
-        let decision = loop {
-            match apply_once(&pool, &job.cmd, job.partition, job.offset).await {
+        let decisions = loop {
+            let group: Vec<GroupCommand<'_>> = jobs.iter().map(|j| GroupCommand { cmd: &j.cmd, partition: j.partition, offset: j.offset }).collect();
+            match try_group(&pool, &group).await {
                 Ok(d) => break d,
-                Err(e) => {
+                Err(GroupFailure { command_id, error }) => {
                     // Retriable (PostgreSQL down, a deadlock) or our own SQL failing: either
-                    // way the command is kept and tried again; `flush` (and so the
-                    // checkpoint) waits for it.
-                    metrics::counter!(m::COMMANDS_RETRIED).increment(1);
-                    warn!(command_id = %job.cmd.command_id, error = %e, retriable = retriable(&e), backoff_ms = backoff.as_millis() as u64, "Applying a command failed; retrying.");
+                    // way the whole group was rolled back and is tried again, same commands in
+                    // the same order; `flush` (and so the checkpoint) waits for it.
+                    metrics::counter!(m::COMMANDS_RETRIED).increment(jobs.len() as u64);
+                    warn!(command_id = command_id.as_deref().unwrap_or("-"), group = jobs.len(), error = %error, retriable = retriable(&error), backoff_ms = backoff.as_millis() as u64, "Applying a group of commands failed; retrying the group.");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(retry_max);
                 }
@@ -94,7 +113,9 @@ async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, retry_initial: Dura
         };
         // The receiver is gone only when the batch was dropped (shutdown); the decision is
         // in PostgreSQL either way.
-        let _ = job.done.send(decision);
+        for (job, decision) in jobs.drain(..).zip(decisions) {
+            let _ = job.done.send(decision);
+        }
     }
 }
 
@@ -108,7 +129,7 @@ impl CommandPipeline {
         let lanes = (0..lanes_n)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(cfg.commands.lane_capacity.max(1));
-                tokio::spawn(run_lane(pool.clone(), rx, retry_initial, retry_max));
+                tokio::spawn(run_lane(pool.clone(), rx, cfg.commands.group_max, retry_initial, retry_max));
                 tx
             })
             .collect();
@@ -179,13 +200,82 @@ pub struct Decision {
     pub applied_at_ms: i64,
 }
 
+/// One command of a group, with where it was read from (recorded with its decision).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommand<'a> {
+    pub cmd: &'a CommandRecord,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Applies `cmd` in one transaction unless it was decided before; returns its decision.
+/// (A group of one, see [`apply_group`].)
 pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offset: i64) -> Result<Decision, sqlx::Error> {
+    let mut decisions = apply_group(pool, &[GroupCommand { cmd, partition, offset }]).await?;
+    Ok(decisions.pop().expect("one decision per command"))
+}
+
+/// Applies `group` in order in one transaction, each command unless it was decided before;
+/// returns their decisions, in order, once the transaction is committed. A command refused
+/// (by a domain rule, the database, or because its idempotency key is another command's) is
+/// decided `rejected` without disturbing the others. An error rolls back the whole group:
+/// nothing of it is kept, and the caller retries it.
+pub async fn apply_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Decision>, sqlx::Error> {
+    try_group(pool, group).await.map_err(|f| f.error)
+}
+
+/// Why a group was rolled back: the error, and the command it hit (none: BEGIN or COMMIT).
+struct GroupFailure {
+    command_id: Option<String>,
+    error: sqlx::Error,
+}
+
+/// What a decided command adds to the metrics once its group is committed.
+enum Counted {
+    /// Decided now, with this status.
+    Decided(&'static str),
+    /// Decided before.
+    Replayed,
+    /// Not ours to decide (its idempotency key belongs to another command).
+    Nothing,
+}
+
+async fn try_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Decision>, GroupFailure> {
+    let mut tx = pool.begin().await.map_err(|error| GroupFailure { command_id: None, error })?;
+    let mut decided = Vec::with_capacity(group.len());
+    for c in group {
+        match decide(&mut tx, c.cmd, c.partition, c.offset).await {
+            Ok(d) => decided.push(d),
+            Err(e) => {
+                // Roll back now rather than on drop (should this fail, the drop queues the
+                // rollback, as before grouping).
+                let _ = tx.rollback().await;
+                return Err(GroupFailure { command_id: Some(c.cmd.command_id.clone()), error: e });
+            }
+        }
+    }
+    tx.commit().await.map_err(|error| GroupFailure { command_id: None, error })?;
+    Ok(decided
+        .into_iter()
+        .map(|(decision, counted)| {
+            match counted {
+                Counted::Decided(status) => metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1),
+                Counted::Replayed => metrics::counter!(m::COMMANDS_REPLAYED).increment(1),
+                Counted::Nothing => {}
+            }
+            decision
+        })
+        .collect())
+}
+
+/// Decides one command inside the group's transaction `conn`: claims and locks it, applies it
+/// when still pending and records the decision with its audit row. Leaves the transaction
+/// usable unless it returns an error.
+async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, offset: i64) -> Result<(Decision, Counted), sqlx::Error> {
     let payload: serde_json::Value = match serde_json::from_str(&cmd.payload_json) {
         Ok(v) => v,
         Err(e) => serde_json::json!({ "_unparseable": e.to_string() }),
     };
-    let mut tx = pool.begin().await?;
     let request_hash = atlasmesh_core::command::request_hash_json(&cmd.kind, &cmd.payload_json);
     // Record the command if the API did not (one round trip): `ins` returns it when this
     // statement created it (new rows are invisible to `cur` in the same statement); else
@@ -214,42 +304,44 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     .bind(&payload)
     .bind(&request_hash)
     .bind(cmd.issued_at_ms as f64)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        // Another command already holds this actor's idempotency key.
-        tx.rollback().await?;
-        return Ok(Decision {
+        // Another command already holds this actor's idempotency key. The statement wrote
+        // nothing, so the rest of the group goes on.
+        let decision = Decision {
             status: CommandStatus::Rejected,
             reason: Some(format!("idempotency key {:?} of actor {:?} belongs to another command", cmd.idempotency_key, cmd.actor)),
             entity_id: None,
             applied_at_ms: now_ms(),
-        });
+        };
+        return Ok((decision, Counted::Nothing));
     };
     let status: String = row.get("status");
     if status != "pending" {
-        metrics::counter!(m::COMMANDS_REPLAYED).increment(1);
+        // Decided before (possibly earlier in this group: a duplicate); nothing to write.
         let decision = Decision {
             status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
             reason: row.get("reason"),
             entity_id: row.get("entity_id"),
             applied_at_ms: row.get("at_ms"),
         };
-        tx.rollback().await?;
-        return Ok(decision);
+        return Ok((decision, Counted::Replayed));
     }
     let scope = Scope::from_record(&cmd.fleet_scope);
     let outcome = if payload.get("_unparseable").is_some() {
         Outcome::Rejected { reason: "payload is not valid JSON".into() }
     } else {
         let ctx = CommandCtx { command_id: &cmd.command_id, kind: &cmd.kind, actor: &cmd.actor, scope: &scope, issued_at_ms: cmd.issued_at_ms, payload: &payload };
-        match store::apply(&mut tx, ctx).await {
+        match store::apply(&mut *conn, ctx).await {
             Ok(o) => o,
             Err(e) if retriable(&e) => return Err(e),
             Err(e) => {
                 // A statement the domain rules did not foresee failed: `apply` rolled back to
-                // its own savepoint, so nothing of the command is kept; refuse it with the
-                // database's reason.
+                // its own savepoint, so nothing of the command is kept and the group's
+                // transaction is usable again; refuse the command with the database's reason.
+                // (Had that rollback failed too, the decision below fails, and the group is
+                // retried.)
                 Outcome::Rejected { reason: format!("refused by the database: {}", e.as_database_error().map_or(e.to_string(), |d| d.message().to_string())) }
             }
         }
@@ -282,16 +374,15 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
     .bind(&cmd.kind)
     .bind(&fleet_id)
     .bind(&payload)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
-    tx.commit().await?;
-    metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1);
-    Ok(Decision {
+    let decision = Decision {
         status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
         reason,
         entity_id,
         applied_at_ms,
-    })
+    };
+    Ok((decision, Counted::Decided(status)))
 }
 
 impl Pipeline for CommandPipeline {
