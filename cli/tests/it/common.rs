@@ -107,15 +107,7 @@ impl TestEnv {
 
     /// Like `spawn_worker`, with extra environment overriding this test's config.
     pub fn spawn_worker_with(&self, n: usize, extra: &[(&str, &str)]) -> Child {
-        let log = std::fs::File::create(self.log_dir.join(format!("worker-{n}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
-            .args(["worker", "--no-prepare"])
-            .envs(self.envs())
-            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        self.spawn_worker_args(n, &[], extra)
     }
 
     /// Like `spawn_worker_with`, with extra `worker` arguments (e.g. `["--pipelines", "alerts"]`).
@@ -283,6 +275,24 @@ impl TestEnv {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// A test that fails leaves the processes it started running (its `sigterm` is never reached):
+/// kill every `atlasmesh` process started with this test's environment.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let mark = format!("ATLASMESH_KAFKA__GROUP_PREFIX={}", self.cfg.kafka.group_prefix);
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            if environ.split(|&b| b == 0).any(|kv| kv == mark.as_bytes()) && pid != std::process::id() as i32 {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 }
