@@ -673,35 +673,6 @@ mod tests {
     }
 
     #[test]
-    fn performance_config_is_validated_and_read_from_env() {
-        use crate::config::{Config, PerformanceConfig};
-        assert!(PerformanceConfig::default().validate().is_ok());
-        let bad = |f: fn(&mut PerformanceConfig)| {
-            let mut c = PerformanceConfig::default();
-            f(&mut c);
-            c.validate().is_err()
-        };
-        assert!(bad(|c| c.score.weights.cost = -1.0));
-        assert!(bad(|c| c.trend_metrics.push("nope".into())));
-        assert!(bad(|c| c.window_horizons = vec![2]));
-        assert!(bad(|c| c.trend_alpha = 1.0));
-        assert!(bad(|c| c.forecast_confidence = 0.0));
-        assert!(bad(|c| c.settle_grace_ms = -1));
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__UTILIZATION", "2");
-            jail.set_env("ATLASMESH_PERFORMANCE__WINDOW_HORIZONS", "[60, 5]");
-            let c = Config::load(None).unwrap();
-            assert_eq!(c.performance.score.weights.utilization, 2.0);
-            assert_eq!(c.performance.score.weights.cost, 0.2);
-            assert_eq!(c.performance.window_horizons, vec![60, 5]);
-            assert!(c.validate().is_ok());
-            jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__SAFETY", "-1");
-            assert!(Config::load(None).unwrap().validate().is_err());
-            Ok(())
-        });
-    }
-
-    #[test]
     fn empty_period_and_helpers() {
         let r = build(&ReportInput { fleet_id: "f".into(), from_ms: 0, to_ms: M, ..Default::default() }, &settings());
         assert_eq!(r.summary.windows, 0);

@@ -96,8 +96,8 @@ async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, group_max: usize, r
             }
         }
         let mut backoff = retry_initial;
+        let group: Vec<GroupCommand<'_>> = jobs.iter().map(|j| GroupCommand { cmd: &j.cmd, partition: j.partition, offset: j.offset }).collect();
         let decisions = loop {
-            let group: Vec<GroupCommand<'_>> = jobs.iter().map(|j| GroupCommand { cmd: &j.cmd, partition: j.partition, offset: j.offset }).collect();
             match try_group(&pool, &group).await {
                 Ok(d) => break d,
                 Err(GroupFailure { command_id, error }) => {
@@ -111,6 +111,7 @@ async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, group_max: usize, r
                 }
             }
         };
+        drop(group);
         // The receiver is gone only when the batch was dropped (shutdown); the decision is
         // in PostgreSQL either way.
         for (job, decision) in jobs.drain(..).zip(decisions) {
