@@ -204,7 +204,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
                 fault_codes: if fault { vec!["E42".into()] } else { vec![] },
             };
             let payload = codec.encode(&cfg.topics.telemetry, SchemaKind::Telemetry, &ev).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            records.push(OutRecord { topic: cfg.topics.telemetry.clone(), key: Some(ev.vehicle_id.clone().into_bytes()), payload, headers: vec![] });
+            records.push(OutRecord { topic: cfg.topics.telemetry.clone(), key: Some(ev.vehicle_id.clone().into_bytes()), payload, headers: vec![], partition: None });
             last_ts = now;
             sent += 1;
         }

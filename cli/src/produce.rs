@@ -29,7 +29,7 @@ pub async fn encode(codec: &Codec, topic: &str, items: &[Emitted]) -> anyhow::Re
             ),
             Emitted::Malformed { key, bytes, .. } => (key.clone(), bytes.clone()),
         };
-        out.push(OutRecord { topic: topic.to_string(), key: Some(key.into_bytes()), payload, headers: vec![] });
+        out.push(OutRecord { topic: topic.to_string(), key: Some(key.into_bytes()), payload, headers: vec![], partition: None });
     }
     Ok(out)
 }
@@ -44,11 +44,11 @@ pub async fn encode_derived(codec: &Codec, cfg: &Config, deriver: &mut Deriver, 
         let d = deriver.observe(event);
         for m in &d.missions {
             let payload = codec.encode(&t.mission_events, SchemaKind::MissionEvents, m).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.clone().into_bytes()), payload, headers: vec![] });
+            out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.clone().into_bytes()), payload, headers: vec![], partition: None });
         }
         for r in &d.resources {
             let payload = codec.encode(&t.resource_events, SchemaKind::ResourceEvents, r).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            out.push(OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![] });
+            out.push(OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![], partition: None });
         }
     }
     Ok(out)

@@ -201,10 +201,6 @@ impl Default for TelemetryConfig {
 pub struct AlertsConfig {
     /// How often rules are re-read from PostgreSQL (processing time).
     pub rules_refresh_ms: u64,
-    /// A fleet window is evaluated at the latest once a window of the fleet ending this much
-    /// later (event time) has arrived, even if a source partition never passed it. Must exceed
-    /// `telemetry.max_gap_ms + telemetry.window_ms` (how far an idle partition's flush reaches).
-    pub settle_grace_ms: i64,
     /// A firing subject without observations for this long (event time, against the metrics
     /// partition's watermark) is advanced by `tick` (re-send, keep-firing-for resolve).
     pub silent_after_ms: i64,
@@ -212,7 +208,7 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { rules_refresh_ms: 5_000, settle_grace_ms: 180_000, silent_after_ms: 300_000 }
+        AlertsConfig { rules_refresh_ms: 5_000, silent_after_ms: 300_000 }
     }
 }
 
@@ -222,9 +218,6 @@ impl Default for AlertsConfig {
 pub struct PerformanceConfig {
     /// Score weights and reference values (`[performance.score]`, `[performance.score.weights]`).
     pub score: crate::analytics::score::ScoreParams,
-    /// A fleet window is scored at the latest once a window of the fleet ending this much later
-    /// (event time) has arrived, even if a source partition never passed it (as in `[alerts]`).
-    pub settle_grace_ms: i64,
     /// Metrics whose trends are computed (names of `analytics::metrics::METRICS`).
     pub trend_metrics: Vec<String>,
     /// Sliding trend horizons in windows: the last N settled windows of a fleet.
@@ -248,7 +241,6 @@ impl Default for PerformanceConfig {
     fn default() -> Self {
         PerformanceConfig {
             score: Default::default(),
-            settle_grace_ms: 180_000,
             trend_metrics: ["score", "utilization", "availability", "kwh_per_km"].map(String::from).to_vec(),
             window_horizons: vec![60],
             day_horizons: vec![14],
@@ -266,9 +258,6 @@ impl PerformanceConfig {
     pub fn validate(&self) -> Result<()> {
         self.score.validate()?;
         let bad = |m: String| Err(Error::Config(format!("performance.{m}")));
-        if self.settle_grace_ms < 0 {
-            return bad("settle_grace_ms must not be negative".into());
-        }
         if let Some(m) = self.trend_metrics.iter().find(|m| !crate::analytics::metrics::is_known(m)) {
             return bad(format!("trend_metrics: unknown metric {m:?}"));
         }
@@ -470,17 +459,6 @@ impl Config {
             return Err(Error::Config("commands.lanes, commands.lane_capacity and commands.group_max must be at least 1".into()));
         }
         self.performance.validate()?;
-        // An idle partition closes its windows up to max_gap + one window past its last sample;
-        // a settle grace no longer than that lets the other partitions' last windows of a fleet
-        // settle without them.
-        let reach = t.max_gap_ms + t.window_ms;
-        for (name, grace) in [("alerts", self.alerts.settle_grace_ms), ("performance", self.performance.settle_grace_ms)] {
-            if grace <= reach {
-                return Err(Error::Config(format!(
-                    "{name}.settle_grace_ms ({grace}) must exceed telemetry.max_gap_ms + telemetry.window_ms ({reach})"
-                )));
-            }
-        }
         Ok(())
     }
 }
@@ -521,7 +499,6 @@ mod tests {
         assert!(bad(|c| c.window_horizons = vec![2]));
         assert!(bad(|c| c.trend_alpha = 1.0));
         assert!(bad(|c| c.forecast_confidence = 0.0));
-        assert!(bad(|c| c.settle_grace_ms = -1));
         figment::Jail::expect_with(|jail| {
             jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__UTILIZATION", "2");
             jail.set_env("ATLASMESH_PERFORMANCE__WINDOW_HORIZONS", "[60, 5]");
@@ -534,9 +511,9 @@ mod tests {
             assert!(Config::load(None).unwrap().validate().is_err());
             jail.set_env("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__SAFETY", "0.2");
             assert!(Config::load(None).unwrap().validate().is_ok());
-            // A settle grace within an idle partition's flush reach (max_gap + window) is refused.
-            jail.set_env("ATLASMESH_ALERTS__SETTLE_GRACE_MS", "120000");
-            assert!(Config::load(None).unwrap().validate().is_err());
+            // The settle graces are gone (fleet windows settle on watermarks): refused as unknown.
+            jail.set_env("ATLASMESH_PERFORMANCE__SETTLE_GRACE_MS", "180000");
+            assert!(Config::load(None).is_err());
             Ok(())
         });
     }

@@ -44,6 +44,7 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
             ("source.partition".into(), d.source_partition.to_string().into_bytes()),
             ("source.offset".into(), d.source_offset.to_string().into_bytes()),
         ],
+        partition: None,
     })
 }
 

@@ -196,7 +196,7 @@ async fn produce(state: &AppState, record: &CommandRecord, aggregate_id: &str) -
         .encode(topic, SchemaKind::Commands, record)
         .await
         .map_err(|e| ApiError::Unavailable(Error::Internal(format!("encoding command: {e}"))))?;
-    let out = OutRecord { topic: topic.clone(), key: Some(aggregate_id.as_bytes().to_vec()), payload, headers: vec![] };
+    let out = OutRecord { topic: topic.clone(), key: Some(aggregate_id.as_bytes().to_vec()), payload, headers: vec![], partition: None };
     state
         .producer
         .send_all("kafka", std::slice::from_ref(&out))

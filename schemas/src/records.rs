@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum MetricsScope {
     Vehicle,
     FleetPartial,
+    /// A source partition's progress marker (see [`WindowMetricsRecord::watermark`]).
+    Watermark,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,12 @@ pub struct WindowMetricsRecord {
     pub mission_count: i64,
     pub active_vehicles: i64,
     pub vehicles: i64,
+    /// Watermarks: the number of partitions of the telemetry topic (0 on windows).
+    #[serde(default)]
+    pub source_partitions: i32,
+    /// Watermarks: the source partition is caught up and has closed everything it holds.
+    #[serde(default)]
+    pub source_idle: bool,
 }
 
 impl WindowMetricsRecord {
@@ -70,6 +78,44 @@ impl WindowMetricsRecord {
             mission_count: c.mission_count as i64,
             active_vehicles: c.active_vehicles as i64,
             vehicles: c.vehicles as i64,
+            source_partitions: 0,
+            source_idle: false,
+        }
+    }
+
+    /// The progress marker of telemetry partition `source` (of `source_partitions`): every
+    /// window it holds that ends at or before `closed_until_ms` is closed and its partials are
+    /// written before this marker; `idle`: the partition is caught up and closed everything it
+    /// holds. Written to every partition of the metrics topic, so each fleet-window settler
+    /// hears from every source (see `atlasmesh_pipelines::settle`).
+    pub fn watermark(source: i32, source_partitions: i32, closed_until_ms: i64, idle: bool) -> Self {
+        WindowMetricsRecord {
+            scope: MetricsScope::Watermark,
+            fleet_id: String::new(),
+            vehicle_id: String::new(),
+            source_partition: source,
+            window_start_ms: closed_until_ms,
+            window_end_ms: closed_until_ms,
+            version: 0,
+            samples: 0,
+            observed_ms: 0,
+            busy_ms: 0,
+            available_ms: 0,
+            idle_ms: 0,
+            charging_ms: 0,
+            maintenance_ms: 0,
+            fault_ms: 0,
+            offline_ms: 0,
+            distance_m: 0,
+            energy_wh: 0,
+            moving_samples: 0,
+            moving_speed_ckph_sum: 0,
+            fault_count: 0,
+            mission_count: 0,
+            active_vehicles: 0,
+            vehicles: 0,
+            source_partitions,
+            source_idle: idle,
         }
     }
 

@@ -8,7 +8,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{observe, Error, Result};
@@ -59,6 +59,8 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// An explicit partition (`None`: the partitioner picks one from the key).
+    pub partition: Option<i32>,
 }
 
 #[derive(Clone)]
@@ -73,6 +75,20 @@ impl KafkaProducer {
 
     pub fn inner(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// The number of partitions of `topic`, from the broker's metadata.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let producer = self.producer.clone();
+        let t = topic.to_string();
+        let md = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&t), Duration::from_secs(10)))
+            .await
+            .map_err(|e| Error::Other(format!("metadata task: {e}")))??;
+        let n = md.topics().iter().find(|m| m.name() == topic).map_or(0, |m| m.partitions().len());
+        if n == 0 {
+            return Err(Error::Other(format!("topic {topic} has no partitions (does it exist?)")));
+        }
+        Ok(n as i32)
     }
 
     /// Produces every record and waits until all are acknowledged. On error some may have
@@ -92,6 +108,9 @@ impl KafkaProducer {
                 FutureRecord::to(&r.topic).payload(&r.payload[..]).headers(headers);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
+            }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
             }
             // A full local queue is back-pressure: wait and try again, never drop.
             let fut = loop {

@@ -13,7 +13,7 @@ use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 
-use crate::common::{sigkill, sigterm, TestEnv};
+use crate::common::{sigkill, sigterm, watermark_records, TestEnv};
 
 const M: i64 = 60_000;
 /// Event time of minute 0 (a minute boundary).
@@ -79,6 +79,8 @@ fn partials(f: &Fleet, k: i64) -> Vec<WindowMetricsRecord> {
         mission_count: 1,
         active_vehicles: 2,
         vehicles: 2,
+        source_partitions: 0,
+        source_idle: false,
     };
     vec![r(0, 1, 0), r(1, 1, busy), r(0, 2, busy)]
 }
@@ -127,9 +129,11 @@ async fn produce_minutes(env: &TestEnv, fleets: &[Fleet], minutes: std::ops::Ran
         for f in fleets {
             for r in partials(f, k) {
                 let payload = codec.encode(&env.cfg.topics.metrics, SchemaKind::Metrics, &r).await.unwrap();
-                records.push(OutRecord { topic: env.cfg.topics.metrics.clone(), key: Some(f.id.clone().into_bytes()), payload, headers: vec![] });
+                records.push(OutRecord { topic: env.cfg.topics.metrics.clone(), key: Some(f.id.clone().into_bytes()), payload, headers: vec![], partition: None });
             }
         }
+        // Both sources have closed the minute before: it settles.
+        records.extend(watermark_records(env, &codec, 2, BASE + (k - 1) * M).await);
     }
     KafkaProducer::new(&env.cfg.kafka).unwrap().send_all("kafka", &records).await.unwrap();
     records.len()
@@ -193,7 +197,7 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     let args = ["--pipelines", "alerts"];
     let fast_refresh = [("ATLASMESH_ALERTS__RULES_REFRESH_MS", "500")];
 
-    // Phase 1: minutes 1..=11 (minute 11's partials settle minute 10). Then fleet A's slow rule
+    // Phase 1: minutes 1..=11 (the watermarks after minute 11 settle minute 10). Then fleet A's slow rule
     // is pending (since 8) and its fast rule firing (since 6).
     let mut produced = produce_minutes(&env, &fleets, 1..=11).await as i64;
     let mut worker = env.spawn_worker_args(0, &args, &fast_refresh);
@@ -464,9 +468,9 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     // hysteresis band, breach again. C: low all along. Federation: (A + C) / 2.
     let a = Fleet { id: fa.clone(), series: vec![0.7, 0.4, 0.4, 0.4, 0.55, 0.55, 0.4, 0.4, 0.4, 0.4, 0.4] };
     let c = Fleet { id: fc.clone(), series: vec![0.3; 11] };
-    // Phase 1: minutes 1..=5 settle 1..=4 of each fleet, and federation windows 1..=3
-    // (every member passed them): minute 1 is 0.5 (no breach although C alone is 0.3),
-    // minute 2 is 0.35 and fires (for 0).
+    // Phase 1: minutes 1..=5 and the watermarks settle 1..=4 of each fleet, and so federation
+    // windows 1..=4 (every metrics partition settled them): minute 1 is 0.5 (no breach
+    // although C alone is 0.3), minute 2 is 0.35 and fires (for 0).
     produce_partials(&env, 1..=5, &[&a, &c]).await;
     let key_a = alert::dedup_key(&rule_a, &fa);
     let key_f = alert::dedup_key(&rule_f, &fed);
@@ -525,7 +529,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     assert_eq!(s, 409, "{v}");
 
     // Resolve both by hand. The federation's resolve is published by the evaluator on its
-    // next refresh (resolve at its clock, the end of window 3).
+    // next refresh (resolve at its clock, the end of window 4).
     for key in [&key_a, &key_f] {
         let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key}/resolve?wait=true"), &op_a, Some(json!({"note": "depot closed"}))).await;
         assert_eq!(s, 200, "{v}");
@@ -573,11 +577,11 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     })
     .await;
     assert_eq!(got_a, want_a, "logs in {}", env.log_dir.display());
-    // Federation: fired at 2, resolved by hand at 3, fires again on window 4 (0.35; for 0).
+    // Federation: fired at 2, resolved by hand at 4, fires again on window 5 (0.425; for 0).
     let want_f = vec![
         (1, "firing".to_string(), BASE + 2 * M, None),
-        (2, "resolved".to_string(), BASE + 3 * M, by.clone()),
-        (3, "firing".to_string(), BASE + 4 * M, None),
+        (2, "resolved".to_string(), BASE + 4 * M, by.clone()),
+        (3, "firing".to_string(), BASE + 5 * M, None),
     ];
     let got_f = eventually("federation fires again", &env, || {
         let (pg, key) = (pg.clone(), key_f.clone());

@@ -200,7 +200,7 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
     for (command_id, idempotency_key, kind, fleet_scope, actor, payload_json, issued_at_ms) in rows {
         let rec = CommandRecord { command_id: command_id.clone(), idempotency_key, kind, fleet_scope, actor, issued_at_ms, payload_json };
         let payload = codec.encode(&env.cfg.topics.commands, SchemaKind::Commands, &rec).await.unwrap();
-        dups.push(OutRecord { topic: env.cfg.topics.commands.clone(), key: Some(command_id.into_bytes()), payload, headers: vec![] });
+        dups.push(OutRecord { topic: env.cfg.topics.commands.clone(), key: Some(command_id.into_bytes()), payload, headers: vec![], partition: None });
     }
     KafkaProducer::new(&env.cfg.kafka).unwrap().send_all("kafka", &dups).await.unwrap();
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use atlasmesh_core::config::Config;
 use atlasmesh_core::window::Counters;
-use atlasmesh_schemas::Codec;
+use atlasmesh_schemas::{Codec, SchemaKind, WindowMetricsRecord};
 use atlasmesh_simulator::Emitted;
-use atlasmesh_sinks::kafka::KafkaProducer;
+use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use serde::Deserialize;
 
 /// The HS256 secret every process of a test shares.
@@ -23,10 +23,13 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new(test: &str) -> TestEnv {
+        // Tests of one process can start in the same millisecond: a counter tells them apart.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let unique = format!(
-            "{test}_{}_{}",
+            "{test}_{}_{}_{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000,
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let mut cfg = Config::load(None).expect("config from env");
         if std::env::var("CLICKHOUSE_VALIDATION").is_err() {
@@ -298,6 +301,23 @@ impl Drop for TestEnv {
 }
 
 /// Kills the child hard and reaps it.
+/// What the telemetry pipeline writes after a batch, for tests that produce window metrics
+/// themselves: the watermarks of telemetry partitions `0..sources`, each closed through
+/// `closed_until_ms`, to every partition of the metrics topic (fleet windows settle on them).
+pub async fn watermark_records(env: &TestEnv, codec: &Codec, sources: i32, closed_until_ms: i64) -> Vec<OutRecord> {
+    let topic = &env.cfg.topics.metrics;
+    let partitions = KafkaProducer::new(&env.cfg.kafka).unwrap().partition_count(topic).await.unwrap();
+    let mut out = Vec::new();
+    for source in 0..sources {
+        let r = WindowMetricsRecord::watermark(source, sources, closed_until_ms, false);
+        let payload = codec.encode(topic, SchemaKind::Metrics, &r).await.unwrap();
+        for partition in 0..partitions {
+            out.push(OutRecord { topic: topic.clone(), key: None, payload: payload.clone(), headers: vec![], partition: Some(partition) });
+        }
+    }
+    out
+}
+
 pub fn sigkill(child: &mut Child) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;

@@ -107,15 +107,15 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
     let mut out = Vec::new();
     for m in missions(&u) {
         let payload = codec.encode(&t.mission_events, SchemaKind::MissionEvents, &m).await.unwrap();
-        out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.into_bytes()), payload, headers: vec![] });
+        out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.into_bytes()), payload, headers: vec![], partition: None });
     }
-    out.push(OutRecord { topic: t.mission_events.clone(), key: Some(b"m1".to_vec()), payload: b"not avro".to_vec(), headers: vec![] });
+    out.push(OutRecord { topic: t.mission_events.clone(), key: Some(b"m1".to_vec()), payload: b"not avro".to_vec(), headers: vec![], partition: None });
     let mut n = out.len();
     producer.send_all("kafka", &out).await.unwrap();
     let mut batch = Vec::new();
     for r in resources(&u) {
         let payload = codec.encode(&t.resource_events, SchemaKind::ResourceEvents, &r).await.unwrap();
-        let record = OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![] };
+        let record = OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![], partition: None };
         n += 1;
         if !one_by_one || r.pool_id.ends_with("pool-x") {
             batch.push(record);

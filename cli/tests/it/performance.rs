@@ -22,7 +22,7 @@ use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::{sigkill, sigterm, TestEnv};
+use crate::common::{sigkill, sigterm, watermark_records, TestEnv};
 
 const M: i64 = 60_000;
 /// 2023-11-15T00:00:00Z.
@@ -84,6 +84,8 @@ fn partial(fleet: &str, a: bool, source: i32, k: i64, version: i32) -> WindowMet
         mission_count: 1,
         active_vehicles: 1,
         vehicles: 1,
+        source_partitions: 0,
+        source_idle: false,
     }
 }
 
@@ -112,9 +114,12 @@ async fn produce(env: &TestEnv, fleets: &[(&str, bool)], minutes: std::ops::Rang
                     key: Some(f.as_bytes().to_vec()),
                     payload,
                     headers: vec![],
+                    partition: None,
                 });
             }
         }
+        // Both sources have closed the minute before: it settles.
+        records.extend(watermark_records(env, &codec, 2, BASE + (k - 1) * M).await);
     }
     KafkaProducer::new(&env.cfg.kafka).unwrap().send_all("kafka", &records).await.unwrap();
     records.len() as i64

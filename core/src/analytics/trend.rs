@@ -221,12 +221,13 @@ pub fn analyze(points: &[(f64, f64)], params: &TrendParams) -> Result<Trend, Tre
     Ok(Trend { fit, p_value, significant, direction, change_pct, forecast })
 }
 
-/// The points of the sliding horizon ending at the last point: those with
-/// `t > t_last − horizon` (`points` sorted by `t`).
-pub fn sliding(points: &[(f64, f64)], horizon: f64) -> &[(f64, f64)] {
-    let Some(&(t_last, _)) = points.last() else { return points };
-    let from = points.partition_point(|p| p.0 <= t_last - horizon);
-    &points[from..]
+/// The points of the sliding horizon ending at `end` (the newest window, whether or not the
+/// metric is defined there): those with `end − horizon < t ≤ end` (`points` sorted by `t`).
+/// This is the performance pipeline's "last N windows".
+pub fn sliding(points: &[(f64, f64)], end: f64, horizon: f64) -> &[(f64, f64)] {
+    let from = points.partition_point(|p| p.0 <= end - horizon);
+    let to = points.partition_point(|p| p.0 <= end);
+    &points[from..to.max(from)]
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error about 1e-15).
@@ -473,9 +474,12 @@ mod tests {
     #[test]
     fn sliding_horizon_keeps_the_tail() {
         let pts: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, i as f64)).collect();
-        assert_eq!(sliding(&pts, 3.0), &pts[7..]);
-        assert_eq!(sliding(&pts, 100.0), &pts[..]);
-        assert!(sliding(&[], 3.0).is_empty());
+        assert_eq!(sliding(&pts, 9.0, 3.0), &pts[7..]);
+        assert_eq!(sliding(&pts, 9.0, 100.0), &pts[..]);
+        // The newest window has no value: the horizon still ends there.
+        assert_eq!(sliding(&pts, 10.0, 3.0), &pts[8..]);
+        assert_eq!(sliding(&pts, 5.0, 3.0), &pts[3..6]);
+        assert!(sliding(&[], 3.0, 3.0).is_empty());
     }
 
     #[test]

@@ -416,11 +416,13 @@ def fleet_windows(tel):
     wp = tel["window_params"]
     events, dropped, repeats = admitted(tel)
     fleet_of = {e["vehicle_id"]: e["fleet_id"] for e in events}
-    starts = [tel["t0_ms"] + i * wp["window_ms"] for i in range(tel["windows"])]
+    per_vehicle = vehicle_windows(events, wp)
+    # Every window up to the last one any vehicle's data reaches: past the scenario's last
+    # sample, a vehicle's last status still holds for up to max_gap_ms (the tail window).
+    last = max(ws for (_, ws) in per_vehicle)
+    starts = list(range(tel["t0_ms"], last + 1, wp["window_ms"]))
     fleets = {}
-    for (v, ws), c in vehicle_windows(events, wp).items():
-        if ws not in starts:
-            continue  # the tail beyond the scenario's last window
+    for (v, ws), c in per_vehicle.items():
         rows = fleets.setdefault(fleet_of[v], {s: {k: 0 for k in COUNTERS} for s in starts})
         for k in COUNTERS:
             rows[ws][k] += c[k]
@@ -448,8 +450,11 @@ def analyse(sc, fleets, t0, wms):
             # t = window end in minutes since t0.
             series = [((i + 1) * wms / 60_000, metric(c, m["name"], p)) for i, c in enumerate(rows)]
             series = [(t, y) for t, y in series if y is not None]
+            # The last h windows: the horizon ends at the newest window, even where the
+            # metric is undefined (kWh/km of a window without distance).
+            t_end = len(rows) * wms / 60_000
             for h in ts["horizons_windows"]:
-                pts = [(t, y) for t, y in series if t > series[-1][0] - h]
+                pts = [(t, y) for t, y in series if t > t_end - h]
                 trends.append({"fleet_id": f, "metric": m["name"], "horizon_windows": h,
                                "trend": trend(pts, m["higher_is_better"], ts["alpha"], ts["confidence"],
                                               ts["horizon_steps"])})

@@ -6,19 +6,12 @@
 //!
 //! **Fleet windows.** `fleet.metrics.v1` carries per-source-partition fleet partials (one per
 //! telemetry partition holding vehicles of the fleet, re-emitted with a higher version on a
-//! late event). The topic is keyed by fleet, so every partial of a fleet reaches this
-//! partition. A fleet window `W` is *settled* — summed over the newest version of each partial
-//! and evaluated, exactly once — when either
-//!   1. every source partition known for the fleet has delivered a partial of a later window
-//!      (a telemetry partition closes its windows in order, so it will not send more for `W`
-//!      except late revisions), or
-//!   2. the fleet has a window ending at least `settle_grace_ms` after `W` ends (event time).
-//!
-//! A source is *known* once it delivered a partial; it is forgotten when its newest partial
-//! ends `settle_grace_ms` before the fleet's newest (it went quiet; rule 2 covers it). Windows
-//! settle in window order. A partial for an already settled window (a late revision, or a
-//! source first seen after the window settled) is ignored and counted: alert timelines never
-//! go back in time.
+//! late event) and the watermarks of every telemetry partition. The topic is keyed by fleet,
+//! so every partial of a fleet reaches this partition; watermarks reach every partition. A
+//! fleet window is *settled* — summed over the newest version of each partial and evaluated,
+//! exactly once, in window order — when every telemetry partition has closed it (see
+//! [`crate::settle`]). A partial for an already settled window (a late revision) is ignored
+//! and counted: alert timelines never go back in time.
 //!
 //! **Vehicle windows** are evaluated when their first version arrives; revisions (version > 1)
 //! are ignored for the same reason.
@@ -44,7 +37,7 @@
 //! for fleets that are members of a federation with a federation rule; the pipeline stores
 //! them and [`evaluate_federation`] sums them per federation (see its docs).
 
-use crate::settle::FleetWindows;
+use crate::settle::{settle_fleets, FleetWindows, SourceWatermarks};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -185,7 +178,6 @@ impl RuleSet {
 /// Tunables of the engine (`[alerts]` in the config).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub settle_grace_ms: i64,
     pub silent_after_ms: i64,
     pub score: ScoreParams,
 }
@@ -209,6 +201,8 @@ pub struct AlertsState {
     instances: BTreeMap<(String, String), Instance>,
     /// Newest observation time of the partition.
     watermark_ms: Option<i64>,
+    /// The telemetry partitions' watermarks: what has settled.
+    sources: SourceWatermarks,
 }
 
 /// One transition to publish and record.
@@ -272,6 +266,12 @@ pub fn transition_kind_str(k: TransitionKind) -> &'static str {
 }
 
 impl AlertsState {
+    /// Every fleet window of this partition ending at or before this has settled (see
+    /// [`crate::settle`]); `None` until every telemetry partition has sent a watermark.
+    pub fn frontier(&self) -> Option<i64> {
+        self.sources.frontier()
+    }
+
     /// Number of `(rule, subject)` instances and open fleet windows (state-size metrics).
     pub fn sizes(&self) -> (usize, usize) {
         (self.instances.len(), self.fleets.values().map(|f| f.open_len()).sum())
@@ -293,20 +293,21 @@ impl AlertsState {
                 self.advance(rules, s, r.window_end_ms, out);
             }
             MetricsScope::FleetPartial => {
+                let frontier = self.sources.frontier();
                 let fw = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fw.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), s.settle_grace_ms) {
+                if !fw.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), frontier) {
                     outcome.ignored_revisions += 1;
-                    return outcome;
                 }
-                let settled = fw.take_settled(s.settle_grace_ms);
-                let fleet_rules = rules.rules_for(AlertScope::Fleet, &r.fleet_id);
-                let federated = rules.is_federated(&r.fleet_id);
-                for w in settled {
-                    self.observe(fleet_rules, s, &r.fleet_id, &r.fleet_id, w.end_ms, &w.counters, out);
+            }
+            MetricsScope::Watermark => {
+                self.sources.observe(r.source_partition, r.source_partitions, r.window_end_ms, r.source_idle);
+                for (fleet, w) in settle_fleets(&mut self.fleets, |f| f, self.sources.frontier()) {
+                    let fleet_rules = rules.rules_for(AlertScope::Fleet, &fleet);
+                    self.observe(fleet_rules, s, &fleet, &fleet, w.end_ms, &w.counters, out);
                     outcome.observations += 1;
                     self.advance(rules, s, w.end_ms, out);
-                    if federated {
-                        outcome.settled.push(SettledWindow { fleet_id: r.fleet_id.clone(), start_ms: w.start_ms, end_ms: w.end_ms, counters: w.counters });
+                    if rules.is_federated(&fleet) {
+                        outcome.settled.push(SettledWindow { fleet_id: fleet, start_ms: w.start_ms, end_ms: w.end_ms, counters: w.counters });
                     }
                 }
             }
@@ -480,41 +481,26 @@ pub struct MemberWindow {
 ///
 /// A federation window `W` (the 1-minute grid of the fleet windows) is the sum of the settled
 /// fleet windows `W` of the federation's member fleets. It settles — is evaluated, once, in
-/// window order — when
-///   1. every member fleet has a settled window that starts after `W` (fleet windows settle in
-///      order, so each member's `W` is final: present, or absent for lack of data), or
-///   2. some member has a settled window ending at least `grace_ms` after `W` ends (a member
-///      that went quiet does not hold the federation back; it counts as no data).
-///
-/// Windows that no member has are skipped (no data). Rows of non-members are ignored.
-pub fn settle_federation(members: &[String], windows: &[MemberWindow], settled_through_ms: Option<i64>, grace_ms: i64) -> Vec<(i64, i64, Counters)> {
+/// window order — when every partition of the metrics topic has settled its fleet windows
+/// through `W` (`frontier`: the minimum over the partitions, `alert_settle_frontier`). Each
+/// partition stores its federated fleets' settled windows in the transaction that records its
+/// frontier, so every member's `W` is then stored: present, or absent for lack of data.
+/// Windows that no member has are skipped. Rows of non-members are ignored.
+pub fn settle_federation(members: &[String], windows: &[MemberWindow], settled_through_ms: Option<i64>, frontier: Option<i64>) -> Vec<(i64, i64, Counters)> {
+    let Some(frontier) = frontier else { return Vec::new() };
     if members.is_empty() {
         return Vec::new();
     }
     let is_member = |f: &str| members.iter().any(|m| m == f);
-    let mut newest_start: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut newest_end = i64::MIN;
     let mut by_window: BTreeMap<i64, (i64, Counters)> = BTreeMap::new();
     for w in windows.iter().filter(|w| is_member(w.fleet_id.as_str())) {
-        let e = newest_start.entry(w.fleet_id.as_str()).or_insert(w.start_ms);
-        *e = (*e).max(w.start_ms);
-        newest_end = newest_end.max(w.end_ms);
-        if settled_through_ms.is_some_and(|s| w.start_ms <= s) {
+        if settled_through_ms.is_some_and(|s| w.start_ms <= s) || w.end_ms > frontier {
             continue;
         }
         let slot = by_window.entry(w.start_ms).or_insert((w.end_ms, Counters::default()));
         slot.1.add(&w.counters);
     }
-    let mut out = Vec::new();
-    for (start, (end, sum)) in by_window {
-        let all_passed = members.iter().all(|m| newest_start.get(m.as_str()).is_some_and(|&s| s > start));
-        let grace_passed = newest_end.saturating_sub(end) >= grace_ms;
-        if !(all_passed || grace_passed) {
-            break;
-        }
-        out.push((start, end, sum));
-    }
-    out
+    by_window.into_iter().map(|(start, (end, sum))| (start, end, sum)).collect()
 }
 
 /// Evaluates one federation rule on the federation windows that settled (see
@@ -529,12 +515,13 @@ pub fn evaluate_federation(
     st: &mut FederationState,
     fresh: bool,
     windows: &[MemberWindow],
+    frontier: Option<i64>,
     resolve: Option<&ResolveRequest>,
     s: &Settings,
     out: &mut Vec<Emitted>,
 ) {
     let Some(fed) = lr.federation_id.as_deref() else { return };
-    let settled = settle_federation(members, windows, st.settled_through_ms, s.settle_grace_ms);
+    let settled = settle_federation(members, windows, st.settled_through_ms, frontier);
     if fresh {
         st.settled_through_ms = settled.last().map(|w| w.0).or(st.settled_through_ms);
         return;
@@ -567,7 +554,7 @@ mod tests {
     const M: i64 = 60_000;
 
     fn settings() -> Settings {
-        Settings { settle_grace_ms: 2 * M, silent_after_ms: 5 * M, score: ScoreParams::default() }
+        Settings { silent_after_ms: 5 * M, score: ScoreParams::default() }
     }
 
     /// A record whose utilization is `busy / 60 s`.
@@ -597,6 +584,8 @@ mod tests {
             mission_count: 0,
             active_vehicles: 1,
             vehicles: 1,
+            source_partitions: 0,
+            source_idle: false,
         }
     }
 
@@ -634,18 +623,26 @@ mod tests {
         out.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.transition.value)).collect()
     }
 
+    /// Source `source` (of `count`) has closed every window through `minute`.
+    fn wm(source: i32, count: i32, minute: i64, idle: bool) -> WindowMetricsRecord {
+        WindowMetricsRecord::watermark(source, count, minute * M, idle)
+    }
+
     #[test]
-    fn fleet_window_settles_when_every_known_source_passed_it() {
+    fn fleet_window_settles_when_every_source_closed_it() {
         let rules = RuleSet::new([LoadedRule { rule: AlertRule { for_ms: 0, ..rule(AlertScope::Fleet).rule }, ..rule(AlertScope::Fleet) }]);
         let mut st = AlertsState::default();
         // Minute 1: 20 s busy from source 0 (v1, then v2 = 10 s), 20 s from source 1 → 30/120 s.
         assert!(feed(&mut st, &rules, &[partial(0, 1, 1, 20_000), partial(1, 1, 1, 20_000), partial(0, 1, 2, 10_000)]).is_empty());
-        // Source 0 moved on; source 1 has not: a half-summed window must not be evaluated.
-        assert!(feed(&mut st, &rules, &[partial(0, 2, 1, 60_000)]).is_empty());
+        // Sources 0 and 1 closed minute 1, source 2 (no vehicles of f1) has not spoken: a
+        // window must not be evaluated before every source closed it.
+        assert!(feed(&mut st, &rules, &[partial(0, 2, 1, 60_000), wm(0, 3, 2, false), wm(1, 3, 1, false)]).is_empty());
         assert_eq!(st.sizes().1, 2);
-        // Source 1 passed minute 1 as well: it settles with the newest versions summed.
-        let t = feed(&mut st, &rules, &[partial(1, 2, 1, 60_000)]);
+        // Source 2 closed minute 3: minute 1 settles with the newest versions summed; minute 2
+        // waits for source 1.
+        let t = feed(&mut st, &rules, &[wm(2, 3, 3, false)]);
         assert_eq!(t, vec![("firing", 1, 1, 30_000.0 / 120_000.0)]);
+        assert_eq!(st.sizes().1, 1);
         // Late revision of a settled window: ignored, counted.
         let mut out = Vec::new();
         let o = st.on_record(&rules, &settings(), &partial(1, 1, 2, 60_000), &mut out);
@@ -653,18 +650,21 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_source_is_covered_by_the_grace_then_forgotten() {
+    fn an_idle_source_does_not_hold_the_fleet_back_and_a_silent_one_does() {
         let rules = RuleSet::new([LoadedRule { rule: AlertRule { for_ms: 0, ..rule(AlertScope::Fleet).rule }, ..rule(AlertScope::Fleet) }]);
         let mut st = AlertsState::default();
-        assert!(feed(&mut st, &rules, &[partial(0, 1, 1, 10_000), partial(1, 1, 1, 10_000), partial(0, 2, 1, 60_000)]).is_empty());
-        // Source 1 stays silent. Minute 1 waits until a window ends 2 min after it (minute 3).
-        let t = feed(&mut st, &rules, &[partial(0, 3, 1, 60_000)]);
-        assert_eq!(t, vec![("firing", 1, 1, 20_000.0 / 120_000.0)]);
-        // Source 1 is forgotten now: minute 2 settled with source 0 alone once it passed it…
-        assert_eq!(st.sizes().1, 1, "minute 3 still open (source 0 has not passed it)");
-        // …and later windows settle as soon as source 0 moves on (1.0 ≥ 0.6 clears; keep 2 min).
-        let t = feed(&mut st, &rules, &[partial(0, 4, 1, 60_000), partial(0, 5, 1, 60_000), partial(0, 6, 1, 60_000)]);
+        let first = [partial(0, 1, 1, 10_000), partial(1, 1, 1, 10_000), wm(1, 2, 1, false), partial(0, 2, 1, 60_000), partial(0, 3, 1, 60_000), wm(0, 2, 3, false)];
+        assert_eq!(feed(&mut st, &rules, &first), vec![("firing", 1, 1, 20_000.0 / 120_000.0)]);
+        // Source 1 says nothing more (its worker is down, or its backlog is not read yet):
+        // however far source 0 gets, minute 2 waits.
+        let ahead: Vec<_> = (4..=9).flat_map(|m| [partial(0, m, 1, 60_000), wm(0, 2, m, false)]).collect();
+        assert!(feed(&mut st, &rules, &ahead).is_empty());
+        assert_eq!(st.sizes().1, 8);
+        // Source 1 is caught up and idle: it holds nothing open, so everything source 0
+        // closed settles (1.0 ≥ 0.6 clears at minute 2; resolved after 2 min keep-firing).
+        let t = feed(&mut st, &rules, &[wm(1, 2, 1, true)]);
         assert_eq!(t, vec![("resolved", 4, 2, 1.0)]);
+        assert_eq!(st.sizes().1, 0);
     }
 
     fn noisy() -> Vec<f64> {
@@ -677,9 +677,14 @@ mod tests {
         ]
     }
 
+    /// One source; after each minute's partial, its watermark settles the previous minute
+    /// (two records per minute).
     fn noisy_partials() -> Vec<WindowMetricsRecord> {
-        // One source; each minute's partial also settles the previous minute.
-        noisy().iter().enumerate().map(|(i, u)| partial(0, i as i64 + 1, 1, (u * 60_000.0).round() as i64)).collect()
+        noisy()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| [partial(0, i as i64 + 1, 1, (u * 60_000.0).round() as i64), wm(0, 1, i as i64, false)])
+            .collect()
     }
 
     fn expected() -> Vec<(&'static str, i64, u64)> {
@@ -707,7 +712,7 @@ mod tests {
     fn a_restored_checkpoint_continues_with_the_same_transitions_and_seqs() {
         let rules = RuleSet::new([rule(AlertScope::Fleet)]);
         let recs = noisy_partials();
-        for cut in [0, 5, 9, 12, 17, 20, recs.len()] {
+        for cut in [0, 5, 9, 12, 17, 20, 31, 40, recs.len()] {
             let mut st = AlertsState::default();
             let mut got = feed(&mut st, &rules, &recs[..cut]);
             let bytes = bincode::serialize(&st).unwrap();
@@ -724,14 +729,14 @@ mod tests {
         let recs = noisy_partials();
         let mut st = AlertsState::default();
         let first = RuleSet::new([rule(AlertScope::Fleet), rule(AlertScope::Vehicle)]);
-        feed(&mut st, &first, &recs[..12]);
+        feed(&mut st, &first, &recs[..24]);
         // A reload: another rule changed (vehicle threshold), this one did not.
         let mut changed = rule(AlertScope::Vehicle);
         changed.rule.threshold = 0.4;
         changed.rule.clear_threshold = Some(0.45);
         let second = RuleSet::new([rule(AlertScope::Fleet), changed]);
         let mut out = Vec::new();
-        for r in &recs[12..] {
+        for r in &recs[24..] {
             st.on_record(&second, &settings(), r, &mut out);
         }
         let kinds: Vec<_> = out.iter().map(|e| (kind_name(&e.transition), e.seq)).collect();
@@ -782,7 +787,7 @@ mod tests {
         let mut st = AlertsState::default();
         // Through minute 11: pending at 8, firing at 11 (seq 6).
         let rules = RuleSet::new([r.clone()]);
-        feed(&mut st, &rules, &recs[..12]);
+        feed(&mut st, &rules, &recs[..24]);
         // The operator saw seq 5 (pending): stale, the machine is at 6.
         let stale = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 5, None, 8 * M)]);
         let mut out = Vec::new();
@@ -814,7 +819,7 @@ mod tests {
         assert_eq!(again, out);
         // The value stays breaching: pending again, firing only after `for` (3 min).
         let mut next = Vec::new();
-        for r in &recs[12..] {
+        for r in &recs[24..] {
             st.on_record(&rules, &settings(), r, &mut next);
         }
         let kinds: Vec<_> = next.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq)).collect();
@@ -832,24 +837,19 @@ mod tests {
     }
 
     #[test]
-    fn federation_windows_settle_when_every_member_passed_them_or_after_the_grace() {
+    fn federation_windows_settle_once_every_metrics_partition_passed_them() {
         let members = vec!["a".to_string(), "b".to_string()];
-        let w = vec![mw("a", 1, 30_000), mw("b", 1, 10_000), mw("a", 2, 60_000), mw("x", 1, 60_000)];
-        // b has not passed minute 1: nothing settles (and x is no member).
-        assert!(settle_federation(&members, &w, None, 2 * M).is_empty());
-        let mut w2 = w.clone();
-        w2.push(mw("b", 2, 0));
-        let s = settle_federation(&members, &w2, None, 2 * M);
+        let w = vec![mw("a", 1, 30_000), mw("b", 1, 10_000), mw("a", 2, 60_000), mw("x", 1, 60_000), mw("a", 4, 0)];
+        // No frontier yet (some partition has not settled anything): nothing.
+        assert!(settle_federation(&members, &w, None, None).is_empty());
+        // Through minute 1: a and b summed (x is no member).
+        let s = settle_federation(&members, &w, None, Some(M));
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].0, s[0].1, s[0].2.busy_ms, s[0].2.observed_ms), (0, M, 40_000, 120_000));
-        // Already settled: skipped.
-        assert!(settle_federation(&members, &w2, Some(0), 2 * M).is_empty());
-        // b goes quiet: a's minute 4 is 2 min after minute 2 ends, so 2 settles without b.
-        let mut w3 = w2.clone();
-        w3.extend([mw("a", 3, 0), mw("a", 4, 0)]);
-        let s = settle_federation(&members, &w3, Some(0), 2 * M);
-        assert_eq!(s.iter().map(|x| (x.0 / M, x.2.busy_ms)).collect::<Vec<_>>(), vec![(1, 60_000)]);
-        assert!(settle_federation(&[], &w3, None, 2 * M).is_empty());
+        // Already settled: skipped; b has no minute 2 (no data), minute 3 nobody: skipped.
+        let s = settle_federation(&members, &w, Some(0), Some(10 * M));
+        assert_eq!(s.iter().map(|x| (x.0 / M, x.2.busy_ms)).collect::<Vec<_>>(), vec![(1, 60_000), (3, 0)]);
+        assert!(settle_federation(&[], &w, None, Some(10 * M)).is_empty());
     }
 
     #[test]
@@ -863,12 +863,12 @@ mod tests {
         let mut out = Vec::new();
         // The first look only marks what already settled.
         let early = vec![mw("a", 1, 6_000), mw("c", 1, 6_000), mw("a", 2, 6_000), mw("c", 2, 6_000)];
-        evaluate_federation(&lr, &members, &mut st, true, &early, None, &settings(), &mut out);
+        evaluate_federation(&lr, &members, &mut st, true, &early, Some(M), None, &settings(), &mut out);
         assert!(out.is_empty());
         assert_eq!(st.settled_through_ms, Some(0));
         // Minute 2: a 0.7, c 0.3 → 0.5 (no breach although c alone breaches); minute 3: 0.4, 0.3 → 0.35.
         let w = vec![mw("a", 2, 42_000), mw("c", 2, 18_000), mw("a", 3, 24_000), mw("c", 3, 18_000), mw("a", 4, 0), mw("c", 4, 0)];
-        evaluate_federation(&lr, &members, &mut st, false, &w, None, &settings(), &mut out);
+        evaluate_federation(&lr, &members, &mut st, false, &w, Some(3 * M), None, &settings(), &mut out);
         let got: Vec<_> = out.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.transition.value)).collect();
         assert_eq!(got, vec![("firing", 3, 1, 0.35)]);
         assert_eq!((out[0].subject.as_str(), out[0].fleet_id.as_str()), ("fed", "f1"));
@@ -876,12 +876,12 @@ mod tests {
         assert_eq!((st.settled_through_ms, st.clock_ms), (Some(2 * M), Some(3 * M)));
         // Evaluating the same rows again changes nothing.
         let before = st.clone();
-        evaluate_federation(&lr, &members, &mut st, false, &w, None, &settings(), &mut out);
+        evaluate_federation(&lr, &members, &mut st, false, &w, Some(3 * M), None, &settings(), &mut out);
         assert_eq!((st.clone(), out.len()), (before, 1));
         // Resolved by hand at its clock; the next breaching window fires again (for 0).
         let r = req(&lr, "fed", 1, None, 3 * M);
         let w5 = vec![mw("a", 4, 0), mw("c", 4, 0), mw("a", 5, 0), mw("c", 5, 0)];
-        evaluate_federation(&lr, &members, &mut st, false, &w5, Some(&r), &settings(), &mut out);
+        evaluate_federation(&lr, &members, &mut st, false, &w5, Some(4 * M), Some(&r), &settings(), &mut out);
         let got: Vec<_> = out[1..].iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.manual_by.clone())).collect();
         assert_eq!(got, vec![("resolved", 3, 2, Some("alice".to_string())), ("firing", 4, 3, None)]);
     }

@@ -7,8 +7,10 @@
 //! (final, `ON CONFLICT DO NOTHING`). After every rules refresh, one worker at a time (the
 //! holder of a transaction-scoped advisory lock) runs [`evaluate`]: for each federation rule it
 //! reads its state (`alert_federation_state`) and the member windows after its settled mark,
-//! settles and evaluates federation windows with [`engine::evaluate_federation`] (semantics
-//! there and in [`engine::settle_federation`]), applies a due manual resolve, and in one
+//! settles the federation windows that every metrics partition has passed (each partition
+//! records its settle frontier in `alert_settle_frontier`, in the transaction that stores its
+//! windows) and evaluates them with [`engine::evaluate_federation`] (semantics there and in
+//! [`engine::settle_federation`]), applies a due manual resolve, and in one
 //! transaction records the transitions (as the partitions do) and the new state. The alert
 //! topic and the ClickHouse history are written before that commit: if the commit fails the
 //! same transitions are computed again with the same seqs (duplicates a consumer drops by seq;
@@ -32,6 +34,12 @@ const LOCK_KEY: &str = "atlasmesh.alerts.federation";
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
+/// The minimum of the metrics partitions' settle frontiers, once each of the `partitions`
+/// partitions has one.
+fn federation_frontier(rows: &[(i32, i64)], partitions: i32) -> Option<i64> {
+    (0..partitions).map(|p| rows.iter().find(|r| r.0 == p).map(|r| r.1)).collect::<Option<Vec<i64>>>()?.into_iter().min()
+}
+
 /// Evaluates every federation rule once (see the module docs). Returns the number of
 /// transitions recorded.
 pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::Result<usize> {
@@ -51,6 +59,12 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         );
         return Ok(0);
     }
+    // Every metrics partition's settle frontier; the minimum once all have one.
+    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, frontier_ms FROM alert_settle_frontier WHERE topic = $1")
+        .bind(&sinks.topics.metrics)
+        .fetch_all(&mut *tx)
+        .await?;
+    let frontier = federation_frontier(&rows, sinks.metrics_partitions);
     let mut out = Vec::new();
     for lr in rules.federation_rules() {
         let Some(fed) = lr.federation_id.as_deref() else {
@@ -99,7 +113,7 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         .collect::<anyhow::Result<_>>()?;
         let before = st.clone();
         let resolve = rules.resolve_request(&lr.rule.id, fed);
-        engine::evaluate_federation(lr, members, &mut st, fresh, &windows, resolve, s, &mut out);
+        engine::evaluate_federation(lr, members, &mut st, fresh, &windows, frontier, resolve, s, &mut out);
         if fresh || st != before {
             sqlx::query(
                 "INSERT INTO alert_federation_state (rule_id, federation_id, state, seq, clock_ms, settled_through_ms, updated_at)
@@ -132,4 +146,16 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
     }
     tx.commit().await?;
     Ok(out.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::federation_frontier;
+
+    #[test]
+    fn the_frontier_needs_every_partition() {
+        assert_eq!(federation_frontier(&[], 2), None);
+        assert_eq!(federation_frontier(&[(0, 5)], 2), None);
+        assert_eq!(federation_frontier(&[(1, 3), (0, 5), (7, 1)], 2), Some(3));
+    }
 }

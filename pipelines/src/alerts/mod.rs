@@ -32,13 +32,14 @@
 pub mod engine;
 pub mod federation;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use atlasmesh_core::analytics::alert::{AlertRule, AlertScope, Comparison, Severity, TransitionKind};
 use atlasmesh_core::analytics::metrics as metric_defs;
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{self as ch, AlertHistoryRow, ClickHouseSink};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use sqlx::{PgConnection, PgPool, Row};
@@ -63,6 +64,8 @@ pub struct Sinks {
     pub pool: PgPool,
     pub producer: KafkaProducer,
     pub clickhouse: ClickHouseSink,
+    /// Partitions of the metrics topic (the federation frontier needs every one).
+    pub metrics_partitions: i32,
 }
 
 /// Transitions, settled federated fleet windows and dead letters gathered since the last
@@ -72,6 +75,8 @@ pub struct AlertsBatch {
     consumed: usize,
     transitions: Vec<Emitted>,
     windows: Vec<SettledWindow>,
+    /// Metrics partition → its settle frontier after this batch.
+    frontiers: BTreeMap<i32, i64>,
     dlq: Vec<DeadLetterRecord>,
 }
 
@@ -247,6 +252,7 @@ impl Sinks {
                     ("seq".into(), e.seq.to_string().into_bytes()),
                     ("kind".into(), engine::kind_name(&e.transition).as_bytes().to_vec()),
                 ],
+                partition: None,
             });
         }
         records.extend(extra);
@@ -291,14 +297,16 @@ impl AlertsPipeline {
         let initial = load_rules(&pool).await.map_err(|e| anyhow::anyhow!("loading alert rules: {e}"))?;
         info!(pipeline = NAME, rules = initial.len(), "Alert rules loaded.");
         let rules = Arc::new(RwLock::new(Arc::new(initial)));
+        let producer = KafkaProducer::new(&cfg.kafka)?;
+        let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
         let sinks = Arc::new(Sinks {
             topics: cfg.topics.clone(),
             pool: pool.clone(),
-            producer: KafkaProducer::new(&cfg.kafka)?,
+            producer,
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
+            metrics_partitions,
         });
         let settings = Settings {
-            settle_grace_ms: cfg.alerts.settle_grace_ms,
             silent_after_ms: cfg.alerts.silent_after_ms,
             // The same weights as the performance pipeline's scores.
             score: cfg.performance.score.clone(),
@@ -353,6 +361,18 @@ impl AlertsPipeline {
             .execute(&mut *tx)
             .await?;
         }
+        for (partition, frontier) in &batch.frontiers {
+            sqlx::query(
+                "INSERT INTO alert_settle_frontier (topic, partition, frontier_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (topic, partition) DO UPDATE
+                 SET frontier_ms = GREATEST(alert_settle_frontier.frontier_ms, excluded.frontier_ms), updated_at = now()",
+            )
+            .bind(&self.sinks.topics.metrics)
+            .bind(partition)
+            .bind(frontier)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await
     }
 }
@@ -382,6 +402,9 @@ impl Pipeline for AlertsPipeline {
         state.apply_resolves(&rules, &mut batch.transitions);
         let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
         batch.windows.extend(outcome.settled);
+        if let Some(f) = state.frontier().filter(|_| rec.scope == MetricsScope::Watermark) {
+            batch.frontiers.insert(msg.partition, f);
+        }
         if outcome.ignored_revisions > 0 {
             metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);
         }
@@ -405,7 +428,7 @@ impl Pipeline for AlertsPipeline {
     }
 
     async fn flush(&self, batch: &mut AlertsBatch) -> atlasmesh_sinks::Result<()> {
-        if batch.transitions.is_empty() && batch.windows.is_empty() && batch.dlq.is_empty() {
+        if batch.transitions.is_empty() && batch.windows.is_empty() && batch.frontiers.is_empty() && batch.dlq.is_empty() {
             return Ok(());
         }
         self.write_postgres(batch).await?;

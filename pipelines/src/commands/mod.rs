@@ -448,7 +448,7 @@ impl Pipeline for CommandPipeline {
                 .encode(&self.topics.command_results, SchemaKind::CommandResults, r)
                 .await
                 .map_err(|e| atlasmesh_sinks::Error::Other(format!("encoding command result: {e}")))?;
-            records.push(OutRecord { topic: self.topics.command_results.clone(), key: Some(r.command_id.clone().into_bytes()), payload, headers: vec![] });
+            records.push(OutRecord { topic: self.topics.command_results.clone(), key: Some(r.command_id.clone().into_bytes()), payload, headers: vec![], partition: None });
         }
         records.extend(crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?);
         self.producer.send_all("kafka", &records).await

@@ -28,7 +28,7 @@ use atlasmesh_core::window::Counters;
 use atlasmesh_schemas::{MetricsScope, WindowMetricsRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::settle::{FleetWindows, Settled};
+use crate::settle::{settle_fleets, FleetWindows, Settled, SourceWatermarks};
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const MS_PER_DAY: i64 = 86_400_000;
@@ -38,7 +38,6 @@ const MS_PER_HOUR_I: i64 = 3_600_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub score: ScoreParams,
-    pub settle_grace_ms: i64,
     pub trend_metrics: Vec<String>,
     pub window_horizons: Vec<u32>,
     pub day_horizons: Vec<u32>,
@@ -51,7 +50,6 @@ impl Settings {
     pub fn from_config(c: &PerformanceConfig) -> Settings {
         Settings {
             score: c.score,
-            settle_grace_ms: c.settle_grace_ms,
             trend_metrics: c.trend_metrics.clone(),
             window_horizons: c.window_horizons.clone(),
             day_horizons: c.day_horizons.clone(),
@@ -158,6 +156,8 @@ struct FleetPerf {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PerformanceState {
     fleets: BTreeMap<String, FleetPerf>,
+    /// The telemetry partitions' watermarks: what has settled.
+    sources: SourceWatermarks,
 }
 
 /// What one record did (for metrics).
@@ -177,27 +177,27 @@ impl PerformanceState {
         self.fleets.values().map(|f| f.windows.open_len()).sum()
     }
 
-    /// Folds one metrics record in. Vehicle windows are not scored here (fleet scores only).
+    /// Folds one metrics record in. Vehicle windows are not scored here (fleet scores only);
+    /// a watermark settles the fleet windows every telemetry partition has closed.
     pub fn on_record(&mut self, s: &Settings, r: &WindowMetricsRecord, out: &mut Outputs) -> Outcome {
         let mut outcome = Outcome::default();
-        if r.scope != MetricsScope::FleetPartial {
-            return outcome;
-        }
-        let fleet = self.fleets.entry(r.fleet_id.clone()).or_default();
-        if !fleet.windows.add(
-            r.source_partition,
-            r.window_start_ms,
-            r.window_end_ms,
-            r.version,
-            r.counters(),
-            s.settle_grace_ms,
-        ) {
-            outcome.ignored_revisions += 1;
-            return outcome;
-        }
-        for w in fleet.windows.take_settled(s.settle_grace_ms) {
-            fleet.on_settled(&r.fleet_id, s, w, out);
-            outcome.settled += 1;
+        match r.scope {
+            MetricsScope::Vehicle => {}
+            MetricsScope::FleetPartial => {
+                let frontier = self.sources.frontier();
+                let fleet = self.fleets.entry(r.fleet_id.clone()).or_default();
+                if !fleet.windows.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), frontier) {
+                    outcome.ignored_revisions += 1;
+                }
+            }
+            MetricsScope::Watermark => {
+                self.sources.observe(r.source_partition, r.source_partitions, r.window_end_ms, r.source_idle);
+                let settled = settle_fleets(&mut self.fleets, |f| &mut f.windows, self.sources.frontier());
+                for (id, w) in settled {
+                    self.fleets.get_mut(&id).expect("fleet").on_settled(&id, s, w, out);
+                    outcome.settled += 1;
+                }
+            }
         }
         outcome
     }
@@ -357,9 +357,13 @@ mod tests {
             mission_count: 1,
             active_vehicles: 1,
             vehicles: 1,
+            source_partitions: 0,
+            source_idle: false,
         }
     }
 
+    /// Minutes `k` of fleet f1 from sources 0 and 1; after each minute, both sources'
+    /// watermarks close the minute before it (so minute k settles when minute k + 1 arrives).
     fn feed(st: &mut PerformanceState, s: &Settings, minutes: std::ops::RangeInclusive<i64>) -> Outputs {
         let mut out = Outputs::default();
         for k in minutes {
@@ -369,6 +373,9 @@ mod tests {
                 wrong.busy_ms = 0;
                 st.on_record(s, &wrong, &mut out);
                 st.on_record(s, &partial("f1", source, k, 2), &mut out);
+            }
+            for source in [0, 1] {
+                st.on_record(s, &WindowMetricsRecord::watermark(source, 2, BASE + (k - 1) * M, false), &mut out);
             }
         }
         out
@@ -425,6 +432,10 @@ mod tests {
                 r.window_start_ms = DAY1 + d * MS_PER_DAY;
                 r.window_end_ms = r.window_start_ms + M;
                 st.on_record(&s, &r, &mut out);
+            }
+            for source in [0, 1] {
+                let closed = DAY1 + (d - 1) * MS_PER_DAY + M;
+                st.on_record(&s, &WindowMetricsRecord::watermark(source, 2, closed, false), &mut out);
             }
         }
         // Day d settles when day d + 1 arrives: days 0..=3 are scored, trends from day 2 on.

@@ -84,6 +84,11 @@ pub trait Pipeline: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RetryLater>> + Send;
     /// The partition received nothing for `idle_flush_ms`.
     fn on_idle(&self, state: &mut Self::State, partition: i32, batch: &mut Self::Batch);
+    /// Called about every `runner.checkpoint_interval_ms` for a partition that stays idle after
+    /// `on_idle` (caught up, nothing received); true when it changed the state.
+    fn on_still_idle(&self, _state: &mut Self::State, _partition: i32, _batch: &mut Self::Batch) -> bool {
+        false
+    }
     /// Called for every partition with state on each runner tick (about every 200 ms,
     /// processing time), whether or not messages arrive: for work a partition owes without
     /// new input (e.g. an operator's manual resolve of an alert it holds). Returns whether it
@@ -102,6 +107,8 @@ struct PartState<S> {
     next_offset: i64,
     last_msg: Instant,
     idle_flushed: bool,
+    /// When `on_idle` or `on_still_idle` last ran.
+    idle_since: Instant,
     dirty: bool,
 }
 
@@ -349,7 +356,7 @@ impl<P: Pipeline> Runner<'_, P> {
             warn!(pipeline = %self.p.name(), partition, expected = next_offset, got = o, "Offsets between the checkpoint and the first message are gone (retention?).");
         }
         // `idle_flushed: false`: a partition already at its end closes its windows once idle.
-        self.parts.insert(partition, PartState { state, next_offset, last_msg: Instant::now(), idle_flushed: false, dirty: false });
+        self.parts.insert(partition, PartState { state, next_offset, last_msg: Instant::now(), idle_flushed: false, idle_since: Instant::now(), dirty: false });
     }
 
     async fn on_message(&mut self, msg: InMessage) {
@@ -392,10 +399,18 @@ impl<P: Pipeline> Runner<'_, P> {
 
     fn check_idle(&mut self) {
         let idle = Duration::from_millis(self.cfg.telemetry.idle_flush_ms);
+        let repeat = Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
         let p = self.p.clone();
         let topic = p.topic().to_string();
         for (partition, st) in self.parts.iter_mut() {
-            if st.idle_flushed || st.last_msg.elapsed() < idle {
+            if st.idle_flushed {
+                if st.idle_since.elapsed() >= repeat {
+                    st.idle_since = Instant::now();
+                    st.dirty |= p.on_still_idle(&mut st.state, *partition, &mut self.batch);
+                }
+                continue;
+            }
+            if st.last_msg.elapsed() < idle {
                 continue;
             }
             // Idle means caught up, not merely starved while other partitions are consumed:
@@ -408,6 +423,7 @@ impl<P: Pipeline> Runner<'_, P> {
             if caught_up {
                 p.on_idle(&mut st.state, *partition, &mut self.batch);
                 st.idle_flushed = true;
+                st.idle_since = Instant::now();
                 st.dirty = true;
                 debug!(pipeline = %p.name(), partition, "Partition idle; open windows closed.");
             }

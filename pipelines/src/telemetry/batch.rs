@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use atlasmesh_core::config::Topics;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
@@ -8,7 +10,8 @@ use atlasmesh_sinks::{Error, Result};
 use super::now_ms;
 
 /// Outputs gathered since the last checkpoint. `flush` writes them in order ClickHouse →
-/// Redis → Kafka, remembering which stages are done so a retry does not repeat them.
+/// Redis → Kafka (windows and dead letters, then watermarks), remembering which stages are
+/// done so a retry does not repeat them.
 #[derive(Default)]
 pub struct TelemetryBatch {
     pub consumed: usize,
@@ -18,8 +21,11 @@ pub struct TelemetryBatch {
     pub redis: RedisBatch,
     pub metrics: Vec<WindowMetricsRecord>,
     pub dlq: Vec<DeadLetterRecord>,
+    /// Source partition → (closed through, idle): its watermark after this batch.
+    pub marks: BTreeMap<i32, (i64, bool)>,
     clickhouse_done: bool,
     redis_done: bool,
+    windows_done: bool,
 }
 
 impl TelemetryBatch {
@@ -30,6 +36,7 @@ impl TelemetryBatch {
         producer: &KafkaProducer,
         codec: &Codec,
         topics: &Topics,
+        (source_partitions, metrics_partitions): (i32, i32),
     ) -> Result<()> {
         if !self.clickhouse_done {
             let now = now_ms();
@@ -51,16 +58,33 @@ impl TelemetryBatch {
             redis.write(&self.redis).await?;
             self.redis_done = true;
         }
-        let mut records = Vec::with_capacity(self.metrics.len() + self.dlq.len());
-        for r in &self.metrics {
-            let payload = codec
-                .encode(&topics.metrics, SchemaKind::Metrics, r)
-                .await
-                .map_err(|e| Error::Other(format!("encoding metrics record: {e}")))?;
-            records.push(OutRecord { topic: topics.metrics.clone(), key: Some(r.fleet_id.clone().into_bytes()), payload, headers: vec![] });
+        if !self.windows_done {
+            let mut records = Vec::with_capacity(self.metrics.len() + self.dlq.len());
+            for r in &self.metrics {
+                let payload = codec
+                    .encode(&topics.metrics, SchemaKind::Metrics, r)
+                    .await
+                    .map_err(|e| Error::Other(format!("encoding metrics record: {e}")))?;
+                records.push(OutRecord { topic: topics.metrics.clone(), key: Some(r.fleet_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+            }
+            for d in &self.dlq {
+                records.push(crate::dlq::encode(codec, topics, d).await?);
+            }
+            producer.send_all("kafka", &records).await?;
+            self.windows_done = true;
         }
-        for d in &self.dlq {
-            records.push(crate::dlq::encode(codec, topics, d).await?);
+        // Watermarks only once every window they vouch for is acknowledged: a settler must
+        // never read a watermark before the partials it covers.
+        let mut records = Vec::with_capacity(self.marks.len() * metrics_partitions.max(0) as usize);
+        for (&source, &(closed_until, idle)) in &self.marks {
+            let r = WindowMetricsRecord::watermark(source, source_partitions, closed_until, idle);
+            let payload = codec
+                .encode(&topics.metrics, SchemaKind::Metrics, &r)
+                .await
+                .map_err(|e| Error::Other(format!("encoding watermark: {e}")))?;
+            for partition in 0..metrics_partitions {
+                records.push(OutRecord { topic: topics.metrics.clone(), key: None, payload: payload.clone(), headers: vec![], partition: Some(partition) });
+            }
         }
         producer.send_all("kafka", &records).await?;
         Ok(())

@@ -34,11 +34,18 @@ pub struct TelemetryPipeline {
     clickhouse: ClickHouseSink,
     redis: RedisSink,
     producer: KafkaProducer,
+    /// Partitions of the telemetry topic (every watermark carries it) and of the metrics topic
+    /// (every watermark goes to each).
+    source_partitions: i32,
+    metrics_partitions: i32,
 }
 
 impl TelemetryPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
         let limits = ValidationLimits { max_future_ms: cfg.telemetry.max_future_ms, ..ValidationLimits::default() };
+        let producer = KafkaProducer::new(&cfg.kafka)?;
+        let source_partitions = producer.partition_count(&cfg.topics.telemetry).await?;
+        let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
         Ok(TelemetryPipeline {
             codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             params: WindowParams::from(&cfg.telemetry),
@@ -46,7 +53,9 @@ impl TelemetryPipeline {
             topics: cfg.topics.clone(),
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
             redis: RedisSink::connect(&cfg.redis.url, &cfg.redis.key_prefix).await?,
-            producer: KafkaProducer::new(&cfg.kafka)?,
+            producer,
+            source_partitions,
+            metrics_partitions,
         })
     }
 
@@ -136,20 +145,32 @@ impl Pipeline for TelemetryPipeline {
             }
         }
         self.push_results(msg.partition, results, batch);
+        batch.marks.insert(msg.partition, (state.closed_until_ms().unwrap_or(i64::MIN), false));
         Ok(())
     }
 
+    /// Caught up: close every window the partition holds and tell every metrics partition
+    /// that this source holds nothing open.
     fn on_idle(&self, state: &mut PartitionWindows, partition: i32, batch: &mut TelemetryBatch) {
         let mut results = Vec::new();
         state.flush_idle(&self.params, &mut results);
         self.push_results(partition, results, batch);
+        batch.marks.insert(partition, (state.closed_until_ms().unwrap_or(i64::MIN), true));
+    }
+
+    /// Still caught up: repeat the idle watermark, so the settlers move this source along with
+    /// the others (see `crate::settle`).
+    fn on_still_idle(&self, state: &mut PartitionWindows, partition: i32, batch: &mut TelemetryBatch) -> bool {
+        batch.marks.insert(partition, (state.closed_until_ms().unwrap_or(i64::MIN), true));
+        false
     }
 
     async fn flush(&self, batch: &mut TelemetryBatch) -> atlasmesh_sinks::Result<()> {
-        batch.flush(&self.clickhouse, &self.redis, &self.producer, &self.codec, &self.topics).await
+        let parts = (self.source_partitions, self.metrics_partitions);
+        batch.flush(&self.clickhouse, &self.redis, &self.producer, &self.codec, &self.topics, parts).await
     }
 
     fn batch_len(&self, batch: &TelemetryBatch) -> usize {
-        batch.consumed
+        batch.consumed + batch.marks.len()
     }
 }
