@@ -7,10 +7,15 @@
 //! and deleted at the end.
 //!
 //! Load: `fleets × vehicles_per_fleet` vehicles report round-robin at `rate` events/s, event
-//! time = wall clock at produce time, status `en_route`. Rule per fleet (vehicle scope):
-//! `fault_count > 0`, `for` 0, keep-firing-for 0. Vehicle *i* reports `fault` in its first
-//! sample of every window *w* with `(w + i) % 3 == 0` (the *crossing event*); its window then
-//! fires at the window end, and the next window resolves it.
+//! time = wall clock at produce time, status `en_route`. Rule per fleet: `fault_count > 0`,
+//! `for` 0, keep-firing-for 0, of scope
+//! - `vehicle` (default): vehicle *i* reports `fault` in its first sample of every window *w*
+//!   with `(w + i) % 3 == 0` (the *crossing event*); its window then fires at the window end,
+//!   and the next window resolves it;
+//! - `fleet`: every vehicle of fleet *f* reports `fault` in its first sample of every window
+//!   *w* with `(w + f) % 3 == 0`; the crossing event is the fleet's first one in the window,
+//!   and the fleet window fires once it settles: when the watermarks of every telemetry
+//!   partition have passed it (`pipelines/src/settle.rs`).
 //!
 //! Measured per crossing, on receipt of its `firing` message (a consumer on the alert topic):
 //! - `end_to_end`: receipt − produce time of the crossing event. Includes waiting for the
@@ -54,6 +59,14 @@ pub struct AlertsBenchOptions {
     /// The runners' checkpoint (= flush) interval.
     pub checkpoint_interval_ms: u64,
     pub timeout: Duration,
+    pub scope: BenchScope,
+}
+
+/// The scope of the benchmark's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchScope {
+    Vehicle,
+    Fleet,
 }
 
 fn percentile(sorted: &[i64], q: f64) -> i64 {
@@ -99,24 +112,27 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
             (0..opts.vehicles_per_fleet).map(move |v| (format!("{tag}-f{f}"), format!("{tag}-f{f}-v{v}")))
         })
         .collect();
+    let fleet_scope = opts.scope == BenchScope::Fleet;
     anyhow::ensure!(!vehicles.is_empty() && opts.rate > 0, "need vehicles and a rate");
     eprintln!(
-        "bench-alerts: topics {tag}.*, {} vehicles at {} events/s for {} s, {} ms windows, checkpoint every {} ms",
+        "bench-alerts: topics {tag}.*, {} vehicles at {} events/s for {} s, {} ms windows, checkpoint every {} ms, {:?} rules",
         vehicles.len(),
         opts.rate,
         opts.secs,
         opts.window_ms,
-        opts.checkpoint_interval_ms
+        opts.checkpoint_interval_ms,
+        opts.scope
     );
     atlasmesh_pipelines::prepare(&cfg).await.context("prepare")?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await?;
     for f in 0..opts.fleets {
         sqlx::query(
             "INSERT INTO alert_rules (id, fleet_id, scope, metric, comparison, threshold, severity)
-             VALUES ($1, $2, 'vehicle', 'fault_count', 'gt', 0, 'critical')",
+             VALUES ($1, $2, $3, 'fault_count', 'gt', 0, 'critical')",
         )
         .bind(format!("{tag}-fault-f{f}"))
         .bind(format!("{tag}-f{f}"))
+        .bind(if fleet_scope { "fleet" } else { "vehicle" })
         .execute(&pool)
         .await?;
     }
@@ -163,6 +179,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     let mut crossings: HashMap<String, VecDeque<Crossing>> = HashMap::new();
     let mut seqs = vec![0i64; vehicles.len()];
     let mut last_fault_window = vec![i64::MIN; vehicles.len()];
+    let mut fleet_crossed = vec![i64::MIN; opts.fleets as usize];
     let total = opts.rate * opts.secs;
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -178,11 +195,20 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
             let i = (sent % vehicles.len() as u64) as usize;
             let now = now_ms();
             let w = now.div_euclid(opts.window_ms);
-            let fault = (w + i as i64) % 3 == 0 && last_fault_window[i] != w;
+            let f = i / opts.vehicles_per_fleet as usize;
+            let k = if fleet_scope { f as i64 } else { i as i64 };
+            let fault = (w + k) % 3 == 0 && last_fault_window[i] != w;
             if fault {
                 last_fault_window[i] = w;
-                n_crossings += 1;
-                crossings.entry(vehicles[i].1.clone()).or_default().push_back(Crossing { produced_ms: now, window_end_ms: (w + 1) * opts.window_ms });
+                let crossing = Crossing { produced_ms: now, window_end_ms: (w + 1) * opts.window_ms };
+                if !fleet_scope {
+                    n_crossings += 1;
+                    crossings.entry(vehicles[i].1.clone()).or_default().push_back(crossing);
+                } else if fleet_crossed[f] != w {
+                    fleet_crossed[f] = w;
+                    n_crossings += 1;
+                    crossings.entry(vehicles[i].0.clone()).or_default().push_back(crossing);
+                }
             }
             seqs[i] += 1;
             let ev = TelemetryEvent {
@@ -236,11 +262,11 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     let mut after_close = Vec::new();
     let mut unmatched = 0;
     let got = received.lock().expect("lock").clone();
-    let mut by_vehicle: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut by_subject: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (s, at) in got {
-        by_vehicle.entry(s).or_default().push(at);
+        by_subject.entry(s).or_default().push(at);
     }
-    for (v, ats) in by_vehicle {
+    for (v, ats) in by_subject {
         let q = crossings.entry(v).or_default();
         for at in ats {
             let Some(c) = q.pop_front() else {
@@ -257,6 +283,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     sqlx::query("DELETE FROM alert_rules WHERE id LIKE $1").bind(format!("{tag}-%")).execute(&pool).await?;
     let summary = json!({
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "scope": if fleet_scope { "fleet" } else { "vehicle" },
         "vehicles": vehicles.len(),
         "rate_per_s": opts.rate,
         "seconds": opts.secs,

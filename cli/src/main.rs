@@ -99,6 +99,10 @@ struct BenchAlertsArgs {
     /// Give up waiting for the last alerts after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Rule scope: `vehicle` (a vehicle window fires as soon as it closes) or `fleet` (a fleet
+    /// window fires once every telemetry partition's watermark has passed it).
+    #[arg(long, value_enum, default_value = "vehicle")]
+    scope: atlasmesh::alerts_bench::BenchScope,
 }
 
 #[derive(Args)]
@@ -322,6 +326,7 @@ async fn main() -> anyhow::Result<()> {
                 out_of_orderness_ms: b.out_of_orderness_ms.max(0),
                 checkpoint_interval_ms: b.checkpoint_interval_ms.max(10),
                 timeout: std::time::Duration::from_secs(b.timeout_secs),
+                scope: b.scope,
             };
             let summary = atlasmesh::alerts_bench::run(&cfg, opts).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -309,7 +309,7 @@ impl AlertsPipeline {
         let settings = Settings {
             silent_after_ms: cfg.alerts.silent_after_ms,
             // The same weights as the performance pipeline's scores.
-            score: cfg.performance.score.clone(),
+            score: cfg.performance.score,
         };
         let (refresh_sinks, slot, every) = (sinks.clone(), rules.clone(), Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)));
         let fed_settings = settings.clone();
