@@ -1,6 +1,6 @@
 //! Rust shapes of the non-telemetry records (telemetry is `atlasmesh_core::TelemetryEvent`).
 
-use atlasmesh_core::window::{WindowResult, WindowScope};
+use atlasmesh_core::window::{Counters, WindowResult, WindowScope};
 use serde::{Deserialize, Serialize};
 
 /// Avro enum `WindowScope`.
@@ -48,19 +48,26 @@ pub struct WindowMetricsRecord {
 }
 
 impl WindowMetricsRecord {
-    pub fn from_result(r: &WindowResult, partition: i32) -> Self {
-        let c = &r.counters;
+    /// A window record (`source_partitions` 0, `source_idle` false) with counters `c`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn window(
+        scope: MetricsScope,
+        fleet_id: &str,
+        vehicle_id: &str,
+        source_partition: i32,
+        window_start_ms: i64,
+        window_end_ms: i64,
+        version: i32,
+        c: &Counters,
+    ) -> Self {
         WindowMetricsRecord {
-            scope: match r.scope {
-                WindowScope::Vehicle => MetricsScope::Vehicle,
-                WindowScope::FleetPartial => MetricsScope::FleetPartial,
-            },
-            fleet_id: r.fleet_id.clone(),
-            vehicle_id: r.vehicle_id.clone(),
-            source_partition: partition,
-            window_start_ms: r.window_start_ms,
-            window_end_ms: r.window_end_ms,
-            version: r.version as i32,
+            scope,
+            fleet_id: fleet_id.to_string(),
+            vehicle_id: vehicle_id.to_string(),
+            source_partition,
+            window_start_ms,
+            window_end_ms,
+            version,
             samples: c.samples as i64,
             observed_ms: c.observed_ms as i64,
             busy_ms: c.busy_ms as i64,
@@ -83,46 +90,33 @@ impl WindowMetricsRecord {
         }
     }
 
+    pub fn from_result(r: &WindowResult, partition: i32) -> Self {
+        let scope = match r.scope {
+            WindowScope::Vehicle => MetricsScope::Vehicle,
+            WindowScope::FleetPartial => MetricsScope::FleetPartial,
+        };
+        let (start, end, version) = (r.window_start_ms, r.window_end_ms, r.version as i32);
+        Self::window(scope, &r.fleet_id, &r.vehicle_id, partition, start, end, version, &r.counters)
+    }
+
     /// The progress marker of telemetry partition `source` (of `source_partitions`): every
     /// window it holds that ends at or before `closed_until_ms` is closed and its partials are
     /// written before this marker; `idle`: the partition is caught up and closed everything it
     /// holds. Written to every partition of the metrics topic, so each fleet-window settler
     /// hears from every source (see `atlasmesh_pipelines::settle`).
     pub fn watermark(source: i32, source_partitions: i32, closed_until_ms: i64, idle: bool) -> Self {
+        let (t, none) = (closed_until_ms, Counters::default());
         WindowMetricsRecord {
-            scope: MetricsScope::Watermark,
-            fleet_id: String::new(),
-            vehicle_id: String::new(),
-            source_partition: source,
-            window_start_ms: closed_until_ms,
-            window_end_ms: closed_until_ms,
-            version: 0,
-            samples: 0,
-            observed_ms: 0,
-            busy_ms: 0,
-            available_ms: 0,
-            idle_ms: 0,
-            charging_ms: 0,
-            maintenance_ms: 0,
-            fault_ms: 0,
-            offline_ms: 0,
-            distance_m: 0,
-            energy_wh: 0,
-            moving_samples: 0,
-            moving_speed_ckph_sum: 0,
-            fault_count: 0,
-            mission_count: 0,
-            active_vehicles: 0,
-            vehicles: 0,
             source_partitions,
             source_idle: idle,
+            ..Self::window(MetricsScope::Watermark, "", "", source, t, t, 0, &none)
         }
     }
 
     /// The window's counters (negative values, which the producer never writes, as 0).
-    pub fn counters(&self) -> atlasmesh_core::window::Counters {
+    pub fn counters(&self) -> Counters {
         let u = |v: i64| v.max(0) as u64;
-        atlasmesh_core::window::Counters {
+        Counters {
             samples: u(self.samples),
             observed_ms: u(self.observed_ms),
             busy_ms: u(self.busy_ms),

@@ -559,34 +559,18 @@ mod tests {
 
     /// A record whose utilization is `busy / 60 s`.
     fn rec(scope: MetricsScope, fleet: &str, vehicle: &str, source: i32, minute: i64, version: i32, busy_ms: i64) -> WindowMetricsRecord {
-        WindowMetricsRecord {
-            scope,
-            fleet_id: fleet.into(),
-            vehicle_id: vehicle.into(),
-            source_partition: source,
-            window_start_ms: (minute - 1) * M,
-            window_end_ms: minute * M,
-            version,
+        let busy = busy_ms as u64;
+        let c = Counters {
             samples: 6,
             observed_ms: 60_000,
-            busy_ms,
+            busy_ms: busy,
             available_ms: 60_000,
-            idle_ms: 60_000 - busy_ms,
-            charging_ms: 0,
-            maintenance_ms: 0,
-            fault_ms: 0,
-            offline_ms: 0,
-            distance_m: 0,
-            energy_wh: 0,
-            moving_samples: 0,
-            moving_speed_ckph_sum: 0,
-            fault_count: 0,
-            mission_count: 0,
+            idle_ms: 60_000 - busy,
             active_vehicles: 1,
             vehicles: 1,
-            source_partitions: 0,
-            source_idle: false,
-        }
+            ..Counters::default()
+        };
+        WindowMetricsRecord::window(scope, fleet, vehicle, source, (minute - 1) * M, minute * M, version, &c)
     }
 
     fn partial(source: i32, minute: i64, version: i32, busy_ms: i64) -> WindowMetricsRecord {
