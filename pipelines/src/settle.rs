@@ -60,10 +60,13 @@ impl SourceWatermarks {
     /// Every fleet window ending at or before this is closed by every source; `None` until
     /// every source has sent a watermark.
     pub fn frontier(&self) -> Option<i64> {
-        if self.count <= 0 {
-            return None;
+        // Called for every partial and watermark: no allocation.
+        let mut min: Option<i64> = None;
+        for s in 0..self.count {
+            let c = *self.closed.get(&s)?;
+            min = Some(min.map_or(c, |m| m.min(c)));
         }
-        (0..self.count).map(|s| self.closed.get(&s).copied()).collect::<Option<Vec<i64>>>()?.into_iter().min()
+        min
     }
 }
 

@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use atlasmesh_core::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -52,6 +53,17 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str], partitions: i32) 
     Ok(())
 }
 
+/// The partition ids of `topic` from the broker's metadata (blocking, up to 10 s); an error
+/// when the topic is missing or has none.
+pub fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<Vec<i32>> {
+    let md = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let ids: Vec<i32> = md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    if ids.is_empty() {
+        return Err(Error::Other(format!("topic {topic} has no partitions (does it exist?)")));
+    }
+    Ok(ids)
+}
+
 /// A record to produce.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
@@ -81,14 +93,10 @@ impl KafkaProducer {
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
         let producer = self.producer.clone();
         let t = topic.to_string();
-        let md = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&t), Duration::from_secs(10)))
+        let ids = tokio::task::spawn_blocking(move || topic_partitions(producer.client(), &t))
             .await
             .map_err(|e| Error::Other(format!("metadata task: {e}")))??;
-        let n = md.topics().iter().find(|m| m.name() == topic).map_or(0, |m| m.partitions().len());
-        if n == 0 {
-            return Err(Error::Other(format!("topic {topic} has no partitions (does it exist?)")));
-        }
-        Ok(n as i32)
+        Ok(ids.len() as i32)
     }
 
     /// Produces every record and waits until all are acknowledged. On error some may have

@@ -402,8 +402,10 @@ impl Pipeline for AlertsPipeline {
         state.apply_resolves(&rules, &mut batch.transitions);
         let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
         batch.windows.extend(outcome.settled);
-        if let Some(f) = state.frontier().filter(|_| rec.scope == MetricsScope::Watermark) {
-            batch.frontiers.insert(msg.partition, f);
+        if rec.scope == MetricsScope::Watermark {
+            if let Some(f) = state.frontier() {
+                batch.frontiers.insert(msg.partition, f);
+            }
         }
         if outcome.ignored_revisions > 0 {
             metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);

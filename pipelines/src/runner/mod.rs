@@ -203,15 +203,10 @@ async fn assign_manually(
     partitions: &[i32],
 ) -> anyhow::Result<()> {
     let partitions: Vec<i32> = if partitions.is_empty() {
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| anyhow::anyhow!("topic {topic} not found"))?;
-        t.partitions().iter().map(|p| p.id()).collect()
+        atlasmesh_sinks::kafka::topic_partitions(consumer.client(), topic)?
     } else {
         partitions.to_vec()
     };
-    if partitions.is_empty() {
-        anyhow::bail!("topic {topic} has no partitions");
-    }
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
         let offset = match store.load(topic, *p).await? {
