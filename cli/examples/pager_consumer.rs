@@ -77,7 +77,14 @@ async fn main() -> anyhow::Result<()> {
     cc.set("group.id", &args.group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" });
+        .set(
+            "auto.offset.reset",
+            if args.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        );
     let consumer: StreamConsumer = cc.create()?;
     consumer.subscribe(&[&topic])?;
     let routing_key = std::env::var("PAGERDUTY_ROUTING_KEY").ok();
@@ -87,17 +94,32 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("pager_consumer: consuming {topic} as group {}", args.group);
     loop {
         let m = consumer.recv().await?;
-        let key = m.key().map(|k| String::from_utf8_lossy(k).to_string()).unwrap_or_default();
+        let key = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).to_string())
+            .unwrap_or_default();
         let seq: Option<u64> = m
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
             .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-        let Some(msg) = m.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) else {
-            eprintln!("pager_consumer: skipping a message that is not JSON at {}/{}", m.partition(), m.offset());
+        let Some(msg) = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+        else {
+            eprintln!(
+                "pager_consumer: skipping a message that is not JSON at {}/{}",
+                m.partition(),
+                m.offset()
+            );
             consumer.store_offset_from_message(&m)?;
             continue;
         };
-        let seq = seq.or_else(|| msg.pointer("/payload/custom_details/seq").and_then(|v| v.as_u64())).unwrap_or(0);
+        let seq = seq
+            .or_else(|| {
+                msg.pointer("/payload/custom_details/seq")
+                    .and_then(|v| v.as_u64())
+            })
+            .unwrap_or(0);
         if last_seq.get(&key).is_some_and(|&s| seq <= s) {
             eprintln!("pager_consumer: repeat {key} seq {seq} dropped");
             consumer.store_offset_from_message(&m)?;
@@ -105,7 +127,11 @@ async fn main() -> anyhow::Result<()> {
         }
         let event = pagerduty_event(&msg, routing_key.as_deref());
         let shown = if args.full { &msg } else { &event };
-        println!("POST {} seq={seq}\n{}", args.forward_url.as_deref().unwrap_or("(dry run)"), serde_json::to_string_pretty(shown)?);
+        println!(
+            "POST {} seq={seq}\n{}",
+            args.forward_url.as_deref().unwrap_or("(dry run)"),
+            serde_json::to_string_pretty(shown)?
+        );
         if let Some(url) = &args.forward_url {
             // Retry until accepted: dropping a page is worse than sending it late.
             let mut backoff = std::time::Duration::from_millis(200);
@@ -113,7 +139,10 @@ async fn main() -> anyhow::Result<()> {
                 match http.post(url).json(&event).send().await {
                     Ok(r) if r.status().is_success() => break,
                     Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                        eprintln!("pager_consumer: {url} refused {key} seq {seq}: {}", r.status());
+                        eprintln!(
+                            "pager_consumer: {url} refused {key} seq {seq}: {}",
+                            r.status()
+                        );
                         break;
                     }
                     Ok(r) => eprintln!("pager_consumer: {url} answered {}; retrying", r.status()),

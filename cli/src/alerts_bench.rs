@@ -109,11 +109,15 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     let vehicles: Vec<(String, String)> = (0..opts.fleets)
         .flat_map(|f| {
             let tag = tag.clone();
-            (0..opts.vehicles_per_fleet).map(move |v| (format!("{tag}-f{f}"), format!("{tag}-f{f}-v{v}")))
+            (0..opts.vehicles_per_fleet)
+                .map(move |v| (format!("{tag}-f{f}"), format!("{tag}-f{f}-v{v}")))
         })
         .collect();
     let fleet_scope = opts.scope == BenchScope::Fleet;
-    anyhow::ensure!(!vehicles.is_empty() && opts.rate > 0, "need vehicles and a rate");
+    anyhow::ensure!(
+        !vehicles.is_empty() && opts.rate > 0,
+        "need vehicles and a rate"
+    );
     eprintln!(
         "bench-alerts: topics {tag}.*, {} vehicles at {} events/s for {} s, {} ms windows, checkpoint every {} ms, {:?} rules",
         vehicles.len(),
@@ -123,7 +127,9 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
         opts.checkpoint_interval_ms,
         opts.scope
     );
-    atlasmesh_pipelines::prepare(&cfg).await.context("prepare")?;
+    atlasmesh_pipelines::prepare(&cfg)
+        .await
+        .context("prepare")?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await?;
     for f in 0..opts.fleets {
         sqlx::query(
@@ -140,7 +146,8 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     // The alert topic consumer: subject → receipt times of firing messages.
     let received: Arc<Mutex<Vec<(String, i64)>>> = Arc::new(Mutex::new(Vec::new()));
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
-    cc.set("group.id", format!("{tag}.probe")).set("enable.auto.commit", "false");
+    cc.set("group.id", format!("{tag}.probe"))
+        .set("enable.auto.commit", "false");
     let consumer: StreamConsumer = cc.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..cfg.kafka.partitions {
@@ -151,14 +158,27 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     let probe = tokio::spawn(async move {
         let mut seen: std::collections::HashSet<(String, String)> = Default::default();
         loop {
-            let Ok(m) = consumer.recv().await else { continue };
+            let Ok(m) = consumer.recv().await else {
+                continue;
+            };
             let at = now_ms();
-            let seq = m.headers().and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value)).map(|v| String::from_utf8_lossy(v).to_string());
-            let key = m.key().map(|k| String::from_utf8_lossy(k).to_string()).unwrap_or_default();
+            let seq = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).to_string());
+            let key = m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).to_string())
+                .unwrap_or_default();
             if !seen.insert((key, seq.unwrap_or_default())) {
                 continue; // a repeat
             }
-            let Some(v) = m.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) else { continue };
+            let Some(v) = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            else {
+                continue;
+            };
             if v["payload"]["custom_details"]["transition"] == "firing" {
                 if let Some(s) = v["labels"]["subject"].as_str() {
                     rx.lock().expect("lock").push((s.to_string(), at));
@@ -169,8 +189,14 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let pcfg = Arc::new(cfg.clone());
-    let names = vec![atlasmesh_pipelines::telemetry::NAME.to_string(), atlasmesh_pipelines::alerts::NAME.to_string()];
-    let pipelines = tokio::spawn(async move { atlasmesh_pipelines::run_pipelines(pcfg, &names, stop_rx).await });
+    let names = vec![
+        atlasmesh_pipelines::telemetry::NAME.to_string(),
+        atlasmesh_pipelines::alerts::NAME.to_string(),
+    ];
+    let pipelines =
+        tokio::spawn(
+            async move { atlasmesh_pipelines::run_pipelines(pcfg, &names, stop_rx).await },
+        );
     tokio::time::sleep(Duration::from_secs(2)).await; // assignment
 
     // Produce.
@@ -200,14 +226,23 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
             let fault = (w + k) % 3 == 0 && last_fault_window[i] != w;
             if fault {
                 last_fault_window[i] = w;
-                let crossing = Crossing { produced_ms: now, window_end_ms: (w + 1) * opts.window_ms };
+                let crossing = Crossing {
+                    produced_ms: now,
+                    window_end_ms: (w + 1) * opts.window_ms,
+                };
                 if !fleet_scope {
                     n_crossings += 1;
-                    crossings.entry(vehicles[i].1.clone()).or_default().push_back(crossing);
+                    crossings
+                        .entry(vehicles[i].1.clone())
+                        .or_default()
+                        .push_back(crossing);
                 } else if fleet_crossed[f] != w {
                     fleet_crossed[f] = w;
                     n_crossings += 1;
-                    crossings.entry(vehicles[i].0.clone()).or_default().push_back(crossing);
+                    crossings
+                        .entry(vehicles[i].0.clone())
+                        .or_default()
+                        .push_back(crossing);
                 }
             }
             seqs[i] += 1;
@@ -223,14 +258,27 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
                 odometer_km: seqs[i] as f64 * 0.01,
                 energy_pct: 80.0,
                 energy_used_kwh: seqs[i] as f64 * 0.002,
-                status: if fault { VehicleStatus::Fault } else { VehicleStatus::EnRoute },
+                status: if fault {
+                    VehicleStatus::Fault
+                } else {
+                    VehicleStatus::EnRoute
+                },
                 mission_id: None,
                 zone_id: None,
                 payload_kg: 0.0,
                 fault_codes: if fault { vec!["E42".into()] } else { vec![] },
             };
-            let payload = codec.encode(&cfg.topics.telemetry, SchemaKind::Telemetry, &ev).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            records.push(OutRecord { topic: cfg.topics.telemetry.clone(), key: Some(ev.vehicle_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+            let payload = codec
+                .encode(&cfg.topics.telemetry, SchemaKind::Telemetry, &ev)
+                .await
+                .map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            records.push(OutRecord {
+                topic: cfg.topics.telemetry.clone(),
+                key: Some(ev.vehicle_id.clone().into_bytes()),
+                payload,
+                headers: vec![],
+                partition: None,
+            });
             last_ts = now;
             sent += 1;
         }
@@ -245,7 +293,11 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     }
 
     // Crossings whose window became closable during the load.
-    let measurable: usize = crossings.values().flatten().filter(|c| c.window_end_ms + opts.out_of_orderness_ms <= last_ts).count();
+    let measurable: usize = crossings
+        .values()
+        .flatten()
+        .filter(|c| c.window_end_ms + opts.out_of_orderness_ms <= last_ts)
+        .count();
     let wait_started = Instant::now();
     loop {
         let got = received.lock().expect("lock").len();
@@ -280,7 +332,10 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
         }
     }
     let missing = measurable.saturating_sub(e2e.len());
-    sqlx::query("DELETE FROM alert_rules WHERE id LIKE $1").bind(format!("{tag}-%")).execute(&pool).await?;
+    sqlx::query("DELETE FROM alert_rules WHERE id LIKE $1")
+        .bind(format!("{tag}-%"))
+        .execute(&pool)
+        .await?;
     let summary = json!({
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "scope": if fleet_scope { "fleet" } else { "vehicle" },

@@ -73,8 +73,13 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_json::Value> {
     let ts = atlasmesh_pipelines::telemetry::now_ms();
     let cfg = Arc::new(bench_config(base, ts));
-    eprintln!("bench-api: preparing (topics {}, group prefix {})", cfg.topics.commands, cfg.kafka.group_prefix);
-    atlasmesh_pipelines::prepare(&cfg).await.context("prepare")?;
+    eprintln!(
+        "bench-api: preparing (topics {}, group prefix {})",
+        cfg.topics.commands, cfg.kafka.group_prefix
+    );
+    atlasmesh_pipelines::prepare(&cfg)
+        .await
+        .context("prepare")?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn({
@@ -82,7 +87,9 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
         let rx = stop_rx.clone();
         async move { atlasmesh_pipelines::run_pipelines(cfg, &["commands".to_string()], rx).await }
     });
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
     let state = atlasmesh_query_api::AppState::connect(&cfg, prometheus).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
@@ -98,8 +105,17 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
         }
     });
     let secret = cfg.auth.hs256_secret.clone().expect("set by bench_config");
-    let token = atlasmesh_query_api::auth::jwt::issue_hs256(&secret, "bench", Role::Admin, &Scope::all(), Duration::from_secs(3600));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency * 2).timeout(Duration::from_secs(30)).build()?;
+    let token = atlasmesh_query_api::auth::jwt::issue_hs256(
+        &secret,
+        "bench",
+        Role::Admin,
+        &Scope::all(),
+        Duration::from_secs(3600),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
 
     // Commands first: the read phase then reads what they created.
     let commands = command_phase(&client, &base_url, &token, &opts, &state.postgres).await?;
@@ -108,10 +124,17 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     let _ = stop_tx.send(true);
     let _ = api.await;
     worker.await??;
-    Ok(json!({ "reads": reads, "commands": commands, "concurrency": opts.concurrency, "base_url": base_url }))
+    Ok(
+        json!({ "reads": reads, "commands": commands, "concurrency": opts.concurrency, "base_url": base_url }),
+    )
 }
 
-async fn read_phase(client: &reqwest::Client, base_url: &str, token: &str, opts: &ApiBenchOptions) -> serde_json::Value {
+async fn read_phase(
+    client: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+    opts: &ApiBenchOptions,
+) -> serde_json::Value {
     let tally = Arc::new(Tally::default());
     let hist = Arc::new(Mutex::new(histogram()));
     let deadline = Instant::now() + Duration::from_secs(opts.read_secs);
@@ -119,7 +142,8 @@ async fn read_phase(client: &reqwest::Client, base_url: &str, token: &str, opts:
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..opts.concurrency {
-        let (client, tally, hist, paths) = (client.clone(), tally.clone(), hist.clone(), paths.clone());
+        let (client, tally, hist, paths) =
+            (client.clone(), tally.clone(), hist.clone(), paths.clone());
         let (base_url, token) = (base_url.to_string(), token.to_string());
         tasks.push(tokio::spawn(async move {
             let mut local = histogram();
@@ -149,7 +173,10 @@ async fn read_phase(client: &reqwest::Client, base_url: &str, token: &str, opts:
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let n = tally.ok.load(Ordering::Relaxed) + tally.non_2xx.load(Ordering::Relaxed);
-                eprintln!("bench-api: reads {n} requests, {:.0}/s", n as f64 / started.elapsed().as_secs_f64());
+                eprintln!(
+                    "bench-api: reads {n} requests, {:.0}/s",
+                    n as f64 / started.elapsed().as_secs_f64()
+                );
             }
         }
     });
@@ -189,7 +216,13 @@ async fn command_phase(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..opts.concurrency {
-        let (client, tally, hist, next, ids) = (client.clone(), tally.clone(), hist.clone(), next.clone(), accepted_ids.clone());
+        let (client, tally, hist, next, ids) = (
+            client.clone(),
+            tally.clone(),
+            hist.clone(),
+            next.clone(),
+            accepted_ids.clone(),
+        );
         let url = format!("{base_url}{}", opts.command_path);
         let (token, body, total) = (token.to_string(), opts.command_body.clone(), opts.commands);
         tasks.push(tokio::spawn(async move {
@@ -201,7 +234,13 @@ async fn command_phase(
                 }
                 let b = body.replace("{i}", &i.to_string());
                 let t = Instant::now();
-                let r = client.post(&url).bearer_auth(&token).header("content-type", "application/json").body(b).send().await;
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(b)
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
                         let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -247,9 +286,17 @@ async fn command_phase(
         if (applied + rejected) as u64 >= accepted {
             break (applied, rejected);
         }
-        anyhow::ensure!(started.elapsed() < opts.timeout, "only {} of {accepted} commands final after {:?}", applied + rejected, opts.timeout);
+        anyhow::ensure!(
+            started.elapsed() < opts.timeout,
+            "only {} of {accepted} commands final after {:?}",
+            applied + rejected,
+            opts.timeout
+        );
         if last_progress.elapsed() >= PROGRESS_EVERY {
-            eprintln!("bench-api: {}/{accepted} commands final", applied + rejected);
+            eprintln!(
+                "bench-api: {}/{accepted} commands final",
+                applied + rejected
+            );
             last_progress = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

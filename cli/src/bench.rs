@@ -78,7 +78,12 @@ fn round1(x: f64) -> f64 {
 
 /// Reads the telemetry topic from the start (all partitions assigned, no decoding) until
 /// `expected` messages arrived. Returns (messages, time from assignment to last message, time from first to last message).
-async fn raw_consume(cfg: &Config, group: &str, expected: u64, timeout: Duration) -> anyhow::Result<(u64, Duration, Duration)> {
+async fn raw_consume(
+    cfg: &Config,
+    group: &str,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<(u64, Duration, Duration)> {
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
     cc.set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -122,7 +127,10 @@ async fn raw_consume(cfg: &Config, group: &str, expected: u64, timeout: Duration
         }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
-            eprintln!("bench: raw consume {n}/{expected} ({:.0} msgs/s)", rate(n, started.elapsed()));
+            eprintln!(
+                "bench: raw consume {n}/{expected} ({:.0} msgs/s)",
+                rate(n, started.elapsed())
+            );
         }
     }
     let first = first.unwrap_or(started);
@@ -130,7 +138,11 @@ async fn raw_consume(cfg: &Config, group: &str, expected: u64, timeout: Duration
 }
 
 /// Sum of the checkpointed next offsets of every partition of the telemetry topic.
-async fn checkpointed(store: &CheckpointStore, topic: &str, partitions: i32) -> anyhow::Result<u64> {
+async fn checkpointed(
+    store: &CheckpointStore,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<u64> {
     let mut sum = 0i64;
     for p in 0..partitions {
         if let Some(c) = store.load(topic, p).await? {
@@ -163,7 +175,9 @@ async fn wait_checkpointed(
             return Ok((started.elapsed(), first_progress));
         }
         if pipeline.is_finished() {
-            anyhow::bail!("{label}: the pipeline stopped early at {sum}/{target} checkpointed messages");
+            anyhow::bail!(
+                "{label}: the pipeline stopped early at {sum}/{target} checkpointed messages"
+            );
         }
         if started.elapsed() > timeout {
             anyhow::bail!("{label}: only {sum}/{target} messages checkpointed after {timeout:?}");
@@ -171,14 +185,23 @@ async fn wait_checkpointed(
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let done = sum - baseline.min(sum);
-            eprintln!("bench: {label} {done}/{} checkpointed ({:.0} msgs/s)", target - baseline, rate(done, started.elapsed()));
+            eprintln!(
+                "bench: {label} {done}/{} checkpointed ({:.0} msgs/s)",
+                target - baseline,
+                rate(done, started.elapsed())
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Produces at `rate` msgs/s for `secs`, each event stamped with the wall clock at produce time.
-async fn produce_paced(cfg: &Config, sim: SimConfig, rate_per_s: u64, secs: u64) -> anyhow::Result<u64> {
+async fn produce_paced(
+    cfg: &Config,
+    sim: SimConfig,
+    rate_per_s: u64,
+    secs: u64,
+) -> anyhow::Result<u64> {
     let codec = Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let schema_id = crate::produce::telemetry_schema_id(&codec, cfg).await?;
     let producer = KafkaProducer::new(&cfg.kafka)?;
@@ -206,7 +229,10 @@ async fn produce_paced(cfg: &Config, sim: SimConfig, rate_per_s: u64, secs: u64)
         sent += items.len() as u64;
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
-            eprintln!("bench: latency phase produced {sent}/{total} ({:.0}/s)", rate(sent, started.elapsed()));
+            eprintln!(
+                "bench: latency phase produced {sent}/{total} ({:.0}/s)",
+                rate(sent, started.elapsed())
+            );
         }
     }
     Ok(sent)
@@ -230,7 +256,9 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         cfg.topics.telemetry, cfg.clickhouse.database, cfg.kafka.group_prefix, opts.events
     );
     let t = Instant::now();
-    atlasmesh_pipelines::prepare(&cfg).await.context("prepare")?;
+    atlasmesh_pipelines::prepare(&cfg)
+        .await
+        .context("prepare")?;
     let prepare_s = t.elapsed().as_secs_f64();
 
     // Phase 1: produce, event times ending near now.
@@ -245,16 +273,31 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
     let t = Instant::now();
     let produced = crate::produce::run(
         &cfg,
-        crate::produce::ProduceOptions { sim: sim.clone(), events: opts.events, rate: 0, progress: true, derived: false },
+        crate::produce::ProduceOptions {
+            sim: sim.clone(),
+            events: opts.events,
+            rate: 0,
+            progress: true,
+            derived: false,
+        },
     )
     .await
     .context("producing")?;
     let produce_d = t.elapsed();
-    eprintln!("bench: produced {produced} in {:.1} s ({:.0} msgs/s)", produce_d.as_secs_f64(), rate(produced, produce_d));
+    eprintln!(
+        "bench: produced {produced} in {:.1} s ({:.0} msgs/s)",
+        produce_d.as_secs_f64(),
+        rate(produced, produce_d)
+    );
 
     // Phase 2: raw consume.
-    let (raw_n, raw_wall, raw_steady) =
-        raw_consume(&cfg, &format!("{}.raw", cfg.kafka.group_prefix), produced, opts.timeout).await?;
+    let (raw_n, raw_wall, raw_steady) = raw_consume(
+        &cfg,
+        &format!("{}.raw", cfg.kafka.group_prefix),
+        produced,
+        opts.timeout,
+    )
+    .await?;
     let raw_wall_rate = rate(raw_n, raw_wall);
     let raw_steady_rate = rate(raw_n.saturating_sub(1), raw_steady);
     eprintln!("bench: raw consume {raw_n} msgs: {raw_wall_rate:.0} msgs/s incl. assignment, {raw_steady_rate:.0} msgs/s first→last");
@@ -265,9 +308,23 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
     let (stop_tx, stop_rx) = watch::channel(false);
     let pcfg = Arc::new(cfg.clone());
     let pipeline = tokio::spawn(async move {
-        atlasmesh_pipelines::run_pipelines(pcfg, &[atlasmesh_pipelines::telemetry::NAME.to_string()], stop_rx).await
+        atlasmesh_pipelines::run_pipelines(
+            pcfg,
+            &[atlasmesh_pipelines::telemetry::NAME.to_string()],
+            stop_rx,
+        )
+        .await
     });
-    let (pipe_wall, first) = wait_checkpointed(&store, &cfg, 0, produced, opts.timeout, &pipeline, "pipeline").await?;
+    let (pipe_wall, first) = wait_checkpointed(
+        &store,
+        &cfg,
+        0,
+        produced,
+        opts.timeout,
+        &pipeline,
+        "pipeline",
+    )
+    .await?;
     let pipe_wall_rate = rate(produced, pipe_wall);
     let pipe_steady_rate = match first {
         Some((t0, s0)) if pipe_wall > t0 && produced > s0 => rate(produced - s0, pipe_wall - t0),
@@ -289,7 +346,16 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         };
         // Distinct vehicle ids are not needed: the kernel orders by (ts, seq) and ts is now.
         let sent = produce_paced(&cfg, lsim, opts.latency_rate, opts.latency_secs).await?;
-        wait_checkpointed(&store, &cfg, produced, produced + sent, opts.timeout, &pipeline, "latency phase").await?;
+        wait_checkpointed(
+            &store,
+            &cfg,
+            produced,
+            produced + sent,
+            opts.timeout,
+            &pipeline,
+            "latency phase",
+        )
+        .await?;
         let ch = atlasmesh_sinks::clickhouse::client(&cfg.clickhouse);
         let row: LatencyRow = ch
             .query(
@@ -301,7 +367,10 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
             .fetch_one()
             .await
             .context("latency query")?;
-        eprintln!("bench: latency event→ClickHouse over {} rows: p50 {} ms, p99 {} ms, max {} ms", row.rows, row.p50, row.p99, row.max);
+        eprintln!(
+            "bench: latency event→ClickHouse over {} rows: p50 {} ms, p99 {} ms, max {} ms",
+            row.rows, row.p50, row.p99, row.max
+        );
         latency = json!({
             "rate_per_s": opts.latency_rate,
             "seconds": opts.latency_secs,
@@ -323,7 +392,10 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         let mut admin = cfg.clickhouse.clone();
         admin.database = "default".into();
         atlasmesh_sinks::clickhouse::client(&admin)
-            .query(&format!("DROP DATABASE IF EXISTS {}", cfg.clickhouse.database))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}",
+                cfg.clickhouse.database
+            ))
             .execute()
             .await
             .context("dropping bench database")?;

@@ -16,7 +16,13 @@ struct Cli {
     #[arg(long, short, global = true, env = "ATLASMESH_CONFIG")]
     config: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "json", env = "ATLASMESH_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "json",
+        env = "ATLASMESH_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
@@ -60,7 +66,11 @@ struct BenchApiArgs {
     #[arg(long, default_value_t = 20)]
     read_secs: u64,
     /// Paths read round-robin in the read phase, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "/api/v1/fleet-resources/pools?fleet_id=fleet-001&limit=20,/api/v1/fleet-resources/pools/by-fleet/fleet-001?limit=5,/api/v1/fleet-performance/metrics/fleet-001?limit=5")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/api/v1/fleet-resources/pools?fleet_id=fleet-001&limit=20,/api/v1/fleet-resources/pools/by-fleet/fleet-001?limit=5,/api/v1/fleet-performance/metrics/fleet-001?limit=5"
+    )]
     read_paths: Vec<String>,
     /// Write requests to send in the command phase.
     #[arg(long, default_value_t = 20_000)]
@@ -69,7 +79,10 @@ struct BenchApiArgs {
     #[arg(long, default_value = "/api/v1/fleet-resources/pools")]
     command_path: String,
     /// JSON body of each write request; `{i}` is replaced by the request number.
-    #[arg(long, default_value = r#"{"fleet_id":"fleet-001","name":"bench-pool-{i}","resource_type":"charger","capacity":10}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"fleet_id":"fleet-001","name":"bench-pool-{i}","resource_type":"charger","capacity":10}"#
+    )]
     command_body: String,
     /// Give up waiting for commands to become final after this many seconds.
     #[arg(long, default_value_t = 600)]
@@ -133,7 +146,11 @@ struct BenchArgs {
 #[derive(Args)]
 struct WorkerArgs {
     /// Pipelines to run, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "telemetry,commands,alerts,missions,resources,performance")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "telemetry,commands,alerts,missions,resources,performance"
+    )]
     pipelines: Vec<String>,
     /// Skip migrations/topic creation/schema registration at start-up.
     #[arg(long)]
@@ -197,7 +214,8 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -216,12 +234,20 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
     }
 }
 
-async fn serve_metrics(listen: String, handle: metrics_exporter_prometheus::PrometheusHandle) -> anyhow::Result<()> {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(move || {
-        let h = handle.clone();
-        async move { h.render() }
-    }));
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+async fn serve_metrics(
+    listen: String,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let h = handle.clone();
+            async move { h.render() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(listen = %listen, "Worker metrics listening.");
     axum::serve(listener, app).await?;
     Ok(())
@@ -247,13 +273,15 @@ async fn main() -> anyhow::Result<()> {
             if !w.no_prepare {
                 atlasmesh_pipelines::prepare(&cfg).await?;
             }
-            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown_signal()).await?;
+            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown_signal())
+                .await?;
         }
         Cmd::Api => {
             let handle = install_metrics()?;
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
             let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
-            atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown_signal())).await?;
+            atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown_signal()))
+                .await?;
         }
         Cmd::Run(r) => {
             let handle = install_metrics()?;
@@ -289,13 +317,21 @@ async fn main() -> anyhow::Result<()> {
             if s.realtime {
                 sim.start_ms = atlasmesh_pipelines::telemetry::now_ms();
                 if rate == 0 {
-                    rate = (u64::from(s.fleets) * u64::from(s.vehicles_per_fleet) * 1000 / s.interval_ms.max(1) as u64).max(1);
+                    rate = (u64::from(s.fleets) * u64::from(s.vehicles_per_fleet) * 1000
+                        / s.interval_ms.max(1) as u64)
+                        .max(1);
                 }
             }
             if let Some(start) = s.start_ms {
                 sim.start_ms = start;
             }
-            let opts = atlasmesh::produce::ProduceOptions { sim, events: s.events, rate, progress: true, derived: !s.no_derived };
+            let opts = atlasmesh::produce::ProduceOptions {
+                sim,
+                events: s.events,
+                rate,
+                progress: true,
+                derived: !s.no_derived,
+            };
             let n = tokio::select! {
                 n = atlasmesh::produce::run(&cfg, opts) => n?,
                 _ = wait_true(shutdown_signal()) => 0,

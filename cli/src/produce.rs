@@ -13,42 +13,91 @@ use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 
 /// Registers the telemetry schema and returns its id (so malformed injections can carry it).
 pub async fn telemetry_schema_id(codec: &Codec, cfg: &Config) -> anyhow::Result<u32> {
-    let ids = codec.register_all(&cfg.topics).await.map_err(|e| anyhow::anyhow!("registering schemas: {e}"))?;
+    let ids = codec
+        .register_all(&cfg.topics)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering schemas: {e}"))?;
     let subject = format!("{}-value", cfg.topics.telemetry);
-    ids.into_iter().find(|(s, _)| *s == subject).map(|(_, id)| id).context("telemetry schema not registered")
+    ids.into_iter()
+        .find(|(s, _)| *s == subject)
+        .map(|(_, id)| id)
+        .context("telemetry schema not registered")
 }
 
 /// Encodes emitted items into records for `topic`.
-pub async fn encode(codec: &Codec, topic: &str, items: &[Emitted]) -> anyhow::Result<Vec<OutRecord>> {
+pub async fn encode(
+    codec: &Codec,
+    topic: &str,
+    items: &[Emitted],
+) -> anyhow::Result<Vec<OutRecord>> {
     let mut out = Vec::with_capacity(items.len());
     for it in items {
         let (key, payload) = match it {
             Emitted::Event { key, event, .. } => (
                 key.clone(),
-                codec.encode(topic, SchemaKind::Telemetry, event).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?,
+                codec
+                    .encode(topic, SchemaKind::Telemetry, event)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("encode: {e}"))?,
             ),
             Emitted::Malformed { key, bytes, .. } => (key.clone(), bytes.clone()),
         };
-        out.push(OutRecord { topic: topic.to_string(), key: Some(key.into_bytes()), payload, headers: vec![], partition: None });
+        out.push(OutRecord {
+            topic: topic.to_string(),
+            key: Some(key.into_bytes()),
+            payload,
+            headers: vec![],
+            partition: None,
+        });
     }
     Ok(out)
 }
 
 /// The mission and resource event records `items` cause (duplicates and invalid samples
 /// cause none).
-pub async fn encode_derived(codec: &Codec, cfg: &Config, deriver: &mut Deriver, items: &[Emitted]) -> anyhow::Result<Vec<OutRecord>> {
+pub async fn encode_derived(
+    codec: &Codec,
+    cfg: &Config,
+    deriver: &mut Deriver,
+    items: &[Emitted],
+) -> anyhow::Result<Vec<OutRecord>> {
     let t = &cfg.topics;
     let mut out = Vec::new();
     for it in items {
-        let Emitted::Event { event, kind: EventKind::Normal | EventKind::OutOfOrder | EventKind::Backlog, .. } = it else { continue };
+        let Emitted::Event {
+            event,
+            kind: EventKind::Normal | EventKind::OutOfOrder | EventKind::Backlog,
+            ..
+        } = it
+        else {
+            continue;
+        };
         let d = deriver.observe(event);
         for m in &d.missions {
-            let payload = codec.encode(&t.mission_events, SchemaKind::MissionEvents, m).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+            let payload = codec
+                .encode(&t.mission_events, SchemaKind::MissionEvents, m)
+                .await
+                .map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            out.push(OutRecord {
+                topic: t.mission_events.clone(),
+                key: Some(m.mission_id.clone().into_bytes()),
+                payload,
+                headers: vec![],
+                partition: None,
+            });
         }
         for r in &d.resources {
-            let payload = codec.encode(&t.resource_events, SchemaKind::ResourceEvents, r).await.map_err(|e| anyhow::anyhow!("encode: {e}"))?;
-            out.push(OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+            let payload = codec
+                .encode(&t.resource_events, SchemaKind::ResourceEvents, r)
+                .await
+                .map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+            out.push(OutRecord {
+                topic: t.resource_events.clone(),
+                key: Some(r.resource_id.clone().into_bytes()),
+                payload,
+                headers: vec![],
+                partition: None,
+            });
         }
     }
     Ok(out)
@@ -78,9 +127,17 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
     let mut produced: u64 = 0;
     let mut derived: u64 = 0;
     let mut deriver = Deriver::new();
-    let chunk = if opts.rate > 0 { (opts.rate / 10).clamp(1, 5000) } else { 5000 } as usize;
+    let chunk = if opts.rate > 0 {
+        (opts.rate / 10).clamp(1, 5000)
+    } else {
+        5000
+    } as usize;
     loop {
-        let want = if opts.events > 0 { (opts.events - produced).min(chunk as u64) as usize } else { chunk };
+        let want = if opts.events > 0 {
+            (opts.events - produced).min(chunk as u64) as usize
+        } else {
+            chunk
+        };
         if want == 0 {
             break;
         }

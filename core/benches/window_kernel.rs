@@ -58,7 +58,12 @@ fn stream(seed: u64, ooo_pct: f64) -> Vec<TelemetryEvent> {
         mission: u64,
     }
     let mut vs: Vec<V> = (0..VEHICLES)
-        .map(|_| V { status: VehicleStatus::Idle, odo_km: rng.gen_range(1000.0..50_000.0), energy_kwh: 0.0, mission: 0 })
+        .map(|_| V {
+            status: VehicleStatus::Idle,
+            odo_km: rng.gen_range(1000.0..50_000.0),
+            energy_kwh: 0.0,
+            mission: 0,
+        })
         .collect();
     // (emit_at_ms, tie-breaker, event)
     let mut out: Vec<(i64, u64, TelemetryEvent)> = Vec::with_capacity(VEHICLES * SECONDS as usize);
@@ -70,7 +75,11 @@ fn stream(seed: u64, ooo_pct: f64) -> Vec<TelemetryEvent> {
             if v.status == VehicleStatus::OnMission && prev != VehicleStatus::OnMission {
                 v.mission += 1;
             }
-            let speed = if v.status.is_busy() { rng.gen_range(5.0..60.0) } else { 0.0 };
+            let speed = if v.status.is_busy() {
+                rng.gen_range(5.0..60.0)
+            } else {
+                0.0
+            };
             v.odo_km += speed / 3600.0;
             v.energy_kwh += 0.002 + speed * 0.00005;
             let ts = START_MS + sec * 1000 + (i as i64 * 7) % 1000;
@@ -87,12 +96,17 @@ fn stream(seed: u64, ooo_pct: f64) -> Vec<TelemetryEvent> {
                 energy_pct: 80.0,
                 energy_used_kwh: v.energy_kwh,
                 status: v.status,
-                mission_id: (v.status == VehicleStatus::OnMission).then(|| format!("m-{i}-{}", v.mission)),
+                mission_id: (v.status == VehicleStatus::OnMission)
+                    .then(|| format!("m-{i}-{}", v.mission)),
                 zone_id: Some(format!("zone-{}", i % 10)),
                 payload_kg: 0.0,
                 fault_codes: vec![],
             };
-            let emit = if rng.gen_bool(ooo_pct) { ts + rng.gen_range(1000..4000) } else { ts };
+            let emit = if rng.gen_bool(ooo_pct) {
+                ts + rng.gen_range(1000..4000)
+            } else {
+                ts
+            };
             out.push((emit, n, ev));
             n += 1;
         }
@@ -139,12 +153,20 @@ fn bench(c: &mut Criterion) {
     for (label, ooo) in [("in_order", 0.0), ("ooo_2pct", 0.02)] {
         let events = stream(7, ooo);
         let (accepted, _) = run_kernel(&p, &events);
-        assert_eq!(accepted, events.len(), "every event is accepted (none too late, none duplicate)");
+        assert_eq!(
+            accepted,
+            events.len(),
+            "every event is accepted (none too late, none duplicate)"
+        );
         g.throughput(Throughput::Elements(events.len() as u64));
-        g.bench_with_input(BenchmarkId::new("kernel", label), &events, |b, ev| b.iter(|| black_box(run_kernel(&p, black_box(ev)))));
-        g.bench_with_input(BenchmarkId::new("baseline_hashmap_fold", label), &events, |b, ev| {
-            b.iter(|| black_box(run_baseline(black_box(ev))))
+        g.bench_with_input(BenchmarkId::new("kernel", label), &events, |b, ev| {
+            b.iter(|| black_box(run_kernel(&p, black_box(ev))))
         });
+        g.bench_with_input(
+            BenchmarkId::new("baseline_hashmap_fold", label),
+            &events,
+            |b, ev| b.iter(|| black_box(run_baseline(black_box(ev)))),
+        );
     }
     g.finish();
 }

@@ -4,7 +4,10 @@
 /// so that reusing an idempotency key for a different request can be refused. FNV-1a 64:
 /// stable across builds and processes (unlike `DefaultHasher`).
 pub fn request_hash(kind: &str, canonical_payload: &str) -> String {
-    format!("{:016x}", crate::hash::fnv1a64_parts(&[kind.as_bytes(), &[0], canonical_payload.as_bytes()]))
+    format!(
+        "{:016x}",
+        crate::hash::fnv1a64_parts(&[kind.as_bytes(), &[0], canonical_payload.as_bytes()])
+    )
 }
 
 /// The fingerprint of a request whose payload is JSON text; key order does not matter.
@@ -64,16 +67,34 @@ mod tests {
     fn hash_is_stable_and_discriminating() {
         // Pinned value: the hash is stored in PostgreSQL and must not change between builds.
         assert_eq!(request_hash("", ""), "af63bd4c8601b7df");
-        assert_eq!(request_hash("a.create", "{}"), request_hash("a.create", "{}"));
-        assert_ne!(request_hash("a.create", "{}"), request_hash("a.update", "{}"));
-        assert_ne!(request_hash("a.create", "{\"x\":1}"), request_hash("a.create", "{\"x\":2}"));
+        assert_eq!(
+            request_hash("a.create", "{}"),
+            request_hash("a.create", "{}")
+        );
+        assert_ne!(
+            request_hash("a.create", "{}"),
+            request_hash("a.update", "{}")
+        );
+        assert_ne!(
+            request_hash("a.create", "{\"x\":1}"),
+            request_hash("a.create", "{\"x\":2}")
+        );
     }
 
     #[test]
     fn key_order_does_not_matter() {
-        assert_eq!(request_hash_json("k", r#"{"a":1,"b":{"y":[1,{"q":2,"p":1}],"x":2}}"#), request_hash_json("k", r#"{"b":{"x":2,"y":[1,{"p":1,"q":2}]},"a":1}"#));
-        assert_ne!(request_hash_json("k", r#"{"a":[1,2]}"#), request_hash_json("k", r#"{"a":[2,1]}"#));
+        assert_eq!(
+            request_hash_json("k", r#"{"a":1,"b":{"y":[1,{"q":2,"p":1}],"x":2}}"#),
+            request_hash_json("k", r#"{"b":{"x":2,"y":[1,{"p":1,"q":2}]},"a":1}"#)
+        );
+        assert_ne!(
+            request_hash_json("k", r#"{"a":[1,2]}"#),
+            request_hash_json("k", r#"{"a":[2,1]}"#)
+        );
         let text = r#"{"b":{"x":2},"a":[1,"z"]}"#;
-        assert_eq!(request_hash_value("k", &serde_json::from_str(text).unwrap()), request_hash_json("k", text));
+        assert_eq!(
+            request_hash_value("k", &serde_json::from_str(text).unwrap()),
+            request_hash_json("k", text)
+        );
     }
 }

@@ -109,7 +109,9 @@ pub struct SchemaRegistryConfig {
 
 impl Default for SchemaRegistryConfig {
     fn default() -> Self {
-        SchemaRegistryConfig { url: "http://127.0.0.1:8081".into() }
+        SchemaRegistryConfig {
+            url: "http://127.0.0.1:8081".into(),
+        }
     }
 }
 
@@ -146,7 +148,10 @@ pub struct PostgresConfig {
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { url: "postgres://postgres@127.0.0.1:5432/atlasmesh".into(), max_connections: 8 }
+        PostgresConfig {
+            url: "postgres://postgres@127.0.0.1:5432/atlasmesh".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -160,7 +165,10 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: "redis://127.0.0.1:6379".into(), key_prefix: "am".into() }
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "am".into(),
+        }
     }
 }
 
@@ -208,7 +216,10 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { rules_refresh_ms: 5_000, silent_after_ms: 300_000 }
+        AlertsConfig {
+            rules_refresh_ms: 5_000,
+            silent_after_ms: 300_000,
+        }
     }
 }
 
@@ -241,7 +252,9 @@ impl Default for PerformanceConfig {
     fn default() -> Self {
         PerformanceConfig {
             score: Default::default(),
-            trend_metrics: ["score", "utilization", "availability", "kwh_per_km"].map(String::from).to_vec(),
+            trend_metrics: ["score", "utilization", "availability", "kwh_per_km"]
+                .map(String::from)
+                .to_vec(),
             window_horizons: vec![60],
             day_horizons: vec![14],
             trend_alpha: 0.05,
@@ -258,11 +271,23 @@ impl PerformanceConfig {
     pub fn validate(&self) -> Result<()> {
         self.score.validate()?;
         let bad = |m: String| Err(Error::Config(format!("performance.{m}")));
-        if let Some(m) = self.trend_metrics.iter().find(|m| !crate::analytics::metrics::is_known(m)) {
+        if let Some(m) = self
+            .trend_metrics
+            .iter()
+            .find(|m| !crate::analytics::metrics::is_known(m))
+        {
             return bad(format!("trend_metrics: unknown metric {m:?}"));
         }
-        if self.window_horizons.iter().chain(&self.day_horizons).any(|h| *h < 3) {
-            return bad("window_horizons and day_horizons must be at least 3 (a trend needs 3 points)".into());
+        if self
+            .window_horizons
+            .iter()
+            .chain(&self.day_horizons)
+            .any(|h| *h < 3)
+        {
+            return bad(
+                "window_horizons and day_horizons must be at least 3 (a trend needs 3 points)"
+                    .into(),
+            );
         }
         if !(self.trend_alpha > 0.0 && self.trend_alpha < 1.0) {
             return bad("trend_alpha must be in (0, 1)".into());
@@ -287,7 +312,9 @@ pub struct MissionsConfig {
 
 impl Default for MissionsConfig {
     fn default() -> Self {
-        MissionsConfig { window_ms: 3_600_000 }
+        MissionsConfig {
+            window_ms: 3_600_000,
+        }
     }
 }
 
@@ -301,7 +328,9 @@ pub struct ResourcesConfig {
 
 impl Default for ResourcesConfig {
     fn default() -> Self {
-        ResourcesConfig { coordination_interval_ms: 60_000 }
+        ResourcesConfig {
+            coordination_interval_ms: 60_000,
+        }
     }
 }
 
@@ -324,7 +353,11 @@ pub struct CommandsConfig {
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        CommandsConfig { lanes: 8, lane_capacity: 128, group_max: 32 }
+        CommandsConfig {
+            lanes: 8,
+            lane_capacity: 128,
+            group_max: 32,
+        }
     }
 }
 
@@ -363,7 +396,11 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "127.0.0.1:8080".into(), max_page_size: 1000, command_wait_ms: 5_000 }
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_page_size: 1000,
+            command_wait_ms: 5_000,
+        }
     }
 }
 
@@ -425,12 +462,19 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::Config(format!("config file {} not found", path.display())));
+                return Err(Error::Config(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
         // Only nested keys: ATLASMESH_CONFIG and ATLASMESH_LOG_FORMAT belong to the CLI.
-        fig = fig.merge(Env::prefixed("ATLASMESH_").filter(|k| k.as_str().contains("__")).split("__"));
+        fig = fig.merge(
+            Env::prefixed("ATLASMESH_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         for (var, key) in PLAIN_ENV {
             let key: &'static str = key;
             fig = fig.merge(Env::raw().only(&[var]).map(move |_| key.into()));
@@ -441,10 +485,14 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let t = &self.telemetry;
         if t.window_ms <= 0 || 86_400_000 % t.window_ms != 0 {
-            return Err(Error::Config("telemetry.window_ms must divide a day".into()));
+            return Err(Error::Config(
+                "telemetry.window_ms must divide a day".into(),
+            ));
         }
         if t.allowed_lateness_ms < 0 || t.out_of_orderness_ms < 0 || t.max_gap_ms <= 0 {
-            return Err(Error::Config("telemetry durations must not be negative".into()));
+            return Err(Error::Config(
+                "telemetry durations must not be negative".into(),
+            ));
         }
         if self.kafka.partitions < 1 {
             return Err(Error::Config("kafka.partitions must be at least 1".into()));
@@ -453,10 +501,16 @@ impl Config {
             return Err(Error::Config("missions.window_ms must divide a day".into()));
         }
         if self.resources.coordination_interval_ms == 0 {
-            return Err(Error::Config("resources.coordination_interval_ms must be positive".into()));
+            return Err(Error::Config(
+                "resources.coordination_interval_ms must be positive".into(),
+            ));
         }
-        if self.commands.lanes < 1 || self.commands.lane_capacity < 1 || self.commands.group_max < 1 {
-            return Err(Error::Config("commands.lanes, commands.lane_capacity and commands.group_max must be at least 1".into()));
+        if self.commands.lanes < 1 || self.commands.lane_capacity < 1 || self.commands.group_max < 1
+        {
+            return Err(Error::Config(
+                "commands.lanes, commands.lane_capacity and commands.group_max must be at least 1"
+                    .into(),
+            ));
         }
         self.performance.validate()?;
         Ok(())
@@ -472,8 +526,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("am-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "[telemetry]\nallowed_lateness_ms = 1000\n[redis]\nkey_prefix = \"x\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "[telemetry]\nallowed_lateness_ms = 1000\n[redis]\nkey_prefix = \"x\"\n",
+        )
+        .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("ATLASMESH_REDIS__KEY_PREFIX", "from-env");
             jail.set_env("KAFKA_BROKERS", "127.0.0.1:19092");
@@ -533,12 +590,18 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             let c = Config::load(None).unwrap();
             assert_eq!(c.auth.hs256_secret, None);
-            assert_eq!((c.auth.rate_limit_per_s, c.auth.rate_limit_burst), (200, 400));
+            assert_eq!(
+                (c.auth.rate_limit_per_s, c.auth.rate_limit_burst),
+                (200, 400)
+            );
             jail.set_env("ATLASMESH_JWT_SECRET", "s3cret-from-plain-env");
             jail.set_env("ATLASMESH_AUTH__RATE_LIMIT_BURST", "7");
             jail.set_env("ATLASMESH_AUTH__ISSUER", "atlasmesh-idp");
             let c = Config::load(None).unwrap();
-            assert_eq!(c.auth.hs256_secret.as_deref(), Some("s3cret-from-plain-env"));
+            assert_eq!(
+                c.auth.hs256_secret.as_deref(),
+                Some("s3cret-from-plain-env")
+            );
             assert_eq!(c.auth.rate_limit_burst, 7);
             assert_eq!(c.auth.issuer.as_deref(), Some("atlasmesh-idp"));
             Ok(())

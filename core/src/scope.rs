@@ -51,15 +51,27 @@ pub struct Scope {
 
 impl Scope {
     pub fn all() -> Scope {
-        Scope { all: true, fleets: Vec::new(), federations: Vec::new() }
+        Scope {
+            all: true,
+            fleets: Vec::new(),
+            federations: Vec::new(),
+        }
     }
 
     pub fn fleets<I: IntoIterator<Item = S>, S: Into<String>>(fleets: I) -> Scope {
-        Scope { all: false, fleets: fleets.into_iter().map(Into::into).collect(), federations: Vec::new() }
+        Scope {
+            all: false,
+            fleets: fleets.into_iter().map(Into::into).collect(),
+            federations: Vec::new(),
+        }
     }
 
-    pub fn with_federations<I: IntoIterator<Item = S>, S: Into<String>>(mut self, federations: I) -> Scope {
-        self.federations.extend(federations.into_iter().map(Into::into));
+    pub fn with_federations<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        federations: I,
+    ) -> Scope {
+        self.federations
+            .extend(federations.into_iter().map(Into::into));
         self
     }
 
@@ -79,7 +91,11 @@ impl Scope {
         self.fleets
             .iter()
             .cloned()
-            .chain(self.federations.iter().map(|f| format!("{FEDERATION_PREFIX}{f}")))
+            .chain(
+                self.federations
+                    .iter()
+                    .map(|f| format!("{FEDERATION_PREFIX}{f}")),
+            )
             .collect()
     }
 
@@ -116,7 +132,10 @@ mod tests {
     #[test]
     fn scope_round_trips_through_the_record() {
         let s = Scope::fleets(["fleet-a", "fleet-b"]).with_federations(["fed-1"]);
-        assert_eq!(s.to_record(), vec!["fleet-a", "fleet-b", "federation:fed-1"]);
+        assert_eq!(
+            s.to_record(),
+            vec!["fleet-a", "fleet-b", "federation:fed-1"]
+        );
         assert_eq!(Scope::from_record(&s.to_record()), s);
         assert!(s.allows_fleet("fleet-a") && !s.allows_fleet("fleet-c"));
         assert!(s.allows_federation("fed-1") && !s.allows_federation("fed-2"));

@@ -108,7 +108,9 @@ fn finite(name: &str, v: f64) -> Result<()> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(Error::InvalidEvent(format!("{name} is not a finite number")))
+        Err(Error::InvalidEvent(format!(
+            "{name} is not a finite number"
+        )))
     }
 }
 
@@ -153,7 +155,10 @@ pub fn validate(ev: &TelemetryEvent, now_ms: i64, limits: &ValidationLimits) -> 
         return Err(Error::InvalidEvent("negative payload_kg".into()));
     }
     if ev.ts_ms < limits.min_ts_ms {
-        return Err(Error::InvalidEvent(format!("ts_ms {} is before 2000-01-01", ev.ts_ms)));
+        return Err(Error::InvalidEvent(format!(
+            "ts_ms {} is before 2000-01-01",
+            ev.ts_ms
+        )));
     }
     if ev.ts_ms > now_ms + limits.max_future_ms {
         return Err(Error::InvalidEvent(format!(
@@ -218,13 +223,22 @@ mod tests {
         let now = 1_700_000_000_000;
         let mut e = sample();
         e.speed_kph = f64::NAN;
-        assert!(validate(&e, now, &lim).unwrap_err().to_string().contains("speed_kph"));
+        assert!(validate(&e, now, &lim)
+            .unwrap_err()
+            .to_string()
+            .contains("speed_kph"));
         let mut e = sample();
         e.energy_used_kwh = -1.0;
-        assert!(validate(&e, now, &lim).unwrap_err().to_string().contains("energy_used_kwh"));
+        assert!(validate(&e, now, &lim)
+            .unwrap_err()
+            .to_string()
+            .contains("energy_used_kwh"));
         let mut e = sample();
         e.ts_ms = now + 10 * 60_000;
-        assert!(validate(&e, now, &lim).unwrap_err().to_string().contains("future"));
+        assert!(validate(&e, now, &lim)
+            .unwrap_err()
+            .to_string()
+            .contains("future"));
     }
 
     #[test]

@@ -17,11 +17,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use atlasmesh_core::analytics::alert::{pager_message, step, AlertRule, AlertState, Transition, TransitionKind};
-use atlasmesh_core::analytics::score::{daily_score, percent_of_benchmark, rank_among, score, ScoreParams};
+use atlasmesh_core::analytics::alert::{
+    pager_message, step, AlertRule, AlertState, Transition, TransitionKind,
+};
+use atlasmesh_core::analytics::score::{
+    daily_score, percent_of_benchmark, rank_among, score, ScoreParams,
+};
 use atlasmesh_core::analytics::trend::{analyze, sliding, Trend, TrendParams};
 use atlasmesh_core::hash::fnv1a64;
-use atlasmesh_core::window::{Counters, Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
+use atlasmesh_core::window::{
+    Counters, Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope,
+};
 use atlasmesh_core::TelemetryEvent;
 use serde::Deserialize;
 use serde_json::Value;
@@ -61,14 +67,21 @@ struct Case {
 }
 
 fn load(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn scenario() -> (Scenario, Case) {
     let sc: Scenario = serde_json::from_str(&load("scenario.json")).expect("scenario.json");
     let expected: Value = serde_json::from_str(&load("expected.json")).expect("expected.json");
-    let case = Case { t0_ms: sc.t0_ms, window_ms: sc.window_ms, fleets: sc.fleets.clone(), expected };
+    let case = Case {
+        t0_ms: sc.t0_ms,
+        window_ms: sc.window_ms,
+        fleets: sc.fleets.clone(),
+        expected,
+    };
     (sc, case)
 }
 
@@ -77,7 +90,11 @@ fn assert_close(got: Option<f64>, want: &Value, what: &str) {
     match (got, want.as_f64()) {
         (None, None) if want.is_null() => {}
         (Some(g), Some(w)) => {
-            assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{what}: got {g}, expected {w} (diff {})", (g - w).abs())
+            assert!(
+                (g - w).abs() <= 1e-9 * (1.0 + w.abs()),
+                "{what}: got {g}, expected {w} (diff {})",
+                (g - w).abs()
+            )
         }
         _ => panic!("{what}: got {got:?}, expected {want}"),
     }
@@ -111,10 +128,15 @@ fn check_scores(sc: &Scenario, case: &Case) -> usize {
     let (p, exp) = (&sc.score_params, &case.expected);
     let mut checked = 0;
     for (fleet, rows) in &case.fleets {
-        let want = exp["window_scores"][fleet].as_array().expect("fleet in expected");
+        let want = exp["window_scores"][fleet]
+            .as_array()
+            .expect("fleet in expected");
         assert_eq!(want.len(), rows.len());
         for (i, (c, w)) in rows.iter().zip(want).enumerate() {
-            assert_eq!(w["window_start_ms"].as_i64(), Some(case.t0_ms + i as i64 * case.window_ms));
+            assert_eq!(
+                w["window_start_ms"].as_i64(),
+                Some(case.t0_ms + i as i64 * case.window_ms)
+            );
             assert_score(&score(c, p).unwrap(), w, &format!("{fleet} window {i}"));
             checked += 1;
         }
@@ -126,8 +148,11 @@ fn check_scores(sc: &Scenario, case: &Case) -> usize {
             &format!("{fleet} % of benchmark"),
         );
     }
-    let totals: Vec<(String, f64)> =
-        case.fleets.iter().map(|(f, rows)| (f.clone(), daily_score(rows, p).unwrap().total.unwrap())).collect();
+    let totals: Vec<(String, f64)> = case
+        .fleets
+        .iter()
+        .map(|(f, rows)| (f.clone(), daily_score(rows, p).unwrap().total.unwrap()))
+        .collect();
     let ranked = rank_among(&totals, true);
     let want = exp["rank_by_daily_total"].as_array().unwrap();
     assert_eq!(ranked.len(), want.len());
@@ -165,13 +190,38 @@ fn assert_trend(got: &Trend, want: &Value, what: &str) {
         assert_close(Some(v), &wf[name], &format!("{what} {name}"));
     }
     assert_close(f.t_stat, &wf["t_stat"], &format!("{what} t_stat"));
-    assert_close(Some(got.p_value), &want["p_value"], &format!("{what} p_value"));
-    assert_eq!(Some(got.significant), want["significant"].as_bool(), "{what} significant");
-    assert_eq!(Some(got.direction.as_str()), want["direction"].as_str(), "{what} direction");
-    assert_close(got.change_pct, &want["change_pct"], &format!("{what} change_pct"));
+    assert_close(
+        Some(got.p_value),
+        &want["p_value"],
+        &format!("{what} p_value"),
+    );
+    assert_eq!(
+        Some(got.significant),
+        want["significant"].as_bool(),
+        "{what} significant"
+    );
+    assert_eq!(
+        Some(got.direction.as_str()),
+        want["direction"].as_str(),
+        "{what} direction"
+    );
+    assert_close(
+        got.change_pct,
+        &want["change_pct"],
+        &format!("{what} change_pct"),
+    );
     let fc = got.forecast.expect("forecast");
-    for (name, v) in [("t", fc.t), ("value", fc.value), ("lower", fc.lower), ("upper", fc.upper)] {
-        assert_close(Some(v), &want["forecast"][name], &format!("{what} forecast {name}"));
+    for (name, v) in [
+        ("t", fc.t),
+        ("value", fc.value),
+        ("lower", fc.lower),
+        ("upper", fc.upper),
+    ] {
+        assert_close(
+            Some(v),
+            &want["forecast"][name],
+            &format!("{what} forecast {name}"),
+        );
     }
 }
 
@@ -221,9 +271,18 @@ fn trends_over_sliding_horizons() {
     let (sc, case) = scenario();
     let directions = check_trends(&sc, &case);
     // The scenario was built to show these.
-    assert_eq!(directions[&("fleet-a".into(), "utilization".into(), 30)], "improving");
-    assert_eq!(directions[&("fleet-c".into(), "kwh_per_km".into(), 30)], "declining");
-    assert_eq!(directions[&("fleet-a".into(), "kwh_per_km".into(), 30)], "stable");
+    assert_eq!(
+        directions[&("fleet-a".into(), "utilization".into(), 30)],
+        "improving"
+    );
+    assert_eq!(
+        directions[&("fleet-c".into(), "kwh_per_km".into(), 30)],
+        "declining"
+    );
+    assert_eq!(
+        directions[&("fleet-a".into(), "kwh_per_km".into(), 30)],
+        "stable"
+    );
 }
 
 fn timeline(sc: &Scenario, case: &Case, rule: &AlertRule, fleet: &str) -> Vec<Transition> {
@@ -278,18 +337,39 @@ fn check_alerts(sc: &Scenario, case: &Case) -> Vec<(String, String, Transition)>
 
 /// Fleet `fleet`'s low-utilization pages: exactly `pages`, and the same series without
 /// hysteresis or delays would have paged at least three times.
-fn assert_no_flapping(sc: &Scenario, case: &Case, alerts: &[(String, String, Transition)], fleet: &str, pages: &[TransitionKind]) {
+fn assert_no_flapping(
+    sc: &Scenario,
+    case: &Case,
+    alerts: &[(String, String, Transition)],
+    fleet: &str,
+    pages: &[TransitionKind],
+) {
     let kinds: Vec<TransitionKind> = alerts
         .iter()
         .filter(|(r, f, t)| r == "fleet-low-utilization" && f == fleet && t.kind.is_paged())
         .map(|(_, _, t)| t.kind)
         .collect();
     assert_eq!(kinds, pages, "{fleet}");
-    let rule = sc.rules.iter().find(|r| r.id == "fleet-low-utilization").unwrap();
-    let naive =
-        AlertRule { clear_threshold: None, for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, ..rule.clone() };
-    let flaps = timeline(sc, case, &naive, fleet).iter().filter(|t| t.kind == TransitionKind::Firing).count();
-    assert!(flaps >= 3, "the scenario must be noisy: {flaps} triggers without hysteresis");
+    let rule = sc
+        .rules
+        .iter()
+        .find(|r| r.id == "fleet-low-utilization")
+        .unwrap();
+    let naive = AlertRule {
+        clear_threshold: None,
+        for_ms: 0,
+        keep_firing_for_ms: 0,
+        resend_interval_ms: 0,
+        ..rule.clone()
+    };
+    let flaps = timeline(sc, case, &naive, fleet)
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Firing)
+        .count();
+    assert!(
+        flaps >= 3,
+        "the scenario must be noisy: {flaps} triggers without hysteresis"
+    );
 }
 
 #[test]
@@ -298,7 +378,17 @@ fn alert_timeline_and_pager_messages() {
     let alerts = check_alerts(&sc, &case);
     // No flapping across fleet-b's noisy crossing: one trigger, one resolve, and the trigger
     // comes only after `for` of continuous breach.
-    assert_no_flapping(&sc, &case, &alerts, "fleet-b", &[TransitionKind::Firing, TransitionKind::Resent, TransitionKind::Resolved]);
+    assert_no_flapping(
+        &sc,
+        &case,
+        &alerts,
+        "fleet-b",
+        &[
+            TransitionKind::Firing,
+            TransitionKind::Resent,
+            TransitionKind::Resolved,
+        ],
+    );
 }
 
 // ---------------------------------------------------------------- from raw telemetry
@@ -326,7 +416,9 @@ const PARTITIONS: u64 = 3;
 /// Runs the window kernel over the telemetry in arrival order; returns the fleet windows (newest
 /// version of each partition's partial, summed), the ids dropped as too late, the repeats
 /// ignored, and the highest partial version seen.
-fn kernel_windows(tel: &TelemetryScenario) -> (BTreeMap<String, Vec<Counters>>, Vec<String>, usize, u32) {
+fn kernel_windows(
+    tel: &TelemetryScenario,
+) -> (BTreeMap<String, Vec<Counters>>, Vec<String>, usize, u32) {
     let wp = &tel.window_params;
     let p = WindowParams {
         window_ms: wp.window_ms,
@@ -334,12 +426,19 @@ fn kernel_windows(tel: &TelemetryScenario) -> (BTreeMap<String, Vec<Counters>>, 
         allowed_lateness_ms: wp.allowed_lateness_ms,
         max_gap_ms: wp.max_gap_ms,
     };
-    let mut parts: Vec<PartitionWindows> = (0..PARTITIONS).map(|_| PartitionWindows::default()).collect();
+    let mut parts: Vec<PartitionWindows> = (0..PARTITIONS)
+        .map(|_| PartitionWindows::default())
+        .collect();
     let mut partials: BTreeMap<(String, i64, usize), (u32, Counters)> = BTreeMap::new();
     let (mut dropped, mut repeats) = (vec![], 0);
     let mut keep = |out: Vec<WindowResult>, part: usize| {
-        for r in out.into_iter().filter(|r| r.scope == WindowScope::FleetPartial) {
-            let slot = partials.entry((r.fleet_id, r.window_start_ms, part)).or_insert((0, Counters::default()));
+        for r in out
+            .into_iter()
+            .filter(|r| r.scope == WindowScope::FleetPartial)
+        {
+            let slot = partials
+                .entry((r.fleet_id, r.window_start_ms, part))
+                .or_insert((0, Counters::default()));
             assert!(r.version > slot.0, "versions only grow");
             *slot = (r.version, r.counters);
         }
@@ -363,12 +462,19 @@ fn kernel_windows(tel: &TelemetryScenario) -> (BTreeMap<String, Vec<Counters>>, 
     // Every window up to the last one the partitions closed: past the scenario's last sample a
     // vehicle's status still holds for up to max_gap (the tail window), and the idle flush
     // closes that window too.
-    let n = partials.keys().map(|(_, ws, _)| (ws - tel.t0_ms) / wp.window_ms + 1).max().unwrap_or(0) as usize;
+    let n = partials
+        .keys()
+        .map(|(_, ws, _)| (ws - tel.t0_ms) / wp.window_ms + 1)
+        .max()
+        .unwrap_or(0) as usize;
     assert_eq!(n, tel.windows + 1, "the scenario's windows and the tail");
     let mut fleets: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
     for ((fleet, ws, _), (_, c)) in &partials {
         let i = (ws - tel.t0_ms) / wp.window_ms;
-        fleets.entry(fleet.clone()).or_insert_with(|| vec![Counters::default(); n])[i as usize].add(c);
+        fleets
+            .entry(fleet.clone())
+            .or_insert_with(|| vec![Counters::default(); n])[i as usize]
+            .add(c);
     }
     (fleets, dropped, repeats, max_version)
 }
@@ -379,20 +485,30 @@ fn kernel_windows(tel: &TelemetryScenario) -> (BTreeMap<String, Vec<Counters>>, 
 #[test]
 fn telemetry_scenario_gives_the_expected_windows_scores_trends_and_alerts() {
     let (sc, _) = scenario();
-    let tel: TelemetryScenario = serde_json::from_str(&load("telemetry.json")).expect("telemetry.json");
-    let expected: Value = serde_json::from_str(&load("expected_telemetry.json")).expect("expected_telemetry.json");
+    let tel: TelemetryScenario =
+        serde_json::from_str(&load("telemetry.json")).expect("telemetry.json");
+    let expected: Value =
+        serde_json::from_str(&load("expected_telemetry.json")).expect("expected_telemetry.json");
     let (fleets, dropped, repeats, max_version) = kernel_windows(&tel);
 
     // Admission: the 9-minute-late sample is dropped, the exact repeat ignored, and the
     // 90-second-late sample re-emitted closed windows.
-    assert_eq!(serde_json::to_value(&dropped).unwrap(), expected["dropped_too_late"]);
+    assert_eq!(
+        serde_json::to_value(&dropped).unwrap(),
+        expected["dropped_too_late"]
+    );
     assert_eq!(Some(repeats as u64), expected["repeats_ignored"].as_u64());
     assert_eq!((dropped.len(), repeats), (1, 1));
     assert!(max_version >= 2, "a late sample re-emits its windows");
 
     // Every counter of every fleet window, exactly.
-    let want = expected["fleet_windows"].as_object().expect("fleet_windows");
-    assert_eq!(fleets.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    let want = expected["fleet_windows"]
+        .as_object()
+        .expect("fleet_windows");
+    assert_eq!(
+        fleets.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
     for (fleet, rows) in &fleets {
         let want = want[fleet].as_array().unwrap();
         assert_eq!(rows.len(), want.len(), "{fleet}");
@@ -403,19 +519,48 @@ fn telemetry_scenario_gives_the_expected_windows_scores_trends_and_alerts() {
         }
     }
 
-    let case = Case { t0_ms: tel.t0_ms, window_ms: tel.window_params.window_ms, fleets, expected };
+    let case = Case {
+        t0_ms: tel.t0_ms,
+        window_ms: tel.window_params.window_ms,
+        fleets,
+        expected,
+    };
     assert_eq!(check_scores(&sc, &case), 93);
-    assert!(case.expected["window_scores"]["fleet-a"][0]["components"]["efficiency"].is_null(), "fleet-a's first minute is parked");
+    assert!(
+        case.expected["window_scores"]["fleet-a"][0]["components"]["efficiency"].is_null(),
+        "fleet-a's first minute is parked"
+    );
     let directions = check_trends(&sc, &case);
-    assert_eq!(directions[&("fleet-a".into(), "utilization".into(), 30)], "improving");
-    assert_eq!(directions[&("fleet-c".into(), "utilization".into(), 30)], "declining");
-    assert_eq!(directions[&("fleet-c".into(), "kwh_per_km".into(), 30)], "declining");
+    assert_eq!(
+        directions[&("fleet-a".into(), "utilization".into(), 30)],
+        "improving"
+    );
+    assert_eq!(
+        directions[&("fleet-c".into(), "utilization".into(), 30)],
+        "declining"
+    );
+    assert_eq!(
+        directions[&("fleet-c".into(), "kwh_per_km".into(), 30)],
+        "declining"
+    );
     let alerts = check_alerts(&sc, &case);
     // fleet-b wanders across 0.5 for 15 minutes before its real breach: one page, one resend,
     // one resolve.
-    assert_no_flapping(&sc, &case, &alerts, "fleet-b", &[TransitionKind::Firing, TransitionKind::Resent, TransitionKind::Resolved]);
+    assert_no_flapping(
+        &sc,
+        &case,
+        &alerts,
+        "fleet-b",
+        &[
+            TransitionKind::Firing,
+            TransitionKind::Resent,
+            TransitionKind::Resolved,
+        ],
+    );
     assert!(
-        alerts.iter().any(|(r, f, t)| r == "fleet-high-consumption" && f == "fleet-c" && t.kind == TransitionKind::Firing),
+        alerts.iter().any(|(r, f, t)| r == "fleet-high-consumption"
+            && f == "fleet-c"
+            && t.kind == TransitionKind::Firing),
         "fleet-c's climbing consumption pages"
     );
 }

@@ -11,8 +11,14 @@ use crate::runner::InMessage;
 use crate::telemetry::now_ms;
 
 /// The dead letter of `msg`, counted in the DLQ metric.
-pub fn dead_letter(pipeline: &'static str, msg: &InMessage, reason: DeadLetterReason, error: String) -> DeadLetterRecord {
-    metrics::counter!(m::DLQ_MESSAGES, "pipeline" => pipeline, "reason" => reason.as_str()).increment(1);
+pub fn dead_letter(
+    pipeline: &'static str,
+    msg: &InMessage,
+    reason: DeadLetterReason,
+    error: String,
+) -> DeadLetterRecord {
+    metrics::counter!(m::DLQ_MESSAGES, "pipeline" => pipeline, "reason" => reason.as_str())
+        .increment(1);
     DeadLetterRecord {
         source_topic: msg.topic.clone(),
         source_partition: msg.partition,
@@ -41,8 +47,14 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
             ("error".into(), d.error.clone().into_bytes()),
             ("reason".into(), d.reason.as_str().as_bytes().to_vec()),
             ("source.topic".into(), d.source_topic.clone().into_bytes()),
-            ("source.partition".into(), d.source_partition.to_string().into_bytes()),
-            ("source.offset".into(), d.source_offset.to_string().into_bytes()),
+            (
+                "source.partition".into(),
+                d.source_partition.to_string().into_bytes(),
+            ),
+            (
+                "source.offset".into(),
+                d.source_offset.to_string().into_bytes(),
+            ),
         ],
         partition: None,
     })
@@ -54,15 +66,23 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
     codec: &Codec,
     msg: &InMessage,
     record_name: &str,
-) -> std::result::Result<std::result::Result<T, (DeadLetterReason, String)>, crate::runner::RetryLater> {
+) -> std::result::Result<
+    std::result::Result<T, (DeadLetterReason, String)>,
+    crate::runner::RetryLater,
+> {
     use atlasmesh_schemas::DecodeError;
     let Some(payload) = msg.payload.as_deref() else {
-        return Ok(Err((DeadLetterReason::Undecodable, "empty payload (tombstone)".into())));
+        return Ok(Err((
+            DeadLetterReason::Undecodable,
+            "empty payload (tombstone)".into(),
+        )));
     };
     match codec.decode_record(payload, record_name).await {
         Ok(r) => Ok(Ok(r)),
         Err(DecodeError::Unavailable(e)) => Err(crate::runner::RetryLater(e)),
-        Err(e @ DecodeError::UnknownSchema { .. }) => Ok(Err((DeadLetterReason::UnknownSchema, e.to_string()))),
+        Err(e @ DecodeError::UnknownSchema { .. }) => {
+            Ok(Err((DeadLetterReason::UnknownSchema, e.to_string())))
+        }
         Err(e) => Ok(Err((DeadLetterReason::Undecodable, e.to_string()))),
     }
 }
@@ -74,15 +94,24 @@ pub async fn decode_valid<T: serde::de::DeserializeOwned>(
     msg: &InMessage,
     record_name: &str,
     invalid: impl Fn(&T) -> Option<String>,
-) -> std::result::Result<std::result::Result<T, (DeadLetterReason, String)>, crate::runner::RetryLater> {
-    Ok(decode::<T>(codec, msg, record_name).await?.and_then(|r| match invalid(&r) {
-        Some(why) => Err((DeadLetterReason::Invalid, why)),
-        None => Ok(r),
-    }))
+) -> std::result::Result<
+    std::result::Result<T, (DeadLetterReason, String)>,
+    crate::runner::RetryLater,
+> {
+    Ok(decode::<T>(codec, msg, record_name)
+        .await?
+        .and_then(|r| match invalid(&r) {
+            Some(why) => Err((DeadLetterReason::Invalid, why)),
+            None => Ok(r),
+        }))
 }
 
 /// [`encode`] for every dead letter of a batch.
-pub async fn encode_all(codec: &Codec, topics: &Topics, dead: &[DeadLetterRecord]) -> Result<Vec<OutRecord>> {
+pub async fn encode_all(
+    codec: &Codec,
+    topics: &Topics,
+    dead: &[DeadLetterRecord],
+) -> Result<Vec<OutRecord>> {
     let mut out = Vec::with_capacity(dead.len());
     for d in dead {
         out.push(encode(codec, topics, d).await?);

@@ -22,25 +22,53 @@ use tokio::sync::watch;
 
 /// The pipelines a worker can run: name → runner future. A new pipeline is one folder plus
 /// one line here.
-pub const PIPELINES: &[&str] = &["telemetry", "commands", "alerts", "missions", "resources", "performance"];
+pub const PIPELINES: &[&str] = &[
+    "telemetry",
+    "commands",
+    "alerts",
+    "missions",
+    "resources",
+    "performance",
+];
 
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    atlasmesh_sinks::postgres::ensure_database(&cfg.postgres.url).await.context("creating PostgreSQL database")?;
-    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await.context("connecting to PostgreSQL")?;
-    atlasmesh_sinks::postgres::migrate(&pool).await.context("PostgreSQL migrations")?;
-    atlasmesh_sinks::clickhouse::migrate(&cfg.clickhouse).await.context("ClickHouse migrations")?;
+    atlasmesh_sinks::postgres::ensure_database(&cfg.postgres.url)
+        .await
+        .context("creating PostgreSQL database")?;
+    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2)
+        .await
+        .context("connecting to PostgreSQL")?;
+    atlasmesh_sinks::postgres::migrate(&pool)
+        .await
+        .context("PostgreSQL migrations")?;
+    atlasmesh_sinks::clickhouse::migrate(&cfg.clickhouse)
+        .await
+        .context("ClickHouse migrations")?;
     let t = &cfg.topics;
     atlasmesh_sinks::kafka::ensure_topics(
         &cfg.kafka,
-        &[&t.telemetry, &t.metrics, &t.dlq, &t.alerts, &t.commands, &t.command_results, &t.mission_events, &t.resource_events],
+        &[
+            &t.telemetry,
+            &t.metrics,
+            &t.dlq,
+            &t.alerts,
+            &t.commands,
+            &t.command_results,
+            &t.mission_events,
+            &t.resource_events,
+        ],
         cfg.kafka.partitions,
     )
     .await
     .context("creating Kafka topics")?;
-    let codec = atlasmesh_schemas::Codec::new(&cfg.schema_registry.url).context("schema registry client")?;
-    let ids = codec.register_all(&cfg.topics).await.map_err(|e| anyhow::anyhow!("registering schemas: {e}"))?;
+    let codec = atlasmesh_schemas::Codec::new(&cfg.schema_registry.url)
+        .context("schema registry client")?;
+    let ids = codec
+        .register_all(&cfg.topics)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering schemas: {e}"))?;
     for (subject, id) in ids {
         tracing::info!(subject = %subject, id, "Schema registered.");
     }
@@ -48,7 +76,11 @@ pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// Runs the named pipelines until `shutdown` turns true.
-pub async fn run_pipelines(cfg: Arc<Config>, names: &[String], shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run_pipelines(
+    cfg: Arc<Config>,
+    names: &[String],
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         match name.as_str() {
@@ -78,7 +110,8 @@ pub async fn run_pipelines(cfg: Arc<Config>, names: &[String], shutdown: watch::
             }
             "resources" => {
                 let p = Arc::new(resources::ResourcesPipeline::new(&cfg).await?);
-                let every = std::time::Duration::from_millis(cfg.resources.coordination_interval_ms);
+                let every =
+                    std::time::Duration::from_millis(cfg.resources.coordination_interval_ms);
                 let (pool, sd) = (p.pool(), shutdown.clone());
                 tasks.spawn(async move {
                     resources::coordination::run(pool, every, sd).await;

@@ -50,7 +50,12 @@ impl SourceWatermarks {
         self.count = self.count.max(count);
         let mut closed = closed_until_ms;
         if idle {
-            let others = self.closed.iter().filter(|(s, _)| **s != source).map(|(_, c)| *c).max();
+            let others = self
+                .closed
+                .iter()
+                .filter(|(s, _)| **s != source)
+                .map(|(_, c)| *c)
+                .max();
             closed = closed.max(others.unwrap_or(i64::MIN));
         }
         let e = self.closed.entry(source).or_insert(closed);
@@ -102,11 +107,23 @@ pub struct FleetWindows {
 impl FleetWindows {
     /// Adds a partial; false when its window has settled already or is at or behind the
     /// `frontier` (ignored).
-    pub fn add(&mut self, source: i32, start: i64, end: i64, version: i32, counters: Counters, frontier: Option<i64>) -> bool {
-        if self.settled_through_ms.is_some_and(|s| start <= s) || frontier.is_some_and(|f| end <= f) {
+    pub fn add(
+        &mut self,
+        source: i32,
+        start: i64,
+        end: i64,
+        version: i32,
+        counters: Counters,
+        frontier: Option<i64>,
+    ) -> bool {
+        if self.settled_through_ms.is_some_and(|s| start <= s) || frontier.is_some_and(|f| end <= f)
+        {
             return false;
         }
-        let w = self.open.entry(start).or_insert_with(|| OpenWindow { end_ms: end, partials: BTreeMap::new() });
+        let w = self.open.entry(start).or_insert_with(|| OpenWindow {
+            end_ms: end,
+            partials: BTreeMap::new(),
+        });
         if w.partials.get(&source).is_none_or(|p| p.version < version) {
             w.partials.insert(source, Partial { version, counters });
         }
@@ -127,7 +144,11 @@ impl FleetWindows {
                 counters.add(&p.counters);
             }
             self.settled_through_ms = Some(start);
-            out.push(Settled { start_ms: start, end_ms: w.end_ms, counters });
+            out.push(Settled {
+                start_ms: start,
+                end_ms: w.end_ms,
+                counters,
+            });
         }
         out
     }
@@ -151,7 +172,12 @@ pub fn settle_fleets<T>(
         return out;
     }
     for (fleet, f) in fleets.iter_mut() {
-        out.extend(windows(f).take_settled(frontier).into_iter().map(|w| (fleet.clone(), w)));
+        out.extend(
+            windows(f)
+                .take_settled(frontier)
+                .into_iter()
+                .map(|w| (fleet.clone(), w)),
+        );
     }
     out.sort_by(|a, b| (a.1.end_ms, &a.0).cmp(&(b.1.end_ms, &b.0)));
     out
@@ -164,7 +190,11 @@ mod tests {
     const M: i64 = 60_000;
 
     fn c(busy_ms: u64) -> Counters {
-        Counters { observed_ms: 60_000, busy_ms, ..Counters::default() }
+        Counters {
+            observed_ms: 60_000,
+            busy_ms,
+            ..Counters::default()
+        }
     }
 
     #[test]
@@ -177,7 +207,11 @@ mod tests {
         w.observe(1, 3, 2 * M, false);
         assert_eq!(w.frontier(), Some(2 * M));
         w.observe(1, 3, M, false);
-        assert_eq!(w.frontier(), Some(2 * M), "a watermark never goes back (a replayed marker)");
+        assert_eq!(
+            w.frontier(),
+            Some(2 * M),
+            "a watermark never goes back (a replayed marker)"
+        );
         w.observe(1, 3, 7 * M, false);
         assert_eq!(w.frontier(), Some(5 * M));
         // An idle source catches up with the furthest other source, now and every time it
@@ -189,7 +223,11 @@ mod tests {
         w.observe(0, 2, 3 * M, true);
         assert_eq!(w.frontier(), Some(5 * M));
         w.observe(1, 2, 8 * M, false);
-        assert_eq!(w.frontier(), Some(5 * M), "an idle source moves only when it says so again");
+        assert_eq!(
+            w.frontier(),
+            Some(5 * M),
+            "an idle source moves only when it says so again"
+        );
         w.observe(0, 2, 3 * M, true);
         assert_eq!(w.frontier(), Some(8 * M));
         // Every source idle: they converge on the furthest.
@@ -197,7 +235,11 @@ mod tests {
         w.observe(0, 3, 2 * M, true);
         w.observe(1, 3, 8 * M, true);
         w.observe(2, 3, 9 * M, true);
-        assert_eq!(w.frontier(), Some(2 * M), "source 0 spoke before the others");
+        assert_eq!(
+            w.frontier(),
+            Some(2 * M),
+            "source 0 spoke before the others"
+        );
         w.observe(0, 3, 2 * M, true);
         w.observe(1, 3, 8 * M, true);
         assert_eq!(w.frontier(), Some(9 * M));
@@ -216,7 +258,10 @@ mod tests {
         assert!(f.add(0, 0, M, 1, c(10), None));
         assert!(f.add(1, 0, M, 1, c(20), None));
         assert!(f.add(0, 0, M, 2, c(30), None), "newer version replaces");
-        assert!(f.add(0, 0, M, 1, c(99), None), "an older version is accepted but does not replace");
+        assert!(
+            f.add(0, 0, M, 1, c(99), None),
+            "an older version is accepted but does not replace"
+        );
         assert!(f.add(0, M, 2 * M, 1, c(1), None));
         assert!(f.take_settled(None).is_empty(), "no frontier yet");
         assert!(f.take_settled(Some(M - 1)).is_empty());
@@ -226,15 +271,30 @@ mod tests {
             vec![Settled {
                 start_ms: 0,
                 end_ms: M,
-                counters: Counters { observed_ms: 120_000, busy_ms: 50, ..Counters::default() }
+                counters: Counters {
+                    observed_ms: 120_000,
+                    busy_ms: 50,
+                    ..Counters::default()
+                }
             }]
         );
-        assert!(!f.add(1, 0, M, 3, c(60_000), Some(M)), "late revision of a settled window is ignored");
-        assert!(!f.add(1, 2 * M, 3 * M, 1, c(5), Some(3 * M)), "a window at the frontier is closed by every source");
+        assert!(
+            !f.add(1, 0, M, 3, c(60_000), Some(M)),
+            "late revision of a settled window is ignored"
+        );
+        assert!(
+            !f.add(1, 2 * M, 3 * M, 1, c(5), Some(3 * M)),
+            "a window at the frontier is closed by every source"
+        );
         assert!(f.add(1, M, 2 * M, 1, c(2), Some(M)));
         assert!(f.add(0, 3 * M, 4 * M, 1, c(4), Some(M)));
         let s = f.take_settled(Some(10 * M));
-        assert_eq!(s.iter().map(|w| (w.start_ms, w.counters.busy_ms)).collect::<Vec<_>>(), vec![(M, 3), (3 * M, 4)]);
+        assert_eq!(
+            s.iter()
+                .map(|w| (w.start_ms, w.counters.busy_ms))
+                .collect::<Vec<_>>(),
+            vec![(M, 3), (3 * M, 4)]
+        );
         assert_eq!(f.open_len(), 0);
     }
 
@@ -242,7 +302,14 @@ mod tests {
     fn fleets_settle_in_event_time_order() {
         let mut fleets: BTreeMap<String, FleetWindows> = BTreeMap::new();
         for (fleet, start) in [("b", 0), ("b", M), ("a", M), ("a", 2 * M), ("c", 5 * M)] {
-            assert!(fleets.entry(fleet.into()).or_default().add(0, start, start + M, 1, c(1), None));
+            assert!(fleets.entry(fleet.into()).or_default().add(
+                0,
+                start,
+                start + M,
+                1,
+                c(1),
+                None
+            ));
         }
         assert!(settle_fleets(&mut fleets, |f| f, None).is_empty());
         let s = settle_fleets(&mut fleets, |f| f, Some(3 * M));

@@ -76,17 +76,30 @@ impl WaitParam {
         match self.wait.as_deref() {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") | Some("") => Ok(true),
-            Some(other) => Err(ApiError::invalid_fields([("wait".to_string(), format!("must be true or false, got {other:?}"))].into())),
+            Some(other) => Err(ApiError::invalid_fields(
+                [(
+                    "wait".to_string(),
+                    format!("must be true or false, got {other:?}"),
+                )]
+                .into(),
+            )),
         }
     }
 }
 
 /// The `Idempotency-Key` header, if any (400 when malformed).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.trim();
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+        .trim();
     if s.is_empty() || s.len() > MAX_KEY_LEN {
-        return Err(ApiError::bad_request(format!("Idempotency-Key must be 1..={MAX_KEY_LEN} characters")));
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1..={MAX_KEY_LEN} characters"
+        )));
     }
     Ok(Some(s.to_string()))
 }
@@ -95,7 +108,8 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-const VIEW_COLUMNS: &str = "command_id, kind, status, reason, entity_type, entity_id, idempotency_key,
+const VIEW_COLUMNS: &str =
+    "command_id, kind, status, reason, entity_type, entity_id, idempotency_key,
     (extract(epoch from issued_at) * 1000)::bigint AS issued_at_ms,
     (extract(epoch from applied_at) * 1000)::bigint AS applied_at_ms";
 
@@ -114,9 +128,16 @@ fn view_of(r: &sqlx::postgres::PgRow) -> CommandView {
 }
 
 /// Turns a validated write into a command; see the module docs for the answers.
-pub async fn submit(state: &AppState, caller: &Caller, s: Submission) -> Result<Response, ApiError> {
+pub async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    s: Submission,
+) -> Result<Response, ApiError> {
     let actor = caller.actor();
-    let key = s.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let key = s
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let payload_json = s.payload.to_string();
     let hash = atlasmesh_core::command::request_hash_value(&s.kind, &s.payload);
     let scope = caller.scope.to_record();
@@ -164,7 +185,9 @@ pub async fn submit(state: &AppState, caller: &Caller, s: Submission) -> Result<
             .map_err(Error::from)?;
             let stored_hash: String = row.get("request_hash");
             if stored_hash != hash {
-                return Err(ApiError::conflict(format!("Idempotency-Key {key:?} was already used for a different request")));
+                return Err(ApiError::conflict(format!(
+                    "Idempotency-Key {key:?} was already used for a different request"
+                )));
             }
             let command_id: String = row.get("command_id");
             let status: String = row.get("status");
@@ -189,14 +212,24 @@ pub async fn submit(state: &AppState, caller: &Caller, s: Submission) -> Result<
     answer(state, &record.command_id, s.wait).await
 }
 
-async fn produce(state: &AppState, record: &CommandRecord, aggregate_id: &str) -> Result<(), ApiError> {
+async fn produce(
+    state: &AppState,
+    record: &CommandRecord,
+    aggregate_id: &str,
+) -> Result<(), ApiError> {
     let topic = &state.config.topics.commands;
     let payload = state
         .codec
         .encode(topic, SchemaKind::Commands, record)
         .await
         .map_err(|e| ApiError::Unavailable(Error::Internal(format!("encoding command: {e}"))))?;
-    let out = OutRecord { topic: topic.clone(), key: Some(aggregate_id.as_bytes().to_vec()), payload, headers: vec![], partition: None };
+    let out = OutRecord {
+        topic: topic.clone(),
+        key: Some(aggregate_id.as_bytes().to_vec()),
+        payload,
+        headers: vec![],
+        partition: None,
+    };
     state
         .producer
         .send_all("kafka", std::slice::from_ref(&out))
@@ -205,21 +238,29 @@ async fn produce(state: &AppState, record: &CommandRecord, aggregate_id: &str) -
 }
 
 async fn load(state: &AppState, command_id: &str) -> Result<Option<CommandView>, ApiError> {
-    let row = sqlx::query(&format!("SELECT {VIEW_COLUMNS} FROM command_log WHERE command_id = $1"))
-        .bind(command_id)
-        .fetch_optional(&state.postgres)
-        .await
-        .map_err(Error::from)?;
+    let row = sqlx::query(&format!(
+        "SELECT {VIEW_COLUMNS} FROM command_log WHERE command_id = $1"
+    ))
+    .bind(command_id)
+    .fetch_optional(&state.postgres)
+    .await
+    .map_err(Error::from)?;
     Ok(row.as_ref().map(view_of))
 }
 
 /// Polls until the command is decided or `timeout` passes; returns the last view.
-async fn wait_decided(state: &AppState, command_id: &str, timeout: Duration) -> Result<Option<CommandView>, ApiError> {
+async fn wait_decided(
+    state: &AppState,
+    command_id: &str,
+    timeout: Duration,
+) -> Result<Option<CommandView>, ApiError> {
     let started = Instant::now();
     loop {
         let v = load(state, command_id).await?;
         match &v {
-            Some(c) if c.status == "pending" && started.elapsed() < timeout => tokio::time::sleep(POLL).await,
+            Some(c) if c.status == "pending" && started.elapsed() < timeout => {
+                tokio::time::sleep(POLL).await
+            }
             _ => return Ok(v),
         }
     }
@@ -227,10 +268,16 @@ async fn wait_decided(state: &AppState, command_id: &str, timeout: Duration) -> 
 
 /// 202 for a pending command; with `wait`, the synchronous answer once it is decided.
 async fn answer(state: &AppState, command_id: &str, wait: bool) -> Result<Response, ApiError> {
-    let timeout = Duration::from_millis(if wait { state.config.api.command_wait_ms } else { 0 });
+    let timeout = Duration::from_millis(if wait {
+        state.config.api.command_wait_ms
+    } else {
+        0
+    });
     let view = wait_decided(state, command_id, timeout)
         .await?
-        .ok_or_else(|| ApiError::Internal(Error::Internal(format!("command {command_id} vanished"))))?;
+        .ok_or_else(|| {
+            ApiError::Internal(Error::Internal(format!("command {command_id} vanished")))
+        })?;
     let location = format!("/api/v1/commands/{command_id}");
     let status = match view.status.as_str() {
         "pending" => StatusCode::ACCEPTED,
@@ -287,28 +334,45 @@ pub async fn get_command(
     Query(w): Query<WaitParam>,
 ) -> Result<Json<CommandView>, ApiError> {
     let wait = w.parse()?;
-    let actor: Option<String> = sqlx::query_scalar("SELECT actor FROM command_log WHERE command_id = $1")
-        .bind(&command_id)
-        .fetch_optional(&state.postgres)
-        .await
-        .map_err(Error::from)?;
+    let actor: Option<String> =
+        sqlx::query_scalar("SELECT actor FROM command_log WHERE command_id = $1")
+            .bind(&command_id)
+            .fetch_optional(&state.postgres)
+            .await
+            .map_err(Error::from)?;
     match actor {
-        Some(a) if a == caller.actor() || (caller.scope.all && caller.role >= atlasmesh_core::Role::Admin) => {}
+        Some(a)
+            if a == caller.actor()
+                || (caller.scope.all && caller.role >= atlasmesh_core::Role::Admin) => {}
         _ => return Err(ApiError::not_found(format!("no command {command_id}"))),
     }
-    let timeout = Duration::from_millis(if wait { state.config.api.command_wait_ms } else { 0 });
-    let v = wait_decided(&state, &command_id, timeout).await?.ok_or_else(|| ApiError::not_found(format!("no command {command_id}")))?;
+    let timeout = Duration::from_millis(if wait {
+        state.config.api.command_wait_ms
+    } else {
+        0
+    });
+    let v = wait_decided(&state, &command_id, timeout)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no command {command_id}")))?;
     Ok(Json(v))
 }
 
 /// Middleware: a request carrying `X-Consistency-Token: <command id>` is served only after
 /// that command is decided (bounded by `api.command_wait_ms`), so it sees its own write.
 pub async fn read_your_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(token) = req.headers().get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string) {
+    if let Some(token) = req
+        .headers()
+        .get(CONSISTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    {
         let timeout = Duration::from_millis(state.config.api.command_wait_ms);
         match wait_decided(&state, &token, timeout).await {
             Ok(Some(v)) if v.status == "pending" => {
-                return ApiError::Unavailable(Error::Timeout("waiting for the consistency token's command")).into_response()
+                return ApiError::Unavailable(Error::Timeout(
+                    "waiting for the consistency token's command",
+                ))
+                .into_response()
             }
             Ok(_) => {}
             Err(e) => return e.into_response(),

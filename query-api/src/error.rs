@@ -133,7 +133,9 @@ pub enum ApiError {
         fields: BTreeMap<String, String>,
     },
     /// 429: the caller's rate limit is exhausted; retry after that many seconds.
-    TooManyRequests { retry_after_s: u64 },
+    TooManyRequests {
+        retry_after_s: u64,
+    },
     /// A dependency failed; the cause is logged, never shown.
     Unavailable(Error),
     /// A bug or broken invariant; the cause is logged, never shown.

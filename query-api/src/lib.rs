@@ -49,7 +49,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/whoami", get(auth::whoami))
         .route("/api/v1/fleets/{fleet_id}/kpis", get(kpis::fleet_kpis))
-        .route("/api/v1/fleets/{fleet_id}/report", get(reports::fleet_report))
+        .route(
+            "/api/v1/fleets/{fleet_id}/report",
+            get(reports::fleet_report),
+        )
         .route(
             "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",
             get(kpis::vehicle_latest),
@@ -71,7 +74,10 @@ pub fn app(state: AppState) -> Router {
                 ApiError::bad_request("method not allowed"),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), commands::read_your_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            commands::read_your_writes,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

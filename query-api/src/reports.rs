@@ -14,7 +14,8 @@
 use std::collections::BTreeMap;
 
 use atlasmesh_core::analytics::report::{
-    self, AlertInput, BenchmarkInput, FleetReport, RankInput, ReportInput, ReportSettings, WindowInput,
+    self, AlertInput, BenchmarkInput, FleetReport, RankInput, ReportInput, ReportSettings,
+    WindowInput,
 };
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -69,7 +70,10 @@ impl ReportRequest {
             let v = v.as_deref()?;
             let t = parse_instant(v);
             if t.is_none() {
-                fields.insert(name.to_string(), "must be RFC 3339 or epoch milliseconds".to_string());
+                fields.insert(
+                    name.to_string(),
+                    "must be RFC 3339 or epoch milliseconds".to_string(),
+                );
             }
             t
         };
@@ -91,17 +95,26 @@ impl ReportRequest {
         if from_ms >= to_ms {
             fields.insert("from".into(), "must be before to".into());
         } else if to_ms - from_ms > i64::from(max_days) * MS_PER_DAY {
-            fields.insert("from".into(), format!("the period may span at most {max_days} days"));
+            fields.insert(
+                "from".into(),
+                format!("the period may span at most {max_days} days"),
+            );
         }
         if !fields.is_empty() {
             return Err(ApiError::invalid_fields(fields));
         }
-        Ok(ReportRequest { from_ms, to_ms, format })
+        Ok(ReportRequest {
+            from_ms,
+            to_ms,
+            format,
+        })
     }
 }
 
-
-counter_row!(WindowRow { window_start_ms: i64, window_end_ms: i64 });
+counter_row!(WindowRow {
+    window_start_ms: i64,
+    window_end_ms: i64
+});
 counter_row!(VehicleRow { vehicle_id: String });
 
 const SUMS: &str = "sum(samples) AS samples, sum(observed_ms) AS observed_ms, sum(busy_ms) AS busy_ms,
@@ -111,12 +124,22 @@ const SUMS: &str = "sum(samples) AS samples, sum(observed_ms) AS observed_ms, su
     sum(moving_speed_ckph_sum) AS moving_speed_ckph_sum, sum(fault_count) AS fault_count,
     sum(mission_count) AS mission_count, sum(active_vehicles) AS active_vehicles, sum(vehicles) AS vehicles";
 
-async fn timed<T>(what: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(QUERY_TIMEOUT, fut).await.map_err(|_| Error::Timeout(what))?
+async fn timed<T>(
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(QUERY_TIMEOUT, fut)
+        .await
+        .map_err(|_| Error::Timeout(what))?
 }
 
 /// Reads everything the report of `fleet_id` over `[from, to)` is built from.
-pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) -> Result<ReportInput> {
+pub async fn load(
+    state: &AppState,
+    fleet_id: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<ReportInput> {
     let ch = &state.clickhouse;
     let windows_sql = "SELECT window_start_ms, window_end_ms, samples, observed_ms, busy_ms, available_ms, idle_ms,
             charging_ms, maintenance_ms, fault_ms, offline_ms, distance_m, energy_wh, moving_samples,
@@ -132,11 +155,23 @@ pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) ->
         ORDER BY vehicle_id"
     );
     let windows = timed("clickhouse query", async {
-        Ok(ch.query(windows_sql).bind(fleet_id).bind(from_ms).bind(to_ms).fetch_all::<WindowRow>().await?)
+        Ok(ch
+            .query(windows_sql)
+            .bind(fleet_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all::<WindowRow>()
+            .await?)
     })
     .await?;
     let vehicles = timed("clickhouse query", async {
-        Ok(ch.query(&vehicles_sql).bind(fleet_id).bind(from_ms).bind(to_ms).fetch_all::<VehicleRow>().await?)
+        Ok(ch
+            .query(&vehicles_sql)
+            .bind(fleet_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all::<VehicleRow>()
+            .await?)
     })
     .await?;
     let pg = &state.postgres;
@@ -149,7 +184,18 @@ pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) ->
         .await?)
     })
     .await?;
-    type AlertRow = (String, String, String, Option<String>, Option<String>, i64, i64, i64, i64, Option<String>);
+    type AlertRow = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+    );
     let alerts: Vec<AlertRow> = timed("postgres query", async {
         Ok(sqlx::query_as(
             "SELECT t.dedup_key, min(t.rule_id), min(t.subject), min(r.metric), min(r.severity),
@@ -188,18 +234,27 @@ pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) ->
         to_ms,
         windows: windows
             .iter()
-            .map(|w| WindowInput { start_ms: w.window_start_ms, end_ms: w.window_end_ms, counters: w.counters() })
+            .map(|w| WindowInput {
+                start_ms: w.window_start_ms,
+                end_ms: w.window_end_ms,
+                counters: w.counters(),
+            })
             .collect(),
-        vehicles: vehicles.iter().map(|v| (v.vehicle_id.clone(), v.counters())).collect(),
+        vehicles: vehicles
+            .iter()
+            .map(|v| (v.vehicle_id.clone(), v.counters()))
+            .collect(),
         benchmarks: benchmarks
             .into_iter()
-            .map(|(id, name, metric, target, higher_is_better)| BenchmarkInput {
-                id,
-                name,
-                metric,
-                target,
-                higher_is_better,
-            })
+            .map(
+                |(id, name, metric, target, higher_is_better)| BenchmarkInput {
+                    id,
+                    name,
+                    metric,
+                    target,
+                    higher_is_better,
+                },
+            )
             .collect(),
         alerts: alerts
             .into_iter()
@@ -231,13 +286,15 @@ pub async fn load(state: &AppState, fleet_id: &str, from_ms: i64, to_ms: i64) ->
             .collect(),
         ranks: ranks
             .into_iter()
-            .map(|(federation_id, day_start_ms, rank, fleets, total)| RankInput {
-                federation_id,
-                day_start_ms,
-                rank,
-                fleets,
-                total,
-            })
+            .map(
+                |(federation_id, day_start_ms, rank, fleets, total)| RankInput {
+                    federation_id,
+                    day_start_ms,
+                    rank,
+                    fleets,
+                    total,
+                },
+            )
             .collect(),
     })
 }
@@ -275,10 +332,17 @@ pub async fn fleet_report(
     Ok(match req.format {
         Format::Json => Json(r).into_response(),
         Format::Csv => {
-            let name =
-                format!("attachment; filename=\"report-{}-{}-{}.csv\"", sanitize(&fleet_id), req.from_ms, req.to_ms);
+            let name = format!(
+                "attachment; filename=\"report-{}-{}-{}.csv\"",
+                sanitize(&fleet_id),
+                req.from_ms,
+                req.to_ms
+            );
             (
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, name),
+                ],
                 report::to_csv(&r),
             )
                 .into_response()
@@ -288,7 +352,15 @@ pub async fn fleet_report(
 
 /// A fleet id safe inside a quoted header parameter.
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -306,7 +378,14 @@ mod tests {
     fn parameters() {
         let now = 10 * MS_PER_DAY;
         let r = ReportRequest::parse(ReportQuery::default(), now, 93).unwrap();
-        assert_eq!(r, ReportRequest { from_ms: 3 * MS_PER_DAY, to_ms: now, format: Format::Json });
+        assert_eq!(
+            r,
+            ReportRequest {
+                from_ms: 3 * MS_PER_DAY,
+                to_ms: now,
+                format: Format::Json
+            }
+        );
         let q = ReportQuery {
             from: Some("1970-01-02T00:00:00Z".into()),
             to: Some("172800000".into()),
@@ -314,14 +393,34 @@ mod tests {
         };
         assert_eq!(
             ReportRequest::parse(q, now, 93).unwrap(),
-            ReportRequest { from_ms: MS_PER_DAY, to_ms: 2 * MS_PER_DAY, format: Format::Csv }
+            ReportRequest {
+                from_ms: MS_PER_DAY,
+                to_ms: 2 * MS_PER_DAY,
+                format: Format::Csv
+            }
         );
-        let q = ReportQuery { from: Some("yesterday".into()), to: None, format: Some("xml".into()) };
+        let q = ReportQuery {
+            from: Some("yesterday".into()),
+            to: None,
+            format: Some("xml".into()),
+        };
         assert_eq!(bad(ReportRequest::parse(q, now, 93)), ["format", "from"]);
-        let q = ReportQuery { from: Some("5".into()), to: Some("5".into()), format: None };
+        let q = ReportQuery {
+            from: Some("5".into()),
+            to: Some("5".into()),
+            format: None,
+        };
         assert_eq!(bad(ReportRequest::parse(q, now, 93)), ["from"]);
-        let q = ReportQuery { from: Some("0".into()), to: None, format: None };
-        assert_eq!(bad(ReportRequest::parse(q, now, 9)), ["from"], "10 days > 9");
+        let q = ReportQuery {
+            from: Some("0".into()),
+            to: None,
+            format: None,
+        };
+        assert_eq!(
+            bad(ReportRequest::parse(q, now, 9)),
+            ["from"],
+            "10 days > 9"
+        );
         assert_eq!(sanitize("f-1/\"x"), "f-1__x");
     }
 }

@@ -233,7 +233,6 @@ pub struct WindowMetricsPage {
     pub next_cursor: Option<String>,
 }
 
-
 counter_row!(FleetRow {
     fleet_id: String,
     window_start_ms: i64,
@@ -350,7 +349,10 @@ pub async fn fetch_page(
 ) -> Result<WindowMetricsPage> {
     if f.fleets.as_ref().is_some_and(Vec::is_empty) {
         // A caller with no fleet in scope sees nothing (and ClickHouse cannot type `[]`).
-        return Ok(WindowMetricsPage { items: Vec::new(), next_cursor: None });
+        return Ok(WindowMetricsPage {
+            items: Vec::new(),
+            next_cursor: None,
+        });
     }
     let q = build_query(client, f);
     let fut = async {
@@ -411,7 +413,10 @@ pub async fn list(
     caller: Caller,
     StrictQuery(q): StrictQuery<MetricsQuery>,
 ) -> Result<Json<WindowMetricsPage>, ApiError> {
-    let filter = scoped(&caller, MetricsFilter::parse(q, state.config.api.max_page_size)?)?;
+    let filter = scoped(
+        &caller,
+        MetricsFilter::parse(q, state.config.api.max_page_size)?,
+    )?;
     Ok(Json(fetch_page(&state.clickhouse, &filter).await?))
 }
 
@@ -452,7 +457,10 @@ pub async fn list_for_fleet(
 ) -> Result<Json<WindowMetricsPage>, ApiError> {
     let mut q = MetricsQuery::from(q);
     q.fleet_id = Some(fleet_id);
-    let filter = scoped(&caller, MetricsFilter::parse(q, state.config.api.max_page_size)?)?;
+    let filter = scoped(
+        &caller,
+        MetricsFilter::parse(q, state.config.api.max_page_size)?,
+    )?;
     Ok(Json(fetch_page(&state.clickhouse, &filter).await?))
 }
 

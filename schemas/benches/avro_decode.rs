@@ -41,12 +41,20 @@ fn event() -> TelemetryEvent {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let topic = "fleet.telemetry.v1";
-    let (url, server) = rt.block_on(atlasmesh_test_support::schema_registry::spawn_ephemeral()).expect("registry");
+    let (url, server) = rt
+        .block_on(atlasmesh_test_support::schema_registry::spawn_ephemeral())
+        .expect("registry");
     let codec = Codec::new(&url).expect("codec");
     let ev = event();
-    let bytes = rt.block_on(codec.encode(topic, SchemaKind::Telemetry, &ev)).expect("encode");
+    let bytes = rt
+        .block_on(codec.encode(topic, SchemaKind::Telemetry, &ev))
+        .expect("encode");
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     // Warm the decoder's schema cache and check both paths agree.
     let via_codec = rt.block_on(codec.decode_telemetry(&bytes)).expect("decode");
@@ -82,7 +90,12 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(codec.decode_telemetry(black_box(&bytes)).await.expect("decode"));
+                    black_box(
+                        codec
+                            .decode_telemetry(black_box(&bytes))
+                            .await
+                            .expect("decode"),
+                    );
                 }
                 start.elapsed()
             })

@@ -6,7 +6,9 @@ use atlasmesh_core::TelemetryEvent;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{
+    SchemaType, SubjectNameStrategy, SuppliedSchema,
+};
 use serde::Serialize;
 
 use crate::SchemaKind;
@@ -83,8 +85,15 @@ impl Codec {
     }
 
     /// Serialises `item` with the schema of `kind`, registered under `<topic>-value`.
-    pub async fn encode<T: Serialize>(&self, topic: &str, kind: SchemaKind, item: &T) -> Result<Vec<u8>, SRCError> {
-        self.encoder.encode_struct(item, &Self::strategy(topic, kind)).await
+    pub async fn encode<T: Serialize>(
+        &self,
+        topic: &str,
+        kind: SchemaKind,
+        item: &T,
+    ) -> Result<Vec<u8>, SRCError> {
+        self.encoder
+            .encode_struct(item, &Self::strategy(topic, kind))
+            .await
     }
 
     /// Decodes a Confluent-framed Avro message into its generic value.
@@ -109,7 +118,10 @@ impl Codec {
                         self.decoder.remove_errors_from_cache();
                         Err(DecodeError::Unavailable(describe(&se)))
                     }
-                    Err(se) => Err(DecodeError::UnknownSchema { id, message: describe(&se) }),
+                    Err(se) => Err(DecodeError::UnknownSchema {
+                        id,
+                        message: describe(&se),
+                    }),
                 }
             }
         }
@@ -121,14 +133,21 @@ impl Codec {
     }
 
     /// Decodes a record whose Avro name ends with `record_name` into `T`.
-    pub async fn decode_record<T: serde::de::DeserializeOwned>(&self, bytes: &[u8], record_name: &str) -> Result<T, DecodeError> {
+    pub async fn decode_record<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        record_name: &str,
+    ) -> Result<T, DecodeError> {
         let (name, value) = self.decode_value(bytes).await?;
         if let Some(n) = &name {
             if !n.ends_with(record_name) {
-                return Err(DecodeError::WrongRecord(format!("expected {record_name}, got {n}")));
+                return Err(DecodeError::WrongRecord(format!(
+                    "expected {record_name}, got {n}"
+                )));
             }
         }
-        apache_avro::from_value::<T>(&value)
-            .map_err(|e| DecodeError::Undecodable(format!("record does not map to {record_name}: {e}")))
+        apache_avro::from_value::<T>(&value).map_err(|e| {
+            DecodeError::Undecodable(format!("record does not map to {record_name}: {e}"))
+        })
     }
 }

@@ -9,8 +9,9 @@ mod records;
 
 pub use codec::{Codec, DecodeError};
 pub use records::{
-    CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, MetricsScope, MissionEventKind,
-    MissionEventRecord, ResourceEventRecord, ResourceState, WindowMetricsRecord,
+    CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord,
+    MetricsScope, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState,
+    WindowMetricsRecord,
 };
 
 /// Which topic a schema belongs to (the default topic names of `atlasmesh_core::config::Topics`).

@@ -96,7 +96,16 @@ impl WindowMetricsRecord {
             WindowScope::FleetPartial => MetricsScope::FleetPartial,
         };
         let (start, end, version) = (r.window_start_ms, r.window_end_ms, r.version as i32);
-        Self::window(scope, &r.fleet_id, &r.vehicle_id, partition, start, end, version, &r.counters)
+        Self::window(
+            scope,
+            &r.fleet_id,
+            &r.vehicle_id,
+            partition,
+            start,
+            end,
+            version,
+            &r.counters,
+        )
     }
 
     /// The progress marker of telemetry partition `source` (of `source_partitions`): every
@@ -104,7 +113,12 @@ impl WindowMetricsRecord {
     /// written before this marker; `idle`: the partition is caught up and closed everything it
     /// holds. Written to every partition of the metrics topic, so each fleet-window settler
     /// hears from every source (see `atlasmesh_pipelines::settle`).
-    pub fn watermark(source: i32, source_partitions: i32, closed_until_ms: i64, idle: bool) -> Self {
+    pub fn watermark(
+        source: i32,
+        source_partitions: i32,
+        closed_until_ms: i64,
+        idle: bool,
+    ) -> Self {
         let (t, none) = (closed_until_ms, Counters::default());
         WindowMetricsRecord {
             source_partitions,
@@ -207,7 +221,10 @@ mod opt_bytes {
             fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = a.next_element::<u8>()? {
                     out.push(b);

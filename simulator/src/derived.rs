@@ -48,16 +48,35 @@ pub struct Deriver {
 
 /// The numeric suffix of a vehicle id (`f001-v0007` → 7), 0 when there is none.
 fn vehicle_no(vehicle_id: &str) -> u32 {
-    let digits: String = vehicle_id.chars().rev().take_while(char::is_ascii_digit).collect();
-    digits.chars().rev().collect::<String>().parse().unwrap_or(0)
+    let digits: String = vehicle_id
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The resource a vehicle uses in `status`, if any: (resource id, pool id).
-pub fn resource_for(fleet_id: &str, vehicle_id: &str, status: VehicleStatus) -> Option<(String, String)> {
+pub fn resource_for(
+    fleet_id: &str,
+    vehicle_id: &str,
+    status: VehicleStatus,
+) -> Option<(String, String)> {
     let n = vehicle_no(vehicle_id);
     match status {
-        VehicleStatus::Charging => Some((format!("{fleet_id}-charger-{}", n % CHARGERS_PER_FLEET), format!("{fleet_id}-chargers"))),
-        VehicleStatus::Maintenance => Some((format!("{fleet_id}-bay-{}", n % BAYS_PER_FLEET), format!("{fleet_id}-bays"))),
+        VehicleStatus::Charging => Some((
+            format!("{fleet_id}-charger-{}", n % CHARGERS_PER_FLEET),
+            format!("{fleet_id}-chargers"),
+        )),
+        VehicleStatus::Maintenance => Some((
+            format!("{fleet_id}-bay-{}", n % BAYS_PER_FLEET),
+            format!("{fleet_id}-bays"),
+        )),
         _ => None,
     }
 }
@@ -75,7 +94,11 @@ impl Deriver {
             Some(t) => Some(t.clone()),
             None => None,
         };
-        let mission = |kind: MissionEventKind, mission_id: &str, severity: Option<&str>, detail: Option<String>, tag: &str| MissionEventRecord {
+        let mission = |kind: MissionEventKind,
+                       mission_id: &str,
+                       severity: Option<&str>,
+                       detail: Option<String>,
+                       tag: &str| MissionEventRecord {
             event_id: format!("{}:{}:{tag}", ev.vehicle_id, ev.seq),
             mission_id: mission_id.to_string(),
             fleet_id: ev.fleet_id.clone(),
@@ -91,36 +114,75 @@ impl Deriver {
         };
         // Mission ended?
         if let Some(m) = prev_mission.as_deref() {
-            let same_mission = ev.status == VehicleStatus::OnMission && ev.mission_id.as_deref() == Some(m);
+            let same_mission =
+                ev.status == VehicleStatus::OnMission && ev.mission_id.as_deref() == Some(m);
             if !same_mission {
                 match ev.status {
                     VehicleStatus::Fault => {
-                        out.missions.push(mission(MissionEventKind::SafetyEvent, m, Some("critical"), Some(fault_detail(ev)), "safety"));
-                        out.missions.push(mission(MissionEventKind::Failed, m, None, Some(fault_detail(ev)), "end"));
+                        out.missions.push(mission(
+                            MissionEventKind::SafetyEvent,
+                            m,
+                            Some("critical"),
+                            Some(fault_detail(ev)),
+                            "safety",
+                        ));
+                        out.missions.push(mission(
+                            MissionEventKind::Failed,
+                            m,
+                            None,
+                            Some(fault_detail(ev)),
+                            "end",
+                        ));
                     }
-                    VehicleStatus::Offline => out.missions.push(mission(MissionEventKind::Aborted, m, None, Some("vehicle went offline".into()), "end")),
-                    _ => out.missions.push(mission(MissionEventKind::Completed, m, None, None, "end")),
+                    VehicleStatus::Offline => out.missions.push(mission(
+                        MissionEventKind::Aborted,
+                        m,
+                        None,
+                        Some("vehicle went offline".into()),
+                        "end",
+                    )),
+                    _ => out.missions.push(mission(
+                        MissionEventKind::Completed,
+                        m,
+                        None,
+                        None,
+                        "end",
+                    )),
                 }
             }
         } else if ev.status == VehicleStatus::Fault && prev_status == Some(VehicleStatus::EnRoute) {
             // A fault while driving without a mission: a safety event of no mission; keyed by
             // a per-vehicle pseudo mission so it still counts for the fleet.
             let pseudo = format!("{}-unassigned", ev.vehicle_id);
-            out.missions.push(mission(MissionEventKind::SafetyEvent, &pseudo, Some("warning"), Some(fault_detail(ev)), "safety"));
+            out.missions.push(mission(
+                MissionEventKind::SafetyEvent,
+                &pseudo,
+                Some("warning"),
+                Some(fault_detail(ev)),
+                "safety",
+            ));
         }
         // Mission started?
-        let current_mission = if ev.status == VehicleStatus::OnMission { ev.mission_id.clone() } else { None };
+        let current_mission = if ev.status == VehicleStatus::OnMission {
+            ev.mission_id.clone()
+        } else {
+            None
+        };
         if let Some(m) = current_mission.as_deref() {
             if prev_mission.as_deref() != Some(m) {
-                out.missions.push(mission(MissionEventKind::Created, m, None, None, "created"));
-                out.missions.push(mission(MissionEventKind::Started, m, None, None, "start"));
+                out.missions
+                    .push(mission(MissionEventKind::Created, m, None, None, "created"));
+                out.missions
+                    .push(mission(MissionEventKind::Started, m, None, None, "start"));
             }
         }
         // Resources: free the old one, occupy the new one.
         let old = prev_status.and_then(|s| resource_for(&ev.fleet_id, &ev.vehicle_id, s));
         let new = resource_for(&ev.fleet_id, &ev.vehicle_id, ev.status);
         if old != new {
-            let resource = |(resource_id, pool_id): (String, String), state: ResourceState, tag: &str| ResourceEventRecord {
+            let resource = |(resource_id, pool_id): (String, String),
+                            state: ResourceState,
+                            tag: &str| ResourceEventRecord {
                 event_id: format!("{}:{}:{tag}", ev.vehicle_id, ev.seq),
                 resource_id,
                 pool_id,
@@ -133,10 +195,18 @@ impl Deriver {
                 out.resources.push(resource(r, ResourceState::Free, "free"));
             }
             if let Some(r) = new {
-                out.resources.push(resource(r, ResourceState::Occupied, "occupy"));
+                out.resources
+                    .push(resource(r, ResourceState::Occupied, "occupy"));
             }
         }
-        self.vehicles.insert(ev.vehicle_id.clone(), VehicleTrack { ts_ms: ev.ts_ms, status: ev.status, mission_id: current_mission });
+        self.vehicles.insert(
+            ev.vehicle_id.clone(),
+            VehicleTrack {
+                ts_ms: ev.ts_ms,
+                status: ev.status,
+                mission_id: current_mission,
+            },
+        );
         out
     }
 }
@@ -181,22 +251,47 @@ mod tests {
     #[test]
     fn mission_lifecycle_from_status_changes() {
         let mut d = Deriver::new();
-        assert!(d.observe(&ev(1, VehicleStatus::Idle, None)).missions.is_empty());
+        assert!(d
+            .observe(&ev(1, VehicleStatus::Idle, None))
+            .missions
+            .is_empty());
         let s = d.observe(&ev(2, VehicleStatus::OnMission, Some("m1")));
-        assert_eq!(kinds(&s), [MissionEventKind::Created, MissionEventKind::Started]);
+        assert_eq!(
+            kinds(&s),
+            [MissionEventKind::Created, MissionEventKind::Started]
+        );
         assert_eq!(s.missions[1].event_id, "f001-v0005:2:start");
-        assert!(d.observe(&ev(3, VehicleStatus::OnMission, Some("m1"))).missions.is_empty());
+        assert!(d
+            .observe(&ev(3, VehicleStatus::OnMission, Some("m1")))
+            .missions
+            .is_empty());
         // A new mission id without leaving on_mission: the old one completes, the new starts.
         let s = d.observe(&ev(4, VehicleStatus::OnMission, Some("m2")));
-        assert_eq!(kinds(&s), [MissionEventKind::Completed, MissionEventKind::Created, MissionEventKind::Started]);
+        assert_eq!(
+            kinds(&s),
+            [
+                MissionEventKind::Completed,
+                MissionEventKind::Created,
+                MissionEventKind::Started
+            ]
+        );
         assert_eq!(s.missions[0].mission_id, "m1");
         let s = d.observe(&ev(5, VehicleStatus::Fault, None));
-        assert_eq!(kinds(&s), [MissionEventKind::SafetyEvent, MissionEventKind::Failed]);
+        assert_eq!(
+            kinds(&s),
+            [MissionEventKind::SafetyEvent, MissionEventKind::Failed]
+        );
         assert_eq!(s.missions[0].severity.as_deref(), Some("critical"));
         assert_eq!(s.missions[0].detail.as_deref(), Some("fault B1"));
         // Older and repeated samples add nothing.
-        assert_eq!(d.observe(&ev(5, VehicleStatus::OnMission, Some("m3"))), DerivedEvents::default());
-        assert_eq!(d.observe(&ev(3, VehicleStatus::Idle, None)), DerivedEvents::default());
+        assert_eq!(
+            d.observe(&ev(5, VehicleStatus::OnMission, Some("m3"))),
+            DerivedEvents::default()
+        );
+        assert_eq!(
+            d.observe(&ev(3, VehicleStatus::Idle, None)),
+            DerivedEvents::default()
+        );
         d.observe(&ev(6, VehicleStatus::OnMission, Some("m4")));
         let s = d.observe(&ev(7, VehicleStatus::Offline, None));
         assert_eq!(kinds(&s), [MissionEventKind::Aborted]);
@@ -207,7 +302,10 @@ mod tests {
         assert_eq!(s.missions[0].severity.as_deref(), Some("warning"));
         // But not when idle.
         d.observe(&ev(10, VehicleStatus::Idle, None));
-        assert!(d.observe(&ev(11, VehicleStatus::Fault, None)).missions.is_empty());
+        assert!(d
+            .observe(&ev(11, VehicleStatus::Fault, None))
+            .missions
+            .is_empty());
     }
 
     #[test]
@@ -219,10 +317,23 @@ mod tests {
         assert_eq!(s.resources[0].resource_id, "fleet-001-charger-1"); // 5 % 4
         assert_eq!(s.resources[0].pool_id, "fleet-001-chargers");
         assert_eq!(s.resources[0].state, ResourceState::Occupied);
-        assert!(d.observe(&ev(3, VehicleStatus::Charging, None)).resources.is_empty());
+        assert!(d
+            .observe(&ev(3, VehicleStatus::Charging, None))
+            .resources
+            .is_empty());
         let s = d.observe(&ev(4, VehicleStatus::Maintenance, None));
-        let got: Vec<_> = s.resources.iter().map(|r| (r.resource_id.as_str(), r.state)).collect();
-        assert_eq!(got, [("fleet-001-charger-1", ResourceState::Free), ("fleet-001-bay-1", ResourceState::Occupied)]);
+        let got: Vec<_> = s
+            .resources
+            .iter()
+            .map(|r| (r.resource_id.as_str(), r.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("fleet-001-charger-1", ResourceState::Free),
+                ("fleet-001-bay-1", ResourceState::Occupied)
+            ]
+        );
         let s = d.observe(&ev(5, VehicleStatus::Idle, None));
         assert_eq!(s.resources[0].state, ResourceState::Free);
         assert_eq!(vehicle_no("f001-v0012"), 12);

@@ -6,11 +6,11 @@ use atlasmesh_core::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 
 use crate::{observe, Error, Result};
 
@@ -41,8 +41,10 @@ fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// Creates the topics that are missing (existing ones are left as they are).
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
-    let new: Vec<NewTopic> =
-        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for r in admin.create_topics(&new, &opts).await? {
         match r {
@@ -57,9 +59,16 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str], partitions: i32) 
 /// when the topic is missing or has none.
 pub fn topic_partitions<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<Vec<i32>> {
     let md = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let ids: Vec<i32> = md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let ids: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     if ids.is_empty() {
-        return Err(Error::Other(format!("topic {topic} has no partitions (does it exist?)")));
+        return Err(Error::Other(format!(
+            "topic {topic} has no partitions (does it exist?)"
+        )));
     }
     Ok(ids)
 }
@@ -82,7 +91,9 @@ pub struct KafkaProducer {
 
 impl KafkaProducer {
     pub fn new(cfg: &KafkaConfig) -> Result<Self> {
-        Ok(KafkaProducer { producer: producer_config(cfg).create()? })
+        Ok(KafkaProducer {
+            producer: producer_config(cfg).create()?,
+        })
     }
 
     pub fn inner(&self) -> &FutureProducer {
@@ -110,10 +121,14 @@ impl KafkaProducer {
         for r in records {
             let mut headers = OwnedHeaders::new();
             for (k, v) in &r.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&r.topic).payload(&r.payload[..]).headers(headers);
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
+                .payload(&r.payload[..])
+                .headers(headers);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }

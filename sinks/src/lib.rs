@@ -32,16 +32,29 @@ impl Error {
     /// Whether retrying the same write can succeed (a store down or overloaded).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::ClickHouse(e) => !matches!(
-                e,
-                ::clickhouse::error::Error::InvalidParams(_) | ::clickhouse::error::Error::BadResponse(_)
-            ) || e.to_string().contains("Connection refused"),
-            Error::Postgres(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-            ) || e.as_database_error().is_none(),
+            Error::ClickHouse(e) => {
+                !matches!(
+                    e,
+                    ::clickhouse::error::Error::InvalidParams(_)
+                        | ::clickhouse::error::Error::BadResponse(_)
+                ) || e.to_string().contains("Connection refused")
+            }
+            Error::Postgres(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                ) || e.as_database_error().is_none()
+            }
             Error::Migrate(_) => false,
-            Error::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal(),
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_connection_refusal()
+            }
             Error::Kafka(_) => true,
             Error::Other(_) => false,
         }
@@ -52,7 +65,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Records a sink write's duration and outcome.
 pub(crate) fn observe<T>(sink: &'static str, rows: usize, started: Instant, r: &Result<T>) {
-    metrics::histogram!(metric_names::SINK_WRITE_SECONDS, "sink" => sink).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(metric_names::SINK_WRITE_SECONDS, "sink" => sink)
+        .record(started.elapsed().as_secs_f64());
     match r {
         Ok(_) => metrics::counter!(metric_names::SINK_ROWS, "sink" => sink).increment(rows as u64),
         Err(_) => metrics::counter!(metric_names::SINK_ERRORS, "sink" => sink).increment(1),

@@ -12,20 +12,31 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/pos
 /// Creates the database named in `url` when missing (connecting to `postgres` to do so).
 pub async fn ensure_database(url: &str) -> Result<()> {
     let opts: PgConnectOptions = url.parse()?;
-    let Some(db) = opts.get_database().map(str::to_string) else { return Ok(()) };
+    let Some(db) = opts.get_database().map(str::to_string) else {
+        return Ok(());
+    };
     let mut admin = opts.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&db)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&db)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", db.replace('"', "\"\""));
-        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut admin).await {
+        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await
+        {
             // A concurrent creator won the race: fine. PostgreSQL reports it as
             // duplicate_database (42P04) or, when both inserts race in the catalog, as a
             // unique violation (23505) on pg_database_datname_index.
-            let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
-            if !matches!(code.as_deref(), Some("42P04" | "23505")) && !e.to_string().contains("already exists") {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string());
+            if !matches!(code.as_deref(), Some("42P04" | "23505"))
+                && !e.to_string().contains("already exists")
+            {
                 return Err(e.into());
             }
         }
@@ -43,7 +54,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
 /// reports the writes as done.
 pub async fn connect_async_commit(url: &str, max_connections: u32) -> Result<PgPool> {
     let opts: PgConnectOptions = url.parse()?;
-    connect_with(opts.options([("synchronous_commit", "off")]), max_connections).await
+    connect_with(
+        opts.options([("synchronous_commit", "off")]),
+        max_connections,
+    )
+    .await
 }
 
 async fn connect_with(opts: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
@@ -76,7 +91,10 @@ pub struct CheckpointStore {
 
 impl CheckpointStore {
     pub fn new(pool: PgPool, pipeline: impl Into<String>) -> Self {
-        CheckpointStore { pool, pipeline: pipeline.into() }
+        CheckpointStore {
+            pool,
+            pipeline: pipeline.into(),
+        }
     }
 
     pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
@@ -88,7 +106,12 @@ impl CheckpointStore {
         .bind(partition)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(next_offset, state)| Checkpoint { topic: topic.into(), partition, next_offset, state }))
+        Ok(row.map(|(next_offset, state)| Checkpoint {
+            topic: topic.into(),
+            partition,
+            next_offset,
+            state,
+        }))
     }
 
     /// Saves several partitions in one transaction. A row only moves forward, so a worker that
@@ -129,4 +152,3 @@ impl CheckpointStore {
         Ok(())
     }
 }
-

@@ -45,7 +45,10 @@ impl RedisSink {
             .set_response_timeout(std::time::Duration::from_secs(5))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(RedisSink { conn, prefix: prefix.to_string() })
+        Ok(RedisSink {
+            conn,
+            prefix: prefix.to_string(),
+        })
     }
 
     pub async fn healthcheck(&self) -> Result<()> {
@@ -64,18 +67,30 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         for e in batch.latest.values() {
             let json = serde_json::to_string(e).expect("event serialises");
-            pipe.hset(keys::fleet_vehicles(&self.prefix, &e.fleet_id), &e.vehicle_id, json).ignore();
+            pipe.hset(
+                keys::fleet_vehicles(&self.prefix, &e.fleet_id),
+                &e.vehicle_id,
+                json,
+            )
+            .ignore();
         }
         for ((fleet, ws, partition), kpi) in &batch.fleet_partials {
             let key = keys::fleet_windows(&self.prefix, fleet);
             let json = serde_json::to_string(kpi).expect("kpi serialises");
-            pipe.hset(&key, keys::fleet_window_field(*ws, *partition), json).ignore();
+            pipe.hset(&key, keys::fleet_window_field(*ws, *partition), json)
+                .ignore();
             let old = ws - keys::KPI_WINDOWS_KEPT * batch.window_ms.max(1);
-            pipe.hdel(&key, keys::fleet_window_field(old, *partition)).ignore();
+            pipe.hdel(&key, keys::fleet_window_field(old, *partition))
+                .ignore();
         }
         let mut c = self.conn.clone();
         let r: Result<()> = pipe.query_async::<()>(&mut c).await.map_err(Into::into);
-        observe("redis", batch.latest.len() + batch.fleet_partials.len(), started, &r);
+        observe(
+            "redis",
+            batch.latest.len() + batch.fleet_partials.len(),
+            started,
+            &r,
+        );
         r
     }
 }

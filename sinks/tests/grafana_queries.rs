@@ -18,14 +18,18 @@ use std::path::{Path, PathBuf};
 
 use atlasmesh_core::config::ClickHouseConfig;
 use atlasmesh_sinks::clickhouse::{
-    alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, client, datetime_secs, migrate,
-    migration_statements, score_period_code, trend_direction_code, AlertHistoryRow, ClickHouseSink, MissionWindowRow,
-    PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow,
+    alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, client,
+    datetime_secs, migrate, migration_statements, score_period_code, trend_direction_code,
+    AlertHistoryRow, ClickHouseSink, MissionWindowRow, PoolUtilizationRow, ScoreHistoryRow,
+    TrendHistoryRow,
 };
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn queries_dir() -> PathBuf {
@@ -34,10 +38,17 @@ fn queries_dir() -> PathBuf {
 
 fn config() -> ClickHouseConfig {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     ClickHouseConfig {
         url: env("CLICKHOUSE_URL").unwrap_or_else(|| "http://127.0.0.1:8123".into()),
-        database: format!("it_grafana_{}_{}", std::process::id(), nanos % 1_000_000_000),
+        database: format!(
+            "it_grafana_{}_{}",
+            std::process::id(),
+            nanos % 1_000_000_000
+        ),
         user: env("CLICKHOUSE_USER").unwrap_or_else(|| "default".into()),
         password: env("CLICKHOUSE_PASSWORD").unwrap_or_default(),
         // The stack's server is 18.16: validation off unless told otherwise.
@@ -52,8 +63,14 @@ fn query_files() -> BTreeMap<String, String> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(&p, root, out);
-            } else if p.extension().is_some_and(|x| x == "sql") && p.file_name().unwrap() != "fixtures.sql" {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            } else if p.extension().is_some_and(|x| x == "sql")
+                && p.file_name().unwrap() != "fixtures.sql"
+            {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(rel, std::fs::read_to_string(&p).unwrap().trim().to_string());
             }
         }
@@ -66,9 +83,17 @@ fn query_files() -> BTreeMap<String, String> {
 fn expected_columns(sql: &str) -> Vec<String> {
     let line = sql
         .lines()
-        .find_map(|l| l.trim().strip_prefix("--").map(str::trim).and_then(|l| l.strip_prefix("columns:")))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("--")
+                .map(str::trim)
+                .and_then(|l| l.strip_prefix("columns:"))
+        })
         .expect("a '-- columns:' header");
-    line.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+    line.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// The substitution of macros.json (the same rules as scripts/grafana-build.py `substitute`).
@@ -77,14 +102,21 @@ fn substitute(sql: &str, macros: &Value, now_s: i64) -> String {
     let to = (now_s + macros["to_offset_s"].as_i64().unwrap()).to_string();
     let interval = macros["interval_s"].as_i64().unwrap().to_string();
     let fill = |t: &str, arg: Option<&str>| {
-        let out = t.replace("{from}", &from).replace("{to}", &to).replace("{interval_s}", &interval);
+        let out = t
+            .replace("{from}", &from)
+            .replace("{to}", &to)
+            .replace("{interval_s}", &interval);
         match arg {
             Some(a) => out.replace("{0}", a),
             None => out,
         }
     };
-    let mut names: Vec<(&String, &str)> =
-        macros["macros"].as_object().unwrap().iter().map(|(k, v)| (k, v.as_str().unwrap())).collect();
+    let mut names: Vec<(&String, &str)> = macros["macros"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k, v.as_str().unwrap()))
+        .collect();
     names.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
     let mut sql = sql.to_string();
     for (name, template) in names {
@@ -108,7 +140,11 @@ fn substitute(sql: &str, macros: &Value, now_s: i64) -> String {
             let Some(at) = found else { break };
             let end = at + name.len();
             if template.contains("{0}") {
-                assert_eq!(sql.as_bytes().get(end), Some(&b'('), "{name} needs one argument");
+                assert_eq!(
+                    sql.as_bytes().get(end),
+                    Some(&b'('),
+                    "{name} needs one argument"
+                );
                 let (mut depth, mut j) = (0, end);
                 loop {
                     match sql.as_bytes()[j] {
@@ -133,7 +169,10 @@ fn substitute(sql: &str, macros: &Value, now_s: i64) -> String {
     for (name, value) in macros["variables"].as_object().unwrap() {
         sql = sql.replace(&format!("${{{name}}}"), value.as_str().unwrap());
     }
-    assert!(!sql.contains('$'), "unsupported macro or variable left in:\n{sql}");
+    assert!(
+        !sql.contains('$'),
+        "unsupported macro or variable left in:\n{sql}"
+    );
     sql
 }
 
@@ -149,7 +188,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
         let d: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         for v in d["templating"]["list"].as_array().into_iter().flatten() {
             if let Some(q) = v["query"].as_str() {
-                out.push((format!("{name} variable {}", v["name"]), q.trim().to_string()));
+                out.push((
+                    format!("{name} variable {}", v["name"]),
+                    q.trim().to_string(),
+                ));
             }
         }
         let mut panels: Vec<&Value> = d["panels"].as_array().into_iter().flatten().collect();
@@ -157,7 +199,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
             panels.extend(p["panels"].as_array().into_iter().flatten());
             for t in p["targets"].as_array().into_iter().flatten() {
                 if let Some(sql) = t["rawSql"].as_str() {
-                    out.push((format!("{name} panel {}", p["title"]), sql.trim().to_string()));
+                    out.push((
+                        format!("{name} panel {}", p["title"]),
+                        sql.trim().to_string(),
+                    ));
                 }
             }
         }
@@ -170,7 +215,9 @@ fn is_data(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty() && s.parse::<f64>().map_or(true, |f| f != 0.0 && !f.is_nan()),
+        Value::String(s) => {
+            !s.is_empty() && s.parse::<f64>().map_or(true, |f| f != 0.0 && !f.is_nan())
+        }
         Value::Array(a) => !a.is_empty(),
         _ => true,
     }
@@ -178,7 +225,10 @@ fn is_data(v: &Value) -> bool {
 
 async fn fetch_json(ch: &::clickhouse::Client, sql: &str) -> Value {
     let mut cursor = ch.query(sql).fetch_bytes("JSONCompact").expect("query");
-    let bytes = cursor.collect().await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    let bytes = cursor
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
     serde_json::from_slice(&bytes).expect("JSONCompact")
 }
 
@@ -243,11 +293,19 @@ async fn write_history_rows(sink: &ClickHouseSink, now_ms: i64) {
         label_values: vec![],
     }
     .with_labels([("team", "ops")])])
-    .await
-    .expect("write_alert_history");
-    sink.write_pool_utilization(&[PoolUtilizationRow::new("pool-sink", "fleet-gq-sink", "charger", now_ms, 8.0, 6.0, 1)])
         .await
-        .expect("write_pool_utilization");
+        .expect("write_alert_history");
+    sink.write_pool_utilization(&[PoolUtilizationRow::new(
+        "pool-sink",
+        "fleet-gq-sink",
+        "charger",
+        now_ms,
+        8.0,
+        6.0,
+        1,
+    )])
+    .await
+    .expect("write_pool_utilization");
     sink.write_mission_windows(&[MissionWindowRow {
         fleet_id: "fleet-gq-sink".into(),
         window_start: datetime_secs(hour_ms),
@@ -293,9 +351,15 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
     // Fixtures, shared with scripts/chdb-check.py.
     let fixtures = std::fs::read_to_string(queries_dir().join("fixtures.sql")).unwrap();
     for stmt in migration_statements(&fixtures) {
-        ch.query(&stmt).execute().await.unwrap_or_else(|e| panic!("fixture: {e}\n{stmt}"));
+        ch.query(&stmt)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("fixture: {e}\n{stmt}"));
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     write_history_rows(&ClickHouseSink::new(cfg), now_ms).await;
     for (table, fleet) in [
         ("performance_score_history", "fleet-gq-sink"),
@@ -304,15 +368,24 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
         ("resource_pool_utilization", "fleet-gq-sink"),
         ("mission_window_metrics", "fleet-gq-sink"),
     ] {
-        let out = fetch_json(ch, &format!("SELECT count() AS n FROM {table} WHERE fleet_id = '{fleet}'")).await;
+        let out = fetch_json(
+            ch,
+            &format!("SELECT count() AS n FROM {table} WHERE fleet_id = '{fleet}'"),
+        )
+        .await;
         assert_eq!(out["data"][0][0], "1", "{table}: the sink's row");
     }
-    let labels = fetch_json(ch, "SELECT label_names, label_values FROM alert_history WHERE fleet_id = 'fleet-gq-sink'").await;
+    let labels = fetch_json(
+        ch,
+        "SELECT label_names, label_values FROM alert_history WHERE fleet_id = 'fleet-gq-sink'",
+    )
+    .await;
     assert_eq!(labels["data"][0], serde_json::json!([["team"], ["ops"]]));
 
     // Every query file, macros substituted, returns rows with its declared columns.
     let macros: Value =
-        serde_json::from_str(&std::fs::read_to_string(queries_dir().join("macros.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(queries_dir().join("macros.json")).unwrap())
+            .unwrap();
     let files = query_files();
     assert!(files.len() >= 40, "only {} query files", files.len());
     let now_s = now_ms / 1000;
@@ -320,13 +393,24 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
     for (file, text) in &files {
         let sql = substitute(text, &macros, now_s);
         let out = fetch_json(ch, &sql).await;
-        let names: Vec<&str> = out["meta"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out["meta"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
         let rows = out["rows"].as_u64().unwrap();
         if names != expected_columns(text) || rows == 0 {
-            failures.push(format!("{file}: {rows} rows, columns {names:?}, expected {:?}", expected_columns(text)));
+            failures.push(format!(
+                "{file}: {rows} rows, columns {names:?}, expected {:?}",
+                expected_columns(text)
+            ));
         } else if !out["data"][0].as_array().unwrap().iter().any(is_data) {
             // An aggregate without GROUP BY always yields one row: it must also find data.
-            failures.push(format!("{file}: the first row holds only zeros/nulls: {}", out["data"][0]));
+            failures.push(format!(
+                "{file}: the first row holds only zeros/nulls: {}",
+                out["data"][0]
+            ));
         }
         if names.first() == Some(&"time") {
             let t = out["meta"][0]["type"].as_str().unwrap();
@@ -335,7 +419,11 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
             }
         }
     }
-    assert!(failures.is_empty(), "queries failing on ClickHouse:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "queries failing on ClickHouse:\n{}",
+        failures.join("\n")
+    );
 
     // The dashboards carry exactly these files.
     let mut unused: BTreeMap<&String, &String> = files.iter().collect();
@@ -344,13 +432,18 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
         let file = file.unwrap_or_else(|| panic!("{place}: rawSql matches no file under deploy/grafana/queries (run scripts/grafana-build.py)"));
         unused.remove(file);
     }
-    assert!(unused.is_empty(), "query files no dashboard uses: {:?}", unused.keys().collect::<Vec<_>>());
+    assert!(
+        unused.is_empty(),
+        "query files no dashboard uses: {:?}",
+        unused.keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn substitution_follows_macros_json() {
     let macros: Value =
-        serde_json::from_str(&std::fs::read_to_string(queries_dir().join("macros.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(queries_dir().join("macros.json")).unwrap())
+            .unwrap();
     let now = 1_700_000_000;
     let from = now + macros["from_offset_s"].as_i64().unwrap();
     let to = now + macros["to_offset_s"].as_i64().unwrap();

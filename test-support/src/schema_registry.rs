@@ -193,8 +193,8 @@ fn write_atomically(path: &Path, store: &Store) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(store)?;
     {
         use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(&bytes)?;
         f.sync_all()?;
     }
@@ -235,7 +235,11 @@ impl ApiError {
         )
     }
     fn schema_not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40403, format!("Schema {what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            40403,
+            format!("Schema {what} not found"),
+        )
     }
     fn invalid_schema(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, message)
@@ -252,7 +256,12 @@ impl IntoResponse for ApiError {
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn ok(body: Value) -> Result<Response, ApiError> {
@@ -313,7 +322,9 @@ fn reference_texts(
     depth: usize,
 ) -> Result<(), ApiError> {
     if depth > 32 {
-        return Err(ApiError::invalid_schema("Schema references nest too deeply"));
+        return Err(ApiError::invalid_schema(
+            "Schema references nest too deeply",
+        ));
     }
     for r in references {
         let entry = store
@@ -528,9 +539,11 @@ async fn register(
         ));
     }
 
-    let id = match store.schemas.iter().find(|(_, s)| {
-        identity(&s.schema, &s.references).as_deref() == Some(key.as_str())
-    }) {
+    let id = match store
+        .schemas
+        .iter()
+        .find(|(_, s)| identity(&s.schema, &s.references).as_deref() == Some(key.as_str()))
+    {
         Some((id, _)) => *id,
         None => {
             let id = store.next_id.max(1);

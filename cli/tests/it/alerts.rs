@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use atlasmesh_core::analytics::alert::{self, AlertRule, AlertScope, AlertState, Comparison, Severity};
+use atlasmesh_core::analytics::alert::{
+    self, AlertRule, AlertScope, AlertState, Comparison, Severity,
+};
 use atlasmesh_schemas::{Codec, MetricsScope, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -22,8 +24,8 @@ const BASE: i64 = 1_700_000_040_000;
 /// Utilization per minute (minute k = index k-1): two short dips, a crossing held long enough,
 /// noise in the hysteresis band, a short clear, a lasting clear.
 const NOISY: [f64; 22] = [
-    0.70, 0.52, 0.48, 0.51, 0.47, 0.49, 0.53, 0.46, 0.44, 0.45, 0.43, 0.52, 0.58, 0.55, 0.49, 0.57, 0.62, 0.57, 0.63,
-    0.65, 0.66, 0.70,
+    0.70, 0.52, 0.48, 0.51, 0.47, 0.49, 0.53, 0.46, 0.44, 0.45, 0.43, 0.52, 0.58, 0.55, 0.49, 0.57,
+    0.62, 0.57, 0.63, 0.65, 0.66, 0.70,
 ];
 const MINUTES: i64 = 34;
 
@@ -92,8 +94,17 @@ fn expected(rule: &AlertRule, f: &Fleet, last: i64) -> Vec<(String, i64, String,
     let mut out = Vec::new();
     for k in 1..=last {
         for t in alert::step(rule, &mut st, f.series[(k - 1) as usize], BASE + k * M) {
-            let kind = serde_json::to_value(t.kind).unwrap().as_str().unwrap().to_string();
-            out.push((alert::dedup_key(&rule.id, &f.id), out.len() as i64 + 1, kind, t.at_ms));
+            let kind = serde_json::to_value(t.kind)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string();
+            out.push((
+                alert::dedup_key(&rule.id, &f.id),
+                out.len() as i64 + 1,
+                kind,
+                t.at_ms,
+            ));
         }
     }
     out
@@ -122,20 +133,37 @@ pub(crate) async fn insert_rule(pg: &sqlx::PgPool, r: &AlertRule, fleet: &str) {
     .unwrap();
 }
 
-async fn produce_minutes(env: &TestEnv, fleets: &[Fleet], minutes: std::ops::RangeInclusive<i64>) -> usize {
+async fn produce_minutes(
+    env: &TestEnv,
+    fleets: &[Fleet],
+    minutes: std::ops::RangeInclusive<i64>,
+) -> usize {
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
     let mut records = Vec::new();
     for k in minutes {
         for f in fleets {
             for r in partials(f, k) {
-                let payload = codec.encode(&env.cfg.topics.metrics, SchemaKind::Metrics, &r).await.unwrap();
-                records.push(OutRecord { topic: env.cfg.topics.metrics.clone(), key: Some(f.id.clone().into_bytes()), payload, headers: vec![], partition: None });
+                let payload = codec
+                    .encode(&env.cfg.topics.metrics, SchemaKind::Metrics, &r)
+                    .await
+                    .unwrap();
+                records.push(OutRecord {
+                    topic: env.cfg.topics.metrics.clone(),
+                    key: Some(f.id.clone().into_bytes()),
+                    payload,
+                    headers: vec![],
+                    partition: None,
+                });
             }
         }
         // Both sources have closed the minute before: it settles.
         records.extend(watermark_records(env, &codec, 2, BASE + (k - 1) * M).await);
     }
-    KafkaProducer::new(&env.cfg.kafka).unwrap().send_all("kafka", &records).await.unwrap();
+    KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .send_all("kafka", &records)
+        .await
+        .unwrap();
     records.len()
 }
 
@@ -151,7 +179,11 @@ async fn alerts_checkpointed(env: &TestEnv, pg: &sqlx::PgPool) -> i64 {
 async fn wait_alerts_checkpointed(env: &TestEnv, pg: &sqlx::PgPool, expected: i64) {
     let started = Instant::now();
     while alerts_checkpointed(env, pg).await < expected {
-        assert!(started.elapsed() < Duration::from_secs(60), "alerts pipeline did not checkpoint {expected}; logs in {}", env.log_dir.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "alerts pipeline did not checkpoint {expected}; logs in {}",
+            env.log_dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(alerts_checkpointed(env, pg).await, expected);
@@ -168,7 +200,11 @@ async fn pg_transitions(pg: &sqlx::PgPool, fleets: &[&str]) -> Vec<(String, i64,
 }
 
 async fn instance_status(pg: &sqlx::PgPool, key: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM alert_instances WHERE dedup_key = $1").bind(key).fetch_one(pg).await.unwrap()
+    sqlx::query_scalar("SELECT status FROM alert_instances WHERE dedup_key = $1")
+        .bind(key)
+        .fetch_one(pg)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,15 +215,32 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     let unique = env.cfg.kafka.group_prefix.replace('.', "-");
     // Fleet A crosses first; fleet B ten minutes later.
     let calm = [0.70; 12];
-    let a = Fleet { id: format!("{unique}-fa"), series: NOISY.iter().copied().chain(calm.iter().copied()).collect() };
-    let b = Fleet { id: format!("{unique}-fb"), series: calm[..10].iter().copied().chain(NOISY).chain(calm[..2].iter().copied()).collect() };
+    let a = Fleet {
+        id: format!("{unique}-fa"),
+        series: NOISY.iter().copied().chain(calm.iter().copied()).collect(),
+    };
+    let b = Fleet {
+        id: format!("{unique}-fb"),
+        series: calm[..10]
+            .iter()
+            .copied()
+            .chain(NOISY)
+            .chain(calm[..2].iter().copied())
+            .collect(),
+    };
     assert!(a.series.len() as i64 >= MINUTES && b.series.len() as i64 >= MINUTES);
     let fleets = [a, b];
     // slow: for 3 min, re-sent every 5 min; fast: for 1 min, never re-sent.
     let rules: Vec<(AlertRule, &Fleet)> = vec![
-        (rule(format!("{unique}-slow-a"), 3 * M as u64, 5 * M as u64), &fleets[0]),
+        (
+            rule(format!("{unique}-slow-a"), 3 * M as u64, 5 * M as u64),
+            &fleets[0],
+        ),
         (rule(format!("{unique}-fast-a"), M as u64, 0), &fleets[0]),
-        (rule(format!("{unique}-slow-b"), 3 * M as u64, 5 * M as u64), &fleets[1]),
+        (
+            rule(format!("{unique}-slow-b"), 3 * M as u64, 5 * M as u64),
+            &fleets[1],
+        ),
         (rule(format!("{unique}-fast-b"), M as u64, 0), &fleets[1]),
     ];
     for (r, f) in &rules {
@@ -243,7 +296,11 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
         .unwrap();
     let mut worker = env.spawn_worker_args(4, &args, &fast_refresh);
     wait_alerts_checkpointed(&env, &pg, produced).await;
-    assert_eq!(pg_transitions(&pg, &ids).await, before, "a replay changes nothing in PostgreSQL");
+    assert_eq!(
+        pg_transitions(&pg, &ids).await,
+        before,
+        "a replay changes nothing in PostgreSQL"
+    );
 
     // Expected: every minute but the last settled (the last one waits for a later window).
     let mut want: Vec<(String, i64, String, i64)> = Vec::new();
@@ -252,8 +309,11 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     }
     want.sort();
     // The slow rule of fleet A, spelled out: no flapping on the noisy crossing.
-    let slow_a: Vec<(String, i64)> =
-        want.iter().filter(|t| t.0 == key(0)).map(|t| (t.2.clone(), (t.3 - BASE) / M)).collect();
+    let slow_a: Vec<(String, i64)> = want
+        .iter()
+        .filter(|t| t.0 == key(0))
+        .map(|t| (t.2.clone(), (t.3 - BASE) / M))
+        .collect();
     let spelled: Vec<(String, i64)> = [
         ("pending", 3),
         ("cancelled", 4),
@@ -271,9 +331,18 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
 
     // PostgreSQL: exactly the uninterrupted history (no transition lost, none twice).
     let got = pg_transitions(&pg, &ids).await;
-    assert_eq!(got, want, "alert_transitions; logs in {}", env.log_dir.display());
+    assert_eq!(
+        got,
+        want,
+        "alert_transitions; logs in {}",
+        env.log_dir.display()
+    );
     for i in 0..4 {
-        assert_eq!(instance_status(&pg, &key(i)).await, "resolved", "instance {i}");
+        assert_eq!(
+            instance_status(&pg, &key(i)).await,
+            "resolved",
+            "instance {i}"
+        );
     }
     let acked: Vec<(String, Option<String>, i64)> =
         sqlx::query_as("SELECT dedup_key, acknowledged_by, last_transition_seq FROM alert_instances WHERE dedup_key = ANY($1) ORDER BY dedup_key")
@@ -282,16 +351,28 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
             .await
             .unwrap();
     for (k, by, seq) in acked {
-        let want_by = if k == key(1) { Some("alice".to_string()) } else { None };
+        let want_by = if k == key(1) {
+            Some("alice".to_string())
+        } else {
+            None
+        };
         assert_eq!(by, want_by, "{k}: the firing alert keeps its ack through resolve; the pending one lost it on firing");
         assert_eq!(seq, want.iter().filter(|t| t.0 == k).count() as i64);
     }
 
     // The topic: the paged transitions, deduplicated by (dedup_key, seq); repeats allowed
     // (at-least-once) but each repeat is byte-identical.
-    let want_paged: Vec<_> = want.iter().filter(|t| ["firing", "resent", "resolved"].contains(&t.2.as_str())).cloned().collect();
+    let want_paged: Vec<_> = want
+        .iter()
+        .filter(|t| ["firing", "resent", "resolved"].contains(&t.2.as_str()))
+        .cloned()
+        .collect();
     let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set("group.id", format!("{}.alerts-check", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.alerts-check", env.cfg.kafka.group_prefix),
+    )
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().unwrap();
     consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
     let mut seen: BTreeMap<(String, i64), Vec<u8>> = BTreeMap::new();
@@ -299,8 +380,15 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
     let mut total = 0;
     let started = Instant::now();
     while seen.len() < want_paged.len() {
-        assert!(started.elapsed() < Duration::from_secs(60), "only {} of {} alert messages", seen.len(), want_paged.len());
-        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} of {} alert messages",
+            seen.len(),
+            want_paged.len()
+        );
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
+            continue;
+        };
         let m = m.unwrap();
         total += 1;
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
@@ -323,35 +411,72 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
         let m = m.unwrap();
         total += 1;
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        let seq: i64 = m.headers().and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value)).map(|v| String::from_utf8_lossy(v).parse().unwrap()).unwrap();
+        let seq: i64 = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
+            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+            .unwrap();
         let payload = m.payload().unwrap().to_vec();
-        assert_eq!(seen.get(&(key.clone(), seq)), Some(&payload), "a repeat is the same message");
+        assert_eq!(
+            seen.get(&(key.clone(), seq)),
+            Some(&payload),
+            "a repeat is the same message"
+        );
         *copies.get_mut(&(key, seq)).unwrap() += 1;
     }
-    assert!(copies.values().all(|&n| n >= 2), "the replay re-sent every message: {copies:?}");
+    assert!(
+        copies.values().all(|&n| n >= 2),
+        "the replay re-sent every message: {copies:?}"
+    );
     let got_keys: BTreeSet<(String, i64)> = seen.keys().cloned().collect();
-    let want_keys: BTreeSet<(String, i64)> = want_paged.iter().map(|t| (t.0.clone(), t.1)).collect();
+    let want_keys: BTreeSet<(String, i64)> =
+        want_paged.iter().map(|t| (t.0.clone(), t.1)).collect();
     assert_eq!(got_keys, want_keys);
     for t in &want_paged {
         let json: serde_json::Value = serde_json::from_slice(&seen[&(t.0.clone(), t.1)]).unwrap();
-        let action = if t.2 == "resolved" { "resolve" } else { "trigger" };
+        let action = if t.2 == "resolved" {
+            "resolve"
+        } else {
+            "trigger"
+        };
         assert_eq!(json["event_action"], action);
         assert_eq!(json["payload"]["custom_details"]["transition"], t.2);
         assert_eq!(json["payload"]["timestamp"], alert::rfc3339_ms(t.3));
     }
-    eprintln!("alert messages: {} unique, {} received (replay + killed batch repeats: {})", seen.len(), total, total - seen.len());
+    eprintln!(
+        "alert messages: {} unique, {} received (replay + killed batch repeats: {})",
+        seen.len(),
+        total,
+        total - seen.len()
+    );
     sigterm(&mut worker);
 }
 
 // ---------------------------------------------------------------- the API, manual resolve, federation
 
 /// Fleet partials of minute `k` for fleets with utilization `u` (one entry per fleet).
-async fn produce_partials(env: &TestEnv, minutes: std::ops::RangeInclusive<i64>, fleets: &[&Fleet]) {
-    let owned: Vec<Fleet> = fleets.iter().map(|f| Fleet { id: f.id.clone(), series: f.series.clone() }).collect();
+async fn produce_partials(
+    env: &TestEnv,
+    minutes: std::ops::RangeInclusive<i64>,
+    fleets: &[&Fleet],
+) {
+    let owned: Vec<Fleet> = fleets
+        .iter()
+        .map(|f| Fleet {
+            id: f.id.clone(),
+            series: f.series.clone(),
+        })
+        .collect();
     produce_minutes(env, &owned, minutes).await;
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let mut rb = http.request(method, url).bearer_auth(token);
     if let Some(b) = body {
         rb = rb.json(&b);
@@ -372,7 +497,11 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}; logs in {}", env.log_dir.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; logs in {}",
+            env.log_dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -390,7 +519,8 @@ async fn transitions_of(pg: &sqlx::PgPool, key: &str) -> Vec<(i64, String, i64, 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_and_federations_sum_members() {
+async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_and_federations_sum_members(
+) {
     use atlasmesh_core::{Role, Scope};
     use reqwest::Method;
     use serde_json::json;
@@ -402,11 +532,18 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     let mut worker = env.spawn_worker_args(
         0,
         &["--pipelines", "alerts,commands"],
-        &[("ATLASMESH_ALERTS__RULES_REFRESH_MS", "300"), ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "200")],
+        &[
+            ("ATLASMESH_ALERTS__RULES_REFRESH_MS", "300"),
+            ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "200"),
+        ],
     );
     let http = reqwest::Client::new();
     let unique = env.cfg.kafka.group_prefix.replace('.', "-");
-    let (fa, fc, fb) = (format!("{unique}-fa"), format!("{unique}-fc"), format!("{unique}-fb"));
+    let (fa, fc, fb) = (
+        format!("{unique}-fa"),
+        format!("{unique}-fc"),
+        format!("{unique}-fb"),
+    );
     let root = env.token("root", Role::Admin, &Scope::all());
     let op_a = env.token("op-a", Role::Operator, &Scope::fleets([fa.as_str()]));
     let op_b = env.token("op-b", Role::Operator, &Scope::fleets([fb.as_str()]));
@@ -414,12 +551,26 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     let inst_url = format!("{base}/api/v1/alerting/instances");
 
     // A federation of fleets A and C (coordination tables, through the API as well).
-    let (s, v) = call(&http, Method::POST, format!("{base}/api/v1/fleet-coordination/federations?wait=true"), &root, Some(json!({"name": "North"}))).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{base}/api/v1/fleet-coordination/federations?wait=true"),
+        &root,
+        Some(json!({"name": "North"})),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let fed = v["entity_id"].as_str().unwrap().to_string();
     for f in [&fa, &fc] {
         let body = json!({"federation_id": fed, "fleet_id": f, "role": "member"});
-        let (s, v) = call(&http, Method::POST, format!("{base}/api/v1/fleet-coordination/members?wait=true"), &root, Some(body)).await;
+        let (s, v) = call(
+            &http,
+            Method::POST,
+            format!("{base}/api/v1/fleet-coordination/members?wait=true"),
+            &root,
+            Some(body),
+        )
+        .await;
         assert_eq!(s, 201, "{v}");
     }
 
@@ -428,46 +579,117 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
         "threshold": 0.5, "clear_threshold": 0.6, "for_ms": 2 * M, "severity": "warning", "labels": {"team": "ops"}});
     let mut wrong_side = fleet_rule.clone();
     wrong_side["clear_threshold"] = json!(0.4);
-    let (s, v) = call(&http, Method::POST, rules_url.clone(), &op_a, Some(wrong_side)).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        rules_url.clone(),
+        &op_a,
+        Some(wrong_side),
+    )
+    .await;
     assert_eq!(s, 422, "{v}");
     assert!(v.to_string().contains("clear_threshold"), "{v}");
-    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_a, Some(fleet_rule.clone())).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{rules_url}?wait=true"),
+        &op_a,
+        Some(fleet_rule.clone()),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let rule_a = v["entity_id"].as_str().unwrap().to_string();
     // An update that would put the stored clear threshold on the firing side is refused by the
     // worker (the merged rule is validated); a harmless one is applied.
-    let (s, v) = call(&http, Method::PATCH, format!("{rules_url}/{rule_a}?wait=true"), &op_a, Some(json!({"threshold": 0.7}))).await;
+    let (s, v) = call(
+        &http,
+        Method::PATCH,
+        format!("{rules_url}/{rule_a}?wait=true"),
+        &op_a,
+        Some(json!({"threshold": 0.7})),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
-    let (s, v) = call(&http, Method::PATCH, format!("{rules_url}/{rule_a}?wait=true"), &op_a, Some(json!({"runbook_url": "https://runbooks.example/a"}))).await;
+    let (s, v) = call(
+        &http,
+        Method::PATCH,
+        format!("{rules_url}/{rule_a}?wait=true"),
+        &op_a,
+        Some(json!({"runbook_url": "https://runbooks.example/a"})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = call(&http, Method::GET, format!("{rules_url}/{rule_a}"), &op_a, None).await;
-    assert_eq!((s, v["threshold"].as_f64(), v["runbook_url"].as_str()), (200, Some(0.5), Some("https://runbooks.example/a")), "{v}");
+    let (s, v) = call(
+        &http,
+        Method::GET,
+        format!("{rules_url}/{rule_a}"),
+        &op_a,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["threshold"].as_f64(), v["runbook_url"].as_str()),
+        (200, Some(0.5), Some("https://runbooks.example/a")),
+        "{v}"
+    );
     // Federation rule: owned by A (a member). Fleet B is no member: refused.
     let fed_rule = json!({"fleet_id": fa, "scope": "federation", "federation_id": fed, "metric": "utilization",
         "comparison": "lt", "threshold": 0.45, "clear_threshold": 0.5, "severity": "critical"});
     let mut foreign = fed_rule.clone();
     foreign["fleet_id"] = json!(fb);
-    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_b, Some(foreign)).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{rules_url}?wait=true"),
+        &op_b,
+        Some(foreign),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
     assert!(v.to_string().contains("not a member"), "{v}");
-    let (s, v) = call(&http, Method::POST, format!("{rules_url}?wait=true"), &op_a, Some(fed_rule)).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{rules_url}?wait=true"),
+        &op_a,
+        Some(fed_rule),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let rule_f = v["entity_id"].as_str().unwrap().to_string();
-    let (s, v) = call(&http, Method::GET, format!("{rules_url}?fleet_id={fa}"), &op_b, None).await;
+    let (s, v) = call(
+        &http,
+        Method::GET,
+        format!("{rules_url}?fleet_id={fa}"),
+        &op_b,
+        None,
+    )
+    .await;
     assert_eq!(s, 403, "{v}");
     // The engine starts a federation rule after the windows already settled: wait until it
     // has seen this one, so every window below counts.
     let (pgr, rf) = (&pg, rule_f.as_str());
     eventually("federation rule state", &env, || async move {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_federation_state WHERE rule_id = $1").bind(rf).fetch_one(pgr).await.unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM alert_federation_state WHERE rule_id = $1")
+                .bind(rf)
+                .fetch_one(pgr)
+                .await
+                .unwrap();
         (n == 1).then_some(())
     })
     .await;
 
     // Utilization per minute. A: calm, breach (pending at 2, firing at 4: for 2 min), the
     // hysteresis band, breach again. C: low all along. Federation: (A + C) / 2.
-    let a = Fleet { id: fa.clone(), series: vec![0.7, 0.4, 0.4, 0.4, 0.55, 0.55, 0.4, 0.4, 0.4, 0.4, 0.4] };
-    let c = Fleet { id: fc.clone(), series: vec![0.3; 11] };
+    let a = Fleet {
+        id: fa.clone(),
+        series: vec![0.7, 0.4, 0.4, 0.4, 0.55, 0.55, 0.4, 0.4, 0.4, 0.4, 0.4],
+    };
+    let c = Fleet {
+        id: fc.clone(),
+        series: vec![0.3; 11],
+    };
     // Phase 1: minutes 1..=5 and the watermarks settle 1..=4 of each fleet, and so federation
     // windows 1..=4 (every metrics partition settled them): minute 1 is 0.5 (no breach
     // although C alone is 0.3), minute 2 is 0.35 and fires (for 0).
@@ -487,75 +709,228 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
         async move { instance(key, op).await.filter(|v| v["status"] == "firing") }
     };
     let va = eventually("fleet A firing", &env, || firing(&key_a)).await;
-    assert_eq!((va["rule_id"].as_str(), va["subject"].as_str(), va["last_transition_seq"].as_i64()), (Some(rule_a.as_str()), Some(fa.as_str()), Some(2)));
+    assert_eq!(
+        (
+            va["rule_id"].as_str(),
+            va["subject"].as_str(),
+            va["last_transition_seq"].as_i64()
+        ),
+        (Some(rule_a.as_str()), Some(fa.as_str()), Some(2))
+    );
     assert_eq!(va["started_at_ms"], BASE + 4 * M);
     let vf = eventually("federation firing", &env, || firing(&key_f)).await;
-    assert_eq!((vf["subject"].as_str(), vf["fleet_id"].as_str(), vf["last_transition_seq"].as_i64()), (Some(fed.as_str()), Some(fa.as_str()), Some(1)));
+    assert_eq!(
+        (
+            vf["subject"].as_str(),
+            vf["fleet_id"].as_str(),
+            vf["last_transition_seq"].as_i64()
+        ),
+        (Some(fed.as_str()), Some(fa.as_str()), Some(1))
+    );
     assert_eq!(vf["started_at_ms"], BASE + 2 * M);
     let combined = (2.0 * 24_000.0 + 2.0 * 18_000.0) / 240_000.0;
-    assert_eq!(vf["value"].as_f64(), Some(combined), "the federation window sums the members' counters");
+    assert_eq!(
+        vf["value"].as_f64(),
+        Some(combined),
+        "the federation window sums the members' counters"
+    );
 
     // Lists: scoped, filtered, paginated in a stable order.
-    let (s, v) = call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}&limit=1"), &op_a, None).await;
+    let (s, v) = call(
+        &http,
+        Method::GET,
+        format!("{inst_url}?fleet_id={fa}&limit=1"),
+        &op_a,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
-    let cursor = v["next_cursor"].as_str().expect("a second page").to_string();
-    let (_, v2) = call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}&limit=1&cursor={cursor}"), &op_a, None).await;
-    let mut ids: Vec<String> = [&v, &v2].iter().map(|p| p["items"][0]["id"].as_str().unwrap().to_string()).collect();
+    let cursor = v["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let (_, v2) = call(
+        &http,
+        Method::GET,
+        format!("{inst_url}?fleet_id={fa}&limit=1&cursor={cursor}"),
+        &op_a,
+        None,
+    )
+    .await;
+    let mut ids: Vec<String> = [&v, &v2]
+        .iter()
+        .map(|p| p["items"][0]["id"].as_str().unwrap().to_string())
+        .collect();
     ids.sort();
     let mut want_ids = vec![key_a.clone(), key_f.clone()];
     want_ids.sort();
     assert_eq!(ids, want_ids);
     assert!(v2["next_cursor"].is_null(), "{v2}");
-    let (_, v) = call(&http, Method::GET, format!("{inst_url}/by-status/firing?fleet_id={fa}"), &op_a, None).await;
+    let (_, v) = call(
+        &http,
+        Method::GET,
+        format!("{inst_url}/by-status/firing?fleet_id={fa}"),
+        &op_a,
+        None,
+    )
+    .await;
     assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
-    let (_, v) = call(&http, Method::GET, format!("{inst_url}/by-rule/{rule_a}"), &op_a, None).await;
+    let (_, v) = call(
+        &http,
+        Method::GET,
+        format!("{inst_url}/by-rule/{rule_a}"),
+        &op_a,
+        None,
+    )
+    .await;
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     // Another fleet's operator sees nothing of A and cannot act on it.
-    assert_eq!(call(&http, Method::GET, format!("{inst_url}/{key_a}"), &op_b, None).await.0, 404);
-    assert_eq!(call(&http, Method::GET, format!("{inst_url}?fleet_id={fa}"), &op_b, None).await.0, 403);
+    assert_eq!(
+        call(
+            &http,
+            Method::GET,
+            format!("{inst_url}/{key_a}"),
+            &op_b,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &http,
+            Method::GET,
+            format!("{inst_url}?fleet_id={fa}"),
+            &op_b,
+            None
+        )
+        .await
+        .0,
+        403
+    );
     let (_, v) = call(&http, Method::GET, inst_url.clone(), &op_b, None).await;
     assert!(!v.to_string().contains(&fa), "{v}");
-    assert_eq!(call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge"), &op_b, Some(json!({}))).await.0, 404);
-    assert_eq!(call(&http, Method::POST, format!("{inst_url}/{key_a}/resolve"), &op_b, Some(json!({}))).await.0, 404);
+    assert_eq!(
+        call(
+            &http,
+            Method::POST,
+            format!("{inst_url}/{key_a}/acknowledge"),
+            &op_b,
+            Some(json!({}))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &http,
+            Method::POST,
+            format!("{inst_url}/{key_a}/resolve"),
+            &op_b,
+            Some(json!({}))
+        )
+        .await
+        .0,
+        404
+    );
 
     // Acknowledge (actor recorded), once.
-    let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge?wait=true"), &op_a, Some(json!({}))).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{inst_url}/{key_a}/acknowledge?wait=true"),
+        &op_a,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
-    assert_eq!((v["acknowledged_by"].as_str(), v["status"].as_str()), (Some("op-a"), Some("firing")));
+    assert_eq!(
+        (v["acknowledged_by"].as_str(), v["status"].as_str()),
+        (Some("op-a"), Some("firing"))
+    );
     assert!(v["acknowledged_at"].is_string());
-    let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key_a}/acknowledge?wait=true"), &op_a, Some(json!({}))).await;
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{inst_url}/{key_a}/acknowledge?wait=true"),
+        &op_a,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
 
     // Resolve both by hand. The federation's resolve is published by the evaluator on its
     // next refresh (resolve at its clock, the end of window 4).
     for key in [&key_a, &key_f] {
-        let (s, v) = call(&http, Method::POST, format!("{inst_url}/{key}/resolve?wait=true"), &op_a, Some(json!({"note": "depot closed"}))).await;
+        let (s, v) = call(
+            &http,
+            Method::POST,
+            format!("{inst_url}/{key}/resolve?wait=true"),
+            &op_a,
+            Some(json!({"note": "depot closed"})),
+        )
+        .await;
         assert_eq!(s, 200, "{v}");
     }
     let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
-    assert_eq!((v["status"].as_str(), v["resolved_by"].as_str(), v["resolution_note"].as_str()), (Some("resolved"), Some("op-a"), Some("depot closed")));
-    let (s, _) = call(&http, Method::POST, format!("{inst_url}/{key_a}/resolve?wait=true"), &op_a, Some(json!({}))).await;
+    assert_eq!(
+        (
+            v["status"].as_str(),
+            v["resolved_by"].as_str(),
+            v["resolution_note"].as_str()
+        ),
+        (Some("resolved"), Some("op-a"), Some("depot closed"))
+    );
+    let (s, _) = call(
+        &http,
+        Method::POST,
+        format!("{inst_url}/{key_a}/resolve?wait=true"),
+        &op_a,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 409, "resolving twice is refused");
     let manual_seq = |key: String| {
         let pg = pg.clone();
         async move {
-            sqlx::query_scalar::<_, Option<i64>>("SELECT manual_resolve_seq FROM alert_instances WHERE dedup_key = $1")
-                .bind(key)
-                .fetch_one(&pg)
-                .await
-                .unwrap()
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT manual_resolve_seq FROM alert_instances WHERE dedup_key = $1",
+            )
+            .bind(key)
+            .fetch_one(&pg)
+            .await
+            .unwrap()
         }
     };
-    assert_eq!(eventually("federation manual resolve published", &env, || manual_seq(key_f.clone())).await, 2);
+    assert_eq!(
+        eventually("federation manual resolve published", &env, || manual_seq(
+            key_f.clone()
+        ))
+        .await,
+        2
+    );
     // The partition holding A's instance receives nothing now; it publishes the manual resolve
     // on its own (runner tick) as seq 3, at its clock (the end of minute 4).
-    assert_eq!(eventually("fleet A manual resolve published", &env, || manual_seq(key_a.clone())).await, 3);
+    assert_eq!(
+        eventually("fleet A manual resolve published", &env, || manual_seq(
+            key_a.clone()
+        ))
+        .await,
+        3
+    );
     // Phase 2: minute 6 settles minute 5 of A (0.55: in the band, no breach).
     produce_partials(&env, 6..=6, &[&a, &c]).await;
-    let row: (String, Option<String>, i64) =
-        sqlx::query_as("SELECT status, resolved_by, last_transition_seq FROM alert_instances WHERE dedup_key = $1").bind(&key_a).fetch_one(&pg).await.unwrap();
+    let row: (String, Option<String>, i64) = sqlx::query_as(
+        "SELECT status, resolved_by, last_transition_seq FROM alert_instances WHERE dedup_key = $1",
+    )
+    .bind(&key_a)
+    .fetch_one(&pg)
+    .await
+    .unwrap();
     assert_eq!(row, ("resolved".to_string(), Some("op-a".to_string()), 3));
 
     // Phase 3: A breaches again from minute 7: a fresh pending, firing only after `for`.
@@ -593,22 +968,47 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     .await;
     assert_eq!(got_f, want_f);
     let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
-    assert_eq!((v["status"].as_str(), v["resolved_by"].as_str(), v["acknowledged_by"].as_str()), (Some("firing"), None, None), "a new episode clears the marks");
+    assert_eq!(
+        (
+            v["status"].as_str(),
+            v["resolved_by"].as_str(),
+            v["acknowledged_by"].as_str()
+        ),
+        (Some("firing"), None, None),
+        "a new episode clears the marks"
+    );
 
     // The pager heard the manual resolves: `resolve` with the next seq, keyed by dedup key.
     let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set("group.id", format!("{}.alerts-api-check", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.alerts-api-check", env.cfg.kafka.group_prefix),
+    )
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().unwrap();
     consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
-    let want_paged: BTreeSet<(String, i64)> = [(&key_a, 2), (&key_a, 3), (&key_a, 5), (&key_f, 1), (&key_f, 2), (&key_f, 3)]
-        .iter()
-        .map(|(k, s)| (k.to_string(), *s))
-        .collect();
+    let want_paged: BTreeSet<(String, i64)> = [
+        (&key_a, 2),
+        (&key_a, 3),
+        (&key_a, 5),
+        (&key_f, 1),
+        (&key_f, 2),
+        (&key_f, 3),
+    ]
+    .iter()
+    .map(|(k, s)| (k.to_string(), *s))
+    .collect();
     let mut seen: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
     let started = Instant::now();
     while !want_paged.iter().all(|k| seen.contains_key(k)) {
-        assert!(started.elapsed() < Duration::from_secs(60), "alert messages: got {:?}", seen.keys().collect::<Vec<_>>());
-        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "alert messages: got {:?}",
+            seen.keys().collect::<Vec<_>>()
+        );
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
+            continue;
+        };
         let m = m.unwrap();
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
         let seq: i64 = m
@@ -616,19 +1016,32 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
             .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
             .map(|v| String::from_utf8_lossy(v).parse().unwrap())
             .expect("seq header");
-        seen.insert((key, seq), serde_json::from_slice(m.payload().unwrap()).unwrap());
+        seen.insert(
+            (key, seq),
+            serde_json::from_slice(m.payload().unwrap()).unwrap(),
+        );
     }
     let got_paged: BTreeSet<(String, i64)> = seen.keys().cloned().collect();
-    assert_eq!(got_paged, want_paged, "only firing/resent/resolved are paged");
+    assert_eq!(
+        got_paged, want_paged,
+        "only firing/resent/resolved are paged"
+    );
     for key in [&key_a, &key_f] {
         let seq = if *key == key_a { 3 } else { 2 };
         let m = &seen[&(key.to_string(), seq)];
-        assert_eq!((m["event_action"].as_str(), m["dedup_key"].as_str()), (Some("resolve"), Some(key.as_str())), "{m}");
+        assert_eq!(
+            (m["event_action"].as_str(), m["dedup_key"].as_str()),
+            (Some("resolve"), Some(key.as_str())),
+            "{m}"
+        );
         assert_eq!(m["payload"]["custom_details"]["resolved_by"], "op-a");
         assert_eq!(m["payload"]["custom_details"]["seq"], seq);
         assert!(m["endsAt"].is_string());
     }
-    assert_eq!(seen[&(key_f.clone(), 1)]["payload"]["source"], format!("atlasmesh/federation/{fed}"));
+    assert_eq!(
+        seen[&(key_f.clone(), 1)]["payload"]["source"],
+        format!("atlasmesh/federation/{fed}")
+    );
 
     // ClickHouse alert history: exactly the PostgreSQL transitions (FINAL collapses repeats).
     #[derive(serde::Deserialize)]
@@ -653,16 +1066,39 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
         (rows.len() >= want_n).then_some(rows)
     })
     .await;
-    let got: BTreeSet<(String, String, i64)> = ch_rows.iter().map(|h| (h.dedup_key.clone(), h.status.clone(), h.at_ms)).collect();
+    let got: BTreeSet<(String, String, i64)> = ch_rows
+        .iter()
+        .map(|h| (h.dedup_key.clone(), h.status.clone(), h.at_ms))
+        .collect();
     assert_eq!(got, pg_rows);
     assert_eq!(ch_rows.len(), pg_rows.len());
-    assert!(ch_rows.iter().all(|h| h.event_action == ch_action(&h.status)));
+    assert!(ch_rows
+        .iter()
+        .all(|h| h.event_action == ch_action(&h.status)));
 
     // Deleting a rule (admin) through the command path.
     let admin_a = env.token("admin-a", Role::Admin, &Scope::fleets([fa.as_str()]));
-    let (s, v) = call(&http, Method::DELETE, format!("{rules_url}/{rule_a}?wait=true"), &admin_a, None).await;
+    let (s, v) = call(
+        &http,
+        Method::DELETE,
+        format!("{rules_url}/{rule_a}?wait=true"),
+        &admin_a,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(call(&http, Method::GET, format!("{rules_url}/{rule_a}"), &op_a, None).await.0, 404);
+    assert_eq!(
+        call(
+            &http,
+            Method::GET,
+            format!("{rules_url}/{rule_a}"),
+            &op_a,
+            None
+        )
+        .await
+        .0,
+        404
+    );
 
     sigterm(&mut worker);
     sigterm(&mut api);

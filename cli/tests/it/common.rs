@@ -28,7 +28,11 @@ impl TestEnv {
         let unique = format!(
             "{test}_{}_{}_{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                % 100_000_000,
             SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let mut cfg = Config::load(None).expect("config from env");
@@ -54,7 +58,12 @@ impl TestEnv {
         // A database per test: a deployment owns its database (e.g. the federation alert
         // evaluator is one per database, by advisory lock), so tests running side by side must
         // not share one. `scripts/test` drops the `atlasmesh_it_*` databases of earlier runs.
-        let base = cfg.postgres.url.rsplit_once('/').map_or(cfg.postgres.url.as_str(), |(b, _)| b).to_string();
+        let base = cfg
+            .postgres
+            .url
+            .rsplit_once('/')
+            .map_or(cfg.postgres.url.as_str(), |(b, _)| b)
+            .to_string();
         cfg.postgres.url = format!("{base}/atlasmesh_it_{unique}");
         cfg.auth.hs256_secret = Some(JWT_SECRET.into());
         cfg.telemetry.idle_flush_ms = 1_500;
@@ -73,21 +82,42 @@ impl TestEnv {
             ("SCHEMA_REGISTRY_URL".into(), c.schema_registry.url.clone()),
             ("CLICKHOUSE_URL".into(), c.clickhouse.url.clone()),
             ("CLICKHOUSE_DATABASE".into(), c.clickhouse.database.clone()),
-            ("CLICKHOUSE_VALIDATION".into(), c.clickhouse.validation.to_string()),
+            (
+                "CLICKHOUSE_VALIDATION".into(),
+                c.clickhouse.validation.to_string(),
+            ),
             ("DATABASE_URL".into(), c.postgres.url.clone()),
             ("REDIS_URL".into(), c.redis.url.clone()),
             ("REDIS_KEY_PREFIX".into(), c.redis.key_prefix.clone()),
-            ("ATLASMESH_KAFKA__GROUP_PREFIX".into(), c.kafka.group_prefix.clone()),
+            (
+                "ATLASMESH_KAFKA__GROUP_PREFIX".into(),
+                c.kafka.group_prefix.clone(),
+            ),
             ("ATLASMESH_TOPICS__TELEMETRY".into(), t.telemetry.clone()),
             ("ATLASMESH_TOPICS__METRICS".into(), t.metrics.clone()),
             ("ATLASMESH_TOPICS__DLQ".into(), t.dlq.clone()),
             ("ATLASMESH_TOPICS__ALERTS".into(), t.alerts.clone()),
             ("ATLASMESH_TOPICS__COMMANDS".into(), t.commands.clone()),
-            ("ATLASMESH_TOPICS__COMMAND_RESULTS".into(), t.command_results.clone()),
-            ("ATLASMESH_TOPICS__MISSION_EVENTS".into(), t.mission_events.clone()),
-            ("ATLASMESH_TOPICS__RESOURCE_EVENTS".into(), t.resource_events.clone()),
-            ("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(), c.telemetry.idle_flush_ms.to_string()),
-            ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS".into(), c.runner.checkpoint_interval_ms.to_string()),
+            (
+                "ATLASMESH_TOPICS__COMMAND_RESULTS".into(),
+                t.command_results.clone(),
+            ),
+            (
+                "ATLASMESH_TOPICS__MISSION_EVENTS".into(),
+                t.mission_events.clone(),
+            ),
+            (
+                "ATLASMESH_TOPICS__RESOURCE_EVENTS".into(),
+                t.resource_events.clone(),
+            ),
+            (
+                "ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(),
+                c.telemetry.idle_flush_ms.to_string(),
+            ),
+            (
+                "ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS".into(),
+                c.runner.checkpoint_interval_ms.to_string(),
+            ),
             ("ATLASMESH_LOG_FORMAT".into(), "json".into()),
             ("ATLASMESH_KAFKA__ASSIGNMENT".into(), "manual".into()),
             ("ATLASMESH_AUTH__HS256_SECRET".into(), JWT_SECRET.into()),
@@ -99,8 +129,16 @@ impl TestEnv {
 
     /// `atlasmesh migrate` with this env (databases, tables, topics, schemas).
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_atlasmesh")).arg("migrate").envs(self.envs()).output().unwrap();
-        assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
+            .arg("migrate")
+            .envs(self.envs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts a worker process; its log goes to `<log_dir>/worker-<n>.log`.
@@ -135,7 +173,11 @@ impl TestEnv {
 
     /// Like `spawn_api`, with extra environment overriding this test's config.
     pub async fn spawn_api_with(&self, n: usize, extra: &[(&str, &str)]) -> (Child, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let listen = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(self.log_dir.join(format!("api-{n}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
@@ -150,20 +192,37 @@ impl TestEnv {
         let base = format!("http://{listen}");
         let started = Instant::now();
         while reqwest::get(format!("{base}/health")).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "API did not start; logs in {}", self.log_dir.display());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "API did not start; logs in {}",
+                self.log_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         (child, base)
     }
 
     /// A bearer token for this test's API.
-    pub fn token(&self, subject: &str, role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> String {
-        atlasmesh_query_api::auth::issue_hs256(JWT_SECRET, subject, role, scope, Duration::from_secs(3600))
+    pub fn token(
+        &self,
+        subject: &str,
+        role: atlasmesh_core::Role,
+        scope: &atlasmesh_core::Scope,
+    ) -> String {
+        atlasmesh_query_api::auth::issue_hs256(
+            JWT_SECRET,
+            subject,
+            role,
+            scope,
+            Duration::from_secs(3600),
+        )
     }
 
     pub async fn produce(&self, items: &[Emitted]) {
         let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
-        let records = atlasmesh::produce::encode(&codec, &self.cfg.topics.telemetry, items).await.unwrap();
+        let records = atlasmesh::produce::encode(&codec, &self.cfg.topics.telemetry, items)
+            .await
+            .unwrap();
         let producer = KafkaProducer::new(&self.cfg.kafka).unwrap();
         for chunk in records.chunks(20_000) {
             producer.send_all("kafka", chunk).await.unwrap();
@@ -172,11 +231,15 @@ impl TestEnv {
 
     pub async fn telemetry_schema_id(&self) -> u32 {
         let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
-        atlasmesh::produce::telemetry_schema_id(&codec, &self.cfg).await.unwrap()
+        atlasmesh::produce::telemetry_schema_id(&codec, &self.cfg)
+            .await
+            .unwrap()
     }
 
     pub async fn pg(&self) -> sqlx::PgPool {
-        atlasmesh_sinks::postgres::connect(&self.cfg.postgres.url, 2).await.unwrap()
+        atlasmesh_sinks::postgres::connect(&self.cfg.postgres.url, 2)
+            .await
+            .unwrap()
     }
 
     /// Sum of the checkpointed next offsets of the telemetry topic (= messages fully processed).
@@ -197,7 +260,11 @@ impl TestEnv {
                 assert_eq!(got, expected, "checkpointed offsets overshoot");
                 return;
             }
-            assert!(started.elapsed() < timeout, "only {got}/{expected} messages checkpointed after {timeout:?}; logs in {}", self.log_dir.display());
+            assert!(
+                started.elapsed() < timeout,
+                "only {got}/{expected} messages checkpointed after {timeout:?}; logs in {}",
+                self.log_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -220,7 +287,9 @@ impl TestEnv {
             .text()
             .await
             .unwrap();
-        body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+        body.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
     }
 
     pub async fn vehicle_windows(&self) -> BTreeMap<(String, i64), Counters> {
@@ -231,8 +300,12 @@ impl TestEnv {
             #[serde(flatten)]
             c: Counters,
         }
-        let rows: Vec<Row> = self.ch_rows("SELECT * FROM vehicle_window_metrics FINAL").await;
-        rows.into_iter().map(|r| ((r.vehicle_id, r.window_start_ms), r.c)).collect()
+        let rows: Vec<Row> = self
+            .ch_rows("SELECT * FROM vehicle_window_metrics FINAL")
+            .await;
+        rows.into_iter()
+            .map(|r| ((r.vehicle_id, r.window_start_ms), r.c))
+            .collect()
     }
 
     pub async fn fleet_windows(&self) -> BTreeMap<(String, i64), Counters> {
@@ -244,7 +317,9 @@ impl TestEnv {
             c: Counters,
         }
         let rows: Vec<Row> = self.ch_rows("SELECT * FROM fleet_window_metrics").await;
-        rows.into_iter().map(|r| ((r.fleet_id, r.window_start_ms), r.c)).collect()
+        rows.into_iter()
+            .map(|r| ((r.fleet_id, r.window_start_ms), r.c))
+            .collect()
     }
 
     pub async fn raw_count(&self) -> u64 {
@@ -252,7 +327,9 @@ impl TestEnv {
         struct N {
             n: u64,
         }
-        self.ch_rows::<N>("SELECT count() AS n FROM telemetry_raw FINAL").await[0].n
+        self.ch_rows::<N>("SELECT count() AS n FROM telemetry_raw FINAL")
+            .await[0]
+            .n
     }
 
     /// Polls until ClickHouse holds exactly the expected windows (idle flush and merges are
@@ -267,7 +344,12 @@ impl TestEnv {
         loop {
             let (v, f) = (self.vehicle_windows().await, self.fleet_windows().await);
             if (&v == want_vehicle && &f == want_fleet) || started.elapsed() > timeout {
-                assert_eq!(v.len(), want_vehicle.len(), "vehicle window count; logs in {}", self.log_dir.display());
+                assert_eq!(
+                    v.len(),
+                    want_vehicle.len(),
+                    "vehicle window count; logs in {}",
+                    self.log_dir.display()
+                );
                 for (k, want) in want_vehicle {
                     assert_eq!(v.get(k), Some(want), "vehicle window {k:?}");
                 }
@@ -288,12 +370,21 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
-        let mark = format!("ATLASMESH_KAFKA__GROUP_PREFIX={}", self.cfg.kafka.group_prefix);
-        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        let mark = format!(
+            "ATLASMESH_KAFKA__GROUP_PREFIX={}",
+            self.cfg.kafka.group_prefix
+        );
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
         for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
             let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
-            if environ.split(|&b| b == 0).any(|kv| kv == mark.as_bytes()) && pid != std::process::id() as i32 {
+            if environ.split(|&b| b == 0).any(|kv| kv == mark.as_bytes())
+                && pid != std::process::id() as i32
+            {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
@@ -304,15 +395,30 @@ impl Drop for TestEnv {
 /// What the telemetry pipeline writes after a batch, for tests that produce window metrics
 /// themselves: the watermarks of telemetry partitions `0..sources`, each closed through
 /// `closed_until_ms`, to every partition of the metrics topic (fleet windows settle on them).
-pub async fn watermark_records(env: &TestEnv, codec: &Codec, sources: i32, closed_until_ms: i64) -> Vec<OutRecord> {
+pub async fn watermark_records(
+    env: &TestEnv,
+    codec: &Codec,
+    sources: i32,
+    closed_until_ms: i64,
+) -> Vec<OutRecord> {
     let topic = &env.cfg.topics.metrics;
-    let partitions = KafkaProducer::new(&env.cfg.kafka).unwrap().partition_count(topic).await.unwrap();
+    let partitions = KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .partition_count(topic)
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for source in 0..sources {
         let r = WindowMetricsRecord::watermark(source, sources, closed_until_ms, false);
         let payload = codec.encode(topic, SchemaKind::Metrics, &r).await.unwrap();
         for partition in 0..partitions {
-            out.push(OutRecord { topic: topic.clone(), key: None, payload: payload.clone(), headers: vec![], partition: Some(partition) });
+            out.push(OutRecord {
+                topic: topic.clone(),
+                key: None,
+                payload: payload.clone(),
+                headers: vec![],
+                partition: Some(partition),
+            });
         }
     }
     out

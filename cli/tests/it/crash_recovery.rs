@@ -54,9 +54,15 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         eprintln!("crash test (seed {seed}): SIGKILL #{kills} {delay:?} after a checkpoint, at {progress}/{total} checkpointed");
         worker = env.spawn_worker(n);
     }
-    assert!(kills >= 3 && last > 0, "the run finished before three kills landed mid-run (seed {seed}); logs in {}", env.log_dir.display());
-    env.wait_checkpointed(&pg, total, Duration::from_secs(300)).await;
-    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60)).await;
+    assert!(
+        kills >= 3 && last > 0,
+        "the run finished before three kills landed mid-run (seed {seed}); logs in {}",
+        env.log_dir.display()
+    );
+    env.wait_checkpointed(&pg, total, Duration::from_secs(300))
+        .await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
     assert_eq!(env.raw_count().await, counted.len() as u64);
     sigterm(&mut worker);
 }
@@ -68,7 +74,12 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
 async fn restart_at_end_of_log_still_closes_open_windows() {
     let env = TestEnv::new("endoflog");
     env.migrate();
-    let sim_cfg = SimConfig { seed: 7, fleets: 2, vehicles_per_fleet: 5, ..SimConfig::default() };
+    let sim_cfg = SimConfig {
+        seed: 7,
+        fleets: 2,
+        vehicles_per_fleet: 5,
+        ..SimConfig::default()
+    };
     let items = Simulator::new(sim_cfg).take(3_000);
     let counted = valid_counted_events(&items);
     let want_vehicle = reference::vehicle_windows(&counted);
@@ -78,15 +89,19 @@ async fn restart_at_end_of_log_still_closes_open_windows() {
 
     // First run: never idle, so the last windows stay open in the checkpointed state.
     let mut worker = env.spawn_worker_with(0, &[("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS", "3600000")]);
-    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120)).await;
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     sigkill(&mut worker);
-    let open = want_vehicle.len().saturating_sub(env.vehicle_windows().await.len());
+    let open = want_vehicle
+        .len()
+        .saturating_sub(env.vehicle_windows().await.len());
     assert!(open > 0, "the scenario must end with open windows");
 
     // Restart with idle flush on: nothing new is consumed, the open windows close.
     let mut worker = env.spawn_worker(1);
-    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60)).await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
     assert_eq!(env.checkpointed(&pg).await, items.len() as i64);
     sigterm(&mut worker);
 }

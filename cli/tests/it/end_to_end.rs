@@ -22,11 +22,17 @@ async fn get_json(app: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
         &atlasmesh_core::Scope::all(),
         std::time::Duration::from_secs(600),
     );
-    let req = axum::http::Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let req = axum::http::Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status().as_u16();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,12 +52,24 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
         offline_backlog_pct: 0.001,
         ..SimConfig::default()
     };
-    let items = Simulator::new(sim_cfg).with_schema_id(schema_id).take(20_000);
+    let items = Simulator::new(sim_cfg)
+        .with_schema_id(schema_id)
+        .take(20_000);
     let count = |k: EventKind| items.iter().filter(|i| i.kind() == Some(k)).count();
-    let malformed = items.iter().filter(|i| matches!(i, atlasmesh_simulator::Emitted::Malformed { .. })).count();
-    let (invalid, too_late, duplicates, backlog) =
-        (count(EventKind::Invalid), count(EventKind::TooLate), count(EventKind::Duplicate), count(EventKind::Backlog));
-    assert!(malformed > 0 && invalid > 0 && too_late > 0 && duplicates > 0 && backlog > 0, "scenario covers every injection");
+    let malformed = items
+        .iter()
+        .filter(|i| matches!(i, atlasmesh_simulator::Emitted::Malformed { .. }))
+        .count();
+    let (invalid, too_late, duplicates, backlog) = (
+        count(EventKind::Invalid),
+        count(EventKind::TooLate),
+        count(EventKind::Duplicate),
+        count(EventKind::Backlog),
+    );
+    assert!(
+        malformed > 0 && invalid > 0 && too_late > 0 && duplicates > 0 && backlog > 0,
+        "scenario covers every injection"
+    );
     let counted = valid_counted_events(&items);
     let want_vehicle = reference::vehicle_windows(&counted);
     let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
@@ -59,24 +77,41 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
     env.produce(&items).await;
     let mut worker = env.spawn_worker(0);
     let pg = env.pg().await;
-    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120)).await;
-    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(30)).await;
-    assert_eq!(env.raw_count().await, counted.len() as u64, "every valid event stored once");
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        env.raw_count().await,
+        counted.len() as u64,
+        "every valid event stored once"
+    );
 
     // Dead letters: one per malformed, invalid and too-late message, with the reason.
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
     let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set("group.id", format!("{}.dlq-check", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.dlq-check", env.cfg.kafka.group_prefix),
+    )
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().unwrap();
     consumer.subscribe(&[&env.cfg.topics.dlq]).unwrap();
     let expected = malformed + invalid + too_late;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0;
     while seen < expected {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("DLQ message").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("DLQ message")
+            .unwrap();
         let header_reason = m
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string())))
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "reason")
+                    .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string()))
+            })
             .expect("reason header");
         let (_, value) = codec.decode_value(m.payload().unwrap()).await.unwrap();
         let rec: DeadLetterRecord = apache_avro::from_value(&value).unwrap();
@@ -86,16 +121,37 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
         *reasons.entry(header_reason).or_default() += 1;
         seen += 1;
     }
-    assert_eq!(reasons.get("undecodable").copied().unwrap_or(0), malformed, "{reasons:?}");
-    assert_eq!(reasons.get("invalid").copied().unwrap_or(0), invalid, "{reasons:?}");
-    assert_eq!(reasons.get("late").copied().unwrap_or(0), too_late, "{reasons:?}");
+    assert_eq!(
+        reasons.get("undecodable").copied().unwrap_or(0),
+        malformed,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("invalid").copied().unwrap_or(0),
+        invalid,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("late").copied().unwrap_or(0),
+        too_late,
+        "{reasons:?}"
+    );
     // ... and nothing more: a DLQ'd message shows up exactly once.
-    assert!(tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await.is_err(), "no extra dead letters");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), consumer.recv())
+            .await
+            .is_err(),
+        "no extra dead letters"
+    );
 
     // The API serves the same numbers: latest vehicle state and fleet KPIs from Redis, window
     // metrics from ClickHouse.
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let state = atlasmesh_query_api::AppState::connect(&env.cfg, handle).await.unwrap();
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let state = atlasmesh_query_api::AppState::connect(&env.cfg, handle)
+        .await
+        .unwrap();
     let app = atlasmesh_query_api::app(state);
     let mut newest: BTreeMap<&str, &atlasmesh_core::TelemetryEvent> = BTreeMap::new();
     for e in &counted {
@@ -105,7 +161,11 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
         }
     }
     for (v, e) in &newest {
-        let (status, body) = get_json(&app, &format!("/api/v1/fleets/{}/vehicles/{v}/latest", e.fleet_id)).await;
+        let (status, body) = get_json(
+            &app,
+            &format!("/api/v1/fleets/{}/vehicles/{v}/latest", e.fleet_id),
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(body["ts_ms"], e.ts_ms);
         assert_eq!(body["seq"], e.seq);
@@ -114,13 +174,22 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
     let (status, kpis) = get_json(&app, "/api/v1/fleets/fleet-001/kpis").await;
     assert_eq!(status, 200, "{kpis}");
     assert_eq!(kpis["live"]["vehicles"], 6, "{kpis}");
-    let ws = kpis["window"]["window_start_ms"].as_i64().expect("a closed window");
+    let ws = kpis["window"]["window_start_ms"]
+        .as_i64()
+        .expect("a closed window");
     let want = &want_fleet[&("fleet-001".to_string(), ws)];
     assert_eq!(kpis["window"]["observed_ms"], want.observed_ms, "{kpis}");
     assert_eq!(kpis["window"]["distance_m"], want.distance_m, "{kpis}");
     assert_eq!(kpis["window"]["busy_ms"], want.busy_ms, "{kpis}");
     let first = want_fleet.keys().find(|(f, _)| f == "fleet-001").unwrap().1;
-    let (status, page) = get_json(&app, &format!("/api/v1/fleet-performance/metrics/fleet-001?from={first}&to={}&limit=3", first + 180_000)).await;
+    let (status, page) = get_json(
+        &app,
+        &format!(
+            "/api/v1/fleet-performance/metrics/fleet-001?from={first}&to={}&limit=3",
+            first + 180_000
+        ),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     let items_json = page["items"].as_array().unwrap();
     assert_eq!(items_json.len(), 3);

@@ -28,14 +28,24 @@ use serde_json::Value;
 use crate::common::{sigterm, TestEnv};
 
 fn golden(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/golden").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/golden")
+        .join(name);
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 #[track_caller]
 fn assert_close(got: f64, want: &Value, what: &str) {
-    let w = want.as_f64().unwrap_or_else(|| panic!("{what}: expected {want}"));
-    assert!((got - w).abs() <= 1e-9 * (1.0 + w.abs()), "{what}: got {got}, expected {w}");
+    let w = want
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: expected {want}"));
+    assert!(
+        (got - w).abs() <= 1e-9 * (1.0 + w.abs()),
+        "{what}: got {got}, expected {w}"
+    );
 }
 
 /// The rules of scenario.json, one per (rule, fleet) as `alert_rules` stores them. The pairs the
@@ -43,7 +53,9 @@ fn assert_close(got: f64, want: &Value, what: &str) {
 /// are exactly the expected ones; the others get `<rule>.<fleet>`.
 fn rule_id(rule: &str, fleet: &str) -> String {
     match (rule, fleet) {
-        ("fleet-low-utilization", "fleet-b") | ("fleet-high-consumption", "fleet-c") => rule.to_string(),
+        ("fleet-low-utilization", "fleet-b") | ("fleet-high-consumption", "fleet-c") => {
+            rule.to_string()
+        }
         _ => format!("{rule}.{fleet}"),
     }
 }
@@ -105,7 +117,12 @@ async fn golden_scenario(arrival: Arrival) {
     let exp = golden("expected_telemetry.json");
     let t0 = tel["t0_ms"].as_i64().unwrap();
     let wms = tel["window_params"]["window_ms"].as_i64().unwrap();
-    let fleets: Vec<String> = exp["fleet_windows"].as_object().unwrap().keys().cloned().collect();
+    let fleets: Vec<String> = exp["fleet_windows"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     // The scenario's windows and the tail one (the vehicles' last statuses hold for up to
     // max_gap past the last sample; the idle flush closes that window and it settles too).
     let windows = exp["fleet_windows"][&fleets[0]].as_array().unwrap().len() as i64;
@@ -117,7 +134,15 @@ async fn golden_scenario(arrival: Arrival) {
     let rules: Vec<AlertRule> = serde_json::from_value(sc["rules"].clone()).unwrap();
     for rule in &rules {
         for fleet in &fleets {
-            crate::alerts::insert_rule(&pg, &AlertRule { id: rule_id(&rule.id, fleet), ..rule.clone() }, fleet).await;
+            crate::alerts::insert_rule(
+                &pg,
+                &AlertRule {
+                    id: rule_id(&rule.id, fleet),
+                    ..rule.clone()
+                },
+                fleet,
+            )
+            .await;
         }
     }
 
@@ -128,29 +153,69 @@ async fn golden_scenario(arrival: Arrival) {
     let s = |v: &Value| v.to_string();
     let mut extra: Vec<(String, String)> = vec![
         ("ATLASMESH_TELEMETRY__WINDOW_MS".into(), s(&wp["window_ms"])),
-        ("ATLASMESH_TELEMETRY__OUT_OF_ORDERNESS_MS".into(), s(&wp["out_of_orderness_ms"])),
-        ("ATLASMESH_TELEMETRY__ALLOWED_LATENESS_MS".into(), s(&wp["allowed_lateness_ms"])),
-        ("ATLASMESH_TELEMETRY__MAX_GAP_MS".into(), s(&wp["max_gap_ms"])),
-        ("ATLASMESH_PERFORMANCE__TREND_METRICS".into(), s(&Value::from(
-            tr["metrics"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect::<Vec<_>>(),
-        ))),
-        ("ATLASMESH_PERFORMANCE__WINDOW_HORIZONS".into(), s(&tr["horizons_windows"])),
+        (
+            "ATLASMESH_TELEMETRY__OUT_OF_ORDERNESS_MS".into(),
+            s(&wp["out_of_orderness_ms"]),
+        ),
+        (
+            "ATLASMESH_TELEMETRY__ALLOWED_LATENESS_MS".into(),
+            s(&wp["allowed_lateness_ms"]),
+        ),
+        (
+            "ATLASMESH_TELEMETRY__MAX_GAP_MS".into(),
+            s(&wp["max_gap_ms"]),
+        ),
+        (
+            "ATLASMESH_PERFORMANCE__TREND_METRICS".into(),
+            s(&Value::from(
+                tr["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["name"].clone())
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "ATLASMESH_PERFORMANCE__WINDOW_HORIZONS".into(),
+            s(&tr["horizons_windows"]),
+        ),
         ("ATLASMESH_PERFORMANCE__TREND_ALPHA".into(), s(&tr["alpha"])),
-        ("ATLASMESH_PERFORMANCE__FORECAST_STEPS".into(), s(&tr["horizon_steps"])),
-        ("ATLASMESH_PERFORMANCE__FORECAST_CONFIDENCE".into(), s(&tr["confidence"])),
+        (
+            "ATLASMESH_PERFORMANCE__FORECAST_STEPS".into(),
+            s(&tr["horizon_steps"]),
+        ),
+        (
+            "ATLASMESH_PERFORMANCE__FORECAST_CONFIDENCE".into(),
+            s(&tr["confidence"]),
+        ),
     ];
     for (k, v) in p.as_object().unwrap() {
         if let Some(weights) = v.as_object() {
             for (w, x) in weights {
-                extra.push((format!("ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__{}", w.to_uppercase()), s(x)));
+                extra.push((
+                    format!(
+                        "ATLASMESH_PERFORMANCE__SCORE__WEIGHTS__{}",
+                        w.to_uppercase()
+                    ),
+                    s(x),
+                ));
             }
         } else {
-            extra.push((format!("ATLASMESH_PERFORMANCE__SCORE__{}", k.to_uppercase()), s(v)));
+            extra.push((
+                format!("ATLASMESH_PERFORMANCE__SCORE__{}", k.to_uppercase()),
+                s(v),
+            ));
         }
     }
     // No trend metric is missed: the pipeline supports every one the scenario names.
     for m in tr["metrics"].as_array().unwrap() {
-        assert!(atlasmesh_core::analytics::metrics::METRICS.iter().any(|(name, _)| *name == m["name"].as_str().unwrap()), "{m}");
+        assert!(
+            atlasmesh_core::analytics::metrics::METRICS
+                .iter()
+                .any(|(name, _)| *name == m["name"].as_str().unwrap()),
+            "{m}"
+        );
     }
 
     // The events in arrival order, keyed by vehicle as the simulator keys them.
@@ -160,10 +225,17 @@ async fn golden_scenario(arrival: Arrival) {
         .iter()
         .map(|e| {
             let event: TelemetryEvent = serde_json::from_value(e.clone()).unwrap();
-            Emitted::Event { key: event.vehicle_id.clone(), event, kind: EventKind::Normal }
+            Emitted::Event {
+                key: event.vehicle_id.clone(),
+                event,
+                kind: EventKind::Normal,
+            }
         })
         .collect();
-    let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let extra_ref: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let args = ["--pipelines", "telemetry,alerts,performance"];
     let mut worker = match arrival {
         Arrival::Backlog => {
@@ -175,15 +247,25 @@ async fn golden_scenario(arrival: Arrival) {
             // Every pipeline has its partitions before the first event arrives.
             let log = env.log_dir.join("worker-0.log");
             let started = Instant::now();
-            while std::fs::read_to_string(&log).unwrap_or_default().matches("Pipeline started.").count() < 3 {
-                assert!(started.elapsed() < Duration::from_secs(30), "worker did not start; log {}", log.display());
+            while std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("Pipeline started.")
+                .count()
+                < 3
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "worker did not start; log {}",
+                    log.display()
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             produce_paced(&env, &items).await;
             worker
         }
     };
-    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120)).await;
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
 
     // Wait until every trend is at its last point (the idle flush closes the tail, and the idle
     // partitions' watermarks settle it; a metric the tail leaves undefined, kWh/km without
@@ -195,13 +277,21 @@ async fn golden_scenario(arrival: Arrival) {
         .iter()
         .map(|t| {
             let h = format!("{}w", t["horizon_windows"]);
-            (t["fleet_id"].as_str().unwrap().into(), t["metric"].as_str().unwrap().into(), h, minute(&t["trend"]["fit"]["t_last"]))
+            (
+                t["fleet_id"].as_str().unwrap().into(),
+                t["metric"].as_str().unwrap().into(),
+                h,
+                minute(&t["trend"]["fit"]["t_last"]),
+            )
         })
         .collect();
     let started = Instant::now();
     loop {
         let rows: Vec<(String, String, String, i64)> =
-            sqlx::query_as("SELECT fleet_id, metric, horizon, last_at_ms FROM perf_trend_latest").fetch_all(&pg).await.unwrap();
+            sqlx::query_as("SELECT fleet_id, metric, horizon, last_at_ms FROM perf_trend_latest")
+                .fetch_all(&pg)
+                .await
+                .unwrap();
         let done = last_points.iter().filter(|p| rows.contains(p)).count();
         if done == last_points.len() {
             break;
@@ -218,9 +308,16 @@ async fn golden_scenario(arrival: Arrival) {
     // 1. Fleet windows in ClickHouse: every counter, exactly.
     let got = env.fleet_windows().await;
     for fleet in &fleets {
-        for (i, w) in exp["fleet_windows"][fleet].as_array().unwrap().iter().enumerate() {
+        for (i, w) in exp["fleet_windows"][fleet]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
             let ws = t0 + i as i64 * wms;
-            let c = got.get(&(fleet.clone(), ws)).unwrap_or_else(|| panic!("{fleet} window {i} missing"));
+            let c = got
+                .get(&(fleet.clone(), ws))
+                .unwrap_or_else(|| panic!("{fleet} window {i} missing"));
             let mut v = serde_json::to_value(c).unwrap();
             v["window_start_ms"] = ws.into();
             assert_eq!(&v, w, "{fleet} window {i}");
@@ -268,12 +365,20 @@ async fn golden_scenario(arrival: Arrival) {
         }
         checked += 1;
     }
-    assert_eq!(checked, fleets.len() * (windows as usize + 1), "every window and day scored once");
+    assert_eq!(
+        checked,
+        fleets.len() * (windows as usize + 1),
+        "every window and day scored once"
+    );
 
     // 3. Trends at the last window over the last 10 and 30 windows (t in minutes there, per hour
     // here).
     for want in exp["trends"].as_array().unwrap() {
-        let (fleet, metric, h) = (want["fleet_id"].as_str().unwrap(), want["metric"].as_str().unwrap(), want["horizon_windows"].as_i64().unwrap());
+        let (fleet, metric, h) = (
+            want["fleet_id"].as_str().unwrap(),
+            want["metric"].as_str().unwrap(),
+            want["horizon_windows"].as_i64().unwrap(),
+        );
         let row: (i32, f64, f64, f64, bool, String, Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>) = sqlx::query_as(
             "SELECT n, slope_per_hour, r2, p_value, significant, direction, change_pct, forecast, forecast_lower, forecast_upper, first_at_ms, forecast_at_ms
              FROM perf_trend_latest WHERE fleet_id = $1 AND metric = $2 AND horizon = $3",
@@ -289,17 +394,42 @@ async fn golden_scenario(arrival: Arrival) {
         assert_eq!(Some(i64::from(row.0)), t["fit"]["n"].as_i64(), "{what} n");
         assert_close(row.1 / 60.0, &t["fit"]["slope"], &format!("{what} slope"));
         assert_close(row.2, &t["fit"]["r2"], &format!("{what} r2"));
-        assert!((row.3 - t["p_value"].as_f64().unwrap()).abs() < 1e-9, "{what} p_value {} vs {}", row.3, t["p_value"]);
-        assert_eq!(Some(row.4), t["significant"].as_bool(), "{what} significant");
-        assert_eq!(Some(row.5.as_str()), t["direction"].as_str(), "{what} direction");
+        assert!(
+            (row.3 - t["p_value"].as_f64().unwrap()).abs() < 1e-9,
+            "{what} p_value {} vs {}",
+            row.3,
+            t["p_value"]
+        );
+        assert_eq!(
+            Some(row.4),
+            t["significant"].as_bool(),
+            "{what} significant"
+        );
+        assert_eq!(
+            Some(row.5.as_str()),
+            t["direction"].as_str(),
+            "{what} direction"
+        );
         match row.6 {
             Some(c) => assert_close(c, &t["change_pct"], &format!("{what} change_pct")),
             None => assert!(t["change_pct"].is_null(), "{what} change_pct"),
         }
         let fc = &t["forecast"];
-        assert_close(row.7.expect("forecast"), &fc["value"], &format!("{what} forecast"));
-        assert_close(row.8.expect("lower"), &fc["lower"], &format!("{what} forecast lower"));
-        assert_close(row.9.expect("upper"), &fc["upper"], &format!("{what} forecast upper"));
+        assert_close(
+            row.7.expect("forecast"),
+            &fc["value"],
+            &format!("{what} forecast"),
+        );
+        assert_close(
+            row.8.expect("lower"),
+            &fc["lower"],
+            &format!("{what} forecast lower"),
+        );
+        assert_close(
+            row.9.expect("upper"),
+            &fc["upper"],
+            &format!("{what} forecast upper"),
+        );
         assert_eq!(row.10, minute(&t["fit"]["t_first"]), "{what} first point");
         assert_eq!(row.11, Some(minute(&fc["t"])), "{what} forecast time");
     }
@@ -310,7 +440,10 @@ async fn golden_scenario(arrival: Arrival) {
     let want_total = exp["alerts"].as_array().unwrap().len() as i64;
     let started = Instant::now();
     loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_transitions").fetch_one(&pg).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_transitions")
+            .fetch_one(&pg)
+            .await
+            .unwrap();
         if n >= want_total || started.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -322,20 +455,40 @@ async fn golden_scenario(arrival: Arrival) {
     .fetch_all(&pg)
     .await
     .unwrap();
-    let mut by_pair: BTreeMap<(String, String), Vec<&(String, String, String, i64, f64, Option<Value>)>> = BTreeMap::new();
+    let mut by_pair: BTreeMap<
+        (String, String),
+        Vec<&(String, String, String, i64, f64, Option<Value>)>,
+    > = BTreeMap::new();
     for t in &got {
-        by_pair.entry((t.0.clone(), t.1.clone())).or_default().push(t);
+        by_pair
+            .entry((t.0.clone(), t.1.clone()))
+            .or_default()
+            .push(t);
     }
     let mut want_pairs: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
     for a in exp["alerts"].as_array().unwrap() {
-        let (r, f) = (a["rule_id"].as_str().unwrap(), a["subject"].as_str().unwrap());
-        want_pairs.entry((rule_id(r, f), f.to_string())).or_default().push(a);
+        let (r, f) = (
+            a["rule_id"].as_str().unwrap(),
+            a["subject"].as_str().unwrap(),
+        );
+        want_pairs
+            .entry((rule_id(r, f), f.to_string()))
+            .or_default()
+            .push(a);
     }
-    assert_eq!(by_pair.keys().collect::<Vec<_>>(), want_pairs.keys().collect::<Vec<_>>(), "pairs with transitions");
+    assert_eq!(
+        by_pair.keys().collect::<Vec<_>>(),
+        want_pairs.keys().collect::<Vec<_>>(),
+        "pairs with transitions"
+    );
     let mut paged = 0;
     for (pair, want) in &want_pairs {
         let have = &by_pair[pair];
-        let kinds = |v: &[&Value]| v.iter().map(|a| format!("{}@{}", a["kind"].as_str().unwrap(), a["at_ms"])).collect::<Vec<_>>();
+        let kinds = |v: &[&Value]| {
+            v.iter()
+                .map(|a| format!("{}@{}", a["kind"].as_str().unwrap(), a["at_ms"]))
+                .collect::<Vec<_>>()
+        };
         let got_kinds: Vec<String> = have.iter().map(|t| format!("{}@{}", t.2, t.3)).collect();
         assert_eq!(got_kinds, kinds(want), "{pair:?} timeline");
         for (t, a) in have.iter().zip(want) {
@@ -347,34 +500,64 @@ async fn golden_scenario(arrival: Arrival) {
     // 5. The pager messages on the alert topic: one per paged transition; those of the scenario's
     // own (rule, fleet) pairs exactly as compute.py wrote them (plus the transition's `seq`).
     let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set("group.id", format!("{}.golden-pager", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.golden-pager", env.cfg.kafka.group_prefix),
+    )
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().unwrap();
     consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
     let mut on_topic: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for _ in 0..paged {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("an alert message").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("an alert message")
+            .unwrap();
         let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        on_topic.entry(String::from_utf8(m.key().unwrap().to_vec()).unwrap()).or_default().push(v);
+        on_topic
+            .entry(String::from_utf8(m.key().unwrap().to_vec()).unwrap())
+            .or_default()
+            .push(v);
     }
-    assert!(tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await.is_err(), "no extra alert messages");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), consumer.recv())
+            .await
+            .is_err(),
+        "no extra alert messages"
+    );
     let mut exact = 0;
     let mut want_msgs: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for m in exp["messages"].as_array().unwrap() {
-        want_msgs.entry(m["key"].as_str().unwrap().to_string()).or_default().push(&m["message"]);
+        want_msgs
+            .entry(m["key"].as_str().unwrap().to_string())
+            .or_default()
+            .push(&m["message"]);
     }
-    for (rule, fleet) in [("fleet-low-utilization", "fleet-b"), ("fleet-high-consumption", "fleet-c")] {
+    for (rule, fleet) in [
+        ("fleet-low-utilization", "fleet-b"),
+        ("fleet-high-consumption", "fleet-c"),
+    ] {
         let key = atlasmesh_core::analytics::alert::dedup_key(rule, fleet);
         let want = &want_msgs[&key];
         let got = &on_topic[&key];
         assert_eq!(got.len(), want.len(), "{rule} {fleet} messages");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             let mut g = g.clone();
-            let seq = g["payload"]["custom_details"].as_object_mut().unwrap().remove("seq");
-            assert!(seq.is_some_and(|s| s.as_u64().is_some()), "{rule} {fleet} message {i} has its seq");
+            let seq = g["payload"]["custom_details"]
+                .as_object_mut()
+                .unwrap()
+                .remove("seq");
+            assert!(
+                seq.is_some_and(|s| s.as_u64().is_some()),
+                "{rule} {fleet} message {i} has its seq"
+            );
             assert_eq!(&g, *w, "{rule} {fleet} message {i}");
             exact += 1;
         }
     }
-    assert!(exact >= 4, "fleet-b's page, resend and resolve and fleet-c's page: {exact}");
+    assert!(
+        exact >= 4,
+        "fleet-b's page, resend and resolve and fleet-c's page: {exact}"
+    );
     sigterm(&mut worker);
 }

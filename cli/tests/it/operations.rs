@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use atlasmesh_schemas::{Codec, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState, SchemaKind};
+use atlasmesh_schemas::{
+    Codec, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState, SchemaKind,
+};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -20,7 +22,15 @@ const BASE: i64 = 1_700_000_000_000 - 1_700_000_000_000 % H;
 const MIN: i64 = 60_000;
 
 /// PostgreSQL is shared by the integration tests: every id carries the test's unique tag `u`.
-fn mission(u: &str, n: u32, mission: &str, fleet: &str, at: i64, kind: MissionEventKind, severity: Option<&str>) -> MissionEventRecord {
+fn mission(
+    u: &str,
+    n: u32,
+    mission: &str,
+    fleet: &str,
+    at: i64,
+    kind: MissionEventKind,
+    severity: Option<&str>,
+) -> MissionEventRecord {
     MissionEventRecord {
         event_id: format!("{u}-{fleet}-{n}"),
         mission_id: format!("{u}-{mission}"),
@@ -33,7 +43,15 @@ fn mission(u: &str, n: u32, mission: &str, fleet: &str, at: i64, kind: MissionEv
     }
 }
 
-fn resource(u: &str, n: u32, resource: &str, pool: &str, vehicle: Option<&str>, at: i64, state: ResourceState) -> ResourceEventRecord {
+fn resource(
+    u: &str,
+    n: u32,
+    resource: &str,
+    pool: &str,
+    vehicle: Option<&str>,
+    at: i64,
+    state: ResourceState,
+) -> ResourceEventRecord {
     ResourceEventRecord {
         event_id: format!("{u}-r-{n}"),
         resource_id: format!("{u}-{resource}"),
@@ -57,14 +75,38 @@ fn missions(u: &str) -> Vec<MissionEventRecord> {
         mission(u, 1, "m1", "fleet-a", BASE + 5 * MIN, Created, None),
         mission(u, 2, "m1", "fleet-a", BASE + 5 * MIN, Started, None),
         mission(u, 3, "m2", "fleet-a", BASE + 10 * MIN, Started, None),
-        mission(u, 4, "m2", "fleet-a", BASE + 20 * MIN, SafetyEvent, Some("critical")),
+        mission(
+            u,
+            4,
+            "m2",
+            "fleet-a",
+            BASE + 20 * MIN,
+            SafetyEvent,
+            Some("critical"),
+        ),
         mission(u, 5, "m2", "fleet-a", BASE + 20 * MIN, Failed, None),
-        mission(u, 6, "m1", "fleet-a", BASE + 30 * MIN, WaypointReached, None),
+        mission(
+            u,
+            6,
+            "m1",
+            "fleet-a",
+            BASE + 30 * MIN,
+            WaypointReached,
+            None,
+        ),
         mission(u, 7, "m1", "fleet-a", BASE + 35 * MIN, Completed, None),
         // A late second end of m1 does not change its outcome.
         mission(u, 8, "m1", "fleet-a", BASE + 36 * MIN, Failed, None),
         mission(u, 9, "m4", "fleet-a", BASE + 40 * MIN, Aborted, None),
-        mission(u, 10, "m5", "fleet-a", BASE + 45 * MIN, SafetyEvent, Some("warning")),
+        mission(
+            u,
+            10,
+            "m5",
+            "fleet-a",
+            BASE + 45 * MIN,
+            SafetyEvent,
+            Some("warning"),
+        ),
         mission(u, 11, "m3", "fleet-a", BASE + 50 * MIN, Started, None),
         mission(u, 12, "m3", "fleet-a", BASE + H + 10 * MIN, Completed, None),
         mission(u, 1, "m9", "fleet-b", BASE + 15 * MIN, Started, None),
@@ -106,16 +148,40 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
     let t = &env.cfg.topics;
     let mut out = Vec::new();
     for m in missions(&u) {
-        let payload = codec.encode(&t.mission_events, SchemaKind::MissionEvents, &m).await.unwrap();
-        out.push(OutRecord { topic: t.mission_events.clone(), key: Some(m.mission_id.into_bytes()), payload, headers: vec![], partition: None });
+        let payload = codec
+            .encode(&t.mission_events, SchemaKind::MissionEvents, &m)
+            .await
+            .unwrap();
+        out.push(OutRecord {
+            topic: t.mission_events.clone(),
+            key: Some(m.mission_id.into_bytes()),
+            payload,
+            headers: vec![],
+            partition: None,
+        });
     }
-    out.push(OutRecord { topic: t.mission_events.clone(), key: Some(b"m1".to_vec()), payload: b"not avro".to_vec(), headers: vec![], partition: None });
+    out.push(OutRecord {
+        topic: t.mission_events.clone(),
+        key: Some(b"m1".to_vec()),
+        payload: b"not avro".to_vec(),
+        headers: vec![],
+        partition: None,
+    });
     let mut n = out.len();
     producer.send_all("kafka", &out).await.unwrap();
     let mut batch = Vec::new();
     for r in resources(&u) {
-        let payload = codec.encode(&t.resource_events, SchemaKind::ResourceEvents, &r).await.unwrap();
-        let record = OutRecord { topic: t.resource_events.clone(), key: Some(r.resource_id.clone().into_bytes()), payload, headers: vec![], partition: None };
+        let payload = codec
+            .encode(&t.resource_events, SchemaKind::ResourceEvents, &r)
+            .await
+            .unwrap();
+        let record = OutRecord {
+            topic: t.resource_events.clone(),
+            key: Some(r.resource_id.clone().into_bytes()),
+            payload,
+            headers: vec![],
+            partition: None,
+        };
         n += 1;
         if !one_by_one || r.pool_id.ends_with("pool-x") {
             batch.push(record);
@@ -124,11 +190,21 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
         producer.send_all("kafka", &[record]).await.unwrap();
         let started = Instant::now();
         loop {
-            let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM resource_event_log WHERE event_id = $1").bind(&r.event_id).fetch_one(pg).await.unwrap();
+            let seen: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM resource_event_log WHERE event_id = $1")
+                    .bind(&r.event_id)
+                    .fetch_one(pg)
+                    .await
+                    .unwrap();
             if seen == 1 {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "event {} not recorded; logs in {}", r.event_id, env.log_dir.display());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "event {} not recorded; logs in {}",
+                r.event_id,
+                env.log_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -137,12 +213,14 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
 }
 
 async fn checkpointed(pg: &sqlx::PgPool, topics: &[&str]) -> i64 {
-    sqlx::query_scalar::<_, Option<i64>>("SELECT sum(next_offset)::bigint FROM stream_checkpoints WHERE topic = ANY($1)")
-        .bind(topics)
-        .fetch_one(pg)
-        .await
-        .unwrap()
-        .unwrap_or(0)
+    sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT sum(next_offset)::bigint FROM stream_checkpoints WHERE topic = ANY($1)",
+    )
+    .bind(topics)
+    .fetch_one(pg)
+    .await
+    .unwrap()
+    .unwrap_or(0)
 }
 
 async fn wait_checkpointed(env: &TestEnv, pg: &sqlx::PgPool, expected: i64) {
@@ -154,7 +232,11 @@ async fn wait_checkpointed(env: &TestEnv, pg: &sqlx::PgPool, expected: i64) {
             assert_eq!(got, expected);
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{got}/{expected} checkpointed; logs in {}", env.log_dir.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{got}/{expected} checkpointed; logs in {}",
+            env.log_dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -180,7 +262,12 @@ struct SampleRow {
     utilization: f64,
 }
 
-type Snapshot = (Vec<(String, Option<String>, Option<i64>, Option<i64>, i32)>, Vec<(String, String, String)>, Vec<WindowRow>, Vec<SampleRow>);
+type Snapshot = (
+    Vec<(String, Option<String>, Option<i64>, Option<i64>, i32)>,
+    Vec<(String, String, String)>,
+    Vec<WindowRow>,
+    Vec<SampleRow>,
+);
 
 async fn snapshot(env: &TestEnv, pg: &sqlx::PgPool) -> Snapshot {
     let u = tag(env);
@@ -248,14 +335,34 @@ async fn mission_and_resource_metrics_are_exact_and_survive_a_replay() {
     let first = snapshot(&env, &pg).await;
     let (runs, conflicts, windows, samples) = &first;
 
-    let runs: Vec<(&str, Option<&str>, Option<i64>, Option<i64>, i32)> =
-        runs.iter().map(|(m, o, s, e, n)| (m.as_str(), o.as_deref(), *s, *e, *n)).collect();
+    let runs: Vec<(&str, Option<&str>, Option<i64>, Option<i64>, i32)> = runs
+        .iter()
+        .map(|(m, o, s, e, n)| (m.as_str(), o.as_deref(), *s, *e, *n))
+        .collect();
     assert_eq!(
         runs,
         [
-            ("m1", Some("completed"), Some(BASE + 5 * MIN), Some(BASE + 35 * MIN), 0),
-            ("m2", Some("failed"), Some(BASE + 10 * MIN), Some(BASE + 20 * MIN), 1),
-            ("m3", Some("completed"), Some(BASE + 50 * MIN), Some(BASE + H + 10 * MIN), 0),
+            (
+                "m1",
+                Some("completed"),
+                Some(BASE + 5 * MIN),
+                Some(BASE + 35 * MIN),
+                0
+            ),
+            (
+                "m2",
+                Some("failed"),
+                Some(BASE + 10 * MIN),
+                Some(BASE + 20 * MIN),
+                1
+            ),
+            (
+                "m3",
+                Some("completed"),
+                Some(BASE + 50 * MIN),
+                Some(BASE + H + 10 * MIN),
+                0
+            ),
             ("m4", Some("aborted"), None, Some(BASE + 40 * MIN), 0),
             ("m5", None, None, None, 1),
             ("m9", None, Some(BASE + 15 * MIN), None, 0),
@@ -275,31 +382,75 @@ async fn mission_and_resource_metrics_are_exact_and_survive_a_replay() {
     assert_eq!(
         *windows,
         [
-            w(&format!("{u}-fleet-a"), BASE, 3, 1, 2, (40 * MIN) as u64, 2, 1, 3_500),
-            w(&format!("{u}-fleet-a"), BASE + H, 0, 1, 0, (20 * MIN) as u64, 0, 0, 0),
+            w(
+                &format!("{u}-fleet-a"),
+                BASE,
+                3,
+                1,
+                2,
+                (40 * MIN) as u64,
+                2,
+                1,
+                3_500
+            ),
+            w(
+                &format!("{u}-fleet-a"),
+                BASE + H,
+                0,
+                1,
+                0,
+                (20 * MIN) as u64,
+                0,
+                0,
+                0
+            ),
             w(&format!("{u}-fleet-b"), BASE, 1, 0, 0, 0, 0, 0, 0),
         ]
     );
-    let conflicts: Vec<(&str, &str)> = conflicts.iter().map(|(k, r, _)| (k.as_str(), r.as_str())).collect();
+    let conflicts: Vec<(&str, &str)> = conflicts
+        .iter()
+        .map(|(k, r, _)| (k.as_str(), r.as_str()))
+        .collect();
     // Over-allocation is raised each time the count crosses the capacity: by c3 (3 > 2) and
     // again by c2 when v5 plugs into it after it left service.
-    assert_eq!(conflicts, [("double_booking", "c1"), ("other", "c2"), ("over_allocation", "c2"), ("over_allocation", "c3")]);
+    assert_eq!(
+        conflicts,
+        [
+            ("double_booking", "c1"),
+            ("other", "c2"),
+            ("over_allocation", "c2"),
+            ("over_allocation", "c3")
+        ]
+    );
     // In use after each registered event: 1, 1 (c1 shared), 2, 3, 3 (v2 still on c1), 2 (c2
     // out of service), 3 (v5 on c2), 2.
     let in_use: Vec<f64> = samples.iter().map(|s| s.allocated).collect();
     assert_eq!(in_use, [1.0, 1.0, 2.0, 3.0, 3.0, 2.0, 3.0, 2.0]);
-    assert!(samples.iter().all(|s| s.capacity == 2.0 && s.utilization == s.allocated / 2.0));
+    assert!(samples
+        .iter()
+        .all(|s| s.capacity == 2.0 && s.utilization == s.allocated / 2.0));
     assert_eq!(samples[0].ts_ms, BASE + MIN);
 
     // The dead letters: the unknown pool and the malformed message.
     let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set("group.id", format!("{}.dlq-check", env.cfg.kafka.group_prefix)).set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.dlq-check", env.cfg.kafka.group_prefix),
+    )
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().unwrap();
     consumer.subscribe(&[&env.cfg.topics.dlq]).unwrap();
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("DLQ message").unwrap();
-        let reason = m.headers().and_then(|h| h.iter().find(|h| h.key == "reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string())));
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("DLQ message")
+            .unwrap();
+        let reason = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "reason")
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string()))
+        });
         reasons.push(reason.expect("reason header"));
     }
     reasons.sort();
@@ -317,7 +468,12 @@ async fn mission_and_resource_metrics_are_exact_and_survive_a_replay() {
     assert_eq!(first.1, second.1, "conflicts changed on replay");
     assert_eq!(first.2, second.2, "mission windows changed on replay");
     assert_eq!(first.3, second.3, "pool samples changed on replay");
-    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM mission_event_log WHERE fleet_id LIKE $1 || '-%'").bind(&u).fetch_one(&pg).await.unwrap();
+    let logged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mission_event_log WHERE fleet_id LIKE $1 || '-%'")
+            .bind(&u)
+            .fetch_one(&pg)
+            .await
+            .unwrap();
     assert_eq!(logged, missions(&u).len() as i64);
     sigterm(&mut worker);
 }
@@ -349,10 +505,14 @@ async fn federation_coordination_metrics_from_shares_and_allocations() {
              ('{u}-a4', '{u}-A', '{u}-pb', 7, 'a', now() - interval '2 hours', now() - interval '1 hour');"
     );
     sqlx::raw_sql(&sql).execute(&pg).await.unwrap();
-    let n = atlasmesh_pipelines::resources::coordination::record(&pg).await.unwrap();
+    let n = atlasmesh_pipelines::resources::coordination::record(&pg)
+        .await
+        .unwrap();
     assert!(n >= 4);
     // Twice: the same rows, updated in place.
-    atlasmesh_pipelines::resources::coordination::record(&pg).await.unwrap();
+    atlasmesh_pipelines::resources::coordination::record(&pg)
+        .await
+        .unwrap();
     let rows: Vec<(String, f64)> = sqlx::query_as("SELECT metric, value FROM federation_metrics WHERE federation_id = $1
          AND period_start = (SELECT max(period_start) FROM federation_metrics WHERE federation_id = $1) ORDER BY metric")
         .bind(format!("{u}-F"))
@@ -368,6 +528,11 @@ async fn federation_coordination_metrics_from_shares_and_allocations() {
     };
     close(
         &rows,
-        &[("cross_fleet_utilization", 0.075), ("pool_utilization", 0.7), ("shared_capacity", 4.0), ("sharing_efficiency", 0.75)],
+        &[
+            ("cross_fleet_utilization", 0.075),
+            ("pool_utilization", 0.7),
+            ("shared_capacity", 4.0),
+            ("sharing_efficiency", 0.75),
+        ],
     );
 }

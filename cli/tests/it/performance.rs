@@ -102,13 +102,20 @@ fn minute(fleet: &str, a: bool, k: i64) -> Vec<WindowMetricsRecord> {
     out
 }
 
-async fn produce(env: &TestEnv, fleets: &[(&str, bool)], minutes: std::ops::RangeInclusive<i64>) -> i64 {
+async fn produce(
+    env: &TestEnv,
+    fleets: &[(&str, bool)],
+    minutes: std::ops::RangeInclusive<i64>,
+) -> i64 {
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
     let mut records = Vec::new();
     for k in minutes {
         for (f, a) in fleets {
             for r in minute(f, *a, k) {
-                let payload = codec.encode(&env.cfg.topics.metrics, SchemaKind::Metrics, &r).await.unwrap();
+                let payload = codec
+                    .encode(&env.cfg.topics.metrics, SchemaKind::Metrics, &r)
+                    .await
+                    .unwrap();
                 records.push(OutRecord {
                     topic: env.cfg.topics.metrics.clone(),
                     key: Some(f.as_bytes().to_vec()),
@@ -121,7 +128,11 @@ async fn produce(env: &TestEnv, fleets: &[(&str, bool)], minutes: std::ops::Rang
         // Both sources have closed the minute before: it settles.
         records.extend(watermark_records(env, &codec, 2, BASE + (k - 1) * M).await);
     }
-    KafkaProducer::new(&env.cfg.kafka).unwrap().send_all("kafka", &records).await.unwrap();
+    KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .send_all("kafka", &records)
+        .await
+        .unwrap();
     records.len() as i64
 }
 
@@ -154,8 +165,15 @@ async fn insert_window_tables(env: &TestEnv, fleets: &[(&str, bool)]) {
             }
         }
     }
-    for (table, rows) in [("fleet_window_partials", partials), ("vehicle_window_metrics", vehicles)] {
-        let url = format!("{}/?database={}", env.cfg.clickhouse.url.trim_end_matches('/'), env.cfg.clickhouse.database);
+    for (table, rows) in [
+        ("fleet_window_partials", partials),
+        ("vehicle_window_metrics", vehicles),
+    ] {
+        let url = format!(
+            "{}/?database={}",
+            env.cfg.clickhouse.url.trim_end_matches('/'),
+            env.cfg.clickhouse.database
+        );
         reqwest::Client::new()
             .post(url)
             .body(format!("INSERT INTO {table} FORMAT JSONEachRow\n{rows}"))
@@ -204,11 +222,36 @@ struct ScoreRow {
     benchmark_pct: f64,
 }
 
-type Latest = (String, String, i64, i64, f64, Option<String>, Option<f64>, String);
-type TrendLatest = (String, String, String, i32, f64, String, Option<f64>, Option<f64>, i64, String);
+type Latest = (
+    String,
+    String,
+    i64,
+    i64,
+    f64,
+    Option<String>,
+    Option<f64>,
+    String,
+);
+type TrendLatest = (
+    String,
+    String,
+    String,
+    i32,
+    f64,
+    String,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    String,
+);
 type RankRow = (String, i64, String, f64, i32, i32, String);
 
-async fn pg_state(pg: &sqlx::PgPool, a: &str, b: &str, fed: &str) -> (Vec<Latest>, Vec<TrendLatest>, Vec<RankRow>) {
+async fn pg_state(
+    pg: &sqlx::PgPool,
+    a: &str,
+    b: &str,
+    fed: &str,
+) -> (Vec<Latest>, Vec<TrendLatest>, Vec<RankRow>) {
     let fleets = vec![a.to_string(), b.to_string()];
     let latest = sqlx::query_as(
         "SELECT fleet_id, period, period_start_ms, version, total, benchmark_id, benchmark_pct, updated_at::text
@@ -245,7 +288,11 @@ async fn setup_pg(pg: &sqlx::PgPool, a: &str, b: &str, fed: &str) {
         }
         q.execute(pg).await.unwrap();
     };
-    exec("INSERT INTO federations (id, name) VALUES ($1, $1)", vec![fed.into()]).await;
+    exec(
+        "INSERT INTO federations (id, name) VALUES ($1, $1)",
+        vec![fed.into()],
+    )
+    .await;
     for f in [a, b] {
         exec(
             "INSERT INTO federation_members (id, federation_id, fleet_id, role) VALUES ($1, $2, $3, 'member')",
@@ -304,7 +351,11 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
     env.migrate();
     let pg = env.pg().await;
     let unique = env.cfg.kafka.group_prefix.replace('.', "-");
-    let (a, b, fed) = (format!("{unique}-fa"), format!("{unique}-fb"), format!("{unique}-fed"));
+    let (a, b, fed) = (
+        format!("{unique}-fa"),
+        format!("{unique}-fb"),
+        format!("{unique}-fed"),
+    );
     setup_pg(&pg, &a, &b, &fed).await;
     let fleets = [(a.as_str(), true), (b.as_str(), false)];
     let mut extra: Vec<(&str, &str)> = WEIGHTS.to_vec();
@@ -347,16 +398,32 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
             // The day (and hour) before midnight: mean of u_1..u_5; after: mean of u_6..u_12.
             "day" if s.period_start_ms == DAY0 => (DAY0, if is_a { 0.33 } else { 0.5 }, 5),
             "day" => (DAY1, if is_a { 0.39 } else { 0.5 }, 7),
-            "hour" if s.period_start_ms < DAY1 => (DAY1 - 3_600_000, if is_a { 0.33 } else { 0.5 }, 5),
+            "hour" if s.period_start_ms < DAY1 => {
+                (DAY1 - 3_600_000, if is_a { 0.33 } else { 0.5 }, 5)
+            }
             "hour" => (DAY1, if is_a { 0.39 } else { 0.5 }, 7),
             other => panic!("{other}"),
         };
-        assert_eq!((s.period_start_ms, s.version), (want_start, want_version), "{s:?}");
-        assert!(close(s.total, total(want_u), 1e-9), "{s:?} want {}", total(want_u));
-        assert!(close(s.utilization, 100.0 * want_u, 1e-9) && close(s.cost, 76.0, 1e-9), "{s:?}");
+        assert_eq!(
+            (s.period_start_ms, s.version),
+            (want_start, want_version),
+            "{s:?}"
+        );
+        assert!(
+            close(s.total, total(want_u), 1e-9),
+            "{s:?} want {}",
+            total(want_u)
+        );
+        assert!(
+            close(s.utilization, 100.0 * want_u, 1e-9) && close(s.cost, 76.0, 1e-9),
+            "{s:?}"
+        );
         if is_a {
             assert_eq!(s.benchmark_id, format!("{a}-b-score"));
-            assert!(close(s.benchmark_pct, 100.0 * total(want_u) / 80.0, 1e-9), "{s:?}");
+            assert!(
+                close(s.benchmark_pct, 100.0 * total(want_u) / 80.0, 1e-9),
+                "{s:?}"
+            );
         } else {
             assert_eq!((s.benchmark_id.as_str(), s.benchmark_pct), ("", 0.0));
         }
@@ -372,43 +439,97 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
         .ch_rows(&format!("SELECT metric, horizon, n, slope FROM trend_history FINAL WHERE fleet_id = '{a}' AND metric = 'score' ORDER BY horizon, computed_at_ms"))
         .await;
     // Trends from the third window on, per horizon; the score rises 0.4 per minute = 24 per hour.
-    assert_eq!(trends.iter().filter(|t| t.horizon == "60w").count(), 10, "{trends:?}");
+    assert_eq!(
+        trends.iter().filter(|t| t.horizon == "60w").count(),
+        10,
+        "{trends:?}"
+    );
     assert_eq!(trends.iter().filter(|t| t.horizon == "5w").count(), 10);
-    assert!(trends.iter().all(|t| t.metric == "score" && close(t.slope, 24.0, 1e-6)), "{trends:?}");
-    assert_eq!(trends.iter().filter(|t| t.horizon == "5w").map(|t| t.n).max(), Some(5));
+    assert!(
+        trends
+            .iter()
+            .all(|t| t.metric == "score" && close(t.slope, 24.0, 1e-6)),
+        "{trends:?}"
+    );
+    assert_eq!(
+        trends
+            .iter()
+            .filter(|t| t.horizon == "5w")
+            .map(|t| t.n)
+            .max(),
+        Some(5)
+    );
 
     // PostgreSQL latest values and ranks.
     let (latest, trend_latest, ranks) = pg_state(&pg, &a, &b, &fed).await;
     let row = |f: &str, p: &str| {
-        latest.iter().find(|r| r.0 == f && r.1 == p).unwrap_or_else(|| panic!("{f} {p}: {latest:?}")).clone()
+        latest
+            .iter()
+            .find(|r| r.0 == f && r.1 == p)
+            .unwrap_or_else(|| panic!("{f} {p}: {latest:?}"))
+            .clone()
     };
     let aw = row(&a, "window");
     assert_eq!((aw.2, aw.3), (BASE + 11 * M, 1));
-    assert!(close(aw.4, 72.0, 1e-9) && close(aw.6.unwrap(), 90.0, 1e-9), "{aw:?}");
+    assert!(
+        close(aw.4, 72.0, 1e-9) && close(aw.6.unwrap(), 90.0, 1e-9),
+        "{aw:?}"
+    );
     let ad = row(&a, "day");
-    assert_eq!((ad.2, ad.3, ad.5.as_deref()), (DAY1, 7, Some(format!("{a}-b-score").as_str())));
-    assert!(close(ad.4, 70.8, 1e-9) && close(ad.6.unwrap(), 88.5, 1e-9), "{ad:?}");
+    assert_eq!(
+        (ad.2, ad.3, ad.5.as_deref()),
+        (DAY1, 7, Some(format!("{a}-b-score").as_str()))
+    );
+    assert!(
+        close(ad.4, 70.8, 1e-9) && close(ad.6.unwrap(), 88.5, 1e-9),
+        "{ad:?}"
+    );
     let bd = row(&b, "day");
     assert!(close(bd.4, 75.2, 1e-9) && bd.6.is_none(), "{bd:?}");
     let t = |f: &str, m: &str, h: &str| {
-        trend_latest.iter().find(|r| r.0 == f && r.1 == m && r.2 == h).unwrap_or_else(|| panic!("{f} {m} {h}")).clone()
+        trend_latest
+            .iter()
+            .find(|r| r.0 == f && r.1 == m && r.2 == h)
+            .unwrap_or_else(|| panic!("{f} {m} {h}"))
+            .clone()
     };
     let t60 = t(&a, "score", "60w");
-    assert_eq!((t60.3, t60.5.as_str(), t60.8), (12, "improving", BASE + 12 * M));
+    assert_eq!(
+        (t60.3, t60.5.as_str(), t60.8),
+        (12, "improving", BASE + 12 * M)
+    );
     assert!(close(t60.4, 24.0, 1e-6), "{t60:?}");
-    assert!(close(t60.6.unwrap(), 100.0 * (72.0 - 67.6) / 67.6, 1e-6), "{t60:?}");
-    assert!(close(t60.7.unwrap(), total(u_a(17)), 1e-6), "forecast 5 windows ahead: {t60:?}");
+    assert!(
+        close(t60.6.unwrap(), 100.0 * (72.0 - 67.6) / 67.6, 1e-6),
+        "{t60:?}"
+    );
+    assert!(
+        close(t60.7.unwrap(), total(u_a(17)), 1e-6),
+        "forecast 5 windows ahead: {t60:?}"
+    );
     let t5 = t(&a, "score", "5w");
     assert_eq!(t5.3, 5);
-    assert!(close(t5.6.unwrap(), 100.0 * (72.0 - 70.4) / 70.4, 1e-6), "{t5:?}");
+    assert!(
+        close(t5.6.unwrap(), 100.0 * (72.0 - 70.4) / 70.4, 1e-6),
+        "{t5:?}"
+    );
     let tb = t(&b, "score", "60w");
     assert_eq!((tb.5.as_str(), tb.6), ("stable", Some(0.0)));
     let tu = t(&a, "kwh_per_km", "60w");
     assert_eq!(tu.5, "stable");
-    assert!(!trend_latest.iter().any(|r| r.2 == "14d"), "two days only: no day trend");
+    assert!(
+        !trend_latest.iter().any(|r| r.2 == "14d"),
+        "two days only: no day trend"
+    );
     let want_ranks = [(DAY0, &a, 2), (DAY0, &b, 1), (DAY1, &a, 2), (DAY1, &b, 1)];
     let got: Vec<(i64, &String, i32, i32)> = ranks.iter().map(|r| (r.1, &r.2, r.4, r.5)).collect();
-    assert_eq!(got, want_ranks.iter().map(|(d, f, r)| (*d, *f, *r, 2)).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        want_ranks
+            .iter()
+            .map(|(d, f, r)| (*d, *f, *r, 2))
+            .collect::<Vec<_>>()
+    );
 
     // Replay from scratch (checkpoints deleted): same rows, PostgreSQL untouched (updated_at).
     let before = pg_state(&pg, &a, &b, &fed).await;
@@ -421,15 +542,25 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
     let mut worker = env.spawn_worker_args(2, &args, &extra);
     wait_checkpointed(&env, &pg, produced).await;
     sigterm(&mut worker);
-    assert_eq!(pg_state(&pg, &a, &b, &fed).await, before, "a replay changes nothing in PostgreSQL");
+    assert_eq!(
+        pg_state(&pg, &a, &b, &fed).await,
+        before,
+        "a replay changes nothing in PostgreSQL"
+    );
     let again: Vec<ScoreRow> = env.ch_rows(&sql).await;
-    assert_eq!(again, scores, "a replay changes nothing in ClickHouse (FINAL)");
+    assert_eq!(
+        again, scores,
+        "a replay changes nothing in ClickHouse (FINAL)"
+    );
 
     // The report, through the API with the same weights.
     insert_window_tables(&env, &fleets).await;
     let (mut api, base) = env.spawn_api_with(0, &WEIGHTS).await;
     let http = reqwest::Client::new();
-    let url = format!("{base}/api/v1/fleets/{a}/report?from={BASE}&to={}", BASE + 12 * M);
+    let url = format!(
+        "{base}/api/v1/fleets/{a}/report?from={BASE}&to={}",
+        BASE + 12 * M
+    );
     let token = env.token("perf-viewer", Role::Viewer, &Scope::fleets([a.clone()]));
     let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -437,9 +568,20 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
     // Minutes 1..=12: mean utilization 0.30 + 0.01·6.5 = 0.365 → total 69.8.
     assert_eq!(r["summary"]["windows"], 12);
     assert_eq!(r["summary"]["vehicles"], 2);
-    assert!(close(r["summary"]["utilization"].as_f64().unwrap(), 0.365, 1e-12), "{r}");
-    assert!(close(r["summary"]["distance_km"].as_f64().unwrap(), 24.0, 1e-12));
-    assert!(close(r["score"]["total"].as_f64().unwrap(), 69.8, 1e-9), "{}", r["score"]);
+    assert!(
+        close(r["summary"]["utilization"].as_f64().unwrap(), 0.365, 1e-12),
+        "{r}"
+    );
+    assert!(close(
+        r["summary"]["distance_km"].as_f64().unwrap(),
+        24.0,
+        1e-12
+    ));
+    assert!(
+        close(r["score"]["total"].as_f64().unwrap(), 69.8, 1e-9),
+        "{}",
+        r["score"]
+    );
     assert!(close(r["score"]["cost"].as_f64().unwrap(), 76.0, 1e-9));
     assert_eq!(r["weights"]["utilization"], 2.0);
     let daily = r["daily"].as_array().unwrap();
@@ -451,61 +593,157 @@ async fn scores_trends_ranks_and_report_are_exact_across_restart_and_replay() {
     );
     let bm = r["benchmarks"].as_array().unwrap();
     assert_eq!(bm.len(), 2);
-    assert_eq!((bm[0]["metric"].as_str(), bm[0]["met"].as_bool()), (Some("score"), Some(false)));
-    assert!(close(bm[0]["percent_of_target"].as_f64().unwrap(), 100.0 * 69.8 / 80.0, 1e-9));
-    assert_eq!((bm[1]["metric"].as_str(), bm[1]["met"].as_bool()), (Some("utilization"), Some(true)));
-    assert!(close(bm[1]["percent_of_target"].as_f64().unwrap(), 100.0 * 0.365 / 0.35, 1e-9));
+    assert_eq!(
+        (bm[0]["metric"].as_str(), bm[0]["met"].as_bool()),
+        (Some("score"), Some(false))
+    );
+    assert!(close(
+        bm[0]["percent_of_target"].as_f64().unwrap(),
+        100.0 * 69.8 / 80.0,
+        1e-9
+    ));
+    assert_eq!(
+        (bm[1]["metric"].as_str(), bm[1]["met"].as_bool()),
+        (Some("utilization"), Some(true))
+    );
+    assert!(close(
+        bm[1]["percent_of_target"].as_f64().unwrap(),
+        100.0 * 0.365 / 0.35,
+        1e-9
+    ));
     let ranks = r["ranks"].as_array().unwrap();
     assert_eq!(
-        ranks.iter().map(|x| (x["rank"].as_i64().unwrap(), x["fleets"].as_i64().unwrap())).collect::<Vec<_>>(),
+        ranks
+            .iter()
+            .map(|x| (x["rank"].as_i64().unwrap(), x["fleets"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
         [(2, 2), (2, 2)]
     );
-    let score_trend = r["trends"].as_array().unwrap().iter().find(|t| t["metric"] == "score").unwrap();
-    assert_eq!((score_trend["points"].as_i64(), score_trend["direction"].as_str()), (Some(12), Some("improving")));
-    assert!(close(score_trend["slope_per_hour"].as_f64().unwrap(), 24.0, 1e-6), "{score_trend}");
+    let score_trend = r["trends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == "score")
+        .unwrap();
+    assert_eq!(
+        (
+            score_trend["points"].as_i64(),
+            score_trend["direction"].as_str()
+        ),
+        (Some(12), Some("improving"))
+    );
+    assert!(
+        close(score_trend["slope_per_hour"].as_f64().unwrap(), 24.0, 1e-6),
+        "{score_trend}"
+    );
     let alerts: Vec<(&str, i64)> = r["top_alerts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| (x["severity"].as_str().unwrap(), x["firings"].as_i64().unwrap()))
+        .map(|x| {
+            (
+                x["severity"].as_str().unwrap(),
+                x["firings"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(alerts, [("critical", 1), ("warning", 2)]);
     // Vehicle v0 had 6 s less busy time per minute: utilization 0.365 − 0.1.
-    let worst: Vec<&str> =
-        r["worst_vehicles"].as_array().unwrap().iter().map(|v| v["vehicle_id"].as_str().unwrap()).collect();
+    let worst: Vec<&str> = r["worst_vehicles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["vehicle_id"].as_str().unwrap())
+        .collect();
     assert_eq!(worst, [format!("{a}-v0"), format!("{a}-v1")]);
-    assert!(close(r["worst_vehicles"][0]["total"].as_f64().unwrap(), total(0.265), 1e-9));
+    assert!(close(
+        r["worst_vehicles"][0]["total"].as_f64().unwrap(),
+        total(0.265),
+        1e-9
+    ));
 
     // CSV: the same numbers, one value per line.
-    let res = http.get(format!("{url}&format=csv")).bearer_auth(&token).send().await.unwrap();
+    let res = http
+        .get(format!("{url}&format=csv"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = res.text().await.unwrap();
     let value = |section: &str, item: &str, field: &str| -> String {
         csv.lines()
-            .find_map(|l| l.strip_prefix(&format!("{section},{item},{field},")).map(str::to_string))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{section},{item},{field},"))
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| panic!("{section},{item},{field} missing in\n{csv}"))
     };
     assert!(csv.starts_with("section,item,field,value\r\n"));
     assert_eq!(value("summary", "", "windows"), "12");
-    assert!(close(value("score", "period", "total").parse().unwrap(), 69.8, 1e-9));
+    assert!(close(
+        value("score", "period", "total").parse().unwrap(),
+        69.8,
+        1e-9
+    ));
     assert_eq!(value("benchmark", "Score target", "met"), "false");
-    assert_eq!(value("benchmark", "\"Utilization, minimum\"", "met"), "true");
+    assert_eq!(
+        value("benchmark", "\"Utilization, minimum\"", "met"),
+        "true"
+    );
     assert_eq!(value("trend", "score", "direction"), "improving");
-    assert!(close(value("vehicle", &format!("{a}-v0"), "total").parse().unwrap(), total(0.265), 1e-9));
+    assert!(close(
+        value("vehicle", &format!("{a}-v0"), "total")
+            .parse()
+            .unwrap(),
+        total(0.265),
+        1e-9
+    ));
 
     // Scope: a caller of fleet B only is refused fleet A's report; no credentials → 401.
     let other = env.token("perf-other", Role::Viewer, &Scope::fleets([b.clone()]));
-    assert_eq!(http.get(&url).bearer_auth(&other).send().await.unwrap().status(), 403);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-    assert_eq!(http.get(format!("{url}&format=xml")).bearer_auth(&token).send().await.unwrap().status(), 400);
+    assert_eq!(
+        http.get(format!("{url}&format=xml"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     // The endpoint is in the OpenAPI document with its parameters and both content types.
-    let doc: Value = http.get(format!("{base}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = http
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let op = &doc["paths"]["/api/v1/fleets/{fleet_id}/report"]["get"];
-    let params: Vec<&str> = op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(params, ["fleet_id", "from", "to", "format"]);
     let content = op["responses"]["200"]["content"].as_object().unwrap();
-    assert!(content.contains_key("application/json") && content.contains_key("text/csv"), "{op}");
+    assert!(
+        content.contains_key("application/json") && content.contains_key("text/csv"),
+        "{op}"
+    );
     assert!(doc["components"]["schemas"]["FleetReport"].is_object());
     sigterm(&mut api);
 }

@@ -31,7 +31,9 @@ pub fn vehicle_windows(events: &[&TelemetryEvent]) -> BTreeMap<(String, i64), Co
         evs.dedup_by_key(|e| (e.ts_ms, e.seq));
         for (i, e) in evs.iter().enumerate() {
             // status time: [t, t + min(next - t, max_gap)) split across windows
-            let len = evs.get(i + 1).map_or(MAX_GAP_MS, |n| (n.ts_ms - e.ts_ms).min(MAX_GAP_MS));
+            let len = evs
+                .get(i + 1)
+                .map_or(MAX_GAP_MS, |n| (n.ts_ms - e.ts_ms).min(MAX_GAP_MS));
             let (start, end) = (e.ts_ms, e.ts_ms + len);
             let mut w = floor(start);
             while w < end {
@@ -47,7 +49,10 @@ pub fn vehicle_windows(events: &[&TelemetryEvent]) -> BTreeMap<(String, i64), Co
                         VehicleStatus::Fault => c.fault_ms += ms,
                         VehicleStatus::Offline => c.offline_ms += ms,
                     }
-                    if !matches!(e.status, VehicleStatus::Maintenance | VehicleStatus::Fault | VehicleStatus::Offline) {
+                    if !matches!(
+                        e.status,
+                        VehicleStatus::Maintenance | VehicleStatus::Fault | VehicleStatus::Offline
+                    ) {
                         c.available_ms += ms;
                     }
                 }
@@ -62,7 +67,8 @@ pub fn vehicle_windows(events: &[&TelemetryEvent]) -> BTreeMap<(String, i64), Co
                 c.distance_m += (m(e.odometer_km) - m(p.odometer_km)).max(0) as u64;
                 c.energy_wh += (m(e.energy_used_kwh) - m(p.energy_used_kwh)).max(0) as u64;
             }
-            let entering_fault = e.status == VehicleStatus::Fault && (i == 0 || evs[i - 1].status != VehicleStatus::Fault);
+            let entering_fault = e.status == VehicleStatus::Fault
+                && (i == 0 || evs[i - 1].status != VehicleStatus::Fault);
             c.fault_count += u64::from(entering_fault);
             let ckph = (e.speed_kph * 100.0).round() as i64;
             if ckph > 50 {
@@ -85,11 +91,19 @@ pub fn vehicle_windows(events: &[&TelemetryEvent]) -> BTreeMap<(String, i64), Co
 }
 
 /// (fleet_id, window_start_ms) → counters summed over the fleet's vehicles.
-pub fn fleet_windows(events: &[&TelemetryEvent], vehicles: &BTreeMap<(String, i64), Counters>) -> BTreeMap<(String, i64), Counters> {
-    let fleet_of: BTreeMap<&str, &str> = events.iter().map(|e| (e.vehicle_id.as_str(), e.fleet_id.as_str())).collect();
+pub fn fleet_windows(
+    events: &[&TelemetryEvent],
+    vehicles: &BTreeMap<(String, i64), Counters>,
+) -> BTreeMap<(String, i64), Counters> {
+    let fleet_of: BTreeMap<&str, &str> = events
+        .iter()
+        .map(|e| (e.vehicle_id.as_str(), e.fleet_id.as_str()))
+        .collect();
     let mut out: BTreeMap<(String, i64), Counters> = BTreeMap::new();
     for ((v, w), c) in vehicles {
-        out.entry((fleet_of[v.as_str()].to_string(), *w)).or_default().add(c);
+        out.entry((fleet_of[v.as_str()].to_string(), *w))
+            .or_default()
+            .add(c);
     }
     out
 }

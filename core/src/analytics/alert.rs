@@ -148,7 +148,13 @@ impl AlertScope {
 /// after seeing `value` — active ones stay active until `value` clears `clear_threshold`,
 /// inactive ones become active when `value` breaches `threshold`. A NaN `value` (no data)
 /// changes nothing. [`step`] adds `for` / `keep_firing_for` on top of this.
-pub fn condition(comparison: Comparison, threshold: f64, clear_threshold: f64, value: f64, was_active: bool) -> bool {
+pub fn condition(
+    comparison: Comparison,
+    threshold: f64,
+    clear_threshold: f64,
+    value: f64,
+    was_active: bool,
+) -> bool {
     if value.is_nan() {
         return was_active;
     }
@@ -234,7 +240,9 @@ impl AlertRule {
             return err("clear_threshold", "clear_threshold must be finite".into());
         }
         let cmp = self.comparison;
-        if (cmp.fires_above() && clear > self.threshold) || (!cmp.fires_above() && clear < self.threshold) {
+        if (cmp.fires_above() && clear > self.threshold)
+            || (!cmp.fires_above() && clear < self.threshold)
+        {
             return err(
                 "clear_threshold",
                 format!(
@@ -258,7 +266,10 @@ impl AlertRule {
                 return err("labels", format!("label name {k:?} is invalid or reserved"));
             }
             if v.len() > 1000 {
-                return err("labels", format!("label {k} is longer than 1000 characters"));
+                return err(
+                    "labels",
+                    format!("label {k} is longer than 1000 characters"),
+                );
             }
         }
         if let Some(url) = &self.runbook_url {
@@ -312,7 +323,10 @@ impl TransitionKind {
     /// Whether the pager hears of it (trigger or resolve); pending and cancelled are kept in
     /// the alert history only.
     pub fn is_paged(self) -> bool {
-        matches!(self, TransitionKind::Firing | TransitionKind::Resent | TransitionKind::Resolved)
+        matches!(
+            self,
+            TransitionKind::Firing | TransitionKind::Resent | TransitionKind::Resolved
+        )
     }
 }
 
@@ -329,7 +343,13 @@ pub struct Transition {
     pub ends_at_ms: Option<i64>,
 }
 
-fn fire(rule: &AlertRule, state: &mut AlertState, active_since: i64, at: i64, value: f64) -> Transition {
+fn fire(
+    rule: &AlertRule,
+    state: &mut AlertState,
+    active_since: i64,
+    at: i64,
+    value: f64,
+) -> Transition {
     let _ = rule;
     *state = AlertState::Firing {
         since_ms: at,
@@ -338,18 +358,34 @@ fn fire(rule: &AlertRule, state: &mut AlertState, active_since: i64, at: i64, va
         clear_since_ms: None,
         last_value: value,
     };
-    Transition { kind: TransitionKind::Firing, at_ms: at, value, starts_at_ms: at, ends_at_ms: None }
+    Transition {
+        kind: TransitionKind::Firing,
+        at_ms: at,
+        value,
+        starts_at_ms: at,
+        ends_at_ms: None,
+    }
 }
 
 /// Resolves (when clear long enough) or re-sends (when due) a firing state at `at`.
 fn firing_timers(rule: &AlertRule, state: &mut AlertState, at: i64, out: &mut Vec<Transition>) {
-    let AlertState::Firing { since_ms, last_sent_ms, clear_since_ms, last_value, .. } = state else {
+    let AlertState::Firing {
+        since_ms,
+        last_sent_ms,
+        clear_since_ms,
+        last_value,
+        ..
+    } = state
+    else {
         return;
     };
     let (since, value) = (*since_ms, *last_value);
     if let Some(cs) = *clear_since_ms {
         if at.saturating_sub(cs) >= rule.keep_firing_for_ms as i64 {
-            *state = AlertState::Resolved { since_ms: since, at_ms: at };
+            *state = AlertState::Resolved {
+                since_ms: since,
+                at_ms: at,
+            };
             out.push(Transition {
                 kind: TransitionKind::Resolved,
                 at_ms: at,
@@ -360,9 +396,17 @@ fn firing_timers(rule: &AlertRule, state: &mut AlertState, at: i64, out: &mut Ve
             return;
         }
     }
-    if rule.resend_interval_ms > 0 && at.saturating_sub(*last_sent_ms) >= rule.resend_interval_ms as i64 {
+    if rule.resend_interval_ms > 0
+        && at.saturating_sub(*last_sent_ms) >= rule.resend_interval_ms as i64
+    {
         *last_sent_ms = at;
-        out.push(Transition { kind: TransitionKind::Resent, at_ms: at, value, starts_at_ms: since, ends_at_ms: None });
+        out.push(Transition {
+            kind: TransitionKind::Resent,
+            at_ms: at,
+            value,
+            starts_at_ms: since,
+            ends_at_ms: None,
+        });
     }
 }
 
@@ -406,9 +450,18 @@ pub fn step(rule: &AlertRule, state: &mut AlertState, value: f64, at_ms: i64) ->
         }
         AlertState::Firing { .. } => {
             let clear = rule.is_clear(value);
-            if let AlertState::Firing { clear_since_ms, last_value, .. } = state {
+            if let AlertState::Firing {
+                clear_since_ms,
+                last_value,
+                ..
+            } = state
+            {
                 *last_value = value;
-                *clear_since_ms = if clear { Some(clear_since_ms.unwrap_or(at_ms)) } else { None };
+                *clear_since_ms = if clear {
+                    Some(clear_since_ms.unwrap_or(at_ms))
+                } else {
+                    None
+                };
             }
             firing_timers(rule, state, at_ms, &mut out);
         }
@@ -431,11 +484,22 @@ pub fn tick(rule: &AlertRule, state: &mut AlertState, now_ms: i64) -> Vec<Transi
 /// fresh breach held for `for_ms`. Inactive and resolved states are left alone (`None`).
 /// `pending_value` is the value a cancelled pending alert reports (the state does not keep
 /// it; the caller passes the last one it recorded).
-pub fn resolve_by_hand(state: &mut AlertState, at_ms: i64, pending_value: f64) -> Option<Transition> {
+pub fn resolve_by_hand(
+    state: &mut AlertState,
+    at_ms: i64,
+    pending_value: f64,
+) -> Option<Transition> {
     match *state {
-        AlertState::Firing { since_ms, last_value, .. } => {
+        AlertState::Firing {
+            since_ms,
+            last_value,
+            ..
+        } => {
             let at = at_ms.max(since_ms);
-            *state = AlertState::Resolved { since_ms, at_ms: at };
+            *state = AlertState::Resolved {
+                since_ms,
+                at_ms: at,
+            };
             Some(Transition {
                 kind: TransitionKind::Resolved,
                 at_ms: at,
@@ -464,7 +528,10 @@ pub use crate::hash::fnv1a64;
 /// over `rule_id`, the byte 0x1f (unit separator, so `("a", "bc")` and `("ab", "c")` differ)
 /// and `subject`, in UTF-8. Also the Kafka key of the alert topic.
 pub fn dedup_key(rule_id: &str, subject: &str) -> String {
-    format!("am-{:016x}", crate::hash::fnv1a64_parts(&[rule_id.as_bytes(), &[0x1f], subject.as_bytes()]))
+    format!(
+        "am-{:016x}",
+        crate::hash::fnv1a64_parts(&[rule_id.as_bytes(), &[0x1f], subject.as_bytes()])
+    )
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z`.
@@ -476,8 +543,11 @@ pub fn rfc3339_ms(ms: i64) -> String {
 
 /// The one-line summary of a paged transition.
 pub fn summary(rule: &AlertRule, subject: &str, t: &Transition) -> String {
-    let head =
-        if t.kind == TransitionKind::Resolved { "RESOLVED".to_string() } else { rule.severity.as_str().to_uppercase() };
+    let head = if t.kind == TransitionKind::Resolved {
+        "RESOLVED".to_string()
+    } else {
+        rule.severity.as_str().to_uppercase()
+    };
     let s = format!(
         "{head}: {} {} {} {} is {:.3} (fires when {} {:.3}, clears at {:.3})",
         rule.id,
@@ -625,12 +695,20 @@ mod tests {
         assert!(!condition(Lt, 0.5, 0.6, 0.55, false), "band does not start");
         assert!(condition(Lt, 0.5, 0.6, 0.55, true), "band does not clear");
         assert!(!condition(Lt, 0.5, 0.6, 0.6, true));
-        assert!(condition(Gt, 0.9, 0.8, f64::NAN, true) && !condition(Gt, 0.9, 0.8, f64::NAN, false));
+        assert!(
+            condition(Gt, 0.9, 0.8, f64::NAN, true) && !condition(Gt, 0.9, 0.8, f64::NAN, false)
+        );
         // Agrees with the rule's own predicates.
         let r = rule();
         for v in [0.3, 0.5, 0.55, 0.6, 0.9] {
-            assert_eq!(condition(r.comparison, r.threshold, r.clear_threshold(), v, false), r.breaches(v));
-            assert_eq!(condition(r.comparison, r.threshold, r.clear_threshold(), v, true), !r.is_clear(v));
+            assert_eq!(
+                condition(r.comparison, r.threshold, r.clear_threshold(), v, false),
+                r.breaches(v)
+            );
+            assert_eq!(
+                condition(r.comparison, r.threshold, r.clear_threshold(), v, true),
+                !r.is_clear(v)
+            );
         }
     }
 
@@ -642,7 +720,10 @@ mod tests {
             f(&mut r);
             r.validate().is_err()
         };
-        assert!(bad(|r| r.clear_threshold = Some(0.4)), "clear on the firing side of lt");
+        assert!(
+            bad(|r| r.clear_threshold = Some(0.4)),
+            "clear on the firing side of lt"
+        );
         assert!(bad(|r| {
             r.comparison = Comparison::Gt;
             r.threshold = 0.9;
@@ -669,8 +750,14 @@ mod tests {
         let json = r#"{"id":"x","metric":"utilization","scope":"fleet","comparison":"gt","threshold":1,
             "severity":"critical","labels":{"team":"a"}}"#;
         let r: AlertRule = serde_json::from_str(json).unwrap();
-        assert_eq!((r.for_ms, r.clear_threshold(), r.resend_interval_ms), (0, 1.0, 0));
-        assert!(serde_json::from_str::<AlertRule>(&json.replace("\"id\"", "\"nope\":1,\"id\"")).is_err());
+        assert_eq!(
+            (r.for_ms, r.clear_threshold(), r.resend_interval_ms),
+            (0, 1.0, 0)
+        );
+        assert!(
+            serde_json::from_str::<AlertRule>(&json.replace("\"id\"", "\"nope\":1,\"id\""))
+                .is_err()
+        );
     }
 
     #[test]
@@ -698,29 +785,57 @@ mod tests {
                 (Resolved, 21)
             ]
         );
-        assert_eq!(st, AlertState::Resolved { since_ms: 11 * M, at_ms: 21 * M });
+        assert_eq!(
+            st,
+            AlertState::Resolved {
+                since_ms: 11 * M,
+                at_ms: 21 * M
+            }
+        );
 
         // Without hysteresis and delays the same series flaps.
-        let naive =
-            AlertRule { clear_threshold: None, for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, ..rule() };
+        let naive = AlertRule {
+            clear_threshold: None,
+            for_ms: 0,
+            keep_firing_for_ms: 0,
+            resend_interval_ms: 0,
+            ..rule()
+        };
         let (_, seen) = run(&naive, &values);
-        assert!(seen.iter().filter(|(k, _)| *k == Firing).count() >= 4, "{seen:?}");
+        assert!(
+            seen.iter().filter(|(k, _)| *k == Firing).count() >= 4,
+            "{seen:?}"
+        );
     }
 
     #[test]
     fn immediate_rules_and_nan() {
-        let r = AlertRule { for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, ..rule() };
+        let r = AlertRule {
+            for_ms: 0,
+            keep_firing_for_ms: 0,
+            resend_interval_ms: 0,
+            ..rule()
+        };
         let mut st = AlertState::default();
         assert!(step(&r, &mut st, f64::NAN, M).is_empty());
         let t = step(&r, &mut st, 0.1, M);
         assert_eq!(t.len(), 1);
         assert_eq!((t[0].kind, t[0].starts_at_ms), (TransitionKind::Firing, M));
-        assert!(step(&r, &mut st, f64::NAN, 2 * M).is_empty(), "no data keeps firing");
+        assert!(
+            step(&r, &mut st, f64::NAN, 2 * M).is_empty(),
+            "no data keeps firing"
+        );
         assert!(step(&r, &mut st, 0.55, 3 * M).is_empty(), "band");
         let t = step(&r, &mut st, 0.6, 4 * M);
-        assert_eq!((t[0].kind, t[0].ends_at_ms), (TransitionKind::Resolved, Some(4 * M)));
+        assert_eq!(
+            (t[0].kind, t[0].ends_at_ms),
+            (TransitionKind::Resolved, Some(4 * M))
+        );
         // Re-fires from resolved.
-        assert_eq!(step(&r, &mut st, 0.2, 5 * M)[0].kind, TransitionKind::Firing);
+        assert_eq!(
+            step(&r, &mut st, 0.2, 5 * M)[0].kind,
+            TransitionKind::Firing
+        );
     }
 
     #[test]
@@ -728,16 +843,35 @@ mod tests {
         let r = rule();
         let mut st = AlertState::default();
         step(&r, &mut st, 0.1, 0);
-        assert_eq!(step(&r, &mut st, 0.1, 3 * M)[0].kind, TransitionKind::Firing);
+        assert_eq!(
+            step(&r, &mut st, 0.1, 3 * M)[0].kind,
+            TransitionKind::Firing
+        );
         assert!(tick(&r, &mut st, 7 * M).is_empty());
         let t = tick(&r, &mut st, 8 * M);
-        assert_eq!((t[0].kind, t[0].starts_at_ms, t[0].value), (TransitionKind::Resent, 3 * M, 0.1));
-        assert!(tick(&r, &mut st, 12 * M).is_empty(), "next resend 5 min after the last");
-        assert!(step(&r, &mut st, 0.7, 12 * M).is_empty(), "clear since 12, not yet for 2 min");
-        assert_eq!(tick(&r, &mut st, 13 * M)[0].kind, TransitionKind::Resent, "still firing while keeping");
+        assert_eq!(
+            (t[0].kind, t[0].starts_at_ms, t[0].value),
+            (TransitionKind::Resent, 3 * M, 0.1)
+        );
+        assert!(
+            tick(&r, &mut st, 12 * M).is_empty(),
+            "next resend 5 min after the last"
+        );
+        assert!(
+            step(&r, &mut st, 0.7, 12 * M).is_empty(),
+            "clear since 12, not yet for 2 min"
+        );
+        assert_eq!(
+            tick(&r, &mut st, 13 * M)[0].kind,
+            TransitionKind::Resent,
+            "still firing while keeping"
+        );
         assert!(tick(&r, &mut st, 13 * M + 59_999).is_empty());
         let t = tick(&r, &mut st, 14 * M);
-        assert_eq!((t[0].kind, t[0].ends_at_ms, t[0].value), (TransitionKind::Resolved, Some(14 * M), 0.7));
+        assert_eq!(
+            (t[0].kind, t[0].ends_at_ms, t[0].value),
+            (TransitionKind::Resolved, Some(14 * M), 0.7)
+        );
         assert!(tick(&r, &mut st, 30 * M).is_empty());
         let mut inactive = AlertState::default();
         assert!(tick(&r, &mut inactive, 30 * M).is_empty());
@@ -758,7 +892,10 @@ mod tests {
         let bin: AlertState = bincode::deserialize(&bincode::serialize(&st).unwrap()).unwrap();
         assert_eq!(bin, st);
         // The restored machine continues where it was: resolved 2 min after the clear.
-        assert_eq!(step(&r, &mut back, 0.7, 6 * M)[0].kind, TransitionKind::Resolved);
+        assert_eq!(
+            step(&r, &mut back, 0.7, 6 * M)[0].kind,
+            TransitionKind::Resolved
+        );
     }
 
     #[test]
@@ -766,20 +903,47 @@ mod tests {
         let r = rule();
         let mut st = AlertState::default();
         step(&r, &mut st, 0.1, 0);
-        assert_eq!(step(&r, &mut st, 0.2, 3 * M)[0].kind, TransitionKind::Firing);
+        assert_eq!(
+            step(&r, &mut st, 0.2, 3 * M)[0].kind,
+            TransitionKind::Firing
+        );
         let t = resolve_by_hand(&mut st, 4 * M, 0.0).unwrap();
-        assert_eq!((t.kind, t.at_ms, t.value, t.starts_at_ms, t.ends_at_ms), (TransitionKind::Resolved, 4 * M, 0.2, 3 * M, Some(4 * M)));
-        assert_eq!(st, AlertState::Resolved { since_ms: 3 * M, at_ms: 4 * M });
-        assert_eq!(pager_message(&r, "f", &t).unwrap()["event_action"], "resolve");
-        assert!(resolve_by_hand(&mut st, 5 * M, 0.0).is_none(), "twice changes nothing");
+        assert_eq!(
+            (t.kind, t.at_ms, t.value, t.starts_at_ms, t.ends_at_ms),
+            (TransitionKind::Resolved, 4 * M, 0.2, 3 * M, Some(4 * M))
+        );
+        assert_eq!(
+            st,
+            AlertState::Resolved {
+                since_ms: 3 * M,
+                at_ms: 4 * M
+            }
+        );
+        assert_eq!(
+            pager_message(&r, "f", &t).unwrap()["event_action"],
+            "resolve"
+        );
+        assert!(
+            resolve_by_hand(&mut st, 5 * M, 0.0).is_none(),
+            "twice changes nothing"
+        );
         // Still breaching: it fires again only after a fresh breach held for `for` (3 min).
-        assert_eq!(step(&r, &mut st, 0.1, 5 * M)[0].kind, TransitionKind::Pending);
+        assert_eq!(
+            step(&r, &mut st, 0.1, 5 * M)[0].kind,
+            TransitionKind::Pending
+        );
         assert!(step(&r, &mut st, 0.1, 7 * M).is_empty());
-        assert_eq!(step(&r, &mut st, 0.1, 8 * M)[0].kind, TransitionKind::Firing);
+        assert_eq!(
+            step(&r, &mut st, 0.1, 8 * M)[0].kind,
+            TransitionKind::Firing
+        );
         // A pending alert is cancelled (history only), keeping the value the caller passes.
         let mut p = AlertState::Pending { since_ms: 10 * M };
         let t = resolve_by_hand(&mut p, 9 * M, 0.3).unwrap();
-        assert_eq!((t.kind, t.at_ms, t.value, t.starts_at_ms), (TransitionKind::Cancelled, 10 * M, 0.3, 10 * M));
+        assert_eq!(
+            (t.kind, t.at_ms, t.value, t.starts_at_ms),
+            (TransitionKind::Cancelled, 10 * M, 0.3, 10 * M)
+        );
         assert_eq!(p, AlertState::Inactive);
         assert!(pager_message(&r, "f", &t).is_none());
         assert!(resolve_by_hand(&mut AlertState::Inactive, M, 0.0).is_none());
@@ -833,7 +997,10 @@ mod tests {
             m["payload"]["summary"],
             "WARNING: low-utilization fleet fleet-b utilization is 0.430 (fires when < 0.500, clears at 0.600)"
         );
-        assert_eq!(m["links"][0]["href"], "https://runbooks.example/low-utilization");
+        assert_eq!(
+            m["links"][0]["href"],
+            "https://runbooks.example/low-utilization"
+        );
         assert_eq!(m["labels"]["alertname"], "low-utilization");
         assert_eq!(m["labels"]["team"], "ops");
         assert_eq!(m["status"], "firing");
@@ -847,15 +1014,27 @@ mod tests {
             ..trig
         };
         let m = pager_message(&r, "fleet-b", &res).unwrap();
-        assert_eq!((m["event_action"].as_str(), m["status"].as_str()), (Some("resolve"), Some("resolved")));
+        assert_eq!(
+            (m["event_action"].as_str(), m["status"].as_str()),
+            (Some("resolve"), Some("resolved"))
+        );
         assert_eq!(m["endsAt"], "2023-11-14T22:20:00.000Z");
-        assert!(m["payload"]["summary"].as_str().unwrap().starts_with("RESOLVED: "));
+        assert!(m["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("RESOLVED: "));
 
-        let no_runbook = AlertRule { runbook_url: None, ..r.clone() };
+        let no_runbook = AlertRule {
+            runbook_url: None,
+            ..r.clone()
+        };
         let m = pager_message(&no_runbook, "fleet-b", &trig).unwrap();
         assert_eq!(m["links"], json!([]));
         assert!(m["annotations"].get("runbook_url").is_none());
-        let pending = Transition { kind: TransitionKind::Pending, ..trig };
+        let pending = Transition {
+            kind: TransitionKind::Pending,
+            ..trig
+        };
         assert_eq!(pager_message(&r, "fleet-b", &pending), None);
     }
 }

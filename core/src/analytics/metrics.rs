@@ -14,7 +14,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("availability", "share 0..1: available_ms / observed_ms"),
     ("idle_share", "share 0..1: idle_ms / observed_ms"),
     ("charging_share", "share 0..1: charging_ms / observed_ms"),
-    ("maintenance_share", "share 0..1: maintenance_ms / observed_ms"),
+    (
+        "maintenance_share",
+        "share 0..1: maintenance_ms / observed_ms",
+    ),
     ("fault_share", "share 0..1: fault_ms / observed_ms"),
     ("offline_share", "share 0..1: offline_ms / observed_ms"),
     ("avg_speed_kph", "km/h: mean speed of moving samples"),
@@ -122,7 +125,14 @@ mod tests {
     fn undefined_is_none_not_nan() {
         let empty = Counters::default();
         let p = ScoreParams::default();
-        for n in ["utilization", "availability", "idle_share", "avg_speed_kph", "kwh_per_km", "score"] {
+        for n in [
+            "utilization",
+            "availability",
+            "idle_share",
+            "avg_speed_kph",
+            "kwh_per_km",
+            "score",
+        ] {
             assert_eq!(metric_value(n, &empty, &p), None, "{n}");
         }
         assert_eq!(metric_value("fault_count", &empty, &p), Some(0.0));

@@ -34,7 +34,12 @@ const MS_PER_DAY: i64 = 86_400_000;
 pub fn higher_is_better(metric: &str) -> bool {
     !matches!(
         metric,
-        "kwh_per_km" | "fault_count" | "fault_share" | "offline_share" | "maintenance_share" | "idle_share"
+        "kwh_per_km"
+            | "fault_count"
+            | "fault_share"
+            | "offline_share"
+            | "maintenance_share"
+            | "idle_share"
     )
 }
 
@@ -273,7 +278,9 @@ pub struct FleetReport {
 
 fn score_of(c: &Counters, p: &ScoreParams) -> ReportScore {
     // Params are validated with the config; an invalid set scores nothing rather than panic.
-    score::score(c, p).map(ReportScore::from).unwrap_or_default()
+    score::score(c, p)
+        .map(ReportScore::from)
+        .unwrap_or_default()
 }
 
 fn severity_order(s: Option<&str>) -> u8 {
@@ -290,7 +297,9 @@ fn severity_order(s: Option<&str>) -> u8 {
 pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -> ReportTrend {
     let points: Vec<(f64, f64)> = windows
         .iter()
-        .filter_map(|w| metric_value(metric, &w.counters, &s.score).map(|v| (w.end_ms as f64 / MS_PER_HOUR, v)))
+        .filter_map(|w| {
+            metric_value(metric, &w.counters, &s.score).map(|v| (w.end_ms as f64 / MS_PER_HOUR, v))
+        })
         .collect();
     let params = TrendParams {
         higher_is_better: higher_is_better(metric),
@@ -307,7 +316,9 @@ pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -
         p_value: t.map(|t| t.p_value),
         r2: t.map(|t| t.fit.r2),
         change_pct: t.and_then(|t| t.change_pct),
-        forecast_at_ms: t.and_then(|t| t.forecast).map(|f| (f.t * MS_PER_HOUR).round() as i64),
+        forecast_at_ms: t
+            .and_then(|t| t.forecast)
+            .map(|f| (f.t * MS_PER_HOUR).round() as i64),
         forecast: t.and_then(|t| t.forecast).map(|f| f.value),
         forecast_lower: t.and_then(|t| t.forecast).map(|f| f.lower),
         forecast_upper: t.and_then(|t| t.forecast).map(|f| f.upper),
@@ -317,8 +328,12 @@ pub fn period_trend(metric: &str, windows: &[WindowInput], s: &ReportSettings) -
 /// Assembles the report (see the module docs). Windows are taken in start order whatever the
 /// input order; windows outside `[from, to)` are left out.
 pub fn build(input: &ReportInput, s: &ReportSettings) -> FleetReport {
-    let mut windows: Vec<WindowInput> =
-        input.windows.iter().filter(|w| w.start_ms >= input.from_ms && w.start_ms < input.to_ms).cloned().collect();
+    let mut windows: Vec<WindowInput> = input
+        .windows
+        .iter()
+        .filter(|w| w.start_ms >= input.from_ms && w.start_ms < input.to_ms)
+        .cloned()
+        .collect();
     windows.sort_by_key(|w| w.start_ms);
     let mut sum = Counters::default();
     let mut days: BTreeMap<i64, (u64, Counters)> = BTreeMap::new();
@@ -364,14 +379,33 @@ pub fn build(input: &ReportInput, s: &ReportSettings) -> FleetReport {
                 higher_is_better: b.higher_is_better,
                 value,
                 percent_of_target: value.and_then(|v| score::percent_of_benchmark(v, b.target)),
-                met: value.map(|v| if b.higher_is_better { v >= b.target } else { v <= b.target }),
+                met: value.map(|v| {
+                    if b.higher_is_better {
+                        v >= b.target
+                    } else {
+                        v <= b.target
+                    }
+                }),
             }
         })
         .collect();
     let mut ranks = input.ranks.clone();
-    ranks.sort_by(|a, b| a.day_start_ms.cmp(&b.day_start_ms).then_with(|| a.federation_id.cmp(&b.federation_id)));
-    let trends = s.trend_metrics.iter().map(|m| period_trend(m, &windows, s)).collect();
-    let mut alerts: Vec<AlertInput> = input.alerts.iter().filter(|a| a.firings > 0).cloned().collect();
+    ranks.sort_by(|a, b| {
+        a.day_start_ms
+            .cmp(&b.day_start_ms)
+            .then_with(|| a.federation_id.cmp(&b.federation_id))
+    });
+    let trends = s
+        .trend_metrics
+        .iter()
+        .map(|m| period_trend(m, &windows, s))
+        .collect();
+    let mut alerts: Vec<AlertInput> = input
+        .alerts
+        .iter()
+        .filter(|a| a.firings > 0)
+        .cloned()
+        .collect();
     alerts.sort_by(|a, b| {
         severity_order(a.severity.as_deref())
             .cmp(&severity_order(b.severity.as_deref()))
@@ -393,7 +427,9 @@ pub fn build(input: &ReportInput, s: &ReportSettings) -> FleetReport {
         })
         .collect();
     vehicles.sort_by(|a, b| match (a.score.total, b.score.total) {
-        (Some(x), Some(y)) => x.total_cmp(&y).then_with(|| a.vehicle_id.cmp(&b.vehicle_id)),
+        (Some(x), Some(y)) => x
+            .total_cmp(&y)
+            .then_with(|| a.vehicle_id.cmp(&b.vehicle_id)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.vehicle_id.cmp(&b.vehicle_id),
@@ -463,7 +499,10 @@ pub fn to_csv(r: &FleetReport) -> String {
     ] {
         row("summary", "", f, num(v));
     }
-    let score_rows = |section: &str, item: &str, v: &ReportScore, row: &mut dyn FnMut(&str, &str, &str, String)| {
+    let score_rows = |section: &str,
+                      item: &str,
+                      v: &ReportScore,
+                      row: &mut dyn FnMut(&str, &str, &str, String)| {
         for (f, x) in [
             ("total", v.total),
             ("efficiency", v.efficiency),
@@ -494,8 +533,18 @@ pub fn to_csv(r: &FleetReport) -> String {
         row("benchmark", &b.name, "metric", b.metric.clone());
         row("benchmark", &b.name, "target", b.target.to_string());
         row("benchmark", &b.name, "value", num(b.value));
-        row("benchmark", &b.name, "percent_of_target", num(b.percent_of_target));
-        row("benchmark", &b.name, "met", b.met.map(|m| m.to_string()).unwrap_or_default());
+        row(
+            "benchmark",
+            &b.name,
+            "percent_of_target",
+            num(b.percent_of_target),
+        );
+        row(
+            "benchmark",
+            &b.name,
+            "met",
+            b.met.map(|m| m.to_string()).unwrap_or_default(),
+        );
     }
     for k in &r.ranks {
         let item = format!("{} {}", k.federation_id, &rfc3339(k.day_start_ms)[..10]);
@@ -505,7 +554,12 @@ pub fn to_csv(r: &FleetReport) -> String {
     }
     for t in &r.trends {
         row("trend", &t.metric, "points", t.points.to_string());
-        row("trend", &t.metric, "direction", t.direction.clone().unwrap_or_default());
+        row(
+            "trend",
+            &t.metric,
+            "direction",
+            t.direction.clone().unwrap_or_default(),
+        );
         row("trend", &t.metric, "slope_per_hour", num(t.slope_per_hour));
         row("trend", &t.metric, "p_value", num(t.p_value));
         row("trend", &t.metric, "change_pct", num(t.change_pct));
@@ -516,15 +570,35 @@ pub fn to_csv(r: &FleetReport) -> String {
     for a in &r.top_alerts {
         row("alert", &a.dedup_key, "rule_id", a.rule_id.clone());
         row("alert", &a.dedup_key, "subject", a.subject.clone());
-        row("alert", &a.dedup_key, "severity", a.severity.clone().unwrap_or_default());
+        row(
+            "alert",
+            &a.dedup_key,
+            "severity",
+            a.severity.clone().unwrap_or_default(),
+        );
         row("alert", &a.dedup_key, "firings", a.firings.to_string());
         row("alert", &a.dedup_key, "first_at", rfc3339(a.first_at_ms));
-        row("alert", &a.dedup_key, "status", a.status.clone().unwrap_or_default());
+        row(
+            "alert",
+            &a.dedup_key,
+            "status",
+            a.status.clone().unwrap_or_default(),
+        );
     }
     for v in &r.worst_vehicles {
         score_rows("vehicle", &v.vehicle_id, &v.score, &mut row);
-        row("vehicle", &v.vehicle_id, "distance_km", v.distance_km.to_string());
-        row("vehicle", &v.vehicle_id, "fault_count", v.fault_count.to_string());
+        row(
+            "vehicle",
+            &v.vehicle_id,
+            "distance_km",
+            v.distance_km.to_string(),
+        );
+        row(
+            "vehicle",
+            &v.vehicle_id,
+            "fault_count",
+            v.fault_count.to_string(),
+        );
     }
     let mut out = String::from("section,item,field,value\r\n");
     for r in rows {
@@ -623,7 +697,11 @@ mod tests {
                         status: None,
                     }
                 },
-                AlertInput { dedup_key: "k-pending".into(), firings: 0, ..Default::default() },
+                AlertInput {
+                    dedup_key: "k-pending".into(),
+                    firings: 0,
+                    ..Default::default()
+                },
             ],
             ranks: vec![],
         };
@@ -636,7 +714,10 @@ mod tests {
         // cost 100·(1 − 0.2·0.3/0.25) = 76.
         let u = 100.0 * 396.0 / 720.0;
         let total = r.score.total.unwrap();
-        assert!((total - (100.0 + u + 100.0 + 100.0 + 76.0) / 5.0).abs() < 1e-9, "{total}");
+        assert!(
+            (total - (100.0 + u + 100.0 + 100.0 + 76.0) / 5.0).abs() < 1e-9,
+            "{total}"
+        );
         assert_eq!(r.daily.len(), 2);
         assert_eq!(r.daily[0].day, "2023-11-14");
         assert_eq!((r.daily[1].day_start_ms, r.daily[1].windows), (DAY0, 3));
@@ -653,31 +734,57 @@ mod tests {
         let k = r.trends.iter().find(|t| t.metric == "kwh_per_km").unwrap();
         assert_eq!(k.direction.as_deref(), Some("stable"));
         let keys: Vec<&str> = r.top_alerts.iter().map(|a| a.dedup_key.as_str()).collect();
-        assert_eq!(keys, ["k-crit", "k-warn"], "critical first, never-fired left out");
-        let v: Vec<&str> = r.worst_vehicles.iter().map(|v| v.vehicle_id.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["k-crit", "k-warn"],
+            "critical first, never-fired left out"
+        );
+        let v: Vec<&str> = r
+            .worst_vehicles
+            .iter()
+            .map(|v| v.vehicle_id.as_str())
+            .collect();
         assert_eq!(v, ["v-bad", "v-good", "v-none"]);
 
         let csv = to_csv(&r);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], "section,item,field,value");
-        assert!(lines.contains(&format!("score,period,total,{total}").as_str()), "{csv}");
-        assert!(lines.contains(&"benchmark,\"util, target\",met,true"), "{csv}");
+        assert!(
+            lines.contains(&format!("score,period,total,{total}").as_str()),
+            "{csv}"
+        );
+        assert!(
+            lines.contains(&"benchmark,\"util, target\",met,true"),
+            "{csv}"
+        );
         assert!(lines.contains(&"summary,,windows,6"));
         assert!(lines.contains(&"daily,2023-11-15,windows,3"));
         assert!(lines.contains(&"vehicle,v-none,total,"), "null is empty");
         // Every line has exactly 4 fields (one quoted comma above).
-        assert!(lines
-            .iter()
-            .filter(|l| !l.is_empty())
-            .all(|l| l.replace("\"util, target\"", "x").split(',').count() == 4));
+        assert!(lines.iter().filter(|l| !l.is_empty()).all(|l| l
+            .replace("\"util, target\"", "x")
+            .split(',')
+            .count()
+            == 4));
     }
 
     #[test]
     fn empty_period_and_helpers() {
-        let r = build(&ReportInput { fleet_id: "f".into(), from_ms: 0, to_ms: M, ..Default::default() }, &settings());
+        let r = build(
+            &ReportInput {
+                fleet_id: "f".into(),
+                from_ms: 0,
+                to_ms: M,
+                ..Default::default()
+            },
+            &settings(),
+        );
         assert_eq!(r.summary.windows, 0);
         assert_eq!(r.score, ReportScore::default());
-        assert!(r.trends.iter().all(|t| t.direction.is_none() && t.points == 0));
+        assert!(r
+            .trends
+            .iter()
+            .all(|t| t.direction.is_none() && t.points == 0));
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
         assert!(!higher_is_better("kwh_per_km") && higher_is_better("score"));
         assert_eq!(day_start(DAY0 + 5), DAY0);

@@ -47,20 +47,34 @@ pub struct ScoreWeights {
 impl Default for ScoreWeights {
     /// Equal weights, 0.2 each.
     fn default() -> Self {
-        ScoreWeights { efficiency: 0.2, utilization: 0.2, reliability: 0.2, safety: 0.2, cost: 0.2 }
+        ScoreWeights {
+            efficiency: 0.2,
+            utilization: 0.2,
+            reliability: 0.2,
+            safety: 0.2,
+            cost: 0.2,
+        }
     }
 }
 
 impl ScoreWeights {
     fn as_array(&self) -> [f64; 5] {
-        [self.efficiency, self.utilization, self.reliability, self.safety, self.cost]
+        [
+            self.efficiency,
+            self.utilization,
+            self.reliability,
+            self.safety,
+            self.cost,
+        ]
     }
 
     pub fn validate(&self) -> Result<()> {
         let names = ["efficiency", "utilization", "reliability", "safety", "cost"];
         for (name, w) in names.iter().zip(self.as_array()) {
             if !w.is_finite() || w < 0.0 {
-                return Err(Error::Config(format!("score weight {name} must be a finite number >= 0, got {w}")));
+                return Err(Error::Config(format!(
+                    "score weight {name} must be a finite number >= 0, got {w}"
+                )));
             }
         }
         if self.as_array().iter().sum::<f64>() <= 0.0 {
@@ -124,7 +138,9 @@ impl ScoreParams {
         ];
         for (name, v) in positive {
             if !v.is_finite() || v <= 0.0 {
-                return Err(Error::Config(format!("score {name} must be a finite number > 0, got {v}")));
+                return Err(Error::Config(format!(
+                    "score {name} must be a finite number > 0, got {v}"
+                )));
             }
         }
         if !self.energy_price_per_kwh.is_finite() || self.energy_price_per_kwh < 0.0 {
@@ -165,7 +181,13 @@ pub fn components(c: &Counters, p: &ScoreParams) -> Components {
     let kwh_per_km = c.kwh_per_km();
     let faults = c.fault_count as f64;
     Components {
-        efficiency: kwh_per_km.map(|e| if e <= 0.0 { 100.0 } else { 100.0 * clamp01(p.reference_kwh_per_km / e) }),
+        efficiency: kwh_per_km.map(|e| {
+            if e <= 0.0 {
+                100.0
+            } else {
+                100.0 * clamp01(p.reference_kwh_per_km / e)
+            }
+        }),
         utilization: c.utilization().map(|u| 100.0 * u),
         reliability: c.availability().map(|a| {
             let per_hour = faults / observed_h;
@@ -175,7 +197,8 @@ pub fn components(c: &Counters, p: &ScoreParams) -> Components {
             let per_1000km = faults / (km / 1000.0);
             100.0 * clamp01(1.0 - per_1000km / p.max_faults_per_1000km)
         }),
-        cost: kwh_per_km.map(|e| 100.0 * clamp01(1.0 - e * p.energy_price_per_kwh / p.max_cost_per_km)),
+        cost: kwh_per_km
+            .map(|e| 100.0 * clamp01(1.0 - e * p.energy_price_per_kwh / p.max_cost_per_km)),
     }
 }
 
@@ -203,11 +226,17 @@ pub fn total(comp: &Components, w: &ScoreWeights) -> Option<f64> {
 pub fn score(c: &Counters, params: &ScoreParams) -> Result<Score> {
     params.validate()?;
     let components = components(c, params);
-    Ok(Score { total: total(&components, &params.weights), components })
+    Ok(Score {
+        total: total(&components, &params.weights),
+        components,
+    })
 }
 
 /// The score of a day (or any span): [`score`] of the summed window counters.
-pub fn daily_score<'a>(windows: impl IntoIterator<Item = &'a Counters>, params: &ScoreParams) -> Result<Score> {
+pub fn daily_score<'a>(
+    windows: impl IntoIterator<Item = &'a Counters>,
+    params: &ScoreParams,
+) -> Result<Score> {
     let mut sum = Counters::default();
     for w in windows {
         sum.add(w);
@@ -239,9 +268,17 @@ pub struct Ranked {
 /// (unranked). The result is ordered by rank, ties by fleet id, so it is stable whatever the
 /// input order.
 pub fn rank_among(values: &[(String, f64)], higher_is_better: bool) -> Vec<Ranked> {
-    let mut v: Vec<(String, f64)> = values.iter().filter(|(_, x)| x.is_finite()).cloned().collect();
+    let mut v: Vec<(String, f64)> = values
+        .iter()
+        .filter(|(_, x)| x.is_finite())
+        .cloned()
+        .collect();
     v.sort_by(|a, b| {
-        let ord = if higher_is_better { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) };
+        let ord = if higher_is_better {
+            b.1.total_cmp(&a.1)
+        } else {
+            a.1.total_cmp(&b.1)
+        };
         ord.then_with(|| a.0.cmp(&b.0))
     });
     let mut out: Vec<Ranked> = Vec::with_capacity(v.len());
@@ -250,7 +287,11 @@ pub fn rank_among(values: &[(String, f64)], higher_is_better: bool) -> Vec<Ranke
             Some(prev) if prev.value == value => prev.rank,
             _ => i as u32 + 1,
         };
-        out.push(Ranked { fleet_id, value, rank });
+        out.push(Ranked {
+            fleet_id,
+            value,
+            rank,
+        });
     }
     out
 }
@@ -332,13 +373,25 @@ mod tests {
     #[test]
     fn total_is_the_weighted_mean() {
         let mut p = ScoreParams {
-            weights: ScoreWeights { efficiency: 0.0, utilization: 3.0, reliability: 1.0, safety: 0.0, cost: 0.0 },
+            weights: ScoreWeights {
+                efficiency: 0.0,
+                utilization: 3.0,
+                reliability: 1.0,
+                safety: 0.0,
+                cost: 0.0,
+            },
             ..ScoreParams::default()
         };
         let s = score(&window(), &p).unwrap();
         assert!(close(s.total.unwrap(), (3.0 * 60.0 + 90.0) / 4.0));
         // Only zero-weight components defined → no total.
-        p.weights = ScoreWeights { efficiency: 1.0, utilization: 0.0, reliability: 0.0, safety: 0.0, cost: 0.0 };
+        p.weights = ScoreWeights {
+            efficiency: 1.0,
+            utilization: 0.0,
+            reliability: 0.0,
+            safety: 0.0,
+            cost: 0.0,
+        };
         let mut parked = window();
         parked.distance_m = 0;
         assert_eq!(score(&parked, &p).unwrap().total, None);
@@ -346,21 +399,58 @@ mod tests {
 
     #[test]
     fn weights_are_validated_and_normalised() {
-        let w = ScoreWeights { efficiency: 1.0, utilization: 1.0, reliability: 2.0, safety: 0.0, cost: 0.0 };
+        let w = ScoreWeights {
+            efficiency: 1.0,
+            utilization: 1.0,
+            reliability: 2.0,
+            safety: 0.0,
+            cost: 0.0,
+        };
         let n = w.normalised().unwrap();
         assert!(close(n.reliability, 0.5) && close(n.efficiency, 0.25) && n.safety == 0.0);
-        let zero = ScoreWeights { efficiency: 0.0, utilization: 0.0, reliability: 0.0, safety: 0.0, cost: 0.0 };
+        let zero = ScoreWeights {
+            efficiency: 0.0,
+            utilization: 0.0,
+            reliability: 0.0,
+            safety: 0.0,
+            cost: 0.0,
+        };
         assert!(zero.validate().is_err());
         assert!(ScoreWeights { cost: -0.1, ..w }.validate().is_err());
-        assert!(ScoreWeights { cost: f64::NAN, ..w }.validate().is_err());
-        assert!(ScoreWeights { cost: f64::INFINITY, ..w }.normalised().is_err());
+        assert!(ScoreWeights {
+            cost: f64::NAN,
+            ..w
+        }
+        .validate()
+        .is_err());
+        assert!(ScoreWeights {
+            cost: f64::INFINITY,
+            ..w
+        }
+        .normalised()
+        .is_err());
         // Same scores with normalised weights.
-        let p = ScoreParams { weights: w, ..ScoreParams::default() };
-        let pn = ScoreParams { weights: n, ..ScoreParams::default() };
-        assert!(close(score(&window(), &p).unwrap().total.unwrap(), score(&window(), &pn).unwrap().total.unwrap()));
-        let bad = ScoreParams { reference_kwh_per_km: 0.0, ..ScoreParams::default() };
+        let p = ScoreParams {
+            weights: w,
+            ..ScoreParams::default()
+        };
+        let pn = ScoreParams {
+            weights: n,
+            ..ScoreParams::default()
+        };
+        assert!(close(
+            score(&window(), &p).unwrap().total.unwrap(),
+            score(&window(), &pn).unwrap().total.unwrap()
+        ));
+        let bad = ScoreParams {
+            reference_kwh_per_km: 0.0,
+            ..ScoreParams::default()
+        };
         assert!(score(&window(), &bad).is_err());
-        let bad = ScoreParams { energy_price_per_kwh: -1.0, ..ScoreParams::default() };
+        let bad = ScoreParams {
+            energy_price_per_kwh: -1.0,
+            ..ScoreParams::default()
+        };
         assert!(bad.validate().is_err());
     }
 
@@ -370,7 +460,8 @@ mod tests {
         assert_eq!(w.safety, 0.5);
         assert_eq!(w.cost, 0.2);
         assert!(serde_json::from_str::<ScoreWeights>(r#"{"speed": 1}"#).is_err());
-        let p: ScoreParams = serde_json::from_str(r#"{"weights": {"cost": 0}, "max_cost_per_km": 0.5}"#).unwrap();
+        let p: ScoreParams =
+            serde_json::from_str(r#"{"weights": {"cost": 0}, "max_cost_per_km": 0.5}"#).unwrap();
         assert_eq!(p.weights.cost, 0.0);
         assert_eq!(p.max_cost_per_km, 0.5);
     }
@@ -385,7 +476,10 @@ mod tests {
         b.available_ms = 60_000;
         let day = daily_score([&a, &b], &p).unwrap();
         // Utilization of the sum, not the mean of 60 and 0.
-        assert!(close(day.components.utilization.unwrap(), 100.0 * 360_000.0 / 660_000.0));
+        assert!(close(
+            day.components.utilization.unwrap(),
+            100.0 * 360_000.0 / 660_000.0
+        ));
         let mut sum = a.clone();
         sum.add(&b);
         assert_eq!(day, score(&sum, &p).unwrap());
@@ -402,8 +496,21 @@ mod tests {
 
     #[test]
     fn competition_rank_with_stable_ties() {
-        let v = |xs: &[(&str, f64)]| xs.iter().map(|(f, x)| (f.to_string(), *x)).collect::<Vec<_>>();
-        let r = rank_among(&v(&[("c", 70.0), ("a", 80.0), ("d", f64::NAN), ("b", 70.0), ("e", 60.0)]), true);
+        let v = |xs: &[(&str, f64)]| {
+            xs.iter()
+                .map(|(f, x)| (f.to_string(), *x))
+                .collect::<Vec<_>>()
+        };
+        let r = rank_among(
+            &v(&[
+                ("c", 70.0),
+                ("a", 80.0),
+                ("d", f64::NAN),
+                ("b", 70.0),
+                ("e", 60.0),
+            ]),
+            true,
+        );
         let got: Vec<(&str, u32)> = r.iter().map(|x| (x.fleet_id.as_str(), x.rank)).collect();
         assert_eq!(got, vec![("a", 1), ("b", 2), ("c", 2), ("e", 4)]);
         let r = rank_among(&v(&[("c", 70.0), ("a", 80.0), ("b", 70.0)]), false);

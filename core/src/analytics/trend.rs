@@ -80,7 +80,8 @@ impl Fit {
         }
         let q = student_t_quantile(1.0 - (1.0 - confidence) / 2.0, self.df())?;
         let n = self.n as f64;
-        let half = q * self.residual_se * (1.0 + 1.0 / n + (t - self.t_mean).powi(2) / self.sxx).sqrt();
+        let half =
+            q * self.residual_se * (1.0 + 1.0 / n + (t - self.t_mean).powi(2) / self.sxx).sqrt();
         let y = self.predict(t);
         (half.is_finite() && y.is_finite()).then_some((y - half, y + half))
     }
@@ -92,7 +93,10 @@ pub fn fit(points: &[(f64, f64)]) -> Result<Fit, TrendError> {
     if n < 3 {
         return Err(TrendError::TooFewPoints { n });
     }
-    if let Some(index) = points.iter().position(|(t, y)| !t.is_finite() || !y.is_finite()) {
+    if let Some(index) = points
+        .iter()
+        .position(|(t, y)| !t.is_finite() || !y.is_finite())
+    {
         return Err(TrendError::NonFinite { index });
     }
     let nf = n as f64;
@@ -110,19 +114,47 @@ pub fn fit(points: &[(f64, f64)]) -> Result<Fit, TrendError> {
     }
     let slope = sxy / sxx;
     let intercept = y_mean - slope * t_mean;
-    let sse: f64 = points.iter().map(|&(t, y)| ((y - y_mean) - slope * (t - t_mean)).powi(2)).sum();
-    let r2 = if syy == 0.0 { 1.0 } else { (1.0 - sse / syy).clamp(0.0, 1.0) };
+    let sse: f64 = points
+        .iter()
+        .map(|&(t, y)| ((y - y_mean) - slope * (t - t_mean)).powi(2))
+        .sum();
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        (1.0 - sse / syy).clamp(0.0, 1.0)
+    };
     let residual_se = (sse / (nf - 2.0)).sqrt();
     let slope_se = residual_se / sxx.sqrt();
     let t_stat = (slope_se > 0.0).then(|| slope / slope_se);
     let t_first = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let t_last = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-    let all = [slope, intercept, r2, residual_se, slope_se, t_stat.unwrap_or(0.0), t_mean, sxx];
+    let all = [
+        slope,
+        intercept,
+        r2,
+        residual_se,
+        slope_se,
+        t_stat.unwrap_or(0.0),
+        t_mean,
+        sxx,
+    ];
     if all.iter().any(|x| !x.is_finite()) {
         // Only reachable with values near f64::MAX, whose squares overflow.
         return Err(TrendError::NonFinite { index: 0 });
     }
-    Ok(Fit { n, slope, intercept, r2, residual_se, slope_se, t_stat, t_mean, sxx, t_first, t_last })
+    Ok(Fit {
+        n,
+        slope,
+        intercept,
+        r2,
+        residual_se,
+        slope_se,
+        t_stat,
+        t_mean,
+        sxx,
+        t_first,
+        t_last,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +191,12 @@ pub struct TrendParams {
 
 impl Default for TrendParams {
     fn default() -> Self {
-        TrendParams { higher_is_better: true, alpha: 0.05, horizon_steps: 5, confidence: 0.95 }
+        TrendParams {
+            higher_is_better: true,
+            alpha: 0.05,
+            horizon_steps: 5,
+            confidence: 0.95,
+        }
     }
 }
 
@@ -204,21 +241,31 @@ pub fn analyze(points: &[(f64, f64)], params: &TrendParams) -> Result<Trend, Tre
     };
     let start = fit.predict(fit.t_first);
     let end = fit.predict(fit.t_last);
-    let change_pct = (start.abs() >= 1e-12).then(|| 100.0 * (end - start) / start.abs()).filter(|x| x.is_finite());
+    let change_pct = (start.abs() >= 1e-12)
+        .then(|| 100.0 * (end - start) / start.abs())
+        .filter(|x| x.is_finite());
     let forecast = if params.horizon_steps == 0 {
         None
     } else {
         let step = (fit.t_last - fit.t_first) / (fit.n - 1) as f64;
         let t = fit.t_last + params.horizon_steps as f64 * step;
-        fit.prediction_interval(t, params.confidence).map(|(lower, upper)| Forecast {
-            t,
-            value: fit.predict(t),
-            lower,
-            upper,
-            confidence: params.confidence,
-        })
+        fit.prediction_interval(t, params.confidence)
+            .map(|(lower, upper)| Forecast {
+                t,
+                value: fit.predict(t),
+                lower,
+                upper,
+                confidence: params.confidence,
+            })
     };
-    Ok(Trend { fit, p_value, significant, direction, change_pct, forecast })
+    Ok(Trend {
+        fit,
+        p_value,
+        significant,
+        direction,
+        change_pct,
+        forecast,
+    })
 }
 
 /// The points of the sliding horizon ending at `end` (the newest window, whether or not the
@@ -386,9 +433,19 @@ mod tests {
         assert!(close(t.change_pct.unwrap(), 100.0 * 8.0 / 3.0, 1e-12));
         let fc = t.forecast.unwrap();
         assert!(close(fc.t, 9.0, 1e-12) && close(fc.value, 21.0, 1e-12));
-        assert_eq!((fc.lower, fc.upper), (fc.value, fc.value), "no residuals, no spread");
-        let lower_better = TrendParams { higher_is_better: false, ..TrendParams::default() };
-        assert_eq!(analyze(&pts, &lower_better).unwrap().direction, Direction::Declining);
+        assert_eq!(
+            (fc.lower, fc.upper),
+            (fc.value, fc.value),
+            "no residuals, no spread"
+        );
+        let lower_better = TrendParams {
+            higher_is_better: false,
+            ..TrendParams::default()
+        };
+        assert_eq!(
+            analyze(&pts, &lower_better).unwrap().direction,
+            Direction::Declining
+        );
     }
 
     #[test]
@@ -403,16 +460,29 @@ mod tests {
         assert!(close(f.slope_se, 0.08f64.sqrt(), 1e-12));
         assert!(close(f.t_stat.unwrap(), 0.6 / 0.08f64.sqrt(), 1e-12));
         // p ≈ 0.124027 (Simpson integration of the t density) → stable at 5 %, not at 15 %.
-        assert!(close(f.p_value(), 0.124_027_062_657_550_6, 1e-9), "{}", f.p_value());
+        assert!(
+            close(f.p_value(), 0.124_027_062_657_550_6, 1e-9),
+            "{}",
+            f.p_value()
+        );
         let t = analyze(&pts, &TrendParams::default()).unwrap();
         assert!(!t.significant);
         assert_eq!(t.direction, Direction::Stable);
-        let loose = TrendParams { alpha: 0.15, ..TrendParams::default() };
-        assert_eq!(analyze(&pts, &loose).unwrap().direction, Direction::Improving);
+        let loose = TrendParams {
+            alpha: 0.15,
+            ..TrendParams::default()
+        };
+        assert_eq!(
+            analyze(&pts, &loose).unwrap().direction,
+            Direction::Improving
+        );
         // Interval at t = 3 (the mean): ŷ = 4 ± t(0.975, 3)·s·√(1 + 1/5).
         let (lo, hi) = f.prediction_interval(3.0, 0.95).unwrap();
         let half = 3.182_446_305_284_263 * 0.8f64.sqrt() * 1.2f64.sqrt();
-        assert!(close(hi - 4.0, half, 1e-9) && close(4.0 - lo, half, 1e-9), "{lo} {hi}");
+        assert!(
+            close(hi - 4.0, half, 1e-9) && close(4.0 - lo, half, 1e-9),
+            "{lo} {hi}"
+        );
     }
 
     #[test]
@@ -420,29 +490,64 @@ mod tests {
         // Closed forms: df 1 is Cauchy, df 2 has q = (2p−1)·√(2/(4p(1−p))).
         for p in [0.6, 0.9, 0.975, 0.995] {
             let cauchy = (std::f64::consts::PI * (p - 0.5)).tan();
-            assert!(close(student_t_quantile(p, 1.0).unwrap(), cauchy, 1e-10), "{p}");
+            assert!(
+                close(student_t_quantile(p, 1.0).unwrap(), cauchy, 1e-10),
+                "{p}"
+            );
             let df2 = (2.0 * p - 1.0) * (2.0 / (4.0 * p * (1.0 - p))).sqrt();
-            assert!(close(student_t_quantile(p, 2.0).unwrap(), df2, 1e-10), "{p}");
+            assert!(
+                close(student_t_quantile(p, 2.0).unwrap(), df2, 1e-10),
+                "{p}"
+            );
         }
-        assert!(close(student_t_quantile(0.975, 10.0).unwrap(), 2.228_138_851_986_274, 1e-10));
-        assert!(close(student_t_quantile(0.975, 28.0).unwrap(), 2.048_407_141_795_244, 1e-10));
-        assert!(close(student_t_quantile(0.025, 28.0).unwrap(), -2.048_407_141_795_244, 1e-10));
+        assert!(close(
+            student_t_quantile(0.975, 10.0).unwrap(),
+            2.228_138_851_986_274,
+            1e-10
+        ));
+        assert!(close(
+            student_t_quantile(0.975, 28.0).unwrap(),
+            2.048_407_141_795_244,
+            1e-10
+        ));
+        assert!(close(
+            student_t_quantile(0.025, 28.0).unwrap(),
+            -2.048_407_141_795_244,
+            1e-10
+        ));
         assert_eq!(student_t_quantile(0.5, 4.0), Some(0.0));
         assert_eq!(student_t_quantile(1.0, 4.0), None);
         assert_eq!(student_t_quantile(0.9, 0.0), None);
-        assert!(close(student_t_two_sided_p(2.228_138_851_986_274, 10.0), 0.05, 1e-10));
+        assert!(close(
+            student_t_two_sided_p(2.228_138_851_986_274, 10.0),
+            0.05,
+            1e-10
+        ));
         assert_eq!(student_t_two_sided_p(0.0, 5.0), 1.0);
         assert_eq!(student_t_two_sided_p(f64::INFINITY, 5.0), 0.0);
         // Large df approaches the normal quantile.
-        assert!(close(student_t_quantile(0.975, 1e7).unwrap(), 1.959_964, 1e-6));
+        assert!(close(
+            student_t_quantile(0.975, 1e7).unwrap(),
+            1.959_964,
+            1e-6
+        ));
     }
 
     #[test]
     fn degenerate_inputs_are_errors_not_nan() {
         assert_eq!(fit(&[]).unwrap_err(), TrendError::TooFewPoints { n: 0 });
-        assert_eq!(fit(&[(0.0, 1.0), (1.0, 2.0)]).unwrap_err(), TrendError::TooFewPoints { n: 2 });
-        assert_eq!(fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).unwrap_err(), TrendError::ZeroVarianceT);
-        assert_eq!(fit(&[(0.0, 1.0), (1.0, f64::NAN), (2.0, 3.0)]).unwrap_err(), TrendError::NonFinite { index: 1 });
+        assert_eq!(
+            fit(&[(0.0, 1.0), (1.0, 2.0)]).unwrap_err(),
+            TrendError::TooFewPoints { n: 2 }
+        );
+        assert_eq!(
+            fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).unwrap_err(),
+            TrendError::ZeroVarianceT
+        );
+        assert_eq!(
+            fit(&[(0.0, 1.0), (1.0, f64::NAN), (2.0, 3.0)]).unwrap_err(),
+            TrendError::NonFinite { index: 1 }
+        );
         assert_eq!(
             fit(&[(0.0, 1.0), (f64::INFINITY, 1.0), (2.0, 3.0)]).unwrap_err(),
             TrendError::NonFinite { index: 1 }
@@ -453,12 +558,32 @@ mod tests {
         assert_eq!(t.direction, Direction::Stable);
         assert_eq!(t.change_pct, Some(0.0));
         let zero_start = [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)];
-        assert_eq!(analyze(&zero_start, &TrendParams::default()).unwrap().change_pct, None);
-        let bad = TrendParams { alpha: 0.0, ..TrendParams::default() };
-        assert!(matches!(analyze(&flat, &bad), Err(TrendError::InvalidParams(_))));
-        let bad = TrendParams { confidence: 1.0, ..TrendParams::default() };
-        assert!(matches!(analyze(&flat, &bad), Err(TrendError::InvalidParams(_))));
-        let no_forecast = TrendParams { horizon_steps: 0, ..TrendParams::default() };
+        assert_eq!(
+            analyze(&zero_start, &TrendParams::default())
+                .unwrap()
+                .change_pct,
+            None
+        );
+        let bad = TrendParams {
+            alpha: 0.0,
+            ..TrendParams::default()
+        };
+        assert!(matches!(
+            analyze(&flat, &bad),
+            Err(TrendError::InvalidParams(_))
+        ));
+        let bad = TrendParams {
+            confidence: 1.0,
+            ..TrendParams::default()
+        };
+        assert!(matches!(
+            analyze(&flat, &bad),
+            Err(TrendError::InvalidParams(_))
+        ));
+        let no_forecast = TrendParams {
+            horizon_steps: 0,
+            ..TrendParams::default()
+        };
         assert_eq!(analyze(&flat, &no_forecast).unwrap().forecast, None);
     }
 
@@ -466,7 +591,9 @@ mod tests {
     fn large_epoch_times_keep_precision() {
         // Epoch milliseconds: centring keeps the slope exact where naive sums would not.
         let t0 = 1.7e12;
-        let pts: Vec<(f64, f64)> = (0..30).map(|i| (t0 + 60_000.0 * i as f64, 0.5 + 1e-7 * i as f64)).collect();
+        let pts: Vec<(f64, f64)> = (0..30)
+            .map(|i| (t0 + 60_000.0 * i as f64, 0.5 + 1e-7 * i as f64))
+            .collect();
         let f = fit(&pts).unwrap();
         assert!(close(f.slope, 1e-7 / 60_000.0, 1e-6), "{}", f.slope);
     }
@@ -492,7 +619,13 @@ mod tests {
         assert!(t.change_pct.unwrap() < -50.0);
         let fc = t.forecast.unwrap();
         assert!(fc.lower < fc.value && fc.value < fc.upper);
-        let bad_for_cost = TrendParams { higher_is_better: false, ..TrendParams::default() };
-        assert_eq!(analyze(&pts, &bad_for_cost).unwrap().direction, Direction::Improving);
+        let bad_for_cost = TrendParams {
+            higher_is_better: false,
+            ..TrendParams::default()
+        };
+        assert_eq!(
+            analyze(&pts, &bad_for_cost).unwrap().direction,
+            Direction::Improving
+        );
     }
 }

@@ -17,7 +17,12 @@ pub fn utilization(busy_ms: u64, observed_ms: u64) -> Option<f64> {
     if busy_ms > observed_ms {
         return None;
     }
-    Counters { busy_ms, observed_ms, ..Counters::default() }.utilization()
+    Counters {
+        busy_ms,
+        observed_ms,
+        ..Counters::default()
+    }
+    .utilization()
 }
 
 /// Start and end of the tumbling window of length `window_ms` (> 0) that holds `ts_ms`
@@ -57,7 +62,12 @@ pub fn vehicle_window_counters(
 /// en_route or on_mission" this is the window's `busy_ms`; with a constant `true` it is
 /// `observed_ms`, and `utilization(busy, observed)` the vehicle's utilization. Points with the
 /// same time keep their input order (the later one wins the segment).
-pub fn flagged_ms(points: &[(i64, bool)], window_start_ms: i64, window_end_ms: i64, max_gap_ms: i64) -> u64 {
+pub fn flagged_ms(
+    points: &[(i64, bool)],
+    window_start_ms: i64,
+    window_end_ms: i64,
+    max_gap_ms: i64,
+) -> u64 {
     let samples = points
         .iter()
         .enumerate()
@@ -65,7 +75,11 @@ pub fn flagged_ms(points: &[(i64, bool)], window_start_ms: i64, window_end_ms: i
             ts,
             seq: i as i64,
             // Busy statuses are exactly en_route and on_mission, so busy_ms is the flagged time.
-            status: if flag { VehicleStatus::EnRoute } else { VehicleStatus::Idle },
+            status: if flag {
+                VehicleStatus::EnRoute
+            } else {
+                VehicleStatus::Idle
+            },
             odometer_m: 0,
             energy_wh: 0,
             speed_ckph: 0,
@@ -111,12 +125,26 @@ mod tests {
         let all: Vec<(i64, bool)> = pts.iter().map(|&(t, _)| (t, true)).collect();
         assert_eq!(flagged_ms(&all, T0, T0 + 60_000, 60_000), 60_000);
         // A gap longer than max_gap is unobserved: 0..10s and 50..60s.
-        assert_eq!(flagged_ms(&[(T0, true), (T0 + 50_000, true)], T0, T0 + 60_000, 10_000), 20_000);
+        assert_eq!(
+            flagged_ms(&[(T0, true), (T0 + 50_000, true)], T0, T0 + 60_000, 10_000),
+            20_000
+        );
         assert_eq!(flagged_ms(&[], T0, T0 + 60_000, 60_000), 0);
         // A point before the window covers its head.
-        assert_eq!(flagged_ms(&[(T0 - 5_000, true), (T0 + 30_000, false)], T0, T0 + 60_000, 60_000), 30_000);
+        assert_eq!(
+            flagged_ms(
+                &[(T0 - 5_000, true), (T0 + 30_000, false)],
+                T0,
+                T0 + 60_000,
+                60_000
+            ),
+            30_000
+        );
         // Points after the window are ignored.
-        assert_eq!(flagged_ms(&[(T0 + 60_000, true)], T0, T0 + 60_000, 60_000), 0);
+        assert_eq!(
+            flagged_ms(&[(T0 + 60_000, true)], T0, T0 + 60_000, 60_000),
+            0
+        );
     }
 
     #[test]
@@ -170,7 +198,12 @@ mod tests {
     /// when given the previous sample too, and short of the head segment without it.
     #[test]
     fn agrees_with_the_window_kernel() {
-        let p = WindowParams { window_ms: 60_000, out_of_orderness_ms: 0, allowed_lateness_ms: 0, max_gap_ms: 45_000 };
+        let p = WindowParams {
+            window_ms: 60_000,
+            out_of_orderness_ms: 0,
+            allowed_lateness_ms: 0,
+            max_gap_ms: 45_000,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut events = vec![];
         let mut ts = T0;
@@ -185,7 +218,10 @@ mod tests {
             st.ingest(&p, e, &mut out);
         }
         st.flush_idle(&p, &mut out);
-        let rows: Vec<_> = out.iter().filter(|r| r.scope == WindowScope::Vehicle).collect();
+        let rows: Vec<_> = out
+            .iter()
+            .filter(|r| r.scope == WindowScope::Vehicle)
+            .collect();
         assert!(rows.len() > 100, "{}", rows.len());
         let mut checked_head = 0;
         for r in rows {
@@ -195,17 +231,33 @@ mod tests {
                 .filter(|e| e.ts_ms >= ws && e.ts_ms < we)
                 .map(|e| (e.ts_ms, e.status.is_busy()))
                 .collect();
-            let prev = events.iter().rev().find(|e| e.ts_ms < ws).map(|e| (e.ts_ms, e.status.is_busy()));
+            let prev = events
+                .iter()
+                .rev()
+                .find(|e| e.ts_ms < ws)
+                .map(|e| (e.ts_ms, e.status.is_busy()));
             let mut with_prev = inside.clone();
             with_prev.extend(prev);
-            assert_eq!(flagged_ms(&with_prev, ws, we, p.max_gap_ms), r.counters.busy_ms, "window {ws}");
+            assert_eq!(
+                flagged_ms(&with_prev, ws, we, p.max_gap_ms),
+                r.counters.busy_ms,
+                "window {ws}"
+            );
             let obs: Vec<(i64, bool)> = with_prev.iter().map(|&(t, _)| (t, true)).collect();
-            assert_eq!(flagged_ms(&obs, ws, we, p.max_gap_ms), r.counters.observed_ms, "window {ws}");
+            assert_eq!(
+                flagged_ms(&obs, ws, we, p.max_gap_ms),
+                r.counters.observed_ms,
+                "window {ws}"
+            );
             // Without the previous sample only the head segment [ws, first sample) is missing.
             if let (Some(first), Some((pt, pb))) = (inside.iter().map(|x| x.0).min(), prev) {
                 let head_end = first.min(pt + p.max_gap_ms).max(ws);
                 let head = if pb { (head_end - ws).max(0) as u64 } else { 0 };
-                assert_eq!(flagged_ms(&inside, ws, we, p.max_gap_ms) + head, r.counters.busy_ms, "window {ws}");
+                assert_eq!(
+                    flagged_ms(&inside, ws, we, p.max_gap_ms) + head,
+                    r.counters.busy_ms,
+                    "window {ws}"
+                );
                 checked_head += 1;
             }
         }

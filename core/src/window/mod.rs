@@ -23,5 +23,5 @@ mod counters;
 mod state;
 
 pub use counters::Counters;
-pub use state::{Ingest, PartitionWindows, Sample, WindowParams, WindowResult, WindowScope};
 pub(crate) use state::vehicle_counters;
+pub use state::{Ingest, PartitionWindows, Sample, WindowParams, WindowResult, WindowScope};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::Counters;
 use crate::config::TelemetryConfig;
-use crate::telemetry::{kph_to_ckph, km_to_m, kwh_to_wh, TelemetryEvent, VehicleStatus};
+use crate::telemetry::{km_to_m, kph_to_ckph, kwh_to_wh, TelemetryEvent, VehicleStatus};
 
 /// Speeds above this (hundredths of km/h) count as moving.
 const MOVING_CKPH: i64 = 50;
@@ -145,7 +145,8 @@ pub(crate) fn vehicle_counters(samples: &[Sample], ws: i64, we: i64, max_gap: i6
             c.distance_m += (s.odometer_m - p.odometer_m).max(0) as u64;
             c.energy_wh += (s.energy_wh - p.energy_wh).max(0) as u64;
         }
-        if s.status == VehicleStatus::Fault && prev.is_none_or(|p| p.status != VehicleStatus::Fault) {
+        if s.status == VehicleStatus::Fault && prev.is_none_or(|p| p.status != VehicleStatus::Fault)
+        {
             c.fault_count += 1;
         }
         if s.speed_ckph > MOVING_CKPH {
@@ -180,7 +181,12 @@ impl PartitionWindows {
     fn fleet_counters(&self, fleet: &str, ws: i64, p: &WindowParams) -> Counters {
         let mut c = Counters::default();
         for t in self.vehicles.values().filter(|t| t.fleet_id == fleet) {
-            c.add(&vehicle_counters(&t.samples, ws, ws + p.window_ms, p.max_gap_ms));
+            c.add(&vehicle_counters(
+                &t.samples,
+                ws,
+                ws + p.window_ms,
+                p.max_gap_ms,
+            ));
         }
         c
     }
@@ -192,19 +198,29 @@ impl PartitionWindows {
     }
 
     /// Feeds one valid event. Closed windows (and re-emitted ones) are appended to `out`.
-    pub fn ingest(&mut self, p: &WindowParams, ev: &TelemetryEvent, out: &mut Vec<WindowResult>) -> Ingest {
+    pub fn ingest(
+        &mut self,
+        p: &WindowParams,
+        ev: &TelemetryEvent,
+        out: &mut Vec<WindowResult>,
+    ) -> Ingest {
         let sample = Sample::from_event(ev);
         let ts = sample.ts;
         let closed_until = *self.closed_until.get_or_insert_with(|| p.floor(ts));
         if ts < closed_until - p.allowed_lateness_ms {
-            return Ingest::TooLate { closed_until_ms: closed_until };
+            return Ingest::TooLate {
+                closed_until_ms: closed_until,
+            };
         }
         let vid = &ev.vehicle_id;
         let track = self.vehicles.entry(vid.clone()).or_default();
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
         }
-        let pos = match track.samples.binary_search_by(|s| s.key().cmp(&sample.key())) {
+        let pos = match track
+            .samples
+            .binary_search_by(|s| s.key().cmp(&sample.key()))
+        {
             Ok(_) => return Ingest::Duplicate,
             Err(pos) => pos,
         };
@@ -219,11 +235,18 @@ impl PartitionWindows {
             let from = p.floor(ts - p.max_gap_ms);
             let windows: Vec<i64> = (from..closed_until).step_by(p.window_ms as usize).collect();
             let vehicle_at = |this: &Self, ws: i64| {
-                vehicle_counters(&this.vehicles[vid].samples, ws, ws + p.window_ms, p.max_gap_ms)
+                vehicle_counters(
+                    &this.vehicles[vid].samples,
+                    ws,
+                    ws + p.window_ms,
+                    p.max_gap_ms,
+                )
             };
             let before: Vec<Counters> = windows.iter().map(|&ws| vehicle_at(self, ws)).collect();
-            let fleet_before: Vec<Counters> =
-                windows.iter().map(|&ws| self.fleet_counters(&fleet, ws, p)).collect();
+            let fleet_before: Vec<Counters> = windows
+                .iter()
+                .map(|&ws| self.fleet_counters(&fleet, ws, p))
+                .collect();
             if let Some(t) = self.vehicles.get_mut(vid) {
                 t.samples.insert(pos, sample);
             }
@@ -275,14 +298,18 @@ impl PartitionWindows {
 
     /// Closes every window ending at or before `watermark`.
     pub fn advance(&mut self, p: &WindowParams, watermark: i64, out: &mut Vec<WindowResult>) {
-        let Some(mut closed_until) = self.closed_until else { return };
+        let Some(mut closed_until) = self.closed_until else {
+            return;
+        };
         while closed_until + p.window_ms <= watermark {
             // Jump over windows no segment can reach.
             let next_ts = self
                 .vehicles
                 .values()
                 .filter_map(|t| {
-                    let i = t.samples.partition_point(|s| s.ts < closed_until - p.max_gap_ms);
+                    let i = t
+                        .samples
+                        .partition_point(|s| s.ts < closed_until - p.max_gap_ms);
                     t.samples.get(i).map(|s| s.ts)
                 })
                 .min();
@@ -341,7 +368,9 @@ impl PartitionWindows {
     /// Drops samples and versions no accepted late event can touch any more, keeping one
     /// anchor sample per vehicle for deltas and segments.
     fn prune(&mut self, p: &WindowParams) {
-        let Some(closed_until) = self.closed_until else { return };
+        let Some(closed_until) = self.closed_until else {
+            return;
+        };
         let floor = closed_until - p.allowed_lateness_ms - p.max_gap_ms - p.window_ms;
         let keep_from = floor - p.max_gap_ms;
         for t in self.vehicles.values_mut() {

@@ -41,7 +41,9 @@ use crate::settle::{settle_fleets, FleetWindows, SourceWatermarks};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use atlasmesh_core::analytics::alert::{self, AlertRule, AlertScope, AlertState, Transition, TransitionKind};
+use atlasmesh_core::analytics::alert::{
+    self, AlertRule, AlertScope, AlertState, Transition, TransitionKind,
+};
 use atlasmesh_core::analytics::metrics::metric_value;
 use atlasmesh_core::analytics::score::ScoreParams;
 use atlasmesh_core::window::Counters;
@@ -121,7 +123,11 @@ impl RuleSet {
     /// Adds the member fleets of the federations (federation id → fleets); only federations
     /// that have a rule are kept.
     pub fn with_members(mut self, members: impl IntoIterator<Item = (String, String)>) -> RuleSet {
-        let wanted: BTreeSet<&str> = self.federation.iter().filter_map(|r| r.federation_id.as_deref()).collect();
+        let wanted: BTreeSet<&str> = self
+            .federation
+            .iter()
+            .filter_map(|r| r.federation_id.as_deref())
+            .collect();
         let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (fed, fleet) in members {
             if wanted.contains(fed.as_str()) {
@@ -129,13 +135,19 @@ impl RuleSet {
             }
         }
         self.federated_fleets = m.values().flatten().cloned().collect();
-        self.members = m.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
+        self.members = m
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect();
         self
     }
 
     /// Adds the manual resolves to act on.
     pub fn with_resolves(mut self, reqs: impl IntoIterator<Item = ResolveRequest>) -> RuleSet {
-        self.resolves = reqs.into_iter().map(|r| ((r.rule_id.clone(), r.subject.clone()), r)).collect();
+        self.resolves = reqs
+            .into_iter()
+            .map(|r| ((r.rule_id.clone(), r.subject.clone()), r))
+            .collect();
         self
     }
 
@@ -155,7 +167,8 @@ impl RuleSet {
     }
 
     pub fn resolve_request(&self, rule_id: &str, subject: &str) -> Option<&ResolveRequest> {
-        self.resolves.get(&(rule_id.to_string(), subject.to_string()))
+        self.resolves
+            .get(&(rule_id.to_string(), subject.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -274,11 +287,20 @@ impl AlertsState {
 
     /// Number of `(rule, subject)` instances and open fleet windows (state-size metrics).
     pub fn sizes(&self) -> (usize, usize) {
-        (self.instances.len(), self.fleets.values().map(|f| f.open_len()).sum())
+        (
+            self.instances.len(),
+            self.fleets.values().map(|f| f.open_len()).sum(),
+        )
     }
 
     /// Folds one metrics record in; transitions are appended to `out` in order.
-    pub fn on_record(&mut self, rules: &RuleSet, s: &Settings, r: &WindowMetricsRecord, out: &mut Vec<Emitted>) -> Outcome {
+    pub fn on_record(
+        &mut self,
+        rules: &RuleSet,
+        s: &Settings,
+        r: &WindowMetricsRecord,
+        out: &mut Vec<Emitted>,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         match r.scope {
             MetricsScope::Vehicle => {
@@ -288,26 +310,51 @@ impl AlertsState {
                 }
                 let c = r.counters();
                 let vehicle_rules = rules.rules_for(AlertScope::Vehicle, &r.fleet_id);
-                self.observe(vehicle_rules, s, &r.fleet_id, &r.vehicle_id, r.window_end_ms, &c, out);
+                self.observe(
+                    vehicle_rules,
+                    s,
+                    &r.fleet_id,
+                    &r.vehicle_id,
+                    r.window_end_ms,
+                    &c,
+                    out,
+                );
                 outcome.observations += 1;
                 self.advance(rules, s, r.window_end_ms, out);
             }
             MetricsScope::FleetPartial => {
                 let frontier = self.sources.frontier();
                 let fw = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fw.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), frontier) {
+                if !fw.add(
+                    r.source_partition,
+                    r.window_start_ms,
+                    r.window_end_ms,
+                    r.version,
+                    r.counters(),
+                    frontier,
+                ) {
                     outcome.ignored_revisions += 1;
                 }
             }
             MetricsScope::Watermark => {
-                self.sources.observe(r.source_partition, r.source_partitions, r.window_end_ms, r.source_idle);
+                self.sources.observe(
+                    r.source_partition,
+                    r.source_partitions,
+                    r.window_end_ms,
+                    r.source_idle,
+                );
                 for (fleet, w) in settle_fleets(&mut self.fleets, |f| f, self.sources.frontier()) {
                     let fleet_rules = rules.rules_for(AlertScope::Fleet, &fleet);
                     self.observe(fleet_rules, s, &fleet, &fleet, w.end_ms, &w.counters, out);
                     outcome.observations += 1;
                     self.advance(rules, s, w.end_ms, out);
                     if rules.is_federated(&fleet) {
-                        outcome.settled.push(SettledWindow { fleet_id: fleet, start_ms: w.start_ms, end_ms: w.end_ms, counters: w.counters });
+                        outcome.settled.push(SettledWindow {
+                            fleet_id: fleet,
+                            start_ms: w.start_ms,
+                            end_ms: w.end_ms,
+                            counters: w.counters,
+                        });
                     }
                 }
             }
@@ -316,9 +363,20 @@ impl AlertsState {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn observe(&mut self, rules: &[Arc<LoadedRule>], s: &Settings, fleet: &str, subject: &str, at: i64, c: &Counters, out: &mut Vec<Emitted>) {
+    fn observe(
+        &mut self,
+        rules: &[Arc<LoadedRule>],
+        s: &Settings,
+        fleet: &str,
+        subject: &str,
+        at: i64,
+        c: &Counters,
+        out: &mut Vec<Emitted>,
+    ) {
         for lr in rules {
-            let Some(value) = metric_value(&lr.rule.metric, c, &s.score) else { continue };
+            let Some(value) = metric_value(&lr.rule.metric, c, &s.score) else {
+                continue;
+            };
             let key = (lr.rule.id.clone(), subject.to_string());
             let (mut state, clock) = match self.instances.get(&key) {
                 Some(i) => (i.state.clone(), i.clock_ms),
@@ -336,16 +394,31 @@ impl AlertsState {
     /// due (see the module docs); transitions are appended to `out`.
     pub fn apply_resolves(&mut self, rules: &RuleSet, out: &mut Vec<Emitted>) {
         for (key, req) in &rules.resolves {
-            let Some(inst) = self.instances.get(key) else { continue };
-            let Some(lr) = rules.by_id.get(&req.rule_id).cloned() else { continue };
+            let Some(inst) = self.instances.get(key) else {
+                continue;
+            };
+            let Some(lr) = rules.by_id.get(&req.rule_id).cloned() else {
+                continue;
+            };
             if !resolve_is_due(req, inst.seq, &inst.state) {
                 continue;
             }
             let mut state = inst.state.clone();
             let at = inst.clock_ms.max(self.watermark_ms.unwrap_or(i64::MIN));
             let fleet = inst.fleet_id.clone();
-            let ts: Vec<Transition> = alert::resolve_by_hand(&mut state, at, req.value).into_iter().collect();
-            self.record(&lr, &req.subject, &fleet, state, at, ts, Some(&req.resolved_by), out);
+            let ts: Vec<Transition> = alert::resolve_by_hand(&mut state, at, req.value)
+                .into_iter()
+                .collect();
+            self.record(
+                &lr,
+                &req.subject,
+                &fleet,
+                state,
+                at,
+                ts,
+                Some(&req.resolved_by),
+                out,
+            );
         }
     }
 
@@ -367,7 +440,12 @@ impl AlertsState {
         let inst = match self.instances.get_mut(&key) {
             Some(i) => i,
             None if ts.is_empty() => return,
-            None => self.instances.entry(key).or_insert(Instance { state: AlertState::Inactive, seq: 0, clock_ms: at, fleet_id: fleet.to_string() }),
+            None => self.instances.entry(key).or_insert(Instance {
+                state: AlertState::Inactive,
+                seq: 0,
+                clock_ms: at,
+                fleet_id: fleet.to_string(),
+            }),
         };
         inst.state = state;
         inst.clock_ms = at;
@@ -392,11 +470,16 @@ impl AlertsState {
         let due: Vec<(String, String)> = self
             .instances
             .iter()
-            .filter(|(_, i)| matches!(i.state, AlertState::Firing { .. }) && now - i.clock_ms >= s.silent_after_ms)
+            .filter(|(_, i)| {
+                matches!(i.state, AlertState::Firing { .. })
+                    && now - i.clock_ms >= s.silent_after_ms
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for (rule_id, subject) in due {
-            let Some(lr) = rules.by_id.get(&rule_id).cloned() else { continue };
+            let Some(lr) = rules.by_id.get(&rule_id).cloned() else {
+                continue;
+            };
             let inst = &self.instances[&(rule_id.clone(), subject.clone())];
             let fleet = inst.fleet_id.clone();
             let mut state = inst.state.clone();
@@ -414,11 +497,23 @@ pub fn kind_name(t: &Transition) -> &'static str {
 /// Numbers the transitions `ts` of `(rule, subject)` after `*seq` and appends them to `out`
 /// with their pager messages (`payload.custom_details.seq`, and `resolved_by` for a manual
 /// resolve).
-fn emit(lr: &Arc<LoadedRule>, subject: &str, fleet: &str, seq: &mut u64, ts: Vec<Transition>, manual_by: Option<&str>, out: &mut Vec<Emitted>) {
+fn emit(
+    lr: &Arc<LoadedRule>,
+    subject: &str,
+    fleet: &str,
+    seq: &mut u64,
+    ts: Vec<Transition>,
+    manual_by: Option<&str>,
+    out: &mut Vec<Emitted>,
+) {
     for t in ts {
         *seq += 1;
         let mut message = alert::pager_message(&lr.rule, subject, &t);
-        if let Some(details) = message.as_mut().and_then(|m| m.pointer_mut("/payload/custom_details")).and_then(Value::as_object_mut) {
+        if let Some(details) = message
+            .as_mut()
+            .and_then(|m| m.pointer_mut("/payload/custom_details"))
+            .and_then(Value::as_object_mut)
+        {
             details.insert("seq".into(), Value::from(*seq));
             if let Some(by) = manual_by {
                 details.insert("resolved_by".into(), Value::from(by));
@@ -445,7 +540,11 @@ fn emit(lr: &Arc<LoadedRule>, subject: &str, fleet: &str, seq: &mut u64, ts: Vec
 /// it (a replay after a crash reproduces the same transition).
 pub fn resolve_is_due(req: &ResolveRequest, seq: u64, state: &AlertState) -> bool {
     let same_episode = match *state {
-        AlertState::Firing { since_ms, active_since_ms, .. } => req.started_at_ms == since_ms || req.started_at_ms == active_since_ms,
+        AlertState::Firing {
+            since_ms,
+            active_since_ms,
+            ..
+        } => req.started_at_ms == since_ms || req.started_at_ms == active_since_ms,
         AlertState::Pending { since_ms } => req.started_at_ms == since_ms,
         AlertState::Inactive | AlertState::Resolved { .. } => false,
     };
@@ -486,8 +585,15 @@ pub struct MemberWindow {
 /// partition stores its federated fleets' settled windows in the transaction that records its
 /// frontier, so every member's `W` is then stored: present, or absent for lack of data.
 /// Windows that no member has are skipped. Rows of non-members are ignored.
-pub fn settle_federation(members: &[String], windows: &[MemberWindow], settled_through_ms: Option<i64>, frontier: Option<i64>) -> Vec<(i64, i64, Counters)> {
-    let Some(frontier) = frontier else { return Vec::new() };
+pub fn settle_federation(
+    members: &[String],
+    windows: &[MemberWindow],
+    settled_through_ms: Option<i64>,
+    frontier: Option<i64>,
+) -> Vec<(i64, i64, Counters)> {
+    let Some(frontier) = frontier else {
+        return Vec::new();
+    };
     if members.is_empty() {
         return Vec::new();
     }
@@ -497,10 +603,15 @@ pub fn settle_federation(members: &[String], windows: &[MemberWindow], settled_t
         if settled_through_ms.is_some_and(|s| w.start_ms <= s) || w.end_ms > frontier {
             continue;
         }
-        let slot = by_window.entry(w.start_ms).or_insert((w.end_ms, Counters::default()));
+        let slot = by_window
+            .entry(w.start_ms)
+            .or_insert((w.end_ms, Counters::default()));
         slot.1.add(&w.counters);
     }
-    by_window.into_iter().map(|(start, (end, sum))| (start, end, sum)).collect()
+    by_window
+        .into_iter()
+        .map(|(start, (end, sum))| (start, end, sum))
+        .collect()
 }
 
 /// Evaluates one federation rule on the federation windows that settled (see
@@ -520,7 +631,9 @@ pub fn evaluate_federation(
     s: &Settings,
     out: &mut Vec<Emitted>,
 ) {
-    let Some(fed) = lr.federation_id.as_deref() else { return };
+    let Some(fed) = lr.federation_id.as_deref() else {
+        return;
+    };
     let settled = settle_federation(members, windows, st.settled_through_ms, frontier);
     if fresh {
         st.settled_through_ms = settled.last().map(|w| w.0).or(st.settled_through_ms);
@@ -528,8 +641,18 @@ pub fn evaluate_federation(
     }
     if let Some(req) = resolve.filter(|r| resolve_is_due(r, st.seq, &st.state)) {
         let at = st.clock_ms.unwrap_or(req.started_at_ms);
-        let ts: Vec<Transition> = alert::resolve_by_hand(&mut st.state, at, req.value).into_iter().collect();
-        emit(lr, fed, &lr.fleet_id, &mut st.seq, ts, Some(&req.resolved_by), out);
+        let ts: Vec<Transition> = alert::resolve_by_hand(&mut st.state, at, req.value)
+            .into_iter()
+            .collect();
+        emit(
+            lr,
+            fed,
+            &lr.fleet_id,
+            &mut st.seq,
+            ts,
+            Some(&req.resolved_by),
+            out,
+        );
     }
     for (start, end, c) in settled {
         st.settled_through_ms = Some(start);
@@ -537,7 +660,9 @@ pub fn evaluate_federation(
             continue;
         }
         st.clock_ms = Some(end);
-        let Some(value) = metric_value(&lr.rule.metric, &c, &s.score) else { continue };
+        let Some(value) = metric_value(&lr.rule.metric, &c, &s.score) else {
+            continue;
+        };
         let ts = alert::step(&lr.rule, &mut st.state, value, end);
         emit(lr, fed, &lr.fleet_id, &mut st.seq, ts, None, out);
     }
@@ -554,11 +679,22 @@ mod tests {
     const M: i64 = 60_000;
 
     fn settings() -> Settings {
-        Settings { silent_after_ms: 5 * M, score: ScoreParams::default() }
+        Settings {
+            silent_after_ms: 5 * M,
+            score: ScoreParams::default(),
+        }
     }
 
     /// A record whose utilization is `busy / 60 s`.
-    fn rec(scope: MetricsScope, fleet: &str, vehicle: &str, source: i32, minute: i64, version: i32, busy_ms: i64) -> WindowMetricsRecord {
+    fn rec(
+        scope: MetricsScope,
+        fleet: &str,
+        vehicle: &str,
+        source: i32,
+        minute: i64,
+        version: i32,
+        busy_ms: i64,
+    ) -> WindowMetricsRecord {
         let busy = busy_ms as u64;
         let c = Counters {
             samples: 6,
@@ -570,11 +706,28 @@ mod tests {
             vehicles: 1,
             ..Counters::default()
         };
-        WindowMetricsRecord::window(scope, fleet, vehicle, source, (minute - 1) * M, minute * M, version, &c)
+        WindowMetricsRecord::window(
+            scope,
+            fleet,
+            vehicle,
+            source,
+            (minute - 1) * M,
+            minute * M,
+            version,
+            &c,
+        )
     }
 
     fn partial(source: i32, minute: i64, version: i32, busy_ms: i64) -> WindowMetricsRecord {
-        rec(MetricsScope::FleetPartial, "f1", "", source, minute, version, busy_ms)
+        rec(
+            MetricsScope::FleetPartial,
+            "f1",
+            "",
+            source,
+            minute,
+            version,
+            busy_ms,
+        )
     }
 
     fn rule(scope: AlertScope) -> LoadedRule {
@@ -599,12 +752,25 @@ mod tests {
     }
 
     /// Feeds records; returns `(kind, minute, seq, value)` of every transition.
-    fn feed(st: &mut AlertsState, rules: &RuleSet, recs: &[WindowMetricsRecord]) -> Vec<(&'static str, i64, u64, f64)> {
+    fn feed(
+        st: &mut AlertsState,
+        rules: &RuleSet,
+        recs: &[WindowMetricsRecord],
+    ) -> Vec<(&'static str, i64, u64, f64)> {
         let mut out = Vec::new();
         for r in recs {
             st.on_record(rules, &settings(), r, &mut out);
         }
-        out.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.transition.value)).collect()
+        out.iter()
+            .map(|e| {
+                (
+                    kind_name(&e.transition),
+                    e.transition.at_ms / M,
+                    e.seq,
+                    e.transition.value,
+                )
+            })
+            .collect()
     }
 
     /// Source `source` (of `count`) has closed every window through `minute`.
@@ -614,13 +780,37 @@ mod tests {
 
     #[test]
     fn fleet_window_settles_when_every_source_closed_it() {
-        let rules = RuleSet::new([LoadedRule { rule: AlertRule { for_ms: 0, ..rule(AlertScope::Fleet).rule }, ..rule(AlertScope::Fleet) }]);
+        let rules = RuleSet::new([LoadedRule {
+            rule: AlertRule {
+                for_ms: 0,
+                ..rule(AlertScope::Fleet).rule
+            },
+            ..rule(AlertScope::Fleet)
+        }]);
         let mut st = AlertsState::default();
         // Minute 1: 20 s busy from source 0 (v1, then v2 = 10 s), 20 s from source 1 → 30/120 s.
-        assert!(feed(&mut st, &rules, &[partial(0, 1, 1, 20_000), partial(1, 1, 1, 20_000), partial(0, 1, 2, 10_000)]).is_empty());
+        assert!(feed(
+            &mut st,
+            &rules,
+            &[
+                partial(0, 1, 1, 20_000),
+                partial(1, 1, 1, 20_000),
+                partial(0, 1, 2, 10_000)
+            ]
+        )
+        .is_empty());
         // Sources 0 and 1 closed minute 1, source 2 (no vehicles of f1) has not spoken: a
         // window must not be evaluated before every source closed it.
-        assert!(feed(&mut st, &rules, &[partial(0, 2, 1, 60_000), wm(0, 3, 2, false), wm(1, 3, 1, false)]).is_empty());
+        assert!(feed(
+            &mut st,
+            &rules,
+            &[
+                partial(0, 2, 1, 60_000),
+                wm(0, 3, 2, false),
+                wm(1, 3, 1, false)
+            ]
+        )
+        .is_empty());
         assert_eq!(st.sizes().1, 2);
         // Source 2 closed minute 3: minute 1 settles with the newest versions summed; minute 2
         // waits for source 1.
@@ -635,13 +825,31 @@ mod tests {
 
     #[test]
     fn an_idle_source_does_not_hold_the_fleet_back_and_a_silent_one_does() {
-        let rules = RuleSet::new([LoadedRule { rule: AlertRule { for_ms: 0, ..rule(AlertScope::Fleet).rule }, ..rule(AlertScope::Fleet) }]);
+        let rules = RuleSet::new([LoadedRule {
+            rule: AlertRule {
+                for_ms: 0,
+                ..rule(AlertScope::Fleet).rule
+            },
+            ..rule(AlertScope::Fleet)
+        }]);
         let mut st = AlertsState::default();
-        let first = [partial(0, 1, 1, 10_000), partial(1, 1, 1, 10_000), wm(1, 2, 1, false), partial(0, 2, 1, 60_000), partial(0, 3, 1, 60_000), wm(0, 2, 3, false)];
-        assert_eq!(feed(&mut st, &rules, &first), vec![("firing", 1, 1, 20_000.0 / 120_000.0)]);
+        let first = [
+            partial(0, 1, 1, 10_000),
+            partial(1, 1, 1, 10_000),
+            wm(1, 2, 1, false),
+            partial(0, 2, 1, 60_000),
+            partial(0, 3, 1, 60_000),
+            wm(0, 2, 3, false),
+        ];
+        assert_eq!(
+            feed(&mut st, &rules, &first),
+            vec![("firing", 1, 1, 20_000.0 / 120_000.0)]
+        );
         // Source 1 says nothing more (its worker is down, or its backlog is not read yet):
         // however far source 0 gets, minute 2 waits.
-        let ahead: Vec<_> = (4..=9).flat_map(|m| [partial(0, m, 1, 60_000), wm(0, 2, m, false)]).collect();
+        let ahead: Vec<_> = (4..=9)
+            .flat_map(|m| [partial(0, m, 1, 60_000), wm(0, 2, m, false)])
+            .collect();
         assert!(feed(&mut st, &rules, &ahead).is_empty());
         assert_eq!(st.sizes().1, 8);
         // Source 1 is caught up and idle: it holds nothing open, so everything source 0
@@ -667,7 +875,12 @@ mod tests {
         noisy()
             .iter()
             .enumerate()
-            .flat_map(|(i, u)| [partial(0, i as i64 + 1, 1, (u * 60_000.0).round() as i64), wm(0, 1, i as i64, false)])
+            .flat_map(|(i, u)| {
+                [
+                    partial(0, i as i64 + 1, 1, (u * 60_000.0).round() as i64),
+                    wm(0, 1, i as i64, false),
+                ]
+            })
             .collect()
     }
 
@@ -688,7 +901,10 @@ mod tests {
     fn noisy_crossing_through_the_engine() {
         let rules = RuleSet::new([rule(AlertScope::Fleet)]);
         let mut st = AlertsState::default();
-        let t: Vec<_> = feed(&mut st, &rules, &noisy_partials()).into_iter().map(|(k, m, s, _)| (k, m, s)).collect();
+        let t: Vec<_> = feed(&mut st, &rules, &noisy_partials())
+            .into_iter()
+            .map(|(k, m, s, _)| (k, m, s))
+            .collect();
         assert_eq!(t, expected());
     }
 
@@ -723,7 +939,10 @@ mod tests {
         for r in &recs[24..] {
             st.on_record(&second, &settings(), r, &mut out);
         }
-        let kinds: Vec<_> = out.iter().map(|e| (kind_name(&e.transition), e.seq)).collect();
+        let kinds: Vec<_> = out
+            .iter()
+            .map(|e| (kind_name(&e.transition), e.seq))
+            .collect();
         assert_eq!(kinds, vec![("resent", 7), ("resolved", 8)]);
         let m = out[0].message.as_ref().unwrap();
         assert_eq!(m["payload"]["custom_details"]["seq"], 7);
@@ -734,25 +953,52 @@ mod tests {
     #[test]
     fn vehicles_revisions_and_silent_subjects() {
         let rules = RuleSet::new([LoadedRule {
-            rule: AlertRule { for_ms: 0, keep_firing_for_ms: 0, ..rule(AlertScope::Vehicle).rule },
+            rule: AlertRule {
+                for_ms: 0,
+                keep_firing_for_ms: 0,
+                ..rule(AlertScope::Vehicle).rule
+            },
             ..rule(AlertScope::Vehicle)
         }]);
-        let v = |vid: &str, minute: i64, version: i32, busy: i64| rec(MetricsScope::Vehicle, "f1", vid, 0, minute, version, busy);
+        let v = |vid: &str, minute: i64, version: i32, busy: i64| {
+            rec(MetricsScope::Vehicle, "f1", vid, 0, minute, version, busy)
+        };
         let mut st = AlertsState::default();
-        let t = feed(&mut st, &rules, &[v("v1", 1, 1, 0), v("v2", 1, 1, 60_000), v("v1", 1, 2, 60_000)]);
-        assert_eq!(t, vec![("firing", 1, 1, 0.0)], "v1 fires; its revision is ignored");
+        let t = feed(
+            &mut st,
+            &rules,
+            &[
+                v("v1", 1, 1, 0),
+                v("v2", 1, 1, 60_000),
+                v("v1", 1, 2, 60_000),
+            ],
+        );
+        assert_eq!(
+            t,
+            vec![("firing", 1, 1, 0.0)],
+            "v1 fires; its revision is ignored"
+        );
         // v1 goes silent while firing; v2 keeps reporting. At 6 (5 min silent) v1 is ticked:
         // resend is due (5 min), and its clock moves to 6.
         let later: Vec<_> = (2..=7).map(|m| v("v2", m, 1, 60_000)).collect();
         assert_eq!(feed(&mut st, &rules, &later), vec![("resent", 6, 2, 0.0)]);
         // A v1 window older than its clock is ignored; a newer clear one resolves it.
         assert!(feed(&mut st, &rules, &[v("v1", 5, 1, 60_000)]).is_empty());
-        assert_eq!(feed(&mut st, &rules, &[v("v1", 8, 1, 60_000)]), vec![("resolved", 8, 3, 1.0)]);
+        assert_eq!(
+            feed(&mut st, &rules, &[v("v1", 8, 1, 60_000)]),
+            vec![("resolved", 8, 3, 1.0)]
+        );
         // Vehicles that never had a transition are not stored.
         assert_eq!(st.sizes().0, 1);
     }
 
-    fn req(rule: &LoadedRule, subject: &str, last_seq: u64, manual: Option<u64>, started_at_ms: i64) -> ResolveRequest {
+    fn req(
+        rule: &LoadedRule,
+        subject: &str,
+        last_seq: u64,
+        manual: Option<u64>,
+        started_at_ms: i64,
+    ) -> ResolveRequest {
         ResolveRequest {
             rule_id: rule.rule.id.clone(),
             subject: subject.into(),
@@ -787,9 +1033,23 @@ mod tests {
         st.apply_resolves(&due, &mut out);
         assert_eq!(out.len(), 1);
         let e = &out[0];
-        assert_eq!((kind_name(&e.transition), e.seq, e.transition.at_ms, e.manual_by.as_deref()), ("resolved", 7, 11 * M, Some("alice")));
+        assert_eq!(
+            (
+                kind_name(&e.transition),
+                e.seq,
+                e.transition.at_ms,
+                e.manual_by.as_deref()
+            ),
+            ("resolved", 7, 11 * M, Some("alice"))
+        );
         let m = e.message.as_ref().unwrap();
-        assert_eq!((m["event_action"].as_str(), m["payload"]["custom_details"]["resolved_by"].as_str()), (Some("resolve"), Some("alice")));
+        assert_eq!(
+            (
+                m["event_action"].as_str(),
+                m["payload"]["custom_details"]["resolved_by"].as_str()
+            ),
+            (Some("resolve"), Some("alice"))
+        );
         assert_eq!(m["payload"]["custom_details"]["seq"], 7);
         // Applying the same request again does nothing (the machine is resolved).
         st.apply_resolves(&due, &mut out);
@@ -797,7 +1057,8 @@ mod tests {
         // A replay from the checkpoint before it, with the row showing it published at 7,
         // reproduces the same transition.
         let mut replay = before;
-        let published = RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 7, Some(7), 11 * M)]);
+        let published =
+            RuleSet::new([r.clone()]).with_resolves([req(&r, "f1", 7, Some(7), 11 * M)]);
         let mut again = Vec::new();
         replay.apply_resolves(&published, &mut again);
         assert_eq!(again, out);
@@ -806,7 +1067,10 @@ mod tests {
         for r in &recs[24..] {
             st.on_record(&rules, &settings(), r, &mut next);
         }
-        let kinds: Vec<_> = next.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq)).collect();
+        let kinds: Vec<_> = next
+            .iter()
+            .map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq))
+            .collect();
         assert_eq!(kinds[0], ("pending", 15, 8), "{kinds:?}");
         assert!(next.iter().all(|e| e.manual_by.is_none()));
     }
@@ -816,57 +1080,169 @@ mod tests {
             fleet_id: fleet.into(),
             start_ms: (minute - 1) * M,
             end_ms: minute * M,
-            counters: Counters { observed_ms: 60_000, busy_ms, samples: 6, vehicles: 1, ..Counters::default() },
+            counters: Counters {
+                observed_ms: 60_000,
+                busy_ms,
+                samples: 6,
+                vehicles: 1,
+                ..Counters::default()
+            },
         }
     }
 
     #[test]
     fn federation_windows_settle_once_every_metrics_partition_passed_them() {
         let members = vec!["a".to_string(), "b".to_string()];
-        let w = vec![mw("a", 1, 30_000), mw("b", 1, 10_000), mw("a", 2, 60_000), mw("x", 1, 60_000), mw("a", 4, 0)];
+        let w = vec![
+            mw("a", 1, 30_000),
+            mw("b", 1, 10_000),
+            mw("a", 2, 60_000),
+            mw("x", 1, 60_000),
+            mw("a", 4, 0),
+        ];
         // No frontier yet (some partition has not settled anything): nothing.
         assert!(settle_federation(&members, &w, None, None).is_empty());
         // Through minute 1: a and b summed (x is no member).
         let s = settle_federation(&members, &w, None, Some(M));
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].0, s[0].1, s[0].2.busy_ms, s[0].2.observed_ms), (0, M, 40_000, 120_000));
+        assert_eq!(
+            (s[0].0, s[0].1, s[0].2.busy_ms, s[0].2.observed_ms),
+            (0, M, 40_000, 120_000)
+        );
         // Already settled: skipped; b has no minute 2 (no data), minute 3 nobody: skipped.
         let s = settle_federation(&members, &w, Some(0), Some(10 * M));
-        assert_eq!(s.iter().map(|x| (x.0 / M, x.2.busy_ms)).collect::<Vec<_>>(), vec![(1, 60_000), (3, 0)]);
+        assert_eq!(
+            s.iter().map(|x| (x.0 / M, x.2.busy_ms)).collect::<Vec<_>>(),
+            vec![(1, 60_000), (3, 0)]
+        );
         assert!(settle_federation(&[], &w, None, Some(10 * M)).is_empty());
     }
 
     #[test]
     fn federation_rules_fire_on_the_combined_members_and_resolve_by_hand() {
         let lr = Arc::new(LoadedRule {
-            rule: AlertRule { for_ms: 0, keep_firing_for_ms: 0, resend_interval_ms: 0, threshold: 0.45, clear_threshold: Some(0.5), ..rule(AlertScope::Federation).rule },
+            rule: AlertRule {
+                for_ms: 0,
+                keep_firing_for_ms: 0,
+                resend_interval_ms: 0,
+                threshold: 0.45,
+                clear_threshold: Some(0.5),
+                ..rule(AlertScope::Federation).rule
+            },
             ..rule(AlertScope::Federation)
         });
         let members = vec!["a".to_string(), "c".to_string()];
         let mut st = FederationState::default();
         let mut out = Vec::new();
         // The first look only marks what already settled.
-        let early = vec![mw("a", 1, 6_000), mw("c", 1, 6_000), mw("a", 2, 6_000), mw("c", 2, 6_000)];
-        evaluate_federation(&lr, &members, &mut st, true, &early, Some(M), None, &settings(), &mut out);
+        let early = vec![
+            mw("a", 1, 6_000),
+            mw("c", 1, 6_000),
+            mw("a", 2, 6_000),
+            mw("c", 2, 6_000),
+        ];
+        evaluate_federation(
+            &lr,
+            &members,
+            &mut st,
+            true,
+            &early,
+            Some(M),
+            None,
+            &settings(),
+            &mut out,
+        );
         assert!(out.is_empty());
         assert_eq!(st.settled_through_ms, Some(0));
         // Minute 2: a 0.7, c 0.3 → 0.5 (no breach although c alone breaches); minute 3: 0.4, 0.3 → 0.35.
-        let w = vec![mw("a", 2, 42_000), mw("c", 2, 18_000), mw("a", 3, 24_000), mw("c", 3, 18_000), mw("a", 4, 0), mw("c", 4, 0)];
-        evaluate_federation(&lr, &members, &mut st, false, &w, Some(3 * M), None, &settings(), &mut out);
-        let got: Vec<_> = out.iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.transition.value)).collect();
+        let w = vec![
+            mw("a", 2, 42_000),
+            mw("c", 2, 18_000),
+            mw("a", 3, 24_000),
+            mw("c", 3, 18_000),
+            mw("a", 4, 0),
+            mw("c", 4, 0),
+        ];
+        evaluate_federation(
+            &lr,
+            &members,
+            &mut st,
+            false,
+            &w,
+            Some(3 * M),
+            None,
+            &settings(),
+            &mut out,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| {
+                (
+                    kind_name(&e.transition),
+                    e.transition.at_ms / M,
+                    e.seq,
+                    e.transition.value,
+                )
+            })
+            .collect();
         assert_eq!(got, vec![("firing", 3, 1, 0.35)]);
-        assert_eq!((out[0].subject.as_str(), out[0].fleet_id.as_str()), ("fed", "f1"));
-        assert_eq!(out[0].message.as_ref().unwrap()["payload"]["source"], "atlasmesh/federation/fed");
-        assert_eq!((st.settled_through_ms, st.clock_ms), (Some(2 * M), Some(3 * M)));
+        assert_eq!(
+            (out[0].subject.as_str(), out[0].fleet_id.as_str()),
+            ("fed", "f1")
+        );
+        assert_eq!(
+            out[0].message.as_ref().unwrap()["payload"]["source"],
+            "atlasmesh/federation/fed"
+        );
+        assert_eq!(
+            (st.settled_through_ms, st.clock_ms),
+            (Some(2 * M), Some(3 * M))
+        );
         // Evaluating the same rows again changes nothing.
         let before = st.clone();
-        evaluate_federation(&lr, &members, &mut st, false, &w, Some(3 * M), None, &settings(), &mut out);
+        evaluate_federation(
+            &lr,
+            &members,
+            &mut st,
+            false,
+            &w,
+            Some(3 * M),
+            None,
+            &settings(),
+            &mut out,
+        );
         assert_eq!((st.clone(), out.len()), (before, 1));
         // Resolved by hand at its clock; the next breaching window fires again (for 0).
         let r = req(&lr, "fed", 1, None, 3 * M);
         let w5 = vec![mw("a", 4, 0), mw("c", 4, 0), mw("a", 5, 0), mw("c", 5, 0)];
-        evaluate_federation(&lr, &members, &mut st, false, &w5, Some(4 * M), Some(&r), &settings(), &mut out);
-        let got: Vec<_> = out[1..].iter().map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq, e.manual_by.clone())).collect();
-        assert_eq!(got, vec![("resolved", 3, 2, Some("alice".to_string())), ("firing", 4, 3, None)]);
+        evaluate_federation(
+            &lr,
+            &members,
+            &mut st,
+            false,
+            &w5,
+            Some(4 * M),
+            Some(&r),
+            &settings(),
+            &mut out,
+        );
+        let got: Vec<_> = out[1..]
+            .iter()
+            .map(|e| {
+                (
+                    kind_name(&e.transition),
+                    e.transition.at_ms / M,
+                    e.seq,
+                    e.manual_by.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("resolved", 3, 2, Some("alice".to_string())),
+                ("firing", 4, 3, None)
+            ]
+        );
     }
 }

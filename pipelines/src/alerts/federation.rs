@@ -37,7 +37,11 @@ static RUNS: AtomicU64 = AtomicU64::new(0);
 /// The minimum of the metrics partitions' settle frontiers, once each of the `partitions`
 /// partitions has one.
 fn federation_frontier(rows: &[(i32, i64)], partitions: i32) -> Option<i64> {
-    (0..partitions).map(|p| rows.iter().find(|r| r.0 == p).map(|r| r.1)).collect::<Option<Vec<i64>>>()?.into_iter().min()
+    (0..partitions)
+        .map(|p| rows.iter().find(|r| r.0 == p).map(|r| r.1))
+        .collect::<Option<Vec<i64>>>()?
+        .into_iter()
+        .min()
 }
 
 /// Evaluates every federation rule once (see the module docs). Returns the number of
@@ -60,10 +64,11 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         return Ok(0);
     }
     // Every metrics partition's settle frontier; the minimum once all have one.
-    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, frontier_ms FROM alert_settle_frontier WHERE topic = $1")
-        .bind(&sinks.topics.metrics)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, frontier_ms FROM alert_settle_frontier WHERE topic = $1")
+            .bind(&sinks.topics.metrics)
+            .fetch_all(&mut *tx)
+            .await?;
     let frontier = federation_frontier(&rows, sinks.metrics_partitions);
     let mut out = Vec::new();
     for lr in rules.federation_rules() {
@@ -113,7 +118,9 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         .collect::<anyhow::Result<_>>()?;
         let before = st.clone();
         let resolve = rules.resolve_request(&lr.rule.id, fed);
-        engine::evaluate_federation(lr, members, &mut st, fresh, &windows, frontier, resolve, s, &mut out);
+        engine::evaluate_federation(
+            lr, members, &mut st, fresh, &windows, frontier, resolve, s, &mut out,
+        );
         if fresh || st != before {
             sqlx::query(
                 "INSERT INTO alert_federation_state (rule_id, federation_id, state, seq, clock_ms, settled_through_ms, updated_at)

@@ -36,16 +36,22 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use atlasmesh_core::analytics::alert::{AlertRule, AlertScope, Comparison, Severity, TransitionKind};
+use atlasmesh_core::analytics::alert::{
+    AlertRule, AlertScope, Comparison, Severity, TransitionKind,
+};
 use atlasmesh_core::analytics::metrics as metric_defs;
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, WindowMetricsRecord};
+use atlasmesh_schemas::{
+    Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, WindowMetricsRecord,
+};
 use atlasmesh_sinks::clickhouse::{self as ch, AlertHistoryRow, ClickHouseSink};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::{info, warn};
 
-pub use engine::{AlertsState, Emitted, LoadedRule, ResolveRequest, RuleSet, SettledWindow, Settings};
+pub use engine::{
+    AlertsState, Emitted, LoadedRule, ResolveRequest, RuleSet, Settings, SettledWindow,
+};
 
 use crate::runner::{InMessage, Pipeline, RetryLater};
 
@@ -100,7 +106,8 @@ pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
                 "federation" => AlertScope::Federation,
                 other => return Err(format!("unknown scope {other:?}")),
             };
-            let comparison = Comparison::parse(&row.get::<String, _>("comparison")).ok_or("unknown comparison")?;
+            let comparison = Comparison::parse(&row.get::<String, _>("comparison"))
+                .ok_or("unknown comparison")?;
             let severity = match row.get::<String, _>("severity").as_str() {
                 "critical" => Severity::Critical,
                 "error" => Severity::Error,
@@ -113,8 +120,11 @@ pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
                 return Err(format!("unknown metric {metric:?}"));
             }
             let labels: serde_json::Value = row.get("labels");
-            let labels = serde_json::from_value(labels).map_err(|e| format!("labels must be an object of strings: {e}"))?;
-            let ms = |c: &str| -> Result<u64, String> { u64::try_from(row.get::<i64, _>(c)).map_err(|_| format!("{c} < 0")) };
+            let labels = serde_json::from_value(labels)
+                .map_err(|e| format!("labels must be an object of strings: {e}"))?;
+            let ms = |c: &str| -> Result<u64, String> {
+                u64::try_from(row.get::<i64, _>(c)).map_err(|_| format!("{c} < 0"))
+            };
             let rule = AlertRule {
                 id: id.clone(),
                 metric,
@@ -134,17 +144,22 @@ pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
             if (scope == AlertScope::Federation) != federation_id.is_some() {
                 return Err("federation_id must be set exactly for federation rules".into());
             }
-            Ok(LoadedRule { rule, fleet_id: row.get("fleet_id"), federation_id })
+            Ok(LoadedRule {
+                rule,
+                fleet_id: row.get("fleet_id"),
+                federation_id,
+            })
         })();
         match parsed {
             Ok(r) => rules.push(r),
             Err(e) => warn!(rule_id = %id, error = %e, "Invalid alert rule skipped."),
         }
     }
-    let members: Vec<(String, String)> =
-        sqlx::query_as("SELECT federation_id, fleet_id FROM federation_members ORDER BY federation_id, fleet_id")
-            .fetch_all(pool)
-            .await?;
+    let members: Vec<(String, String)> = sqlx::query_as(
+        "SELECT federation_id, fleet_id FROM federation_members ORDER BY federation_id, fleet_id",
+    )
+    .fetch_all(pool)
+    .await?;
     // Manual resolves not yet published, and for an hour those that were (a replay after a
     // crash re-publishes them at the same seq).
     let resolves = sqlx::query(
@@ -167,7 +182,9 @@ pub async fn load_rules(pool: &PgPool) -> Result<RuleSet, sqlx::Error> {
         resolved_by: r.get("resolved_by"),
     })
     .collect::<Vec<_>>();
-    Ok(RuleSet::new(rules).with_members(members).with_resolves(resolves))
+    Ok(RuleSet::new(rules)
+        .with_members(members)
+        .with_resolves(resolves))
 }
 
 impl Sinks {
@@ -176,7 +193,10 @@ impl Sinks {
     /// older seq. A new episode (pending, or firing) clears the operator's marks; until then a
     /// manually resolved instance stays `resolved`, and the engine's publication of the manual
     /// resolve is remembered in `manual_resolve_seq`.
-    pub async fn write_transitions(conn: &mut PgConnection, transitions: &[Emitted]) -> Result<(), sqlx::Error> {
+    pub async fn write_transitions(
+        conn: &mut PgConnection,
+        transitions: &[Emitted],
+    ) -> Result<(), sqlx::Error> {
         for e in transitions {
             let t = &e.transition;
             sqlx::query(
@@ -240,7 +260,11 @@ impl Sinks {
     }
 
     /// Produces the paged transitions to the alert topic.
-    pub async fn publish(&self, transitions: &[Emitted], extra: Vec<OutRecord>) -> atlasmesh_sinks::Result<()> {
+    pub async fn publish(
+        &self,
+        transitions: &[Emitted],
+        extra: Vec<OutRecord>,
+    ) -> atlasmesh_sinks::Result<()> {
         let mut records = Vec::with_capacity(transitions.len() + extra.len());
         for e in transitions {
             let Some(m) = &e.message else { continue };
@@ -250,7 +274,10 @@ impl Sinks {
                 payload: serde_json::to_vec(m).expect("JSON serialises"),
                 headers: vec![
                     ("seq".into(), e.seq.to_string().into_bytes()),
-                    ("kind".into(), engine::kind_name(&e.transition).as_bytes().to_vec()),
+                    (
+                        "kind".into(),
+                        engine::kind_name(&e.transition).as_bytes().to_vec(),
+                    ),
                 ],
                 partition: None,
             });
@@ -294,8 +321,14 @@ pub fn history_row(e: &Emitted) -> AlertHistoryRow {
 impl AlertsPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
         let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
-        let initial = load_rules(&pool).await.map_err(|e| anyhow::anyhow!("loading alert rules: {e}"))?;
-        info!(pipeline = NAME, rules = initial.len(), "Alert rules loaded.");
+        let initial = load_rules(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading alert rules: {e}"))?;
+        info!(
+            pipeline = NAME,
+            rules = initial.len(),
+            "Alert rules loaded."
+        );
         let rules = Arc::new(RwLock::new(Arc::new(initial)));
         let producer = KafkaProducer::new(&cfg.kafka)?;
         let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
@@ -311,7 +344,11 @@ impl AlertsPipeline {
             // The same weights as the performance pipeline's scores.
             score: cfg.performance.score,
         };
-        let (refresh_sinks, slot, every) = (sinks.clone(), rules.clone(), Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)));
+        let (refresh_sinks, slot, every) = (
+            sinks.clone(),
+            rules.clone(),
+            Duration::from_millis(cfg.alerts.rules_refresh_ms.max(100)),
+        );
         let fed_settings = settings.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -322,28 +359,43 @@ impl AlertsPipeline {
                     Ok(set) => {
                         let n = set.len();
                         let set = Arc::new(set);
-                        let before = std::mem::replace(&mut *slot.write().expect("rules lock"), set.clone()).len();
+                        let before =
+                            std::mem::replace(&mut *slot.write().expect("rules lock"), set.clone())
+                                .len();
                         if n != before {
                             info!(pipeline = NAME, rules = n, "Alert rules reloaded.");
                         }
-                        if let Err(e) = federation::evaluate(&refresh_sinks, &set, &fed_settings).await {
+                        if let Err(e) =
+                            federation::evaluate(&refresh_sinks, &set, &fed_settings).await
+                        {
                             warn!(pipeline = NAME, error = %e, "Evaluating federation alert rules failed; retrying after the next refresh.");
                         }
                     }
-                    Err(e) => warn!(pipeline = NAME, error = %e, "Reloading alert rules failed; keeping the previous set."),
+                    Err(e) => {
+                        warn!(pipeline = NAME, error = %e, "Reloading alert rules failed; keeping the previous set.")
+                    }
                 }
             }
         });
         Ok(AlertsPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             sinks,
             settings,
             rules,
         })
     }
 
-    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut AlertsBatch) {
-        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    fn dead_letter(
+        &self,
+        msg: &InMessage,
+        reason: DeadLetterReason,
+        error: String,
+        batch: &mut AlertsBatch,
+    ) {
+        batch
+            .dlq
+            .push(crate::dlq::dead_letter(NAME, msg, reason, error));
     }
 
     async fn write_postgres(&self, batch: &AlertsBatch) -> Result<(), sqlx::Error> {
@@ -389,15 +441,21 @@ impl Pipeline for AlertsPipeline {
         &self.sinks.topics.metrics
     }
 
-    async fn handle(&self, state: &mut AlertsState, msg: &InMessage, batch: &mut AlertsBatch) -> Result<(), RetryLater> {
+    async fn handle(
+        &self,
+        state: &mut AlertsState,
+        msg: &InMessage,
+        batch: &mut AlertsBatch,
+    ) -> Result<(), RetryLater> {
         batch.consumed += 1;
-        let rec: WindowMetricsRecord = match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
-            Ok(r) => r,
-            Err((reason, error)) => {
-                self.dead_letter(msg, reason, error, batch);
-                return Ok(());
-            }
-        };
+        let rec: WindowMetricsRecord =
+            match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
+                Ok(r) => r,
+                Err((reason, error)) => {
+                    self.dead_letter(msg, reason, error, batch);
+                    return Ok(());
+                }
+            };
         let rules = self.rules.read().expect("rules lock").clone();
         state.apply_resolves(&rules, &mut batch.transitions);
         let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
@@ -408,7 +466,8 @@ impl Pipeline for AlertsPipeline {
             }
         }
         if outcome.ignored_revisions > 0 {
-            metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED).increment(outcome.ignored_revisions as u64);
+            metrics::counter!(atlasmesh_core::metric_names::ALERT_REVISIONS_IGNORED)
+                .increment(outcome.ignored_revisions as u64);
         }
         Ok(())
     }
@@ -430,7 +489,11 @@ impl Pipeline for AlertsPipeline {
     }
 
     async fn flush(&self, batch: &mut AlertsBatch) -> atlasmesh_sinks::Result<()> {
-        if batch.transitions.is_empty() && batch.windows.is_empty() && batch.frontiers.is_empty() && batch.dlq.is_empty() {
+        if batch.transitions.is_empty()
+            && batch.windows.is_empty()
+            && batch.frontiers.is_empty()
+            && batch.dlq.is_empty()
+        {
             return Ok(());
         }
         self.write_postgres(batch).await?;
@@ -440,7 +503,8 @@ impl Pipeline for AlertsPipeline {
             dlq.push(crate::dlq::encode(&self.codec, &self.sinks.topics, d).await?);
         }
         self.sinks.publish(&batch.transitions, dlq).await?;
-        metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS).increment(batch.transitions.len() as u64);
+        metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS)
+            .increment(batch.transitions.len() as u64);
         Ok(())
     }
 

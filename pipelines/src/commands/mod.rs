@@ -35,7 +35,8 @@ use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::Scope;
 use atlasmesh_schemas::{
-    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord, SchemaKind,
+    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord,
+    SchemaKind,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
@@ -84,7 +85,13 @@ pub struct CommandBatch {
 /// Applies the commands of one lane in order, in groups: the first command waited for and
 /// those queued behind it, up to `group_max` in all, in one transaction. Retries a group until
 /// it commits, then hands out its decisions.
-async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, group_max: usize, retry_initial: Duration, retry_max: Duration) {
+async fn run_lane(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Job>,
+    group_max: usize,
+    retry_initial: Duration,
+    retry_max: Duration,
+) {
     let group_max = group_max.max(1);
     let mut jobs: Vec<Job> = Vec::with_capacity(group_max);
     while let Some(job) = rx.recv().await {
@@ -96,7 +103,14 @@ async fn run_lane(pool: PgPool, mut rx: mpsc::Receiver<Job>, group_max: usize, r
             }
         }
         let mut backoff = retry_initial;
-        let group: Vec<GroupCommand<'_>> = jobs.iter().map(|j| GroupCommand { cmd: &j.cmd, partition: j.partition, offset: j.offset }).collect();
+        let group: Vec<GroupCommand<'_>> = jobs
+            .iter()
+            .map(|j| GroupCommand {
+                cmd: &j.cmd,
+                partition: j.partition,
+                offset: j.offset,
+            })
+            .collect();
         let decisions = loop {
             match try_group(&pool, &group).await {
                 Ok(d) => break d,
@@ -124,18 +138,27 @@ impl CommandPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
         let lanes_n = cfg.commands.lanes.max(1);
         // One connection per lane plus one for the durability barrier.
-        let pool = atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, lanes_n as u32 + 1).await?;
+        let pool =
+            atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, lanes_n as u32 + 1)
+                .await?;
         let retry_initial = Duration::from_millis(cfg.runner.retry_initial_ms);
         let retry_max = Duration::from_millis(cfg.runner.retry_max_ms);
         let lanes = (0..lanes_n)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(cfg.commands.lane_capacity.max(1));
-                tokio::spawn(run_lane(pool.clone(), rx, cfg.commands.group_max, retry_initial, retry_max));
+                tokio::spawn(run_lane(
+                    pool.clone(),
+                    rx,
+                    cfg.commands.group_max,
+                    retry_initial,
+                    retry_max,
+                ));
                 tx
             })
             .collect();
         Ok(CommandPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
             pool,
             producer: KafkaProducer::new(&cfg.kafka)?,
@@ -143,8 +166,16 @@ impl CommandPipeline {
         })
     }
 
-    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut CommandBatch) {
-        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    fn dead_letter(
+        &self,
+        msg: &InMessage,
+        reason: DeadLetterReason,
+        error: String,
+        batch: &mut CommandBatch,
+    ) {
+        batch
+            .dlq
+            .push(crate::dlq::dead_letter(NAME, msg, reason, error));
     }
 
     /// The lane of a message: by its key (the entity), else by its command id.
@@ -183,10 +214,17 @@ impl CommandPipeline {
 /// rather than a verdict on this command.
 fn retriable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => {
             // serialization_failure, deadlock_detected, admin shutdown, cannot connect now
-            matches!(d.code().as_deref(), Some("40001" | "40P01" | "57P01" | "57P03" | "53300"))
+            matches!(
+                d.code().as_deref(),
+                Some("40001" | "40P01" | "57P01" | "57P03" | "53300")
+            )
         }
         _ => false,
     }
@@ -211,8 +249,21 @@ pub struct GroupCommand<'a> {
 
 /// Applies `cmd` in one transaction unless it was decided before; returns its decision.
 /// (A group of one, see [`apply_group`].)
-pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offset: i64) -> Result<Decision, sqlx::Error> {
-    let mut decisions = apply_group(pool, &[GroupCommand { cmd, partition, offset }]).await?;
+pub async fn apply_once(
+    pool: &PgPool,
+    cmd: &CommandRecord,
+    partition: i32,
+    offset: i64,
+) -> Result<Decision, sqlx::Error> {
+    let mut decisions = apply_group(
+        pool,
+        &[GroupCommand {
+            cmd,
+            partition,
+            offset,
+        }],
+    )
+    .await?;
     Ok(decisions.pop().expect("one decision per command"))
 }
 
@@ -221,7 +272,10 @@ pub async fn apply_once(pool: &PgPool, cmd: &CommandRecord, partition: i32, offs
 /// (by a domain rule, the database, or because its idempotency key is another command's) is
 /// decided `rejected` without disturbing the others. An error rolls back the whole group:
 /// nothing of it is kept, and the caller retries it.
-pub async fn apply_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Decision>, sqlx::Error> {
+pub async fn apply_group(
+    pool: &PgPool,
+    group: &[GroupCommand<'_>],
+) -> Result<Vec<Decision>, sqlx::Error> {
     try_group(pool, group).await.map_err(|f| f.error)
 }
 
@@ -241,8 +295,14 @@ enum Counted {
     Nothing,
 }
 
-async fn try_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Decision>, GroupFailure> {
-    let mut tx = pool.begin().await.map_err(|error| GroupFailure { command_id: None, error })?;
+async fn try_group(
+    pool: &PgPool,
+    group: &[GroupCommand<'_>],
+) -> Result<Vec<Decision>, GroupFailure> {
+    let mut tx = pool.begin().await.map_err(|error| GroupFailure {
+        command_id: None,
+        error,
+    })?;
     let mut decided = Vec::with_capacity(group.len());
     for c in group {
         match decide(&mut tx, c.cmd, c.partition, c.offset).await {
@@ -251,16 +311,24 @@ async fn try_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Deci
                 // Roll back now rather than on drop (should this fail, the drop queues the
                 // rollback, as before grouping).
                 let _ = tx.rollback().await;
-                return Err(GroupFailure { command_id: Some(c.cmd.command_id.clone()), error: e });
+                return Err(GroupFailure {
+                    command_id: Some(c.cmd.command_id.clone()),
+                    error: e,
+                });
             }
         }
     }
-    tx.commit().await.map_err(|error| GroupFailure { command_id: None, error })?;
+    tx.commit().await.map_err(|error| GroupFailure {
+        command_id: None,
+        error,
+    })?;
     Ok(decided
         .into_iter()
         .map(|(decision, counted)| {
             match counted {
-                Counted::Decided(status) => metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1),
+                Counted::Decided(status) => {
+                    metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1)
+                }
                 Counted::Replayed => metrics::counter!(m::COMMANDS_REPLAYED).increment(1),
                 Counted::Nothing => {}
             }
@@ -272,7 +340,12 @@ async fn try_group(pool: &PgPool, group: &[GroupCommand<'_>]) -> Result<Vec<Deci
 /// Decides one command inside the group's transaction `conn`: claims and locks it, applies it
 /// when still pending and records the decision with its audit row. Leaves the transaction
 /// usable unless it returns an error.
-async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, offset: i64) -> Result<(Decision, Counted), sqlx::Error> {
+async fn decide(
+    conn: &mut PgConnection,
+    cmd: &CommandRecord,
+    partition: i32,
+    offset: i64,
+) -> Result<(Decision, Counted), sqlx::Error> {
     let payload: serde_json::Value = match serde_json::from_str(&cmd.payload_json) {
         Ok(v) => v,
         Err(e) => serde_json::json!({ "_unparseable": e.to_string() }),
@@ -312,7 +385,10 @@ async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, of
         // nothing, so the rest of the group goes on.
         let decision = Decision {
             status: CommandStatus::Rejected,
-            reason: Some(format!("idempotency key {:?} of actor {:?} belongs to another command", cmd.idempotency_key, cmd.actor)),
+            reason: Some(format!(
+                "idempotency key {:?} of actor {:?} belongs to another command",
+                cmd.idempotency_key, cmd.actor
+            )),
             entity_id: None,
             applied_at_ms: now_ms(),
         };
@@ -322,7 +398,11 @@ async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, of
     if status != "pending" {
         // Decided before (possibly earlier in this group: a duplicate); nothing to write.
         let decision = Decision {
-            status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
+            status: if status == "applied" {
+                CommandStatus::Applied
+            } else {
+                CommandStatus::Rejected
+            },
             reason: row.get("reason"),
             entity_id: row.get("entity_id"),
             applied_at_ms: row.get("at_ms"),
@@ -331,9 +411,18 @@ async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, of
     }
     let scope = Scope::from_record(&cmd.fleet_scope);
     let outcome = if payload.get("_unparseable").is_some() {
-        Outcome::Rejected { reason: "payload is not valid JSON".into() }
+        Outcome::Rejected {
+            reason: "payload is not valid JSON".into(),
+        }
     } else {
-        let ctx = CommandCtx { command_id: &cmd.command_id, kind: &cmd.kind, actor: &cmd.actor, scope: &scope, issued_at_ms: cmd.issued_at_ms, payload: &payload };
+        let ctx = CommandCtx {
+            command_id: &cmd.command_id,
+            kind: &cmd.kind,
+            actor: &cmd.actor,
+            scope: &scope,
+            issued_at_ms: cmd.issued_at_ms,
+            payload: &payload,
+        };
         match store::apply(&mut *conn, ctx).await {
             Ok(o) => o,
             Err(e) if retriable(&e) => return Err(e),
@@ -343,12 +432,28 @@ async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, of
                 // transaction is usable again; refuse the command with the database's reason.
                 // (Had that rollback failed too, the decision below fails, and the group is
                 // retried.)
-                Outcome::Rejected { reason: format!("refused by the database: {}", e.as_database_error().map_or(e.to_string(), |d| d.message().to_string())) }
+                Outcome::Rejected {
+                    reason: format!(
+                        "refused by the database: {}",
+                        e.as_database_error()
+                            .map_or(e.to_string(), |d| d.message().to_string())
+                    ),
+                }
             }
         }
     };
     let (status, reason, entity_type, entity_id, fleet_id) = match &outcome {
-        Outcome::Applied { entity_type, entity_id, fleet_id } => ("applied", None, Some(entity_type.clone()), Some(entity_id.clone()), fleet_id.clone()),
+        Outcome::Applied {
+            entity_type,
+            entity_id,
+            fleet_id,
+        } => (
+            "applied",
+            None,
+            Some(entity_type.clone()),
+            Some(entity_id.clone()),
+            fleet_id.clone(),
+        ),
         Outcome::Rejected { reason } => ("rejected", Some(reason.clone()), None, None, None),
     };
     // The decision and its audit row, in one round trip.
@@ -378,7 +483,11 @@ async fn decide(conn: &mut PgConnection, cmd: &CommandRecord, partition: i32, of
     .fetch_one(&mut *conn)
     .await?;
     let decision = Decision {
-        status: if status == "applied" { CommandStatus::Applied } else { CommandStatus::Rejected },
+        status: if status == "applied" {
+            CommandStatus::Applied
+        } else {
+            CommandStatus::Rejected
+        },
         reason,
         entity_id,
         applied_at_ms,
@@ -398,7 +507,12 @@ impl Pipeline for CommandPipeline {
         &self.topics.commands
     }
 
-    async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut CommandBatch) -> Result<(), RetryLater> {
+    async fn handle(
+        &self,
+        _state: &mut (),
+        msg: &InMessage,
+        batch: &mut CommandBatch,
+    ) -> Result<(), RetryLater> {
         let cmd: CommandRecord = match crate::dlq::decode(&self.codec, msg, "Command").await? {
             Ok(c) => c,
             Err((reason, error)) => {
@@ -412,12 +526,21 @@ impl Pipeline for CommandPipeline {
         let permit = match tokio::time::timeout(LANE_WAIT, lane.reserve()).await {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => panic!("a command lane stopped"),
-            Err(_) => return Err(RetryLater("every slot of the command lane is taken (PostgreSQL slow or down)".into())),
+            Err(_) => {
+                return Err(RetryLater(
+                    "every slot of the command lane is taken (PostgreSQL slow or down)".into(),
+                ))
+            }
         };
         let (done, rx) = oneshot::channel();
         batch.consumed += 1;
         batch.inflight.push_back((cmd.command_id.clone(), rx));
-        permit.send(Job { cmd, partition: msg.partition, offset: msg.offset, done });
+        permit.send(Job {
+            cmd,
+            partition: msg.partition,
+            offset: msg.offset,
+            done,
+        });
         Ok(())
     }
 
@@ -436,7 +559,9 @@ impl Pipeline for CommandPipeline {
         // The durability barrier: a synchronous commit flushes the WAL of every earlier
         // (asynchronous) command commit.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO command_worker_barrier (id, at) VALUES (TRUE, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
             .execute(&mut *tx)
             .await?;
@@ -447,8 +572,16 @@ impl Pipeline for CommandPipeline {
                 .codec
                 .encode(&self.topics.command_results, SchemaKind::CommandResults, r)
                 .await
-                .map_err(|e| atlasmesh_sinks::Error::Other(format!("encoding command result: {e}")))?;
-            records.push(OutRecord { topic: self.topics.command_results.clone(), key: Some(r.command_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+                .map_err(|e| {
+                    atlasmesh_sinks::Error::Other(format!("encoding command result: {e}"))
+                })?;
+            records.push(OutRecord {
+                topic: self.topics.command_results.clone(),
+                key: Some(r.command_id.clone().into_bytes()),
+                payload,
+                headers: vec![],
+                partition: None,
+            });
         }
         records.extend(crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?);
         self.producer.send_all("kafka", &records).await

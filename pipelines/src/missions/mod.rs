@@ -61,7 +61,12 @@ pub fn invalid(e: &MissionEventRecord) -> Option<String> {
     if e.ts_ms <= 0 {
         return Some(format!("ts_ms {} is not a valid event time", e.ts_ms));
     }
-    if e.kind == MissionEventKind::SafetyEvent && !matches!(e.severity.as_deref(), None | Some("info" | "warning" | "critical")) {
+    if e.kind == MissionEventKind::SafetyEvent
+        && !matches!(
+            e.severity.as_deref(),
+            None | Some("info" | "warning" | "critical")
+        )
+    {
         return Some(format!("unknown safety severity {:?}", e.severity));
     }
     None
@@ -94,7 +99,8 @@ pub struct MissionsPipeline {
 impl MissionsPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
         Ok(MissionsPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 3).await?,
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
@@ -132,7 +138,14 @@ impl MissionsPipeline {
             MissionEventKind::Completed => (None, None, Some(e.ts_ms), Some("completed"), 0, 0),
             MissionEventKind::Failed => (None, None, Some(e.ts_ms), Some("failed"), 0, 0),
             MissionEventKind::Aborted => (None, None, Some(e.ts_ms), Some("aborted"), 0, 0),
-            MissionEventKind::SafetyEvent => (None, None, None, None, 1, i32::from(e.severity.as_deref() == Some("critical"))),
+            MissionEventKind::SafetyEvent => (
+                None,
+                None,
+                None,
+                None,
+                1,
+                i32::from(e.severity.as_deref() == Some("critical")),
+            ),
             MissionEventKind::WaypointReached => (None, None, None, None, 0, 0),
         };
         // The first start/creation and the first end win; counts add up.
@@ -165,7 +178,11 @@ impl MissionsPipeline {
     }
 
     /// The complete row of a fleet window, from PostgreSQL, with its next version.
-    async fn window_row(&self, fleet_id: &str, start_ms: i64) -> atlasmesh_sinks::Result<MissionWindowRow> {
+    async fn window_row(
+        &self,
+        fleet_id: &str,
+        start_ms: i64,
+    ) -> atlasmesh_sinks::Result<MissionWindowRow> {
         let end_ms = start_ms + self.window_ms;
         let row = sqlx::query(
             "SELECT
@@ -212,7 +229,12 @@ impl MissionsPipeline {
     }
 
     /// The fleet's driven distance in [start, end) from the telemetry windows in ClickHouse.
-    async fn fleet_distance_m(&self, fleet_id: &str, start_ms: i64, end_ms: i64) -> atlasmesh_sinks::Result<u64> {
+    async fn fleet_distance_m(
+        &self,
+        fleet_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> atlasmesh_sinks::Result<u64> {
         let d: u64 = self
             .clickhouse
             .client()
@@ -238,16 +260,26 @@ impl Pipeline for MissionsPipeline {
         &self.topics.mission_events
     }
 
-    async fn handle(&self, state: &mut MissionsState, msg: &InMessage, batch: &mut MissionsBatch) -> Result<(), RetryLater> {
-        let e: MissionEventRecord = match crate::dlq::decode_valid(&self.codec, msg, "MissionEvent", invalid).await? {
-            Ok(e) => e,
-            Err((reason, error)) => {
-                batch.consumed += 1;
-                batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
-                return Ok(());
-            }
-        };
-        self.record(&e).await.map_err(|err| RetryLater(format!("postgres: {err}")))?;
+    async fn handle(
+        &self,
+        state: &mut MissionsState,
+        msg: &InMessage,
+        batch: &mut MissionsBatch,
+    ) -> Result<(), RetryLater> {
+        let e: MissionEventRecord =
+            match crate::dlq::decode_valid(&self.codec, msg, "MissionEvent", invalid).await? {
+                Ok(e) => e,
+                Err((reason, error)) => {
+                    batch.consumed += 1;
+                    batch
+                        .dlq
+                        .push(crate::dlq::dead_letter(NAME, msg, reason, error));
+                    return Ok(());
+                }
+            };
+        self.record(&e)
+            .await
+            .map_err(|err| RetryLater(format!("postgres: {err}")))?;
         // Recorded (or a duplicate, whose window is re-written harmlessly).
         batch.consumed += 1;
         let (start, _) = window_of(e.ts_ms, self.window_ms);
@@ -292,7 +324,10 @@ mod tests {
 
     #[test]
     fn windows_and_validation() {
-        assert_eq!(window_of(3_600_000 * 5 + 17, 3_600_000), (18_000_000, 21_600_000));
+        assert_eq!(
+            window_of(3_600_000 * 5 + 17, 3_600_000),
+            (18_000_000, 21_600_000)
+        );
         assert_eq!(window_of(-1, 1000), (-1000, 0));
         let mut e = MissionEventRecord {
             event_id: "e".into(),
@@ -313,6 +348,9 @@ mod tests {
         e.ts_ms = 5;
         e.mission_id.clear();
         assert!(invalid(&e).is_some());
-        assert_eq!(kind_name(MissionEventKind::WaypointReached), "waypoint_reached");
+        assert_eq!(
+            kind_name(MissionEventKind::WaypointReached),
+            "waypoint_reached"
+        );
     }
 }

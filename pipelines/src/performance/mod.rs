@@ -26,7 +26,8 @@ use atlasmesh_core::analytics::score;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_schemas::{Codec, DeadLetterRecord, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{
-    datetime_secs, score_period_code, trend_direction_code, ClickHouseSink, ScoreHistoryRow, TrendHistoryRow,
+    datetime_secs, score_period_code, trend_direction_code, ClickHouseSink, ScoreHistoryRow,
+    TrendHistoryRow,
 };
 use atlasmesh_sinks::kafka::KafkaProducer;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -85,7 +86,9 @@ fn score_row(o: &ScoreOut, bench: Option<&ScoreBenchmark>) -> Option<ScoreHistor
         safety: nan_if_none(c.safety),
         cost: nan_if_none(c.cost),
         benchmark_id: bench.map(|b| b.id.clone()).unwrap_or_default(),
-        benchmark_pct: bench.and_then(|b| score::percent_of_benchmark(total, b.target)).unwrap_or(0.0),
+        benchmark_pct: bench
+            .and_then(|b| score::percent_of_benchmark(total, b.target))
+            .unwrap_or(0.0),
         computed_at_ms: o.computed_at_ms,
     })
 }
@@ -121,11 +124,14 @@ fn last_by<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
 
 impl PerformancePipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
-        cfg.performance.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.performance
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let settings = Settings::from_config(&cfg.performance);
         info!(pipeline = NAME, metrics = ?settings.trend_metrics, window_horizons = ?settings.window_horizons, day_horizons = ?settings.day_horizons, "Performance settings loaded.");
         Ok(PerformancePipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?,
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
@@ -134,7 +140,10 @@ impl PerformancePipeline {
         })
     }
 
-    async fn benchmarks(&self, fleets: &[String]) -> Result<HashMap<String, ScoreBenchmark>, sqlx::Error> {
+    async fn benchmarks(
+        &self,
+        fleets: &[String],
+    ) -> Result<HashMap<String, ScoreBenchmark>, sqlx::Error> {
         if fleets.is_empty() {
             return Ok(HashMap::new());
         }
@@ -148,7 +157,13 @@ impl PerformancePipeline {
         Ok(rows
             .into_iter()
             .map(|r| {
-                (r.get::<String, _>("fleet_id"), ScoreBenchmark { id: r.get("id"), target: r.get("target_value") })
+                (
+                    r.get::<String, _>("fleet_id"),
+                    ScoreBenchmark {
+                        id: r.get("id"),
+                        target: r.get("target_value"),
+                    },
+                )
             })
             .collect())
     }
@@ -161,7 +176,9 @@ impl PerformancePipeline {
         let mut tx = self.pool.begin().await?;
         for o in last_by(&out.scores, |o| (o.fleet_id.clone(), o.period)) {
             // Hour scores are history only (ClickHouse); the latest table has window and day.
-            let Some(total) = o.score.total.filter(|_| o.period != Period::Hour) else { continue };
+            let Some(total) = o.score.total.filter(|_| o.period != Period::Hour) else {
+                continue;
+            };
             let b = benches.get(&o.fleet_id);
             let c = &o.score.components;
             sqlx::query(
@@ -194,7 +211,9 @@ impl PerformancePipeline {
             .execute(&mut *tx)
             .await?;
         }
-        for t in last_by(&out.trends, |t| (t.fleet_id.clone(), t.metric.clone(), t.horizon.clone())) {
+        for t in last_by(&out.trends, |t| {
+            (t.fleet_id.clone(), t.metric.clone(), t.horizon.clone())
+        }) {
             let tr = &t.trend;
             let f = tr.forecast;
             sqlx::query(
@@ -241,21 +260,31 @@ impl PerformancePipeline {
     /// Upserts each fleet's newest day score into every federation it belongs to, then
     /// re-ranks those (federation, day) groups. Groups are locked in key order (advisory
     /// locks), so workers of different partitions neither deadlock nor interleave.
-    async fn write_ranks(&self, tx: &mut Transaction<'_, Postgres>, out: &Outputs) -> Result<(), sqlx::Error> {
-        let days: Vec<&ScoreOut> = last_by(&out.scores, |o| (o.fleet_id.clone(), o.period, o.start_ms))
-            .into_iter()
-            .filter(|o| o.period == Period::Day && o.score.total.is_some())
-            .collect();
+    async fn write_ranks(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        out: &Outputs,
+    ) -> Result<(), sqlx::Error> {
+        let days: Vec<&ScoreOut> =
+            last_by(&out.scores, |o| (o.fleet_id.clone(), o.period, o.start_ms))
+                .into_iter()
+                .filter(|o| o.period == Period::Day && o.score.total.is_some())
+                .collect();
         if days.is_empty() {
             return Ok(());
         }
-        let fleets: Vec<String> =
-            days.iter().map(|o| o.fleet_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let members: Vec<(String, String)> =
-            sqlx::query_as("SELECT fleet_id, federation_id FROM federation_members WHERE fleet_id = ANY($1)")
-                .bind(&fleets)
-                .fetch_all(&mut **tx)
-                .await?;
+        let fleets: Vec<String> = days
+            .iter()
+            .map(|o| o.fleet_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let members: Vec<(String, String)> = sqlx::query_as(
+            "SELECT fleet_id, federation_id FROM federation_members WHERE fleet_id = ANY($1)",
+        )
+        .bind(&fleets)
+        .fetch_all(&mut **tx)
+        .await?;
         let mut feds: HashMap<&str, Vec<&str>> = HashMap::new();
         for (fleet, fed) in &members {
             feds.entry(fleet.as_str()).or_default().push(fed.as_str());
@@ -263,7 +292,10 @@ impl PerformancePipeline {
         let mut groups: BTreeMap<(String, i64), Vec<&ScoreOut>> = BTreeMap::new();
         for o in &days {
             for fed in feds.get(o.fleet_id.as_str()).into_iter().flatten() {
-                groups.entry((fed.to_string(), o.start_ms)).or_default().push(o);
+                groups
+                    .entry((fed.to_string(), o.start_ms))
+                    .or_default()
+                    .push(o);
             }
         }
         for ((fed, day), scores) in &groups {
@@ -334,34 +366,53 @@ impl Pipeline for PerformancePipeline {
         batch: &mut PerformanceBatch,
     ) -> Result<(), RetryLater> {
         batch.consumed += 1;
-        let rec: WindowMetricsRecord = match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
-            Ok(r) => r,
-            Err((reason, error)) => {
-                batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
-                return Ok(());
-            }
-        };
+        let rec: WindowMetricsRecord =
+            match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
+                Ok(r) => r,
+                Err((reason, error)) => {
+                    batch
+                        .dlq
+                        .push(crate::dlq::dead_letter(NAME, msg, reason, error));
+                    return Ok(());
+                }
+            };
         state.on_record(&self.settings, &rec, &mut batch.out);
         Ok(())
     }
 
     /// Nothing: time is event time, and an idle metrics partition has no new windows.
-    fn on_idle(&self, _state: &mut PerformanceState, _partition: i32, _batch: &mut PerformanceBatch) {}
+    fn on_idle(
+        &self,
+        _state: &mut PerformanceState,
+        _partition: i32,
+        _batch: &mut PerformanceBatch,
+    ) {
+    }
 
     async fn flush(&self, batch: &mut PerformanceBatch) -> atlasmesh_sinks::Result<()> {
         let out = &batch.out;
         if !out.scores.is_empty() || !out.trends.is_empty() {
-            let fleets: Vec<String> =
-                out.scores.iter().map(|o| o.fleet_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let fleets: Vec<String> = out
+                .scores
+                .iter()
+                .map(|o| o.fleet_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             let benches = self.benchmarks(&fleets).await?;
-            let scores: Vec<ScoreHistoryRow> =
-                out.scores.iter().filter_map(|o| score_row(o, benches.get(&o.fleet_id))).collect();
+            let scores: Vec<ScoreHistoryRow> = out
+                .scores
+                .iter()
+                .filter_map(|o| score_row(o, benches.get(&o.fleet_id)))
+                .collect();
             let trends: Vec<TrendHistoryRow> = out.trends.iter().map(trend_row).collect();
             self.clickhouse.write_score_history(&scores).await?;
             self.clickhouse.write_trend_history(&trends).await?;
             self.write_postgres(out, &benches).await?;
-            metrics::counter!(atlasmesh_core::metric_names::PERFORMANCE_SCORES).increment(scores.len() as u64);
-            metrics::counter!(atlasmesh_core::metric_names::PERFORMANCE_TRENDS).increment(trends.len() as u64);
+            metrics::counter!(atlasmesh_core::metric_names::PERFORMANCE_SCORES)
+                .increment(scores.len() as u64);
+            metrics::counter!(atlasmesh_core::metric_names::PERFORMANCE_TRENDS)
+                .increment(trends.len() as u64);
         }
         if !batch.dlq.is_empty() {
             let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
@@ -391,16 +442,28 @@ mod tests {
             version: 7,
             score: Score {
                 total: Some(60.0),
-                components: Components { utilization: Some(60.0), ..Components::default() },
+                components: Components {
+                    utilization: Some(60.0),
+                    ..Components::default()
+                },
             },
             computed_at_ms: 86_460_000,
         };
-        let b = ScoreBenchmark { id: "b1".into(), target: 80.0 };
+        let b = ScoreBenchmark {
+            id: "b1".into(),
+            target: 80.0,
+        };
         let r = score_row(&o, Some(&b)).unwrap();
-        assert_eq!((r.period, r.period_start, r.version, r.benchmark_pct), (3, 86_400, 7, 75.0));
+        assert_eq!(
+            (r.period, r.period_start, r.version, r.benchmark_pct),
+            (3, 86_400, 7, 75.0)
+        );
         assert!(r.efficiency.is_nan() && r.utilization == 60.0);
         assert_eq!(score_row(&o, None).unwrap().benchmark_id, "");
-        let none = ScoreOut { score: Score::default(), ..o };
+        let none = ScoreOut {
+            score: Score::default(),
+            ..o
+        };
         assert_eq!(score_row(&none, None), None);
     }
 

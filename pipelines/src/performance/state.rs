@@ -179,22 +179,46 @@ impl PerformanceState {
 
     /// Folds one metrics record in. Vehicle windows are not scored here (fleet scores only);
     /// a watermark settles the fleet windows every telemetry partition has closed.
-    pub fn on_record(&mut self, s: &Settings, r: &WindowMetricsRecord, out: &mut Outputs) -> Outcome {
+    pub fn on_record(
+        &mut self,
+        s: &Settings,
+        r: &WindowMetricsRecord,
+        out: &mut Outputs,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         match r.scope {
             MetricsScope::Vehicle => {}
             MetricsScope::FleetPartial => {
                 let frontier = self.sources.frontier();
                 let fleet = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fleet.windows.add(r.source_partition, r.window_start_ms, r.window_end_ms, r.version, r.counters(), frontier) {
+                if !fleet.windows.add(
+                    r.source_partition,
+                    r.window_start_ms,
+                    r.window_end_ms,
+                    r.version,
+                    r.counters(),
+                    frontier,
+                ) {
                     outcome.ignored_revisions += 1;
                 }
             }
             MetricsScope::Watermark => {
-                self.sources.observe(r.source_partition, r.source_partitions, r.window_end_ms, r.source_idle);
-                let settled = settle_fleets(&mut self.fleets, |f| &mut f.windows, self.sources.frontier());
+                self.sources.observe(
+                    r.source_partition,
+                    r.source_partitions,
+                    r.window_end_ms,
+                    r.source_idle,
+                );
+                let settled = settle_fleets(
+                    &mut self.fleets,
+                    |f| &mut f.windows,
+                    self.sources.frontier(),
+                );
                 for (id, w) in settled {
-                    self.fleets.get_mut(&id).expect("fleet").on_settled(&id, s, w, out);
+                    self.fleets
+                        .get_mut(&id)
+                        .expect("fleet")
+                        .on_settled(&id, s, w, out);
                     outcome.settled += 1;
                 }
             }
@@ -256,7 +280,11 @@ impl FleetPerf {
         let oldest_day = day - (s.max_days() - 1) * MS_PER_DAY;
         self.days.retain(|start, _| *start >= oldest_day);
         // Window series.
-        self.recent.push_back(WindowPoint { start_ms: w.start_ms, end_ms: w.end_ms, counters: w.counters });
+        self.recent.push_back(WindowPoint {
+            start_ms: w.start_ms,
+            end_ms: w.end_ms,
+            counters: w.counters,
+        });
         while self.recent.len() > s.max_windows() {
             self.recent.pop_front();
         }
@@ -268,7 +296,9 @@ impl FleetPerf {
                     .recent
                     .iter()
                     .skip(skip)
-                    .filter_map(|p| metric_value(metric, &p.counters, &s.score).map(|v| (p.end_ms, v)))
+                    .filter_map(|p| {
+                        metric_value(metric, &p.counters, &s.score).map(|v| (p.end_ms, v))
+                    })
                     .collect();
                 push_trend(out, fleet_id, metric, format!("{h}w"), at, &pts, &params);
             }
@@ -277,7 +307,9 @@ impl FleetPerf {
                 let pts: Vec<(i64, f64)> = self
                     .days
                     .range(from..)
-                    .filter_map(|(start, d)| metric_value(metric, &d.counters, &s.score).map(|v| (*start, v)))
+                    .filter_map(|(start, d)| {
+                        metric_value(metric, &d.counters, &s.score).map(|v| (*start, v))
+                    })
                     .collect();
                 push_trend(out, fleet_id, metric, format!("{h}d"), at, &pts, &params);
             }
@@ -294,8 +326,13 @@ fn push_trend(
     pts: &[(i64, f64)],
     params: &TrendParams,
 ) {
-    let xy: Vec<(f64, f64)> = pts.iter().map(|(t, v)| (*t as f64 / MS_PER_HOUR, *v)).collect();
-    let Some(trend) = fit(&xy, params) else { return };
+    let xy: Vec<(f64, f64)> = pts
+        .iter()
+        .map(|(t, v)| (*t as f64 / MS_PER_HOUR, *v))
+        .collect();
+    let Some(trend) = fit(&xy, params) else {
+        return;
+    };
     out.trends.push(TrendOut {
         fleet_id: fleet_id.to_string(),
         metric: metric.to_string(),
@@ -320,7 +357,13 @@ mod tests {
 
     fn settings() -> Settings {
         let mut c = PerformanceConfig::default();
-        c.score.weights = ScoreWeights { efficiency: 1.0, utilization: 2.0, reliability: 1.0, safety: 0.0, cost: 1.0 };
+        c.score.weights = ScoreWeights {
+            efficiency: 1.0,
+            utilization: 2.0,
+            reliability: 1.0,
+            safety: 0.0,
+            cost: 1.0,
+        };
         c.window_horizons = vec![60, 5];
         c.day_horizons = vec![3];
         c.trend_metrics = vec!["score".into()];
@@ -364,7 +407,11 @@ mod tests {
 
     /// Minutes `k` of fleet f1 from sources 0 and 1; after each minute, both sources'
     /// watermarks close the minute before it (so minute k settles when minute k + 1 arrives).
-    fn feed(st: &mut PerformanceState, s: &Settings, minutes: std::ops::RangeInclusive<i64>) -> Outputs {
+    fn feed(
+        st: &mut PerformanceState,
+        s: &Settings,
+        minutes: std::ops::RangeInclusive<i64>,
+    ) -> Outputs {
         let mut out = Outputs::default();
         for k in minutes {
             for source in [0, 1] {
@@ -375,7 +422,11 @@ mod tests {
                 st.on_record(s, &partial("f1", source, k, 2), &mut out);
             }
             for source in [0, 1] {
-                st.on_record(s, &WindowMetricsRecord::watermark(source, 2, BASE + (k - 1) * M, false), &mut out);
+                st.on_record(
+                    s,
+                    &WindowMetricsRecord::watermark(source, 2, BASE + (k - 1) * M, false),
+                    &mut out,
+                );
             }
         }
         out
@@ -391,18 +442,30 @@ mod tests {
         let mut st = PerformanceState::default();
         let out = feed(&mut st, &s, 1..=13);
         // Minutes 1..=12 settled (13 waits for a later window).
-        let windows: Vec<&ScoreOut> = out.scores.iter().filter(|o| o.period == Period::Window).collect();
+        let windows: Vec<&ScoreOut> = out
+            .scores
+            .iter()
+            .filter(|o| o.period == Period::Window)
+            .collect();
         assert_eq!(windows.len(), 12);
         // efficiency 100, utilization 100·u, reliability 100, cost 100·(1 − 0.2·0.3/0.25) = 76;
         // weights 1, 2, 1, 0, 1 → (100 + 200u + 100 + 76) / 5 = 55.2 + 40u = 67.2 + 0.4k.
         for (i, w) in windows.iter().enumerate() {
             let k = i as f64 + 1.0;
-            assert!(close(w.score.total.unwrap(), 67.2 + 0.4 * k), "minute {k}: {:?}", w.score);
+            assert!(
+                close(w.score.total.unwrap(), 67.2 + 0.4 * k),
+                "minute {k}: {:?}",
+                w.score
+            );
             assert_eq!(w.score.components.cost.map(|c| c.round()), Some(76.0));
         }
         // Days: minutes 1..=5 before midnight (mean k = 3), 6..=12 after (mean k = 9).
         let day = |start: i64| {
-            out.scores.iter().filter(|o| o.period == Period::Day && o.start_ms == start).next_back().unwrap()
+            out.scores
+                .iter()
+                .filter(|o| o.period == Period::Day && o.start_ms == start)
+                .next_back()
+                .unwrap()
         };
         let (d0, d1) = (day(DAY1 - MS_PER_DAY), day(DAY1));
         assert_eq!((d0.version, d1.version), (5, 7));
@@ -411,10 +474,17 @@ mod tests {
         assert_eq!(d1.end_ms, DAY1 + MS_PER_DAY);
         // Hours: 23:00 holds minutes 1..=5, 00:00 minutes 6..=12 (same sums as the days).
         let hour = |start: i64| {
-            out.scores.iter().filter(|o| o.period == Period::Hour && o.start_ms == start).next_back().unwrap()
+            out.scores
+                .iter()
+                .filter(|o| o.period == Period::Hour && o.start_ms == start)
+                .next_back()
+                .unwrap()
         };
         let (h0, h1) = (hour(DAY1 - 3_600_000), hour(DAY1));
-        assert_eq!((h0.version, h1.version, h1.end_ms), (5, 7, DAY1 + 3_600_000));
+        assert_eq!(
+            (h0.version, h1.version, h1.end_ms),
+            (5, 7, DAY1 + 3_600_000)
+        );
         assert_eq!((h0.score, h1.score), (d0.score, d1.score));
     }
 
@@ -435,7 +505,11 @@ mod tests {
             }
             for source in [0, 1] {
                 let closed = DAY1 + (d - 1) * MS_PER_DAY + M;
-                st.on_record(&s, &WindowMetricsRecord::watermark(source, 2, closed, false), &mut out);
+                st.on_record(
+                    &s,
+                    &WindowMetricsRecord::watermark(source, 2, closed, false),
+                    &mut out,
+                );
             }
         }
         // Day d settles when day d + 1 arrives: days 0..=3 are scored, trends from day 2 on.
@@ -446,8 +520,16 @@ mod tests {
             (last.trend.fit.n, last.first_at_ms, last.last_at_ms),
             (3, DAY1 + MS_PER_DAY, DAY1 + 3 * MS_PER_DAY)
         );
-        assert!((last.trend.fit.slope - 0.4 / 24.0).abs() < 1e-9, "per hour: {:?}", last.trend.fit);
-        assert_eq!(st.fleets["f1"].days.len(), 3, "only the horizon's days are kept");
+        assert!(
+            (last.trend.fit.slope - 0.4 / 24.0).abs() < 1e-9,
+            "per hour: {:?}",
+            last.trend.fit
+        );
+        assert_eq!(
+            st.fleets["f1"].days.len(),
+            3,
+            "only the horizon's days are kept"
+        );
     }
 
     #[test]
@@ -455,29 +537,49 @@ mod tests {
         let s = settings();
         let mut st = PerformanceState::default();
         let out = feed(&mut st, &s, 1..=13);
-        let last = |h: &str| out.trends.iter().filter(|t| t.horizon == h).next_back().unwrap().clone();
+        let last = |h: &str| {
+            out.trends
+                .iter()
+                .filter(|t| t.horizon == h)
+                .next_back()
+                .unwrap()
+                .clone()
+        };
         // The score rises 0.4 per minute = 24 per hour, exactly.
         let t60 = last("60w");
         assert_eq!(t60.trend.fit.n, 12);
-        assert!((t60.trend.fit.slope - 24.0).abs() < 1e-6, "{:?}", t60.trend.fit);
+        assert!(
+            (t60.trend.fit.slope - 24.0).abs() < 1e-6,
+            "{:?}",
+            t60.trend.fit
+        );
         assert_eq!(t60.trend.direction.as_str(), "improving");
         // change: 67.6 → 72.0.
         assert!((t60.trend.change_pct.unwrap() - 100.0 * 4.4 / 67.6).abs() < 1e-6);
         // forecast 5 minutes after minute 12: 67.2 + 0.4·17.
         let f = t60.trend.forecast.unwrap();
         assert!(
-            (f.value - 74.0).abs() < 1e-6 && (f.lower - 74.0).abs() < 1e-3 && (f.upper - 74.0).abs() < 1e-3,
+            (f.value - 74.0).abs() < 1e-6
+                && (f.lower - 74.0).abs() < 1e-3
+                && (f.upper - 74.0).abs() < 1e-3,
             "{f:?}"
         );
         let t5 = last("5w");
-        assert_eq!((t5.trend.fit.n, t5.first_at_ms, t5.last_at_ms), (5, BASE + 8 * M, BASE + 12 * M));
+        assert_eq!(
+            (t5.trend.fit.n, t5.first_at_ms, t5.last_at_ms),
+            (5, BASE + 8 * M, BASE + 12 * M)
+        );
         assert!((t5.trend.change_pct.unwrap() - 100.0 * 1.6 / 70.4).abs() < 1e-6);
         // Two days only: no day trend yet.
         assert!(out.trends.iter().all(|t| t.horizon != "3d"));
         // Trends start at the third window.
         assert_eq!(out.trends.iter().filter(|t| t.horizon == "60w").count(), 10);
         assert_eq!(
-            out.trends.iter().filter(|t| t.horizon == "60w").map(|t| t.computed_at_ms).next(),
+            out.trends
+                .iter()
+                .filter(|t| t.horizon == "60w")
+                .map(|t| t.computed_at_ms)
+                .next(),
             Some(BASE + 3 * M)
         );
     }
@@ -490,7 +592,8 @@ mod tests {
         for cut in [1, 4, 6, 9, 13] {
             let mut st = PerformanceState::default();
             let mut got = feed(&mut st, &s, 1..=cut);
-            let mut restored: PerformanceState = bincode::deserialize(&bincode::serialize(&st).unwrap()).unwrap();
+            let mut restored: PerformanceState =
+                bincode::deserialize(&bincode::serialize(&st).unwrap()).unwrap();
             assert_eq!(restored, st);
             let rest = feed(&mut restored, &s, cut + 1..=13);
             got.scores.extend(rest.scores);

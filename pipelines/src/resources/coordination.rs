@@ -101,7 +101,10 @@ pub async fn measure(pool: &PgPool) -> Result<Vec<(String, FederationUse)>, sqlx
 /// Computes and upserts every federation's metrics for the current hour. Returns rows written.
 pub async fn record(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let mut written = 0;
-    let hour: i64 = sqlx::query_scalar("SELECT (extract(epoch from date_trunc('hour', now())) * 1000)::bigint").fetch_one(pool).await?;
+    let hour: i64 =
+        sqlx::query_scalar("SELECT (extract(epoch from date_trunc('hour', now())) * 1000)::bigint")
+            .fetch_one(pool)
+            .await?;
     for (federation, u) in measure(pool).await? {
         for (metric, value) in metrics(&u) {
             let id = derived_id(&["federation_metric", &federation, metric, &hour.to_string()]);
@@ -145,10 +148,21 @@ mod tests {
 
     #[test]
     fn ratios_need_a_denominator() {
-        let u = FederationUse { shared: 10.0, shared_used: 4.0, capacity: 40.0, allocated: 30.0, cross_allocated: 6.0 };
+        let u = FederationUse {
+            shared: 10.0,
+            shared_used: 4.0,
+            capacity: 40.0,
+            allocated: 30.0,
+            cross_allocated: 6.0,
+        };
         assert_eq!(
             metrics(&u),
-            [("shared_capacity", 10.0), ("sharing_efficiency", 0.4), ("cross_fleet_utilization", 0.15), ("pool_utilization", 0.75)]
+            [
+                ("shared_capacity", 10.0),
+                ("sharing_efficiency", 0.4),
+                ("cross_fleet_utilization", 0.15),
+                ("pool_utilization", 0.75)
+            ]
         );
         let empty = FederationUse::default();
         assert_eq!(metrics(&empty), [("shared_capacity", 0.0)]);

@@ -25,7 +25,9 @@
 pub mod coordination;
 
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, ResourceEventRecord, ResourceState};
+use atlasmesh_schemas::{
+    Codec, DeadLetterReason, DeadLetterRecord, ResourceEventRecord, ResourceState,
+};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, PoolUtilizationRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::store::derived_id;
@@ -63,21 +65,34 @@ pub fn parse_state(s: &str) -> Option<ResourceState> {
 }
 
 /// The occupancy after `ev`, and the double-booking / out-of-service conflicts it reveals.
-pub fn occupy(prev: Option<&Occupancy>, ev: &ResourceEventRecord) -> (Occupancy, Vec<ConflictDraft>) {
+pub fn occupy(
+    prev: Option<&Occupancy>,
+    ev: &ResourceEventRecord,
+) -> (Occupancy, Vec<ConflictDraft>) {
     let mut vehicles = prev.map(|p| p.vehicles.clone()).unwrap_or_default();
     let prev_state = prev.map(|p| p.state);
     let mut conflicts = Vec::new();
     let state = match ev.state {
         ResourceState::Occupied => {
-            let who = ev.vehicle_id.clone().unwrap_or_else(|| "unknown vehicle".into());
+            let who = ev
+                .vehicle_id
+                .clone()
+                .unwrap_or_else(|| "unknown vehicle".into());
             if prev_state == Some(ResourceState::OutOfService) {
-                conflicts.push(("other", format!("{} occupied by {who} while out of service", ev.resource_id)));
+                conflicts.push((
+                    "other",
+                    format!("{} occupied by {who} while out of service", ev.resource_id),
+                ));
             }
             if !vehicles.contains(&who) {
                 if !vehicles.is_empty() {
                     conflicts.push((
                         "double_booking",
-                        format!("{} occupied by {who} while held by {}", ev.resource_id, vehicles.join(", ")),
+                        format!(
+                            "{} occupied by {who} while held by {}",
+                            ev.resource_id,
+                            vehicles.join(", ")
+                        ),
                     ));
                 }
                 vehicles.push(who);
@@ -105,7 +120,11 @@ pub fn occupy(prev: Option<&Occupancy>, ev: &ResourceEventRecord) -> (Occupancy,
 
 /// Why an event is refused (it goes to the dead-letter topic).
 pub fn invalid(e: &ResourceEventRecord) -> Option<String> {
-    if e.event_id.is_empty() || e.resource_id.is_empty() || e.pool_id.is_empty() || e.fleet_id.is_empty() {
+    if e.event_id.is_empty()
+        || e.resource_id.is_empty()
+        || e.pool_id.is_empty()
+        || e.fleet_id.is_empty()
+    {
         return Some("event_id, resource_id, pool_id and fleet_id must not be empty".into());
     }
     if e.ts_ms <= 0 {
@@ -140,7 +159,8 @@ pub struct ResourcesPipeline {
 impl ResourcesPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
         Ok(ResourcesPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 3).await?,
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
@@ -155,10 +175,12 @@ impl ResourcesPipeline {
 
     async fn record(&self, e: &ResourceEventRecord) -> Result<Recorded, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let pool = sqlx::query("SELECT capacity, resource_type FROM resource_pools WHERE id = $1 FOR UPDATE")
-            .bind(&e.pool_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let pool = sqlx::query(
+            "SELECT capacity, resource_type FROM resource_pools WHERE id = $1 FOR UPDATE",
+        )
+        .bind(&e.pool_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(pool) = pool else {
             tx.rollback().await?;
             return Ok(Recorded::UnknownPool);
@@ -166,7 +188,15 @@ impl ResourcesPipeline {
         let capacity: i64 = pool.get("capacity");
         let kind: String = pool.get("resource_type");
         let sample = |capacity: i64, occupied: i64, queued: i64| {
-            PoolUtilizationRow::new(&e.pool_id, &e.fleet_id, &kind, e.ts_ms, capacity as f64, occupied as f64, u32::try_from(queued).unwrap_or(u32::MAX))
+            PoolUtilizationRow::new(
+                &e.pool_id,
+                &e.fleet_id,
+                &kind,
+                e.ts_ms,
+                capacity as f64,
+                occupied as f64,
+                u32::try_from(queued).unwrap_or(u32::MAX),
+            )
         };
         if let Some(seen) = sqlx::query("SELECT pool_capacity, pool_occupied, pool_queued FROM resource_event_log WHERE event_id = $1")
             .bind(&e.event_id)
@@ -177,24 +207,36 @@ impl ResourcesPipeline {
             tx.rollback().await?;
             return Ok(Recorded::Sample(sample(seen.get("pool_capacity"), seen.get("pool_occupied"), seen.get("pool_queued"))));
         }
-        let prev = sqlx::query("SELECT state, vehicle_ids FROM resource_occupancy WHERE resource_id = $1 FOR UPDATE")
-            .bind(&e.resource_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| Occupancy {
-                state: parse_state(&r.get::<String, _>("state")).unwrap_or(ResourceState::Free),
-                vehicles: r.get("vehicle_ids"),
-            });
-        let in_use_before: i64 = sqlx::query_scalar("SELECT count(*) FROM resource_occupancy WHERE pool_id = $1 AND state = 'occupied'")
-            .bind(&e.pool_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let prev = sqlx::query(
+            "SELECT state, vehicle_ids FROM resource_occupancy WHERE resource_id = $1 FOR UPDATE",
+        )
+        .bind(&e.resource_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| Occupancy {
+            state: parse_state(&r.get::<String, _>("state")).unwrap_or(ResourceState::Free),
+            vehicles: r.get("vehicle_ids"),
+        });
+        let in_use_before: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM resource_occupancy WHERE pool_id = $1 AND state = 'occupied'",
+        )
+        .bind(&e.pool_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let (next, mut conflicts) = occupy(prev.as_ref(), e);
-        let was_in_use = prev.as_ref().is_some_and(|p| p.state == ResourceState::Occupied);
+        let was_in_use = prev
+            .as_ref()
+            .is_some_and(|p| p.state == ResourceState::Occupied);
         let now_in_use = next.state == ResourceState::Occupied;
         let in_use = in_use_before + i64::from(now_in_use) - i64::from(was_in_use);
         if in_use > capacity && in_use_before <= capacity {
-            conflicts.push(("over_allocation", format!("{in_use} resources of pool {} in use, capacity {capacity}", e.pool_id)));
+            conflicts.push((
+                "over_allocation",
+                format!(
+                    "{in_use} resources of pool {} in use, capacity {capacity}",
+                    e.pool_id
+                ),
+            ));
         }
         sqlx::query(
             "INSERT INTO resource_occupancy (resource_id, pool_id, fleet_id, state, vehicle_ids, since_ms)
@@ -228,12 +270,15 @@ impl ResourcesPipeline {
             .bind(e.ts_ms as f64)
             .execute(&mut *tx)
             .await?;
-            metrics::counter!(atlasmesh_core::metric_names::RESOURCE_CONFLICTS, "kind" => kind).increment(1);
+            metrics::counter!(atlasmesh_core::metric_names::RESOURCE_CONFLICTS, "kind" => kind)
+                .increment(1);
         }
-        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM resource_requests WHERE pool_id = $1 AND status = 'pending'")
-            .bind(&e.pool_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM resource_requests WHERE pool_id = $1 AND status = 'pending'",
+        )
+        .bind(&e.pool_id)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO resource_event_log (event_id, resource_id, pool_id, fleet_id, vehicle_id, state, ts_ms, pool_capacity, pool_occupied, pool_queued)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -267,22 +312,37 @@ impl Pipeline for ResourcesPipeline {
         &self.topics.resource_events
     }
 
-    async fn handle(&self, _state: &mut (), msg: &InMessage, batch: &mut ResourcesBatch) -> Result<(), RetryLater> {
-        let e: ResourceEventRecord = match crate::dlq::decode_valid(&self.codec, msg, "ResourceEvent", invalid).await? {
-            Ok(e) => e,
-            Err((reason, error)) => {
-                batch.consumed += 1;
-                batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
-                return Ok(());
-            }
-        };
-        match self.record(&e).await.map_err(|err| RetryLater(format!("postgres: {err}")))? {
+    async fn handle(
+        &self,
+        _state: &mut (),
+        msg: &InMessage,
+        batch: &mut ResourcesBatch,
+    ) -> Result<(), RetryLater> {
+        let e: ResourceEventRecord =
+            match crate::dlq::decode_valid(&self.codec, msg, "ResourceEvent", invalid).await? {
+                Ok(e) => e,
+                Err((reason, error)) => {
+                    batch.consumed += 1;
+                    batch
+                        .dlq
+                        .push(crate::dlq::dead_letter(NAME, msg, reason, error));
+                    return Ok(());
+                }
+            };
+        match self
+            .record(&e)
+            .await
+            .map_err(|err| RetryLater(format!("postgres: {err}")))?
+        {
             Recorded::Sample(s) => batch.samples.push(s),
             Recorded::UnknownPool => batch.dlq.push(crate::dlq::dead_letter(
                 NAME,
                 msg,
                 DeadLetterReason::Invalid,
-                format!("pool {:?} is not registered (create it through the API first)", e.pool_id),
+                format!(
+                    "pool {:?} is not registered (create it through the API first)",
+                    e.pool_id
+                ),
             )),
         }
         batch.consumed += 1;
@@ -295,7 +355,9 @@ impl Pipeline for ResourcesPipeline {
         if batch.consumed == 0 {
             return Ok(());
         }
-        self.clickhouse.write_pool_utilization(&batch.samples).await?;
+        self.clickhouse
+            .write_pool_utilization(&batch.samples)
+            .await?;
         let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
         self.producer.send_all("kafka", &records).await
     }
@@ -324,7 +386,13 @@ mod tests {
     #[test]
     fn occupancy_and_conflicts() {
         let (a, c) = occupy(None, &ev(ResourceState::Occupied, Some("v1")));
-        assert_eq!(a, Occupancy { state: ResourceState::Occupied, vehicles: vec!["v1".into()] });
+        assert_eq!(
+            a,
+            Occupancy {
+                state: ResourceState::Occupied,
+                vehicles: vec!["v1".into()]
+            }
+        );
         assert!(c.is_empty());
         // The same vehicle again: no conflict.
         let (a, c) = occupy(Some(&a), &ev(ResourceState::Occupied, Some("v1")));
@@ -335,18 +403,33 @@ mod tests {
         assert_eq!(c[0].0, "double_booking");
         assert!(c[0].1.contains("v2") && c[0].1.contains("v1"), "{}", c[0].1);
         let (b, _) = occupy(Some(&b), &ev(ResourceState::Free, Some("v1")));
-        assert_eq!(b, Occupancy { state: ResourceState::Occupied, vehicles: vec!["v2".into()] });
+        assert_eq!(
+            b,
+            Occupancy {
+                state: ResourceState::Occupied,
+                vehicles: vec!["v2".into()]
+            }
+        );
         let (b, _) = occupy(Some(&b), &ev(ResourceState::Free, Some("v2")));
         assert_eq!(b.state, ResourceState::Free);
         // Out of service clears; occupying it then is a conflict of its own.
         let (o, _) = occupy(Some(&a), &ev(ResourceState::OutOfService, None));
-        assert_eq!(o, Occupancy { state: ResourceState::OutOfService, vehicles: vec![] });
+        assert_eq!(
+            o,
+            Occupancy {
+                state: ResourceState::OutOfService,
+                vehicles: vec![]
+            }
+        );
         let (_, c) = occupy(Some(&o), &ev(ResourceState::Occupied, Some("v3")));
         assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), ["other"]);
         // Freed without a vehicle: cleared.
         let (f, _) = occupy(Some(&a), &ev(ResourceState::Free, None));
         assert_eq!(f.state, ResourceState::Free);
-        assert_eq!(parse_state(state_name(ResourceState::OutOfService)), Some(ResourceState::OutOfService));
+        assert_eq!(
+            parse_state(state_name(ResourceState::OutOfService)),
+            Some(ResourceState::OutOfService)
+        );
         assert!(invalid(&ev(ResourceState::Free, None)).is_none());
         let mut bad = ev(ResourceState::Free, None);
         bad.pool_id.clear();

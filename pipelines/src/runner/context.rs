@@ -18,7 +18,12 @@ pub struct RunnerContext {
 
 impl RunnerContext {
     pub fn new(pipeline: &str) -> Self {
-        RunnerContext { pipeline: pipeline.to_string(), revoked: Mutex::new(Vec::new()), checkpointed: Mutex::new(HashMap::new()), high_watermarks: Mutex::new(HashMap::new()) }
+        RunnerContext {
+            pipeline: pipeline.to_string(),
+            revoked: Mutex::new(Vec::new()),
+            checkpointed: Mutex::new(HashMap::new()),
+            high_watermarks: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn take_revoked(&self) -> Vec<i32> {
@@ -27,11 +32,18 @@ impl RunnerContext {
 
     /// The partition's high watermark as of the last statistics report (refreshed every second).
     pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.high_watermarks.lock().expect("lock").get(&(topic.to_string(), partition)).copied()
+        self.high_watermarks
+            .lock()
+            .expect("lock")
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 
     pub fn set_checkpointed(&self, partition: i32, next_offset: i64) {
-        self.checkpointed.lock().expect("lock").insert(partition, next_offset);
+        self.checkpointed
+            .lock()
+            .expect("lock")
+            .insert(partition, next_offset);
     }
 }
 
@@ -43,8 +55,13 @@ impl ClientContext for RunnerContext {
                 if *partition < 0 || p.hi_offset < 0 {
                     continue;
                 }
-                self.high_watermarks.lock().expect("lock").insert((topic.clone(), *partition), p.hi_offset);
-                let Some(done) = checkpointed.get(partition) else { continue };
+                self.high_watermarks
+                    .lock()
+                    .expect("lock")
+                    .insert((topic.clone(), *partition), p.hi_offset);
+                let Some(done) = checkpointed.get(partition) else {
+                    continue;
+                };
                 let lag = (p.hi_offset - done).max(0);
                 metrics::gauge!(m::CONSUMER_LAG, "pipeline" => self.pipeline.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(lag as f64);
@@ -65,7 +82,9 @@ impl ConsumerContext for RunnerContext {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(pipeline = %self.pipeline, partitions = ?parts, "Partitions assigned.");
             }
-            Rebalance::Error(e) => tracing::warn!(pipeline = %self.pipeline, error = %e, "Rebalance error."),
+            Rebalance::Error(e) => {
+                tracing::warn!(pipeline = %self.pipeline, error = %e, "Rebalance error.")
+            }
         }
     }
 }

@@ -86,7 +86,12 @@ pub trait Pipeline: Send + Sync + 'static {
     fn on_idle(&self, state: &mut Self::State, partition: i32, batch: &mut Self::Batch);
     /// Called about every `runner.checkpoint_interval_ms` for a partition that stays idle after
     /// `on_idle` (caught up, nothing received); true when it changed the state.
-    fn on_still_idle(&self, _state: &mut Self::State, _partition: i32, _batch: &mut Self::Batch) -> bool {
+    fn on_still_idle(
+        &self,
+        _state: &mut Self::State,
+        _partition: i32,
+        _batch: &mut Self::Batch,
+    ) -> bool {
         false
     }
     /// Called for every partition with state on each runner tick (about every 200 ms,
@@ -98,7 +103,10 @@ pub trait Pipeline: Send + Sync + 'static {
     }
     /// Writes the batch durably and idempotently. May be called again with the same batch
     /// after an error.
-    fn flush(&self, batch: &mut Self::Batch) -> impl Future<Output = atlasmesh_sinks::Result<()>> + Send;
+    fn flush(
+        &self,
+        batch: &mut Self::Batch,
+    ) -> impl Future<Output = atlasmesh_sinks::Result<()>> + Send;
     fn batch_len(&self, batch: &Self::Batch) -> usize;
 }
 
@@ -125,7 +133,11 @@ struct Runner<'a, P: Pipeline> {
 }
 
 /// Consumes the pipeline's topic until `shutdown` turns true, then checkpoints and returns.
-pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run<P: Pipeline>(
+    p: Arc<P>,
+    cfg: &Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let group = format!("{}.{}", cfg.kafka.group_prefix, p.name());
     let ctx = RunnerContext::new(p.name());
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
@@ -142,7 +154,9 @@ pub async fn run<P: Pipeline>(p: Arc<P>, cfg: &Config, mut shutdown: watch::Rece
     let store = CheckpointStore::new(pool, p.name());
     match cfg.kafka.assignment {
         Assignment::Group => consumer.subscribe(&[p.topic()])?,
-        Assignment::Manual => assign_manually(&consumer, &store, p.topic(), &cfg.kafka.assigned_partitions).await?,
+        Assignment::Manual => {
+            assign_manually(&consumer, &store, p.topic(), &cfg.kafka.assigned_partitions).await?
+        }
     }
     info!(pipeline = %p.name(), topic = %p.topic(), group = %group, "Pipeline started.");
     let mut r = Runner {
@@ -281,7 +295,8 @@ impl<P: Pipeline> Runner<'_, P> {
         if let Ok(a) = self.consumer.assignment() {
             if self.consumer.pause(&a).is_ok() {
                 self.paused = true;
-                metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => self.p.name().to_string()).set(a.count() as f64);
+                metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => self.p.name().to_string())
+                    .set(a.count() as f64);
             }
         }
     }
@@ -303,7 +318,9 @@ impl<P: Pipeline> Runner<'_, P> {
     /// the log receives no message after a restart, yet its open windows must still close when
     /// it is idle.
     async fn adopt_assigned(&mut self) {
-        let Ok(assignment) = self.consumer.assignment() else { return };
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
         let topic = self.p.topic().to_string();
         let missing: Vec<i32> = assignment
             .elements_for_topic(&topic)
@@ -325,7 +342,12 @@ impl<P: Pipeline> Runner<'_, P> {
             .retry("load checkpoint", || {
                 let store = store.clone();
                 let t = t.clone();
-                async move { store.load(&t, partition).await.map_err(|e| { let r = e.is_retriable(); (e, r) }) }
+                async move {
+                    store.load(&t, partition).await.map_err(|e| {
+                        let r = e.is_retriable();
+                        (e, r)
+                    })
+                }
             })
             .await
             .flatten();
@@ -344,20 +366,36 @@ impl<P: Pipeline> Runner<'_, P> {
         if behind && next_offset > 0 {
             // Messages before the checkpoint are skipped in `on_message` whether or not the
             // seek succeeds (it can fail right after a group assignment).
-            if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(next_offset), Duration::from_secs(5)) {
+            if let Err(e) = self.consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(next_offset),
+                Duration::from_secs(5),
+            ) {
                 debug!(partition, error = %e, "Seek failed; skipping up to the checkpoint instead.");
             }
         } else if let Some(o) = first_offset.filter(|o| *o > next_offset && next_offset > 0) {
             warn!(pipeline = %self.p.name(), partition, expected = next_offset, got = o, "Offsets between the checkpoint and the first message are gone (retention?).");
         }
         // `idle_flushed: false`: a partition already at its end closes its windows once idle.
-        self.parts.insert(partition, PartState { state, next_offset, last_msg: Instant::now(), idle_flushed: false, idle_since: Instant::now(), dirty: false });
+        self.parts.insert(
+            partition,
+            PartState {
+                state,
+                next_offset,
+                last_msg: Instant::now(),
+                idle_flushed: false,
+                idle_since: Instant::now(),
+                dirty: false,
+            },
+        );
     }
 
     async fn on_message(&mut self, msg: InMessage) {
         let partition = msg.partition;
         if !self.parts.contains_key(&partition) {
-            self.load_partition(&msg.topic.clone(), partition, Some(msg.offset)).await;
+            self.load_partition(&msg.topic.clone(), partition, Some(msg.offset))
+                .await;
         }
         if msg.offset < self.parts[&partition].next_offset {
             return; // already reflected in the checkpointed state
@@ -371,7 +409,10 @@ impl<P: Pipeline> Runner<'_, P> {
                 Err(e) => {
                     warn!(pipeline = %self.p.name(), partition, offset = msg.offset, error = %e, "Message handling must wait for a dependency; pausing.");
                     self.pause();
-                    self.poll_for(Duration::from_millis(self.cfg.runner.retry_max_ms.min(1000))).await;
+                    self.poll_for(Duration::from_millis(
+                        self.cfg.runner.retry_max_ms.min(1000),
+                    ))
+                    .await;
                 }
             }
         }
@@ -426,7 +467,8 @@ impl<P: Pipeline> Runner<'_, P> {
     }
 
     async fn maybe_checkpoint(&mut self, force: bool) {
-        let due = self.last_checkpoint.elapsed() >= Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
+        let due = self.last_checkpoint.elapsed()
+            >= Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
         if force || due || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
             self.checkpoint().await;
         }
@@ -493,7 +535,9 @@ impl<P: Pipeline> Runner<'_, P> {
                 s.dirty = false;
             }
             let _ = tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset));
-            self.consumer.context().set_checkpointed(c.partition, c.next_offset);
+            self.consumer
+                .context()
+                .set_checkpointed(c.partition, c.next_offset);
         }
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
@@ -501,6 +545,7 @@ impl<P: Pipeline> Runner<'_, P> {
             }
         }
         metrics::counter!(m::CHECKPOINTS, "pipeline" => p.name().to_string()).increment(1);
-        metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => p.name().to_string()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => p.name().to_string())
+            .record(started.elapsed().as_secs_f64());
     }
 }

@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 
 use atlasmesh_core::config::Topics;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
+use atlasmesh_sinks::clickhouse::{
+    ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
+};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::redis::{RedisBatch, RedisSink};
 use atlasmesh_sinks::{Error, Result};
@@ -65,7 +67,13 @@ impl TelemetryBatch {
                     .encode(&topics.metrics, SchemaKind::Metrics, r)
                     .await
                     .map_err(|e| Error::Other(format!("encoding metrics record: {e}")))?;
-                records.push(OutRecord { topic: topics.metrics.clone(), key: Some(r.fleet_id.clone().into_bytes()), payload, headers: vec![], partition: None });
+                records.push(OutRecord {
+                    topic: topics.metrics.clone(),
+                    key: Some(r.fleet_id.clone().into_bytes()),
+                    payload,
+                    headers: vec![],
+                    partition: None,
+                });
             }
             for d in &self.dlq {
                 records.push(crate::dlq::encode(codec, topics, d).await?);
@@ -83,7 +91,13 @@ impl TelemetryBatch {
                 .await
                 .map_err(|e| Error::Other(format!("encoding watermark: {e}")))?;
             for partition in 0..metrics_partitions {
-                records.push(OutRecord { topic: topics.metrics.clone(), key: None, payload: payload.clone(), headers: vec![], partition: Some(partition) });
+                records.push(OutRecord {
+                    topic: topics.metrics.clone(),
+                    key: None,
+                    payload: payload.clone(),
+                    headers: vec![],
+                    partition: Some(partition),
+                });
             }
         }
         producer.send_all("kafka", &records).await?;

@@ -12,7 +12,9 @@ use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterReason, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
+use atlasmesh_sinks::clickhouse::{
+    ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
+};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
 
@@ -23,7 +25,10 @@ use crate::runner::{InMessage, Pipeline, RetryLater};
 pub const NAME: &str = "telemetry";
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub struct TelemetryPipeline {
@@ -42,12 +47,16 @@ pub struct TelemetryPipeline {
 
 impl TelemetryPipeline {
     pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let limits = ValidationLimits { max_future_ms: cfg.telemetry.max_future_ms, ..ValidationLimits::default() };
+        let limits = ValidationLimits {
+            max_future_ms: cfg.telemetry.max_future_ms,
+            ..ValidationLimits::default()
+        };
         let producer = KafkaProducer::new(&cfg.kafka)?;
         let source_partitions = producer.partition_count(&cfg.topics.telemetry).await?;
         let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
         Ok(TelemetryPipeline {
-            codec: Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
             params: WindowParams::from(&cfg.telemetry),
             limits,
             topics: cfg.topics.clone(),
@@ -59,8 +68,16 @@ impl TelemetryPipeline {
         })
     }
 
-    fn dead_letter(&self, msg: &InMessage, reason: DeadLetterReason, error: String, batch: &mut TelemetryBatch) {
-        batch.dlq.push(crate::dlq::dead_letter(NAME, msg, reason, error));
+    fn dead_letter(
+        &self,
+        msg: &InMessage,
+        reason: DeadLetterReason,
+        error: String,
+        batch: &mut TelemetryBatch,
+    ) {
+        batch
+            .dlq
+            .push(crate::dlq::dead_letter(NAME, msg, reason, error));
     }
 
     fn push_results(&self, partition: i32, results: Vec<WindowResult>, batch: &mut TelemetryBatch) {
@@ -69,11 +86,17 @@ impl TelemetryPipeline {
         }
         metrics::counter!(m::WINDOWS_EMITTED, "pipeline" => NAME).increment(results.len() as u64);
         for r in results {
-            batch.metrics.push(WindowMetricsRecord::from_result(&r, partition));
+            batch
+                .metrics
+                .push(WindowMetricsRecord::from_result(&r, partition));
             match r.scope {
-                WindowScope::Vehicle => batch.vehicle_rows.push(VehicleWindowRow::from_result(&r, partition)),
+                WindowScope::Vehicle => batch
+                    .vehicle_rows
+                    .push(VehicleWindowRow::from_result(&r, partition)),
                 WindowScope::FleetPartial => {
-                    batch.fleet_rows.push(FleetPartialRow::from_result(&r, partition));
+                    batch
+                        .fleet_rows
+                        .push(FleetPartialRow::from_result(&r, partition));
                     batch.redis.fleet_partials.insert(
                         (r.fleet_id.clone(), r.window_start_ms, partition),
                         FleetPartialKpi {
@@ -102,16 +125,22 @@ impl Pipeline for TelemetryPipeline {
         &self.topics.telemetry
     }
 
-    async fn handle(&self, state: &mut PartitionWindows, msg: &InMessage, batch: &mut TelemetryBatch) -> Result<(), RetryLater> {
+    async fn handle(
+        &self,
+        state: &mut PartitionWindows,
+        msg: &InMessage,
+        batch: &mut TelemetryBatch,
+    ) -> Result<(), RetryLater> {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
-        let ev: TelemetryEvent = match crate::dlq::decode(&self.codec, msg, "TelemetryEvent").await? {
-            Ok(ev) => ev,
-            Err((reason, error)) => {
-                self.dead_letter(msg, reason, error, batch);
-                return Ok(());
-            }
-        };
+        let ev: TelemetryEvent =
+            match crate::dlq::decode(&self.codec, msg, "TelemetryEvent").await? {
+                Ok(ev) => ev,
+                Err((reason, error)) => {
+                    self.dead_letter(msg, reason, error, batch);
+                    return Ok(());
+                }
+            };
         if let Err(e) = validate(&ev, now_ms(), &self.limits) {
             self.dead_letter(msg, DeadLetterReason::Invalid, e.to_string(), batch);
             return Ok(());
@@ -123,7 +152,9 @@ impl Pipeline for TelemetryPipeline {
                 if late {
                     metrics::counter!(m::EVENTS_LATE_ACCEPTED, "pipeline" => NAME).increment(1);
                 }
-                batch.raw.push(RawTelemetryRow::from_event(&ev, msg.partition, msg.offset));
+                batch
+                    .raw
+                    .push(RawTelemetryRow::from_event(&ev, msg.partition, msg.offset));
                 if newest {
                     batch.redis.latest.insert(ev.vehicle_id.clone(), ev);
                 }
@@ -145,7 +176,10 @@ impl Pipeline for TelemetryPipeline {
             }
         }
         self.push_results(msg.partition, results, batch);
-        batch.marks.insert(msg.partition, (state.closed_until_ms().unwrap_or(i64::MIN), false));
+        batch.marks.insert(
+            msg.partition,
+            (state.closed_until_ms().unwrap_or(i64::MIN), false),
+        );
         Ok(())
     }
 
@@ -155,19 +189,39 @@ impl Pipeline for TelemetryPipeline {
         let mut results = Vec::new();
         state.flush_idle(&self.params, &mut results);
         self.push_results(partition, results, batch);
-        batch.marks.insert(partition, (state.closed_until_ms().unwrap_or(i64::MIN), true));
+        batch.marks.insert(
+            partition,
+            (state.closed_until_ms().unwrap_or(i64::MIN), true),
+        );
     }
 
     /// Still caught up: repeat the idle watermark, so the settlers move this source along with
     /// the others (see `crate::settle`).
-    fn on_still_idle(&self, state: &mut PartitionWindows, partition: i32, batch: &mut TelemetryBatch) -> bool {
-        batch.marks.insert(partition, (state.closed_until_ms().unwrap_or(i64::MIN), true));
+    fn on_still_idle(
+        &self,
+        state: &mut PartitionWindows,
+        partition: i32,
+        batch: &mut TelemetryBatch,
+    ) -> bool {
+        batch.marks.insert(
+            partition,
+            (state.closed_until_ms().unwrap_or(i64::MIN), true),
+        );
         false
     }
 
     async fn flush(&self, batch: &mut TelemetryBatch) -> atlasmesh_sinks::Result<()> {
         let parts = (self.source_partitions, self.metrics_partitions);
-        batch.flush(&self.clickhouse, &self.redis, &self.producer, &self.codec, &self.topics, parts).await
+        batch
+            .flush(
+                &self.clickhouse,
+                &self.redis,
+                &self.producer,
+                &self.codec,
+                &self.topics,
+                parts,
+            )
+            .await
     }
 
     fn batch_len(&self, batch: &TelemetryBatch) -> usize {

@@ -78,11 +78,22 @@ pub const TEST_SECRET: &str = "query-api-test-secret";
 
 /// A token for `scope` with `role`, valid for the test configs.
 pub fn token(role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> String {
-    atlasmesh_query_api::auth::issue_hs256(TEST_SECRET, "it", role, scope, std::time::Duration::from_secs(600))
+    atlasmesh_query_api::auth::issue_hs256(
+        TEST_SECRET,
+        "it",
+        role,
+        scope,
+        std::time::Duration::from_secs(600),
+    )
 }
 
 /// GET `uri` as a caller with `role` and `scope`.
-pub async fn get_as(state: &AppState, uri: &str, role: atlasmesh_core::Role, scope: &atlasmesh_core::Scope) -> (StatusCode, Value) {
+pub async fn get_as(
+    state: &AppState,
+    uri: &str,
+    role: atlasmesh_core::Role,
+    scope: &atlasmesh_core::Scope,
+) -> (StatusCode, Value) {
     let req = Request::builder()
         .uri(uri)
         .header("authorization", format!("Bearer {}", token(role, scope)))
@@ -90,8 +101,11 @@ pub async fn get_as(state: &AppState, uri: &str, role: atlasmesh_core::Role, sco
         .unwrap();
     let res = app(state.clone()).oneshot(req).await.unwrap();
     let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), 16 << 20).await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let bytes = axum::body::to_bytes(res.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, body)
 }
 
@@ -102,7 +116,13 @@ pub async fn state(cfg: &Config) -> AppState {
 /// GET `uri` through the router as a viewer of every fleet; returns status and body (JSON,
 /// or a string for text).
 pub async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
-    get_as(state, uri, atlasmesh_core::Role::Viewer, &atlasmesh_core::Scope::all()).await
+    get_as(
+        state,
+        uri,
+        atlasmesh_core::Role::Viewer,
+        &atlasmesh_core::Scope::all(),
+    )
+    .await
 }
 
 /// Asserts a 400 in the API's error shape naming exactly `fields`.

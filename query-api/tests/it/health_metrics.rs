@@ -122,7 +122,11 @@ async fn openapi_lists_every_endpoint() {
     for e in atlasmesh_query_api::resources::catalog() {
         let i = e.info;
         assert!(paths.contains(i.path), "{} missing", i.path);
-        assert!(paths.contains(format!("{}/{{id}}", i.path).as_str()), "{}/{{id}} missing", i.path);
+        assert!(
+            paths.contains(format!("{}/{{id}}", i.path).as_str()),
+            "{}/{{id}} missing",
+            i.path
+        );
         for l in i.lookups {
             let p = format!("{}/{}/{{value}}", i.path, l.segment);
             assert!(paths.contains(p.as_str()), "{p} missing");
@@ -287,7 +291,12 @@ async fn serve_answers_over_tcp_and_stops_on_shutdown() {
     let mut res = None;
     for _ in 0..50 {
         let bearer = token(atlasmesh_core::Role::Viewer, &atlasmesh_core::Scope::all());
-        match reqwest::Client::new().get(&url).bearer_auth(bearer).send().await {
+        match reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(bearer)
+            .send()
+            .await
+        {
             Ok(r) => {
                 res = Some(r);
                 break;

@@ -1,6 +1,6 @@
-use axum::http::StatusCode;
 use atlasmesh_core::window::{Counters, WindowResult, WindowScope};
 use atlasmesh_sinks::clickhouse::{FleetPartialRow, VehicleWindowRow};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -11,7 +11,14 @@ const W2: i64 = W0 + 120_000;
 
 /// A window row as the telemetry pipeline writes it (sinks' own row types), with the
 /// emission time the fixture needs to tell versions apart.
-fn result(scope: WindowScope, fleet: &str, vehicle: &str, w: i64, version: u32, c: &Counters) -> WindowResult {
+fn result(
+    scope: WindowScope,
+    fleet: &str,
+    vehicle: &str,
+    w: i64,
+    version: u32,
+    c: &Counters,
+) -> WindowResult {
     WindowResult {
         scope,
         fleet_id: fleet.into(),
@@ -25,12 +32,18 @@ fn result(scope: WindowScope, fleet: &str, vehicle: &str, w: i64, version: u32, 
 
 fn vrow(fleet: &str, vehicle: &str, w: i64, version: u32, c: &Counters) -> VehicleWindowRow {
     let r = result(WindowScope::Vehicle, fleet, vehicle, w, version, c);
-    VehicleWindowRow { emitted_at_ms: w + 65_000 + version as i64, ..VehicleWindowRow::from_result(&r, 0) }
+    VehicleWindowRow {
+        emitted_at_ms: w + 65_000 + version as i64,
+        ..VehicleWindowRow::from_result(&r, 0)
+    }
 }
 
 fn frow(fleet: &str, w: i64, partition: i32, version: u32, c: &Counters) -> FleetPartialRow {
     let r = result(WindowScope::FleetPartial, fleet, "", w, version, c);
-    FleetPartialRow { emitted_at_ms: w + 65_000 + version as i64, ..FleetPartialRow::from_result(&r, partition) }
+    FleetPartialRow {
+        emitted_at_ms: w + 65_000 + version as i64,
+        ..FleetPartialRow::from_result(&r, partition)
+    }
 }
 
 async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite>(
@@ -391,22 +404,63 @@ async fn reads_are_limited_to_the_callers_fleets() {
     use tower::ServiceExt;
     let (_db, st) = setup("scoped").await;
     let fa = Scope::fleets(["fa"]);
-    let (s, b) = crate::common::get_as(&st, "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50", Role::Viewer, &fa).await;
+    let (s, b) = crate::common::get_as(
+        &st,
+        "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50",
+        Role::Viewer,
+        &fa,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    let fleets: std::collections::BTreeSet<&str> = b["items"].as_array().unwrap().iter().map(|i| i["fleet_id"].as_str().unwrap()).collect();
+    let fleets: std::collections::BTreeSet<&str> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["fleet_id"].as_str().unwrap())
+        .collect();
     assert_eq!(fleets.into_iter().collect::<Vec<_>>(), ["fa"]);
-    let (s, b) = crate::common::get(&st, "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50").await;
+    let (s, b) = crate::common::get(
+        &st,
+        "/api/v1/fleet-performance/metrics?scope=vehicle&limit=50",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(b["items"].as_array().unwrap().iter().any(|i| i["fleet_id"] == "fb"), "the unrestricted caller sees fb");
-    for uri in ["/api/v1/fleet-performance/metrics?fleet_id=fb", "/api/v1/fleet-performance/metrics/fb", "/api/v1/fleets/fb/kpis", "/api/v1/fleets/fb/vehicles/v1/latest"] {
+    assert!(
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["fleet_id"] == "fb"),
+        "the unrestricted caller sees fb"
+    );
+    for uri in [
+        "/api/v1/fleet-performance/metrics?fleet_id=fb",
+        "/api/v1/fleet-performance/metrics/fb",
+        "/api/v1/fleets/fb/kpis",
+        "/api/v1/fleets/fb/vehicles/v1/latest",
+    ] {
         let (s, b) = crate::common::get_as(&st, uri, Role::Viewer, &fa).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {b}");
         assert_eq!(b["error"]["code"], "forbidden");
     }
-    let (s, b) = crate::common::get_as(&st, "/api/v1/fleet-performance/metrics", Role::Viewer, &Scope::default()).await;
-    assert_eq!((s, b["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (s, b) = crate::common::get_as(
+        &st,
+        "/api/v1/fleet-performance/metrics",
+        Role::Viewer,
+        &Scope::default(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
     let res = atlasmesh_query_api::app(st.clone())
-        .oneshot(axum::http::Request::builder().uri("/api/v1/fleets/fa/kpis").body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            axum::http::Request::builder()
+                .uri("/api/v1/fleets/fa/kpis")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

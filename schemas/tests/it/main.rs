@@ -4,8 +4,8 @@
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use atlasmesh_schemas::{
-    Codec, DeadLetterReason, DeadLetterRecord, DecodeError, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState,
-    SchemaKind,
+    Codec, DeadLetterReason, DeadLetterRecord, DecodeError, MissionEventKind, MissionEventRecord,
+    ResourceEventRecord, ResourceState, SchemaKind,
 };
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
@@ -22,22 +22,45 @@ fn avro(s: String) -> SuppliedSchema {
 
 #[tokio::test]
 async fn every_schema_evolves_backward_and_refuses_a_breaking_change() {
-    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral().await.unwrap();
+    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral()
+        .await
+        .unwrap();
     let sr = SrSettings::new(url);
     for kind in SchemaKind::ALL {
         let subject = format!("{}-value", kind.topic(&Topics::default()));
-        let v1 = post_schema(&sr, subject.clone(), avro(kind.schema().into())).await.unwrap();
+        let v1 = post_schema(&sr, subject.clone(), avro(kind.schema().into()))
+            .await
+            .unwrap();
         // Same schema again: same id.
-        let again = post_schema(&sr, subject.clone(), avro(kind.schema().into())).await.unwrap();
+        let again = post_schema(&sr, subject.clone(), avro(kind.schema().into()))
+            .await
+            .unwrap();
         assert_eq!(again.id, v1.id, "{subject}");
         // BACKWARD-compatible: a new optional field with a default.
-        let evolved = with_field(kind.schema(), serde_json::json!({"name": "note", "type": ["null", "string"], "default": null}));
-        let v2 = post_schema(&sr, subject.clone(), avro(evolved.clone())).await.unwrap();
-        assert_ne!(v2.id, v1.id, "{subject}: evolved schema registered as a new version");
+        let evolved = with_field(
+            kind.schema(),
+            serde_json::json!({"name": "note", "type": ["null", "string"], "default": null}),
+        );
+        let v2 = post_schema(&sr, subject.clone(), avro(evolved.clone()))
+            .await
+            .unwrap();
+        assert_ne!(
+            v2.id, v1.id,
+            "{subject}: evolved schema registered as a new version"
+        );
         // Breaking: a required field without default cannot read old data.
-        let breaking = with_field(&evolved, serde_json::json!({"name": "required_new", "type": "long"}));
-        let err = post_schema(&sr, subject.clone(), avro(breaking)).await.unwrap_err();
-        assert!(err.to_string().contains("409") || err.to_string().to_lowercase().contains("incompatible"), "{subject}: {err}");
+        let breaking = with_field(
+            &evolved,
+            serde_json::json!({"name": "required_new", "type": "long"}),
+        );
+        let err = post_schema(&sr, subject.clone(), avro(breaking))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("409")
+                || err.to_string().to_lowercase().contains("incompatible"),
+            "{subject}: {err}"
+        );
     }
 }
 
@@ -64,11 +87,16 @@ fn event() -> TelemetryEvent {
 
 #[tokio::test]
 async fn codec_round_trips_and_classifies_bad_input() {
-    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral().await.unwrap();
+    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral()
+        .await
+        .unwrap();
     let codec = Codec::new(&url).unwrap();
     let topics = Topics::default();
     codec.register_all(&topics).await.unwrap();
-    let bytes = codec.encode(&topics.telemetry, SchemaKind::Telemetry, &event()).await.unwrap();
+    let bytes = codec
+        .encode(&topics.telemetry, SchemaKind::Telemetry, &event())
+        .await
+        .unwrap();
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     assert_eq!(codec.decode_telemetry(&bytes).await.unwrap(), event());
 
@@ -83,7 +111,10 @@ async fn codec_round_trips_and_classifies_bad_input() {
         original_value: None,
         failed_at_ms: 1,
     };
-    let b = codec.encode(&topics.dlq, SchemaKind::Dlq, &dl).await.unwrap();
+    let b = codec
+        .encode(&topics.dlq, SchemaKind::Dlq, &dl)
+        .await
+        .unwrap();
     let (_, v) = codec.decode_value(&b).await.unwrap();
     assert_eq!(apache_avro::from_value::<DeadLetterRecord>(&v).unwrap(), dl);
 
@@ -97,9 +128,15 @@ async fn codec_round_trips_and_classifies_bad_input() {
         severity: Some("critical".into()),
         detail: None,
     };
-    let b = codec.encode(&topics.mission_events, SchemaKind::MissionEvents, &me).await.unwrap();
+    let b = codec
+        .encode(&topics.mission_events, SchemaKind::MissionEvents, &me)
+        .await
+        .unwrap();
     let (_, v) = codec.decode_value(&b).await.unwrap();
-    assert_eq!(apache_avro::from_value::<MissionEventRecord>(&v).unwrap(), me);
+    assert_eq!(
+        apache_avro::from_value::<MissionEventRecord>(&v).unwrap(),
+        me
+    );
     let re = ResourceEventRecord {
         event_id: "v1:8:occupy".into(),
         resource_id: "c1".into(),
@@ -109,17 +146,36 @@ async fn codec_round_trips_and_classifies_bad_input() {
         ts_ms: 8,
         state: ResourceState::OutOfService,
     };
-    let b = codec.encode(&topics.resource_events, SchemaKind::ResourceEvents, &re).await.unwrap();
+    let b = codec
+        .encode(&topics.resource_events, SchemaKind::ResourceEvents, &re)
+        .await
+        .unwrap();
     let (_, v) = codec.decode_value(&b).await.unwrap();
-    assert_eq!(apache_avro::from_value::<ResourceEventRecord>(&v).unwrap(), re);
+    assert_eq!(
+        apache_avro::from_value::<ResourceEventRecord>(&v).unwrap(),
+        re
+    );
 
-    assert!(matches!(codec.decode_telemetry(b"{\"json\":1}").await, Err(DecodeError::Undecodable(_))));
+    assert!(matches!(
+        codec.decode_telemetry(b"{\"json\":1}").await,
+        Err(DecodeError::Undecodable(_))
+    ));
     let mut unknown = bytes.clone();
     unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
-    assert!(matches!(codec.decode_telemetry(&unknown).await, Err(DecodeError::UnknownSchema { id: 999_999, .. })));
+    assert!(matches!(
+        codec.decode_telemetry(&unknown).await,
+        Err(DecodeError::UnknownSchema { id: 999_999, .. })
+    ));
     let truncated = &bytes[..bytes.len() / 2];
-    assert!(matches!(codec.decode_telemetry(truncated).await, Err(DecodeError::Undecodable(_))));
+    assert!(matches!(
+        codec.decode_telemetry(truncated).await,
+        Err(DecodeError::Undecodable(_))
+    ));
     // A registry that is down is retriable, never a dead letter.
     let down = Codec::new("http://127.0.0.1:9").unwrap();
-    assert!(down.decode_telemetry(&bytes).await.unwrap_err().is_retriable());
+    assert!(down
+        .decode_telemetry(&bytes)
+        .await
+        .unwrap_err()
+        .is_retriable());
 }

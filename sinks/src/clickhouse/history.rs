@@ -186,7 +186,15 @@ pub struct PoolUtilizationRow {
 }
 
 impl PoolUtilizationRow {
-    pub fn new(pool_id: &str, fleet_id: &str, pool_kind: &str, ts_ms: i64, capacity: f64, allocated: f64, queued: u32) -> Self {
+    pub fn new(
+        pool_id: &str,
+        fleet_id: &str,
+        pool_kind: &str,
+        ts_ms: i64,
+        capacity: f64,
+        allocated: f64,
+        queued: u32,
+    ) -> Self {
         PoolUtilizationRow {
             pool_id: pool_id.into(),
             fleet_id: fleet_id.into(),
@@ -195,7 +203,11 @@ impl PoolUtilizationRow {
             ts_ms,
             capacity,
             allocated,
-            utilization: if capacity > 0.0 { allocated / capacity } else { 0.0 },
+            utilization: if capacity > 0.0 {
+                allocated / capacity
+            } else {
+                0.0
+            },
             queued,
         }
     }
@@ -277,7 +289,9 @@ mod tests {
             include_str!("../../../migrations/clickhouse/0006_alert_history.sql"),
         ]
         .concat();
-        let has = |name: &str, code: Option<i8>| sql.contains(&format!("'{name}' = {}", code.expect(name)));
+        let has = |name: &str, code: Option<i8>| {
+            sql.contains(&format!("'{name}' = {}", code.expect(name)))
+        };
         for p in ["window", "hour", "day"] {
             assert!(has(p, score_period_code(p)), "{p}");
         }
@@ -298,6 +312,9 @@ mod tests {
         assert_eq!(score_period_code("week"), None);
         assert_eq!(datetime_secs(1_700_000_000_999), 1_700_000_000);
         assert_eq!(datetime_secs(-5), 0);
-        assert_eq!(PoolUtilizationRow::new("p", "f", "bay", 0, 0.0, 0.0, 0).utilization, 0.0);
+        assert_eq!(
+            PoolUtilizationRow::new("p", "f", "bay", 0, 0.0, 0.0, 0).utilization,
+            0.0
+        );
     }
 }

@@ -7,9 +7,9 @@ mod sink;
 
 pub use config::client;
 pub use history::{
-    alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, datetime_secs,
-    score_period_code, trend_direction_code, AlertHistoryRow, MissionWindowRow, PoolUtilizationRow,
-    ScoreHistoryRow, TrendHistoryRow,
+    alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code,
+    datetime_secs, score_period_code, trend_direction_code, AlertHistoryRow, MissionWindowRow,
+    PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow,
 };
 pub use rows::{FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
 pub use sink::{migrate, migration_statements, ClickHouseSink, MIGRATIONS};

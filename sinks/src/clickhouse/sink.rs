@@ -8,13 +8,34 @@ use crate::{observe, Result};
 
 /// Migration files, in order. Statements are separated by `;` at the end of a line.
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_telemetry.sql", include_str!("../../../migrations/clickhouse/0001_telemetry.sql")),
-    ("0002_window_metrics.sql", include_str!("../../../migrations/clickhouse/0002_window_metrics.sql")),
-    ("0003_fleet_window_view.sql", include_str!("../../../migrations/clickhouse/0003_fleet_window_view.sql")),
-    ("0004_performance_history.sql", include_str!("../../../migrations/clickhouse/0004_performance_history.sql")),
-    ("0005_trend_history.sql", include_str!("../../../migrations/clickhouse/0005_trend_history.sql")),
-    ("0006_alert_history.sql", include_str!("../../../migrations/clickhouse/0006_alert_history.sql")),
-    ("0007_resource_history.sql", include_str!("../../../migrations/clickhouse/0007_resource_history.sql")),
+    (
+        "0001_telemetry.sql",
+        include_str!("../../../migrations/clickhouse/0001_telemetry.sql"),
+    ),
+    (
+        "0002_window_metrics.sql",
+        include_str!("../../../migrations/clickhouse/0002_window_metrics.sql"),
+    ),
+    (
+        "0003_fleet_window_view.sql",
+        include_str!("../../../migrations/clickhouse/0003_fleet_window_view.sql"),
+    ),
+    (
+        "0004_performance_history.sql",
+        include_str!("../../../migrations/clickhouse/0004_performance_history.sql"),
+    ),
+    (
+        "0005_trend_history.sql",
+        include_str!("../../../migrations/clickhouse/0005_trend_history.sql"),
+    ),
+    (
+        "0006_alert_history.sql",
+        include_str!("../../../migrations/clickhouse/0006_alert_history.sql"),
+    ),
+    (
+        "0007_resource_history.sql",
+        include_str!("../../../migrations/clickhouse/0007_resource_history.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (comments dropped).
@@ -69,7 +90,9 @@ pub struct ClickHouseSink {
 
 impl ClickHouseSink {
     pub fn new(cfg: &ClickHouseConfig) -> Self {
-        ClickHouseSink { client: super::client(cfg) }
+        ClickHouseSink {
+            client: super::client(cfg),
+        }
     }
 
     pub fn client(&self) -> &::clickhouse::Client {
@@ -121,8 +144,16 @@ mod tests {
 
     #[test]
     fn splits_statements_and_drops_comments() {
-        let s = migration_statements("-- c\nCREATE TABLE a (x UInt8)\nENGINE = Log;\n\nCREATE VIEW b AS SELECT 1;\n");
-        assert_eq!(s, vec!["CREATE TABLE a (x UInt8)\nENGINE = Log", "CREATE VIEW b AS SELECT 1"]);
+        let s = migration_statements(
+            "-- c\nCREATE TABLE a (x UInt8)\nENGINE = Log;\n\nCREATE VIEW b AS SELECT 1;\n",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "CREATE TABLE a (x UInt8)\nENGINE = Log",
+                "CREATE VIEW b AS SELECT 1"
+            ]
+        );
         for (_, sql) in MIGRATIONS {
             assert!(!migration_statements(sql).is_empty());
         }

@@ -6,9 +6,13 @@ use std::net::TcpStream;
 use atlasmesh_test_support::ClickHouseServer;
 
 fn have_clickhouse() -> bool {
-    ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists())
+    [
+        "/usr/bin/clickhouse-server",
+        "/usr/sbin/clickhouse-server",
+        "/usr/bin/clickhouse",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
 
 /// Minimal HTTP POST (keeps this test free of async clients). Returns (status, body).
@@ -26,7 +30,11 @@ fn query(port: u16, auth: Option<&str>, sql: &str) -> (u16, String) {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp[9..12].parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_owned();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
     (status, body)
 }
 
@@ -34,7 +42,11 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -60,14 +72,23 @@ fn clickhouse_start_query_restart_stop() {
                ENGINE = ReplacingMergeTree(version) ORDER BY id";
     assert_eq!(query(port, None, ddl), (200, String::new()));
     assert_eq!(
-        query(port, None, "INSERT INTO t VALUES (1,'a',1),(1,'b',2),(2,'c',1)").0,
+        query(
+            port,
+            None,
+            "INSERT INTO t VALUES (1,'a',1),(1,'b',2),(2,'c',1)"
+        )
+        .0,
         200
     );
 
     ch.restart().unwrap();
     assert_eq!(ch.http_port(), port);
     assert_eq!(
-        query(port, None, "SELECT id, name FROM t FINAL ORDER BY id FORMAT TSV"),
+        query(
+            port,
+            None,
+            "SELECT id, name FROM t FINAL ORDER BY id FORMAT TSV"
+        ),
         (200, "1\tb\n2\tc\n".to_owned())
     );
     // grafana: read-only.
@@ -75,7 +96,11 @@ fn clickhouse_start_query_restart_stop() {
         query(port, Some("grafana:grafana"), "SELECT count() FROM t FINAL"),
         (200, "2\n".to_owned())
     );
-    let (st, body) = query(port, Some("grafana:grafana"), "INSERT INTO t VALUES (3,'d',1)");
+    let (st, body) = query(
+        port,
+        Some("grafana:grafana"),
+        "INSERT INTO t VALUES (3,'d',1)",
+    );
     assert_ne!(st, 200);
     assert!(body.contains("readonly"), "{body}");
 

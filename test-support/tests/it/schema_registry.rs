@@ -53,9 +53,7 @@ async fn http(method: reqwest::Method, url: String, body: Option<Json>) -> (u16,
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut req = client.request(method, url);
     if let Some(b) = body {
-        req = req
-            .header("content-type", CONTENT_TYPE)
-            .body(b.to_string());
+        req = req.header("content-type", CONTENT_TYPE).body(b.to_string());
     }
     let resp = req.send().await.expect("http");
     let status = resp.status().as_u16();
@@ -90,11 +88,17 @@ async fn register_fetch_evolve_and_refuse() {
     // BACKWARD evolution: new field with default.
     let r2 = post_schema(&sr, subject.clone(), avro(V2)).await.unwrap();
     assert_eq!(r2.id, 2);
-    assert_eq!(get_all_versions(&sr, subject.clone()).await.unwrap(), vec![1, 2]);
+    assert_eq!(
+        get_all_versions(&sr, subject.clone()).await.unwrap(),
+        vec![1, 2]
+    );
     let latest = get_schema_by_subject_and_version(&sr, &subject, None)
         .await
         .unwrap();
-    assert_eq!((latest.id, latest.version, latest.schema.as_str()), (2, Some(2), V2));
+    assert_eq!(
+        (latest.id, latest.version, latest.schema.as_str()),
+        (2, Some(2), V2)
+    );
     let v1 = get_schema_by_subject_and_version(&sr, &subject, Some(1))
         .await
         .unwrap();
@@ -102,17 +106,30 @@ async fn register_fetch_evolve_and_refuse() {
 
     // Incompatible evolutions are refused with 409.
     for bad in [NO_DEFAULT, TYPE_CHANGE] {
-        let err = post_schema(&sr, subject.clone(), avro(bad)).await.unwrap_err();
+        let err = post_schema(&sr, subject.clone(), avro(bad))
+            .await
+            .unwrap_err();
         assert_eq!(error_code(&err), 409, "{err}");
-        assert!(!is_compatible_schema(&sr, subject.clone(), avro(bad)).await.unwrap());
+        assert!(!is_compatible_schema(&sr, subject.clone(), avro(bad))
+            .await
+            .unwrap());
     }
-    assert!(is_compatible_schema(&sr, subject.clone(), avro(V2)).await.unwrap());
-    assert_eq!(get_all_versions(&sr, subject.clone()).await.unwrap(), vec![1, 2]);
+    assert!(is_compatible_schema(&sr, subject.clone(), avro(V2))
+        .await
+        .unwrap());
+    assert_eq!(
+        get_all_versions(&sr, subject.clone()).await.unwrap(),
+        vec![1, 2]
+    );
 
     // Unparsable schema -> 422 / 42201.
-    let err = post_schema(&sr, subject.clone(), avro(r#"{"type":"record","name":"X"}"#))
-        .await
-        .unwrap_err();
+    let err = post_schema(
+        &sr,
+        subject.clone(),
+        avro(r#"{"type":"record","name":"X"}"#),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error_code(&err), 42201, "{err}");
 
     // Unknown id -> 40403.
@@ -127,19 +144,31 @@ async fn register_fetch_evolve_and_refuse() {
     )
     .await;
     assert_eq!((st, body), (200, json!({"compatibility": "NONE"})));
-    let (st, body) = http(reqwest::Method::GET, format!("{url}/config/{subject}"), None).await;
+    let (st, body) = http(
+        reqwest::Method::GET,
+        format!("{url}/config/{subject}"),
+        None,
+    )
+    .await;
     assert_eq!((st, body), (200, json!({"compatibilityLevel": "NONE"})));
     let (st, body) = http(reqwest::Method::GET, format!("{url}/config"), None).await;
     assert_eq!((st, body), (200, json!({"compatibilityLevel": "BACKWARD"})));
-    let r3 = post_schema(&sr, subject.clone(), avro(TYPE_CHANGE)).await.unwrap();
+    let r3 = post_schema(&sr, subject.clone(), avro(TYPE_CHANGE))
+        .await
+        .unwrap();
     assert_eq!(r3.id, 3);
 
     // Ids are global: the same schema in another subject gets the same id.
-    let other = post_schema(&sr, "other-value".to_owned(), avro(V2)).await.unwrap();
+    let other = post_schema(&sr, "other-value".to_owned(), avro(V2))
+        .await
+        .unwrap();
     assert_eq!(other.id, 2);
     assert_eq!(
         get_all_subjects(&sr).await.unwrap(),
-        vec!["fleet.telemetry.v1-value".to_owned(), "other-value".to_owned()]
+        vec![
+            "fleet.telemetry.v1-value".to_owned(),
+            "other-value".to_owned()
+        ]
     );
 
     // Lookup (POST /subjects/{s}) and its 404s.
@@ -151,7 +180,10 @@ async fn register_fetch_evolve_and_refuse() {
     .await;
     assert_eq!(
         (st, body),
-        (200, json!({"subject": subject, "id": 2, "version": 2, "schema": V2}))
+        (
+            200,
+            json!({"subject": subject, "id": 2, "version": 2, "schema": V2})
+        )
     );
     let (st, body) = http(
         reqwest::Method::POST,
@@ -160,9 +192,19 @@ async fn register_fetch_evolve_and_refuse() {
     )
     .await;
     assert_eq!((st, body["error_code"].clone()), (404, json!(40403)));
-    let (st, body) = http(reqwest::Method::GET, format!("{url}/subjects/nope/versions/latest"), None).await;
+    let (st, body) = http(
+        reqwest::Method::GET,
+        format!("{url}/subjects/nope/versions/latest"),
+        None,
+    )
+    .await;
     assert_eq!((st, body["error_code"].clone()), (404, json!(40401)));
-    let (st, body) = http(reqwest::Method::GET, format!("{url}/subjects/{subject}/versions/9"), None).await;
+    let (st, body) = http(
+        reqwest::Method::GET,
+        format!("{url}/subjects/{subject}/versions/9"),
+        None,
+    )
+    .await;
     assert_eq!((st, body["error_code"].clone()), (404, json!(40402)));
 
     // Compatibility endpoint against an explicit version, under BACKWARD again.
@@ -198,7 +240,12 @@ async fn register_fetch_evolve_and_refuse() {
     assert_eq!((st, body["error_code"].clone()), (422, json!(42203)));
 
     // Soft delete.
-    let (st, body) = http(reqwest::Method::DELETE, format!("{url}/subjects/other-value"), None).await;
+    let (st, body) = http(
+        reqwest::Method::DELETE,
+        format!("{url}/subjects/other-value"),
+        None,
+    )
+    .await;
     assert_eq!((st, body), (200, json!([1])));
     assert_eq!(
         get_all_subjects(&sr).await.unwrap(),
@@ -230,21 +277,28 @@ async fn backward_transitive_and_forward_levels() {
     post_schema(&sr, "fwd".into(), avro(V1)).await.unwrap();
     post_schema(&sr, "fwd".into(), avro(V2)).await.unwrap();
     // Changing speed's type breaks forward too.
-    let err = post_schema(&sr, "fwd".into(), avro(TYPE_CHANGE)).await.unwrap_err();
+    let err = post_schema(&sr, "fwd".into(), avro(TYPE_CHANGE))
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), 409);
 
     // FULL: V1 -> V2 (optional field with default) passes both ways; NO_DEFAULT fails backward.
     assert_eq!(put("full", "FULL").await.0, 200);
     post_schema(&sr, "full".into(), avro(V1)).await.unwrap();
     post_schema(&sr, "full".into(), avro(V2)).await.unwrap();
-    let err = post_schema(&sr, "full".into(), avro(NO_DEFAULT)).await.unwrap_err();
+    let err = post_schema(&sr, "full".into(), avro(NO_DEFAULT))
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), 409);
 
     // BACKWARD_TRANSITIVE checks every version, BACKWARD only the latest.
     let a = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"int"}]}"#;
     let b = r#"{"type":"record","name":"T","fields":[]}"#;
     let c = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"string","default":"x"}]}"#;
-    for (subject, level, c_ok) in [("bt", "BACKWARD_TRANSITIVE", false), ("b", "BACKWARD", true)] {
+    for (subject, level, c_ok) in [
+        ("bt", "BACKWARD_TRANSITIVE", false),
+        ("b", "BACKWARD", true),
+    ] {
         assert_eq!(put(subject, level).await.0, 200);
         post_schema(&sr, subject.into(), avro(a)).await.unwrap();
         post_schema(&sr, subject.into(), avro(b)).await.unwrap();
@@ -259,8 +313,11 @@ async fn encoder_decoder_roundtrip() {
     let (url, server) = spawn_ephemeral().await.unwrap();
     let encoder = AvroEncoder::new(settings(&url));
     let decoder = AvroDecoder::new(settings(&url));
-    let strategy =
-        SubjectNameStrategy::TopicNameStrategyWithSchema("fleet.telemetry.v1".into(), false, avro(V1));
+    let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+        "fleet.telemetry.v1".into(),
+        false,
+        avro(V1),
+    );
     let bytes = encoder
         .encode(
             vec![
@@ -291,8 +348,20 @@ async fn persistence_survives_restart() {
 
     let (url, server) = spawn_with_data(Some(data.clone())).await.unwrap();
     let sr = settings(&url);
-    assert_eq!(post_schema(&sr, "s-value".into(), avro(V1)).await.unwrap().id, 1);
-    assert_eq!(post_schema(&sr, "s-value".into(), avro(V2)).await.unwrap().id, 2);
+    assert_eq!(
+        post_schema(&sr, "s-value".into(), avro(V1))
+            .await
+            .unwrap()
+            .id,
+        1
+    );
+    assert_eq!(
+        post_schema(&sr, "s-value".into(), avro(V2))
+            .await
+            .unwrap()
+            .id,
+        2
+    );
     let (st, _) = http(
         reqwest::Method::PUT,
         format!("{url}/config"),
@@ -308,14 +377,25 @@ async fn persistence_survives_restart() {
     let sr = settings(&url);
     assert_eq!(get_schema_by_id(1, &sr).await.unwrap().schema, V1);
     assert_eq!(get_schema_by_id(2, &sr).await.unwrap().schema, V2);
-    assert_eq!(get_all_versions(&sr, "s-value".into()).await.unwrap(), vec![1, 2]);
+    assert_eq!(
+        get_all_versions(&sr, "s-value".into()).await.unwrap(),
+        vec![1, 2]
+    );
     let (_, body) = http(reqwest::Method::GET, format!("{url}/config"), None).await;
     assert_eq!(body, json!({"compatibilityLevel": "FULL"}));
     // Ids keep counting after the restart; compatibility still enforced.
-    let err = post_schema(&sr, "s-value".into(), avro(TYPE_CHANGE)).await.unwrap_err();
+    let err = post_schema(&sr, "s-value".into(), avro(TYPE_CHANGE))
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), 409);
     let other = r#"{"type":"record","name":"Other","fields":[]}"#;
-    assert_eq!(post_schema(&sr, "o-value".into(), avro(other)).await.unwrap().id, 3);
+    assert_eq!(
+        post_schema(&sr, "o-value".into(), avro(other))
+            .await
+            .unwrap()
+            .id,
+        3
+    );
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

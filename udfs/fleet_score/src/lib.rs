@@ -49,7 +49,10 @@ fn fleet_score(
         safety: w_safety,
         cost: w_cost,
     };
-    let params = ScoreParams { weights, ..ScoreParams::default() };
+    let params = ScoreParams {
+        weights,
+        ..ScoreParams::default()
+    };
     score(&counters, &params).ok()?.total
 }
 
@@ -60,23 +63,54 @@ mod tests {
     #[test]
     fn matches_the_core_kernel() {
         // 10 vehicle-minutes, 60 % busy, 90 % available, 8 km on 2 kWh, no faults.
-        let got = fleet_score(600_000, 360_000, 540_000, 8_000, 2_000, 0, 0.2, 0.2, 0.2, 0.2, 0.2).unwrap();
+        let got = fleet_score(
+            600_000, 360_000, 540_000, 8_000, 2_000, 0, 0.2, 0.2, 0.2, 0.2, 0.2,
+        )
+        .unwrap();
         // efficiency 80, utilization 60, reliability 90, safety 100, cost 70.
-        assert!((got - (80.0 + 60.0 + 90.0 + 100.0 + 70.0) / 5.0).abs() < 1e-9, "{got}");
+        assert!(
+            (got - (80.0 + 60.0 + 90.0 + 100.0 + 70.0) / 5.0).abs() < 1e-9,
+            "{got}"
+        );
         // Weights are normalised: scaling them changes nothing.
-        let scaled = fleet_score(600_000, 360_000, 540_000, 8_000, 2_000, 0, 2.0, 2.0, 2.0, 2.0, 2.0).unwrap();
+        let scaled = fleet_score(
+            600_000, 360_000, 540_000, 8_000, 2_000, 0, 2.0, 2.0, 2.0, 2.0, 2.0,
+        )
+        .unwrap();
         assert!((got - scaled).abs() < 1e-9);
         // Only utilization weighted.
-        let only_util = fleet_score(600_000, 360_000, 540_000, 8_000, 2_000, 0, 0.0, 1.0, 0.0, 0.0, 0.0).unwrap();
+        let only_util = fleet_score(
+            600_000, 360_000, 540_000, 8_000, 2_000, 0, 0.0, 1.0, 0.0, 0.0, 0.0,
+        )
+        .unwrap();
         assert!((only_util - 60.0).abs() < 1e-9);
     }
 
     #[test]
     fn invalid_inputs_give_null() {
-        assert_eq!(fleet_score(-1, 0, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0), None);
-        assert_eq!(fleet_score(10, 20, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0), None, "busy > observed");
-        assert_eq!(fleet_score(10, 5, 5, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0), None, "all weights 0");
-        assert_eq!(fleet_score(10, 5, 5, 0, 0, 0, -1.0, 1.0, 1.0, 1.0, 1.0), None, "negative weight");
-        assert_eq!(fleet_score(0, 0, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0), None, "nothing observed");
+        assert_eq!(
+            fleet_score(-1, 0, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0),
+            None
+        );
+        assert_eq!(
+            fleet_score(10, 20, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0),
+            None,
+            "busy > observed"
+        );
+        assert_eq!(
+            fleet_score(10, 5, 5, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0),
+            None,
+            "all weights 0"
+        );
+        assert_eq!(
+            fleet_score(10, 5, 5, 0, 0, 0, -1.0, 1.0, 1.0, 1.0, 1.0),
+            None,
+            "negative weight"
+        );
+        assert_eq!(
+            fleet_score(0, 0, 0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0),
+            None,
+            "nothing observed"
+        );
     }
 }

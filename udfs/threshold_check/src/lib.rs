@@ -25,12 +25,22 @@ fn threshold_check(
     if !threshold.is_finite() || !clear_threshold.is_finite() {
         return None;
     }
-    let wrong_side = if cmp.fires_above() { clear_threshold > threshold } else { clear_threshold < threshold };
+    let wrong_side = if cmp.fires_above() {
+        clear_threshold > threshold
+    } else {
+        clear_threshold < threshold
+    };
     if wrong_side {
         return None;
     }
     let value = value.unwrap_or(f64::NAN);
-    Some(i32::from(condition(cmp, threshold, clear_threshold, value, was_active != 0)))
+    Some(i32::from(condition(
+        cmp,
+        threshold,
+        clear_threshold,
+        value,
+        was_active != 0,
+    )))
 }
 
 #[cfg(test)]
@@ -41,7 +51,11 @@ mod tests {
     fn plain_threshold_and_hysteresis() {
         assert_eq!(threshold_check(Some(0.45), "lt", 0.5, 0.6, 0), Some(1));
         assert_eq!(threshold_check(Some(0.55), "lt", 0.5, 0.6, 0), Some(0));
-        assert_eq!(threshold_check(Some(0.55), "lt", 0.5, 0.6, 1), Some(1), "band keeps it active");
+        assert_eq!(
+            threshold_check(Some(0.55), "lt", 0.5, 0.6, 1),
+            Some(1),
+            "band keeps it active"
+        );
         assert_eq!(threshold_check(Some(0.60), "lt", 0.5, 0.6, 1), Some(0));
         assert_eq!(threshold_check(Some(95.0), ">=", 95.0, 90.0, 0), Some(1));
         assert_eq!(threshold_check(Some(92.0), "ge", 95.0, 90.0, 1), Some(1));
@@ -50,7 +64,9 @@ mod tests {
 
     #[test]
     fn a_noisy_series_does_not_flap() {
-        let series = [0.52, 0.48, 0.51, 0.47, 0.53, 0.46, 0.55, 0.58, 0.57, 0.61, 0.59];
+        let series = [
+            0.52, 0.48, 0.51, 0.47, 0.53, 0.46, 0.55, 0.58, 0.57, 0.61, 0.59,
+        ];
         let mut active = 0;
         let mut changes = 0;
         for v in series {
@@ -67,7 +83,14 @@ mod tests {
         assert_eq!(threshold_check(None, "lt", 0.5, 0.6, 1), Some(1));
         assert_eq!(threshold_check(Some(f64::NAN), "lt", 0.5, 0.6, 0), Some(0));
         assert_eq!(threshold_check(Some(0.1), "eq", 0.5, 0.6, 0), None);
-        assert_eq!(threshold_check(Some(0.1), "lt", 0.5, 0.4, 0), None, "clear on the firing side");
-        assert_eq!(threshold_check(Some(0.1), "gt", f64::INFINITY, 0.4, 0), None);
+        assert_eq!(
+            threshold_check(Some(0.1), "lt", 0.5, 0.4, 0),
+            None,
+            "clear on the firing side"
+        );
+        assert_eq!(
+            threshold_check(Some(0.1), "gt", f64::INFINITY, 0.4, 0),
+            None
+        );
     }
 }

@@ -21,7 +21,10 @@ fn trend_slope(ts_us: Vec<Option<i64>>, value: Vec<Option<f64>>) -> Option<f64> 
         .filter(|(_, v)| v.is_finite())
         .collect();
     let t0 = pairs.iter().map(|p| p.0).min()?;
-    let points: Vec<(f64, f64)> = pairs.iter().map(|&(t, v)| ((t - t0) as f64 / US_PER_HOUR, v)).collect();
+    let points: Vec<(f64, f64)> = pairs
+        .iter()
+        .map(|&(t, v)| ((t - t0) as f64 / US_PER_HOUR, v))
+        .collect();
     fit(&points).ok().map(|f| f.slope)
 }
 
@@ -46,18 +49,39 @@ mod tests {
         let ys = [0.55, 0.57, 0.56, 0.58, 0.60, 0.59, 0.61, 0.60];
         let ts: Vec<Option<i64>> = (0..8).map(|i| Some(T0_US + i * MIN_US)).collect();
         let s = trend_slope(ts, ys.iter().map(|&y| Some(y)).collect()).unwrap();
-        let pts: Vec<(f64, f64)> = ys.iter().enumerate().map(|(i, &y)| (i as f64 / 60.0, y)).collect();
+        let pts: Vec<(f64, f64)> = ys
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| (i as f64 / 60.0, y))
+            .collect();
         assert!((s - fit(&pts).unwrap().slope).abs() < 1e-9);
     }
 
     #[test]
     fn too_few_or_degenerate_points_give_null() {
         assert_eq!(trend_slope(vec![], vec![]), None);
-        assert_eq!(trend_slope(vec![Some(T0_US), Some(T0_US + MIN_US)], vec![Some(1.0), Some(2.0)]), None);
+        assert_eq!(
+            trend_slope(
+                vec![Some(T0_US), Some(T0_US + MIN_US)],
+                vec![Some(1.0), Some(2.0)]
+            ),
+            None
+        );
         let same_t = vec![Some(T0_US); 3];
-        assert_eq!(trend_slope(same_t, vec![Some(1.0), Some(2.0), Some(3.0)]), None);
+        assert_eq!(
+            trend_slope(same_t, vec![Some(1.0), Some(2.0), Some(3.0)]),
+            None
+        );
         // NULL and NaN rows are dropped pairwise, leaving 2 points.
-        let ts = vec![Some(T0_US), Some(T0_US + MIN_US), None, Some(T0_US + 3 * MIN_US)];
-        assert_eq!(trend_slope(ts, vec![Some(1.0), Some(f64::NAN), Some(5.0), Some(2.0)]), None);
+        let ts = vec![
+            Some(T0_US),
+            Some(T0_US + MIN_US),
+            None,
+            Some(T0_US + 3 * MIN_US),
+        ];
+        assert_eq!(
+            trend_slope(ts, vec![Some(1.0), Some(f64::NAN), Some(5.0), Some(2.0)]),
+            None
+        );
     }
 }

@@ -43,9 +43,19 @@ mod tests {
     #[test]
     fn busy_and_observed_time_of_a_window() {
         // 0 s busy, 20 s idle, 50 s busy (holds to the window end); input out of order.
-        let ts = vec![Some(T0_US + 50_000_000), Some(T0_US), Some(T0_US + 20_000_000)];
-        assert_eq!(status_ms(ts.clone(), vec![Some(1), Some(1), Some(0)]), Some(30_000));
-        assert_eq!(status_ms(ts.clone(), vec![Some(1), Some(1), Some(1)]), Some(60_000));
+        let ts = vec![
+            Some(T0_US + 50_000_000),
+            Some(T0_US),
+            Some(T0_US + 20_000_000),
+        ];
+        assert_eq!(
+            status_ms(ts.clone(), vec![Some(1), Some(1), Some(0)]),
+            Some(30_000)
+        );
+        assert_eq!(
+            status_ms(ts.clone(), vec![Some(1), Some(1), Some(1)]),
+            Some(60_000)
+        );
         assert_eq!(status_ms(ts, vec![Some(0), Some(0), Some(0)]), Some(0));
     }
 

@@ -3,10 +3,23 @@ use super::*;
 const T0: i64 = 1_700_000_040_000; // a window boundary (divisible by 60 000)
 
 fn params() -> WindowParams {
-    WindowParams { window_ms: 60_000, out_of_orderness_ms: 0, allowed_lateness_ms: 120_000, max_gap_ms: 30_000 }
+    WindowParams {
+        window_ms: 60_000,
+        out_of_orderness_ms: 0,
+        allowed_lateness_ms: 120_000,
+        max_gap_ms: 30_000,
+    }
 }
 
-fn ev(vehicle: &str, ts: i64, seq: i64, status: VehicleStatus, odo_km: f64, kwh: f64, speed: f64) -> TelemetryEvent {
+fn ev(
+    vehicle: &str,
+    ts: i64,
+    seq: i64,
+    status: VehicleStatus,
+    odo_km: f64,
+    kwh: f64,
+    speed: f64,
+) -> TelemetryEvent {
     TelemetryEvent {
         event_id: format!("{vehicle}-{seq}"),
         fleet_id: "f1".into(),
@@ -28,7 +41,9 @@ fn ev(vehicle: &str, ts: i64, seq: i64, status: VehicleStatus, odo_km: f64, kwh:
 }
 
 fn vehicle_rows(out: &[WindowResult]) -> Vec<&WindowResult> {
-    out.iter().filter(|r| r.scope == WindowScope::Vehicle).collect()
+    out.iter()
+        .filter(|r| r.scope == WindowScope::Vehicle)
+        .collect()
 }
 
 #[test]
@@ -39,10 +54,22 @@ fn splits_segments_exactly_and_closes_on_watermark() {
     let mut out = vec![];
     // 0s en_route, 20s idle, 50s en_route (segment crosses into the next window), 70s fault.
     st.ingest(&p, &ev("v1", T0, 1, EnRoute, 10.0, 1.0, 36.0), &mut out);
-    st.ingest(&p, &ev("v1", T0 + 20_000, 2, Idle, 10.2, 1.05, 0.0), &mut out);
-    st.ingest(&p, &ev("v1", T0 + 50_000, 3, EnRoute, 10.2, 1.06, 40.0), &mut out);
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 20_000, 2, Idle, 10.2, 1.05, 0.0),
+        &mut out,
+    );
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 50_000, 3, EnRoute, 10.2, 1.06, 40.0),
+        &mut out,
+    );
     assert!(out.is_empty(), "window still open");
-    st.ingest(&p, &ev("v1", T0 + 70_000, 4, Fault, 10.4, 1.10, 0.0), &mut out);
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 70_000, 4, Fault, 10.4, 1.10, 0.0),
+        &mut out,
+    );
     let rows = vehicle_rows(&out);
     assert_eq!(rows.len(), 1);
     let c = &rows[0].counters;
@@ -59,7 +86,10 @@ fn splits_segments_exactly_and_closes_on_watermark() {
     assert_eq!(c.moving_speed_ckph_sum, 7_600);
     assert_eq!(c.fault_count, 0);
     assert_eq!(c.active_vehicles, 1);
-    let fleet: Vec<_> = out.iter().filter(|r| r.scope == WindowScope::FleetPartial).collect();
+    let fleet: Vec<_> = out
+        .iter()
+        .filter(|r| r.scope == WindowScope::FleetPartial)
+        .collect();
     assert_eq!(fleet.len(), 1);
     assert_eq!(fleet[0].counters, *c);
 }
@@ -71,9 +101,17 @@ fn silence_beyond_max_gap_is_unobserved() {
     let mut st = PartitionWindows::default();
     let mut out = vec![];
     st.ingest(&p, &ev("v1", T0, 1, Charging, 1.0, 1.0, 0.0), &mut out);
-    st.ingest(&p, &ev("v1", T0 + 180_000, 2, Idle, 1.0, 1.0, 0.0), &mut out);
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 180_000, 2, Idle, 1.0, 1.0, 0.0),
+        &mut out,
+    );
     let rows = vehicle_rows(&out);
-    assert_eq!(rows.len(), 1, "only the first window has observed time: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the first window has observed time: {rows:?}"
+    );
     assert_eq!(rows[0].counters.observed_ms, 30_000);
     assert_eq!(rows[0].counters.charging_ms, 30_000);
 }
@@ -89,18 +127,38 @@ fn late_event_within_lateness_re_emits_with_higher_version() {
     st.ingest(&p, &ev("v1", T0 + 61_000, 4, Idle, 1.0, 1.0, 0.0), &mut out);
     assert_eq!(vehicle_rows(&out)[0].counters.busy_ms, 0);
     out.clear();
-    let r = st.ingest(&p, &ev("v1", T0 + 10_000, 2, OnMission, 1.1, 1.02, 20.0), &mut out);
-    assert_eq!(r, Ingest::Accepted { late: true, newest: false });
+    let r = st.ingest(
+        &p,
+        &ev("v1", T0 + 10_000, 2, OnMission, 1.1, 1.02, 20.0),
+        &mut out,
+    );
+    assert_eq!(
+        r,
+        Ingest::Accepted {
+            late: true,
+            newest: false
+        }
+    );
     let rows = vehicle_rows(&out);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].version, 2);
     assert_eq!(rows[0].counters.busy_ms, 20_000);
     assert_eq!(rows[0].counters.distance_m, 100);
     assert_eq!(rows[0].counters.samples, 3);
-    let fleet: Vec<_> = out.iter().filter(|r| r.scope == WindowScope::FleetPartial).collect();
+    let fleet: Vec<_> = out
+        .iter()
+        .filter(|r| r.scope == WindowScope::FleetPartial)
+        .collect();
     assert_eq!(fleet[0].version, 2);
     // the next window's distance (sample 4 against sample 3) did not change: odometer 1.0→1.0.
-    assert_eq!(st.ingest(&p, &ev("v1", T0 + 10_000, 2, OnMission, 1.1, 1.02, 20.0), &mut out), Ingest::Duplicate);
+    assert_eq!(
+        st.ingest(
+            &p,
+            &ev("v1", T0 + 10_000, 2, OnMission, 1.1, 1.02, 20.0),
+            &mut out
+        ),
+        Ingest::Duplicate
+    );
 }
 
 #[test]
@@ -110,10 +168,19 @@ fn too_late_is_refused_and_changes_nothing() {
     let mut st = PartitionWindows::default();
     let mut out = vec![];
     st.ingest(&p, &ev("v1", T0, 1, Idle, 1.0, 1.0, 0.0), &mut out);
-    st.ingest(&p, &ev("v1", T0 + 600_000, 2, Idle, 1.0, 1.0, 0.0), &mut out);
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 600_000, 2, Idle, 1.0, 1.0, 0.0),
+        &mut out,
+    );
     out.clear();
     let r = st.ingest(&p, &ev("v1", T0 + 1_000, 3, Fault, 1.0, 1.0, 0.0), &mut out);
-    assert_eq!(r, Ingest::TooLate { closed_until_ms: T0 + 600_000 });
+    assert_eq!(
+        r,
+        Ingest::TooLate {
+            closed_until_ms: T0 + 600_000
+        }
+    );
     assert!(out.is_empty());
 }
 
@@ -123,8 +190,16 @@ fn idle_flush_closes_open_windows_and_state_round_trips() {
     let p = params();
     let mut st = PartitionWindows::default();
     let mut out = vec![];
-    st.ingest(&p, &ev("v1", T0 + 5_000, 1, EnRoute, 1.0, 1.0, 30.0), &mut out);
-    st.ingest(&p, &ev("v2", T0 + 6_000, 1, Maintenance, 1.0, 1.0, 0.0), &mut out);
+    st.ingest(
+        &p,
+        &ev("v1", T0 + 5_000, 1, EnRoute, 1.0, 1.0, 30.0),
+        &mut out,
+    );
+    st.ingest(
+        &p,
+        &ev("v2", T0 + 6_000, 1, Maintenance, 1.0, 1.0, 0.0),
+        &mut out,
+    );
     assert!(out.is_empty());
     let bytes = serde_json::to_vec(&st).unwrap();
     let mut restored: PartitionWindows = serde_json::from_slice(&bytes).unwrap();
@@ -132,7 +207,10 @@ fn idle_flush_closes_open_windows_and_state_round_trips() {
     st.flush_idle(&p, &mut out);
     restored.flush_idle(&p, &mut out2);
     assert_eq!(out, out2);
-    let fleet: Vec<_> = out.iter().filter(|r| r.scope == WindowScope::FleetPartial).collect();
+    let fleet: Vec<_> = out
+        .iter()
+        .filter(|r| r.scope == WindowScope::FleetPartial)
+        .collect();
     assert_eq!(fleet.len(), 1);
     assert_eq!(fleet[0].counters.vehicles, 2);
     assert_eq!(fleet[0].counters.observed_ms, 60_000);
@@ -144,11 +222,22 @@ fn idle_flush_closes_open_windows_and_state_round_trips() {
 #[test]
 fn arrival_order_within_out_of_orderness_does_not_matter() {
     use VehicleStatus::*;
-    let p = WindowParams { out_of_orderness_ms: 5_000, ..params() };
+    let p = WindowParams {
+        out_of_orderness_ms: 5_000,
+        ..params()
+    };
     let evs: Vec<_> = (0..300)
         .map(|i| {
             let st = [Idle, EnRoute, OnMission, Charging, Fault][(i / 7) % 5];
-            ev("v1", T0 + i as i64 * 1_000, i as i64, st, i as f64 * 0.01, i as f64 * 0.002, (i % 50) as f64)
+            ev(
+                "v1",
+                T0 + i as i64 * 1_000,
+                i as i64,
+                st,
+                i as f64 * 0.01,
+                i as f64 * 0.002,
+                (i % 50) as f64,
+            )
         })
         .collect();
     let run = |order: &[usize]| {
