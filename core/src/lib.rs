@@ -2,6 +2,7 @@
 //! metric-name constants. Depends on no other workspace crate and does no I/O.
 
 pub mod analytics;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod domain;
