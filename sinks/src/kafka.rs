@@ -41,7 +41,7 @@ fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// Creates the topics that are missing (existing ones are left as they are).
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
-    let new: Vec<NewTopic> = topics
+    let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();

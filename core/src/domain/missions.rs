@@ -1,11 +1,13 @@
 //! missions: templates, executions (start, complete, monitor), dependencies between
 //! executions, logs, metrics and safety events.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::performance::Severity;
-use super::rules::{CaseStatus, ExecutionStatus};
+use super::status::{status_enum, CaseStatus};
 use super::{
     Action, ActionBody, Check, Fields, Ids, Lookup, NoUpdate, Ops, Reference, Resource,
     ResourceInfo, ScopeKind, Validate, BY_FLEET,
@@ -546,5 +548,83 @@ impl Resource for SafetyEvent {
             v["execution_id"] = json!(e);
         }
         v
+    }
+}
+
+// ---------------------------------------------------------------- rules: dependencies, lifecycle
+
+/// The dependencies (id, status) that are not completed yet, which keep an execution from
+/// starting.
+pub fn unmet_dependencies(deps: &[(String, ExecutionStatus)]) -> Vec<String> {
+    deps.iter()
+        .filter(|(_, s)| *s != ExecutionStatus::Completed)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Whether adding the edge `from` depends on `to` to `edges` (pairs execution → dependency)
+/// closes a cycle (including `from == to`).
+pub fn creates_cycle(edges: &[(String, String)], from: &str, to: &str) -> bool {
+    if from == to {
+        return true;
+    }
+    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (a, b) in edges {
+        next.entry(a.as_str()).or_default().push(b.as_str());
+    }
+    // A cycle exists when `from` is reachable from `to`.
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![to];
+    while let Some(n) = stack.pop() {
+        if n == from {
+            return true;
+        }
+        if seen.insert(n) {
+            stack.extend(next.get(n).into_iter().flatten().copied());
+        }
+    }
+    false
+}
+
+
+status_enum! {
+    /// Mission execution: scheduled → running → completed / failed / aborted.
+    ExecutionStatus {
+        Scheduled = "scheduled",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Aborted = "aborted",
+    }
+    transitions { Scheduled => [Running, Aborted], Running => [Completed, Failed, Aborted] }
+}
+
+impl ExecutionStatus {
+    pub fn is_final(self) -> bool {
+        self.next().is_empty()
+    }
+}
+
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_and_cycles() {
+        use ExecutionStatus::*;
+        let deps = vec![
+            ("a".to_string(), Completed),
+            ("b".to_string(), Running),
+            ("c".to_string(), Failed),
+        ];
+        assert_eq!(unmet_dependencies(&deps), ["b", "c"]);
+        assert!(unmet_dependencies(&deps[..1]).is_empty());
+        let e = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let edges = vec![e("a", "b"), e("b", "c")];
+        assert!(creates_cycle(&edges, "c", "a"));
+        assert!(creates_cycle(&edges, "a", "a"));
+        assert!(!creates_cycle(&edges, "a", "c"), "redundant edge, no cycle");
+        assert!(!creates_cycle(&edges, "d", "a"));
     }
 }

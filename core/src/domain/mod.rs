@@ -1,6 +1,6 @@
 //! The command-driven domain of the API: one [`Resource`] per entity (its wire types, table,
 //! collection path, scope, operations, actions and references) and the pure rules the command
-//! worker enforces ([`rules`]).
+//! worker enforces (beside each entity in its area file; status machines in [`status`]).
 //!
 //! A resource is data, not code: the generic store (`atlasmesh_sinks::store`) and the generic
 //! HTTP layer (`atlasmesh_query_api::resources`) read [`ResourceInfo`] and the associated types,
@@ -12,7 +12,7 @@ pub mod missions;
 pub mod optimization;
 pub mod performance;
 pub mod resources;
-pub mod rules;
+pub mod status;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::rules::{RebalancingStatus, RunStatus};
+use super::status::status_enum;
 use super::{
     Check, Fields, Ids, Lookup, NoUpdate, Ops, Reference, Resource, ResourceInfo, ScopeKind,
     Validate, BY_FLEET,
@@ -465,5 +465,60 @@ impl Resource for OptimizationMetric {
             v["run_id"] = json!(r);
         }
         v
+    }
+}
+
+// ---------------------------------------------------------------- rules: run lifecycle, objective
+
+status_enum! {
+    /// Optimization run: queued → running → completed / failed; cancellable until finished.
+    RunStatus {
+        Queued = "queued",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+    transitions { Queued => [Running, Cancelled], Running => [Completed, Failed, Cancelled] }
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        self.next().is_empty()
+    }
+}
+
+
+status_enum! {
+    /// Rebalancing plan: proposed → approved → executed, or rejected.
+    RebalancingStatus {
+        Proposed = "proposed",
+        Approved = "approved",
+        Executed = "executed",
+        Rejected = "rejected",
+    }
+    transitions { Proposed => [Approved, Rejected], Approved => [Executed, Rejected] }
+}
+
+/// Weighted objective of an optimization result: `efficiency` and `coverage` in 0..=1 higher is
+/// better, `cost` in 0..=1 lower is better. Weights need not sum to 1 (at least one > 0).
+pub fn objective_score(weights: [f64; 3], cost: f64, efficiency: f64, coverage: f64) -> f64 {
+    let [wc, we, wv] = weights;
+    let total = wc + we + wv;
+    if total <= 0.0 {
+        return 0.0;
+    }
+    (wc * (1.0 - cost) + we * efficiency + wv * coverage) / total
+}
+
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    #[test]
+    fn objective() {
+        assert!((objective_score([1.0, 1.0, 2.0], 0.2, 0.6, 0.5) - 0.6).abs() < 1e-12);
+        assert_eq!(objective_score([0.0, 0.0, 0.0], 0.0, 1.0, 1.0), 0.0);
     }
 }

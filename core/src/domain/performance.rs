@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::rules::{AlertStatus, Direction};
+use super::status::status_enum;
 use super::{
     Action, Check, Fields, Ids, NoUpdate, Ops, Reference, Resource, ResourceInfo, ScopeKind,
     Validate, BY_FLEET,
@@ -179,7 +179,7 @@ impl Validate for ScoreCreate {
         c.opt_id("vehicle_id", self.vehicle_id.as_deref());
         c.opt_id("benchmark_id", self.benchmark_id.as_deref());
         period(&mut c, &self.period_start, &self.period_end);
-        for (name, v) in super::rules::SCORE_WEIGHTS
+        for (name, v) in SCORE_WEIGHTS
             .iter()
             .map(|(n, _)| *n)
             .zip(self.components())
@@ -550,5 +550,113 @@ impl Resource for Trend {
     fn example(fleet_id: &str, _ids: &Ids) -> serde_json::Value {
         json!({"fleet_id": fleet_id, "metric": "utilization", "period_start": EXAMPLE_START,
                "period_end": EXAMPLE_END, "samples": [0.61, 0.64, 0.66, 0.7]})
+    }
+}
+
+// ---------------------------------------------------------------- rules: overall score, trend, alert lifecycle
+
+status_enum! {
+    /// Alert lifecycle (the alerts pipeline raises `firing`; people resolve).
+    AlertStatus { Firing = "firing", Resolved = "resolved" }
+    transitions { Firing => [Resolved] }
+}
+
+/// Weights of the performance score components (sum 1).
+pub const SCORE_WEIGHTS: [(&str, f64); 5] = [
+    ("efficiency", 0.25),
+    ("utilization", 0.20),
+    ("reliability", 0.20),
+    ("safety", 0.25),
+    ("cost", 0.10),
+];
+
+/// The overall score 0..=100 of components 0..=100, in the order of [`SCORE_WEIGHTS`].
+pub fn overall_score(components: [f64; 5]) -> f64 {
+    let s: f64 = components
+        .iter()
+        .zip(SCORE_WEIGHTS)
+        .map(|(v, (_, w))| v * w)
+        .sum();
+    (s * 100.0).round() / 100.0
+}
+
+/// Direction of a trend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+    Flat,
+}
+
+/// The statistics of an evenly spaced series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendStats {
+    /// Least-squares slope per step.
+    pub slope: f64,
+    pub direction: Direction,
+    /// Change from the first to the last fitted value, percent of the first; `None` when it
+    /// is zero.
+    pub change_pct: Option<f64>,
+    /// The fitted value one step after the last sample.
+    pub forecast: f64,
+}
+
+/// Least-squares trend of `values` (at least two). A slope whose fitted change over the series
+/// is under 1 % of the mean magnitude counts as flat.
+pub fn trend(values: &[f64]) -> Option<TrendStats> {
+    let n = values.len();
+    if n < 2 || values.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let nf = n as f64;
+    let mean_x = (nf - 1.0) / 2.0;
+    let mean_y = values.iter().sum::<f64>() / nf;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, y) in values.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        sxy += dx * (y - mean_y);
+        sxx += dx * dx;
+    }
+    let slope = sxy / sxx;
+    let intercept = mean_y - slope * mean_x;
+    let first = intercept;
+    let last = intercept + slope * (nf - 1.0);
+    let scale = values.iter().map(|v| v.abs()).sum::<f64>() / nf;
+    let direction = if (last - first).abs() <= 0.01 * scale || slope == 0.0 {
+        Direction::Flat
+    } else if slope > 0.0 {
+        Direction::Up
+    } else {
+        Direction::Down
+    };
+    let change_pct = (first != 0.0).then(|| (last - first) / first.abs() * 100.0);
+    Some(TrendStats {
+        slope,
+        direction,
+        change_pct,
+        forecast: intercept + slope * nf,
+    })
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    #[test]
+    fn derived_numbers() {
+        assert_eq!(overall_score([100.0; 5]), 100.0);
+        assert_eq!(overall_score([80.0, 60.0, 90.0, 100.0, 50.0]), 80.0);
+        let t = trend(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!((t.slope - 1.0).abs() < 1e-12);
+        assert_eq!(t.direction, Direction::Up);
+        assert!((t.change_pct.unwrap() - 300.0).abs() < 1e-9);
+        assert!((t.forecast - 5.0).abs() < 1e-12);
+        assert_eq!(trend(&[5.0, 5.0, 5.0]).unwrap().direction, Direction::Flat);
+        assert_eq!(trend(&[10.0, 8.0, 6.0]).unwrap().direction, Direction::Down);
+        assert_eq!(trend(&[0.0, 0.0]).unwrap().change_pct, None);
+        assert!(trend(&[1.0]).is_none());
+        assert!(trend(&[1.0, f64::NAN]).is_none());
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::rules::{CaseStatus, RequestStatus};
+use super::status::{status_enum, CaseStatus};
 use super::{
     Action, Check, Fields, Ids, Lookup, NoUpdate, Ops, Reference, Resource, ResourceInfo,
     ScopeKind, Validate, BY_FLEET,
@@ -627,5 +627,166 @@ impl Resource for Conflict {
     fn example(fleet_id: &str, ids: &Ids) -> serde_json::Value {
         json!({"fleet_id": fleet_id, "pool_id": super::id_of(ids, "pool", 0), "kind": "other",
                "allocation_ids": [], "description": "Charger 3 reported broken while booked"})
+    }
+}
+
+// ---------------------------------------------------------------- rules: capacity, queue, overlap
+
+/// Whether `amount` more fits into a pool of `capacity` with `allocated` in use.
+pub fn fits(capacity: i64, allocated: i64, amount: i64) -> bool {
+    amount >= 0
+        && allocated
+            .checked_add(amount)
+            .is_some_and(|total| total <= capacity)
+}
+
+/// Why an allocation of `amount` is refused, if it is.
+pub fn capacity_error(capacity: i64, allocated: i64, amount: i64) -> Option<String> {
+    (!fits(capacity, allocated, amount)).then(|| {
+        format!(
+            "over capacity: {amount} requested, {} free of {capacity}",
+            (capacity - allocated).max(0)
+        )
+    })
+}
+
+/// A pending resource request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: String,
+    /// Higher is served first.
+    pub priority: i32,
+    /// Creation time (epoch microseconds); older is served first among equal priorities.
+    pub created_us: i64,
+    pub amount: i64,
+}
+
+/// The requests to turn into allocations when `free` capacity is available: in queue order
+/// (priority descending, then oldest, then id), as long as each fits. The queue stops at the
+/// first request that does not fit, so a large high-priority request is never starved by
+/// smaller ones behind it.
+pub fn serve_queue(free: i64, pending: &[Queued]) -> Vec<String> {
+    let mut order: Vec<&Queued> = pending.iter().collect();
+    order.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.created_us.cmp(&b.created_us))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut left = free;
+    let mut served = Vec::new();
+    for q in order {
+        if q.amount > left {
+            break;
+        }
+        left -= q.amount;
+        served.push(q.id.clone());
+    }
+    served
+}
+
+
+/// A half-open time range `[start, end)`; no end = open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+}
+
+/// Whether two ranges share any instant.
+pub fn overlaps(a: Interval, b: Interval) -> bool {
+    let a_before_b_ends = b.end_ms.is_none_or(|e| a.start_ms < e);
+    let b_before_a_ends = a.end_ms.is_none_or(|e| b.start_ms < e);
+    a_before_b_ends && b_before_a_ends
+}
+
+
+/// In-use share of a capacity; `None` for a zero capacity.
+pub fn utilization(in_use: i64, capacity: i64) -> Option<f64> {
+    (capacity > 0).then(|| in_use as f64 / capacity as f64)
+}
+
+
+status_enum! {
+    /// A resource request waits in the pool's queue until served or cancelled.
+    RequestStatus { Pending = "pending", Fulfilled = "fulfilled", Cancelled = "cancelled" }
+    transitions { Pending => [Fulfilled, Cancelled] }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    fn q(id: &str, priority: i32, created_us: i64, amount: i64) -> Queued {
+        Queued {
+            id: id.into(),
+            priority,
+            created_us,
+            amount,
+        }
+    }
+
+    #[test]
+    fn capacity() {
+        assert!(fits(10, 7, 3));
+        assert!(!fits(10, 7, 4));
+        assert!(!fits(10, 12, 0), "already over capacity");
+        assert!(!fits(10, 0, -1));
+        assert!(!fits(i64::MAX, i64::MAX, 1), "no overflow");
+        assert_eq!(capacity_error(10, 7, 3), None);
+        assert_eq!(
+            capacity_error(10, 7, 5).unwrap(),
+            "over capacity: 5 requested, 3 free of 10"
+        );
+    }
+
+    #[test]
+    fn queue_serves_highest_priority_then_oldest_while_it_fits() {
+        let pending = [
+            q("low-old", 1, 1, 1),
+            q("high-new", 9, 5, 2),
+            q("high-old", 9, 2, 2),
+            q("mid", 5, 0, 1),
+        ];
+        assert_eq!(
+            serve_queue(10, &pending),
+            ["high-old", "high-new", "mid", "low-old"]
+        );
+        assert_eq!(serve_queue(4, &pending), ["high-old", "high-new"]);
+        assert_eq!(serve_queue(5, &pending), ["high-old", "high-new", "mid"]);
+        assert!(
+            serve_queue(1, &pending).is_empty(),
+            "head of line does not fit: nobody jumps it"
+        );
+        assert!(serve_queue(0, &[]).is_empty());
+        // Same priority and time: id decides, so the order is total.
+        assert_eq!(
+            serve_queue(2, &[q("b", 1, 1, 1), q("a", 1, 1, 1)]),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn overlap_is_half_open() {
+        let i = |s, e| Interval {
+            start_ms: s,
+            end_ms: e,
+        };
+        assert!(overlaps(i(0, Some(10)), i(5, Some(15))));
+        assert!(overlaps(i(5, Some(15)), i(0, Some(10))));
+        assert!(
+            !overlaps(i(0, Some(10)), i(10, Some(20))),
+            "touching ends do not overlap"
+        );
+        assert!(overlaps(i(0, None), i(100, Some(200))), "open-ended");
+        assert!(!overlaps(i(300, None), i(100, Some(200))));
+        assert!(overlaps(i(0, None), i(5, None)));
+        assert!(overlaps(i(0, Some(100)), i(10, Some(20))), "containment");
+    }
+
+    #[test]
+    fn utilization_of_capacity() {
+        assert_eq!(utilization(3, 4), Some(0.75));
+        assert_eq!(utilization(3, 0), None);
     }
 }

@@ -4,9 +4,9 @@
 //! together with the command log and audit rows), so it must do all its writes on `conn`.
 //!
 //! One generic path serves every [`Resource`] of `atlasmesh_core::domain`: decode and validate
-//! the payload, check the scope and the references, run the resource's domain hooks
-//! ([`hooks`]: capacity, the request queue, conflicts, dependencies, status transitions,
-//! derived values), then one `INSERT` / `UPDATE` / `DELETE` built from the resource's table.
+//! the payload, check the scope and the references, run the entity's [`StoreRules`] (capacity,
+//! the request queue, conflicts, dependencies, status transitions, derived values), then one
+//! `INSERT` / `UPDATE` / `DELETE` built from the resource's table.
 //! Everything runs under a savepoint: a rejection (or a constraint violation) rolls back
 //! whatever the command wrote, leaving the caller's transaction usable.
 //!
@@ -14,7 +14,7 @@
 //! (allocations served from the queue, conflicts) get ids derived from the command id (or from
 //! the allocations in conflict), so a replayed command produces the same ids.
 
-mod hooks;
+mod rules;
 mod sql;
 
 use atlasmesh_core::domain::validate::describe;
@@ -26,6 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+pub use rules::StoreRules;
 pub use sql::Record;
 
 /// One command to apply, decoded from fleet.commands.v1.
@@ -54,7 +55,26 @@ pub enum Outcome {
     Rejected { reason: String },
 }
 
-pub(crate) fn reject(reason: impl Into<String>) -> Result<Outcome, sqlx::Error> {
+/// Why a command was not applied: a rule refused it (the command's fault, final), or the
+/// database failed (retried by the command worker).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn rejected(reason: impl Into<String>) -> StoreError {
+        StoreError::Rejected(reason.into())
+    }
+}
+
+/// What a step of applying a command gives: `T`, or why the command stops.
+pub type StoreResult<T = ()> = Result<T, StoreError>;
+
+fn reject(reason: impl Into<String>) -> Result<Outcome, sqlx::Error> {
     Ok(Outcome::Rejected {
         reason: reason.into(),
     })
@@ -90,27 +110,18 @@ pub async fn apply(
     sqlx::query("SAVEPOINT atlasmesh_store_apply")
         .execute(&mut *conn)
         .await?;
-    let r = dispatch(conn, cmd, name, op).await;
-    match r {
-        Ok(Outcome::Applied {
-            entity_type,
-            entity_id,
-            fleet_id,
-        }) => {
+    match dispatch(conn, cmd, name, op).await {
+        Ok(applied) => {
             sqlx::query("RELEASE SAVEPOINT atlasmesh_store_apply")
                 .execute(&mut *conn)
                 .await?;
-            Ok(Outcome::Applied {
-                entity_type,
-                entity_id,
-                fleet_id,
-            })
+            Ok(applied)
         }
-        Ok(rejected) => {
+        Err(StoreError::Rejected(reason)) => {
             rollback(conn).await?;
-            Ok(rejected)
+            reject(reason)
         }
-        Err(e) => match rule_violation(&e) {
+        Err(StoreError::Db(e)) => match rule_violation(&e) {
             Some(reason) => {
                 rollback(conn).await?;
                 reject(reason)
@@ -149,12 +160,8 @@ fn rule_violation(e: &sqlx::Error) -> Option<String> {
     })
 }
 
-async fn dispatch(
-    conn: &mut PgConnection,
-    cmd: CommandCtx<'_>,
-    name: &str,
-    op: &str,
-) -> Result<Outcome, sqlx::Error> {
+/// Applies `cmd` to the resource called `name` (looked up in the registry).
+async fn dispatch(conn: &mut PgConnection, cmd: CommandCtx<'_>, name: &str, op: &str) -> Applied {
     macro_rules! arms {
         ($($r:ty),* $(,)?) => {
             $(
@@ -165,25 +172,28 @@ async fn dispatch(
         };
     }
     atlasmesh_core::for_each_resource!(arms);
-    reject(format!("unknown command kind {}", cmd.kind))
+    Err(unknown_kind(&cmd))
 }
 
-async fn apply_to<R: Resource>(
-    conn: &mut PgConnection,
-    cmd: CommandCtx<'_>,
-    op: &str,
-) -> Result<Outcome, sqlx::Error> {
+/// The outcome of a command that went through: what it changed.
+type Applied = StoreResult<Outcome>;
+
+fn unknown_kind(cmd: &CommandCtx<'_>) -> StoreError {
+    StoreError::Rejected(format!("unknown command kind {}", cmd.kind))
+}
+
+async fn apply_to<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>, op: &str) -> Applied {
     let info = &R::INFO;
     match op {
         "create" if info.ops.create => create::<R>(conn, cmd).await,
         "update" if info.ops.update => update::<R>(conn, cmd).await,
-        "delete" if info.ops.delete => delete(conn, info, cmd).await,
+        "delete" if info.ops.delete => delete::<R>(conn, cmd).await,
         action if info.action(action).is_some() => act::<R>(conn, cmd, action).await,
-        _ => reject(format!("unknown command kind {}", cmd.kind)),
+        _ => Err(unknown_kind(&cmd)),
     }
 }
 
-fn applied(info: &ResourceInfo, id: &str, rec: &Record) -> Result<Outcome, sqlx::Error> {
+fn applied(info: &ResourceInfo, id: &str, rec: &Record) -> Applied {
     Ok(Outcome::Applied {
         entity_type: info.name.to_string(),
         entity_id: id.to_string(),
@@ -195,22 +205,23 @@ fn applied(info: &ResourceInfo, id: &str, rec: &Record) -> Result<Outcome, sqlx:
 }
 
 /// Decodes and validates a body, or says why not.
-fn decode<T: serde::de::DeserializeOwned + Validate>(v: Value) -> Result<T, String> {
-    let t: T = serde_json::from_value(v).map_err(|e| format!("invalid payload: {e}"))?;
+fn decode<T: serde::de::DeserializeOwned + Validate>(v: Value) -> StoreResult<T> {
+    let t: T = serde_json::from_value(v)
+        .map_err(|e| StoreError::Rejected(format!("invalid payload: {e}")))?;
     t.validate()
-        .map_err(|f| format!("invalid fields: {}", describe(&f)))?;
+        .map_err(|f| StoreError::Rejected(format!("invalid fields: {}", describe(&f))))?;
     Ok(t)
 }
 
 /// Splits `{"id": ..., ...rest}`.
-fn split_id(payload: &Value) -> Result<(String, Value), String> {
+fn split_id(payload: &Value) -> StoreResult<(String, Value)> {
     let mut m = payload
         .as_object()
         .cloned()
-        .ok_or("payload must be a JSON object")?;
+        .ok_or_else(|| StoreError::rejected("payload must be a JSON object"))?;
     match m.remove("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok((id, Value::Object(m))),
-        _ => Err("payload needs the entity id as \"id\"".into()),
+        _ => Err(StoreError::rejected("payload needs the entity id as \"id\"")),
     }
 }
 
@@ -283,15 +294,9 @@ pub async fn check_references(
     Ok(bad)
 }
 
-async fn create<R: Resource>(
-    conn: &mut PgConnection,
-    cmd: CommandCtx<'_>,
-) -> Result<Outcome, sqlx::Error> {
+async fn create<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>) -> Applied {
     let info = &R::INFO;
-    let input: R::Create = match decode(cmd.payload.clone()) {
-        Ok(v) => v,
-        Err(reason) => return reject(reason),
-    };
+    let input: R::Create = decode(cmd.payload.clone())?;
     let mut rec = to_record(&input)?;
     let id = cmd.command_id.to_string();
     // A replayed create: the entity exists with the id of this command.
@@ -299,110 +304,68 @@ async fn create<R: Resource>(
         return applied(info, &id, &existing);
     }
     if let Some(reason) = scope_violation(info, cmd.scope, &rec) {
-        return reject(reason);
+        return Err(StoreError::Rejected(reason));
     }
     let bad = check_references(conn, info, cmd.scope, &rec).await?;
     if !bad.is_empty() {
-        return reject(format!("invalid references: {}", describe(&bad)));
+        return Err(StoreError::Rejected(format!(
+            "invalid references: {}",
+            describe(&bad)
+        )));
     }
-    if let Err(reason) = hooks::before_create(conn, info, &cmd, &mut rec).await? {
-        return reject(reason);
-    }
+    R::before_create(conn, &cmd, &mut rec).await?;
     sql::insert(conn, info.table, &id, cmd.issued_at_ms, &rec).await?;
-    if let Err(reason) = hooks::after_create(conn, info, &cmd, &id, &rec).await? {
-        return reject(reason);
-    }
+    R::after_create(conn, &cmd, &id, &rec).await?;
     applied(info, &id, &rec)
 }
 
 /// Locks the row to change, after the rows that must be locked before it (a pool before its
 /// allocations and requests, so every path takes locks in the same order).
-async fn lock_for_write(
+async fn lock_for_write<R: StoreRules>(
     conn: &mut PgConnection,
-    info: &ResourceInfo,
     scope: &Scope,
     id: &str,
-) -> Result<Option<Record>, sqlx::Error> {
-    hooks::lock_parents(conn, info, id).await?;
-    sql::fetch_row(conn, info, scope, id, true, true).await
+) -> StoreResult<Record> {
+    R::lock_parents(conn, id).await?;
+    sql::fetch_row(conn, &R::INFO, scope, id, true, true)
+        .await?
+        .ok_or_else(|| StoreError::Rejected(format!("no {} {id} in scope", R::INFO.name)))
 }
 
-async fn update<R: Resource>(
-    conn: &mut PgConnection,
-    cmd: CommandCtx<'_>,
-) -> Result<Outcome, sqlx::Error> {
+async fn update<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>) -> Applied {
     let info = &R::INFO;
-    let (id, rest) = match split_id(cmd.payload) {
-        Ok(v) => v,
-        Err(reason) => return reject(reason),
-    };
-    let changes: R::Update = match decode(rest) {
-        Ok(v) => v,
-        Err(reason) => return reject(reason),
-    };
+    let (id, rest) = split_id(cmd.payload)?;
+    let changes: R::Update = decode(rest)?;
     let mut changes = to_record(&changes)?;
-    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
-        return reject(format!("no {} {id} in scope", info.name));
-    };
-    if let Err(reason) = hooks::before_update(conn, info, &cmd, &old, &mut changes).await? {
-        return reject(reason);
-    }
+    let old = lock_for_write::<R>(conn, cmd.scope, &id).await?;
+    R::before_update(conn, &cmd, &old, &mut changes).await?;
     sql::update(conn, info.table, &id, cmd.issued_at_ms, &changes).await?;
-    if let Err(reason) = hooks::after_update(conn, info, &cmd, &old, &changes).await? {
-        return reject(reason);
-    }
+    R::after_update(conn, &cmd, &old, &changes).await?;
     applied(info, &id, &old)
 }
 
-async fn delete(
-    conn: &mut PgConnection,
-    info: &ResourceInfo,
-    cmd: CommandCtx<'_>,
-) -> Result<Outcome, sqlx::Error> {
-    let (id, rest) = match split_id(cmd.payload) {
-        Ok(v) => v,
-        Err(reason) => return reject(reason),
-    };
-    if rest.as_object().is_some_and(|m| !m.is_empty()) {
-        return reject("a delete takes only the id");
-    }
-    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
-        return reject(format!("no {} {id} in scope", info.name));
-    };
-    if let Err(reason) = hooks::before_delete(conn, info, &cmd, &old).await? {
-        return reject(reason);
-    }
-    sql::delete(conn, info.table, &id).await?;
-    if let Err(reason) = hooks::after_delete(conn, info, &cmd, &old).await? {
-        return reject(reason);
-    }
-    applied(info, &id, &old)
-}
-
-async fn act<R: Resource>(
-    conn: &mut PgConnection,
-    cmd: CommandCtx<'_>,
-    action: &str,
-) -> Result<Outcome, sqlx::Error> {
+async fn delete<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>) -> Applied {
     let info = &R::INFO;
-    let (id, rest) = match split_id(cmd.payload) {
-        Ok(v) => v,
-        Err(reason) => return reject(reason),
-    };
-    let body: ActionBody = match serde_json::from_value(rest) {
-        Ok(b) => b,
-        Err(e) => return reject(format!("invalid payload: {e}")),
-    };
-    if let Err(f) = R::validate_action(action, &body) {
-        return reject(format!("invalid fields: {}", describe(&f)));
+    let (id, rest) = split_id(cmd.payload)?;
+    if rest.as_object().is_some_and(|m| !m.is_empty()) {
+        return Err(StoreError::rejected("a delete takes only the id"));
     }
-    let Some(old) = lock_for_write(conn, info, cmd.scope, &id).await? else {
-        return reject(format!("no {} {id} in scope", info.name));
-    };
-    let changes = match hooks::action(conn, info, &cmd, action, &old, &body).await? {
-        Ok(changes) => changes,
-        Err(reason) => return reject(reason),
-    };
+    let old = lock_for_write::<R>(conn, cmd.scope, &id).await?;
+    R::before_delete(conn, &cmd, &old).await?;
+    sql::delete(conn, info.table, &id).await?;
+    R::after_delete(conn, &cmd, &old).await?;
+    applied(info, &id, &old)
+}
+
+async fn act<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>, action: &str) -> Applied {
+    let info = &R::INFO;
+    let (id, rest) = split_id(cmd.payload)?;
+    let body: ActionBody = serde_json::from_value(rest)
+        .map_err(|e| StoreError::Rejected(format!("invalid payload: {e}")))?;
+    R::validate_action(action, &body)
+        .map_err(|f| StoreError::Rejected(format!("invalid fields: {}", describe(&f))))?;
+    let old = lock_for_write::<R>(conn, cmd.scope, &id).await?;
+    let changes = R::action(conn, &cmd, action, &old, &body).await?;
     sql::update(conn, info.table, &id, cmd.issued_at_ms, &changes).await?;
     applied(info, &id, &old)
 }
@@ -494,11 +457,6 @@ pub fn kinds() -> Vec<String> {
         out.extend(i.actions.iter().map(|a| format!("{}.{}", i.name, a.name)));
     }
     out
-}
-
-/// Type-erased helper for hooks that need a field.
-pub(crate) fn str_field<'r>(rec: &'r Record, name: &str) -> Option<&'r str> {
-    rec.get(name).and_then(Value::as_str)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use atlasmesh_core::domain::missions::{Execution, SafetyEvent};
-use atlasmesh_core::domain::rules::{CaseStatus, ExecutionStatus};
+use atlasmesh_core::domain::missions::ExecutionStatus;
+use atlasmesh_core::domain::status::CaseStatus;
 use serde_json::json;
 
 use crate::common::setup;

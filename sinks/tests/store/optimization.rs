@@ -1,5 +1,5 @@
 use atlasmesh_core::domain::optimization::{Rebalancing, Run, RunResult};
-use atlasmesh_core::domain::rules::{RebalancingStatus, RunStatus};
+use atlasmesh_core::domain::optimization::{RebalancingStatus, RunStatus};
 use serde_json::json;
 
 use crate::common::setup;

@@ -1,5 +1,5 @@
 use atlasmesh_core::domain::performance::{Alert, Benchmark, Report, Score, Trend};
-use atlasmesh_core::domain::rules::{AlertStatus, Direction};
+use atlasmesh_core::domain::performance::{AlertStatus, Direction};
 use atlasmesh_core::domain::{Cursor, ListQuery};
 use atlasmesh_sinks::store::{self, Outcome};
 use serde_json::json;

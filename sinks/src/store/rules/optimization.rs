@@ -1,0 +1,118 @@
+//! fleet-optimization: run and plan lifecycles, results and recommendations of live runs.
+
+use atlasmesh_core::domain::optimization::{
+    self as domain, OptimizationMetric, Rebalancing, RebalancingStatus, Recommendation, Run,
+    RunResult, RunStatus,
+};
+use serde_json::json;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::{f64_field, iso, status_change, str_field, StoreRules};
+use crate::store::sql::Record;
+use crate::store::{CommandCtx, StoreError, StoreResult};
+
+impl StoreRules for Run {
+    async fn before_update(
+        _conn: &mut PgConnection,
+        cmd: &CommandCtx<'_>,
+        old: &Record,
+        changes: &mut Record,
+    ) -> StoreResult {
+        let at = iso(cmd.issued_at_ms);
+        match status_change(old, changes, RunStatus::parse, RunStatus::transition_error)? {
+            Some(RunStatus::Running) => {
+                changes.insert("started_at".into(), json!(at));
+            }
+            Some(s) if s.is_final() => {
+                if str_field(old, "started_at").is_none() {
+                    changes.insert("started_at".into(), json!(at));
+                }
+                changes.insert("finished_at".into(), json!(at));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl StoreRules for Rebalancing {
+    async fn before_update(
+        _conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        old: &Record,
+        changes: &mut Record,
+    ) -> StoreResult {
+        status_change(
+            old,
+            changes,
+            RebalancingStatus::parse,
+            RebalancingStatus::transition_error,
+        )?;
+        if changes.contains_key("vehicle_count")
+            && str_field(old, "status") != Some(RebalancingStatus::Proposed.as_str())
+        {
+            return Err(StoreError::rejected(
+                "vehicle_count changes only while the plan is proposed",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StoreRules for RunResult {
+    async fn before_create(
+        conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        rec: &mut Record,
+    ) -> StoreResult {
+        let run = live_run(conn, rec).await?;
+        let weights = [run.try_get(1)?, run.try_get(2)?, run.try_get(3)?];
+        let s = domain::objective_score(
+            weights,
+            f64_field(rec, "cost"),
+            f64_field(rec, "efficiency"),
+            f64_field(rec, "coverage"),
+        );
+        rec.insert("score".into(), json!(s));
+        Ok(())
+    }
+}
+
+impl StoreRules for Recommendation {
+    async fn before_create(
+        conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        rec: &mut Record,
+    ) -> StoreResult {
+        live_run(conn, rec).await.map(|_| ())
+    }
+}
+
+impl StoreRules for OptimizationMetric {}
+
+/// The run `rec` belongs to (status, then the cost, efficiency and coverage weights), which
+/// must exist and not have failed or been cancelled (locked for share while the command runs).
+async fn live_run(conn: &mut PgConnection, rec: &Record) -> StoreResult<PgRow> {
+    let run_id = str_field(rec, "run_id").unwrap_or_default();
+    let row = sqlx::query(
+        "SELECT status, cost_weight, efficiency_weight, coverage_weight FROM optimization_runs
+         WHERE id = $1 FOR SHARE",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::Rejected(format!("no optimization_run {run_id}")));
+    };
+    let status: String = row.try_get(0)?;
+    if matches!(
+        RunStatus::parse(&status),
+        Some(RunStatus::Failed | RunStatus::Cancelled)
+    ) {
+        return Err(StoreError::Rejected(format!(
+            "optimization_run {run_id} is {status}"
+        )));
+    }
+    Ok(row)
+}
