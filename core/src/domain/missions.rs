@@ -586,7 +586,6 @@ pub fn creates_cycle(edges: &[(String, String)], from: &str, to: &str) -> bool {
     false
 }
 
-
 status_enum! {
     /// Mission execution: scheduled → running → completed / failed / aborted.
     ExecutionStatus {
@@ -604,7 +603,6 @@ impl ExecutionStatus {
         self.next().is_empty()
     }
 }
-
 
 #[cfg(test)]
 mod rules_tests {

@@ -488,7 +488,6 @@ impl RunStatus {
     }
 }
 
-
 status_enum! {
     /// Rebalancing plan: proposed → approved → executed, or rejected.
     RebalancingStatus {
@@ -510,7 +509,6 @@ pub fn objective_score(weights: [f64; 3], cost: f64, efficiency: f64, coverage: 
     }
     (wc * (1.0 - cost) + we * efficiency + wv * coverage) / total
 }
-
 
 #[cfg(test)]
 mod rules_tests {

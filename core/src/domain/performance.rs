@@ -179,11 +179,7 @@ impl Validate for ScoreCreate {
         c.opt_id("vehicle_id", self.vehicle_id.as_deref());
         c.opt_id("benchmark_id", self.benchmark_id.as_deref());
         period(&mut c, &self.period_start, &self.period_end);
-        for (name, v) in SCORE_WEIGHTS
-            .iter()
-            .map(|(n, _)| *n)
-            .zip(self.components())
-        {
+        for (name, v) in SCORE_WEIGHTS.iter().map(|(n, _)| *n).zip(self.components()) {
             c.range(name, v, 0.0, 100.0);
         }
         c.finish()

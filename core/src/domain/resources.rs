@@ -685,7 +685,6 @@ pub fn serve_queue(free: i64, pending: &[Queued]) -> Vec<String> {
     served
 }
 
-
 /// A half-open time range `[start, end)`; no end = open-ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
@@ -700,12 +699,10 @@ pub fn overlaps(a: Interval, b: Interval) -> bool {
     a_before_b_ends && b_before_a_ends
 }
 
-
 /// In-use share of a capacity; `None` for a zero capacity.
 pub fn utilization(in_use: i64, capacity: i64) -> Option<f64> {
     (capacity > 0).then(|| in_use as f64 / capacity as f64)
 }
-
 
 status_enum! {
     /// A resource request waits in the pool's queue until served or cancelled.

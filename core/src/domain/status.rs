@@ -50,9 +50,9 @@ status_enum! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::missions::ExecutionStatus;
     use super::super::optimization::{RebalancingStatus, RunStatus};
     use super::super::performance::AlertStatus;
-    use super::super::missions::ExecutionStatus;
     use super::super::resources::RequestStatus;
     use super::CaseStatus;
 

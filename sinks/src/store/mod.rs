@@ -182,7 +182,11 @@ fn unknown_kind(cmd: &CommandCtx<'_>) -> StoreError {
     StoreError::Rejected(format!("unknown command kind {}", cmd.kind))
 }
 
-async fn apply_to<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>, op: &str) -> Applied {
+async fn apply_to<R: StoreRules>(
+    conn: &mut PgConnection,
+    cmd: CommandCtx<'_>,
+    op: &str,
+) -> Applied {
     let info = &R::INFO;
     match op {
         "create" if info.ops.create => create::<R>(conn, cmd).await,
@@ -221,7 +225,9 @@ fn split_id(payload: &Value) -> StoreResult<(String, Value)> {
         .ok_or_else(|| StoreError::rejected("payload must be a JSON object"))?;
     match m.remove("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok((id, Value::Object(m))),
-        _ => Err(StoreError::rejected("payload needs the entity id as \"id\"")),
+        _ => Err(StoreError::rejected(
+            "payload needs the entity id as \"id\"",
+        )),
     }
 }
 

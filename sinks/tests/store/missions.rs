@@ -1,5 +1,5 @@
-use atlasmesh_core::domain::missions::{Execution, SafetyEvent};
 use atlasmesh_core::domain::missions::ExecutionStatus;
+use atlasmesh_core::domain::missions::{Execution, SafetyEvent};
 use atlasmesh_core::domain::status::CaseStatus;
 use serde_json::json;
 

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
+use atlasmesh_core::domain::resources::RequestStatus;
 use atlasmesh_core::domain::resources::{
     Allocation, Conflict, ConflictKind, Pool, Request, Utilization,
 };
-use atlasmesh_core::domain::resources::RequestStatus;
 use atlasmesh_core::domain::status::CaseStatus;
 use atlasmesh_core::Scope;
 use atlasmesh_sinks::store::{self, CommandCtx, Outcome};

@@ -1,8 +1,8 @@
 //! missions: dependencies without cycles, the execution lifecycle, safety events.
 
 use atlasmesh_core::domain::missions::{
-    self as domain, Dependency, Execution, ExecutionStatus, MissionLog, MissionMetric,
-    SafetyEvent, Template,
+    self as domain, Dependency, Execution, ExecutionStatus, MissionLog, MissionMetric, SafetyEvent,
+    Template,
 };
 use atlasmesh_core::domain::ActionBody;
 use serde_json::json;

@@ -103,7 +103,9 @@ async fn live_run(conn: &mut PgConnection, rec: &Record) -> StoreResult<PgRow> {
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        return Err(StoreError::Rejected(format!("no optimization_run {run_id}")));
+        return Err(StoreError::Rejected(format!(
+            "no optimization_run {run_id}"
+        )));
     };
     let status: String = row.try_get(0)?;
     if matches!(

@@ -97,7 +97,9 @@ impl StoreRules for Alert {
         body: &ActionBody,
     ) -> StoreResult<Record> {
         if action != "resolve" {
-            return Err(StoreError::Rejected(format!("alert has no action {action}")));
+            return Err(StoreError::Rejected(format!(
+                "alert has no action {action}"
+            )));
         }
         let status = str_field(old, "status").unwrap_or_default();
         match AlertStatus::parse(status).map(|s| s.transition_error(AlertStatus::Resolved)) {

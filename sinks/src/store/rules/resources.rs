@@ -457,7 +457,9 @@ pub(super) fn resolve_case<R: StoreRules>(
 ) -> StoreResult<Record> {
     let name = R::INFO.name;
     if action != "resolve" {
-        return Err(StoreError::Rejected(format!("{name} has no action {action}")));
+        return Err(StoreError::Rejected(format!(
+            "{name} has no action {action}"
+        )));
     }
     let status = str_field(old, "status").unwrap_or_default();
     match CaseStatus::parse(status).map(|s| s.transition_error(CaseStatus::Resolved)) {
