@@ -262,6 +262,15 @@ async fn main() -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     match cli.cmd {
         Cmd::Migrate => {
+            use atlasmesh_pipelines::ready::{self, Dependency};
+            let mut shutdown = shutdown_signal();
+            let deps = [
+                Dependency::Postgres,
+                Dependency::ClickHouse,
+                Dependency::Kafka,
+                Dependency::SchemaRegistry,
+            ];
+            ready::wait_for(&cfg, &deps, &mut shutdown).await?;
             atlasmesh_pipelines::prepare(&cfg).await?;
             tracing::info!("Migrations applied.");
         }
@@ -270,11 +279,17 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = cfg.runner.metrics_listen.clone() {
                 tokio::spawn(serve_metrics(listen, handle));
             }
+            let mut shutdown = shutdown_signal();
+            atlasmesh_pipelines::ready::wait_for(
+                &cfg,
+                &atlasmesh_pipelines::ready::Dependency::ALL,
+                &mut shutdown,
+            )
+            .await?;
             if !w.no_prepare {
                 atlasmesh_pipelines::prepare(&cfg).await?;
             }
-            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown_signal())
-                .await?;
+            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown).await?;
         }
         Cmd::Api => {
             let handle = install_metrics()?;
@@ -285,10 +300,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Run(r) => {
             let handle = install_metrics()?;
-            if !r.worker.no_prepare {
-                atlasmesh_pipelines::prepare(&cfg).await?;
-            }
-            let shutdown = shutdown_signal();
+            let mut shutdown = shutdown_signal();
+            // The API first: it connects lazily, so /health tells what is still missing while
+            // the worker waits for its dependencies.
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
             let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
             let api = tokio::spawn({
@@ -296,6 +310,15 @@ async fn main() -> anyhow::Result<()> {
                 let sd = shutdown.clone();
                 async move { atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(sd)).await }
             });
+            atlasmesh_pipelines::ready::wait_for(
+                &cfg,
+                &atlasmesh_pipelines::ready::Dependency::ALL,
+                &mut shutdown,
+            )
+            .await?;
+            if !r.worker.no_prepare {
+                atlasmesh_pipelines::prepare(&cfg).await?;
+            }
             atlasmesh_pipelines::run_pipelines(cfg.clone(), &r.worker.pipelines, shutdown).await?;
             api.await??;
         }

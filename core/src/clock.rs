@@ -1,7 +1,43 @@
-//! The processing-time clock: the one place the workers and the API read wall time from.
-//! Event time never comes from here (it is `ts_ms` of the event).
+//! The processing-time clock: the one place the workers and the API read wall time from, and
+//! the one parser of instants given as text. Event time never comes from here (it is `ts_ms`
+//! of the event).
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::DateTime;
+
+/// The instants accepted from outside, in epoch milliseconds: years 0001 to 9999 (what RFC 3339
+/// can write). Every instant parsed here is within them, so arithmetic on it (a default period
+/// before `to`, a window's end) cannot overflow.
+pub const MIN_INSTANT_MS: i64 = -62_135_596_800_000;
+/// See [`MIN_INSTANT_MS`]: 9999-12-31T23:59:59.999Z.
+pub const MAX_INSTANT_MS: i64 = 253_402_300_799_999;
+
+fn in_range(ms: i64) -> Option<i64> {
+    (MIN_INSTANT_MS..=MAX_INSTANT_MS)
+        .contains(&ms)
+        .then_some(ms)
+}
+
+/// An RFC 3339 instant (`2024-05-01T10:00:00Z`, any offset) in epoch milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    in_range(
+        DateTime::parse_from_rfc3339(s.trim())
+            .ok()?
+            .timestamp_millis(),
+    )
+}
+
+/// An instant given as RFC 3339 or as integer epoch milliseconds, within
+/// [`MIN_INSTANT_MS`]..=[`MAX_INSTANT_MS`]; `None` otherwise (never wrapped or saturated).
+pub fn parse_instant(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return in_range(t.parse().ok()?);
+    }
+    parse_rfc3339(t)
+}
 
 /// Milliseconds since the Unix epoch, now (0 if the system clock is before 1970).
 pub fn now_ms() -> i64 {
@@ -12,6 +48,26 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_bounded_and_never_wrap() {
+        assert_eq!(parse_instant("1700000040000"), Some(1_700_000_040_000));
+        assert_eq!(
+            parse_instant("2023-11-14T23:14:00+01:00"),
+            Some(1_700_000_040_000)
+        );
+        assert_eq!(parse_instant("9223372036854775807"), None);
+        assert_eq!(parse_instant("-9223372036854775808"), None);
+        assert_eq!(parse_instant("99999999999999999999"), None);
+        assert_eq!(parse_instant("253402300799999"), Some(MAX_INSTANT_MS));
+        assert_eq!(parse_instant("253402300800000"), None);
+        assert_eq!(parse_instant("-62135596800000"), Some(MIN_INSTANT_MS));
+        assert_eq!(parse_instant("0001-01-01T00:00:00Z"), Some(MIN_INSTANT_MS));
+        assert_eq!(parse_rfc3339("1700000040000"), None);
+        assert_eq!(parse_instant("-"), None);
+    }
+
     #[test]
     fn now_is_after_2020() {
         assert!(super::now_ms() > 1_577_836_800_000);

@@ -24,6 +24,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub runner: RunnerConfig,
+    pub startup: StartupConfig,
     pub alerts: AlertsConfig,
     pub performance: PerformanceConfig,
     pub commands: CommandsConfig,
@@ -381,6 +382,29 @@ impl Default for RunnerConfig {
             retry_initial_ms: 200,
             retry_max_ms: 5_000,
             metrics_listen: None,
+        }
+    }
+}
+
+/// How a process waits for its dependencies at start-up (`atlasmesh_pipelines::ready`): each
+/// is probed with exponential backoff from `backoff_initial_ms` to `backoff_max_ms`, every probe
+/// bounded by `probe_timeout_ms`, until all answer or `deadline_secs` have passed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StartupConfig {
+    pub deadline_secs: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for StartupConfig {
+    fn default() -> Self {
+        StartupConfig {
+            deadline_secs: 300,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 5_000,
+            probe_timeout_ms: 10_000,
         }
     }
 }

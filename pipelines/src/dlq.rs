@@ -10,15 +10,73 @@ use atlasmesh_sinks::{Error, Result};
 use crate::runner::InMessage;
 use crate::telemetry::now_ms;
 
-/// The dead letter of `msg`, counted in the DLQ metric.
+/// At most this many dead-letter log lines per second (per process); the rest are counted and
+/// the next line says how many were left out. The metric counts every one.
+const DLQ_LOGS_PER_SECOND: u32 = 10;
+
+/// A per-second budget of log lines: `allow` answers whether this line may be written and, if
+/// so, how many were suppressed since the last one written.
+#[derive(Debug, Default)]
+struct LogBudget {
+    second: u64,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn allow(&mut self, now_ms: i64, per_second: u32) -> Option<u64> {
+        let second = u64::try_from(now_ms.max(0)).unwrap_or(0) / 1000;
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        if self.used >= per_second {
+            self.suppressed += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+static LOG_BUDGET: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget {
+    second: 0,
+    used: 0,
+    suppressed: 0,
+});
+
+/// The dead letter of `msg`: counted in `atlasmesh_dlq_messages_total{pipeline, topic, reason}`
+/// and logged (at most [`DLQ_LOGS_PER_SECOND`] lines a second) with its source position.
 pub fn dead_letter(
     pipeline: &'static str,
     msg: &InMessage,
     reason: DeadLetterReason,
     error: String,
 ) -> DeadLetterRecord {
-    metrics::counter!(m::DLQ_MESSAGES, "pipeline" => pipeline, "reason" => reason.as_str())
-        .increment(1);
+    metrics::counter!(
+        m::DLQ_MESSAGES,
+        "pipeline" => pipeline,
+        "topic" => msg.topic.clone(),
+        "reason" => reason.as_str()
+    )
+    .increment(1);
+    let now = now_ms();
+    let allowed = LOG_BUDGET
+        .lock()
+        .map(|mut b| b.allow(now, DLQ_LOGS_PER_SECOND))
+        .unwrap_or(None);
+    if let Some(suppressed) = allowed {
+        tracing::warn!(
+            pipeline,
+            topic = %msg.topic,
+            partition = msg.partition,
+            offset = msg.offset,
+            reason = reason.as_str(),
+            error = %error,
+            suppressed_since_last = suppressed,
+            "Message dead-lettered."
+        );
+    }
     DeadLetterRecord {
         source_topic: msg.topic.clone(),
         source_partition: msg.partition,
@@ -28,7 +86,7 @@ pub fn dead_letter(
         error,
         original_key: msg.key.clone(),
         original_value: msg.payload.clone(),
-        failed_at_ms: now_ms(),
+        failed_at_ms: now,
     }
 }
 
@@ -80,6 +138,7 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
     match codec.decode_record(payload, record_name).await {
         Ok(r) => Ok(Ok(r)),
         Err(DecodeError::Unavailable(e)) => Err(crate::runner::RetryLater(e)),
+        Err(e @ DecodeError::Invalid(_)) => Ok(Err((DeadLetterReason::Invalid, e.to_string()))),
         Err(e @ DecodeError::UnknownSchema { .. }) => {
             Ok(Err((DeadLetterReason::UnknownSchema, e.to_string())))
         }
@@ -117,4 +176,20 @@ pub async fn encode_all(
         out.push(encode(codec, topics, d).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogBudget;
+
+    #[test]
+    fn log_budget_allows_n_per_second_and_reports_the_suppressed() {
+        let mut b = LogBudget::default();
+        let t0 = 5_000_000;
+        let allowed: Vec<Option<u64>> = (0..5).map(|i| b.allow(t0 + i, 3)).collect();
+        assert_eq!(allowed, vec![Some(0), Some(0), Some(0), None, None]);
+        // Next second: allowed again, and the first line says 2 were left out.
+        assert_eq!(b.allow(t0 + 1_000, 3), Some(2));
+        assert_eq!(b.allow(t0 + 1_001, 3), Some(0));
+    }
 }

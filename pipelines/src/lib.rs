@@ -10,6 +10,7 @@ pub mod commands;
 pub mod dlq;
 pub mod missions;
 pub mod performance;
+pub mod ready;
 pub mod resources;
 pub mod runner;
 pub mod settle;

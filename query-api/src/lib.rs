@@ -78,6 +78,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             commands::read_your_writes,
         ))
+        .layer(axum::middleware::from_fn(params::refuse_nul))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

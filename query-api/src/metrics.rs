@@ -31,9 +31,28 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Counts requests by method, matched route template (bounded) and status, and times them.
+/// The `method` label: the standard methods by name, anything else as `other`, so a client
+/// cannot grow `/metrics` by inventing methods. (`route` is the matched template or
+/// `unmatched`, and `status` a status code: both bounded too.)
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -41,7 +60,11 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!(metric_names::HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(metric_names::HTTP_REQUEST_SECONDS, &labels)
         .record(started.elapsed().as_secs_f64());
@@ -191,5 +214,17 @@ mod tests {
         highs.insert(("t".to_string(), 1), 110);
         let lags = compute_lag(&cps, &highs);
         assert_eq!(lags, vec![(cps[0].clone(), 10), (cps[1].clone(), 0)]);
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    #[test]
+    fn invented_methods_share_one_label() {
+        let m = |s: &str| axum::http::Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(super::method_label(&m("GET")), "GET");
+        assert_eq!(super::method_label(&m("PATCH")), "PATCH");
+        assert_eq!(super::method_label(&m("XABCDEF")), "other");
+        assert_eq!(super::method_label(&m("XABCDEG")), "other");
     }
 }

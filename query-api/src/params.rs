@@ -31,6 +31,61 @@ where
     }
 }
 
+/// Middleware: a request whose path or query holds a NUL character (`%00`) is a 400 naming
+/// the parameter (`path` for the path), before any handler or store sees it. PostgreSQL stores
+/// NUL in no text, so every id, filter and cursor is refused here at once.
+pub async fn refuse_nul(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    let mut fields = BTreeMap::new();
+    let decoded_has_nul = |s: &str| percent_decode(s).contains(&0);
+    if decoded_has_nul(uri.path()) {
+        fields.insert(
+            "path".to_string(),
+            "must not contain a NUL character".to_string(),
+        );
+    }
+    for pair in uri.query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if decoded_has_nul(k) || decoded_has_nul(v) {
+            let name = String::from_utf8_lossy(&percent_decode(k)).replace('\0', "\\0");
+            fields.insert(name, "must not contain a NUL character".to_string());
+        }
+    }
+    if fields.is_empty() {
+        next.run(req).await
+    } else {
+        ApiError::invalid_fields(fields).into_response()
+    }
+}
+
+/// `%XX` decoded (and `+` as space, as in a query), leaving malformed escapes as they are.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Turns a serde_urlencoded message into a 400 with `fields` where the parameter is known.
 fn query_error(text: &str) -> ApiError {
     let quoted = |marker: &str| -> Option<String> {
@@ -50,18 +105,8 @@ fn query_error(text: &str) -> ApiError {
     }
 }
 
-/// Parses an instant given as RFC 3339 (`2024-05-01T10:00:00Z`, any offset) or as integer
-/// epoch milliseconds, into epoch milliseconds.
-pub fn parse_instant(s: &str) -> Option<i64> {
-    let t = s.trim();
-    let digits = t.strip_prefix('-').unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().ok();
-    }
-    DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|d| d.timestamp_millis())
-}
+pub use atlasmesh_core::clock::parse_instant;
+use atlasmesh_core::clock::{MAX_INSTANT_MS, MIN_INSTANT_MS};
 
 /// Epoch milliseconds as RFC 3339 UTC (`Z`), with fractional seconds only when non-zero.
 pub fn format_instant(ms: i64) -> String {
@@ -104,13 +149,25 @@ impl CursorKey {
             .step_by(2)
             .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
             .collect::<Option<Vec<u8>>>()?;
-        serde_json::from_slice(&bytes).ok()
+        let key: CursorKey = serde_json::from_slice(&bytes).ok()?;
+        (MIN_INSTANT_MS..=MAX_INSTANT_MS)
+            .contains(&key.window_start_ms)
+            .then_some(key)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_finds_nul() {
+        assert_eq!(percent_decode("a%00b"), b"a\0b");
+        assert_eq!(percent_decode("a%2Fb+c"), b"a/b c");
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%0"), b"%0");
+        assert_eq!(percent_decode("%zz"), b"%zz");
+    }
 
     #[test]
     fn instants() {
@@ -128,8 +185,6 @@ mod tests {
             Some(1_700_000_040_500)
         );
         assert_eq!(parse_instant("yesterday"), None);
-        assert_eq!(parse_instant(""), None);
-        assert_eq!(parse_instant("-"), None);
         assert_eq!(format_instant(1_700_000_040_000), "2023-11-14T22:14:00Z");
         assert_eq!(
             format_instant(1_700_000_040_500),

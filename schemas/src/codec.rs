@@ -25,6 +25,10 @@ pub enum DecodeError {
     /// Decoded, but not the record this topic carries: dead-letter it.
     #[error("unexpected record: {0}")]
     WrongRecord(String),
+    /// Decoded, but holds text no store can keep (a NUL character, which PostgreSQL refuses in
+    /// text): dead-letter it as invalid.
+    #[error("invalid: {0}")]
+    Invalid(String),
     /// The registry could not be reached: retry, never dead-letter.
     #[error("schema registry unavailable: {0}")]
     Unavailable(String),
@@ -146,8 +150,102 @@ impl Codec {
                 )));
             }
         }
+        if let Some(field) = nul_text(&value) {
+            return Err(DecodeError::Invalid(format!(
+                "{field}: text contains a NUL character (U+0000), which cannot be stored"
+            )));
+        }
         apache_avro::from_value::<T>(&value).map_err(|e| {
             DecodeError::Undecodable(format!("record does not map to {record_name}: {e}"))
         })
+    }
+}
+
+/// The path of the first text in `v` (string or map key, at any depth) that contains a NUL
+/// character, e.g. `payload_json` or `scope[2]`; `None` when there is none. PostgreSQL cannot
+/// store NUL in text, so such a record must be refused where every topic is decoded.
+pub fn nul_text(v: &Value) -> Option<String> {
+    fn walk(v: &Value, path: &str) -> Option<String> {
+        let here = || {
+            if path.is_empty() {
+                "record".to_string()
+            } else {
+                path.to_string()
+            }
+        };
+        match v {
+            Value::String(s) | Value::Enum(_, s) => s.contains('\0').then(here),
+            Value::Union(_, inner) => walk(inner, path),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            Value::Map(m) => m.iter().find_map(|(k, x)| {
+                if k.contains('\0') {
+                    Some(format!("{}{{key}}", here()))
+                } else {
+                    walk(x, &format!("{path}[{}]", k.escape_debug()))
+                }
+            }),
+            Value::Record(fields) => fields.iter().find_map(|(name, x)| {
+                let p = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                walk(x, &p)
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use apache_avro::types::Value;
+    use std::collections::HashMap;
+
+    use super::nul_text;
+
+    #[test]
+    fn finds_nul_in_any_text_at_any_depth() {
+        let rec = |fields: Vec<(&str, Value)>| {
+            Value::Record(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            )
+        };
+        let clean = rec(vec![
+            ("vehicle_id", Value::String("v-1".into())),
+            (
+                "mission_id",
+                Value::Union(1, Box::new(Value::String("m".into()))),
+            ),
+            ("n", Value::Long(3)),
+        ]);
+        assert_eq!(nul_text(&clean), None);
+        let nul = rec(vec![
+            ("vehicle_id", Value::String("v-1".into())),
+            (
+                "mission_id",
+                Value::Union(1, Box::new(Value::String("x\0y".into()))),
+            ),
+        ]);
+        assert_eq!(nul_text(&nul).as_deref(), Some("mission_id"));
+        let arr = rec(vec![(
+            "fleet_scope",
+            Value::Array(vec![Value::String("a".into()), Value::String("\0".into())]),
+        )]);
+        assert_eq!(nul_text(&arr).as_deref(), Some("fleet_scope[1]"));
+        let key = rec(vec![(
+            "tags",
+            Value::Map(HashMap::from([("k\0".to_string(), Value::Null)])),
+        )]);
+        assert_eq!(nul_text(&key).as_deref(), Some("tags{key}"));
+        // Bytes are not text: PostgreSQL stores NUL in bytea.
+        assert_eq!(nul_text(&rec(vec![("b", Value::Bytes(vec![0]))])), None);
     }
 }

@@ -212,7 +212,7 @@ mod opt_bytes {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("bytes")
             }
             fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
@@ -235,7 +235,7 @@ mod opt_bytes {
         struct O;
         impl<'de> serde::de::Visitor<'de> for O {
             type Value = Option<Vec<u8>>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("optional bytes")
             }
             fn visit_none<E>(self) -> Result<Self::Value, E> {

@@ -3,9 +3,12 @@
 //! - [`schema_registry`]: a Confluent-API-compatible schema registry stand-in (Avro, real
 //!   compatibility checks), also shipped as the `atlasmesh-schema-registry` binary.
 //! - [`clickhouse_server`]: a private ClickHouse server from `deploy/clickhouse`.
+//! - [`tansu_broker`]: a private Tansu (Kafka) broker that a test may start late or stop.
 
 pub mod clickhouse_server;
 pub mod schema_registry;
+pub mod tansu_broker;
 
 pub use clickhouse_server::ClickHouseServer;
 pub use schema_registry::{router, serve, spawn_ephemeral, RegistryState};
+pub use tansu_broker::TansuBroker;

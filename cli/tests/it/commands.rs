@@ -512,7 +512,7 @@ async fn a_rejection_amid_a_group_rejects_only_that_command() {
             pool_body(fleet, &format!("{tag}-p5")),
         ),
     ];
-    let group: Vec<GroupCommand> = cmds
+    let group: Vec<GroupCommand<'_>> = cmds
         .iter()
         .enumerate()
         .map(|(i, cmd)| GroupCommand {

@@ -75,7 +75,13 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
     let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
 
     env.produce(&items).await;
-    let mut worker = env.spawn_worker(0);
+    let metrics_listen = format!(
+        "127.0.0.1:{}",
+        atlasmesh_test_support::tansu_broker::free_port().unwrap()
+    );
+    let worker_started = std::time::Instant::now();
+    let mut worker =
+        env.spawn_worker_with(0, &[("ATLASMESH_RUNNER__METRICS_LISTEN", &metrics_listen)]);
     let pg = env.pg().await;
     env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
         .await;
@@ -142,6 +148,54 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
             .await
             .is_err(),
         "no extra dead letters"
+    );
+
+    // Counted by topic and reason in Prometheus; logged at a bounded rate with the offset.
+    let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, n) in [
+        ("undecodable", malformed),
+        ("invalid", invalid),
+        ("late", too_late),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("atlasmesh_dlq_messages_total{")
+                    && l.contains(&format!("topic=\"{}\"", env.cfg.topics.telemetry))
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .unwrap_or_else(|| panic!("no DLQ counter for {reason} in:\n{text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(value as usize, n, "{line}");
+    }
+    let log = std::fs::read_to_string(env.log_dir.join("worker-0.log")).unwrap();
+    let logged: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "Message dead-lettered.")
+        .collect();
+    let secs = worker_started.elapsed().as_secs() + 1;
+    assert!(
+        !logged.is_empty() && logged.len() as u64 <= 10 * secs,
+        "{} dead-letter log lines in {secs} s",
+        logged.len()
+    );
+    assert!(logged.iter().all(|v| v["offset"].is_i64()
+        && v["reason"].is_string()
+        && v["topic"] == env.cfg.topics.telemetry.as_str()));
+    let suppressed: u64 = logged
+        .iter()
+        .map(|v| v["suppressed_since_last"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        logged.len() as u64 + suppressed <= expected as u64,
+        "logged {} + suppressed {suppressed} > {expected}",
+        logged.len()
     );
 
     // The API serves the same numbers: latest vehicle state and fleet KPIs from Redis, window

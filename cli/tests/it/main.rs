@@ -1,5 +1,7 @@
 //! Integration tests of the whole telemetry path against the real stack (`scripts/stack up`):
 //! Tansu, ClickHouse 18.16, PostgreSQL, Redis and the schema registry stand-in.
+// Rows read back from SQL are checked as plain tuples, column by column.
+#![allow(clippy::type_complexity)]
 
 mod common;
 mod reference;
@@ -13,3 +15,5 @@ mod end_to_end;
 mod golden;
 mod operations;
 mod performance;
+mod poison;
+mod startup;

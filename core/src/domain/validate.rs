@@ -102,7 +102,7 @@ impl Check {
 
     /// An RFC 3339 instant; returns it in epoch milliseconds when valid.
     pub fn time(&mut self, name: &str, v: &str) -> Option<i64> {
-        match parse_time(v) {
+        match crate::clock::parse_rfc3339(v) {
             Some(ms) => Some(ms),
             None => {
                 self.fail(
@@ -143,18 +143,48 @@ impl Check {
     }
 }
 
-/// Parses an RFC 3339 instant into epoch milliseconds.
-pub fn parse_time(v: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(v.trim())
-        .ok()
-        .map(|d| d.timestamp_millis())
-}
-
 /// Epoch milliseconds as RFC 3339 UTC with milliseconds (`2024-05-01T10:00:00.000Z`).
 pub fn format_time(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The path of the first string or key in `v` (at any depth) that contains a NUL character,
+/// e.g. `name` or `tags[2]`; PostgreSQL stores NUL neither in text nor in jsonb, so every body
+/// and payload is refused with this field named rather than failing in the store.
+pub fn json_nul_field(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    fn walk(v: &Value, path: &str) -> Option<String> {
+        let here = || {
+            if path.is_empty() {
+                "body".to_string()
+            } else {
+                path.to_string()
+            }
+        };
+        match v {
+            Value::String(s) => s.contains('\0').then(here),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            Value::Object(m) => m.iter().find_map(|(k, x)| {
+                let p = if path.is_empty() {
+                    k.escape_debug().to_string()
+                } else {
+                    format!("{path}.{}", k.escape_debug())
+                };
+                if k.contains('\0') {
+                    Some(p)
+                } else {
+                    walk(x, &p)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
 }
 
 /// Renders `fields` as one line (`a: reason; b: reason`), for rejection reasons.
@@ -169,6 +199,17 @@ pub fn describe(fields: &Fields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_nul_in_json_text() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"a": "ok", "b": {"c": ["x", "y\u0000"]}}"#).unwrap();
+        assert_eq!(json_nul_field(&v).as_deref(), Some("b.c[1]"));
+        let k: serde_json::Value = serde_json::from_str(r#"{"k\u0000": 1}"#).unwrap();
+        assert_eq!(json_nul_field(&k).as_deref(), Some("k\\0"));
+        let clean: serde_json::Value = serde_json::from_str(r#"{"a": ["b", 1, null]}"#).unwrap();
+        assert_eq!(json_nul_field(&clean), None);
+    }
 
     #[test]
     fn collects_every_bad_field() {
@@ -202,13 +243,13 @@ mod tests {
         c.opt_time("none", None);
         assert!(c.finish().is_ok());
         assert_eq!(
-            parse_time("2024-05-01T10:00:00.250Z"),
+            crate::clock::parse_rfc3339("2024-05-01T10:00:00.250Z"),
             Some(1_714_557_600_250)
         );
-        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(crate::clock::parse_rfc3339("yesterday"), None);
         assert_eq!(format_time(1_714_557_600_250), "2024-05-01T10:00:00.250Z");
         assert_eq!(
-            parse_time(&format_time(1_714_557_600_250)),
+            crate::clock::parse_rfc3339(&format_time(1_714_557_600_250)),
             Some(1_714_557_600_250)
         );
     }

@@ -210,6 +210,30 @@ impl CommandPipeline {
     }
 }
 
+/// Why a command's envelope cannot be recorded, if it cannot: checked before it reaches a lane,
+/// so such a record is dead-lettered (`invalid`) and the partition goes on. (Text with NUL is
+/// refused for every topic when decoding.)
+fn invalid_envelope(c: &CommandRecord) -> Option<String> {
+    use atlasmesh_core::clock::{MAX_INSTANT_MS, MIN_INSTANT_MS};
+    if c.command_id.trim().is_empty() {
+        return Some("command_id is empty".into());
+    }
+    if !(MIN_INSTANT_MS..=MAX_INSTANT_MS).contains(&c.issued_at_ms) {
+        return Some(format!(
+            "issued_at_ms {} is outside the years 0001..9999",
+            c.issued_at_ms
+        ));
+    }
+    if let Ok(payload) = serde_json::from_str::<serde_json::Value>(&c.payload_json) {
+        if let Some(field) = atlasmesh_core::domain::validate::json_nul_field(&payload) {
+            return Some(format!(
+                "payload {field}: text contains a NUL character (U+0000), which cannot be stored"
+            ));
+        }
+    }
+    None
+}
+
 /// Whether a PostgreSQL error is worth retrying (the server is unreachable or overloaded)
 /// rather than a verdict on this command.
 fn retriable(e: &sqlx::Error) -> bool {
@@ -513,14 +537,15 @@ impl Pipeline for CommandPipeline {
         msg: &InMessage,
         batch: &mut CommandBatch,
     ) -> Result<(), RetryLater> {
-        let cmd: CommandRecord = match crate::dlq::decode(&self.codec, msg, "Command").await? {
-            Ok(c) => c,
-            Err((reason, error)) => {
-                batch.consumed += 1;
-                self.dead_letter(msg, reason, error, batch);
-                return Ok(());
-            }
-        };
+        let cmd: CommandRecord =
+            match crate::dlq::decode_valid(&self.codec, msg, "Command", invalid_envelope).await? {
+                Ok(c) => c,
+                Err((reason, error)) => {
+                    batch.consumed += 1;
+                    self.dead_letter(msg, reason, error, batch);
+                    return Ok(());
+                }
+            };
         let lane = &self.lanes[self.lane_of(msg, &cmd)];
         // Reserve first: if the lane stays full, nothing has changed when we return.
         let permit = match tokio::time::timeout(LANE_WAIT, lane.reserve()).await {
@@ -589,5 +614,35 @@ impl Pipeline for CommandPipeline {
 
     fn batch_len(&self, batch: &CommandBatch) -> usize {
         batch.consumed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use atlasmesh_schemas::CommandRecord;
+
+    use super::invalid_envelope;
+
+    fn cmd(id: &str, at: i64) -> CommandRecord {
+        CommandRecord {
+            command_id: id.into(),
+            idempotency_key: "k".into(),
+            kind: "pools.create".into(),
+            fleet_scope: vec!["f1".into()],
+            actor: "a".into(),
+            issued_at_ms: at,
+            payload_json: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn envelopes_that_cannot_be_recorded_are_invalid() {
+        assert_eq!(invalid_envelope(&cmd("c1", 1_700_000_000_000)), None);
+        assert!(invalid_envelope(&cmd("c1", i64::MAX)).is_some());
+        assert!(invalid_envelope(&cmd("c1", i64::MIN)).is_some());
+        assert!(invalid_envelope(&cmd(" ", 1_700_000_000_000)).is_some());
+        let mut nul = cmd("c1", 1_700_000_000_000);
+        nul.payload_json = r#"{"name": "a\u0000b"}"#.into();
+        assert!(invalid_envelope(&nul).unwrap().contains("payload name"));
     }
 }

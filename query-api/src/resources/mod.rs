@@ -25,7 +25,7 @@ pub mod openapi;
 
 use std::collections::BTreeMap;
 
-use atlasmesh_core::domain::validate::parse_time;
+use atlasmesh_core::clock::parse_instant;
 use atlasmesh_core::domain::{
     ActionBody, Cursor, ListQuery, Page, Resource, ResourceInfo, ScopeKind, Validate,
 };
@@ -156,7 +156,7 @@ pub fn list_query(
             continue;
         }
         match k.as_str() {
-            "from" | "to" => match parse_time(v).or_else(|| v.parse::<i64>().ok()) {
+            "from" | "to" => match parse_instant(v) {
                 Some(ms) if k == "from" => q.from_ms = Some(ms),
                 Some(ms) => q.to_ms = Some(ms),
                 None => {
@@ -281,6 +281,12 @@ pub fn parse_body<T: serde::de::DeserializeOwned + serde::Serialize + Validate>(
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    if let Some(field) = atlasmesh_core::domain::validate::json_nul_field(&v) {
+        return Err(ApiError::unprocessable(BTreeMap::from([(
+            field,
+            "must not contain a NUL character (U+0000)".to_string(),
+        )])));
     }
     let t: T = serde_json::from_value(v)
         .map_err(|e| ApiError::unprocessable(shape_error(&e.to_string())))?;

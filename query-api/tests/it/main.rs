@@ -7,5 +7,6 @@
 mod auth;
 mod common;
 mod health_metrics;
+mod hostile_input;
 mod kpis;
 mod window_metrics;

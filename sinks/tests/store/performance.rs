@@ -364,7 +364,7 @@ async fn pages_are_stable_and_filter_by_fleet_and_time() {
     );
     // Time window on created_at (commands of this test are 1 s apart).
     let first = t.get::<Benchmark>(&sab, &mine[0]).await.unwrap();
-    let t0 = atlasmesh_core::domain::validate::parse_time(&first.created_at).unwrap();
+    let t0 = atlasmesh_core::clock::parse_rfc3339(&first.created_at).unwrap();
     let q = ListQuery {
         filters: vec![("fleet_id", a.clone())],
         from_ms: Some(t0 + 1),

@@ -1,11 +1,11 @@
 //! fleet-resources: pool capacity, the request queue, double booking and over-allocation.
 
+use atlasmesh_core::clock::parse_rfc3339;
 use atlasmesh_core::domain::resources::{
     self as domain, Allocation, Conflict, Interval, Plan, Pool, Queued, Request, RequestStatus,
     Utilization,
 };
 use atlasmesh_core::domain::status::CaseStatus;
-use atlasmesh_core::domain::validate::parse_time;
 use atlasmesh_core::domain::ActionBody;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, Row};
@@ -151,8 +151,8 @@ async fn serve_queue(
 }
 
 fn interval_of(rec: &Record) -> Option<Interval> {
-    let start_ms = parse_time(str_field(rec, "starts_at")?)?;
-    let end_ms = str_field(rec, "ends_at").and_then(parse_time);
+    let start_ms = parse_rfc3339(str_field(rec, "starts_at")?)?;
+    let end_ms = str_field(rec, "ends_at").and_then(parse_rfc3339);
     Some(Interval { start_ms, end_ms })
 }
 
