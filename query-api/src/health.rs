@@ -140,7 +140,8 @@ pub async fn check_all(state: &AppState) -> Health {
     Health { status, checks }
 }
 
-/// Dependency health.
+/// Dependency health: 200 when every dependency is up, else 503. Each check's `error` is
+/// shown to authenticated callers only.
 #[utoipa::path(
     get,
     path = "/health",
@@ -150,8 +151,24 @@ pub async fn check_all(state: &AppState) -> Health {
         (status = 503, description = "At least one dependency is down", body = Health),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let h = check_all(&state).await;
+pub async fn health(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> (StatusCode, Json<Health>) {
+    let mut h = check_all(&state).await;
+    // The status of each dependency is public (load balancers, `scripts/run`); what its error
+    // says (addresses, server messages) only an authenticated caller sees, or the logs.
+    let authenticated = headers.contains_key(axum::http::header::AUTHORIZATION)
+        && state
+            .auth
+            .authenticate(&headers, &state.postgres)
+            .await
+            .is_ok();
+    if !authenticated {
+        for c in h.checks.values_mut() {
+            c.error = None;
+        }
+    }
     let code = match h.status {
         HealthStatus::Ok => StatusCode::OK,
         HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,

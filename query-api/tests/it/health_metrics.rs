@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use atlasmesh_query_api::metrics::{compute_lag, read_checkpoints, Checkpoint};
 use axum::http::StatusCode;
 use sqlx::Connection;
+use tower::ServiceExt;
 
 use crate::common::*;
 
@@ -44,6 +45,25 @@ async fn health_is_503_and_names_the_failing_dependency() {
         assert_eq!(checks[up]["status"], "up", "{up}: {b}");
         assert!(checks[up]["latency_ms"].is_u64());
         assert!(checks[up].get("error").is_none());
+    }
+
+    // Without credentials: the same statuses, no error strings.
+    let res = atlasmesh_query_api::app(st.clone())
+        .oneshot(
+            axum::http::Request::get("/health")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let anon: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for (name, check) in anon["checks"].as_object().unwrap() {
+        assert_eq!(check["status"], checks[name]["status"], "{anon}");
+        assert!(check.get("error").is_none(), "{anon}");
     }
 
     let (s, text) = get(&st, "/metrics").await;
