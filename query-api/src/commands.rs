@@ -104,10 +104,6 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(s.to_string()))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 const VIEW_COLUMNS: &str =
     "command_id, kind, status, reason, entity_type, entity_id, idempotency_key,
     (extract(epoch from issued_at) * 1000)::bigint AS issued_at_ms,
@@ -141,7 +137,7 @@ pub async fn submit(
     let payload_json = s.payload.to_string();
     let hash = atlasmesh_core::command::request_hash_value(&s.kind, &s.payload);
     let scope = caller.scope.to_record();
-    let issued_at_ms = now_ms();
+    let issued_at_ms = atlasmesh_core::clock::now_ms();
     let fresh_id = uuid::Uuid::new_v4().to_string();
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)

@@ -318,8 +318,7 @@ pub async fn fleet_report(
     caller.require(atlasmesh_core::Role::Viewer)?;
     caller.require_fleet(&fleet_id)?;
     let perf = &state.config.performance;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let req = ReportRequest::parse(q, now_ms, perf.report_max_days)?;
+    let req = ReportRequest::parse(q, atlasmesh_core::clock::now_ms(), perf.report_max_days)?;
     let input = load(&state, &fleet_id, req.from_ms, req.to_ms).await?;
     let r = report::build(&input, &ReportSettings::from_config(perf));
     Ok(match req.format {
