@@ -37,11 +37,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::commands::{self, Submission, WaitParam};
+use crate::commands::{self, Submission, WaitQuery};
 use crate::error::{ApiError, Error};
 use crate::params::StrictQuery;
 use crate::state::AppState;
@@ -111,19 +110,6 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
         );
     }
     r
-}
-
-/// `?wait=true`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaitQuery {
-    pub wait: Option<String>,
-}
-
-impl WaitQuery {
-    fn parse(self) -> Result<bool, ApiError> {
-        WaitParam { wait: self.wait }.parse()
-    }
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
