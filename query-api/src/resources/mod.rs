@@ -197,30 +197,28 @@ pub fn list_query(
 }
 
 async fn list<R: Resource>(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
-    Query(params): Query<Vec<(String, String)>>,
+    params: Query<Vec<(String, String)>>,
 ) -> Result<Json<Page<R::View>>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let q = list_query(
-        &R::INFO,
-        &caller,
-        &params,
-        None,
-        state.config.api.max_page_size,
-    )?;
-    Ok(Json(
-        store::list::<R>(&state.postgres, &caller.scope, &q)
-            .await
-            .map_err(internal)?,
-    ))
+    page::<R>(state, caller, None, params).await
 }
 
 async fn lookup<R: Resource>(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
     column: &'static str,
     value: String,
+    params: Query<Vec<(String, String)>>,
+) -> Result<Json<Page<R::View>>, ApiError> {
+    page::<R>(state, caller, Some((column, value)), params).await
+}
+
+/// One page of `R` visible to the caller; `fixed` is the filter of a lookup route.
+async fn page<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    fixed: Option<(&'static str, String)>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Page<R::View>>, ApiError> {
     caller.require(Role::Viewer)?;
@@ -228,7 +226,7 @@ async fn lookup<R: Resource>(
         &R::INFO,
         &caller,
         &params,
-        Some((column, value)),
+        fixed,
         state.config.api.max_page_size,
     )?;
     Ok(Json(
