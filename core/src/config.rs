@@ -542,6 +542,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment::Jail::expect_with takes closures returning its large `figment::Error`.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_schemas::{CommandRecord, SchemaKind};
 use atlasmesh_sinks::kafka::OutRecord;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Error};
+use crate::params::StrictQuery;
 use crate::state::AppState;
 
 pub const CONSISTENCY_HEADER: &str = "x-consistency-token";
@@ -64,14 +65,16 @@ pub struct CommandView {
     pub applied_at_ms: Option<i64>,
 }
 
-/// `?wait=true` on writes and command reads.
+/// `?wait=true` on writes and command reads; any other parameter is a 400 (read it with
+/// [`StrictQuery`]).
 #[derive(Debug, Default, Deserialize)]
-pub struct WaitParam {
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
     #[serde(default)]
     pub wait: Option<String>,
 }
 
-impl WaitParam {
+impl WaitQuery {
     pub fn parse(&self) -> Result<bool, ApiError> {
         match self.wait.as_deref() {
             None | Some("false") | Some("0") => Ok(false),
@@ -102,10 +105,6 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
         )));
     }
     Ok(Some(s.to_string()))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 const VIEW_COLUMNS: &str =
@@ -141,7 +140,7 @@ pub async fn submit(
     let payload_json = s.payload.to_string();
     let hash = atlasmesh_core::command::request_hash_value(&s.kind, &s.payload);
     let scope = caller.scope.to_record();
-    let issued_at_ms = now_ms();
+    let issued_at_ms = atlasmesh_core::clock::now_ms();
     let fresh_id = uuid::Uuid::new_v4().to_string();
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
@@ -322,6 +321,7 @@ fn rejection(view: &CommandView) -> ApiError {
            ("wait" = Option<bool>, Query, description = "Wait (bounded) until the command is decided")),
     responses(
         (status = 200, description = "The command's state", body = CommandView),
+        (status = 400, description = "Unknown or invalid parameters", body = crate::error::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown command (or another caller's)", body = crate::error::ErrorBody),
     ),
@@ -331,7 +331,7 @@ pub async fn get_command(
     State(state): State<AppState>,
     caller: Caller,
     Path(command_id): Path<String>,
-    Query(w): Query<WaitParam>,
+    StrictQuery(w): StrictQuery<WaitQuery>,
 ) -> Result<Json<CommandView>, ApiError> {
     let wait = w.parse()?;
     let actor: Option<String> =
@@ -379,4 +379,38 @@ pub async fn read_your_writes(State(state): State<AppState>, req: Request, next:
         }
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::FromRequestParts;
+    use axum::http::Request;
+
+    use super::*;
+
+    async fn wait_of(uri: &str) -> Result<bool, ApiError> {
+        let (mut parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
+        let StrictQuery(w) = StrictQuery::<WaitQuery>::from_request_parts(&mut parts, &()).await?;
+        w.parse()
+    }
+
+    #[tokio::test]
+    async fn wait_parses_and_unknown_parameters_are_400_with_a_json_body() {
+        assert!(!wait_of("/api/v1/commands/c").await.unwrap());
+        assert!(wait_of("/api/v1/commands/c?wait=true").await.unwrap());
+        assert!(wait_of("/api/v1/commands/c?wait").await.unwrap());
+        assert!(!wait_of("/api/v1/commands/c?wait=0").await.unwrap());
+
+        let bad = wait_of("/api/v1/commands/c?wait=maybe").await.unwrap_err();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+        let e = wait_of("/api/v1/commands/c?wait=true&bogus=1")
+            .await
+            .unwrap_err();
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["fields"]["bogus"], "unknown parameter");
+    }
 }

@@ -117,12 +117,7 @@ counter_row!(WindowRow {
 });
 counter_row!(VehicleRow { vehicle_id: String });
 
-const SUMS: &str = "sum(samples) AS samples, sum(observed_ms) AS observed_ms, sum(busy_ms) AS busy_ms,
-    sum(available_ms) AS available_ms, sum(idle_ms) AS idle_ms, sum(charging_ms) AS charging_ms,
-    sum(maintenance_ms) AS maintenance_ms, sum(fault_ms) AS fault_ms, sum(offline_ms) AS offline_ms,
-    sum(distance_m) AS distance_m, sum(energy_wh) AS energy_wh, sum(moving_samples) AS moving_samples,
-    sum(moving_speed_ckph_sum) AS moving_speed_ckph_sum, sum(fault_count) AS fault_count,
-    sum(mission_count) AS mission_count, sum(active_vehicles) AS active_vehicles, sum(vehicles) AS vehicles";
+const SUMS: &str = counter_sums!();
 
 async fn timed<T>(
     what: &'static str,
@@ -141,9 +136,7 @@ pub async fn load(
     to_ms: i64,
 ) -> Result<ReportInput> {
     let ch = &state.clickhouse;
-    let windows_sql = "SELECT window_start_ms, window_end_ms, samples, observed_ms, busy_ms, available_ms, idle_ms,
-            charging_ms, maintenance_ms, fault_ms, offline_ms, distance_m, energy_wh, moving_samples,
-            moving_speed_ckph_sum, fault_count, mission_count, active_vehicles, vehicles
+    let windows_sql = "SELECT ?fields
         FROM fleet_window_metrics
         WHERE fleet_id = ? AND window_start_ms >= ? AND window_start_ms < ?
         ORDER BY window_start_ms";
@@ -325,8 +318,7 @@ pub async fn fleet_report(
     caller.require(atlasmesh_core::Role::Viewer)?;
     caller.require_fleet(&fleet_id)?;
     let perf = &state.config.performance;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let req = ReportRequest::parse(q, now_ms, perf.report_max_days)?;
+    let req = ReportRequest::parse(q, atlasmesh_core::clock::now_ms(), perf.report_max_days)?;
     let input = load(&state, &fleet_id, req.from_ms, req.to_ms).await?;
     let r = report::build(&input, &ReportSettings::from_config(perf));
     Ok(match req.format {
@@ -366,6 +358,16 @@ fn sanitize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vehicle sums select every counter under its own name, in column order.
+    #[test]
+    fn sums_select_every_counter() {
+        let expected: Vec<String> = atlasmesh_core::window::Counters::FIELDS
+            .iter()
+            .map(|f| format!("sum({f}) AS {f}"))
+            .collect();
+        assert_eq!(SUMS, expected.join(", "));
+    }
 
     fn bad(r: Result<ReportRequest, ApiError>) -> Vec<String> {
         match r.unwrap_err() {

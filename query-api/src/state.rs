@@ -44,7 +44,7 @@ pub struct AppState {
 impl AppState {
     /// Builds every client from the config. Nothing is contacted yet.
     pub async fn connect(cfg: &Config, prometheus: PrometheusHandle) -> Result<AppState> {
-        let clickhouse = clickhouse_client(&cfg.clickhouse);
+        let clickhouse = atlasmesh_sinks::clickhouse::client(&cfg.clickhouse);
         let postgres = PgPoolOptions::new()
             .max_connections(cfg.postgres.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(3))
@@ -83,19 +83,6 @@ impl AppState {
             prometheus,
         })
     }
-}
-
-/// A ClickHouse client for the configured server; validation off for 18.16 servers.
-pub fn clickhouse_client(cfg: &atlasmesh_core::config::ClickHouseConfig) -> clickhouse::Client {
-    let mut c = clickhouse::Client::default()
-        .with_url(&cfg.url)
-        .with_database(&cfg.database)
-        .with_user(&cfg.user)
-        .with_validation(cfg.validation);
-    if !cfg.password.is_empty() {
-        c = c.with_password(&cfg.password);
-    }
-    c
 }
 
 /// A Redis [`ConnectionManager`] created on first use (and retried on the next use when the

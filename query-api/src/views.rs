@@ -5,51 +5,26 @@ use atlasmesh_core::window::Counters;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The additive window counters, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct CounterValues {
-    pub samples: u64,
-    pub observed_ms: u64,
-    pub busy_ms: u64,
-    pub available_ms: u64,
-    pub idle_ms: u64,
-    pub charging_ms: u64,
-    pub maintenance_ms: u64,
-    pub fault_ms: u64,
-    pub offline_ms: u64,
-    pub distance_m: u64,
-    pub energy_wh: u64,
-    pub moving_samples: u64,
-    pub moving_speed_ckph_sum: u64,
-    pub fault_count: u64,
-    pub mission_count: u64,
-    pub active_vehicles: u64,
-    pub vehicles: u64,
+/// `CounterValues`: the counters of [`atlasmesh_core::for_each_window_counter!`].
+macro_rules! counter_values {
+    ([$($counter:ident : $cty:ty),* $(,)?]) => {
+        /// The additive window counters, as stored.
+        #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+        pub struct CounterValues {
+            $(pub $counter: $cty,)*
+        }
+
+        impl From<&Counters> for CounterValues {
+            fn from(c: &Counters) -> Self {
+                CounterValues {
+                    $($counter: c.$counter,)*
+                }
+            }
+        }
+    };
 }
 
-impl From<&Counters> for CounterValues {
-    fn from(c: &Counters) -> Self {
-        CounterValues {
-            samples: c.samples,
-            observed_ms: c.observed_ms,
-            busy_ms: c.busy_ms,
-            available_ms: c.available_ms,
-            idle_ms: c.idle_ms,
-            charging_ms: c.charging_ms,
-            maintenance_ms: c.maintenance_ms,
-            fault_ms: c.fault_ms,
-            offline_ms: c.offline_ms,
-            distance_m: c.distance_m,
-            energy_wh: c.energy_wh,
-            moving_samples: c.moving_samples,
-            moving_speed_ckph_sum: c.moving_speed_ckph_sum,
-            fault_count: c.fault_count,
-            mission_count: c.mission_count,
-            active_vehicles: c.active_vehicles,
-            vehicles: c.vehicles,
-        }
-    }
-}
+atlasmesh_core::for_each_window_counter!(counter_values);
 
 /// Ratios and unit conversions of the counters; `null` where undefined (no observed time, no
 /// distance, no moving samples).
@@ -80,5 +55,30 @@ impl From<&Counters> for Derived {
             kwh_per_km: c.kwh_per_km(),
             avg_moving_speed_kph: c.avg_moving_speed_kph(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API shows every counter under its own name.
+    #[test]
+    fn counter_values_carry_every_counter() {
+        let c = Counters {
+            samples: 1,
+            vehicles: 2,
+            ..Counters::default()
+        };
+        let v = serde_json::to_value(CounterValues::from(&c)).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut fields = Counters::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
+        assert_eq!(
+            (v["samples"].as_u64(), v["vehicles"].as_u64()),
+            (Some(1), Some(2))
+        );
     }
 }

@@ -13,83 +13,70 @@ pub enum MetricsScope {
     Watermark,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowMetricsRecord {
-    pub scope: MetricsScope,
-    pub fleet_id: String,
-    pub vehicle_id: String,
-    pub source_partition: i32,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub version: i32,
-    pub samples: i64,
-    pub observed_ms: i64,
-    pub busy_ms: i64,
-    pub available_ms: i64,
-    pub idle_ms: i64,
-    pub charging_ms: i64,
-    pub maintenance_ms: i64,
-    pub fault_ms: i64,
-    pub offline_ms: i64,
-    pub distance_m: i64,
-    pub energy_wh: i64,
-    pub moving_samples: i64,
-    pub moving_speed_ckph_sum: i64,
-    pub fault_count: i64,
-    pub mission_count: i64,
-    pub active_vehicles: i64,
-    pub vehicles: i64,
-    /// Watermarks: the number of partitions of the telemetry topic (0 on windows).
-    #[serde(default)]
-    pub source_partitions: i32,
-    /// Watermarks: the source partition is caught up and has closed everything it holds.
-    #[serde(default)]
-    pub source_idle: bool,
+/// `WindowMetricsRecord` and its counter mapping, the counters of
+/// [`atlasmesh_core::for_each_window_counter!`] as Avro `long`s between `version` and
+/// `source_partitions` (the field order of `fleet.metrics.v1.avsc`).
+macro_rules! window_metrics_record {
+    ([$($counter:ident : $cty:ty),* $(,)?]) => {
+        /// Avro record `WindowMetrics` (`fleet.metrics.v1`).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct WindowMetricsRecord {
+            pub scope: MetricsScope,
+            pub fleet_id: String,
+            pub vehicle_id: String,
+            pub source_partition: i32,
+            pub window_start_ms: i64,
+            pub window_end_ms: i64,
+            pub version: i32,
+            $(pub $counter: i64,)*
+            /// Watermarks: the number of partitions of the telemetry topic (0 on windows).
+            #[serde(default)]
+            pub source_partitions: i32,
+            /// Watermarks: the source partition is caught up and has closed everything it holds.
+            #[serde(default)]
+            pub source_idle: bool,
+        }
+
+        impl WindowMetricsRecord {
+            /// A window record (`source_partitions` 0, `source_idle` false) with counters `c`.
+            #[allow(clippy::too_many_arguments)]
+            pub fn window(
+                scope: MetricsScope,
+                fleet_id: &str,
+                vehicle_id: &str,
+                source_partition: i32,
+                window_start_ms: i64,
+                window_end_ms: i64,
+                version: i32,
+                c: &Counters,
+            ) -> Self {
+                WindowMetricsRecord {
+                    scope,
+                    fleet_id: fleet_id.to_string(),
+                    vehicle_id: vehicle_id.to_string(),
+                    source_partition,
+                    window_start_ms,
+                    window_end_ms,
+                    version,
+                    $($counter: c.$counter as i64,)*
+                    source_partitions: 0,
+                    source_idle: false,
+                }
+            }
+
+            /// The window's counters (negative values, which the producer never writes, as 0).
+            pub fn counters(&self) -> Counters {
+                Counters {
+                    $($counter: self.$counter.max(0) as $cty,)*
+                }
+            }
+        }
+    };
 }
 
-impl WindowMetricsRecord {
-    /// A window record (`source_partitions` 0, `source_idle` false) with counters `c`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn window(
-        scope: MetricsScope,
-        fleet_id: &str,
-        vehicle_id: &str,
-        source_partition: i32,
-        window_start_ms: i64,
-        window_end_ms: i64,
-        version: i32,
-        c: &Counters,
-    ) -> Self {
-        WindowMetricsRecord {
-            scope,
-            fleet_id: fleet_id.to_string(),
-            vehicle_id: vehicle_id.to_string(),
-            source_partition,
-            window_start_ms,
-            window_end_ms,
-            version,
-            samples: c.samples as i64,
-            observed_ms: c.observed_ms as i64,
-            busy_ms: c.busy_ms as i64,
-            available_ms: c.available_ms as i64,
-            idle_ms: c.idle_ms as i64,
-            charging_ms: c.charging_ms as i64,
-            maintenance_ms: c.maintenance_ms as i64,
-            fault_ms: c.fault_ms as i64,
-            offline_ms: c.offline_ms as i64,
-            distance_m: c.distance_m as i64,
-            energy_wh: c.energy_wh as i64,
-            moving_samples: c.moving_samples as i64,
-            moving_speed_ckph_sum: c.moving_speed_ckph_sum as i64,
-            fault_count: c.fault_count as i64,
-            mission_count: c.mission_count as i64,
-            active_vehicles: c.active_vehicles as i64,
-            vehicles: c.vehicles as i64,
-            source_partitions: 0,
-            source_idle: false,
-        }
-    }
+atlasmesh_core::for_each_window_counter!(window_metrics_record);
 
+impl WindowMetricsRecord {
     pub fn from_result(r: &WindowResult, partition: i32) -> Self {
         let scope = match r.scope {
             WindowScope::Vehicle => MetricsScope::Vehicle,
@@ -124,30 +111,6 @@ impl WindowMetricsRecord {
             source_partitions,
             source_idle: idle,
             ..Self::window(MetricsScope::Watermark, "", "", source, t, t, 0, &none)
-        }
-    }
-
-    /// The window's counters (negative values, which the producer never writes, as 0).
-    pub fn counters(&self) -> Counters {
-        let u = |v: i64| v.max(0) as u64;
-        Counters {
-            samples: u(self.samples),
-            observed_ms: u(self.observed_ms),
-            busy_ms: u(self.busy_ms),
-            available_ms: u(self.available_ms),
-            idle_ms: u(self.idle_ms),
-            charging_ms: u(self.charging_ms),
-            maintenance_ms: u(self.maintenance_ms),
-            fault_ms: u(self.fault_ms),
-            offline_ms: u(self.offline_ms),
-            distance_m: u(self.distance_m),
-            energy_wh: u(self.energy_wh),
-            moving_samples: u(self.moving_samples),
-            moving_speed_ckph_sum: u(self.moving_speed_ckph_sum),
-            fault_count: u(self.fault_count),
-            mission_count: u(self.mission_count),
-            active_vehicles: u(self.active_vehicles),
-            vehicles: u(self.vehicles),
         }
     }
 }
@@ -326,4 +289,71 @@ pub struct ResourceEventRecord {
     pub vehicle_id: Option<String>,
     pub ts_ms: i64,
     pub state: ResourceState,
+}
+
+#[cfg(test)]
+mod tests {
+    use atlasmesh_core::window::Counters;
+
+    use super::{MetricsScope, WindowMetricsRecord};
+
+    /// `(name, type)` of the fields of `fleet.metrics.v1.avsc`, in order.
+    fn avsc_fields() -> Vec<(String, serde_json::Value)> {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../avro/fleet.metrics.v1.avsc")).unwrap();
+        schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap().to_string(), f["type"].clone()))
+            .collect()
+    }
+
+    /// The record's fields are the schema's, in order, and its counters are the counter list as
+    /// Avro longs (a counter added to one and not the other fails here).
+    #[test]
+    fn window_metrics_record_matches_the_avro_schema() {
+        let fields = avsc_fields();
+        let record = WindowMetricsRecord::window(
+            MetricsScope::Vehicle,
+            "f",
+            "v",
+            0,
+            0,
+            60_000,
+            1,
+            &Counters::default(),
+        );
+        let apache_avro::types::Value::Record(values) = apache_avro::to_value(&record).unwrap()
+        else {
+            panic!("not a record");
+        };
+        let record_names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+        let schema_names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(record_names, schema_names);
+
+        let first = schema_names.iter().position(|n| *n == "version").unwrap() + 1;
+        let counters = &fields[first..first + Counters::FIELDS.len()];
+        for ((name, ty), field) in counters.iter().zip(Counters::FIELDS) {
+            assert_eq!((name.as_str(), ty.as_str()), (*field, Some("long")));
+        }
+        assert_eq!(
+            fields[first + Counters::FIELDS.len()].0,
+            "source_partitions"
+        );
+    }
+
+    #[test]
+    fn counters_round_trip() {
+        let c = Counters {
+            samples: 3,
+            vehicles: 2,
+            moving_speed_ckph_sum: 9_000,
+            ..Counters::default()
+        };
+        let r = WindowMetricsRecord::window(MetricsScope::FleetPartial, "f", "", 1, 0, 1, 2, &c);
+        assert_eq!(r.counters(), c);
+        let negative = WindowMetricsRecord { busy_ms: -5, ..r };
+        assert_eq!(negative.counters().busy_ms, 0);
+    }
 }

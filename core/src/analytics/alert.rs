@@ -320,6 +320,17 @@ pub enum TransitionKind {
 }
 
 impl TransitionKind {
+    /// The name stored in `alert_transitions.kind` (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Pending => "pending",
+            TransitionKind::Cancelled => "cancelled",
+            TransitionKind::Firing => "firing",
+            TransitionKind::Resent => "resent",
+            TransitionKind::Resolved => "resolved",
+        }
+    }
+
     /// Whether the pager hears of it (trigger or resolve); pending and cancelled are kept in
     /// the alert history only.
     pub fn is_paged(self) -> bool {
@@ -638,6 +649,14 @@ pub fn pager_message(rule: &AlertRule, subject: &str, t: &Transition) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transition_kind_names_are_the_serde_names() {
+        use TransitionKind::*;
+        for k in [Pending, Cancelled, Firing, Resent, Resolved] {
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+        }
+    }
 
     const M: i64 = 60_000;
 

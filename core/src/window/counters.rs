@@ -2,49 +2,69 @@ use serde::{Deserialize, Serialize};
 
 use crate::telemetry::VehicleStatus;
 
-/// Additive window counters. Every field is an integer so sums are exact and order-free.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    pub samples: u64,
-    pub observed_ms: u64,
-    pub busy_ms: u64,
-    pub available_ms: u64,
-    pub idle_ms: u64,
-    pub charging_ms: u64,
-    pub maintenance_ms: u64,
-    pub fault_ms: u64,
-    pub offline_ms: u64,
-    pub distance_m: u64,
-    pub energy_wh: u64,
-    pub moving_samples: u64,
-    pub moving_speed_ckph_sum: u64,
-    pub fault_count: u64,
-    pub mission_count: u64,
-    pub active_vehicles: u64,
-    pub vehicles: u64,
+/// Calls `$callback! { [name: type, ...] args... }` with the window counters in column order:
+/// the one list every shape of the counters is generated from ([`Counters`], the ClickHouse
+/// window rows, the Avro `WindowMetrics` record, the API views). Adding a counter here (and to
+/// the Avro schema and the ClickHouse migrations, which tests compare with this list) is all it
+/// takes; the order is the column order of those wire formats.
+///
+/// ```
+/// macro_rules! names {
+///     ([$($name:ident : $ty:ty),* $(,)?]) => { [$(stringify!($name)),*] };
+/// }
+/// let names = atlasmesh_core::for_each_window_counter!(names);
+/// assert_eq!(names, atlasmesh_core::window::Counters::FIELDS);
+/// ```
+#[macro_export]
+macro_rules! for_each_window_counter {
+    ($callback:ident $(, $($args:tt)*)?) => {
+        $callback! {
+            [
+                samples: u64,
+                observed_ms: u64,
+                busy_ms: u64,
+                available_ms: u64,
+                idle_ms: u64,
+                charging_ms: u64,
+                maintenance_ms: u64,
+                fault_ms: u64,
+                offline_ms: u64,
+                distance_m: u64,
+                energy_wh: u64,
+                moving_samples: u64,
+                moving_speed_ckph_sum: u64,
+                fault_count: u64,
+                mission_count: u64,
+                active_vehicles: u64,
+                vehicles: u64,
+            ]
+            $($($args)*)?
+        }
+    };
 }
 
-impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.samples += o.samples;
-        self.observed_ms += o.observed_ms;
-        self.busy_ms += o.busy_ms;
-        self.available_ms += o.available_ms;
-        self.idle_ms += o.idle_ms;
-        self.charging_ms += o.charging_ms;
-        self.maintenance_ms += o.maintenance_ms;
-        self.fault_ms += o.fault_ms;
-        self.offline_ms += o.offline_ms;
-        self.distance_m += o.distance_m;
-        self.energy_wh += o.energy_wh;
-        self.moving_samples += o.moving_samples;
-        self.moving_speed_ckph_sum += o.moving_speed_ckph_sum;
-        self.fault_count += o.fault_count;
-        self.mission_count += o.mission_count;
-        self.active_vehicles += o.active_vehicles;
-        self.vehicles += o.vehicles;
-    }
+macro_rules! counters {
+    ([$($name:ident : $ty:ty),* $(,)?]) => {
+        /// Additive window counters. Every field is an integer so sums are exact and order-free.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Counters {
+            $(pub $name: $ty,)*
+        }
 
+        impl Counters {
+            /// The counter names, in column order (see [`crate::for_each_window_counter!`]).
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            pub fn add(&mut self, o: &Counters) {
+                $(self.$name += o.$name;)*
+            }
+        }
+    };
+}
+
+for_each_window_counter!(counters);
+
+impl Counters {
     pub fn is_empty(&self) -> bool {
         self.samples == 0 && self.observed_ms == 0
     }
@@ -99,5 +119,24 @@ impl Counters {
     pub fn avg_moving_speed_kph(&self) -> Option<f64> {
         (self.moving_samples > 0)
             .then(|| self.moving_speed_ckph_sum as f64 / 100.0 / self.moving_samples as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counters;
+
+    /// The serialised counters (checkpoints, the API) have exactly the listed names, in order.
+    #[test]
+    fn fields_are_the_struct_fields_in_order() {
+        let v = serde_json::to_value(Counters::default()).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut sorted = Counters::FIELDS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+        assert_eq!(Counters::FIELDS.len(), 17);
+        assert_eq!(Counters::FIELDS.first(), Some(&"samples"));
+        assert_eq!(Counters::FIELDS.last(), Some(&"vehicles"));
     }
 }

@@ -26,7 +26,7 @@ use atlasmesh_core::window::Counters;
 use sqlx::Row;
 use tracing::debug;
 
-use super::engine::{self, FederationState, MemberWindow};
+use super::engine::{self, FederationState, SettledWindow};
 use super::{RuleSet, Settings, Sinks, NAME};
 
 /// Advisory lock key: one federation evaluator at a time across all workers.
@@ -97,7 +97,7 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
             }
             None => (FederationState::default(), true),
         };
-        let windows: Vec<MemberWindow> = sqlx::query(
+        let windows: Vec<SettledWindow> = sqlx::query(
             "SELECT fleet_id, window_start_ms, window_end_ms, counters FROM alert_fleet_windows
              WHERE fleet_id = ANY($1) AND ($2::bigint IS NULL OR window_start_ms > $2::bigint)
              ORDER BY window_start_ms, fleet_id",
@@ -107,8 +107,8 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(|r| -> anyhow::Result<MemberWindow> {
-            Ok(MemberWindow {
+        .map(|r| -> anyhow::Result<SettledWindow> {
+            Ok(SettledWindow {
                 fleet_id: r.get("fleet_id"),
                 start_ms: r.get("window_start_ms"),
                 end_ms: r.get("window_end_ms"),

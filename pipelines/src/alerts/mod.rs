@@ -206,7 +206,7 @@ impl Sinks {
             )
             .bind(&e.dedup_key)
             .bind(e.seq as i64)
-            .bind(engine::kind_name(t))
+            .bind(t.kind.as_str())
             .bind(t.at_ms)
             .bind(&e.rule_id)
             .bind(&e.subject)
@@ -276,7 +276,7 @@ impl Sinks {
                     ("seq".into(), e.seq.to_string().into_bytes()),
                     (
                         "kind".into(),
-                        engine::kind_name(&e.transition).as_bytes().to_vec(),
+                        e.transition.kind.as_str().as_bytes().to_vec(),
                     ),
                 ],
                 partition: None,
@@ -294,7 +294,7 @@ impl Sinks {
 pub fn history_row(e: &Emitted) -> AlertHistoryRow {
     let r = &e.rule.rule;
     let t = &e.transition;
-    let status = engine::kind_name(t);
+    let status = t.kind.as_str();
     AlertHistoryRow {
         dedup_key: e.dedup_key.clone(),
         rule_id: e.rule_id.clone(),

@@ -3,8 +3,6 @@
 
 mod batch;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
@@ -24,12 +22,8 @@ use crate::runner::{InMessage, Pipeline, RetryLater};
 
 pub const NAME: &str = "telemetry";
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The processing-time clock (kept here for the callers that still import it from here).
+pub use atlasmesh_core::clock::now_ms;
 
 pub struct TelemetryPipeline {
     codec: Codec,

@@ -52,6 +52,20 @@ pub fn looks_like_key(s: &str) -> bool {
     s.starts_with(KEY_PREFIX)
 }
 
+/// `(id, name, key_prefix, role, fleets, federations, revoked)` of a listed key.
+type KeyListRow = (
+    String,
+    String,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    bool,
+);
+
+/// `(name, role, fleets, federations, revoked)` of a key looked up by its hash.
+type KeyLookupRow = (String, String, Vec<String>, Vec<String>, bool);
+
 /// A stored key as listed (never with its hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyInfo {
@@ -106,15 +120,7 @@ pub async fn revoke_api_key(pool: &PgPool, name: &str) -> Result<bool> {
 
 /// Every stored key, by name.
 pub async fn list_api_keys(pool: &PgPool) -> Result<Vec<ApiKeyInfo>> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        Vec<String>,
-        Vec<String>,
-        bool,
-    )> = sqlx::query_as(
+    let rows: Vec<KeyListRow> = sqlx::query_as(
         "SELECT id, name, key_prefix, role, fleets, federations, revoked_at IS NOT NULL \
              FROM api_keys ORDER BY name",
     )
@@ -230,7 +236,7 @@ impl ApiKeyCache {
 
     /// One round-trip: the key's row, stamping `last_used_at` when it is active.
     async fn load(&self, pool: &PgPool, hash: &str) -> Result<Option<Cached>> {
-        let row: Option<(String, String, Vec<String>, Vec<String>, bool)> = sqlx::query_as(
+        let row: Option<KeyLookupRow> = sqlx::query_as(
             "UPDATE api_keys \
              SET last_used_at = CASE WHEN revoked_at IS NULL THEN now() ELSE last_used_at END \
              WHERE key_hash = $1 \

@@ -37,11 +37,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::commands::{self, Submission, WaitParam};
+use crate::commands::{self, Submission, WaitQuery};
 use crate::error::{ApiError, Error};
 use crate::params::StrictQuery;
 use crate::state::AppState;
@@ -111,19 +110,6 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
         );
     }
     r
-}
-
-/// `?wait=true`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaitQuery {
-    pub wait: Option<String>,
-}
-
-impl WaitQuery {
-    fn parse(self) -> Result<bool, ApiError> {
-        WaitParam { wait: self.wait }.parse()
-    }
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
@@ -211,30 +197,28 @@ pub fn list_query(
 }
 
 async fn list<R: Resource>(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
-    Query(params): Query<Vec<(String, String)>>,
+    params: Query<Vec<(String, String)>>,
 ) -> Result<Json<Page<R::View>>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let q = list_query(
-        &R::INFO,
-        &caller,
-        &params,
-        None,
-        state.config.api.max_page_size,
-    )?;
-    Ok(Json(
-        store::list::<R>(&state.postgres, &caller.scope, &q)
-            .await
-            .map_err(internal)?,
-    ))
+    page::<R>(state, caller, None, params).await
 }
 
 async fn lookup<R: Resource>(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
     column: &'static str,
     value: String,
+    params: Query<Vec<(String, String)>>,
+) -> Result<Json<Page<R::View>>, ApiError> {
+    page::<R>(state, caller, Some((column, value)), params).await
+}
+
+/// One page of `R` visible to the caller; `fixed` is the filter of a lookup route.
+async fn page<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    fixed: Option<(&'static str, String)>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Page<R::View>>, ApiError> {
     caller.require(Role::Viewer)?;
@@ -242,7 +226,7 @@ async fn lookup<R: Resource>(
         &R::INFO,
         &caller,
         &params,
-        Some((column, value)),
+        fixed,
         state.config.api.max_page_size,
     )?;
     Ok(Json(

@@ -7,12 +7,10 @@
 //! Enum8 columns are written as their codes (the `*_code` helpers), DateTime('UTC') columns as
 //! epoch seconds, so the rows work with `with_validation(false)` against ClickHouse 18.16.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use super::ClickHouseSink;
-use crate::{observe, Result};
+use crate::Result;
 
 /// Epoch seconds of an epoch-ms time, for a DateTime('UTC') column (clamped to its range).
 pub fn datetime_secs(ms: i64) -> u32 {
@@ -234,45 +232,24 @@ pub struct MissionWindowRow {
 }
 
 impl ClickHouseSink {
-    async fn insert_history<T>(&self, table: &str, rows: &[T]) -> Result<()>
-    where
-        T: ::clickhouse::RowOwned + ::clickhouse::RowWrite + Serialize,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let r = async {
-            let mut insert = self.client().insert::<T>(table).await?;
-            for row in rows {
-                insert.write(row).await?;
-            }
-            insert.end().await?;
-            Ok(())
-        }
-        .await;
-        observe("clickhouse", rows.len(), started, &r);
-        r
-    }
-
     pub async fn write_score_history(&self, rows: &[ScoreHistoryRow]) -> Result<()> {
-        self.insert_history("performance_score_history", rows).await
+        self.insert("performance_score_history", rows).await
     }
 
     pub async fn write_trend_history(&self, rows: &[TrendHistoryRow]) -> Result<()> {
-        self.insert_history("trend_history", rows).await
+        self.insert("trend_history", rows).await
     }
 
     pub async fn write_alert_history(&self, rows: &[AlertHistoryRow]) -> Result<()> {
-        self.insert_history("alert_history", rows).await
+        self.insert("alert_history", rows).await
     }
 
     pub async fn write_pool_utilization(&self, rows: &[PoolUtilizationRow]) -> Result<()> {
-        self.insert_history("resource_pool_utilization", rows).await
+        self.insert("resource_pool_utilization", rows).await
     }
 
     pub async fn write_mission_windows(&self, rows: &[MissionWindowRow]) -> Result<()> {
-        self.insert_history("mission_window_metrics", rows).await
+        self.insert("mission_window_metrics", rows).await
     }
 }
 

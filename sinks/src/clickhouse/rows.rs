@@ -1,4 +1,4 @@
-use atlasmesh_core::window::{Counters, WindowResult};
+use atlasmesh_core::window::WindowResult;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use serde::Serialize;
 
@@ -68,8 +68,13 @@ impl RawTelemetryRow {
     }
 }
 
+/// A window row: the key columns, the counters of [`atlasmesh_core::for_each_window_counter!`]
+/// in their order, then `emitted_at_ms` (the columns of migrations/clickhouse/0002).
 macro_rules! window_row {
-    ($(#[$m:meta])* $name:ident { $($extra:ident : $ty:ty),* }) => {
+    (
+        [$($counter:ident : $cty:ty),* $(,)?]
+        $(#[$m:meta])* $name:ident { $($extra:ident : $ty:ty),* }
+    ) => {
         $(#[$m])*
         #[derive(Debug, Clone, clickhouse::Row, Serialize)]
         pub struct $name {
@@ -80,33 +85,13 @@ macro_rules! window_row {
             pub window_end_ms: i64,
             pub version: u32,
             pub source_partition: i32,
-            pub samples: u64,
-            pub observed_ms: u64,
-            pub busy_ms: u64,
-            pub available_ms: u64,
-            pub idle_ms: u64,
-            pub charging_ms: u64,
-            pub maintenance_ms: u64,
-            pub fault_ms: u64,
-            pub offline_ms: u64,
-            pub distance_m: u64,
-            pub energy_wh: u64,
-            pub moving_samples: u64,
-            pub moving_speed_ckph_sum: u64,
-            pub fault_count: u64,
-            pub mission_count: u64,
-            pub active_vehicles: u64,
-            pub vehicles: u64,
+            $(pub $counter: $cty,)*
             pub emitted_at_ms: i64,
         }
 
         impl $name {
             fn fill(r: &WindowResult, partition: i32, $($extra: $ty),*) -> Self {
-                let Counters {
-                    samples, observed_ms, busy_ms, available_ms, idle_ms, charging_ms, maintenance_ms,
-                    fault_ms, offline_ms, distance_m, energy_wh, moving_samples, moving_speed_ckph_sum,
-                    fault_count, mission_count, active_vehicles, vehicles,
-                } = r.counters.clone();
+                let c = &r.counters;
                 $name {
                     fleet_id: r.fleet_id.clone(),
                     $($extra,)*
@@ -115,9 +100,7 @@ macro_rules! window_row {
                     window_end_ms: r.window_end_ms,
                     version: r.version,
                     source_partition: partition,
-                    samples, observed_ms, busy_ms, available_ms, idle_ms, charging_ms, maintenance_ms,
-                    fault_ms, offline_ms, distance_m, energy_wh, moving_samples, moving_speed_ckph_sum,
-                    fault_count, mission_count, active_vehicles, vehicles,
+                    $($counter: c.$counter,)*
                     emitted_at_ms: 0,
                 }
             }
@@ -125,11 +108,13 @@ macro_rules! window_row {
     };
 }
 
-window_row!(
+atlasmesh_core::for_each_window_counter!(
+    window_row,
     /// Row of `vehicle_window_metrics`.
     VehicleWindowRow { vehicle_id: String }
 );
-window_row!(
+atlasmesh_core::for_each_window_counter!(
+    window_row,
     /// Row of `fleet_window_partials`.
     FleetPartialRow {}
 );
@@ -143,5 +128,66 @@ impl VehicleWindowRow {
 impl FleetPartialRow {
     pub fn from_result(r: &WindowResult, partition: i32) -> Self {
         Self::fill(r, partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use atlasmesh_core::window::Counters;
+    use clickhouse::Row;
+
+    use super::{FleetPartialRow, VehicleWindowRow};
+
+    const WINDOWS_SQL: &str =
+        include_str!("../../../migrations/clickhouse/0002_window_metrics.sql");
+    const FLEET_VIEW_SQL: &str =
+        include_str!("../../../migrations/clickhouse/0003_fleet_window_view.sql");
+
+    /// `(column, type)` of `CREATE TABLE IF NOT EXISTS <table> ( ... )` in `sql`.
+    fn columns(sql: &str, table: &str) -> Vec<(String, String)> {
+        let head = format!("CREATE TABLE IF NOT EXISTS {table}\n(");
+        let body = &sql[sql.find(&head).expect(table) + head.len()..];
+        let body = &body[..body.find("\n)").expect(table)];
+        body.lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (name, ty) = l.split_once(' ').expect(l);
+                (name.to_string(), ty.to_string())
+            })
+            .collect()
+    }
+
+    /// The window rows have the migration's columns, in order, and the counter columns are the
+    /// counter list (a counter added to one and not the other fails here).
+    #[test]
+    fn window_rows_match_the_migration() {
+        for (table, row) in [
+            ("vehicle_window_metrics", VehicleWindowRow::COLUMN_NAMES),
+            ("fleet_window_partials", FleetPartialRow::COLUMN_NAMES),
+        ] {
+            let cols = columns(WINDOWS_SQL, table);
+            let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, row, "{table}");
+            let first = names.iter().position(|n| *n == "samples").expect(table);
+            let counters = &cols[first..first + Counters::FIELDS.len()];
+            for ((name, ty), field) in counters.iter().zip(Counters::FIELDS) {
+                assert_eq!((name.as_str(), ty.as_str()), (*field, "UInt64"), "{table}");
+            }
+            assert_eq!(
+                names[first + Counters::FIELDS.len()..],
+                ["emitted_at_ms"],
+                "{table}"
+            );
+        }
+    }
+
+    /// The fleet view sums every counter.
+    #[test]
+    fn fleet_view_sums_every_counter() {
+        for field in Counters::FIELDS {
+            let sum = format!("sum({field}) AS {field}");
+            assert!(FLEET_VIEW_SQL.contains(&sum), "{sum}");
+        }
     }
 }

@@ -104,7 +104,8 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<()>
+    /// Writes `rows` to `table` in one insert (nothing when empty), observed as a batch.
+    pub(super) async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<()>
     where
         T: ::clickhouse::RowOwned + ::clickhouse::RowWrite + Serialize,
     {
