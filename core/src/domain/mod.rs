@@ -4,7 +4,7 @@
 //!
 //! A resource is data, not code: the generic store (`atlasmesh_sinks::store`) and the generic
 //! HTTP layer (`atlasmesh_query_api::resources`) read [`ResourceInfo`] and the associated types,
-//! so adding an entity is its types, its table and one line in [`for_each_resource!`].
+//! so adding an entity is its types, its table and one line in [`for_each_resource!`](crate::for_each_resource).
 
 pub mod alerting;
 pub mod coordination;
