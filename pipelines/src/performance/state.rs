@@ -463,8 +463,7 @@ mod tests {
         let day = |start: i64| {
             out.scores
                 .iter()
-                .filter(|o| o.period == Period::Day && o.start_ms == start)
-                .next_back()
+                .rfind(|o| o.period == Period::Day && o.start_ms == start)
                 .unwrap()
         };
         let (d0, d1) = (day(DAY1 - MS_PER_DAY), day(DAY1));
@@ -476,8 +475,7 @@ mod tests {
         let hour = |start: i64| {
             out.scores
                 .iter()
-                .filter(|o| o.period == Period::Hour && o.start_ms == start)
-                .next_back()
+                .rfind(|o| o.period == Period::Hour && o.start_ms == start)
                 .unwrap()
         };
         let (h0, h1) = (hour(DAY1 - 3_600_000), hour(DAY1));
@@ -537,14 +535,7 @@ mod tests {
         let s = settings();
         let mut st = PerformanceState::default();
         let out = feed(&mut st, &s, 1..=13);
-        let last = |h: &str| {
-            out.trends
-                .iter()
-                .filter(|t| t.horizon == h)
-                .next_back()
-                .unwrap()
-                .clone()
-        };
+        let last = |h: &str| out.trends.iter().rfind(|t| t.horizon == h).unwrap().clone();
         // The score rises 0.4 per minute = 24 per hour, exactly.
         let t60 = last("60w");
         assert_eq!(t60.trend.fit.n, 12);

@@ -104,17 +104,23 @@ pub async fn revoke_api_key(pool: &PgPool, name: &str) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// An `api_keys` row as listed: id, name, key prefix, role, fleets, federations, revoked.
+type KeyListRow = (
+    String,
+    String,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    bool,
+);
+
+/// An `api_keys` row as checked: name, role, fleets, federations, revoked.
+type KeyCheckRow = (String, String, Vec<String>, Vec<String>, bool);
+
 /// Every stored key, by name.
 pub async fn list_api_keys(pool: &PgPool) -> Result<Vec<ApiKeyInfo>> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        Vec<String>,
-        Vec<String>,
-        bool,
-    )> = sqlx::query_as(
+    let rows: Vec<KeyListRow> = sqlx::query_as(
         "SELECT id, name, key_prefix, role, fleets, federations, revoked_at IS NOT NULL \
              FROM api_keys ORDER BY name",
     )
@@ -230,7 +236,7 @@ impl ApiKeyCache {
 
     /// One round-trip: the key's row, stamping `last_used_at` when it is active.
     async fn load(&self, pool: &PgPool, hash: &str) -> Result<Option<Cached>> {
-        let row: Option<(String, String, Vec<String>, Vec<String>, bool)> = sqlx::query_as(
+        let row: Option<KeyCheckRow> = sqlx::query_as(
             "UPDATE api_keys \
              SET last_used_at = CASE WHEN revoked_at IS NULL THEN now() ELSE last_used_at END \
              WHERE key_hash = $1 \
