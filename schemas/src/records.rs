@@ -212,7 +212,7 @@ mod opt_bytes {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("bytes")
             }
             fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
@@ -235,7 +235,7 @@ mod opt_bytes {
         struct O;
         impl<'de> serde::de::Visitor<'de> for O {
             type Value = Option<Vec<u8>>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("optional bytes")
             }
             fn visit_none<E>(self) -> Result<Self::Value, E> {
@@ -293,6 +293,21 @@ pub enum MissionEventKind {
     SafetyEvent,
 }
 
+impl MissionEventKind {
+    /// The Avro symbol, also the database name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissionEventKind::Created => "created",
+            MissionEventKind::Started => "started",
+            MissionEventKind::WaypointReached => "waypoint_reached",
+            MissionEventKind::Completed => "completed",
+            MissionEventKind::Failed => "failed",
+            MissionEventKind::Aborted => "aborted",
+            MissionEventKind::SafetyEvent => "safety_event",
+        }
+    }
+}
+
 /// `fleet.mission-events.v1`: mission lifecycle and safety events, keyed by mission id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MissionEventRecord {
@@ -313,6 +328,27 @@ pub enum ResourceState {
     Occupied,
     Free,
     OutOfService,
+}
+
+impl ResourceState {
+    /// The Avro symbol, also the database name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceState::Occupied => "occupied",
+            ResourceState::Free => "free",
+            ResourceState::OutOfService => "out_of_service",
+        }
+    }
+
+    /// The state named `s` (see [`ResourceState::as_str`]).
+    pub fn parse(s: &str) -> Option<ResourceState> {
+        match s {
+            "occupied" => Some(ResourceState::Occupied),
+            "free" => Some(ResourceState::Free),
+            "out_of_service" => Some(ResourceState::OutOfService),
+            _ => None,
+        }
+    }
 }
 
 /// `fleet.resource-events.v1`: a resource (charger, bay) occupied, freed or out of service,

@@ -320,6 +320,17 @@ pub enum TransitionKind {
 }
 
 impl TransitionKind {
+    /// The name of the kind in the alert history, on the pager topic and in PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Pending => "pending",
+            TransitionKind::Cancelled => "cancelled",
+            TransitionKind::Firing => "firing",
+            TransitionKind::Resent => "resent",
+            TransitionKind::Resolved => "resolved",
+        }
+    }
+
     /// Whether the pager hears of it (trigger or resolve); pending and cancelled are kept in
     /// the alert history only.
     pub fn is_paged(self) -> bool {

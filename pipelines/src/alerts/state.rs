@@ -1,4 +1,4 @@
-//! The pure part of the alert engine: per-partition state (fleet partials waiting to settle,
+//! The pure part of the alert engine (the checkpointed fold): per-partition state (fleet partials waiting to settle,
 //! one alert state machine per rule and subject) and the evaluation of a metrics record
 //! against the rules. No I/O, no clock: the same records in the same order with the same
 //! rules give the same transitions with the same sequence numbers, which is what makes a
@@ -247,7 +247,9 @@ impl Emitted {
     }
 }
 
-/// A fleet window that settled, for the federation rules.
+/// A fleet window that settled, for the federation rules: handed out by
+/// [`AlertsState::on_record`] ([`Outcome::settled`]), stored in `alert_fleet_windows` and read
+/// back for [`evaluate_federation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettledWindow {
     pub fleet_id: String,
@@ -262,20 +264,6 @@ pub struct Outcome {
     pub observations: usize,
     pub ignored_revisions: usize,
     pub settled: Vec<SettledWindow>,
-}
-
-fn kind_str(k: TransitionKind) -> &'static str {
-    match k {
-        TransitionKind::Pending => "pending",
-        TransitionKind::Cancelled => "cancelled",
-        TransitionKind::Firing => "firing",
-        TransitionKind::Resent => "resent",
-        TransitionKind::Resolved => "resolved",
-    }
-}
-
-pub fn transition_kind_str(k: TransitionKind) -> &'static str {
-    kind_str(k)
 }
 
 impl AlertsState {
@@ -489,11 +477,6 @@ impl AlertsState {
     }
 }
 
-/// The kind of a transition as stored in `alert_transitions.kind`.
-pub fn kind_name(t: &Transition) -> &'static str {
-    kind_str(t.kind)
-}
-
 /// Numbers the transitions `ts` of `(rule, subject)` after `*seq` and appends them to `out`
 /// with their pager messages (`payload.custom_details.seq`, and `resolved_by` for a manual
 /// resolve).
@@ -566,15 +549,6 @@ pub struct FederationState {
     pub settled_through_ms: Option<i64>,
 }
 
-/// One settled fleet window of a member fleet, as stored in `alert_fleet_windows`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberWindow {
-    pub fleet_id: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub counters: Counters,
-}
-
 /// The federation windows that have settled after `settled_through_ms`, oldest first, each
 /// with the sum of its members' counters.
 ///
@@ -587,7 +561,7 @@ pub struct MemberWindow {
 /// Windows that no member has are skipped. Rows of non-members are ignored.
 pub fn settle_federation(
     members: &[String],
-    windows: &[MemberWindow],
+    windows: &[SettledWindow],
     settled_through_ms: Option<i64>,
     frontier: Option<i64>,
 ) -> Vec<(i64, i64, Counters)> {
@@ -625,7 +599,7 @@ pub fn evaluate_federation(
     members: &[String],
     st: &mut FederationState,
     fresh: bool,
-    windows: &[MemberWindow],
+    windows: &[SettledWindow],
     frontier: Option<i64>,
     resolve: Option<&ResolveRequest>,
     s: &Settings,
@@ -764,7 +738,7 @@ mod tests {
         out.iter()
             .map(|e| {
                 (
-                    kind_name(&e.transition),
+                    e.transition.kind.as_str(),
                     e.transition.at_ms / M,
                     e.seq,
                     e.transition.value,
@@ -941,7 +915,7 @@ mod tests {
         }
         let kinds: Vec<_> = out
             .iter()
-            .map(|e| (kind_name(&e.transition), e.seq))
+            .map(|e| (e.transition.kind.as_str(), e.seq))
             .collect();
         assert_eq!(kinds, vec![("resent", 7), ("resolved", 8)]);
         let m = out[0].message.as_ref().unwrap();
@@ -1035,7 +1009,7 @@ mod tests {
         let e = &out[0];
         assert_eq!(
             (
-                kind_name(&e.transition),
+                e.transition.kind.as_str(),
                 e.seq,
                 e.transition.at_ms,
                 e.manual_by.as_deref()
@@ -1069,14 +1043,14 @@ mod tests {
         }
         let kinds: Vec<_> = next
             .iter()
-            .map(|e| (kind_name(&e.transition), e.transition.at_ms / M, e.seq))
+            .map(|e| (e.transition.kind.as_str(), e.transition.at_ms / M, e.seq))
             .collect();
         assert_eq!(kinds[0], ("pending", 15, 8), "{kinds:?}");
         assert!(next.iter().all(|e| e.manual_by.is_none()));
     }
 
-    fn mw(fleet: &str, minute: i64, busy_ms: u64) -> MemberWindow {
-        MemberWindow {
+    fn mw(fleet: &str, minute: i64, busy_ms: u64) -> SettledWindow {
+        SettledWindow {
             fleet_id: fleet.into(),
             start_ms: (minute - 1) * M,
             end_ms: minute * M,
@@ -1178,7 +1152,7 @@ mod tests {
             .iter()
             .map(|e| {
                 (
-                    kind_name(&e.transition),
+                    e.transition.kind.as_str(),
                     e.transition.at_ms / M,
                     e.seq,
                     e.transition.value,
@@ -1230,7 +1204,7 @@ mod tests {
             .iter()
             .map(|e| {
                 (
-                    kind_name(&e.transition),
+                    e.transition.kind.as_str(),
                     e.transition.at_ms / M,
                     e.seq,
                     e.manual_by.clone(),
