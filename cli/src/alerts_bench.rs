@@ -32,10 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Config;
 use atlasmesh_core::telemetry::VehicleStatus;
 use atlasmesh_core::TelemetryEvent;
-use atlasmesh_pipelines::telemetry::now_ms;
 use atlasmesh_schemas::{Codec, SchemaKind};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -71,7 +71,7 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_json::Value> {
-    let ts = atlasmesh_pipelines::telemetry::now_ms();
+    let ts = atlasmesh_core::clock::now_ms();
     let cfg = Arc::new(bench_config(base, ts));
     eprintln!(
         "bench-api: preparing (topics {}, group prefix {})",
@@ -85,7 +85,14 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     let worker = tokio::spawn({
         let cfg = cfg.clone();
         let rx = stop_rx.clone();
-        async move { atlasmesh_pipelines::run_pipelines(cfg, &["commands".to_string()], rx).await }
+        async move {
+            atlasmesh_pipelines::run_pipelines(
+                cfg,
+                &[atlasmesh_pipelines::commands::NAME.to_string()],
+                rx,
+            )
+            .await
+        }
     });
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()

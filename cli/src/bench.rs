@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Config;
-use atlasmesh_pipelines::telemetry::now_ms;
 use atlasmesh_schemas::Codec;
 use atlasmesh_simulator::{Emitted, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::KafkaProducer;
@@ -314,6 +314,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
             stop_rx,
         )
         .await
+        .map_err(anyhow::Error::from)
     });
     let (pipe_wall, first) = wait_checkpointed(
         &store,

@@ -145,11 +145,12 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct WorkerArgs {
-    /// Pipelines to run, comma separated.
+    /// Pipelines to run, comma separated (default: all of them).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "telemetry,commands,alerts,missions,resources,performance"
+        value_parser = clap::builder::PossibleValuesParser::new(atlasmesh_pipelines::names()),
+        default_values = atlasmesh_pipelines::names()
     )]
     pipelines: Vec<String>,
     /// Skip migrations/topic creation/schema registration at start-up.
@@ -293,10 +294,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Api => {
             let handle = install_metrics()?;
+            let shutdown = shutdown_signal();
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
-            let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
-            atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown_signal()))
-                .await?;
+            let lag = atlasmesh_query_api::spawn_lag_monitor(state.clone(), shutdown.clone());
+            atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown)).await?;
+            lag.await?;
         }
         Cmd::Run(r) => {
             let handle = install_metrics()?;
@@ -304,7 +306,7 @@ async fn main() -> anyhow::Result<()> {
             // The API first: it connects lazily, so /health tells what is still missing while
             // the worker waits for its dependencies.
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
-            let _lag = atlasmesh_query_api::spawn_lag_monitor(state.clone());
+            let lag = atlasmesh_query_api::spawn_lag_monitor(state.clone(), shutdown.clone());
             let api = tokio::spawn({
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
@@ -321,6 +323,7 @@ async fn main() -> anyhow::Result<()> {
             }
             atlasmesh_pipelines::run_pipelines(cfg.clone(), &r.worker.pipelines, shutdown).await?;
             api.await??;
+            lag.await?;
         }
         Cmd::Simulate(s) => {
             let mut sim = atlasmesh_simulator::SimConfig {
@@ -338,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut rate = s.rate;
             if s.realtime {
-                sim.start_ms = atlasmesh_pipelines::telemetry::now_ms();
+                sim.start_ms = atlasmesh_core::clock::now_ms();
                 if rate == 0 {
                     rate = (u64::from(s.fleets) * u64::from(s.vehicles_per_fleet) * 1000
                         / s.interval_ms.max(1) as u64)

@@ -173,6 +173,9 @@ impl Default for RedisConfig {
     }
 }
 
+/// The default runner tick of every pipeline (`<pipeline>.tick_ms`).
+pub const DEFAULT_TICK_MS: u64 = 200;
+
 /// Event-time windowing of the telemetry pipeline. See `window` for the exact definitions.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +192,9 @@ pub struct TelemetryConfig {
     /// A partition with no messages for this long (processing time) closes its open windows.
     pub idle_flush_ms: u64,
     pub max_future_ms: i64,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -200,6 +206,7 @@ impl Default for TelemetryConfig {
             max_gap_ms: 60_000,
             idle_flush_ms: 5_000,
             max_future_ms: 5 * 60_000,
+            tick_ms: DEFAULT_TICK_MS,
         }
     }
 }
@@ -213,6 +220,12 @@ pub struct AlertsConfig {
     /// A firing subject without observations for this long (event time, against the metrics
     /// partition's watermark) is advanced by `tick` (re-send, keep-firing-for resolve).
     pub silent_after_ms: i64,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long (processing time) is idle; unset: the
+    /// telemetry pipeline's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
 }
 
 impl Default for AlertsConfig {
@@ -220,6 +233,8 @@ impl Default for AlertsConfig {
         AlertsConfig {
             rules_refresh_ms: 5_000,
             silent_after_ms: 300_000,
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
         }
     }
 }
@@ -247,6 +262,12 @@ pub struct PerformanceConfig {
     pub report_worst_vehicles: u32,
     /// Longest period a report may cover.
     pub report_max_days: u32,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long (processing time) is idle; unset: the
+    /// telemetry pipeline's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
 }
 
 impl Default for PerformanceConfig {
@@ -264,6 +285,8 @@ impl Default for PerformanceConfig {
             report_top_alerts: 10,
             report_worst_vehicles: 10,
             report_max_days: 93,
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
         }
     }
 }
@@ -309,12 +332,20 @@ impl PerformanceConfig {
 pub struct MissionsConfig {
     /// Length of the fleet mission windows written to ClickHouse (must divide a day).
     pub window_ms: i64,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long (processing time) is idle; unset: the
+    /// telemetry pipeline's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
 }
 
 impl Default for MissionsConfig {
     fn default() -> Self {
         MissionsConfig {
             window_ms: 3_600_000,
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
         }
     }
 }
@@ -325,12 +356,20 @@ impl Default for MissionsConfig {
 pub struct ResourcesConfig {
     /// How often federation coordination metrics are recomputed (processing time).
     pub coordination_interval_ms: u64,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long (processing time) is idle; unset: the
+    /// telemetry pipeline's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
 }
 
 impl Default for ResourcesConfig {
     fn default() -> Self {
         ResourcesConfig {
             coordination_interval_ms: 60_000,
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
         }
     }
 }
@@ -350,6 +389,12 @@ pub struct CommandsConfig {
     /// command only, an error rolls back and retries the whole group. 1: one transaction per
     /// command.
     pub group_max: usize,
+    /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
+    /// processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long (processing time) is idle; unset: the
+    /// telemetry pipeline's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
 }
 
 impl Default for CommandsConfig {
@@ -358,6 +403,8 @@ impl Default for CommandsConfig {
             lanes: 8,
             lane_capacity: 128,
             group_max: 32,
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
         }
     }
 }
@@ -535,6 +582,17 @@ impl Config {
                 "commands.lanes, commands.lane_capacity and commands.group_max must be at least 1"
                     .into(),
             ));
+        }
+        let ticks = [
+            ("telemetry", self.telemetry.tick_ms),
+            ("commands", self.commands.tick_ms),
+            ("alerts", self.alerts.tick_ms),
+            ("missions", self.missions.tick_ms),
+            ("resources", self.resources.tick_ms),
+            ("performance", self.performance.tick_ms),
+        ];
+        if let Some((section, _)) = ticks.iter().find(|(_, ms)| *ms == 0) {
+            return Err(Error::Config(format!("{section}.tick_ms must be positive")));
         }
         self.performance.validate()?;
         Ok(())

@@ -14,6 +14,6 @@ pub mod scope;
 pub mod telemetry;
 pub mod window;
 
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Classify, Error, ErrorClass, Result};
 pub use scope::{Role, Scope};
 pub use telemetry::{TelemetryEvent, VehicleStatus};

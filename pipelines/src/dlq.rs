@@ -1,14 +1,14 @@
 //! Dead letters, shared by every pipeline: the envelope of a message that cannot be processed
 //! and its encoding for `fleet.dlq.v1` (the original bytes plus reason and source headers).
 
+use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, SchemaKind};
 use atlasmesh_sinks::kafka::OutRecord;
-use atlasmesh_sinks::{Error, Result};
 
 use crate::runner::InMessage;
-use crate::telemetry::now_ms;
+use crate::{Error, Result};
 
 /// At most this many dead-letter log lines per second (per process); the rest are counted and
 /// the next line says how many were left out. The metric counts every one.
@@ -46,7 +46,7 @@ static LOG_BUDGET: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget
 });
 
 /// The dead letter of `msg`: counted in `atlasmesh_dlq_messages_total{pipeline, topic, reason}`
-/// and logged (at most [`DLQ_LOGS_PER_SECOND`] lines a second) with its source position.
+/// and logged (at most `DLQ_LOGS_PER_SECOND` lines a second) with its source position.
 pub fn dead_letter(
     pipeline: &'static str,
     msg: &InMessage,
@@ -96,7 +96,7 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
     let payload = codec
         .encode(&topics.dlq, SchemaKind::Dlq, d)
         .await
-        .map_err(|e| Error::Other(format!("encoding dead letter: {e}")))?;
+        .map_err(|e| Error::encode("dead letter", &e))?;
     Ok(OutRecord {
         topic: topics.dlq.clone(),
         key: d.original_key.clone(),
@@ -118,31 +118,57 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
     })
 }
 
-/// Decodes the Avro record `record_name` of `msg`. `Ok(Err((reason, error)))` means the
-/// message belongs in the DLQ; `Err(RetryLater)` means the schema registry is unreachable.
+/// What decoding a message gave: its record, or why it belongs in the DLQ.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded<T> {
+    Ok(T),
+    DeadLetter(DeadLetterReason, String),
+}
+
+impl<T> Decoded<T> {
+    /// A record `invalid` refuses becomes a dead letter with reason `invalid`.
+    pub fn validate(self, invalid: impl Fn(&T) -> Option<String>) -> Decoded<T> {
+        match self {
+            Decoded::Ok(r) => match invalid(&r) {
+                Some(why) => Decoded::DeadLetter(DeadLetterReason::Invalid, why),
+                None => Decoded::Ok(r),
+            },
+            dead => dead,
+        }
+    }
+}
+
+/// Decodes the Avro record `record_name` of `msg`. An error means the schema registry is
+/// unreachable (retriable); a message that cannot be decoded is [`Decoded::DeadLetter`].
 pub async fn decode<T: serde::de::DeserializeOwned>(
     codec: &Codec,
     msg: &InMessage,
     record_name: &str,
-) -> std::result::Result<
-    std::result::Result<T, (DeadLetterReason, String)>,
-    crate::runner::RetryLater,
-> {
+) -> Result<Decoded<T>> {
     use atlasmesh_schemas::DecodeError;
     let Some(payload) = msg.payload.as_deref() else {
-        return Ok(Err((
+        return Ok(Decoded::DeadLetter(
             DeadLetterReason::Undecodable,
             "empty payload (tombstone)".into(),
-        )));
+        ));
     };
     match codec.decode_record(payload, record_name).await {
-        Ok(r) => Ok(Ok(r)),
-        Err(DecodeError::Unavailable(e)) => Err(crate::runner::RetryLater(e)),
-        Err(e @ DecodeError::Invalid(_)) => Ok(Err((DeadLetterReason::Invalid, e.to_string()))),
-        Err(e @ DecodeError::UnknownSchema { .. }) => {
-            Ok(Err((DeadLetterReason::UnknownSchema, e.to_string())))
+        Ok(r) => Ok(Decoded::Ok(r)),
+        Err(DecodeError::Unavailable(e)) => {
+            Err(Error::Unavailable(format!("schema registry: {e}")))
         }
-        Err(e) => Ok(Err((DeadLetterReason::Undecodable, e.to_string()))),
+        Err(e @ DecodeError::Invalid(_)) => Ok(Decoded::DeadLetter(
+            DeadLetterReason::Invalid,
+            e.to_string(),
+        )),
+        Err(e @ DecodeError::UnknownSchema { .. }) => Ok(Decoded::DeadLetter(
+            DeadLetterReason::UnknownSchema,
+            e.to_string(),
+        )),
+        Err(e) => Ok(Decoded::DeadLetter(
+            DeadLetterReason::Undecodable,
+            e.to_string(),
+        )),
     }
 }
 
@@ -153,16 +179,10 @@ pub async fn decode_valid<T: serde::de::DeserializeOwned>(
     msg: &InMessage,
     record_name: &str,
     invalid: impl Fn(&T) -> Option<String>,
-) -> std::result::Result<
-    std::result::Result<T, (DeadLetterReason, String)>,
-    crate::runner::RetryLater,
-> {
+) -> Result<Decoded<T>> {
     Ok(decode::<T>(codec, msg, record_name)
         .await?
-        .and_then(|r| match invalid(&r) {
-            Some(why) => Err((DeadLetterReason::Invalid, why)),
-            None => Ok(r),
-        }))
+        .validate(invalid))
 }
 
 /// [`encode`] for every dead letter of a batch.

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod commands;
 pub mod dlq;
+mod error;
 pub mod missions;
 pub mod performance;
 pub mod ready;
@@ -19,18 +20,64 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use atlasmesh_core::config::Config;
+use futures::future::BoxFuture;
 use tokio::sync::watch;
+use tracing::error;
 
-/// The pipelines a worker can run: name → runner future. A new pipeline is one folder plus
+pub use error::{Error, Result};
+pub use runner::Pipeline;
+
+/// A pipeline that runs: built, its background tasks started, ready to consume.
+pub type Running = BoxFuture<'static, Result<()>>;
+
+/// How a registered pipeline is started (see [`runner::start`]).
+pub type StartFn = fn(Arc<Config>, watch::Receiver<bool>) -> BoxFuture<'static, Result<Running>>;
+
+/// One entry of [`PIPELINES`]: a pipeline's name and how to start it.
+pub struct Registered {
+    pub name: &'static str,
+    pub start: StartFn,
+}
+
+impl Registered {
+    pub const fn of<P: Pipeline>() -> Registered {
+        Registered {
+            name: P::NAME,
+            start: start_boxed::<P>,
+        }
+    }
+}
+
+fn start_boxed<P: Pipeline>(
+    cfg: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+) -> BoxFuture<'static, Result<Running>> {
+    Box::pin(async move {
+        let running = runner::start::<P>(cfg, shutdown).await?;
+        Ok(Box::pin(running) as Running)
+    })
+}
+
+/// The pipelines a worker can run, in the default order. A new pipeline is one folder plus
 /// one line here.
-pub const PIPELINES: &[&str] = &[
-    "telemetry",
-    "commands",
-    "alerts",
-    "missions",
-    "resources",
-    "performance",
+pub const PIPELINES: &[Registered] = &[
+    Registered::of::<telemetry::TelemetryPipeline>(),
+    Registered::of::<commands::CommandPipeline>(),
+    Registered::of::<alerts::AlertsPipeline>(),
+    Registered::of::<missions::MissionsPipeline>(),
+    Registered::of::<resources::ResourcesPipeline>(),
+    Registered::of::<performance::PerformancePipeline>(),
 ];
+
+/// The names of every registered pipeline, in [`PIPELINES`] order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PIPELINES.iter().map(|r| r.name)
+}
+
+/// The registered pipeline called `name`.
+pub fn lookup(name: &str) -> Option<&'static Registered> {
+    PIPELINES.iter().find(|r| r.name == name)
+}
 
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
@@ -77,62 +124,53 @@ pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// Runs the named pipelines until `shutdown` turns true.
+///
+/// Every pipeline is built first (an unknown name or a pipeline that cannot be set up is an
+/// error before anything runs). A pipeline that stops on a non-retriable error makes the
+/// others stop too, each after its final checkpoint, and its error is returned, so the
+/// process exits with it and its supervisor restarts it.
 pub async fn run_pipelines(
     cfg: Arc<Config>,
     names: &[String],
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
+) -> Result<()> {
+    let (stop_tx, stop) = watch::channel(false);
+    let mut running = Vec::with_capacity(names.len());
     for name in names {
-        match name.as_str() {
-            "telemetry" => {
-                let p = telemetry::TelemetryPipeline::new(&cfg).await?;
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(Arc::new(p), &cfg, sd).await });
+        let r = lookup(name).ok_or_else(|| {
+            Error::Setup(format!(
+                "unknown pipeline {name:?}; known: {:?}",
+                self::names().collect::<Vec<_>>()
+            ))
+        })?;
+        running.push((r.name, (r.start)(cfg.clone(), stop.clone()).await?));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, run) in running {
+        tasks.spawn(async move { (name, run.await) });
+    }
+    let mut external = shutdown;
+    let mut first_error = None;
+    loop {
+        tokio::select! {
+            _ = runner::requested(&mut external), if !*stop_tx.borrow() => {
+                let _ = stop_tx.send(true);
             }
-            "commands" => {
-                let p = Arc::new(commands::CommandPipeline::new(&cfg).await?);
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
-            }
-            "alerts" => {
-                let p = Arc::new(alerts::AlertsPipeline::new(&cfg).await?);
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
-            }
-            "missions" => {
-                let p = Arc::new(missions::MissionsPipeline::new(&cfg).await?);
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
-            }
-            "resources" => {
-                let p = Arc::new(resources::ResourcesPipeline::new(&cfg).await?);
-                let every =
-                    std::time::Duration::from_millis(cfg.resources.coordination_interval_ms);
-                let (pool, sd) = (p.pool(), shutdown.clone());
-                tasks.spawn(async move {
-                    resources::coordination::run(pool, every, sd).await;
-                    Ok(())
-                });
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
-            }
-            "performance" => {
-                let p = Arc::new(performance::PerformancePipeline::new(&cfg).await?);
-                let cfg = cfg.clone();
-                let sd = shutdown.clone();
-                tasks.spawn(async move { runner::run(p, &cfg, sd).await });
-            }
-            other => anyhow::bail!("unknown pipeline {other:?}; known: {PIPELINES:?}"),
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok((_, Ok(())))) => {}
+                Some(Ok((name, Err(e)))) => {
+                    error!(pipeline = name, error = %e, "Pipeline failed; stopping the others.");
+                    first_error.get_or_insert(e);
+                    let _ = stop_tx.send(true);
+                }
+                Some(Err(e)) => {
+                    error!(error = %e, "A pipeline task panicked; stopping the others.");
+                    first_error.get_or_insert(Error::Internal(format!("pipeline task: {e}")));
+                    let _ = stop_tx.send(true);
+                }
+            },
         }
     }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }

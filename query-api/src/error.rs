@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use atlasmesh_core::ErrorClass;
+use atlasmesh_core::{Classify, ErrorClass};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -40,46 +40,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    /// Who is to blame: a dependency (retry later) or us.
-    pub fn class(&self) -> ErrorClass {
+impl Classify for Error {
+    /// Who is to blame: the caller, a dependency (retry later) or us. The stores' errors are
+    /// classified where the sinks classify them, so the API and the workers agree.
+    fn class(&self) -> ErrorClass {
         match self {
-            Error::ClickHouse(e) => match e {
-                clickhouse::error::Error::Network(_)
-                | clickhouse::error::Error::TimedOut
-                | clickhouse::error::Error::BadResponse(_) => ErrorClass::External,
-                _ => ErrorClass::Internal,
-            },
-            Error::Postgres(e) => match e {
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Database(_)
-                | sqlx::Error::WorkerCrashed => ErrorClass::External,
-                _ => ErrorClass::Internal,
-            },
-            Error::Redis(e) => {
-                if e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                {
-                    ErrorClass::External
-                } else {
-                    ErrorClass::Internal
-                }
-            }
+            Error::ClickHouse(e) => atlasmesh_sinks::clickhouse_class(e),
+            Error::Postgres(e) => atlasmesh_sinks::postgres_class(e),
+            Error::Redis(e) => atlasmesh_sinks::redis_class(e),
             Error::Kafka(_) | Error::Http(_) | Error::Timeout(_) | Error::Io(_) => {
-                ErrorClass::External
+                ErrorClass::Retriable
             }
-            Error::Config(_) => ErrorClass::User,
-            Error::Corrupt(_) | Error::Internal(_) => ErrorClass::Internal,
+            // The server's configuration, not the caller's input.
+            Error::Config(_) | Error::Corrupt(_) | Error::Internal(_) => ErrorClass::Internal,
         }
-    }
-
-    pub fn is_retriable(&self) -> bool {
-        self.class() == ErrorClass::External
     }
 }
 
@@ -239,8 +213,10 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e.class() {
-            ErrorClass::External => ApiError::Unavailable(e),
-            ErrorClass::User | ErrorClass::Internal => ApiError::Internal(e),
+            // User errors are safe to show (none of today's variants is one).
+            ErrorClass::User => ApiError::bad_request(e.to_string()),
+            ErrorClass::Retriable => ApiError::Unavailable(e),
+            ErrorClass::Internal => ApiError::Internal(e),
         }
     }
 }
@@ -307,5 +283,10 @@ mod tests {
             .contains("clickhouse"));
         let e: ApiError = Error::Corrupt("x".into()).into();
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // A store error that is no dependency failure is ours: 500, not 503.
+        let e: ApiError = Error::Postgres(sqlx::Error::RowNotFound).into();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let e: ApiError = Error::Postgres(sqlx::Error::PoolTimedOut).into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -160,14 +161,19 @@ async fn sample_lag(state: &AppState) -> Result<usize> {
 
 /// Every [`LAG_INTERVAL`]: read `stream_checkpoints` from PostgreSQL, fetch the high watermarks
 /// from Kafka and set `atlasmesh_consumer_lag_messages{pipeline,topic,partition}`. Runs until
-/// the handle is aborted; failures are logged and retried on the next tick.
-pub fn spawn_lag_monitor(state: AppState) -> JoinHandle<()> {
+/// `shutdown` turns true (or the handle is aborted); failures are logged and retried on the
+/// next tick.
+pub fn spawn_lag_monitor(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(LAG_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                biased;
+                _ = stop_requested(&mut shutdown) => return,
+                _ = tick.tick() => {}
+            }
             match sample_lag(&state).await {
                 Ok(n) => {
                     if failing {
@@ -187,6 +193,13 @@ pub fn spawn_lag_monitor(state: AppState) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Resolves once `shutdown` is true; never when its sender is gone first.
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 #[cfg(test)]

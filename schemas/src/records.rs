@@ -256,6 +256,21 @@ pub enum MissionEventKind {
     SafetyEvent,
 }
 
+impl MissionEventKind {
+    /// The Avro symbol, also the database name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissionEventKind::Created => "created",
+            MissionEventKind::Started => "started",
+            MissionEventKind::WaypointReached => "waypoint_reached",
+            MissionEventKind::Completed => "completed",
+            MissionEventKind::Failed => "failed",
+            MissionEventKind::Aborted => "aborted",
+            MissionEventKind::SafetyEvent => "safety_event",
+        }
+    }
+}
+
 /// `fleet.mission-events.v1`: mission lifecycle and safety events, keyed by mission id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MissionEventRecord {
@@ -276,6 +291,27 @@ pub enum ResourceState {
     Occupied,
     Free,
     OutOfService,
+}
+
+impl ResourceState {
+    /// The Avro symbol, also the database name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceState::Occupied => "occupied",
+            ResourceState::Free => "free",
+            ResourceState::OutOfService => "out_of_service",
+        }
+    }
+
+    /// The state named `s` (see [`ResourceState::as_str`]).
+    pub fn parse(s: &str) -> Option<ResourceState> {
+        match s {
+            "occupied" => Some(ResourceState::Occupied),
+            "free" => Some(ResourceState::Free),
+            "out_of_service" => Some(ResourceState::OutOfService),
+            _ => None,
+        }
+    }
 }
 
 /// `fleet.resource-events.v1`: a resource (charger, bay) occupied, freed or out of service,

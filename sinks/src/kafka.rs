@@ -157,7 +157,7 @@ impl KafkaProducer {
             match f.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => result = Err(Error::Kafka(e)),
-                Err(_) => result = Err(Error::Other("delivery future cancelled".into())),
+                Err(_) => result = Err(Error::Unavailable("delivery future cancelled".into())),
             }
         }
         observe(sink, records.len(), started, &result);

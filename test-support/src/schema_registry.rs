@@ -965,7 +965,7 @@ pub async fn serve(listener: tokio::net::TcpListener, data: Option<PathBuf>) -> 
         .context("schema registry server failed")
 }
 
-/// Starts an in-memory registry on 127.0.0.1:<free port>. Returns its base URL (no trailing
+/// Starts an in-memory registry on `127.0.0.1:<free port>`. Returns its base URL (no trailing
 /// slash, e.g. `http://127.0.0.1:41234`) and the server task; abort the task to stop it.
 pub async fn spawn_ephemeral() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     spawn_with_data(None).await

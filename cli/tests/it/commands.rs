@@ -41,7 +41,7 @@ async fn same_idempotency_key_is_applied_once() {
     let name = format!(
         "pool-{}-{}",
         std::process::id(),
-        atlasmesh_pipelines::telemetry::now_ms()
+        atlasmesh_core::clock::now_ms()
     );
     let (k1, k2) = (format!("{name}-k1"), format!("{name}-k2"));
 
@@ -186,7 +186,7 @@ async fn commands_about_one_entity_apply_in_submission_order() {
     let name = format!(
         "order-{}-{}",
         std::process::id(),
-        atlasmesh_pipelines::telemetry::now_ms()
+        atlasmesh_core::clock::now_ms()
     );
     let r = http
         .post(format!("{base}{POOLS}?wait=true"))
@@ -468,7 +468,7 @@ async fn a_rejection_amid_a_group_rejects_only_that_command() {
     let tag = format!(
         "group-{}-{}",
         std::process::id(),
-        atlasmesh_pipelines::telemetry::now_ms()
+        atlasmesh_core::clock::now_ms()
     );
     let fleet = "fleet-g";
     let cmd = |n: &str, kind: &str, key: &str, payload: Value| CommandRecord {
@@ -477,7 +477,7 @@ async fn a_rejection_amid_a_group_rejects_only_that_command() {
         kind: kind.into(),
         fleet_scope: vec![fleet.into()],
         actor: "operator-g".into(),
-        issued_at_ms: atlasmesh_pipelines::telemetry::now_ms(),
+        issued_at_ms: atlasmesh_core::clock::now_ms(),
         payload_json: payload.to_string(),
     };
     let bench = json!({ "fleet_id": fleet, "name": format!("{tag}-bench"), "metric": "utilization", "target_value": 0.8, "higher_is_better": true });

@@ -1,6 +1,7 @@
 //! Integration tests of the whole telemetry path against the real stack (`scripts/stack up`):
 //! Tansu, ClickHouse 18.16, PostgreSQL, Redis and the schema registry stand-in.
-// Rows read back from SQL are checked as plain tuples, column by column.
+
+// Rows read back from the stores are compared as plain tuples.
 #![allow(clippy::type_complexity)]
 
 mod common;

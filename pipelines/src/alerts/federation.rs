@@ -9,8 +9,8 @@
 //! reads its state (`alert_federation_state`) and the member windows after its settled mark,
 //! settles the federation windows that every metrics partition has passed (each partition
 //! records its settle frontier in `alert_settle_frontier`, in the transaction that stores its
-//! windows) and evaluates them with [`engine::evaluate_federation`] (semantics there and in
-//! [`engine::settle_federation`]), applies a due manual resolve, and in one
+//! windows) and evaluates them with [`state::evaluate_federation`] (semantics there and in
+//! [`state::settle_federation`]), applies a due manual resolve, and in one
 //! transaction records the transitions (as the partitions do) and the new state. The alert
 //! topic and the ClickHouse history are written before that commit: if the commit fails the
 //! same transitions are computed again with the same seqs (duplicates a consumer drops by seq;
@@ -26,8 +26,9 @@ use atlasmesh_core::window::Counters;
 use sqlx::Row;
 use tracing::debug;
 
-use super::engine::{self, FederationState, SettledWindow};
+use super::state::{self, FederationState, SettledWindow};
 use super::{RuleSet, Settings, Sinks, NAME};
+use crate::{Error, Result};
 
 /// Advisory lock key: one federation evaluator at a time across all workers.
 const LOCK_KEY: &str = "atlasmesh.alerts.federation";
@@ -46,7 +47,7 @@ fn federation_frontier(rows: &[(i32, i64)], partitions: i32) -> Option<i64> {
 
 /// Evaluates every federation rule once (see the module docs). Returns the number of
 /// transitions recorded.
-pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::Result<usize> {
+pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> Result<usize> {
     if rules.federation_rules().is_empty() {
         return Ok(0);
     }
@@ -86,7 +87,8 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         .await?;
         let (mut st, fresh) = match row {
             Some(r) => {
-                let state: AlertState = serde_json::from_value(r.get("state"))?;
+                let state: AlertState = serde_json::from_value(r.get("state"))
+                    .map_err(|e| Error::Internal(format!("alert_federation_state.state: {e}")))?;
                 let st = FederationState {
                     state,
                     seq: r.get::<i64, _>("seq").max(0) as u64,
@@ -107,18 +109,19 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(|r| -> anyhow::Result<SettledWindow> {
+        .map(|r| -> Result<SettledWindow> {
             Ok(SettledWindow {
                 fleet_id: r.get("fleet_id"),
                 start_ms: r.get("window_start_ms"),
                 end_ms: r.get("window_end_ms"),
-                counters: serde_json::from_value::<Counters>(r.get("counters"))?,
+                counters: serde_json::from_value::<Counters>(r.get("counters"))
+                    .map_err(|e| Error::Internal(format!("alert_fleet_windows.counters: {e}")))?,
             })
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_>>()?;
         let before = st.clone();
         let resolve = rules.resolve_request(&lr.rule.id, fed);
-        engine::evaluate_federation(
+        state::evaluate_federation(
             lr, members, &mut st, fresh, &windows, frontier, resolve, s, &mut out,
         );
         if fresh || st != before {
@@ -130,7 +133,7 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet, s: &Settings) -> anyhow::R
             )
             .bind(&lr.rule.id)
             .bind(fed)
-            .bind(serde_json::to_value(&st.state)?)
+            .bind(serde_json::to_value(&st.state).expect("alert state serialises"))
             .bind(st.seq as i64)
             .bind(st.clock_ms)
             .bind(st.settled_through_ms)

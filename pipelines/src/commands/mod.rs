@@ -28,24 +28,29 @@
 //! group. Before results leave for Kafka, and before the runner checkpoints, `flush` writes
 //! a barrier row with a synchronous commit, which makes every earlier commit durable.
 
+mod store;
+
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
-use atlasmesh_core::Scope;
 use atlasmesh_schemas::{
-    Codec, CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord,
-    SchemaKind,
+    Codec, CommandRecord, CommandResultRecord, DeadLetterReason, DeadLetterRecord, SchemaKind,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use atlasmesh_sinks::store::{self, CommandCtx, Outcome};
-use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use atlasmesh_sinks::postgres_class;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
-use crate::runner::{InMessage, Pipeline, RetryLater};
-use crate::telemetry::now_ms;
+pub use store::{apply_group, apply_once, Decision, GroupCommand};
+
+use crate::dlq::Decoded;
+use crate::runner::{Background, Cadence, InMessage, Pipeline, RetryPolicy};
+use crate::{Error, Result};
+use store::{try_group, GroupFailure};
 
 pub const NAME: &str = "commands";
 
@@ -70,6 +75,10 @@ pub struct CommandPipeline {
     pool: PgPool,
     producer: KafkaProducer,
     lanes: Vec<mpsc::Sender<Job>>,
+    /// The lanes' ends, until [`Pipeline::background`] runs them.
+    lane_receivers: Mutex<Vec<mpsc::Receiver<Job>>>,
+    group_max: usize,
+    cadence: Cadence,
 }
 
 /// Commands in flight, results and dead letters gathered since the last checkpoint.
@@ -83,14 +92,15 @@ pub struct CommandBatch {
 }
 
 /// Applies the commands of one lane in order, in groups: the first command waited for and
-/// those queued behind it, up to `group_max` in all, in one transaction. Retries a group until
-/// it commits, then hands out its decisions.
+/// those queued behind it, up to `group_max` in all, in one transaction. Retries a group with
+/// the runner's [`RetryPolicy`] until it commits (or shutdown), then hands out its decisions.
+/// Ends when the pipeline (holding the senders) is gone.
 async fn run_lane(
     pool: PgPool,
     mut rx: mpsc::Receiver<Job>,
     group_max: usize,
-    retry_initial: Duration,
-    retry_max: Duration,
+    policy: RetryPolicy,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let group_max = group_max.max(1);
     let mut jobs: Vec<Job> = Vec::with_capacity(group_max);
@@ -102,7 +112,7 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        let mut backoff = retry_initial;
+        let mut backoff = policy.backoff();
         let group: Vec<GroupCommand<'_>> = jobs
             .iter()
             .map(|j| GroupCommand {
@@ -117,11 +127,14 @@ async fn run_lane(
                 Err(GroupFailure { command_id, error }) => {
                     // Retriable (PostgreSQL down, a deadlock) or our own SQL failing: either
                     // way the whole group was rolled back and is tried again, same commands in
-                    // the same order; `flush` (and so the checkpoint) waits for it.
+                    // the same order; `flush` (and so the checkpoint) waits for it. Shutdown
+                    // stops the retries: the group stays undecided, its commands are consumed
+                    // again after the restart.
                     metrics::counter!(m::COMMANDS_RETRIED).increment(jobs.len() as u64);
-                    warn!(command_id = command_id.as_deref().unwrap_or("-"), group = jobs.len(), error = %error, retriable = retriable(&error), backoff_ms = backoff.as_millis() as u64, "Applying a group of commands failed; retrying the group.");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(retry_max);
+                    warn!(command_id = command_id.as_deref().unwrap_or("-"), group = jobs.len(), error = %error, class = %postgres_class(&error), attempt = backoff.attempts() + 1, "Applying a group of commands failed; retrying the group.");
+                    if !backoff.wait(&mut shutdown).await {
+                        return;
+                    }
                 }
             }
         };
@@ -135,37 +148,6 @@ async fn run_lane(
 }
 
 impl CommandPipeline {
-    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let lanes_n = cfg.commands.lanes.max(1);
-        // One connection per lane plus one for the durability barrier.
-        let pool =
-            atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, lanes_n as u32 + 1)
-                .await?;
-        let retry_initial = Duration::from_millis(cfg.runner.retry_initial_ms);
-        let retry_max = Duration::from_millis(cfg.runner.retry_max_ms);
-        let lanes = (0..lanes_n)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(cfg.commands.lane_capacity.max(1));
-                tokio::spawn(run_lane(
-                    pool.clone(),
-                    rx,
-                    cfg.commands.group_max,
-                    retry_initial,
-                    retry_max,
-                ));
-                tx
-            })
-            .collect();
-        Ok(CommandPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
-                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
-            topics: cfg.topics.clone(),
-            pool,
-            producer: KafkaProducer::new(&cfg.kafka)?,
-            lanes,
-        })
-    }
-
     fn dead_letter(
         &self,
         msg: &InMessage,
@@ -189,13 +171,17 @@ impl CommandPipeline {
 
     /// Moves every decided command from `inflight` to `results`, waiting at most `wait` for
     /// the rest. Returns whether nothing is left in flight.
-    async fn collect_decided(batch: &mut CommandBatch, wait: Duration) -> bool {
+    async fn collect_decided(batch: &mut CommandBatch, wait: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + wait;
         while let Some((_, rx)) = batch.inflight.front_mut() {
             let decision = match tokio::time::timeout_at(deadline, rx).await {
-                Err(_) => return false,
+                Err(_) => return Ok(false),
                 Ok(Ok(d)) => d,
-                Ok(Err(_)) => panic!("a command lane stopped with a command in flight"),
+                Ok(Err(_)) => {
+                    return Err(Error::Internal(
+                        "a command lane stopped with a command in flight".into(),
+                    ))
+                }
             };
             let (command_id, _) = batch.inflight.pop_front().expect("front exists");
             batch.results.push(CommandResultRecord {
@@ -206,7 +192,7 @@ impl CommandPipeline {
                 applied_at_ms: decision.applied_at_ms,
             });
         }
-        true
+        Ok(true)
     }
 }
 
@@ -234,297 +220,57 @@ fn invalid_envelope(c: &CommandRecord) -> Option<String> {
     None
 }
 
-/// Whether a PostgreSQL error is worth retrying (the server is unreachable or overloaded)
-/// rather than a verdict on this command.
-fn retriable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => {
-            // serialization_failure, deadlock_detected, admin shutdown, cannot connect now
-            matches!(
-                d.code().as_deref(),
-                Some("40001" | "40P01" | "57P01" | "57P03" | "53300")
-            )
-        }
-        _ => false,
-    }
-}
-
-/// The decision recorded for a command.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub status: CommandStatus,
-    pub reason: Option<String>,
-    pub entity_id: Option<String>,
-    pub applied_at_ms: i64,
-}
-
-/// One command of a group, with where it was read from (recorded with its decision).
-#[derive(Debug, Clone, Copy)]
-pub struct GroupCommand<'a> {
-    pub cmd: &'a CommandRecord,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-/// Applies `cmd` in one transaction unless it was decided before; returns its decision.
-/// (A group of one, see [`apply_group`].)
-pub async fn apply_once(
-    pool: &PgPool,
-    cmd: &CommandRecord,
-    partition: i32,
-    offset: i64,
-) -> Result<Decision, sqlx::Error> {
-    let mut decisions = apply_group(
-        pool,
-        &[GroupCommand {
-            cmd,
-            partition,
-            offset,
-        }],
-    )
-    .await?;
-    Ok(decisions.pop().expect("one decision per command"))
-}
-
-/// Applies `group` in order in one transaction, each command unless it was decided before;
-/// returns their decisions, in order, once the transaction is committed. A command refused
-/// (by a domain rule, the database, or because its idempotency key is another command's) is
-/// decided `rejected` without disturbing the others. An error rolls back the whole group:
-/// nothing of it is kept, and the caller retries it.
-pub async fn apply_group(
-    pool: &PgPool,
-    group: &[GroupCommand<'_>],
-) -> Result<Vec<Decision>, sqlx::Error> {
-    try_group(pool, group).await.map_err(|f| f.error)
-}
-
-/// Why a group was rolled back: the error, and the command it hit (none: BEGIN or COMMIT).
-struct GroupFailure {
-    command_id: Option<String>,
-    error: sqlx::Error,
-}
-
-/// What a decided command adds to the metrics once its group is committed.
-enum Counted {
-    /// Decided now, with this status.
-    Decided(&'static str),
-    /// Decided before.
-    Replayed,
-    /// Not ours to decide (its idempotency key belongs to another command).
-    Nothing,
-}
-
-async fn try_group(
-    pool: &PgPool,
-    group: &[GroupCommand<'_>],
-) -> Result<Vec<Decision>, GroupFailure> {
-    let mut tx = pool.begin().await.map_err(|error| GroupFailure {
-        command_id: None,
-        error,
-    })?;
-    let mut decided = Vec::with_capacity(group.len());
-    for c in group {
-        match decide(&mut tx, c.cmd, c.partition, c.offset).await {
-            Ok(d) => decided.push(d),
-            Err(e) => {
-                // Roll back now rather than on drop (should this fail, the drop queues the
-                // rollback, as before grouping).
-                let _ = tx.rollback().await;
-                return Err(GroupFailure {
-                    command_id: Some(c.cmd.command_id.clone()),
-                    error: e,
-                });
-            }
-        }
-    }
-    tx.commit().await.map_err(|error| GroupFailure {
-        command_id: None,
-        error,
-    })?;
-    Ok(decided
-        .into_iter()
-        .map(|(decision, counted)| {
-            match counted {
-                Counted::Decided(status) => {
-                    metrics::counter!(m::COMMANDS_APPLIED, "status" => status).increment(1)
-                }
-                Counted::Replayed => metrics::counter!(m::COMMANDS_REPLAYED).increment(1),
-                Counted::Nothing => {}
-            }
-            decision
-        })
-        .collect())
-}
-
-/// Decides one command inside the group's transaction `conn`: claims and locks it, applies it
-/// when still pending and records the decision with its audit row. Leaves the transaction
-/// usable unless it returns an error.
-async fn decide(
-    conn: &mut PgConnection,
-    cmd: &CommandRecord,
-    partition: i32,
-    offset: i64,
-) -> Result<(Decision, Counted), sqlx::Error> {
-    let payload: serde_json::Value = match serde_json::from_str(&cmd.payload_json) {
-        Ok(v) => v,
-        Err(e) => serde_json::json!({ "_unparseable": e.to_string() }),
-    };
-    let request_hash = atlasmesh_core::command::request_hash_json(&cmd.kind, &cmd.payload_json);
-    // Record the command if the API did not (one round trip): `ins` returns it when this
-    // statement created it (new rows are invisible to `cur` in the same statement); else
-    // `cur` returns the existing row, locked. Neither: the idempotency key is another
-    // command's.
-    let row = sqlx::query(
-        "WITH ins AS (
-             INSERT INTO command_log (command_id, idempotency_key, actor, kind, aggregate_id, fleet_scope, payload, request_hash, status, issued_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', to_timestamp($9::double precision / 1000))
-             ON CONFLICT DO NOTHING
-             RETURNING status, reason, entity_id, 0::bigint AS at_ms
-         ), cur AS (
-             SELECT status, reason, entity_id, (extract(epoch from coalesce(applied_at, now())) * 1000)::bigint AS at_ms
-             FROM command_log WHERE command_id = $1 FOR UPDATE
-         )
-         SELECT status, reason, entity_id, at_ms FROM ins
-         UNION ALL
-         SELECT status, reason, entity_id, at_ms FROM cur",
-    )
-    .bind(&cmd.command_id)
-    .bind(&cmd.idempotency_key)
-    .bind(&cmd.actor)
-    .bind(&cmd.kind)
-    .bind(payload.get("id").and_then(|v| v.as_str()).unwrap_or(&cmd.command_id))
-    .bind(&cmd.fleet_scope)
-    .bind(&payload)
-    .bind(&request_hash)
-    .bind(cmd.issued_at_ms as f64)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        // Another command already holds this actor's idempotency key. The statement wrote
-        // nothing, so the rest of the group goes on.
-        let decision = Decision {
-            status: CommandStatus::Rejected,
-            reason: Some(format!(
-                "idempotency key {:?} of actor {:?} belongs to another command",
-                cmd.idempotency_key, cmd.actor
-            )),
-            entity_id: None,
-            applied_at_ms: now_ms(),
-        };
-        return Ok((decision, Counted::Nothing));
-    };
-    let status: String = row.get("status");
-    if status != "pending" {
-        // Decided before (possibly earlier in this group: a duplicate); nothing to write.
-        let decision = Decision {
-            status: if status == "applied" {
-                CommandStatus::Applied
-            } else {
-                CommandStatus::Rejected
-            },
-            reason: row.get("reason"),
-            entity_id: row.get("entity_id"),
-            applied_at_ms: row.get("at_ms"),
-        };
-        return Ok((decision, Counted::Replayed));
-    }
-    let scope = Scope::from_record(&cmd.fleet_scope);
-    let outcome = if payload.get("_unparseable").is_some() {
-        Outcome::Rejected {
-            reason: "payload is not valid JSON".into(),
-        }
-    } else {
-        let ctx = CommandCtx {
-            command_id: &cmd.command_id,
-            kind: &cmd.kind,
-            actor: &cmd.actor,
-            scope: &scope,
-            issued_at_ms: cmd.issued_at_ms,
-            payload: &payload,
-        };
-        match store::apply(&mut *conn, ctx).await {
-            Ok(o) => o,
-            Err(e) if retriable(&e) => return Err(e),
-            Err(e) => {
-                // A statement the domain rules did not foresee failed: `apply` rolled back to
-                // its own savepoint, so nothing of the command is kept and the group's
-                // transaction is usable again; refuse the command with the database's reason.
-                // (Had that rollback failed too, the decision below fails, and the group is
-                // retried.)
-                Outcome::Rejected {
-                    reason: format!(
-                        "refused by the database: {}",
-                        e.as_database_error()
-                            .map_or(e.to_string(), |d| d.message().to_string())
-                    ),
-                }
-            }
-        }
-    };
-    let (status, reason, entity_type, entity_id, fleet_id) = match &outcome {
-        Outcome::Applied {
-            entity_type,
-            entity_id,
-            fleet_id,
-        } => (
-            "applied",
-            None,
-            Some(entity_type.clone()),
-            Some(entity_id.clone()),
-            fleet_id.clone(),
-        ),
-        Outcome::Rejected { reason } => ("rejected", Some(reason.clone()), None, None, None),
-    };
-    // The decision and its audit row, in one round trip.
-    let applied_at_ms: i64 = sqlx::query_scalar(
-        "WITH decided AS (
-             UPDATE command_log SET status = $2, reason = $3, entity_type = $4, entity_id = $5, applied_at = now(),
-                    source_partition = $6, source_offset = $7
-             WHERE command_id = $1
-             RETURNING (extract(epoch from applied_at) * 1000)::bigint AS at_ms
-         ), audited AS (
-             INSERT INTO audit_log (command_id, actor, kind, outcome, reason, entity_type, entity_id, fleet_id, payload)
-             VALUES ($1, $8, $9, $2, $3, $4, $5, $10, $11)
-         )
-         SELECT at_ms FROM decided",
-    )
-    .bind(&cmd.command_id)
-    .bind(status)
-    .bind(&reason)
-    .bind(&entity_type)
-    .bind(&entity_id)
-    .bind(partition)
-    .bind(offset)
-    .bind(&cmd.actor)
-    .bind(&cmd.kind)
-    .bind(&fleet_id)
-    .bind(&payload)
-    .fetch_one(&mut *conn)
-    .await?;
-    let decision = Decision {
-        status: if status == "applied" {
-            CommandStatus::Applied
-        } else {
-            CommandStatus::Rejected
-        },
-        reason,
-        entity_id,
-        applied_at_ms,
-    };
-    Ok((decision, Counted::Decided(status)))
-}
-
 impl Pipeline for CommandPipeline {
+    const NAME: &'static str = NAME;
     type State = ();
     type Batch = CommandBatch;
 
-    fn name(&self) -> &str {
-        NAME
+    async fn build(cfg: &Config) -> Result<Self> {
+        let lanes_n = cfg.commands.lanes.max(1);
+        // One connection per lane plus one for the durability barrier.
+        let pool =
+            atlasmesh_sinks::postgres::connect_async_commit(&cfg.postgres.url, lanes_n as u32 + 1)
+                .await?;
+        let (lanes, receivers): (Vec<_>, Vec<_>) = (0..lanes_n)
+            .map(|_| mpsc::channel(cfg.commands.lane_capacity.max(1)))
+            .unzip();
+        Ok(CommandPipeline {
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| Error::setup("schema registry", e))?,
+            topics: cfg.topics.clone(),
+            pool,
+            producer: KafkaProducer::new(&cfg.kafka)?,
+            lanes,
+            lane_receivers: Mutex::new(receivers),
+            group_max: cfg.commands.group_max,
+            cadence: Cadence::new(cfg, cfg.commands.tick_ms, cfg.commands.idle_flush_ms),
+        })
+    }
+
+    fn tick_interval(&self) -> Duration {
+        self.cadence.tick
+    }
+
+    fn idle_flush(&self) -> Duration {
+        self.cadence.idle_flush
+    }
+
+    /// The lanes. They apply what `handle` queued until the pipeline is gone (its senders
+    /// dropped); shutdown only stops a lane's retries.
+    fn background(&self, cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<Background> {
+        let policy = RetryPolicy::from_config(&cfg.runner);
+        std::mem::take(&mut *self.lane_receivers.lock().expect("lanes lock"))
+            .into_iter()
+            .map(|rx| {
+                Box::pin(run_lane(
+                    self.pool.clone(),
+                    rx,
+                    self.group_max,
+                    policy,
+                    shutdown.clone(),
+                )) as Background
+            })
+            .collect()
     }
 
     fn topic(&self) -> &str {
@@ -536,11 +282,11 @@ impl Pipeline for CommandPipeline {
         _state: &mut (),
         msg: &InMessage,
         batch: &mut CommandBatch,
-    ) -> Result<(), RetryLater> {
+    ) -> Result<()> {
         let cmd: CommandRecord =
             match crate::dlq::decode_valid(&self.codec, msg, "Command", invalid_envelope).await? {
-                Ok(c) => c,
-                Err((reason, error)) => {
+                Decoded::Ok(c) => c,
+                Decoded::DeadLetter(reason, error) => {
                     batch.consumed += 1;
                     self.dead_letter(msg, reason, error, batch);
                     return Ok(());
@@ -550,9 +296,9 @@ impl Pipeline for CommandPipeline {
         // Reserve first: if the lane stays full, nothing has changed when we return.
         let permit = match tokio::time::timeout(LANE_WAIT, lane.reserve()).await {
             Ok(Ok(p)) => p,
-            Ok(Err(_)) => panic!("a command lane stopped"),
+            Ok(Err(_)) => return Err(Error::Internal("a command lane stopped".into())),
             Err(_) => {
-                return Err(RetryLater(
+                return Err(Error::Unavailable(
                     "every slot of the command lane is taken (PostgreSQL slow or down)".into(),
                 ))
             }
@@ -571,12 +317,12 @@ impl Pipeline for CommandPipeline {
 
     fn on_idle(&self, _state: &mut (), _partition: i32, _batch: &mut CommandBatch) {}
 
-    async fn flush(&self, batch: &mut CommandBatch) -> atlasmesh_sinks::Result<()> {
+    async fn flush(&self, batch: &mut CommandBatch) -> Result<()> {
         if batch.consumed == 0 {
             return Ok(());
         }
-        if !Self::collect_decided(batch, FLUSH_WAIT).await {
-            return Err(atlasmesh_sinks::Error::Other(format!(
+        if !Self::collect_decided(batch, FLUSH_WAIT).await? {
+            return Err(Error::Unavailable(format!(
                 "{} commands are still being applied (PostgreSQL slow or down)",
                 batch.inflight.len()
             )));
@@ -597,9 +343,7 @@ impl Pipeline for CommandPipeline {
                 .codec
                 .encode(&self.topics.command_results, SchemaKind::CommandResults, r)
                 .await
-                .map_err(|e| {
-                    atlasmesh_sinks::Error::Other(format!("encoding command result: {e}"))
-                })?;
+                .map_err(|e| Error::encode("command result", &e))?;
             records.push(OutRecord {
                 topic: self.topics.command_results.clone(),
                 key: Some(r.command_id.clone().into_bytes()),
@@ -609,7 +353,7 @@ impl Pipeline for CommandPipeline {
             });
         }
         records.extend(crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?);
-        self.producer.send_all("kafka", &records).await
+        Ok(self.producer.send_all("kafka", &records).await?)
     }
 
     fn batch_len(&self, batch: &CommandBatch) -> usize {

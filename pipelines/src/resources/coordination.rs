@@ -137,7 +137,7 @@ pub async fn run(pool: PgPool, interval: Duration, mut shutdown: watch::Receiver
                     warn!(error = %e, "Federation coordination metrics not computed; retrying at the next tick.");
                 }
             }
-            _ = shutdown.changed() => if *shutdown.borrow() { return },
+            _ = crate::runner::requested(&mut shutdown) => return,
         }
     }
 }

@@ -8,19 +8,27 @@
 //! - On (re)assignment a partition's state is loaded from its checkpoint and the consumer seeks
 //!   to the stored offset; messages before it are skipped. A crash therefore replays at most
 //!   one batch, which the idempotent sinks absorb.
-//! - A sink or dependency that fails with a retriable error pauses the assigned partitions and
-//!   retries with backoff while still polling the consumer (so the group does not rebalance);
-//!   nothing is dropped.
+//! - A sink or dependency that fails with a retriable error ([`Classify`]) pauses the assigned
+//!   partitions and retries with the [`RetryPolicy`] while still polling the consumer (so the
+//!   group does not rebalance); nothing is dropped. A non-retriable error stops the pipeline
+//!   with an error (it resumes from its last checkpoint once restarted), and shutdown stops
+//!   the retries.
+//! - Each pipeline sets its own tick and idle time ([`Pipeline::tick_interval`],
+//!   [`Pipeline::idle_flush`], from its config section) and may run background tasks
+//!   ([`Pipeline::background`]) that end with it.
 
 mod context;
+mod retry;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::config::{Assignment, Config};
 use atlasmesh_core::metric_names as m;
+use atlasmesh_core::Classify;
 use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
@@ -28,9 +36,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
 
 pub use context::RunnerContext;
+pub use retry::{requested, Backoff, RetryPolicy};
+
+use crate::{Error, Result};
 
 /// A consumed message, owned.
 #[derive(Debug, Clone)]
@@ -64,25 +76,57 @@ impl InMessage {
     }
 }
 
-/// Handling a message failed in a way a retry can fix (a dependency is down).
-#[derive(Debug, thiserror::Error)]
-#[error("retry later: {0}")]
-pub struct RetryLater(pub String);
+/// A pipeline's processing-time cadence, from its own config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// How often the runner ticks (idle checks, [`Pipeline::on_tick`]).
+    pub tick: Duration,
+    /// How long a partition receives nothing before it counts as idle.
+    pub idle_flush: Duration,
+}
+
+impl Cadence {
+    /// `tick_ms` and `idle_flush_ms` of a pipeline's section; an unset `idle_flush_ms` falls
+    /// back to `telemetry.idle_flush_ms`.
+    pub fn new(cfg: &Config, tick_ms: u64, idle_flush_ms: Option<u64>) -> Cadence {
+        Cadence {
+            tick: Duration::from_millis(tick_ms.max(1)),
+            idle_flush: Duration::from_millis(idle_flush_ms.unwrap_or(cfg.telemetry.idle_flush_ms)),
+        }
+    }
+}
+
+/// A task a pipeline runs beside its runner (a refresh, a periodic computation). It must end
+/// once the shutdown it was given turns true.
+pub type Background = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A pipeline the runner drives. `handle` must not change `state` when it returns an error.
-pub trait Pipeline: Send + Sync + 'static {
+pub trait Pipeline: Sized + Send + Sync + 'static {
+    /// The pipeline's name: consumer group suffix, checkpoint key, metric label.
+    const NAME: &'static str;
     type State: Serialize + DeserializeOwned + Default + Send;
     type Batch: Default + Send;
 
-    fn name(&self) -> &str;
+    /// Connects the pipeline's stores and reads its configuration.
+    fn build(cfg: &Config) -> impl Future<Output = Result<Self>> + Send;
     fn topic(&self) -> &str;
+    /// How often the runner ticks for this pipeline (`<pipeline>.tick_ms`).
+    fn tick_interval(&self) -> Duration;
+    /// How long a partition receives nothing before [`Pipeline::on_idle`]
+    /// (`<pipeline>.idle_flush_ms`).
+    fn idle_flush(&self) -> Duration;
+    /// Tasks to run beside the runner; each ends when `shutdown` turns true (or, at the
+    /// latest, when the runner has stopped).
+    fn background(&self, _cfg: &Config, _shutdown: watch::Receiver<bool>) -> Vec<Background> {
+        Vec::new()
+    }
     fn handle(
         &self,
         state: &mut Self::State,
         msg: &InMessage,
         batch: &mut Self::Batch,
-    ) -> impl Future<Output = Result<(), RetryLater>> + Send;
-    /// The partition received nothing for `idle_flush_ms`.
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The partition received nothing for [`Pipeline::idle_flush`].
     fn on_idle(&self, state: &mut Self::State, partition: i32, batch: &mut Self::Batch);
     /// Called about every `runner.checkpoint_interval_ms` for a partition that stays idle after
     /// `on_idle` (caught up, nothing received); true when it changed the state.
@@ -94,21 +138,28 @@ pub trait Pipeline: Send + Sync + 'static {
     ) -> bool {
         false
     }
-    /// Called for every partition with state on each runner tick (about every 200 ms,
-    /// processing time), whether or not messages arrive: for work a partition owes without
-    /// new input (e.g. an operator's manual resolve of an alert it holds). Returns whether it
-    /// changed `state` or `batch`.
+    /// Called for every partition with state on each runner tick
+    /// ([`Pipeline::tick_interval`], processing time), whether or not messages arrive: for
+    /// work a partition owes without new input (e.g. an operator's manual resolve of an alert
+    /// it holds). Returns whether it changed `state` or `batch`.
     fn on_tick(&self, _state: &mut Self::State, _partition: i32, _batch: &mut Self::Batch) -> bool {
         false
     }
     /// Writes the batch durably and idempotently. May be called again with the same batch
     /// after an error.
-    fn flush(
-        &self,
-        batch: &mut Self::Batch,
-    ) -> impl Future<Output = atlasmesh_sinks::Result<()>> + Send;
+    fn flush(&self, batch: &mut Self::Batch) -> impl Future<Output = Result<()>> + Send;
     fn batch_len(&self, batch: &Self::Batch) -> usize;
 }
+
+/// Why the runner loop ends before shutdown's final checkpoint.
+enum Stop {
+    /// Shutdown was requested while waiting for a dependency.
+    Shutdown,
+    /// A non-retriable error.
+    Failed(Error),
+}
+
+type Step<T = ()> = std::result::Result<T, Stop>;
 
 struct PartState<S> {
     state: S,
@@ -130,16 +181,62 @@ struct Runner<'a, P: Pipeline> {
     deferred: VecDeque<OwnedMessage>,
     paused: bool,
     last_checkpoint: Instant,
+    shutdown: watch::Receiver<bool>,
+    /// Sink writes and checkpoint loads/saves.
+    policy: RetryPolicy,
+    /// Handling a message: its own wait (e.g. for a command lane) comes on top, so the
+    /// delays stay short.
+    handle_policy: RetryPolicy,
+}
+
+/// Builds `P`, starts its background tasks and returns the future that runs it until
+/// `shutdown` turns true (or it fails). Building happens now, so a pipeline that cannot start
+/// is an error before anything runs.
+pub async fn start<P: Pipeline>(
+    cfg: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+    let p = Arc::new(P::build(&cfg).await?);
+    let mut background = JoinSet::new();
+    for task in p.background(&cfg, shutdown.clone()) {
+        background.spawn(task);
+    }
+    Ok(async move {
+        let result = run(p, &cfg, shutdown).await;
+        // The runner and its pipeline are gone (which closes what e.g. the command lanes
+        // wait on); background tasks end with shutdown, or now if the pipeline failed.
+        if result.is_err() {
+            background.abort_all();
+        }
+        let grace = Duration::from_millis(cfg.runner.retry_max_ms.max(1_000));
+        let joined = tokio::time::timeout(grace, async {
+            while let Some(r) = background.join_next().await {
+                if r.is_err_and(|e| e.is_panic()) {
+                    error!(pipeline = P::NAME, "A background task panicked.");
+                }
+            }
+        })
+        .await;
+        if joined.is_err() {
+            warn!(
+                pipeline = P::NAME,
+                "Background tasks did not stop in time; aborted."
+            );
+            background.shutdown().await;
+        }
+        result
+    })
 }
 
 /// Consumes the pipeline's topic until `shutdown` turns true, then checkpoints and returns.
+/// Returns an error (after logging it) when the pipeline meets a non-retriable error.
 pub async fn run<P: Pipeline>(
     p: Arc<P>,
     cfg: &Config,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let group = format!("{}.{}", cfg.kafka.group_prefix, p.name());
-    let ctx = RunnerContext::new(p.name());
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let group = format!("{}.{}", cfg.kafka.group_prefix, P::NAME);
+    let ctx = RunnerContext::new(P::NAME);
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
     cc.set("group.id", &group)
         .set("enable.auto.commit", "false")
@@ -149,16 +246,21 @@ pub async fn run<P: Pipeline>(
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
         .set("statistics.interval.ms", "1000");
-    let consumer: StreamConsumer<RunnerContext> = cc.create_with_context(ctx)?;
+    let consumer: StreamConsumer<RunnerContext> = cc
+        .create_with_context(ctx)
+        .map_err(atlasmesh_sinks::Error::from)?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
-    let store = CheckpointStore::new(pool, p.name());
+    let store = CheckpointStore::new(pool, P::NAME);
     match cfg.kafka.assignment {
-        Assignment::Group => consumer.subscribe(&[p.topic()])?,
+        Assignment::Group => consumer
+            .subscribe(&[p.topic()])
+            .map_err(atlasmesh_sinks::Error::from)?,
         Assignment::Manual => {
             assign_manually(&consumer, &store, p.topic(), &cfg.kafka.assigned_partitions).await?
         }
     }
-    info!(pipeline = %p.name(), topic = %p.topic(), group = %group, "Pipeline started.");
+    info!(pipeline = P::NAME, topic = %p.topic(), group = %group, "Pipeline started.");
+    let policy = RetryPolicy::from_config(&cfg.runner);
     let mut r = Runner {
         p,
         cfg,
@@ -169,43 +271,23 @@ pub async fn run<P: Pipeline>(
         deferred: VecDeque::new(),
         paused: false,
         last_checkpoint: Instant::now(),
+        shutdown,
+        policy,
+        handle_policy: policy.capped(Duration::from_secs(1)),
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        r.drop_revoked();
-        if let Some(m) = r.deferred.pop_front() {
-            r.on_message(InMessage::from_owned(&m)).await;
-            r.maybe_checkpoint(false).await;
-            continue;
+    match r.consume().await {
+        Ok(()) => {
+            info!(pipeline = P::NAME, "Pipeline stopped.");
+            Ok(())
         }
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    r.checkpoint().await;
-                    info!(pipeline = %r.p.name(), "Pipeline stopped.");
-                    return Ok(());
-                }
-            }
-            _ = tick.tick() => {
-                r.adopt_assigned().await;
-                r.check_idle();
-                r.tick_partitions();
-                r.maybe_checkpoint(false).await;
-            }
-            msg = r.consumer.recv() => match msg {
-                Ok(m) => {
-                    let m = InMessage::from_borrowed(&m);
-                    r.on_message(m).await;
-                    r.maybe_checkpoint(false).await;
-                }
-                Err(e) => {
-                    warn!(pipeline = %r.p.name(), error = %e, "Kafka consume error.");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            },
+        Err(Stop::Shutdown) => {
+            info!(
+                pipeline = P::NAME,
+                "Pipeline stopped while waiting for a dependency; it resumes from its last checkpoint."
+            );
+            Ok(())
         }
+        Err(Stop::Failed(e)) => Err(e),
     }
 }
 
@@ -215,7 +297,7 @@ async fn assign_manually(
     store: &CheckpointStore,
     topic: &str,
     partitions: &[i32],
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let partitions: Vec<i32> = if partitions.is_empty() {
         atlasmesh_sinks::kafka::topic_partitions(consumer.client(), topic)?
     } else {
@@ -227,63 +309,118 @@ async fn assign_manually(
             Some(c) => Offset::Offset(c.next_offset),
             None => Offset::Beginning,
         };
-        tpl.add_partition_offset(topic, *p, offset)?;
+        tpl.add_partition_offset(topic, *p, offset)
+            .map_err(atlasmesh_sinks::Error::from)?;
     }
-    consumer.assign(&tpl)?;
+    consumer
+        .assign(&tpl)
+        .map_err(atlasmesh_sinks::Error::from)?;
     info!(topic, partitions = ?partitions, "Partitions assigned manually (no consumer group membership).");
     Ok(())
 }
 
 impl<P: Pipeline> Runner<'_, P> {
+    /// The consume loop; returns after the final checkpoint once shutdown is requested.
+    async fn consume(&mut self) -> Step {
+        let mut tick = tokio::time::interval(self.p.tick_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.drop_revoked();
+            if let Some(m) = self.deferred.pop_front() {
+                self.on_message(InMessage::from_owned(&m)).await?;
+                self.maybe_checkpoint().await?;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = requested(&mut self.shutdown) => {
+                    return self.checkpoint().await;
+                }
+                _ = tick.tick() => {
+                    self.adopt_assigned().await?;
+                    self.check_idle();
+                    self.tick_partitions();
+                    self.maybe_checkpoint().await?;
+                }
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        let m = InMessage::from_borrowed(&m);
+                        self.on_message(m).await?;
+                        self.maybe_checkpoint().await?;
+                    }
+                    Err(e) => {
+                        warn!(pipeline = P::NAME, error = %e, "Kafka consume error.");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+    }
+
     fn drop_revoked(&mut self) {
         for partition in self.consumer.context().take_revoked() {
             if self.parts.remove(&partition).is_some() {
-                info!(pipeline = %self.p.name(), partition, "Partition revoked; state dropped (its checkpoint stays authoritative).");
+                info!(
+                    pipeline = P::NAME,
+                    partition,
+                    "Partition revoked; state dropped (its checkpoint stays authoritative)."
+                );
             }
         }
     }
 
-    /// Runs `op` until it succeeds, pausing the assignment and polling meanwhile. Stops early
-    /// (returning `None`) only when `op` fails with a non-retriable error.
-    async fn retry<T, E, F, Fut>(&mut self, what: &str, mut op: F) -> Option<T>
-    where
-        E: std::fmt::Display,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, (E, bool)>>,
-    {
-        let mut backoff = Duration::from_millis(self.cfg.runner.retry_initial_ms);
-        let max = Duration::from_millis(self.cfg.runner.retry_max_ms);
-        let mut attempt = 0u32;
-        loop {
-            match op().await {
-                Ok(v) => {
-                    if attempt > 0 {
-                        info!(pipeline = %self.p.name(), what, attempts = attempt + 1, "Recovered; resuming.");
-                    }
-                    self.resume();
-                    return Some(v);
-                }
-                Err((e, retriable)) => {
-                    if !retriable {
-                        warn!(pipeline = %self.p.name(), what, error = %e, "Non-retriable error.");
-                        return None;
-                    }
-                    attempt += 1;
-                    warn!(pipeline = %self.p.name(), what, error = %e, attempt, backoff_ms = backoff.as_millis() as u64, "Dependency unavailable; pausing consumption and retrying.");
-                    self.pause();
-                    self.poll_for(backoff).await;
-                    backoff = (backoff * 2).min(max);
-                }
-            }
-        }
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
-    /// Keeps the consumer polled (group membership) for `d`, stashing anything delivered.
+    /// After `what` failed with `e`: stops on shutdown or a non-retriable error; otherwise
+    /// pauses the assignment and keeps polling for the next delay of `backoff`.
+    async fn wait_retry(&mut self, what: &'static str, e: Error, backoff: &mut Backoff) -> Step {
+        if self.shutting_down() {
+            // Whatever failed is consumed again after the restart.
+            warn!(pipeline = P::NAME, what, error = %e, class = %e.class(), "Failed at shutdown; not retrying (the pipeline resumes from its last checkpoint).");
+            return Err(Stop::Shutdown);
+        }
+        if !e.is_retriable() {
+            error!(pipeline = P::NAME, what, error = %e, class = %e.class(), "Non-retriable error; stopping the pipeline (it resumes from its last checkpoint once restarted).");
+            return Err(Stop::Failed(e));
+        }
+        let delay = backoff.next_delay();
+        warn!(pipeline = P::NAME, what, error = %e, attempt = backoff.attempts(), backoff_ms = delay.as_millis() as u64, "Dependency unavailable; pausing consumption and retrying.");
+        self.pause();
+        self.poll_for(delay).await;
+        if self.shutting_down() {
+            return Err(Stop::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// `what` succeeded after the failures `backoff` counted: resume consumption.
+    fn recovered(&mut self, what: &'static str, backoff: &Backoff) {
+        if backoff.attempts() > 0 {
+            info!(
+                pipeline = P::NAME,
+                what,
+                attempts = backoff.attempts() + 1,
+                "Recovered; resuming."
+            );
+        }
+        self.resume();
+    }
+
+    /// Keeps the consumer polled (group membership) for `d`, stashing anything delivered;
+    /// returns early on shutdown.
     async fn poll_for(&mut self, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
-        while let Ok(r) = tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-            if let Ok(m) = r {
-                self.deferred.push_back(m.detach());
+        loop {
+            tokio::select! {
+                biased;
+                _ = requested(&mut self.shutdown) => return,
+                r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
+                    Err(_) => return,
+                    Ok(Ok(m)) => self.deferred.push_back(m.detach()),
+                    Ok(Err(_)) => {}
+                },
             }
         }
     }
@@ -295,8 +432,7 @@ impl<P: Pipeline> Runner<'_, P> {
         if let Ok(a) = self.consumer.assignment() {
             if self.consumer.pause(&a).is_ok() {
                 self.paused = true;
-                metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => self.p.name().to_string())
-                    .set(a.count() as f64);
+                metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => P::NAME).set(a.count() as f64);
             }
         }
     }
@@ -309,7 +445,7 @@ impl<P: Pipeline> Runner<'_, P> {
             let _ = self.consumer.resume(&a);
         }
         self.paused = false;
-        metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => self.p.name().to_string()).set(0.0);
+        metrics::gauge!(m::PARTITIONS_PAUSED, "pipeline" => P::NAME).set(0.0);
     }
 
     /// Loads the checkpointed state of every assigned partition that has none in memory yet.
@@ -317,9 +453,9 @@ impl<P: Pipeline> Runner<'_, P> {
     /// Eager, not on the first message: a partition whose checkpoint is already at the end of
     /// the log receives no message after a restart, yet its open windows must still close when
     /// it is idle.
-    async fn adopt_assigned(&mut self) {
+    async fn adopt_assigned(&mut self) -> Step {
         let Ok(assignment) = self.consumer.assignment() else {
-            return;
+            return Ok(());
         };
         let topic = self.p.topic().to_string();
         let missing: Vec<i32> = assignment
@@ -329,39 +465,48 @@ impl<P: Pipeline> Runner<'_, P> {
             .filter(|p| !self.parts.contains_key(p))
             .collect();
         for partition in missing {
-            self.load_partition(&topic, partition, None).await;
+            self.load_partition(&topic, partition, None).await?;
         }
+        Ok(())
     }
 
     /// Loads a partition's state and offset from its checkpoint and positions the consumer
     /// there. `first_offset` is the offset of a message already delivered, if any.
-    async fn load_partition(&mut self, topic: &str, partition: i32, first_offset: Option<i64>) {
-        let store = self.store.clone();
-        let t = topic.to_string();
-        let loaded = self
-            .retry("load checkpoint", || {
-                let store = store.clone();
-                let t = t.clone();
-                async move {
-                    store.load(&t, partition).await.map_err(|e| {
-                        let r = e.is_retriable();
-                        (e, r)
-                    })
+    async fn load_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        first_offset: Option<i64>,
+    ) -> Step {
+        let mut backoff = self.policy.backoff();
+        let loaded = loop {
+            match self.store.load(topic, partition).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    self.wait_retry("load checkpoint", e.into(), &mut backoff)
+                        .await?
                 }
-            })
-            .await
-            .flatten();
+            }
+        };
+        self.recovered("load checkpoint", &backoff);
         let (state, next_offset) = match loaded {
             Some(c) => match bincode::deserialize::<P::State>(&c.state) {
                 Ok(s) => (s, c.next_offset),
                 Err(e) => {
                     // Refuse to guess: a state we cannot read must be looked at by a human.
-                    panic!("checkpoint of {topic}/{partition} is unreadable ({e}); refusing to continue");
+                    let e = Error::Internal(format!(
+                        "checkpoint of {topic}/{partition} is unreadable ({e}); refusing to continue"
+                    ));
+                    error!(pipeline = P::NAME, partition, error = %e, "Unreadable checkpoint; stopping the pipeline.");
+                    return Err(Stop::Failed(e));
                 }
             },
             None => (P::State::default(), 0),
         };
-        info!(pipeline = %self.p.name(), partition, next_offset, "Partition assigned; state loaded.");
+        info!(
+            pipeline = P::NAME,
+            partition, next_offset, "Partition assigned; state loaded."
+        );
         let behind = first_offset.is_none_or(|o| o < next_offset);
         if behind && next_offset > 0 {
             // Messages before the checkpoint are skipped in `on_message` whether or not the
@@ -375,7 +520,13 @@ impl<P: Pipeline> Runner<'_, P> {
                 debug!(partition, error = %e, "Seek failed; skipping up to the checkpoint instead.");
             }
         } else if let Some(o) = first_offset.filter(|o| *o > next_offset && next_offset > 0) {
-            warn!(pipeline = %self.p.name(), partition, expected = next_offset, got = o, "Offsets between the checkpoint and the first message are gone (retention?).");
+            warn!(
+                pipeline = P::NAME,
+                partition,
+                expected = next_offset,
+                got = o,
+                "Offsets between the checkpoint and the first message are gone (retention?)."
+            );
         }
         // `idle_flushed: false`: a partition already at its end closes its windows once idle.
         self.parts.insert(
@@ -389,39 +540,43 @@ impl<P: Pipeline> Runner<'_, P> {
                 dirty: false,
             },
         );
+        Ok(())
     }
 
-    async fn on_message(&mut self, msg: InMessage) {
+    async fn on_message(&mut self, msg: InMessage) -> Step {
         let partition = msg.partition;
         if !self.parts.contains_key(&partition) {
             self.load_partition(&msg.topic.clone(), partition, Some(msg.offset))
-                .await;
+                .await?;
         }
         if msg.offset < self.parts[&partition].next_offset {
-            return; // already reflected in the checkpointed state
+            return Ok(()); // already reflected in the checkpointed state
         }
-        metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => self.p.name().to_string()).increment(1);
+        metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => P::NAME).increment(1);
+        let mut backoff = self.handle_policy.backoff();
         loop {
             let p = self.p.clone();
             let st = self.parts.get_mut(&partition).expect("partition state");
             match p.handle(&mut st.state, &msg, &mut self.batch).await {
                 Ok(()) => break,
                 Err(e) => {
-                    warn!(pipeline = %self.p.name(), partition, offset = msg.offset, error = %e, "Message handling must wait for a dependency; pausing.");
-                    self.pause();
-                    self.poll_for(Duration::from_millis(
-                        self.cfg.runner.retry_max_ms.min(1000),
-                    ))
-                    .await;
+                    debug!(
+                        pipeline = P::NAME,
+                        partition,
+                        offset = msg.offset,
+                        "Handling the message must wait."
+                    );
+                    self.wait_retry("handle message", e, &mut backoff).await?;
                 }
             }
         }
-        self.resume();
+        self.recovered("handle message", &backoff);
         let st = self.parts.get_mut(&partition).expect("partition state");
         st.next_offset = msg.offset + 1;
         st.last_msg = Instant::now();
         st.idle_flushed = false;
         st.dirty = true;
+        Ok(())
     }
 
     fn tick_partitions(&mut self) {
@@ -434,7 +589,7 @@ impl<P: Pipeline> Runner<'_, P> {
     }
 
     fn check_idle(&mut self) {
-        let idle = Duration::from_millis(self.cfg.telemetry.idle_flush_ms);
+        let idle = self.p.idle_flush();
         let repeat = Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
         let p = self.p.clone();
         let topic = p.topic().to_string();
@@ -461,48 +616,46 @@ impl<P: Pipeline> Runner<'_, P> {
                 st.idle_flushed = true;
                 st.idle_since = Instant::now();
                 st.dirty = true;
-                debug!(pipeline = %p.name(), partition, "Partition idle; open windows closed.");
+                debug!(
+                    pipeline = P::NAME,
+                    partition, "Partition idle; open windows closed."
+                );
             }
         }
     }
 
-    async fn maybe_checkpoint(&mut self, force: bool) {
+    async fn maybe_checkpoint(&mut self) -> Step {
         let due = self.last_checkpoint.elapsed()
             >= Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
-        if force || due || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
-            self.checkpoint().await;
+        if due || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
+            self.checkpoint().await?;
         }
+        Ok(())
     }
 
-    /// Flush sinks, then save state + offsets, then commit to Kafka.
-    async fn checkpoint(&mut self) {
+    /// Flush sinks, then save state + offsets, then commit to Kafka. Both writes retry with
+    /// the same policy.
+    async fn checkpoint(&mut self) -> Step {
         self.last_checkpoint = Instant::now();
         if !self.parts.values().any(|s| s.dirty) && self.p.batch_len(&self.batch) == 0 {
-            return;
+            return Ok(());
         }
         let started = Instant::now();
         let mut batch = std::mem::take(&mut self.batch);
         let p = self.p.clone();
-        let batch_ref = &mut batch;
-        let attempts = {
-            let mut backoff = Duration::from_millis(self.cfg.runner.retry_initial_ms);
-            let max = Duration::from_millis(self.cfg.runner.retry_max_ms);
-            let mut attempts = 0u32;
-            loop {
-                match p.flush(batch_ref).await {
-                    Ok(()) => break attempts,
-                    Err(e) => {
-                        attempts += 1;
-                        warn!(pipeline = %p.name(), error = %e, retriable = e.is_retriable(), attempt = attempts, "Sink write failed; pausing consumption and retrying the batch.");
-                        self.pause();
-                        self.poll_for(backoff).await;
-                        backoff = (backoff * 2).min(max);
-                    }
-                }
+        let mut backoff = self.policy.backoff();
+        loop {
+            match p.flush(&mut batch).await {
+                Ok(()) => break,
+                Err(e) => self.wait_retry("write batch", e, &mut backoff).await?,
             }
-        };
-        if attempts > 0 {
-            info!(pipeline = %p.name(), attempts = attempts + 1, "Sinks recovered; batch written.");
+        }
+        if backoff.attempts() > 0 {
+            info!(
+                pipeline = P::NAME,
+                attempts = backoff.attempts() + 1,
+                "Sinks recovered; batch written."
+            );
         }
         let topic = p.topic().to_string();
         let checkpoints: Vec<Checkpoint> = self
@@ -516,21 +669,19 @@ impl<P: Pipeline> Runner<'_, P> {
                 state: bincode::serialize(&s.state).expect("state serialises"),
             })
             .collect();
-        let store = self.store.clone();
-        let cps = Arc::new(checkpoints);
-        let saved = self
-            .retry("save checkpoint", || {
-                let store = store.clone();
-                let cps = cps.clone();
-                async move { store.save(&cps).await.map_err(|e| (e, true)) }
-            })
-            .await;
-        if saved.is_none() {
-            return;
+        let mut backoff = self.policy.backoff();
+        loop {
+            match self.store.save(&checkpoints).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.wait_retry("save checkpoint", e.into(), &mut backoff)
+                        .await?
+                }
+            }
         }
-        self.resume();
+        self.recovered("save checkpoint", &backoff);
         let mut tpl = TopicPartitionList::new();
-        for c in cps.iter() {
+        for c in &checkpoints {
             if let Some(s) = self.parts.get_mut(&c.partition) {
                 s.dirty = false;
             }
@@ -544,8 +695,9 @@ impl<P: Pipeline> Runner<'_, P> {
                 debug!(error = %e, "Kafka offset commit failed (informational only).");
             }
         }
-        metrics::counter!(m::CHECKPOINTS, "pipeline" => p.name().to_string()).increment(1);
-        metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => p.name().to_string())
+        metrics::counter!(m::CHECKPOINTS, "pipeline" => P::NAME).increment(1);
+        metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => P::NAME)
             .record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 }

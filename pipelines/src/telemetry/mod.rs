@@ -1,8 +1,11 @@
 //! The telemetry pipeline: raw rows, per-vehicle event-time windows, fleet partials, latest
 //! values, closed windows to `fleet.metrics.v1`, bad input to `fleet.dlq.v1`.
 
-mod batch;
+mod store;
 
+use std::time::Duration;
+
+use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
@@ -16,14 +19,13 @@ use atlasmesh_sinks::clickhouse::{
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
 
-pub use batch::TelemetryBatch;
+pub use store::TelemetryBatch;
 
-use crate::runner::{InMessage, Pipeline, RetryLater};
+use crate::dlq::Decoded;
+use crate::runner::{Cadence, InMessage, Pipeline};
+use crate::{Error, Result};
 
 pub const NAME: &str = "telemetry";
-
-/// The processing-time clock (kept here for the callers that still import it from here).
-pub use atlasmesh_core::clock::now_ms;
 
 pub struct TelemetryPipeline {
     codec: Codec,
@@ -37,31 +39,10 @@ pub struct TelemetryPipeline {
     /// (every watermark goes to each).
     source_partitions: i32,
     metrics_partitions: i32,
+    cadence: Cadence,
 }
 
 impl TelemetryPipeline {
-    pub async fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let limits = ValidationLimits {
-            max_future_ms: cfg.telemetry.max_future_ms,
-            ..ValidationLimits::default()
-        };
-        let producer = KafkaProducer::new(&cfg.kafka)?;
-        let source_partitions = producer.partition_count(&cfg.topics.telemetry).await?;
-        let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
-        Ok(TelemetryPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
-                .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?,
-            params: WindowParams::from(&cfg.telemetry),
-            limits,
-            topics: cfg.topics.clone(),
-            clickhouse: ClickHouseSink::new(&cfg.clickhouse),
-            redis: RedisSink::connect(&cfg.redis.url, &cfg.redis.key_prefix).await?,
-            producer,
-            source_partitions,
-            metrics_partitions,
-        })
-    }
-
     fn dead_letter(
         &self,
         msg: &InMessage,
@@ -108,15 +89,47 @@ impl TelemetryPipeline {
 }
 
 impl Pipeline for TelemetryPipeline {
+    const NAME: &'static str = NAME;
     type State = PartitionWindows;
     type Batch = TelemetryBatch;
 
-    fn name(&self) -> &str {
-        NAME
+    async fn build(cfg: &Config) -> Result<Self> {
+        let limits = ValidationLimits {
+            max_future_ms: cfg.telemetry.max_future_ms,
+            ..ValidationLimits::default()
+        };
+        let producer = KafkaProducer::new(&cfg.kafka)?;
+        let source_partitions = producer.partition_count(&cfg.topics.telemetry).await?;
+        let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
+        Ok(TelemetryPipeline {
+            codec: Codec::new(&cfg.schema_registry.url)
+                .map_err(|e| Error::setup("schema registry", e))?,
+            params: WindowParams::from(&cfg.telemetry),
+            limits,
+            topics: cfg.topics.clone(),
+            clickhouse: ClickHouseSink::new(&cfg.clickhouse),
+            redis: RedisSink::connect(&cfg.redis.url, &cfg.redis.key_prefix).await?,
+            producer,
+            source_partitions,
+            metrics_partitions,
+            cadence: Cadence::new(
+                cfg,
+                cfg.telemetry.tick_ms,
+                Some(cfg.telemetry.idle_flush_ms),
+            ),
+        })
     }
 
     fn topic(&self) -> &str {
         &self.topics.telemetry
+    }
+
+    fn tick_interval(&self) -> Duration {
+        self.cadence.tick
+    }
+
+    fn idle_flush(&self) -> Duration {
+        self.cadence.idle_flush
     }
 
     async fn handle(
@@ -124,13 +137,13 @@ impl Pipeline for TelemetryPipeline {
         state: &mut PartitionWindows,
         msg: &InMessage,
         batch: &mut TelemetryBatch,
-    ) -> Result<(), RetryLater> {
+    ) -> Result<()> {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
         let ev: TelemetryEvent =
             match crate::dlq::decode(&self.codec, msg, "TelemetryEvent").await? {
-                Ok(ev) => ev,
-                Err((reason, error)) => {
+                Decoded::Ok(ev) => ev,
+                Decoded::DeadLetter(reason, error) => {
                     self.dead_letter(msg, reason, error, batch);
                     return Ok(());
                 }
@@ -204,7 +217,7 @@ impl Pipeline for TelemetryPipeline {
         false
     }
 
-    async fn flush(&self, batch: &mut TelemetryBatch) -> atlasmesh_sinks::Result<()> {
+    async fn flush(&self, batch: &mut TelemetryBatch) -> Result<()> {
         let parts = (self.source_partitions, self.metrics_partitions);
         batch
             .flush(

@@ -267,7 +267,8 @@ async fn lag_monitor_reads_checkpoints_from_postgres() {
     let mut cfg = config("default", &unique("lag"));
     cfg.postgres.url = url;
     cfg.kafka.brokers = format!("127.0.0.1:{}", closed_port());
-    let handle = atlasmesh_query_api::spawn_lag_monitor(state(&cfg).await);
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = atlasmesh_query_api::spawn_lag_monitor(state(&cfg).await, stop_rx);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!handle.is_finished());
     handle.abort();

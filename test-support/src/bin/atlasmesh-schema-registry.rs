@@ -10,8 +10,8 @@ use clap::Parser;
 ///
 /// Implements the REST subset used by schema_registry_converter and operators: register /
 /// lookup / fetch by id and subject version, compatibility checks (BACKWARD by default,
-/// BACKWARD_TRANSITIVE, FORWARD[_TRANSITIVE], FULL[_TRANSITIVE], NONE) done with apache-avro,
-/// global and per-subject config, subject deletion, and GET /health for readiness probes.
+/// BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE) done with
+/// apache-avro, global and per-subject config, subject deletion, and GET /health for readiness probes.
 #[derive(Debug, Parser)]
 #[command(name = "atlasmesh-schema-registry", version)]
 struct Args {

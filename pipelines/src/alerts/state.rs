@@ -1,4 +1,4 @@
-//! The pure part of the alert engine: per-partition state (fleet partials waiting to settle,
+//! The pure part of the alert engine (the checkpointed fold): per-partition state (fleet partials waiting to settle,
 //! one alert state machine per rule and subject) and the evaluation of a metrics record
 //! against the rules. No I/O, no clock: the same records in the same order with the same
 //! rules give the same transitions with the same sequence numbers, which is what makes a
@@ -247,8 +247,9 @@ impl Emitted {
     }
 }
 
-/// A fleet window of a federated fleet that settled: what a record hands to the federation
-/// rules, and what `alert_fleet_windows` stores for them.
+/// A fleet window that settled, for the federation rules: handed out by
+/// [`AlertsState::on_record`] ([`Outcome::settled`]), stored in `alert_fleet_windows` and read
+/// back for [`evaluate_federation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettledWindow {
     pub fleet_id: String,

@@ -1,5 +1,9 @@
+//! The telemetry pipeline's writes: the batch of outputs and its staged flush to ClickHouse,
+//! Redis and Kafka.
+
 use std::collections::BTreeMap;
 
+use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Topics;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{
@@ -7,9 +11,8 @@ use atlasmesh_sinks::clickhouse::{
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::redis::{RedisBatch, RedisSink};
-use atlasmesh_sinks::{Error, Result};
 
-use super::now_ms;
+use crate::{Error, Result};
 
 /// Outputs gathered since the last checkpoint. `flush` writes them in order ClickHouse →
 /// Redis → Kafka (windows and dead letters, then watermarks), remembering which stages are
@@ -66,7 +69,7 @@ impl TelemetryBatch {
                 let payload = codec
                     .encode(&topics.metrics, SchemaKind::Metrics, r)
                     .await
-                    .map_err(|e| Error::Other(format!("encoding metrics record: {e}")))?;
+                    .map_err(|e| Error::encode("metrics record", &e))?;
                 records.push(OutRecord {
                     topic: topics.metrics.clone(),
                     key: Some(r.fleet_id.clone().into_bytes()),
@@ -89,7 +92,7 @@ impl TelemetryBatch {
             let payload = codec
                 .encode(&topics.metrics, SchemaKind::Metrics, &r)
                 .await
-                .map_err(|e| Error::Other(format!("encoding watermark: {e}")))?;
+                .map_err(|e| Error::encode("watermark", &e))?;
             for partition in 0..metrics_partitions {
                 records.push(OutRecord {
                     topic: topics.metrics.clone(),
