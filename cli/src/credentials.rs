@@ -102,15 +102,9 @@ pub fn token(cfg: &Config, args: &TokenArgs) -> anyhow::Result<String> {
 
 /// `atlasmesh api-key …`: what to print on stdout.
 pub async fn api_key(cfg: &Config, cmd: &ApiKeyCmd) -> anyhow::Result<String> {
-    atlasmesh_sinks::postgres::ensure_database(&cfg.postgres.url)
+    let pool = atlasmesh_sinks::postgres::prepare(&cfg.postgres.url, 2)
         .await
-        .context("creating the PostgreSQL database")?;
-    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2)
-        .await
-        .context("connecting to PostgreSQL")?;
-    atlasmesh_sinks::postgres::migrate(&pool)
-        .await
-        .context("PostgreSQL migrations")?;
+        .context("PostgreSQL: database and migrations")?;
     let out = match cmd {
         ApiKeyCmd::Create { name, grant } => {
             let (role, scope) = grant.role_and_scope()?;

@@ -185,6 +185,27 @@ pub async fn decode_valid<T: serde::de::DeserializeOwned>(
         .validate(invalid))
 }
 
+/// [`decode_valid`], with a dead letter pushed onto `dlq` (and `None` returned): the shape of
+/// every pipeline's `handle` for a topic of events.
+pub async fn decode_or_dead_letter<T: serde::de::DeserializeOwned>(
+    pipeline: &'static str,
+    codec: &Codec,
+    msg: &InMessage,
+    record_name: &str,
+    invalid: impl Fn(&T) -> Option<String>,
+    dlq: &mut Vec<DeadLetterRecord>,
+) -> Result<Option<T>> {
+    Ok(
+        match decode_valid(codec, msg, record_name, invalid).await? {
+            Decoded::Ok(r) => Some(r),
+            Decoded::DeadLetter(reason, error) => {
+                dlq.push(dead_letter(pipeline, msg, reason, error));
+                None
+            }
+        },
+    )
+}
+
 /// [`encode`] for every dead letter of a batch.
 pub async fn encode_all(
     codec: &Codec,

@@ -82,15 +82,9 @@ pub fn lookup(name: &str) -> Option<&'static Registered> {
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    atlasmesh_sinks::postgres::ensure_database(&cfg.postgres.url)
+    atlasmesh_sinks::postgres::prepare(&cfg.postgres.url, 2)
         .await
-        .context("creating PostgreSQL database")?;
-    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2)
-        .await
-        .context("connecting to PostgreSQL")?;
-    atlasmesh_sinks::postgres::migrate(&pool)
-        .await
-        .context("PostgreSQL migrations")?;
+        .context("PostgreSQL: database and migrations")?;
     atlasmesh_sinks::clickhouse::migrate(&cfg.clickhouse)
         .await
         .context("ClickHouse migrations")?;

@@ -44,6 +44,15 @@ pub async fn ensure_database(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a process that owns the schema does first: creates the database when missing, connects
+/// (`max_connections`) and applies the migrations.
+pub async fn prepare(url: &str, max_connections: u32) -> Result<PgPool> {
+    ensure_database(url).await?;
+    let pool = connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     connect_with(url.parse()?, max_connections).await
 }

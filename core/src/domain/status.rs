@@ -2,6 +2,13 @@
 //! their wire names and the allowed transitions), declared in the entity's area file. Cases
 //! (resource conflicts, safety events) share [`CaseStatus`].
 
+/// What the generic store rules need of a status machine (every `status_enum!` has it).
+pub trait Status: Copy {
+    fn parse(s: &str) -> Option<Self>;
+    /// Why `self → to` is refused, if it is.
+    fn transition_error(self, to: Self) -> Option<String>;
+}
+
 /// Declares a status enum with its wire names and allowed transitions.
 macro_rules! status_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),* $(,)? }
@@ -36,6 +43,16 @@ macro_rules! status_enum {
             /// Why `self → to` is refused, if it is.
             pub fn transition_error(self, to: $name) -> Option<String> {
                 (!self.can_become(to)).then(|| format!("cannot go from {} to {}", self.as_str(), to.as_str()))
+            }
+        }
+
+        impl $crate::domain::status::Status for $name {
+            fn parse(s: &str) -> Option<$name> {
+                $name::parse(s)
+            }
+
+            fn transition_error(self, to: $name) -> Option<String> {
+                $name::transition_error(self, to)
             }
         }
     };

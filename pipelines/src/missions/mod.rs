@@ -34,7 +34,6 @@ use sqlx::PgPool;
 
 pub use state::{invalid, window_of, MissionsState};
 
-use crate::dlq::Decoded;
 use crate::runner::{Cadence, InMessage, Pipeline};
 use crate::{Error, Result};
 
@@ -93,17 +92,19 @@ impl Pipeline for MissionsPipeline {
         msg: &InMessage,
         batch: &mut MissionsBatch,
     ) -> Result<()> {
-        let e: MissionEventRecord =
-            match crate::dlq::decode_valid(&self.codec, msg, "MissionEvent", invalid).await? {
-                Decoded::Ok(e) => e,
-                Decoded::DeadLetter(reason, error) => {
-                    batch.consumed += 1;
-                    batch
-                        .dlq
-                        .push(crate::dlq::dead_letter(NAME, msg, reason, error));
-                    return Ok(());
-                }
-            };
+        let decoded = crate::dlq::decode_or_dead_letter(
+            NAME,
+            &self.codec,
+            msg,
+            "MissionEvent",
+            invalid,
+            &mut batch.dlq,
+        )
+        .await?;
+        let Some(e): Option<MissionEventRecord> = decoded else {
+            batch.consumed += 1;
+            return Ok(());
+        };
         self.record(&e).await?;
         // Recorded (or a duplicate, whose window is re-written harmlessly).
         batch.consumed += 1;

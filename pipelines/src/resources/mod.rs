@@ -37,7 +37,6 @@ use tokio::sync::watch;
 
 pub use state::{invalid, occupy, ConflictDraft, Occupancy};
 
-use crate::dlq::Decoded;
 use crate::runner::{Background, Cadence, InMessage, Pipeline};
 use crate::{Error, Result};
 use store::Recorded;
@@ -103,17 +102,19 @@ impl Pipeline for ResourcesPipeline {
         msg: &InMessage,
         batch: &mut ResourcesBatch,
     ) -> Result<()> {
-        let e: ResourceEventRecord =
-            match crate::dlq::decode_valid(&self.codec, msg, "ResourceEvent", invalid).await? {
-                Decoded::Ok(e) => e,
-                Decoded::DeadLetter(reason, error) => {
-                    batch.consumed += 1;
-                    batch
-                        .dlq
-                        .push(crate::dlq::dead_letter(NAME, msg, reason, error));
-                    return Ok(());
-                }
-            };
+        let decoded = crate::dlq::decode_or_dead_letter(
+            NAME,
+            &self.codec,
+            msg,
+            "ResourceEvent",
+            invalid,
+            &mut batch.dlq,
+        )
+        .await?;
+        let Some(e): Option<ResourceEventRecord> = decoded else {
+            batch.consumed += 1;
+            return Ok(());
+        };
         match self.record(&e).await? {
             Recorded::Sample(s) => batch.samples.push(s),
             Recorded::UnknownPool => batch.dlq.push(crate::dlq::dead_letter(

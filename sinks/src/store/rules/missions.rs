@@ -4,11 +4,11 @@ use atlasmesh_core::domain::missions::{
     self as domain, Dependency, Execution, ExecutionStatus, MissionLog, MissionMetric, SafetyEvent,
     Template,
 };
+use atlasmesh_core::domain::status::CaseStatus;
 use atlasmesh_core::domain::ActionBody;
 use serde_json::json;
 use sqlx::PgConnection;
 
-use super::resources::resolve_case;
 use super::{iso, record, str_field, StoreRules};
 use crate::store::sql::Record;
 use crate::store::{CommandCtx, StoreError, StoreResult};
@@ -130,6 +130,6 @@ impl StoreRules for SafetyEvent {
         old: &Record,
         body: &ActionBody,
     ) -> StoreResult<Record> {
-        resolve_case::<Self>(cmd, action, old, body)
+        super::resolve::<Self, _>(cmd, action, old, body, CaseStatus::Resolved, "resolution")
     }
 }

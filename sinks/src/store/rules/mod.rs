@@ -159,3 +159,37 @@ pub(super) fn status_change<S: Copy>(
         None => Ok(Some(to)),
     }
 }
+
+/// The `resolve` action of an entity with a status machine (alerts, resource conflicts, safety
+/// events): the row moves to `resolved` once, stamped with who and when, and `body.note` goes
+/// to `note_column`. Any other action, or a status that cannot become `resolved`, is refused.
+pub(super) fn resolve<R: StoreRules, S: atlasmesh_core::domain::status::Status>(
+    cmd: &CommandCtx<'_>,
+    action: &str,
+    old: &Record,
+    body: &ActionBody,
+    resolved: S,
+    note_column: &str,
+) -> StoreResult<Record> {
+    let name = R::INFO.name;
+    if action != "resolve" {
+        return Err(StoreError::Rejected(format!(
+            "{name} has no action {action}"
+        )));
+    }
+    let status = str_field(old, "status").unwrap_or_default();
+    match S::parse(status).map(|s| s.transition_error(resolved)) {
+        Some(None) => {
+            let mut rec = Record::new();
+            rec.insert("status".into(), Value::from("resolved"));
+            rec.insert("resolved_at".into(), Value::from(iso(cmd.issued_at_ms)));
+            rec.insert("resolved_by".into(), Value::from(cmd.actor));
+            rec.insert(note_column.into(), body.note.clone().into());
+            Ok(rec)
+        }
+        Some(Some(e)) => Err(StoreError::Rejected(format!("{name} {e}"))),
+        None => Err(StoreError::Rejected(format!(
+            "{name} has unknown status {status}"
+        ))),
+    }
+}

@@ -7,7 +7,7 @@ use atlasmesh_core::domain::ActionBody;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use super::{f64_field, iso, record, str_field, StoreRules};
+use super::{f64_field, str_field, StoreRules};
 use crate::store::sql::Record;
 use crate::store::{CommandCtx, StoreError, StoreResult};
 
@@ -96,23 +96,13 @@ impl StoreRules for Alert {
         old: &Record,
         body: &ActionBody,
     ) -> StoreResult<Record> {
-        if action != "resolve" {
-            return Err(StoreError::Rejected(format!(
-                "alert has no action {action}"
-            )));
-        }
-        let status = str_field(old, "status").unwrap_or_default();
-        match AlertStatus::parse(status).map(|s| s.transition_error(AlertStatus::Resolved)) {
-            Some(None) => Ok(record(json!({
-                "status": "resolved",
-                "resolved_at": iso(cmd.issued_at_ms),
-                "resolved_by": cmd.actor,
-                "resolution_note": body.note,
-            }))),
-            Some(Some(e)) => Err(StoreError::Rejected(format!("alert {e}"))),
-            None => Err(StoreError::Rejected(format!(
-                "alert has unknown status {status}"
-            ))),
-        }
+        super::resolve::<Self, _>(
+            cmd,
+            action,
+            old,
+            body,
+            AlertStatus::Resolved,
+            "resolution_note",
+        )
     }
 }

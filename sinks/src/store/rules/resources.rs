@@ -10,7 +10,7 @@ use atlasmesh_core::domain::ActionBody;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, Row};
 
-use super::{int_field, iso, record, status_change, str_field, StoreRules};
+use super::{int_field, iso, record, resolve, status_change, str_field, StoreRules};
 use crate::store::sql::{self, Record};
 use crate::store::{derived_id, CommandCtx, StoreError, StoreResult};
 
@@ -444,34 +444,6 @@ impl StoreRules for Conflict {
         old: &Record,
         body: &ActionBody,
     ) -> StoreResult<Record> {
-        resolve_case::<Self>(cmd, action, old, body)
-    }
-}
-
-/// `resolve` of a case (a resource conflict or a safety event): open → resolved, once.
-pub(super) fn resolve_case<R: StoreRules>(
-    cmd: &CommandCtx<'_>,
-    action: &str,
-    old: &Record,
-    body: &ActionBody,
-) -> StoreResult<Record> {
-    let name = R::INFO.name;
-    if action != "resolve" {
-        return Err(StoreError::Rejected(format!(
-            "{name} has no action {action}"
-        )));
-    }
-    let status = str_field(old, "status").unwrap_or_default();
-    match CaseStatus::parse(status).map(|s| s.transition_error(CaseStatus::Resolved)) {
-        Some(None) => Ok(record(json!({
-            "status": "resolved",
-            "resolved_at": iso(cmd.issued_at_ms),
-            "resolved_by": cmd.actor,
-            "resolution": body.note,
-        }))),
-        Some(Some(e)) => Err(StoreError::Rejected(format!("{name} {e}"))),
-        None => Err(StoreError::Rejected(format!(
-            "{name} has unknown status {status}"
-        ))),
+        resolve::<Self, _>(cmd, action, old, body, CaseStatus::Resolved, "resolution")
     }
 }
