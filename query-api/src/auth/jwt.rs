@@ -112,6 +112,12 @@ struct TokenClaims {
     fleets: Vec<String>,
     #[serde(default)]
     federations: Vec<String>,
+    /// Checked here for its type: RFC 7519 4.1.1 makes `iss` one StringOrURI, not a list.
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+    /// Checked here for its type (NumericDate); its value by `jsonwebtoken`.
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
 }
 
 /// Verifies bearer tokens with the configured keys.
@@ -148,6 +154,8 @@ impl JwtVerifier {
                 None => v.validate_aud = false,
             }
             v.set_required_spec_claims(&required);
+            // RFC 7519 4.1.5: a token must not be accepted before `nbf` (60 s leeway).
+            v.validate_nbf = true;
             v
         };
         let hs256 = match cfg.hs256_secret.as_deref() {
@@ -202,6 +210,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<TokenClaims>(token, key, validation).map_err(|e| {
             ApiError::unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired".to_string(),
+                ErrorKind::ImmatureSignature => "token not valid yet (nbf)".to_string(),
                 ErrorKind::InvalidSignature => "invalid token signature".to_string(),
                 ErrorKind::InvalidIssuer => "token issuer not accepted".to_string(),
                 ErrorKind::InvalidAudience => "token audience not accepted".to_string(),
@@ -211,6 +220,12 @@ impl JwtVerifier {
             })
         })?;
         let c = data.claims;
+        if c.iss.as_ref().is_some_and(|v| !v.is_string()) {
+            return Err(ApiError::unauthorized("token issuer must be one string"));
+        }
+        if c.nbf.as_ref().is_some_and(|v| !v.is_number()) {
+            return Err(ApiError::unauthorized("token nbf must be a number"));
+        }
         if c.sub.is_empty() {
             return Err(ApiError::unauthorized("token subject is empty"));
         }
@@ -493,6 +508,55 @@ mod tests {
             unauthorized(hs_only().verify(&token)),
             "token subject is empty"
         );
+    }
+
+    #[test]
+    fn not_before_and_issuer_per_rfc_7519() {
+        let v = hs_only();
+        let claims = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "s", "exp": now() + 7200, "role": "admin", "fleets": ["*"]});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            raw_hs256(c)
+        };
+        assert_eq!(
+            unauthorized(v.verify(&claims(serde_json::json!({"nbf": now() + 3600})))),
+            "token not valid yet (nbf)"
+        );
+        assert!(v
+            .verify(&claims(serde_json::json!({"nbf": now() - 10})))
+            .is_ok());
+        assert_eq!(
+            unauthorized(v.verify(&claims(serde_json::json!({"nbf": "soon"})))),
+            "token nbf must be a number"
+        );
+        assert_eq!(
+            unauthorized(v.verify(&claims(serde_json::json!({"iss": ["idp", "evil"]})))),
+            "token issuer must be one string"
+        );
+        assert!(v.verify(&claims(serde_json::json!({"iss": "idp"}))).is_ok());
+        // With an issuer configured, a list naming it is refused too.
+        let strict = JwtVerifier::from_config(&AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            issuer: Some("idp".into()),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert!(strict
+            .verify(&claims(serde_json::json!({"iss": ["idp"]})))
+            .is_err());
+        // RS256 goes through the same validation.
+        let rs = both();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &serde_json::json!({
+                "sub": "s", "exp": now() + 7200, "nbf": now() + 3600, "role": "viewer"
+            }),
+            &EncodingKey::from_rsa_pem(PRIVATE).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(unauthorized(rs.verify(&token)), "token not valid yet (nbf)");
     }
 
     #[test]
