@@ -235,9 +235,11 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// The worker's own `/metrics`, until `shutdown` turns true.
 async fn serve_metrics(
     listen: String,
     handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
@@ -250,7 +252,9 @@ async fn serve_metrics(
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(listen = %listen, "Worker metrics listening.");
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(wait_true(shutdown))
+        .await?;
     Ok(())
 }
 
@@ -277,10 +281,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Worker(w) => {
             let handle = install_metrics()?;
-            if let Some(listen) = cfg.runner.metrics_listen.clone() {
-                tokio::spawn(serve_metrics(listen, handle));
-            }
             let mut shutdown = shutdown_signal();
+            let metrics = cfg
+                .runner
+                .metrics_listen
+                .clone()
+                .map(|listen| tokio::spawn(serve_metrics(listen, handle, shutdown.clone())));
             atlasmesh_pipelines::ready::wait_for(
                 &cfg,
                 &atlasmesh_pipelines::ready::Dependency::ALL,
@@ -290,7 +296,12 @@ async fn main() -> anyhow::Result<()> {
             if !w.no_prepare {
                 atlasmesh_pipelines::prepare(&cfg).await?;
             }
-            atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown).await?;
+            let done =
+                atlasmesh_pipelines::run_pipelines(cfg.clone(), &w.pipelines, shutdown).await;
+            if let Some(m) = metrics {
+                m.abort(); // stopped by the shutdown signal, or not needed after a failure
+            }
+            done?;
         }
         Cmd::Api => {
             let handle = install_metrics()?;
