@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 
 use atlasmesh_core::window::Counters;
+use atlasmesh_schemas::WindowMetricsRecord;
 use serde::{Deserialize, Serialize};
 
 /// What each source has closed, from its watermarks (one per metrics partition).
@@ -181,6 +182,42 @@ pub fn settle_fleets<T>(
     }
     out.sort_by(|a, b| (a.1.end_ms, &a.0).cmp(&(b.1.end_ms, &b.0)));
     out
+}
+
+/// A fleet partial of `fleet.metrics.v1` into its fleet's windows (`windows` of the fleet's
+/// entry, created when new); false when it is ignored (see [`FleetWindows::add`]).
+pub fn add_partial<T: Default>(
+    fleets: &mut BTreeMap<String, T>,
+    windows: impl Fn(&mut T) -> &mut FleetWindows,
+    sources: &SourceWatermarks,
+    r: &WindowMetricsRecord,
+) -> bool {
+    let frontier = sources.frontier();
+    windows(fleets.entry(r.fleet_id.clone()).or_default()).add(
+        r.source_partition,
+        r.window_start_ms,
+        r.window_end_ms,
+        r.version,
+        r.counters(),
+        frontier,
+    )
+}
+
+/// A watermark of `fleet.metrics.v1`: observed, then every fleet window it lets settle, in
+/// the order of [`settle_fleets`].
+pub fn on_watermark<T>(
+    fleets: &mut BTreeMap<String, T>,
+    windows: impl Fn(&mut T) -> &mut FleetWindows,
+    sources: &mut SourceWatermarks,
+    r: &WindowMetricsRecord,
+) -> Vec<(String, Settled)> {
+    sources.observe(
+        r.source_partition,
+        r.source_partitions,
+        r.window_end_ms,
+        r.source_idle,
+    );
+    settle_fleets(fleets, windows, sources.frontier())
 }
 
 #[cfg(test)]

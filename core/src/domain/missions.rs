@@ -598,12 +598,6 @@ status_enum! {
     transitions { Scheduled => [Running, Aborted], Running => [Completed, Failed, Aborted] }
 }
 
-impl ExecutionStatus {
-    pub fn is_final(self) -> bool {
-        self.next().is_empty()
-    }
-}
-
 #[cfg(test)]
 mod rules_tests {
     use super::*;

@@ -482,12 +482,6 @@ status_enum! {
     transitions { Queued => [Running, Cancelled], Running => [Completed, Failed, Cancelled] }
 }
 
-impl RunStatus {
-    pub fn is_final(self) -> bool {
-        self.next().is_empty()
-    }
-}
-
 status_enum! {
     /// Rebalancing plan: proposed → approved → executed, or rejected.
     RebalancingStatus {

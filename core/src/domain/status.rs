@@ -36,6 +36,11 @@ macro_rules! status_enum {
                 match self { $($name::$from => &[$($name::$to),*],)* _ => &[] }
             }
 
+            /// A state nothing follows (completed, failed, …).
+            pub fn is_final(self) -> bool {
+                self.next().is_empty()
+            }
+
             pub fn can_become(self, to: $name) -> bool {
                 self.next().contains(&to)
             }

@@ -37,7 +37,7 @@
 //! for fleets that are members of a federation with a federation rule; the pipeline stores
 //! them and [`evaluate_federation`] sums them per federation (see its docs).
 
-use crate::settle::{settle_fleets, FleetWindows, SourceWatermarks};
+use crate::settle::{add_partial, on_watermark, FleetWindows, SourceWatermarks};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -311,27 +311,12 @@ impl AlertsState {
                 self.advance(rules, s, r.window_end_ms, out);
             }
             MetricsScope::FleetPartial => {
-                let frontier = self.sources.frontier();
-                let fw = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fw.add(
-                    r.source_partition,
-                    r.window_start_ms,
-                    r.window_end_ms,
-                    r.version,
-                    r.counters(),
-                    frontier,
-                ) {
+                if !add_partial(&mut self.fleets, |f| f, &self.sources, r) {
                     outcome.ignored_revisions += 1;
                 }
             }
             MetricsScope::Watermark => {
-                self.sources.observe(
-                    r.source_partition,
-                    r.source_partitions,
-                    r.window_end_ms,
-                    r.source_idle,
-                );
-                for (fleet, w) in settle_fleets(&mut self.fleets, |f| f, self.sources.frontier()) {
+                for (fleet, w) in on_watermark(&mut self.fleets, |f| f, &mut self.sources, r) {
                     let fleet_rules = rules.rules_for(AlertScope::Fleet, &fleet);
                     self.observe(fleet_rules, s, &fleet, &fleet, w.end_ms, &w.counters, out);
                     outcome.observations += 1;

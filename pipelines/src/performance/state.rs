@@ -28,7 +28,7 @@ use atlasmesh_core::window::Counters;
 use atlasmesh_schemas::{MetricsScope, WindowMetricsRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::settle::{settle_fleets, FleetWindows, Settled, SourceWatermarks};
+use crate::settle::{add_partial, on_watermark, FleetWindows, Settled, SourceWatermarks};
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const MS_PER_DAY: i64 = 86_400_000;
@@ -189,31 +189,13 @@ impl PerformanceState {
         match r.scope {
             MetricsScope::Vehicle => {}
             MetricsScope::FleetPartial => {
-                let frontier = self.sources.frontier();
-                let fleet = self.fleets.entry(r.fleet_id.clone()).or_default();
-                if !fleet.windows.add(
-                    r.source_partition,
-                    r.window_start_ms,
-                    r.window_end_ms,
-                    r.version,
-                    r.counters(),
-                    frontier,
-                ) {
+                if !add_partial(&mut self.fleets, |f| &mut f.windows, &self.sources, r) {
                     outcome.ignored_revisions += 1;
                 }
             }
             MetricsScope::Watermark => {
-                self.sources.observe(
-                    r.source_partition,
-                    r.source_partitions,
-                    r.window_end_ms,
-                    r.source_idle,
-                );
-                let settled = settle_fleets(
-                    &mut self.fleets,
-                    |f| &mut f.windows,
-                    self.sources.frontier(),
-                );
+                let settled =
+                    on_watermark(&mut self.fleets, |f| &mut f.windows, &mut self.sources, r);
                 for (id, w) in settled {
                     self.fleets
                         .get_mut(&id)
