@@ -369,9 +369,15 @@ async fn main() -> anyhow::Result<()> {
                 progress: true,
                 derived: !s.no_derived,
             };
+            let mut shutdown = shutdown_signal();
+            {
+                use atlasmesh_pipelines::ready::{self, Dependency};
+                let deps = [Dependency::Kafka, Dependency::SchemaRegistry];
+                ready::wait_for(&cfg, &deps, &mut shutdown).await?;
+            }
             let n = tokio::select! {
                 n = atlasmesh::produce::run(&cfg, opts) => n?,
-                _ = wait_true(shutdown_signal()) => 0,
+                _ = wait_true(shutdown) => 0,
             };
             eprintln!("simulate: done, {n} messages produced");
         }
