@@ -318,22 +318,38 @@ async fn main() -> anyhow::Result<()> {
             // the worker waits for its dependencies.
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
             let lag = atlasmesh_query_api::spawn_lag_monitor(state.clone(), shutdown.clone());
-            let api = tokio::spawn({
+            let mut api = tokio::spawn({
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 async move { atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(sd)).await }
             });
-            atlasmesh_pipelines::ready::wait_for(
-                &cfg,
-                &atlasmesh_pipelines::ready::Dependency::ALL,
-                &mut shutdown,
-            )
-            .await?;
-            if !r.worker.no_prepare {
-                atlasmesh_pipelines::prepare(&cfg).await?;
+            let worker = async {
+                atlasmesh_pipelines::ready::wait_for(
+                    &cfg,
+                    &atlasmesh_pipelines::ready::Dependency::ALL,
+                    &mut shutdown,
+                )
+                .await?;
+                if !r.worker.no_prepare {
+                    atlasmesh_pipelines::prepare(&cfg).await?;
+                }
+                atlasmesh_pipelines::run_pipelines(cfg.clone(), &r.worker.pipelines, shutdown)
+                    .await?;
+                anyhow::Ok(())
+            };
+            tokio::pin!(worker);
+            tokio::select! {
+                done = &mut worker => {
+                    done?;
+                    api.await??;
+                }
+                // The API ended first: on an error (its port taken, say) the process stops and
+                // says why rather than running on without an API.
+                served = &mut api => {
+                    served?.context("query API")?;
+                    worker.await?;
+                }
             }
-            atlasmesh_pipelines::run_pipelines(cfg.clone(), &r.worker.pipelines, shutdown).await?;
-            api.await??;
             lag.await?;
         }
         Cmd::Simulate(s) => {
