@@ -69,7 +69,7 @@ LAYOUT = [
             dict(kind="prometheus", title="Events consumed / accepted per second", w=12, h=8, targets=[
                 ("sum(rate(atlasmesh_events_consumed_total[1m]))", "consumed"),
                 ("sum(rate(atlasmesh_events_accepted_total[1m]))", "accepted"),
-                ("sum by (reason) (rate(atlasmesh_dlq_messages_total[1m]))", "dlq {{reason}}"),
+                ("sum by (topic, reason) (rate(atlasmesh_dlq_messages_total[1m]))", "dlq {{topic}} {{reason}}"),
             ]),
             dict(kind="prometheus", title="Consumer lag (messages)", w=12, h=8, targets=[
                 ("sum by (partition) (atlasmesh_consumer_lag_messages)", "p{{partition}}"),
