@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::config::Config;
 use tokio::sync::watch;
 
+use crate::runner::{requested, RetryPolicy};
+
 /// Something a process needs before it can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dependency {
@@ -106,9 +108,9 @@ async fn kafka_metadata(cfg: &Config, timeout: Duration) -> Result<(), String> {
     .map_err(|e| format!("kafka probe task: {e}"))?
 }
 
-/// Waits until every dependency in `deps` answers, one after the other, each with capped
-/// exponential backoff, up to `startup.deadline_secs` in all. Returns early with an error when
-/// `shutdown` turns true.
+/// Waits until every dependency in `deps` answers, one after the other, each with the runner's
+/// capped exponential backoff (`startup.backoff_initial_ms` .. `backoff_max_ms`), up to
+/// `startup.deadline_secs` in all. Returns early with an error when `shutdown` turns true.
 pub async fn wait_for(
     cfg: &Config,
     deps: &[Dependency],
@@ -118,17 +120,19 @@ pub async fn wait_for(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(s.deadline_secs);
     let probe_timeout = Duration::from_millis(s.probe_timeout_ms.max(100));
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(s.backoff_initial_ms.max(1)),
+        max: Duration::from_millis(s.backoff_max_ms.max(1)),
+    };
     for &dep in deps {
-        let mut backoff = Duration::from_millis(s.backoff_initial_ms.max(1));
-        let mut attempts = 0u32;
+        let mut backoff = policy.backoff();
         loop {
-            attempts += 1;
             let err = match dep.probe(cfg, probe_timeout).await {
                 Ok(()) => {
-                    if attempts > 1 {
+                    if backoff.attempts() > 0 {
                         tracing::info!(
                             dependency = dep.name(),
-                            attempts,
+                            attempts = backoff.attempts() + 1,
                             waited_ms = started.elapsed().as_millis() as u64,
                             "Dependency answers; going on."
                         );
@@ -141,15 +145,16 @@ pub async fn wait_for(
             if now >= deadline {
                 anyhow::bail!(
                     "{} did not answer within the start-up deadline of {} s \
-                     (startup.deadline_secs; {attempts} attempts); last error: {err}",
+                     (startup.deadline_secs; {} attempts); last error: {err}",
                     dep.name(),
-                    s.deadline_secs
+                    s.deadline_secs,
+                    backoff.attempts() + 1
                 );
             }
-            let sleep = backoff.min(deadline - now);
+            let sleep = backoff.next_delay().min(deadline - now);
             tracing::warn!(
                 dependency = dep.name(),
-                attempt = attempts,
+                attempt = backoff.attempts(),
                 error = %err,
                 retry_in_ms = sleep.as_millis() as u64,
                 deadline_in_s = (deadline - now).as_secs(),
@@ -157,11 +162,10 @@ pub async fn wait_for(
             );
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.wait_for(|stop| *stop) => {
+                _ = requested(shutdown) => {
                     anyhow::bail!("shut down while waiting for {}", dep.name());
                 }
             }
-            backoff = (backoff * 2).min(Duration::from_millis(s.backoff_max_ms.max(1)));
         }
     }
     Ok(())

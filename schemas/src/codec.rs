@@ -165,6 +165,21 @@ impl Codec {
 /// character, e.g. `payload_json` or `scope[2]`; `None` when there is none. PostgreSQL cannot
 /// store NUL in text, so such a record must be refused where every topic is decoded.
 pub fn nul_text(v: &Value) -> Option<String> {
+    // Every record of every topic passes here: look without allocating, and build the path
+    // only for the rare record that has a NUL.
+    fn any(v: &Value) -> bool {
+        match v {
+            Value::String(s) | Value::Enum(_, s) => s.contains('\0'),
+            Value::Union(_, inner) => any(inner),
+            Value::Array(items) => items.iter().any(any),
+            Value::Map(m) => m.iter().any(|(k, x)| k.contains('\0') || any(x)),
+            Value::Record(fields) => fields.iter().any(|(_, x)| any(x)),
+            _ => false,
+        }
+    }
+    if !any(v) {
+        return None;
+    }
     fn walk(v: &Value, path: &str) -> Option<String> {
         let here = || {
             if path.is_empty() {

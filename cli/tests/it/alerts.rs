@@ -12,7 +12,6 @@ use atlasmesh_core::analytics::alert::{
 };
 use atlasmesh_schemas::{Codec, MetricsScope, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 
 use crate::common::{sigkill, sigterm, watermark_records, TestEnv};
@@ -367,14 +366,7 @@ async fn noisy_crossing_survives_sigterm_and_sigkill_without_losing_or_duplicati
         .filter(|t| ["firing", "resent", "resolved"].contains(&t.2.as_str()))
         .cloned()
         .collect();
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.alerts-check", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.alerts, "alerts-check");
     let mut seen: BTreeMap<(String, i64), Vec<u8>> = BTreeMap::new();
     let mut copies: BTreeMap<(String, i64), usize> = BTreeMap::new();
     let mut total = 0;
@@ -979,14 +971,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     );
 
     // The pager heard the manual resolves: `resolve` with the next seq, keyed by dedup key.
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.alerts-api-check", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.alerts, "alerts-api-check");
     let want_paged: BTreeSet<(String, i64)> = [
         (&key_a, 2),
         (&key_a, 3),

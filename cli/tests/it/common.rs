@@ -229,6 +229,17 @@ impl TestEnv {
         }
     }
 
+    /// A consumer of `topic` from its beginning, in a group of its own (`<prefix>.<tag>`).
+    pub fn consumer(&self, topic: &str, tag: &str) -> rdkafka::consumer::StreamConsumer {
+        use rdkafka::consumer::Consumer;
+        let mut cc = atlasmesh_sinks::kafka::client_config(&self.cfg.kafka);
+        cc.set("group.id", format!("{}.{tag}", self.cfg.kafka.group_prefix))
+            .set("auto.offset.reset", "earliest");
+        let consumer: rdkafka::consumer::StreamConsumer = cc.create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        consumer
+    }
+
     pub async fn telemetry_schema_id(&self) -> u32 {
         let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
         atlasmesh::produce::telemetry_schema_id(&codec, &self.cfg)

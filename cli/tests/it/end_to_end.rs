@@ -7,7 +7,6 @@ use atlasmesh_schemas::{Codec, DeadLetterRecord};
 use atlasmesh_simulator::{valid_counted_events, EventKind, SimConfig, Simulator};
 use axum::body::Body;
 use http_body_util::BodyExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use tower::ServiceExt;
 
@@ -95,14 +94,7 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
 
     // Dead letters: one per malformed, invalid and too-late message, with the reason.
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.dlq-check", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.dlq]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.dlq, "dlq-check");
     let expected = malformed + invalid + too_late;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0;

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::analytics::alert::AlertRule;
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_simulator::{Emitted, EventKind};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde::Deserialize;
 use serde_json::Value;
@@ -499,14 +498,7 @@ async fn golden_scenario(arrival: Arrival) {
 
     // 5. The pager messages on the alert topic: one per paged transition; those of the scenario's
     // own (rule, fleet) pairs exactly as compute.py wrote them (plus the transition's `seq`).
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.golden-pager", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.alerts]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.alerts, "golden-pager");
     let mut on_topic: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for _ in 0..paged {
         let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())

@@ -10,7 +10,6 @@ use atlasmesh_schemas::{
     Codec, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState, SchemaKind,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use serde::Deserialize;
 
@@ -432,14 +431,7 @@ async fn mission_and_resource_metrics_are_exact_and_survive_a_replay() {
     assert_eq!(samples[0].ts_ms, BASE + MIN);
 
     // The dead letters: the unknown pool and the malformed message.
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.dlq-check", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.dlq]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.dlq, "dlq-check");
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
         let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use atlasmesh_schemas::{Codec, CommandRecord, DeadLetterRecord, SchemaKind};
 use atlasmesh_simulator::{valid_counted_events, Emitted, EventKind, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 
 use crate::common::{sigterm, TestEnv};
@@ -15,14 +14,7 @@ use crate::common::{sigterm, TestEnv};
 /// The first `n` dead letters of the test's DLQ topic.
 async fn dead_letters(env: &TestEnv, n: usize) -> Vec<DeadLetterRecord> {
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
-    let mut cc = atlasmesh_sinks::kafka::client_config(&env.cfg.kafka);
-    cc.set(
-        "group.id",
-        format!("{}.dlq-read", env.cfg.kafka.group_prefix),
-    )
-    .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&env.cfg.topics.dlq]).unwrap();
+    let consumer = env.consumer(&env.cfg.topics.dlq, "dlq-read");
     let mut out = Vec::new();
     while out.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
