@@ -200,7 +200,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     tokio::time::sleep(Duration::from_secs(2)).await; // assignment
 
     // Produce.
-    let codec = Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let codec = Codec::from_config(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let producer = KafkaProducer::new(&cfg.kafka)?;
     let mut crossings: HashMap<String, VecDeque<Crossing>> = HashMap::new();
     let mut seqs = vec![0i64; vehicles.len()];

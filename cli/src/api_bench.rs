@@ -49,6 +49,12 @@ pub fn bench_config(base: &Config, ts: i64) -> Config {
     cfg.kafka.group_prefix = tag;
     cfg.auth.rate_limit_per_s = u32::MAX / 4;
     cfg.auth.rate_limit_burst = u32::MAX / 4;
+    if cfg.command_signing.keys.is_empty() {
+        cfg.command_signing.keys = format!(
+            "bench:bench-command-key-{ts}-{}-0123456789abcdef",
+            std::process::id()
+        );
+    }
     if cfg.auth.hs256_secret.is_none() {
         cfg.auth.hs256_secret = Some(format!("bench-secret-{ts}-{}", std::process::id()));
     }

@@ -202,7 +202,7 @@ async fn produce_paced(
     rate_per_s: u64,
     secs: u64,
 ) -> anyhow::Result<u64> {
-    let codec = Codec::new(&cfg.schema_registry.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let codec = Codec::from_config(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let schema_id = crate::produce::telemetry_schema_id(&codec, cfg).await?;
     let producer = KafkaProducer::new(&cfg.kafka)?;
     let mut sim = Simulator::new(sim).with_schema_id(schema_id);

@@ -32,6 +32,39 @@ pub struct Config {
     pub resources: ResourcesConfig,
     pub api: ApiConfig,
     pub auth: AuthConfig,
+    pub command_signing: CommandSigningConfig,
+}
+
+/// The keys commands are signed with (see [`crate::command_signing`]): the API signs with
+/// the first, the command worker accepts any. Both refuse to run without one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandSigningConfig {
+    /// `id:secret[,id:secret…]`, secrets of at least 32 bytes. A secret: set it in the
+    /// environment (`ATLASMESH_COMMAND_SIGNING__KEYS`), not in the file.
+    pub keys: String,
+}
+
+impl CommandSigningConfig {
+    /// The parsed keys; an error names what is wrong (never a secret).
+    pub fn signing_keys(&self) -> Result<crate::command_signing::SigningKeys> {
+        crate::command_signing::SigningKeys::parse(&self.keys)
+            .map_err(|e| Error::Config(format!("command_signing.keys: {e}")))
+    }
+
+    /// The parsed keys, of which there must be at least one.
+    pub fn required_keys(&self) -> Result<crate::command_signing::SigningKeys> {
+        let keys = self.signing_keys()?;
+        if keys.is_empty() {
+            return Err(Error::Config(
+                "command_signing.keys is empty: commands are signed (set \
+                 ATLASMESH_COMMAND_SIGNING__KEYS=id:<secret of 32+ bytes> on the API and the \
+                 command worker alike)"
+                    .into(),
+            ));
+        }
+        Ok(keys)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,12 +139,23 @@ impl Default for Topics {
 #[serde(deny_unknown_fields, default)]
 pub struct SchemaRegistryConfig {
     pub url: String,
+    /// Decoding limits (a message over any of them is dead-lettered as `undecodable`): the
+    /// largest message, in bytes.
+    pub max_message_bytes: usize,
+    /// The most values (fields, items, map entries, union branches) one message may hold:
+    /// what decoding it may allocate is proportional to this.
+    pub max_values: u64,
+    /// The deepest nesting of records, arrays, maps and unions in one message.
+    pub max_depth: u32,
 }
 
 impl Default for SchemaRegistryConfig {
     fn default() -> Self {
         SchemaRegistryConfig {
             url: "http://127.0.0.1:8081".into(),
+            max_message_bytes: 1 << 20,
+            max_values: 100_000,
+            max_depth: 32,
         }
     }
 }
@@ -419,6 +463,10 @@ pub struct RunnerConfig {
     pub retry_max_ms: u64,
     /// Address for the worker's own Prometheus endpoint (when not run together with the API).
     pub metrics_listen: Option<String>,
+    /// At shutdown, the final checkpoint gets this long; a dependency that does not answer by
+    /// then is given up on (the pipeline resumes from its last checkpoint), so a stop is never
+    /// held by a store that is down.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for RunnerConfig {
@@ -429,6 +477,7 @@ impl Default for RunnerConfig {
             retry_initial_ms: 200,
             retry_max_ms: 5_000,
             metrics_listen: None,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -595,6 +644,7 @@ impl Config {
             return Err(Error::Config(format!("{section}.tick_ms must be positive")));
         }
         self.performance.validate()?;
+        self.command_signing.signing_keys()?;
         Ok(())
     }
 }

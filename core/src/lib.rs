@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod clock;
 pub mod command;
+pub mod command_signing;
 pub mod config;
 pub mod domain;
 pub mod error;

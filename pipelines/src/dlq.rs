@@ -138,12 +138,12 @@ impl<T> Decoded<T> {
     }
 }
 
-/// Decodes the Avro record `record_name` of `msg`. An error means the schema registry is
+/// Decodes the Avro record of `kind`'s topic in `msg`. An error means the schema registry is
 /// unreachable (retriable); a message that cannot be decoded is [`Decoded::DeadLetter`].
 pub async fn decode<T: serde::de::DeserializeOwned>(
     codec: &Codec,
     msg: &InMessage,
-    record_name: &str,
+    kind: SchemaKind,
 ) -> Result<Decoded<T>> {
     use atlasmesh_schemas::DecodeError;
     let Some(payload) = msg.payload.as_deref() else {
@@ -152,7 +152,7 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
             "empty payload (tombstone)".into(),
         ));
     };
-    match codec.decode_record(payload, record_name).await {
+    match codec.decode_record(payload, kind).await {
         Ok(r) => Ok(Decoded::Ok(r)),
         Err(DecodeError::Unavailable(e)) => {
             Err(Error::Unavailable(format!("schema registry: {e}")))
@@ -177,12 +177,10 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
 pub async fn decode_valid<T: serde::de::DeserializeOwned>(
     codec: &Codec,
     msg: &InMessage,
-    record_name: &str,
+    kind: SchemaKind,
     invalid: impl Fn(&T) -> Option<String>,
 ) -> Result<Decoded<T>> {
-    Ok(decode::<T>(codec, msg, record_name)
-        .await?
-        .validate(invalid))
+    Ok(decode::<T>(codec, msg, kind).await?.validate(invalid))
 }
 
 /// [`decode_valid`], with a dead letter pushed onto `dlq` (and `None` returned): the shape of
@@ -191,19 +189,17 @@ pub async fn decode_or_dead_letter<T: serde::de::DeserializeOwned>(
     pipeline: &'static str,
     codec: &Codec,
     msg: &InMessage,
-    record_name: &str,
+    kind: SchemaKind,
     invalid: impl Fn(&T) -> Option<String>,
     dlq: &mut Vec<DeadLetterRecord>,
 ) -> Result<Option<T>> {
-    Ok(
-        match decode_valid(codec, msg, record_name, invalid).await? {
-            Decoded::Ok(r) => Some(r),
-            Decoded::DeadLetter(reason, error) => {
-                dlq.push(dead_letter(pipeline, msg, reason, error));
-                None
-            }
-        },
-    )
+    Ok(match decode_valid(codec, msg, kind, invalid).await? {
+        Decoded::Ok(r) => Some(r),
+        Decoded::DeadLetter(reason, error) => {
+            dlq.push(dead_letter(pipeline, msg, reason, error));
+            None
+        }
+    })
 }
 
 /// [`encode`] for every dead letter of a batch.

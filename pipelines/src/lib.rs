@@ -105,7 +105,7 @@ pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
     )
     .await
     .context("creating Kafka topics")?;
-    let codec = atlasmesh_schemas::Codec::new(&cfg.schema_registry.url)
+    let codec = atlasmesh_schemas::Codec::from_config(&cfg.schema_registry)
         .context("schema registry client")?;
     let ids = codec
         .register_all(&cfg.topics)

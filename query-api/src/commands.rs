@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use atlasmesh_core::command_signing::HEADER;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_schemas::{CommandRecord, SchemaKind};
 use atlasmesh_sinks::kafka::OutRecord;
@@ -222,11 +223,16 @@ async fn produce(
         .encode(topic, SchemaKind::Commands, record)
         .await
         .map_err(|e| ApiError::Unavailable(Error::Internal(format!("encoding command: {e}"))))?;
+    let key = aggregate_id.as_bytes().to_vec();
+    let signature = state
+        .signer
+        .sign(Some(&key), &payload)
+        .expect("AppState::connect requires a signing key");
     let out = OutRecord {
         topic: topic.clone(),
-        key: Some(aggregate_id.as_bytes().to_vec()),
+        key: Some(key),
         payload,
-        headers: vec![],
+        headers: vec![(HEADER.to_string(), signature.into_bytes())],
         partition: None,
     };
     state

@@ -39,6 +39,8 @@ pub struct AppState {
     pub codec: Arc<atlasmesh_schemas::Codec>,
     /// Credential verification, API key cache and per-caller rate limits.
     pub auth: Arc<crate::auth::Auth>,
+    /// Signs every produced command (the command worker refuses unsigned ones).
+    pub signer: Arc<atlasmesh_core::command_signing::SigningKeys>,
 }
 
 impl AppState {
@@ -67,10 +69,15 @@ impl AppState {
             .map_err(Error::Http)?;
         let producer = atlasmesh_sinks::kafka::KafkaProducer::new(&cfg.kafka)
             .map_err(|e| Error::Config(format!("kafka producer: {e}")))?;
-        let codec = atlasmesh_schemas::Codec::new(&cfg.schema_registry.url)
+        let codec = atlasmesh_schemas::Codec::from_config(&cfg.schema_registry)
             .map_err(|e| Error::Config(format!("schema registry client: {e}")))?;
         let auth = crate::auth::Auth::from_config(&cfg.auth)?;
+        let signer = cfg
+            .command_signing
+            .required_keys()
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(AppState {
+            signer: Arc::new(signer),
             auth: Arc::new(auth),
             producer,
             codec: Arc::new(codec),

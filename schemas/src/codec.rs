@@ -1,7 +1,11 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
-use atlasmesh_core::config::Topics;
+use apache_avro::Schema;
+use atlasmesh_core::config::{SchemaRegistryConfig, Topics};
 use atlasmesh_core::TelemetryEvent;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
@@ -11,6 +15,7 @@ use schema_registry_converter::schema_registry_common::{
 };
 use serde::Serialize;
 
+use crate::bounded::{Limits, Names};
 use crate::SchemaKind;
 
 /// Why a message could not be decoded.
@@ -47,15 +52,171 @@ fn describe(e: &SRCError) -> String {
     }
 }
 
+/// What one message may cost to decode (see [`crate::bounded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Larger messages are undecodable without looking further.
+    pub max_message_bytes: usize,
+    /// Values and nesting of one datum.
+    pub datum: Limits,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_message_bytes: 1 << 20,
+            datum: Limits::default(),
+        }
+    }
+}
+
+impl DecodeLimits {
+    pub fn from_config(cfg: &SchemaRegistryConfig) -> DecodeLimits {
+        DecodeLimits {
+            max_message_bytes: cfg.max_message_bytes,
+            datum: Limits {
+                max_values: cfg.max_values,
+                max_depth: cfg.max_depth,
+            },
+        }
+    }
+}
+
+/// Writer schemas prepared for decoding are kept up to this many (schema id, reader) pairs;
+/// beyond it they are prepared per message (still correct, only slower).
+const MAX_PREPARED: usize = 1024;
+
+/// Why a writer schema is refused for a topic (deterministic, so cached with the schema).
+#[derive(Debug, Clone)]
+enum Refusal {
+    WrongRecord(String),
+    Undecodable(String),
+}
+
+impl From<&Refusal> for DecodeError {
+    fn from(r: &Refusal) -> DecodeError {
+        match r {
+            Refusal::WrongRecord(m) => DecodeError::WrongRecord(m.clone()),
+            Refusal::Undecodable(m) => DecodeError::Undecodable(m.clone()),
+        }
+    }
+}
+
+/// A writer schema with its named types and a datum reader that resolves it to the reader
+/// schema of a topic (or to itself).
+#[ouroboros::self_referencing]
+struct Prepared {
+    writer: Schema,
+    #[borrows(writer)]
+    #[not_covariant]
+    plan: Plan<'this>,
+}
+
+struct Plan<'s> {
+    names: Names<'s>,
+    reader: GenericDatumReader<'s>,
+}
+
+type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchema, Refusal>>>;
+
+/// A writer schema ready to decode messages as a topic's record (or as itself): checked to
+/// resolve against the reader schema once, then every datum is walked within limits before it
+/// is decoded. Pure: what [`Codec`] does once it has the writer schema of a message.
+pub struct PreparedSchema(Prepared);
+
+impl PreparedSchema {
+    /// Prepares `writer` to be read as `kind`'s record (`None`: as written). A writer schema
+    /// that cannot resolve against the reader schema is refused here.
+    pub fn new(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, DecodeError> {
+        prepare(writer, kind).map_err(|r| DecodeError::from(&r))
+    }
+
+    /// Decodes one datum (the bytes after the Confluent header) within `limits`: the writer's
+    /// record name and the value, resolved to the reader schema.
+    pub fn decode(
+        &self,
+        body: &[u8],
+        limits: Limits,
+    ) -> Result<(Option<String>, Value), DecodeError> {
+        self.0.with(|p| {
+            crate::bounded::check(p.writer, &p.plan.names, body, limits)
+                .map_err(DecodeError::Undecodable)?;
+            let name = p.writer.name().map(|n| n.fullname(None));
+            let mut rest = body;
+            let value = p
+                .plan
+                .reader
+                .read_value(&mut rest)
+                .map_err(|e| DecodeError::Undecodable(e.to_string()))?;
+            Ok((name, value))
+        })
+    }
+}
+
+/// The bundled (reader) schema of each topic, parsed once.
+fn reader_schema(kind: SchemaKind) -> &'static Schema {
+    static READERS: OnceLock<Vec<(SchemaKind, Schema)>> = OnceLock::new();
+    let all = READERS.get_or_init(|| SchemaKind::ALL.iter().map(|k| (*k, k.parsed())).collect());
+    &all.iter()
+        .find(|(k, _)| *k == kind)
+        .expect("every kind is bundled")
+        .1
+}
+
+/// Prepares `writer` to be read as `kind`'s record (or as itself): it must resolve against
+/// the reader schema (Avro schema resolution), else every message written with it is refused.
+fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, Refusal> {
+    if let Some(kind) = kind {
+        let reader = reader_schema(kind);
+        if let Err(e) = SchemaCompatibility::can_read(&writer, reader) {
+            let (w, r) = (writer.name(), reader.name());
+            let same_name = matches!((w, r), (Some(w), Some(r)) if w.name() == r.name());
+            let r_name = r.map(|n| n.fullname(None)).unwrap_or_default();
+            return Err(if same_name {
+                Refusal::Undecodable(format!(
+                    "writer schema cannot be resolved to the reader schema {r_name}: {e}"
+                ))
+            } else {
+                Refusal::WrongRecord(format!(
+                    "expected {r_name}, got {}",
+                    w.map(|n| n.fullname(None))
+                        .unwrap_or_else(|| format!("{writer:?}").chars().take(60).collect())
+                ))
+            });
+        }
+    }
+    PreparedTryBuilder {
+        writer,
+        plan_builder: |w: &Schema| -> Result<Plan<'_>, Refusal> {
+            let names = crate::bounded::names_of(w).map_err(Refusal::Undecodable)?;
+            let reader = GenericDatumReader::builder(w)
+                .maybe_reader_schema(kind.map(reader_schema))
+                .build()
+                .map_err(|e| Refusal::Undecodable(format!("writer schema: {e}")))?;
+            Ok(Plan { names, reader })
+        },
+    }
+    .try_build()
+    .map(PreparedSchema)
+}
+
 /// Encoder/decoder for Confluent-framed Avro, backed by a schema registry.
+///
+/// Decoding is bounded: a message is first walked over its writer schema within
+/// [`DecodeLimits`] ([`crate::bounded::check`]: value count, nesting, exact length, no
+/// trailing bytes), and only then decoded; a writer schema must resolve against the reader
+/// schema of the record asked for.
 #[derive(Clone)]
 pub struct Codec {
     settings: SrSettings,
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
+    limits: DecodeLimits,
+    prepared: Arc<Mutex<PreparedCache>>,
 }
 
 impl Codec {
+    /// A codec with the default [`DecodeLimits`].
     pub fn new(registry_url: &str) -> Result<Codec, SRCError> {
         let settings = SrSettings::new_builder(registry_url.trim_end_matches('/').to_string())
             .no_proxy()
@@ -65,7 +226,19 @@ impl Codec {
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings.clone())),
             settings,
+            limits: DecodeLimits::default(),
+            prepared: Arc::default(),
         })
+    }
+
+    /// A codec for the configured registry and decode limits.
+    pub fn from_config(cfg: &SchemaRegistryConfig) -> Result<Codec, SRCError> {
+        Ok(Codec::new(&cfg.url)?.with_limits(DecodeLimits::from_config(cfg)))
+    }
+
+    pub fn with_limits(mut self, limits: DecodeLimits) -> Codec {
+        self.limits = limits;
+        self
     }
 
     fn strategy(topic: &str, kind: SchemaKind) -> SubjectNameStrategy {
@@ -100,64 +273,90 @@ impl Codec {
             .await
     }
 
-    /// Decodes a Confluent-framed Avro message into its generic value.
-    pub async fn decode_value(&self, bytes: &[u8]) -> Result<(Option<String>, Value), DecodeError> {
+    /// The prepared writer schema `id` for `kind` (cached).
+    async fn prepared(
+        &self,
+        id: u32,
+        kind: Option<SchemaKind>,
+    ) -> Result<Arc<Result<PreparedSchema, Refusal>>, DecodeError> {
+        if let Some(p) = self.cache().get(&(id, kind)) {
+            return Ok(p.clone());
+        }
+        let writer = match self.decoder.get_schema(id).await {
+            Ok(s) => s.parsed.clone(),
+            Err(e) if e.retriable => {
+                self.decoder.remove_errors_from_cache();
+                return Err(DecodeError::Unavailable(describe(&e)));
+            }
+            Err(e) => {
+                return Err(DecodeError::UnknownSchema {
+                    id,
+                    message: describe(&e),
+                })
+            }
+        };
+        let p = Arc::new(prepare(writer, kind));
+        let mut cache = self.cache();
+        if cache.len() < MAX_PREPARED {
+            cache.insert((id, kind), p.clone());
+        }
+        Ok(p)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PreparedCache> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decodes a Confluent-framed Avro message, as `kind`'s record or (`None`) as its writer
+    /// schema says; returns the writer's record name and the value.
+    async fn decode_as(
+        &self,
+        bytes: &[u8],
+        kind: Option<SchemaKind>,
+    ) -> Result<(Option<String>, Value), DecodeError> {
+        if bytes.len() > self.limits.max_message_bytes {
+            return Err(DecodeError::Undecodable(format!(
+                "message of {} bytes exceeds the configured limit of {} (max_message_bytes)",
+                bytes.len(),
+                self.limits.max_message_bytes
+            )));
+        }
         if bytes.len() < 5 || bytes[0] != 0 {
             return Err(DecodeError::Undecodable(
                 "not Confluent wire format (magic byte 0 + 4-byte schema id)".into(),
             ));
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        match self.decoder.decode(Some(bytes)).await {
-            Ok(r) => Ok((r.name.map(|n| n.fullname(None)), r.value)),
-            Err(e) if e.retriable => {
-                self.decoder.remove_errors_from_cache();
-                Err(DecodeError::Unavailable(describe(&e)))
-            }
-            Err(e) => {
-                // Tell an unknown id from a payload that does not match its schema.
-                match self.decoder.get_schema(id).await {
-                    Ok(_) => Err(DecodeError::Undecodable(describe(&e))),
-                    Err(se) if se.retriable => {
-                        self.decoder.remove_errors_from_cache();
-                        Err(DecodeError::Unavailable(describe(&se)))
-                    }
-                    Err(se) => Err(DecodeError::UnknownSchema {
-                        id,
-                        message: describe(&se),
-                    }),
-                }
-            }
-        }
+        let prepared = self.prepared(id, kind).await?;
+        let prepared = prepared.as_ref().as_ref().map_err(DecodeError::from)?;
+        prepared.decode(&bytes[5..], self.limits.datum)
+    }
+
+    /// Decodes a Confluent-framed Avro message into its generic value (as written).
+    pub async fn decode_value(&self, bytes: &[u8]) -> Result<(Option<String>, Value), DecodeError> {
+        self.decode_as(bytes, None).await
     }
 
     /// Decodes a telemetry event.
     pub async fn decode_telemetry(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
-        self.decode_record(bytes, "TelemetryEvent").await
+        self.decode_record(bytes, SchemaKind::Telemetry).await
     }
 
-    /// Decodes a record whose Avro name ends with `record_name` into `T`.
+    /// Decodes the record of `kind`'s topic into `T`: the writer schema is resolved to the
+    /// bundled reader schema of `kind`, and text no store can keep (NUL) is refused.
     pub async fn decode_record<T: serde::de::DeserializeOwned>(
         &self,
         bytes: &[u8],
-        record_name: &str,
+        kind: SchemaKind,
     ) -> Result<T, DecodeError> {
-        let (name, value) = self.decode_value(bytes).await?;
-        if let Some(n) = &name {
-            if !n.ends_with(record_name) {
-                return Err(DecodeError::WrongRecord(format!(
-                    "expected {record_name}, got {n}"
-                )));
-            }
-        }
+        let (_, value) = self.decode_as(bytes, Some(kind)).await?;
         if let Some(field) = nul_text(&value) {
             return Err(DecodeError::Invalid(format!(
                 "{field}: text contains a NUL character (U+0000), which cannot be stored"
             )));
         }
-        apache_avro::from_value::<T>(&value).map_err(|e| {
-            DecodeError::Undecodable(format!("record does not map to {record_name}: {e}"))
-        })
+        apache_avro::from_value::<T>(&value)
+            .map_err(|e| DecodeError::Undecodable(format!("record does not map to {kind:?}: {e}")))
     }
 }
 

@@ -4,10 +4,11 @@
 //! Subjects follow the TopicNameStrategy: `<topic>-value`. Only schema_registry_converter talks
 //! to the registry, so Confluent, Karapace, Redpanda or Apicurio work unchanged.
 
+pub mod bounded;
 mod codec;
 mod records;
 
-pub use codec::{Codec, DecodeError};
+pub use codec::{Codec, DecodeError, DecodeLimits, PreparedSchema};
 pub use records::{
     CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord,
     MetricsScope, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState,
@@ -15,7 +16,7 @@ pub use records::{
 };
 
 /// Which topic a schema belongs to (the default topic names of `atlasmesh_core::config::Topics`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaKind {
     Telemetry,
     MissionEvents,

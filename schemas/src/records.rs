@@ -122,6 +122,8 @@ pub enum DeadLetterReason {
     UnknownSchema,
     Invalid,
     Late,
+    /// A command whose signature is missing or does not verify.
+    Unauthenticated,
 }
 
 impl DeadLetterReason {
@@ -131,6 +133,7 @@ impl DeadLetterReason {
             DeadLetterReason::UnknownSchema => "unknown_schema",
             DeadLetterReason::Invalid => "invalid",
             DeadLetterReason::Late => "late",
+            DeadLetterReason::Unauthenticated => "unauthenticated",
         }
     }
 }

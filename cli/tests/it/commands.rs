@@ -337,13 +337,13 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
             .encode(&env.cfg.topics.commands, SchemaKind::Commands, &rec)
             .await
             .unwrap();
-        dups.push(OutRecord {
+        dups.push(env.signed(OutRecord {
             topic: env.cfg.topics.commands.clone(),
             key: Some(command_id.into_bytes()),
             payload,
             headers: vec![],
             partition: None,
-        });
+        }));
     }
     KafkaProducer::new(&env.cfg.kafka)
         .unwrap()

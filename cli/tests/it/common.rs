@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 /// The HS256 secret every process of a test shares.
 pub const JWT_SECRET: &str = "integration-test-secret";
+/// The command signing keys of the test configs (the API signs, the worker verifies).
+pub const COMMAND_KEYS: &str = "it:integration-test-command-signing-key-0001";
 
 pub struct TestEnv {
     pub cfg: Config,
@@ -66,6 +68,7 @@ impl TestEnv {
             .to_string();
         cfg.postgres.url = format!("{base}/atlasmesh_it_{unique}");
         cfg.auth.hs256_secret = Some(JWT_SECRET.into());
+        cfg.command_signing.keys = COMMAND_KEYS.into();
         cfg.telemetry.idle_flush_ms = 1_500;
         cfg.runner.checkpoint_interval_ms = 500;
         let log_dir = std::env::temp_dir().join(format!("atlasmesh-it-{unique}"));
@@ -121,6 +124,10 @@ impl TestEnv {
             ("ATLASMESH_LOG_FORMAT".into(), "json".into()),
             ("ATLASMESH_KAFKA__ASSIGNMENT".into(), "manual".into()),
             ("ATLASMESH_AUTH__HS256_SECRET".into(), JWT_SECRET.into()),
+            (
+                "ATLASMESH_COMMAND_SIGNING__KEYS".into(),
+                COMMAND_KEYS.into(),
+            ),
             // The tests drive the API harder than one person would.
             ("ATLASMESH_AUTH__RATE_LIMIT_PER_S".into(), "100000".into()),
             ("ATLASMESH_AUTH__RATE_LIMIT_BURST".into(), "100000".into()),
@@ -216,6 +223,18 @@ impl TestEnv {
             scope,
             Duration::from_secs(3600),
         )
+    }
+
+    /// `r` with the signature header the API would give it (the command worker refuses
+    /// unsigned commands).
+    pub fn signed(&self, mut r: OutRecord) -> OutRecord {
+        let keys = self.cfg.command_signing.required_keys().unwrap();
+        let sig = keys.sign(r.key.as_deref(), &r.payload).unwrap();
+        r.headers.push((
+            atlasmesh_core::command_signing::HEADER.to_string(),
+            sig.into_bytes(),
+        ));
+        r
     }
 
     pub async fn produce(&self, items: &[Emitted]) {

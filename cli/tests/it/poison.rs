@@ -1,6 +1,7 @@
-//! Poison records through the real broker and the real worker (issue 10 items 1 and 3): text
+//! Poison records through the real broker and the real worker (issue 10 items 1 to 5): text
 //! with a NUL character (which PostgreSQL cannot store) and instants outside years 0001..9999
-//! are dead-lettered as `invalid` with a reason, and the records behind them are processed.
+//! are dead-lettered as `invalid`, Avro bombs and trailing bytes as `undecodable`, forged
+//! commands as `unauthenticated`, each with a reason, and the records behind them are processed.
 
 use std::time::{Duration, Instant};
 
@@ -73,16 +74,18 @@ async fn poison_commands_are_dead_lettered_and_the_next_one_applies() {
     let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
     let mut records = Vec::new();
     for c in poison.iter().chain(std::iter::once(&last)) {
-        records.push(OutRecord {
-            topic: env.cfg.topics.commands.clone(),
-            key: Some(b"one-aggregate".to_vec()),
-            payload: codec
-                .encode(&env.cfg.topics.commands, SchemaKind::Commands, c)
-                .await
-                .unwrap(),
-            headers: vec![],
-            partition: None,
-        });
+        records.push(
+            env.signed(OutRecord {
+                topic: env.cfg.topics.commands.clone(),
+                key: Some(b"one-aggregate".to_vec()),
+                payload: codec
+                    .encode(&env.cfg.topics.commands, SchemaKind::Commands, c)
+                    .await
+                    .unwrap(),
+                headers: vec![],
+                partition: None,
+            }),
+        );
     }
     KafkaProducer::new(&env.cfg.kafka)
         .unwrap()
@@ -172,6 +175,267 @@ async fn telemetry_with_nul_in_an_id_is_dead_lettered_and_the_rest_counted() {
         dead.iter()
             .all(|d| d.reason.as_str() == "invalid" && d.error.contains("NUL")),
         "{dead:?}"
+    );
+    sigterm(&mut worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_tampered_commands_are_refused_and_the_signed_one_applies() {
+    let env = TestEnv::new("forgedcmd");
+    env.migrate();
+    let now = atlasmesh_core::clock::now_ms();
+    let tag = format!("forged-{}-{now}", std::process::id());
+    let cmd = |n: &str, scope: &str| CommandRecord {
+        command_id: format!("{tag}-{n}"),
+        idempotency_key: format!("{tag}-key-{n}"),
+        kind: "pool.create".into(),
+        fleet_scope: vec![scope.into()],
+        actor: "intruder".into(),
+        issued_at_ms: now,
+        payload_json: serde_json::json!({
+            "fleet_id": "fleet-f", "name": format!("{tag}-{n}"),
+            "resource_type": "charger", "capacity": 2
+        })
+        .to_string(),
+    };
+    let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
+    let encode = |c: CommandRecord| {
+        let codec = codec.clone();
+        let topic = env.cfg.topics.commands.clone();
+        async move {
+            OutRecord {
+                topic: topic.clone(),
+                key: Some(b"one-aggregate".to_vec()),
+                payload: codec
+                    .encode(&topic, SchemaKind::Commands, &c)
+                    .await
+                    .unwrap(),
+                headers: vec![],
+                partition: None,
+            }
+        }
+    };
+    // 1. Unsigned, with every fleet in scope.
+    let unsigned = encode(cmd("unsigned", "*")).await;
+    // 2. Signed with a key the worker does not hold under the worker's key id.
+    let mut wrong_key = encode(cmd("wrong-key", "*")).await;
+    let id = env
+        .cfg
+        .command_signing
+        .keys
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let foreign = atlasmesh_core::command_signing::SigningKeys::parse(&format!(
+        "{id}:an-attacker-chosen-secret-of-32-bytes!"
+    ))
+    .unwrap();
+    let sig = foreign
+        .sign(wrong_key.key.as_deref(), &wrong_key.payload)
+        .unwrap();
+    wrong_key.headers.push((
+        atlasmesh_core::command_signing::HEADER.into(),
+        sig.into_bytes(),
+    ));
+    // 3. Validly signed, then its scope widened on the way (the bytes changed).
+    let signed_narrow = env.signed(encode(cmd("tampered", "fleet-f")).await);
+    let widened = encode(cmd("tampered", "*")).await;
+    let tampered = OutRecord {
+        payload: widened.payload,
+        ..signed_narrow
+    };
+    // 4. Validly signed: applies.
+    let good = env.signed(encode(cmd("good", "fleet-f")).await);
+    KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .send_all("kafka", &[unsigned, wrong_key, tampered, good])
+        .await
+        .unwrap();
+
+    let mut worker = env.spawn_worker_args(0, &["--pipelines", "commands"], &[]);
+    let pg = env.pg().await;
+    let started = Instant::now();
+    let pools = loop {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM resource_pools WHERE name LIKE $1 ORDER BY name")
+                .bind(format!("{tag}-%"))
+                .fetch_all(&pg)
+                .await
+                .unwrap();
+        if !names.is_empty() {
+            break names;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the signed command was not applied; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(pools, vec![format!("{tag}-good")]);
+    let dead = dead_letters(&env, 3).await;
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    assert!(
+        dead.iter().all(|d| d.reason.as_str() == "unauthenticated"),
+        "{dead:?}"
+    );
+    assert!(errors[0].starts_with("unsigned"), "{errors:?}");
+    assert!(errors[1].starts_with("bad signature"), "{errors:?}");
+    assert!(errors[2].starts_with("bad signature"), "{errors:?}");
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker must go on"
+    );
+    sigterm(&mut worker);
+}
+
+/// Registers `schema` (Avro JSON) under `subject` in the test registry; returns its id.
+async fn register(env: &TestEnv, subject: &str, schema: &str) -> u32 {
+    let res: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/subjects/{subject}/versions",
+            env.cfg.schema_registry.url.trim_end_matches('/')
+        ))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": schema }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["id"].as_u64().unwrap() as u32
+}
+
+fn zigzag(v: i64) -> Vec<u8> {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    let mut out = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_bombs_and_trailing_bytes_are_undecodable_and_the_rest_counted() {
+    let env = TestEnv::new("avrobomb");
+    env.migrate();
+    let items = Simulator::new(SimConfig {
+        seed: 12,
+        fleets: 1,
+        vehicles_per_fleet: 3,
+        ..SimConfig::default()
+    })
+    .take(300);
+    let counted = valid_counted_events(&items).len() as u64;
+    let template = items.iter().find_map(Emitted::event).unwrap().clone();
+    let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
+    let framed = codec
+        .encode(&env.cfg.topics.telemetry, SchemaKind::Telemetry, &template)
+        .await
+        .unwrap();
+    let datum = &framed[5..];
+    let frame = |id: u32, body: &[u8]| {
+        let mut b = vec![0u8];
+        b.extend(id.to_be_bytes());
+        b.extend(body);
+        b
+    };
+    // A writer schema the topic's reader can resolve (an extra field is ignored), whose extra
+    // field is a nested array of nulls: a few bytes declare ~2^58 values.
+    let mut schema: serde_json::Value =
+        serde_json::from_str(SchemaKind::Telemetry.schema()).unwrap();
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "junk",
+            "type": {"type": "array", "items": {"type": "array", "items": "null"}},
+            "default": []
+        }));
+    let bomb_id = register(
+        &env,
+        &format!("{}-bomb", env.cfg.topics.telemetry),
+        &schema.to_string(),
+    )
+    .await;
+    let mut deep = datum.to_vec();
+    deep.extend(zigzag(1 << 29));
+    deep.extend(zigzag(1 << 29));
+    deep.extend(zigzag(0));
+    deep.extend(zigzag(0));
+    // Many small blocks: 12 bytes, ~440 MB in apache-avro before.
+    let mut small = datum.to_vec();
+    for _ in 0..4 {
+        small.extend(zigzag(1));
+        small.extend(zigzag(1 << 20));
+    }
+    small.extend(zigzag(0));
+    // A schema the topic's reader cannot resolve at all (array<array<null>>).
+    let alien_id = register(
+        &env,
+        &format!("{}-alien", env.cfg.topics.telemetry),
+        r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
+    )
+    .await;
+    let mut alien = zigzag(1 << 29);
+    alien.extend(zigzag(1 << 29));
+    // A valid record followed by a byte.
+    let mut trailing = framed.clone();
+    trailing.push(0);
+    let bad = [
+        frame(bomb_id, &deep),
+        frame(bomb_id, &small),
+        frame(alien_id, &alien),
+        trailing,
+    ];
+    let records: Vec<OutRecord> = bad
+        .iter()
+        .map(|payload| OutRecord {
+            topic: env.cfg.topics.telemetry.clone(),
+            key: Some(template.vehicle_id.clone().into_bytes()),
+            payload: payload.clone(),
+            headers: vec![],
+            partition: None,
+        })
+        .collect();
+    KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .send_all("kafka", &records)
+        .await
+        .unwrap();
+    env.produce(&items).await;
+    let mut worker = env.spawn_worker(0);
+    let pg = env.pg().await;
+    env.wait_checkpointed(
+        &pg,
+        (bad.len() + items.len()) as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(env.raw_count().await, counted);
+    let dead = dead_letters(&env, bad.len()).await;
+    assert!(
+        dead.iter().all(|d| d.reason.as_str() == "undecodable"),
+        "{dead:?}"
+    );
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    assert!(errors[0].contains("max_values"), "{errors:?}");
+    assert!(errors[1].contains("max_values"), "{errors:?}");
+    assert!(
+        errors[2].contains("expected") || errors[2].contains("resolved"),
+        "{errors:?}"
+    );
+    assert!(errors[3].contains("trailing"), "{errors:?}");
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker must go on"
     );
     sigterm(&mut worker);
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use atlasmesh_core::config::Config;
 use atlasmesh_schemas::{
-    Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, WindowMetricsRecord,
+    Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, SchemaKind, WindowMetricsRecord,
 };
 use atlasmesh_sinks::clickhouse::ClickHouseSink;
 use atlasmesh_sinks::kafka::KafkaProducer;
@@ -145,7 +145,7 @@ impl Pipeline for AlertsPipeline {
             score: cfg.performance.score,
         };
         Ok(AlertsPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             sinks,
             settings,
@@ -197,7 +197,7 @@ impl Pipeline for AlertsPipeline {
     ) -> Result<()> {
         batch.consumed += 1;
         let rec: WindowMetricsRecord =
-            match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
+            match crate::dlq::decode(&self.codec, msg, SchemaKind::Metrics).await? {
                 Decoded::Ok(r) => r,
                 Decoded::DeadLetter(reason, error) => {
                     self.dead_letter(msg, reason, error, batch);

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use atlasmesh_core::command_signing::{self, SigningKeys};
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_schemas::{
@@ -71,6 +72,8 @@ struct Job {
 
 pub struct CommandPipeline {
     codec: Codec,
+    /// Verifies the signature of every command (see `atlasmesh_core::command_signing`).
+    signer: SigningKeys,
     topics: Topics,
     pool: PgPool,
     producer: KafkaProducer,
@@ -240,7 +243,11 @@ impl Pipeline for CommandPipeline {
             .map(|_| mpsc::channel(cfg.commands.lane_capacity.max(1)))
             .unzip();
         Ok(CommandPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            signer: cfg
+                .command_signing
+                .required_keys()
+                .map_err(|e| Error::setup("command signing", e))?,
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             topics: cfg.topics.clone(),
             pool,
@@ -288,15 +295,31 @@ impl Pipeline for CommandPipeline {
         msg: &InMessage,
         batch: &mut CommandBatch,
     ) -> Result<()> {
-        let cmd: CommandRecord =
-            match crate::dlq::decode_valid(&self.codec, msg, "Command", invalid_envelope).await? {
-                Decoded::Ok(c) => c,
-                Decoded::DeadLetter(reason, error) => {
-                    batch.consumed += 1;
-                    self.dead_letter(msg, reason, error, batch);
-                    return Ok(());
-                }
-            };
+        // The topic is a trust boundary: only what the API signed is decoded at all.
+        if let Err(e) = self.signer.verify(
+            msg.header(command_signing::HEADER),
+            msg.key.as_deref(),
+            msg.payload.as_deref().unwrap_or_default(),
+        ) {
+            batch.consumed += 1;
+            self.dead_letter(msg, DeadLetterReason::Unauthenticated, e.to_string(), batch);
+            return Ok(());
+        }
+        let cmd: CommandRecord = match crate::dlq::decode_valid(
+            &self.codec,
+            msg,
+            SchemaKind::Commands,
+            invalid_envelope,
+        )
+        .await?
+        {
+            Decoded::Ok(c) => c,
+            Decoded::DeadLetter(reason, error) => {
+                batch.consumed += 1;
+                self.dead_letter(msg, reason, error, batch);
+                return Ok(());
+            }
+        };
         let lane = &self.lanes[self.lane_of(msg, &cmd)];
         // Reserve first: if the lane stays full, nothing has changed when we return.
         let permit = match tokio::time::timeout(LANE_WAIT, lane.reserve()).await {

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterRecord, MissionEventRecord};
+use atlasmesh_schemas::{Codec, DeadLetterRecord, MissionEventRecord, SchemaKind};
 use atlasmesh_sinks::clickhouse::ClickHouseSink;
 use atlasmesh_sinks::kafka::KafkaProducer;
 use sqlx::PgPool;
@@ -63,7 +63,7 @@ impl Pipeline for MissionsPipeline {
 
     async fn build(cfg: &Config) -> Result<Self> {
         Ok(MissionsPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 3).await?,
@@ -96,7 +96,7 @@ impl Pipeline for MissionsPipeline {
             NAME,
             &self.codec,
             msg,
-            "MissionEvent",
+            SchemaKind::MissionEvents,
             invalid,
             &mut batch.dlq,
         )

@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterRecord, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, ScoreHistoryRow, TrendHistoryRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use sqlx::PgPool;
@@ -70,7 +70,7 @@ impl Pipeline for PerformancePipeline {
         let settings = Settings::from_config(&cfg.performance);
         info!(pipeline = NAME, metrics = ?settings.trend_metrics, window_horizons = ?settings.window_horizons, day_horizons = ?settings.day_horizons, "Performance settings loaded.");
         Ok(PerformancePipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?,
@@ -101,7 +101,7 @@ impl Pipeline for PerformancePipeline {
     ) -> Result<()> {
         batch.consumed += 1;
         let rec: WindowMetricsRecord =
-            match crate::dlq::decode(&self.codec, msg, "WindowMetrics").await? {
+            match crate::dlq::decode(&self.codec, msg, SchemaKind::Metrics).await? {
                 Decoded::Ok(r) => r,
                 Decoded::DeadLetter(reason, error) => {
                     batch

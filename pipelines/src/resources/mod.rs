@@ -29,7 +29,9 @@ mod store;
 use std::time::Duration;
 
 use atlasmesh_core::config::{Config, Topics};
-use atlasmesh_schemas::{Codec, DeadLetterReason, DeadLetterRecord, ResourceEventRecord};
+use atlasmesh_schemas::{
+    Codec, DeadLetterReason, DeadLetterRecord, ResourceEventRecord, SchemaKind,
+};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, PoolUtilizationRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use sqlx::PgPool;
@@ -67,7 +69,7 @@ impl Pipeline for ResourcesPipeline {
 
     async fn build(cfg: &Config) -> Result<Self> {
         Ok(ResourcesPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             topics: cfg.topics.clone(),
             pool: atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 3).await?,
@@ -106,7 +108,7 @@ impl Pipeline for ResourcesPipeline {
             NAME,
             &self.codec,
             msg,
-            "ResourceEvent",
+            SchemaKind::ResourceEvents,
             invalid,
             &mut batch.dlq,
         )

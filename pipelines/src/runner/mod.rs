@@ -52,6 +52,8 @@ pub struct InMessage {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The record's headers, in order (empty, without allocating, when it has none).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl InMessage {
@@ -62,6 +64,7 @@ impl InMessage {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
+            headers: m.headers().map(owned_headers).unwrap_or_default(),
         }
     }
 
@@ -72,8 +75,28 @@ impl InMessage {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
+            headers: m.headers().map(owned_headers).unwrap_or_default(),
         }
     }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+fn owned_headers(h: &impl rdkafka::message::Headers) -> Vec<(String, Vec<u8>)> {
+    h.iter()
+        .map(|h| {
+            (
+                h.key.to_string(),
+                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// A pipeline's processing-time cadence, from its own config section.
@@ -334,7 +357,14 @@ impl<P: Pipeline> Runner<'_, P> {
             tokio::select! {
                 biased;
                 _ = requested(&mut self.shutdown) => {
-                    return self.checkpoint().await;
+                    let grace = Duration::from_millis(self.cfg.runner.shutdown_grace_ms);
+                    return match tokio::time::timeout(grace, self.checkpoint()).await {
+                        Ok(step) => step,
+                        Err(_) => {
+                            warn!(pipeline = P::NAME, grace_ms = grace.as_millis() as u64, "The final checkpoint did not finish within the shutdown grace; stopping without it (the pipeline resumes from its last checkpoint).");
+                            Err(Stop::Shutdown)
+                        }
+                    };
                 }
                 _ = tick.tick() => {
                     self.adopt_assigned().await?;

@@ -12,7 +12,7 @@ use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
 use atlasmesh_core::TelemetryEvent;
-use atlasmesh_schemas::{Codec, DeadLetterReason, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterReason, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{
     ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
 };
@@ -102,7 +102,7 @@ impl Pipeline for TelemetryPipeline {
         let source_partitions = producer.partition_count(&cfg.topics.telemetry).await?;
         let metrics_partitions = producer.partition_count(&cfg.topics.metrics).await?;
         Ok(TelemetryPipeline {
-            codec: Codec::new(&cfg.schema_registry.url)
+            codec: Codec::from_config(&cfg.schema_registry)
                 .map_err(|e| Error::setup("schema registry", e))?,
             params: WindowParams::from(&cfg.telemetry),
             limits,
@@ -141,7 +141,7 @@ impl Pipeline for TelemetryPipeline {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
         let ev: TelemetryEvent =
-            match crate::dlq::decode(&self.codec, msg, "TelemetryEvent").await? {
+            match crate::dlq::decode(&self.codec, msg, SchemaKind::Telemetry).await? {
                 Decoded::Ok(ev) => ev,
                 Decoded::DeadLetter(reason, error) => {
                     self.dead_letter(msg, reason, error, batch);

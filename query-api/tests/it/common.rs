@@ -70,6 +70,7 @@ pub fn config(ch_database: &str, redis_prefix: &str) -> Config {
     c.redis.key_prefix = redis_prefix.to_string();
     c.api.max_page_size = 50;
     c.auth.hs256_secret = Some(TEST_SECRET.into());
+    c.command_signing.keys = "qa:query-api-test-command-signing-key-0001".into();
     c
 }
 

@@ -171,6 +171,19 @@ async fn codec_round_trips_and_classifies_bad_input() {
         codec.decode_telemetry(truncated).await,
         Err(DecodeError::Undecodable(_))
     ));
+    // A valid record followed by anything is not that record.
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    match codec.decode_telemetry(&trailing).await {
+        Err(DecodeError::Undecodable(m)) => assert!(m.contains("trailing"), "{m}"),
+        other => panic!("expected undecodable, got {other:?}"),
+    }
+    // A record of another topic is refused by schema resolution.
+    let dl_bytes = b;
+    assert!(matches!(
+        codec.decode_telemetry(&dl_bytes).await,
+        Err(DecodeError::WrongRecord(_))
+    ));
     // A registry that is down is retriable, never a dead letter.
     let down = Codec::new("http://127.0.0.1:9").unwrap();
     assert!(down
