@@ -67,15 +67,37 @@ async fn federations_members_and_metrics() {
         .ok(&all, "federation.create", json!({"name": "north"}))
         .await;
     let fed_admin = Scope::default().with_federations([f.clone()]);
+    // Membership puts a fleet's numbers into the federation's totals: a federation manager
+    // without a claim on the fleet cannot add it, nor can the fleet's operator join a
+    // federation it has no claim on.
+    let r = t
+        .rejected(
+            &fed_admin,
+            "member.create",
+            json!({"federation_id": f, "fleet_id": a, "role": "coordinator"}),
+        )
+        .await;
+    assert!(r.contains("claim on that fleet"), "{r}");
+    let r = t
+        .rejected(
+            &t.scope(&["a"]),
+            "member.create",
+            json!({"federation_id": f, "fleet_id": a, "role": "coordinator"}),
+        )
+        .await;
+    assert!(r.contains("not in scope"), "{r}");
+    // A claim on both is the consent of both sides.
+    let fed_and_a = t.scope(&["a"]).with_federations([f.clone()]);
+    let fed_and_b = t.scope(&["b"]).with_federations([f.clone()]);
     t.ok(
-        &fed_admin,
+        &fed_and_a,
         "member.create",
         json!({"federation_id": f, "fleet_id": a, "role": "coordinator"}),
     )
     .await;
     let r = t
         .rejected(
-            &fed_admin,
+            &fed_and_a,
             "member.create",
             json!({"federation_id": f, "fleet_id": a, "role": "member"}),
         )
@@ -83,7 +105,7 @@ async fn federations_members_and_metrics() {
     assert!(r.contains("federation_members_unique"), "{r}");
     let mb = t
         .ok(
-            &fed_admin,
+            &fed_and_b,
             "member.create",
             json!({"federation_id": f, "fleet_id": b, "role": "member"}),
         )
@@ -127,6 +149,29 @@ async fn federations_members_and_metrics() {
         )
         .await;
     assert!(r.contains("not in scope"), "{r}");
+    // A federation alert rule shows the whole federation's total: a member fleet's operator
+    // without a claim on the federation cannot create one, with the claim it can.
+    let fed_rule = json!({"fleet_id": a, "scope": "federation", "federation_id": f,
+        "metric": "utilization", "comparison": "lt", "threshold": 0.5, "clear_threshold": 0.6,
+        "for_ms": 180000, "keep_firing_for_ms": 120000, "resend_interval_ms": 300000,
+        "severity": "warning", "labels": {}});
+    let r = t.rejected(&sa, "alert_rule.create", fed_rule.clone()).await;
+    assert!(r.contains("claim on that federation"), "{r}");
+    let rule = t.ok(&fed_and_a, "alert_rule.create", fed_rule).await;
+    let r = t
+        .rejected(
+            &sa,
+            "alert_rule.update",
+            json!({"id": rule, "threshold": 0.4}),
+        )
+        .await;
+    assert!(r.contains("claim on that federation"), "{r}");
+    t.ok(
+        &fed_and_a,
+        "alert_rule.update",
+        json!({"id": rule, "threshold": 0.4}),
+    )
+    .await;
     // A share within the federation needs both fleets to be members.
     let sab = t.scope(&["a"]);
     let p = t

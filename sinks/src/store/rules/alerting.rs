@@ -11,14 +11,17 @@ use crate::store::{CommandCtx, StoreError, StoreResult};
 
 impl StoreRules for AlertRuleResource {
     /// A federation alert rule's owning fleet must be a member of its federation.
+    /// Its instance shows the federation's total (other fleets' data), so the caller needs a
+    /// claim on the federation itself, not only on the owning fleet.
     async fn before_create(
         conn: &mut PgConnection,
-        _cmd: &CommandCtx<'_>,
+        cmd: &CommandCtx<'_>,
         rec: &mut Record,
     ) -> StoreResult {
         let Some(fed) = str_field(rec, "federation_id") else {
             return Ok(());
         };
+        federation_claim(cmd, fed)?;
         let member: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM federation_members WHERE federation_id = $1 AND fleet_id = $2)",
         )
@@ -37,13 +40,29 @@ impl StoreRules for AlertRuleResource {
 
     async fn before_update(
         _conn: &mut PgConnection,
-        _cmd: &CommandCtx<'_>,
+        cmd: &CommandCtx<'_>,
         old: &Record,
         changes: &mut Record,
     ) -> StoreResult {
         let mut merged = old.clone();
         merged.extend(changes.clone());
-        domain::validate_rule_row(&merged).map_err(StoreError::Rejected)
+        domain::validate_rule_row(&merged).map_err(StoreError::Rejected)?;
+        match str_field(&merged, "federation_id") {
+            Some(fed) => federation_claim(cmd, fed),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a federation rule to a caller without a claim on the federation.
+fn federation_claim(cmd: &CommandCtx<'_>, fed: &str) -> StoreResult {
+    if cmd.scope.allows_federation(fed) {
+        Ok(())
+    } else {
+        Err(StoreError::Rejected(format!(
+            "federation_id: a federation rule shows the whole federation {fed}; it needs a \
+             claim on that federation"
+        )))
     }
 }
 

@@ -10,7 +10,26 @@ use crate::store::{CommandCtx, StoreError, StoreResult};
 
 impl StoreRules for Federation {}
 
-impl StoreRules for Member {}
+impl StoreRules for Member {
+    /// A fleet's numbers appear in its federation's totals, so joining it needs the consent of
+    /// the fleet: the caller must hold a claim on the fleet as well as on the federation (the
+    /// generic scope check covers the federation).
+    async fn before_create(
+        _conn: &mut PgConnection,
+        cmd: &CommandCtx<'_>,
+        rec: &mut Record,
+    ) -> StoreResult {
+        let fleet = str_field(rec, "fleet_id").unwrap_or_default();
+        if cmd.scope.allows_fleet(fleet) {
+            Ok(())
+        } else {
+            Err(StoreError::Rejected(format!(
+                "fleet_id: adding fleet {fleet} to a federation needs a claim on that fleet \
+                 (its operator's consent)"
+            )))
+        }
+    }
+}
 
 impl StoreRules for FederationMetric {}
 
