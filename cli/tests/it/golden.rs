@@ -70,6 +70,7 @@ struct ScoreRow {
     reliability: f64,
     safety: f64,
     cost: f64,
+    version: u32,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,16 +325,30 @@ async fn golden_scenario(arrival: Arrival) {
     }
 
     // 2. Scores: every window and the day, total and components (an undefined component is
-    // stored as NaN, read here as -1, and left out of the total).
-    let rows: Vec<ScoreRow> = env
-        .ch_rows(
-            "SELECT fleet_id, toString(period) AS period, period_start_ms, total,
-                    if(isNaN(efficiency), -1, efficiency) AS efficiency, if(isNaN(utilization), -1, utilization) AS utilization,
-                    if(isNaN(reliability), -1, reliability) AS reliability, if(isNaN(safety), -1, safety) AS safety,
-                    if(isNaN(cost), -1, cost) AS cost
-             FROM performance_score_history FINAL WHERE vehicle_id = '' AND period IN ('window', 'day') ORDER BY fleet_id, period, period_start_ms",
-        )
-        .await;
+    // stored as NaN, read here as -1, and left out of the total). The trends above are in
+    // PostgreSQL; the day score of the last window may reach ClickHouse a flush later, so wait
+    // for the day rows to carry every window (their version) before comparing.
+    let settled = |fleet: &str| exp["window_scores"][fleet].as_array().map_or(0, Vec::len);
+    let started = Instant::now();
+    let rows: Vec<ScoreRow> = loop {
+        let rows: Vec<ScoreRow> = env
+            .ch_rows(
+                "SELECT fleet_id, toString(period) AS period, period_start_ms, total,
+                        if(isNaN(efficiency), -1, efficiency) AS efficiency, if(isNaN(utilization), -1, utilization) AS utilization,
+                        if(isNaN(reliability), -1, reliability) AS reliability, if(isNaN(safety), -1, safety) AS safety,
+                        if(isNaN(cost), -1, cost) AS cost, version
+                 FROM performance_score_history FINAL WHERE vehicle_id = '' AND period IN ('window', 'day') ORDER BY fleet_id, period, period_start_ms",
+            )
+            .await;
+        let complete = rows
+            .iter()
+            .filter(|r| r.period == "day")
+            .all(|r| r.version as usize >= settled(&r.fleet_id));
+        if complete || started.elapsed() > Duration::from_secs(60) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     let mut checked = 0;
     for r in &rows {
         let want = match r.period.as_str() {
