@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use atlasmesh::{init_logging, install_metrics, LogFormat};
@@ -211,7 +212,10 @@ struct SimulateArgs {
     backlog: f64,
 }
 
-fn shutdown_signal() -> watch::Receiver<bool> {
+/// Turns true on SIGTERM or Ctrl-C. From then on the process has `deadline` to stop by
+/// itself; past it (a client library blocked on a dependency that is gone), it exits anyway:
+/// every pipeline resumes from its last checkpoint, as after a crash, so a stop never hangs.
+fn shutdown_signal(deadline: Duration) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -221,8 +225,17 @@ fn shutdown_signal() -> watch::Receiver<bool> {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
-        tracing::info!("Shutdown requested.");
+        tracing::info!(deadline_ms = deadline.as_millis() as u64, "Shutdown requested.");
         let _ = tx.send(true);
+        // A thread, not a task: it must fire even if the runtime is blocked.
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline);
+            tracing::error!(
+                deadline_ms = deadline.as_millis() as u64,
+                "Shutdown did not finish in time; exiting now (pipelines resume from their last checkpoints)."
+            );
+            std::process::exit(1);
+        });
     });
     rx
 }
@@ -265,10 +278,12 @@ async fn main() -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
     cfg.validate().context("invalid configuration")?;
     let cfg = Arc::new(cfg);
+    let stop_deadline =
+        Duration::from_millis(cfg.runner.shutdown_grace_ms) + Duration::from_secs(10);
     match cli.cmd {
         Cmd::Migrate => {
             use atlasmesh_pipelines::ready::{self, Dependency};
-            let mut shutdown = shutdown_signal();
+            let mut shutdown = shutdown_signal(stop_deadline);
             let deps = [
                 Dependency::Postgres,
                 Dependency::ClickHouse,
@@ -281,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Worker(w) => {
             let handle = install_metrics()?;
-            let mut shutdown = shutdown_signal();
+            let mut shutdown = shutdown_signal(stop_deadline);
             let metrics = cfg
                 .runner
                 .metrics_listen
@@ -305,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Api => {
             let handle = install_metrics()?;
-            let shutdown = shutdown_signal();
+            let shutdown = shutdown_signal(stop_deadline);
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
             let lag = atlasmesh_query_api::spawn_lag_monitor(state.clone(), shutdown.clone());
             atlasmesh_query_api::serve(state, &cfg.api.listen, wait_true(shutdown)).await?;
@@ -313,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Run(r) => {
             let handle = install_metrics()?;
-            let mut shutdown = shutdown_signal();
+            let mut shutdown = shutdown_signal(stop_deadline);
             // The API first: it connects lazily, so /health tells what is still missing while
             // the worker waits for its dependencies.
             let state = atlasmesh_query_api::AppState::connect(&cfg, handle).await?;
@@ -385,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
                 progress: true,
                 derived: !s.no_derived,
             };
-            let mut shutdown = shutdown_signal();
+            let mut shutdown = shutdown_signal(stop_deadline);
             {
                 use atlasmesh_pipelines::ready::{self, Dependency};
                 let deps = [Dependency::Kafka, Dependency::SchemaRegistry];

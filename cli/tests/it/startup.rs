@@ -127,3 +127,49 @@ async fn api_reports_a_lost_broker_and_recovers_without_restart() {
     .await;
     sigterm(&mut api);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_broker_is_gone_stops_within_its_shutdown_grace() {
+    let mut broker = TansuBroker::start_on(free_port().unwrap()).expect("private tansu");
+    let mut env = TestEnv::new("stopnobroker");
+    env.cfg.kafka.brokers = broker.bootstrap();
+    env.migrate();
+    let items = atlasmesh_simulator::Simulator::new(atlasmesh_simulator::SimConfig {
+        seed: 5,
+        fleets: 1,
+        vehicles_per_fleet: 2,
+        ..atlasmesh_simulator::SimConfig::default()
+    })
+    .take(200);
+    env.produce(&items).await;
+    let mut worker = env.spawn_worker_args(
+        0,
+        &["--pipelines", "telemetry"],
+        &[("ATLASMESH_RUNNER__SHUTDOWN_GRACE_MS", "3000")],
+    );
+    let pg = env.pg().await;
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
+    // The broker goes away for good; the worker notices and retries. A stop must not wait for
+    // it (before: the final checkpoint's produce waited out message.timeout.ms and more).
+    broker.stop().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    use nix::sys::signal::{kill, Signal};
+    kill(
+        nix::unistd::Pid::from_raw(worker.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    loop {
+        if worker.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the worker did not stop within 20 s of SIGTERM (grace 3 s + 10 s); log {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
