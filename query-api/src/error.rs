@@ -149,6 +149,13 @@ impl ApiError {
         ApiError::Conflict(message.into())
     }
 
+    /// 429 for a wait of `wait` (at least one second in `Retry-After`).
+    pub fn too_many_requests(wait: std::time::Duration) -> ApiError {
+        ApiError::TooManyRequests {
+            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+
     /// A 422 naming the body fields at fault.
     pub fn unprocessable(fields: BTreeMap<String, String>) -> ApiError {
         let names: Vec<&str> = fields.keys().map(String::as_str).collect();

@@ -253,6 +253,7 @@ impl ApiKeyCache {
         }
         Ok(Some(Cached::Active(Caller {
             subject: name,
+            kind: super::CallerKind::ApiKey,
             role: parse_role(&role)?,
             scope: scope_of(&fleets, &federations),
         })))
@@ -299,6 +300,7 @@ mod tests {
         let t0 = Instant::now();
         let caller = Caller {
             subject: "k".into(),
+            kind: super::super::CallerKind::ApiKey,
             role: Role::Viewer,
             scope: Scope::all(),
         };

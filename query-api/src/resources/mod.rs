@@ -502,6 +502,7 @@ mod tests {
     fn caller(scope: Scope) -> Caller {
         Caller {
             subject: "t".into(),
+            kind: crate::auth::CallerKind::ApiKey,
             role: Role::Viewer,
             scope,
         }

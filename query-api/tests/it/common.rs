@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::Value;
+use sqlx::{Connection, PgPool};
 use tower::ServiceExt;
 
 pub fn env_or(name: &str, default: &str) -> String {
@@ -143,6 +144,60 @@ pub fn assert_not_found(status: StatusCode, body: &Value) {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["code"], "not_found", "{body}");
     assert!(body["error"].get("fields").is_none(), "{body}");
+}
+
+/// A private PostgreSQL database with every migration applied (through the sinks' migrator,
+/// as `atlasmesh migrate` does), dropped by [`PgDb::drop`].
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl PgDb {
+    pub async fn create(tag: &str) -> PgDb {
+        let name = unique(tag);
+        let mut admin = sqlx::PgConnection::connect(&database_url())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", database_url()));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = url_with_database(&database_url(), &name);
+        let pool = PgPool::connect(&url).await.unwrap();
+        atlasmesh_sinks::postgres::migrate(&pool).await.unwrap();
+        PgDb { name, url, pool }
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// `postgres://user@host:port/db?x` with the database replaced.
+fn url_with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
 }
 
 /// A private ClickHouse database with every migration of `migrations/clickhouse` applied.

@@ -5,6 +5,7 @@
 //! Each test uses its own ClickHouse database, Redis key prefix and PostgreSQL database.
 
 mod auth;
+mod command_owners;
 mod common;
 mod health_metrics;
 mod hostile_input;
