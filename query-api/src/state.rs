@@ -39,6 +39,8 @@ pub struct AppState {
     pub codec: Arc<atlasmesh_schemas::Codec>,
     /// Credential verification, API key cache and per-caller rate limits.
     pub auth: Arc<crate::auth::Auth>,
+    /// Per-client-address request and failed-authentication budgets.
+    pub addresses: Arc<crate::limits::AddressLimits>,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
         let auth = crate::auth::Auth::from_config(&cfg.auth)?;
         Ok(AppState {
             auth: Arc::new(auth),
+            addresses: Arc::new(crate::limits::AddressLimits::from_config(&cfg.api)),
             producer,
             codec: Arc::new(codec),
             config: Arc::new(cfg.clone()),

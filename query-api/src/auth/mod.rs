@@ -10,7 +10,8 @@
 //!   API key stored hashed in PostgreSQL, see [`api_key`].
 //!
 //! Missing, malformed, expired, revoked or unverifiable credentials are 401 (with
-//! `WWW-Authenticate`); a valid caller lacking the role or scope is 403; a caller over its rate
+//! `WWW-Authenticate`) and are charged to the client address's failure budget
+//! ([`crate::limits`]); a valid caller lacking the role or scope is 403; a caller over its rate
 //! ([`rate_limit`]) is 429 with `Retry-After`.
 //!
 //! A caller is identified by its credential kind, issuer and subject together
@@ -39,6 +40,7 @@ pub use api_key::{create_api_key, list_api_keys, revoke_api_key, ApiKeyInfo};
 pub use jwt::{issue_hs256, sign_hs256, sign_rs256, Claims};
 
 use crate::error::{ApiError, Result};
+use crate::limits::ClientAddress;
 use crate::state::AppState;
 
 /// Header carrying an API key.
@@ -217,6 +219,11 @@ impl Auth {
         }
     }
 
+    /// PostgreSQL look-ups of API keys made so far (cache misses, known or not).
+    pub fn key_lookups(&self) -> u64 {
+        self.keys.lookups()
+    }
+
     /// Takes one request from `caller`'s budget (keyed by [`Caller::actor`]); 429 when
     /// exhausted.
     pub fn rate_limit(&self, caller: &Caller) -> Result<(), ApiError> {
@@ -278,7 +285,8 @@ fn credential(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
     }
 }
 
-/// Authenticated and rate limited once per request (later extractions reuse the result).
+/// Authenticated and rate limited once per request (later extractions reuse the result). A
+/// failed authentication (401) is charged to the client address ([`crate::limits`]).
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -286,7 +294,17 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = state.auth.admit(&parts.headers, &state.postgres).await?;
+        let caller = match state.auth.admit(&parts.headers, &state.postgres).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                if let (ApiError::Unauthorized(_), Some(ClientAddress(address))) =
+                    (&e, parts.extensions.get::<ClientAddress>())
+                {
+                    state.addresses.record_failure(address);
+                }
+                return Err(e);
+            }
+        };
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

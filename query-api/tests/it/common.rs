@@ -280,3 +280,41 @@ pub fn migration_statements() -> Vec<String> {
     }
     out
 }
+
+/// The API served on a free loopback port by [`atlasmesh_query_api::serve_listener`] (the
+/// production server: connection limit, timeouts, client addresses), until [`Server::stop`].
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<atlasmesh_query_api::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(state: AppState) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(atlasmesh_query_api::serve_listener(
+            state,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server { addr, stop, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting, waits for in-flight requests, and returns the server's result.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("the server drains within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}

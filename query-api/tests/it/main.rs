@@ -9,5 +9,6 @@ mod command_owners;
 mod common;
 mod health_metrics;
 mod hostile_input;
+mod http_limits;
 mod kpis;
 mod window_metrics;
