@@ -55,6 +55,10 @@ pub fn bench_config(base: &Config, ts: i64) -> Config {
             std::process::id()
         );
     }
+    // Every bench request comes from 127.0.0.1: no per-address limits.
+    cfg.api.address_rate_limit_per_s = 0;
+    cfg.api.address_auth_failures_per_s = 0;
+    cfg.api.max_connections = cfg.api.max_connections.max(4096);
     if cfg.auth.hs256_secret.is_none() {
         cfg.auth.hs256_secret = Some(format!("bench-secret-{ts}-{}", std::process::id()));
     }
@@ -106,16 +110,13 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     let state = atlasmesh_query_api::AppState::connect(&cfg, prometheus).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
+    // The production server (connection limit, read timeouts), as `atlasmesh api` serves.
     let api = tokio::spawn({
-        let app = atlasmesh_query_api::app(state.clone());
+        let state = state.clone();
         let mut rx = stop_rx.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }
+        atlasmesh_query_api::serve_listener(state, listener, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
     });
     let secret = cfg.auth.hs256_secret.clone().expect("set by bench_config");
     let token = atlasmesh_query_api::auth::jwt::issue_hs256(

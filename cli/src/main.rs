@@ -225,7 +225,10 @@ fn shutdown_signal(deadline: Duration) -> watch::Receiver<bool> {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
-        tracing::info!(deadline_ms = deadline.as_millis() as u64, "Shutdown requested.");
+        tracing::info!(
+            deadline_ms = deadline.as_millis() as u64,
+            "Shutdown requested."
+        );
         let _ = tx.send(true);
         // A thread, not a task: it must fire even if the runtime is blocked.
         std::thread::spawn(move || {

@@ -505,6 +505,9 @@ impl Default for StartupConfig {
     }
 }
 
+/// The HTTP API: where it listens, page sizes, and the limits that protect it from slow,
+/// greedy or hostile clients (connection count, read timeouts, header size and per-address
+/// request rates; see the README's "API limits").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
@@ -512,6 +515,28 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Longest `?wait=true` (and `X-Consistency-Token`) wait for a command's outcome.
     pub command_wait_ms: u64,
+    /// Time a client has to send a request's complete head (request line and headers),
+    /// counted from the first byte of the request or, on a kept-alive connection, from the end
+    /// of the previous response; then the connection is closed. Also bounds idle keep-alive.
+    pub header_read_timeout_ms: u64,
+    /// Time a handler waits for a request body it reads; then 408 (JSON).
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Largest request head (request line plus header names and values) answered; larger is
+    /// 431 (JSON). At four times this size the HTTP parser itself closes the connection.
+    pub max_header_bytes: usize,
+    /// Sustained requests per second from one client address (IPv4 address or IPv6 /64),
+    /// counted before authentication; beyond it 429 with `Retry-After`. 0 disables the
+    /// address limits (e.g. behind a reverse proxy, where every client has its address).
+    pub address_rate_limit_per_s: u32,
+    /// Requests one address may make at once before its rate applies.
+    pub address_rate_limit_burst: u32,
+    /// Sustained failed authentications (401) per second from one address; once its burst is
+    /// spent every request of that address is 429 until the bucket refills. 0 disables.
+    pub address_auth_failures_per_s: u32,
+    /// Failed authentications one address may make at once.
+    pub address_auth_failure_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -520,7 +545,31 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".into(),
             max_page_size: 1000,
             command_wait_ms: 5_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_header_bytes: 32 * 1024,
+            address_rate_limit_per_s: 1000,
+            address_rate_limit_burst: 2000,
+            address_auth_failures_per_s: 10,
+            address_auth_failure_burst: 100,
         }
+    }
+}
+
+impl ApiConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(format!("api.{m}")));
+        if self.header_read_timeout_ms == 0 || self.body_read_timeout_ms == 0 {
+            return bad("header_read_timeout_ms and body_read_timeout_ms must be positive");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_header_bytes < 1024 {
+            return bad("max_header_bytes must be at least 1024");
+        }
+        Ok(())
     }
 }
 
@@ -645,6 +694,7 @@ impl Config {
         }
         self.performance.validate()?;
         self.command_signing.signing_keys()?;
+        self.api.validate()?;
         Ok(())
     }
 }
@@ -740,5 +790,31 @@ mod tests {
             assert_eq!(c.auth.issuer.as_deref(), Some("atlasmesh-idp"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn api_limits_have_defaults_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                (c.api.header_read_timeout_ms, c.api.body_read_timeout_ms),
+                (10_000, 30_000)
+            );
+            assert_eq!(c.api.max_connections, 1024);
+            assert!(c.validate().is_ok());
+            jail.set_env("ATLASMESH_API__MAX_CONNECTIONS", "3");
+            jail.set_env("ATLASMESH_API__ADDRESS_RATE_LIMIT_PER_S", "0");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.api.max_connections, 3);
+            assert_eq!(c.api.address_rate_limit_per_s, 0);
+            jail.set_env("ATLASMESH_API__HEADER_READ_TIMEOUT_MS", "0");
+            assert!(Config::load(None).unwrap().validate().is_err());
+            Ok(())
+        });
+        let api = ApiConfig {
+            max_header_bytes: 100,
+            ..ApiConfig::default()
+        };
+        assert!(api.validate().is_err());
     }
 }

@@ -329,7 +329,8 @@ fn rejection(view: &CommandView) -> ApiError {
         (status = 200, description = "The command's state", body = CommandView),
         (status = 400, description = "Unknown or invalid parameters", body = crate::error::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown command (or another caller's)", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown command (or another caller's: commands belong to the caller identity that submitted them, see whoami's actor)", body = crate::error::ErrorBody),
+        (status = 429, description = "Rate limit of the caller or of its client address exceeded (see Retry-After)", body = crate::error::ErrorBody),
     ),
     security(("bearer_jwt" = []), ("api_key" = []))
 )]

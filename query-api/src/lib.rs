@@ -13,35 +13,41 @@
 //!
 //! The binary (the CLI crate) loads the config, installs the Prometheus recorder and calls
 //! [`AppState::connect`], [`spawn_lag_monitor`] and [`serve`].
+//!
+//! Hostile or careless clients are bounded before any handler runs: connection count and
+//! header read timeout ([`server`]), head size and per-address rates ([`limits`]), body type,
+//! size and read timeout ([`body`]); every error answer has one JSON shape ([`error`]).
 
 #[macro_use]
 mod macros;
 
 pub mod auth;
+pub mod body;
 pub mod commands;
 pub mod error;
 pub mod health;
 pub mod kpis;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod reports;
 pub mod resources;
+pub mod server;
 pub mod state;
 pub mod views;
 pub mod window_metrics;
 
-use std::future::Future;
-
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
 pub use error::{ApiError, Error, Result};
 pub use metrics::spawn_lag_monitor;
+pub use server::{serve, serve_listener};
 pub use state::AppState;
 
-/// The router with every endpoint and the request-metrics middleware.
+/// The router with every endpoint and the middleware, outermost first: request metrics, JSON
+/// error answers, head size limit, per-address limits, NUL refusal, read-your-writes.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
@@ -69,9 +75,9 @@ pub fn app(state: AppState) -> Router {
         .merge(resources::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                ApiError::bad_request("method not allowed"),
+            ApiError::http(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
             )
         })
         .layer(axum::middleware::from_fn_with_state(
@@ -79,21 +85,15 @@ pub fn app(state: AppState) -> Router {
             commands::read_your_writes,
         ))
         .layer(axum::middleware::from_fn(params::refuse_nul))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_address,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_head,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
-}
-
-/// Serves [`app`] on `listen` until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(
-    state: AppState,
-    listen: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "Query API listening.");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!("Query API stopped.");
-    Ok(())
 }

@@ -14,6 +14,15 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// PostgreSQL look-ups of presented API keys (cache misses), by `outcome`
+/// (`active` | `revoked` | `unknown` | `error`).
+pub const API_KEY_LOOKUPS: &str = "atlasmesh_api_key_lookups_total";
+/// Requests refused with 429 before authentication because their client address was over its
+/// request or failed-authentication budget.
+pub const API_ADDRESS_REFUSED: &str = "atlasmesh_api_address_refused_total";
+/// Connections the API is serving.
+pub const API_CONNECTIONS_OPEN: &str = "atlasmesh_api_connections_open";
+
 /// Prometheus text exposition of every metric of the process.
 #[utoipa::path(
     get,

@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Signs every produced command (the command worker refuses unsigned ones).
     pub signer: Arc<atlasmesh_core::command_signing::SigningKeys>,
+    /// Per-client-address request and failed-authentication budgets.
+    pub addresses: Arc<crate::limits::AddressLimits>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
         Ok(AppState {
             signer: Arc::new(signer),
             auth: Arc::new(auth),
+            addresses: Arc::new(crate::limits::AddressLimits::from_config(&cfg.api)),
             producer,
             codec: Arc::new(codec),
             config: Arc::new(cfg.clone()),

@@ -842,7 +842,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     let v = instance(key_a.clone(), op_a.clone()).await.unwrap();
     assert_eq!(
         (v["acknowledged_by"].as_str(), v["status"].as_str()),
-        (Some("op-a"), Some("firing"))
+        (Some("jwt:op-a"), Some("firing"))
     );
     assert!(v["acknowledged_at"].is_string());
     let (s, v) = call(
@@ -875,7 +875,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
             v["resolved_by"].as_str(),
             v["resolution_note"].as_str()
         ),
-        (Some("resolved"), Some("op-a"), Some("depot closed"))
+        (Some("resolved"), Some("jwt:op-a"), Some("depot closed"))
     );
     let (s, _) = call(
         &http,
@@ -923,11 +923,15 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     .fetch_one(&pg)
     .await
     .unwrap();
-    assert_eq!(row, ("resolved".to_string(), Some("op-a".to_string()), 3));
+    assert_eq!(
+        row,
+        ("resolved".to_string(), Some("jwt:op-a".to_string()), 3)
+    );
 
     // Phase 3: A breaches again from minute 7: a fresh pending, firing only after `for`.
     produce_partials(&env, 7..=11, &[&a, &c]).await;
-    let by = Some("op-a".to_string());
+    // The recorded actor is the caller identity (kind and subject).
+    let by = Some("jwt:op-a".to_string());
     let want_a = vec![
         (1, "pending".to_string(), BASE + 2 * M, None),
         (2, "firing".to_string(), BASE + 4 * M, None),
@@ -1019,7 +1023,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
             (Some("resolve"), Some(key.as_str())),
             "{m}"
         );
-        assert_eq!(m["payload"]["custom_details"]["resolved_by"], "op-a");
+        assert_eq!(m["payload"]["custom_details"]["resolved_by"], "jwt:op-a");
         assert_eq!(m["payload"]["custom_details"]["seq"], seq);
         assert!(m["endsAt"].is_string());
     }

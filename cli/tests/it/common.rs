@@ -131,6 +131,13 @@ impl TestEnv {
             // The tests drive the API harder than one person would.
             ("ATLASMESH_AUTH__RATE_LIMIT_PER_S".into(), "100000".into()),
             ("ATLASMESH_AUTH__RATE_LIMIT_BURST".into(), "100000".into()),
+            // All from 127.0.0.1, many unauthenticated on purpose (the per-address limits
+            // are tested in query-api/tests/it/http_limits.rs).
+            ("ATLASMESH_API__ADDRESS_RATE_LIMIT_PER_S".into(), "0".into()),
+            (
+                "ATLASMESH_API__ADDRESS_AUTH_FAILURES_PER_S".into(),
+                "0".into(),
+            ),
         ]
     }
 

@@ -6,10 +6,15 @@
 //!
 //! Verified keys (and revoked ones) are cached in memory for a short time, so a request does not
 //! reach PostgreSQL each time; a revocation therefore takes effect in other processes within
-//! that time. Unknown keys are never cached (no memory growth from guessed keys).
+//! that time. Unknown keys are remembered too, more briefly ([`UNKNOWN_CACHE_TTL`]) and in a
+//! bounded map of their own (guessed keys can neither grow memory nor push verified keys out),
+//! and concurrent look-ups of one key share a single query: a flood of one unknown key costs
+//! one PostgreSQL look-up per [`UNKNOWN_CACHE_TTL`]. Every look-up is counted in
+//! `atlasmesh_api_key_lookups_total{outcome}`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::{Role, Scope};
@@ -30,9 +35,15 @@ const KEY_RANDOM_LEN: usize = 32;
 const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 /// Cached look-ups beyond this are dropped (expired ones first).
 const MAX_CACHED: usize = 10_000;
+/// Unknown keys remembered at once; when full of live entries, further ones are not cached.
+const MAX_UNKNOWN_CACHED: usize = 10_000;
 
 /// How long a verified key is trusted without asking PostgreSQL again.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long an unknown key is refused without asking PostgreSQL again (at most the cache's
+/// TTL). Keys are random, so no client presents a key before it exists: remembering an
+/// unknown one refuses nothing that would be accepted.
+pub const UNKNOWN_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Hex SHA-256 of a key, as stored in `api_keys.key_hash`.
 pub fn hash_key(key: &str) -> String {
@@ -164,13 +175,42 @@ fn parse_role(role: &str) -> Result<Role> {
 enum Cached {
     Active(Caller),
     Revoked,
+    Unknown,
 }
+
+/// One look-up in flight per key hash: its lock is held while PostgreSQL is asked.
+type Flights = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
 
 /// Looks presented keys up in PostgreSQL, with a short-lived in-memory cache.
 #[derive(Debug)]
 pub struct ApiKeyCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Cached, Instant)>>,
+    /// Unknown key hashes and when they were looked up.
+    unknown: Mutex<HashMap<String, Instant>>,
+    flights: Mutex<Flights>,
+    lookups: AtomicU64,
+}
+
+fn relock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes its key's flight when the last request waiting on it is done (or cancelled).
+struct FlightGuard<'a> {
+    flights: &'a Mutex<Flights>,
+    hash: &'a str,
+    flight: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut flights = relock(self.flights);
+        // The map's reference and ours: nobody else waits.
+        if Arc::strong_count(&self.flight) <= 2 {
+            flights.remove(self.hash);
+        }
+    }
 }
 
 impl ApiKeyCache {
@@ -178,6 +218,9 @@ impl ApiKeyCache {
         ApiKeyCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+            lookups: AtomicU64::new(0),
         }
     }
 
@@ -187,42 +230,86 @@ impl ApiKeyCache {
             return Err(ApiError::unauthorized("malformed API key"));
         }
         let hash = hash_key(key);
-        let cached = self.get(&hash, Instant::now());
-        let found = match cached {
+        let found = match self.get(&hash, Instant::now()) {
             Some(c) => c,
-            None => {
-                let Some(c) = self.load(pool, &hash).await? else {
-                    return Err(ApiError::unauthorized("unknown API key"));
-                };
-                self.put(hash, c.clone(), Instant::now());
-                c
-            }
+            None => self.load_once(pool, &hash).await?,
         };
         match found {
             Cached::Active(caller) => Ok(caller),
             Cached::Revoked => Err(ApiError::unauthorized("API key revoked")),
+            Cached::Unknown => Err(ApiError::unauthorized("unknown API key")),
         }
+    }
+
+    /// PostgreSQL look-ups made so far.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 
     /// Forgets every cached look-up (e.g. after revoking a key in this process).
     pub fn clear(&self) {
         self.lock().clear();
+        relock(&self.unknown).clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Cached, Instant)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        relock(&self.entries)
+    }
+
+    fn unknown_ttl(&self) -> Duration {
+        self.ttl.min(UNKNOWN_CACHE_TTL)
+    }
+
+    /// Looks `hash` up, once for all concurrent requests presenting it: the first asks
+    /// PostgreSQL and caches the answer, the others wait for it and read the cache.
+    async fn load_once(&self, pool: &PgPool, hash: &str) -> Result<Cached> {
+        if self.ttl.is_zero() {
+            return self.load(pool, hash).await;
+        }
+        let flight = relock(&self.flights)
+            .entry(hash.to_string())
+            .or_default()
+            .clone();
+        let guard = FlightGuard {
+            flights: &self.flights,
+            hash,
+            flight,
+        };
+        let _turn = guard.flight.lock().await;
+        if let Some(c) = self.get(hash, Instant::now()) {
+            return Ok(c);
+        }
+        let c = self.load(pool, hash).await?;
+        self.put(hash.to_string(), c.clone(), Instant::now());
+        Ok(c)
     }
 
     fn get(&self, hash: &str, now: Instant) -> Option<Cached> {
-        let entries = self.lock();
-        let (c, at) = entries.get(hash)?;
-        (now.saturating_duration_since(*at) < self.ttl).then(|| c.clone())
+        if let Some((c, at)) = self.lock().get(hash) {
+            if now.saturating_duration_since(*at) < self.ttl {
+                return Some(c.clone());
+            }
+        }
+        let at = *relock(&self.unknown).get(hash)?;
+        (now.saturating_duration_since(at) < self.unknown_ttl()).then_some(Cached::Unknown)
     }
 
     fn put(&self, hash: String, c: Cached, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
+        if let Cached::Unknown = c {
+            let ttl = self.unknown_ttl();
+            let mut unknown = relock(&self.unknown);
+            if unknown.len() >= MAX_UNKNOWN_CACHED {
+                unknown.retain(|_, at| now.saturating_duration_since(*at) < ttl);
+            }
+            if unknown.len() < MAX_UNKNOWN_CACHED {
+                unknown.insert(hash, now);
+            }
+            return;
+        }
+        relock(&self.unknown).remove(&hash);
         let mut entries = self.lock();
         if entries.len() >= MAX_CACHED {
             let ttl = self.ttl;
@@ -235,8 +322,9 @@ impl ApiKeyCache {
     }
 
     /// One round-trip: the key's row, stamping `last_used_at` when it is active.
-    async fn load(&self, pool: &PgPool, hash: &str) -> Result<Option<Cached>> {
-        let row: Option<KeyLookupRow> = sqlx::query_as(
+    async fn load(&self, pool: &PgPool, hash: &str) -> Result<Cached> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let row: Result<Option<KeyLookupRow>, sqlx::Error> = sqlx::query_as(
             "UPDATE api_keys \
              SET last_used_at = CASE WHEN revoked_at IS NULL THEN now() ELSE last_used_at END \
              WHERE key_hash = $1 \
@@ -244,18 +332,26 @@ impl ApiKeyCache {
         )
         .bind(hash)
         .fetch_optional(pool)
-        .await?;
-        let Some((name, role, fleets, federations, revoked)) = row else {
-            return Ok(None);
+        .await;
+        let outcome = match &row {
+            Err(_) => "error",
+            Ok(None) => "unknown",
+            Ok(Some((.., true))) => "revoked",
+            Ok(Some(_)) => "active",
+        };
+        metrics::counter!(crate::metrics::API_KEY_LOOKUPS, "outcome" => outcome).increment(1);
+        let Some((name, role, fleets, federations, revoked)) = row? else {
+            return Ok(Cached::Unknown);
         };
         if revoked {
-            return Ok(Some(Cached::Revoked));
+            return Ok(Cached::Revoked);
         }
-        Ok(Some(Cached::Active(Caller {
+        Ok(Cached::Active(Caller {
             subject: name,
+            kind: super::CallerKind::ApiKey,
             role: parse_role(&role)?,
             scope: scope_of(&fleets, &federations),
-        })))
+        }))
     }
 }
 
@@ -299,6 +395,7 @@ mod tests {
         let t0 = Instant::now();
         let caller = Caller {
             subject: "k".into(),
+            kind: super::super::CallerKind::ApiKey,
             role: Role::Viewer,
             scope: Scope::all(),
         };
@@ -316,6 +413,43 @@ mod tests {
         // A zero TTL caches nothing.
         let none = ApiKeyCache::new(Duration::ZERO);
         none.put("h".into(), Cached::Revoked, t0);
-        assert!(none.get("h", t0).is_none());
+        none.put("u".into(), Cached::Unknown, t0);
+        assert!(none.get("h", t0).is_none() && none.get("u", t0).is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_remembered_briefly_and_boundedly() {
+        let cache = ApiKeyCache::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let known = Caller {
+            subject: "k".into(),
+            kind: super::super::CallerKind::ApiKey,
+            role: Role::Viewer,
+            scope: Scope::all(),
+        };
+        cache.put("known".into(), Cached::Active(known), t0);
+        cache.put("u".into(), Cached::Unknown, t0);
+        let just_before = t0 + UNKNOWN_CACHE_TTL - Duration::from_millis(1);
+        assert!(matches!(cache.get("u", just_before), Some(Cached::Unknown)));
+        assert!(cache.get("u", t0 + UNKNOWN_CACHE_TTL).is_none());
+        // A shorter cache TTL bounds it too.
+        let short = ApiKeyCache::new(Duration::from_secs(1));
+        short.put("u".into(), Cached::Unknown, t0);
+        assert!(short.get("u", t0 + Duration::from_secs(1)).is_none());
+        // Guessed keys fill their own map only: the verified key stays cached.
+        for i in 0..MAX_UNKNOWN_CACHED + 50 {
+            cache.put(format!("guess{i}"), Cached::Unknown, t0);
+        }
+        assert_eq!(relock(&cache.unknown).len(), MAX_UNKNOWN_CACHED);
+        assert!(matches!(cache.get("known", t0), Some(Cached::Active(_))));
+        // Expired guesses make room again.
+        cache.put("later".into(), Cached::Unknown, t0 + UNKNOWN_CACHE_TTL);
+        assert_eq!(relock(&cache.unknown).len(), 1);
+        // A key found after all (another process created it) replaces the unknown entry.
+        cache.put("later".into(), Cached::Revoked, t0 + UNKNOWN_CACHE_TTL);
+        assert!(matches!(
+            cache.get("later", t0 + UNKNOWN_CACHE_TTL),
+            Some(Cached::Revoked)
+        ));
     }
 }

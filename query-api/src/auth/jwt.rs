@@ -234,8 +234,10 @@ impl JwtVerifier {
             Some(r) => Role::parse(r)
                 .ok_or_else(|| ApiError::unauthorized(format!("token role {r:?} is unknown")))?,
         };
+        let issuer = c.iss.and_then(|v| v.as_str().map(str::to_string));
         Ok(Caller {
             subject: c.sub,
+            kind: super::CallerKind::Jwt { issuer },
             role,
             scope: scope_of(&c.fleets, &c.federations),
         })
@@ -578,7 +580,14 @@ mod tests {
             .clone()
             .with_issuer(Some("idp".into()))
             .with_audience(Some("atlasmesh".into()));
-        assert!(v.verify(&sign_hs256(SECRET, &ok)).is_ok());
+        let c = v.verify(&sign_hs256(SECRET, &ok)).unwrap();
+        assert_eq!(
+            c.kind,
+            super::super::CallerKind::Jwt {
+                issuer: Some("idp".into())
+            }
+        );
+        assert_eq!(c.actor(), "jwt:idp:alice");
         let no_iss = base.clone().with_audience(Some("atlasmesh".into()));
         assert_eq!(
             unauthorized(v.verify(&sign_hs256(SECRET, &no_iss))),

@@ -10,8 +10,14 @@
 //!   API key stored hashed in PostgreSQL, see [`api_key`].
 //!
 //! Missing, malformed, expired, revoked or unverifiable credentials are 401 (with
-//! `WWW-Authenticate`); a valid caller lacking the role or scope is 403; a caller over its rate
+//! `WWW-Authenticate`) and are charged to the client address's failure budget
+//! ([`crate::limits`]); a valid caller lacking the role or scope is 403; a caller over its rate
 //! ([`rate_limit`]) is 429 with `Retry-After`.
+//!
+//! A caller is identified by its credential kind, issuer and subject together
+//! ([`Caller::actor`]): an API key named `x`, a token with `sub: x` and a token of another
+//! issuer with `sub: x` are three callers, with their own commands, idempotency keys and
+//! rate-limit budgets.
 
 pub mod api_key;
 pub mod jwt;
@@ -34,16 +40,28 @@ pub use api_key::{create_api_key, list_api_keys, revoke_api_key, ApiKeyInfo};
 pub use jwt::{issue_hs256, sign_hs256, sign_rs256, Claims};
 
 use crate::error::{ApiError, Result};
+use crate::limits::ClientAddress;
 use crate::state::AppState;
 
 /// Header carrying an API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// How a caller authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerKind {
+    /// An API key; the subject is its name.
+    ApiKey,
+    /// A JWT; the subject is its `sub`, issued by `iss` when the token names one.
+    Jwt { issuer: Option<String> },
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Token subject or API key name; recorded as the actor of every command.
+    /// Token subject or API key name (unique only within its kind and issuer: see
+    /// [`Caller::actor`]).
     pub subject: String,
+    pub kind: CallerKind,
     pub role: Role,
     pub scope: Scope,
 }
@@ -61,9 +79,19 @@ impl Caller {
         }
     }
 
-    /// The actor string written to commands and the audit log.
+    /// The caller's identity, written as the actor of its commands and the audit log and
+    /// compared wherever something is owned by a caller (commands, idempotency keys,
+    /// rate-limit buckets): `key:<name>`, `jwt:<sub>` or `jwt:<iss>:<sub>`. `%` and `:` inside
+    /// the parts are percent-escaped, so no two callers share an actor.
     pub fn actor(&self) -> String {
-        self.subject.clone()
+        let subject = escape_actor_part(&self.subject);
+        match &self.kind {
+            CallerKind::ApiKey => format!("key:{subject}"),
+            CallerKind::Jwt { issuer: None } => format!("jwt:{subject}"),
+            CallerKind::Jwt {
+                issuer: Some(issuer),
+            } => format!("jwt:{}:{subject}", escape_actor_part(issuer)),
+        }
     }
 
     /// 403 unless the caller's scope includes fleet `fleet_id`.
@@ -89,11 +117,23 @@ impl Caller {
     }
 }
 
+/// `%` → `%25`, `:` → `%3A`: an actor part without separators, decodable and injective.
+fn escape_actor_part(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', ':']) {
+        s.replace('%', "%25").replace(':', "%3A").into()
+    } else {
+        s.into()
+    }
+}
+
 /// Who the credentials of a request authenticate.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoAmI {
     /// Token subject or API key name.
     pub subject: String,
+    /// The caller's identity (`key:<name>`, `jwt:<sub>` or `jwt:<iss>:<sub>`): the actor of
+    /// its commands, which only it can read.
+    pub actor: String,
     /// `viewer`, `operator` or `admin`.
     pub role: String,
     /// Every fleet and federation (`"*"`).
@@ -116,6 +156,7 @@ pub struct WhoAmI {
 )]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     Json(WhoAmI {
+        actor: caller.actor(),
         subject: caller.subject,
         role: caller.role.as_str().to_string(),
         all: caller.scope.all,
@@ -172,34 +213,29 @@ impl Auth {
         headers: &HeaderMap,
         pool: &PgPool,
     ) -> Result<Caller, ApiError> {
-        Ok(self.verify(headers, pool).await?.0)
+        match credential(headers)? {
+            Credential::Jwt(token) => self.jwt.verify(token),
+            Credential::ApiKey(key) => self.keys.verify(pool, key).await,
+        }
     }
 
-    /// The caller and its credential kind (`jwt` or `key`, separating rate-limit buckets).
-    async fn verify(
-        &self,
-        headers: &HeaderMap,
-        pool: &PgPool,
-    ) -> Result<(Caller, &'static str), ApiError> {
-        Ok(match credential(headers)? {
-            Credential::Jwt(token) => (self.jwt.verify(token)?, "jwt"),
-            Credential::ApiKey(key) => (self.keys.verify(pool, key).await?, "key"),
-        })
+    /// PostgreSQL look-ups of API keys made so far (cache misses, known or not).
+    pub fn key_lookups(&self) -> u64 {
+        self.keys.lookups()
     }
 
-    /// Takes one request from `caller`'s budget; 429 when exhausted.
-    pub fn rate_limit(&self, caller: &Caller, kind: &str) -> Result<(), ApiError> {
+    /// Takes one request from `caller`'s budget (keyed by [`Caller::actor`]); 429 when
+    /// exhausted.
+    pub fn rate_limit(&self, caller: &Caller) -> Result<(), ApiError> {
         self.limiter
-            .check(&format!("{kind}:{}", caller.subject))
-            .map_err(|wait| ApiError::TooManyRequests {
-                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
-            })
+            .check(&caller.actor())
+            .map_err(ApiError::too_many_requests)
     }
 
     /// Authenticates, then rate limits, the request.
     pub async fn admit(&self, headers: &HeaderMap, pool: &PgPool) -> Result<Caller, ApiError> {
-        let (caller, kind) = self.verify(headers, pool).await?;
-        self.rate_limit(&caller, kind)?;
+        let caller = self.authenticate(headers, pool).await?;
+        self.rate_limit(&caller)?;
         Ok(caller)
     }
 }
@@ -249,7 +285,8 @@ fn credential(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
     }
 }
 
-/// Authenticated and rate limited once per request (later extractions reuse the result).
+/// Authenticated and rate limited once per request (later extractions reuse the result). A
+/// failed authentication (401) is charged to the client address ([`crate::limits`]).
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -257,7 +294,17 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = state.auth.admit(&parts.headers, &state.postgres).await?;
+        let caller = match state.auth.admit(&parts.headers, &state.postgres).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                if let (ApiError::Unauthorized(_), Some(ClientAddress(address))) =
+                    (&e, parts.extensions.get::<ClientAddress>())
+                {
+                    state.addresses.record_failure(address);
+                }
+                return Err(e);
+            }
+        };
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }
@@ -311,12 +358,27 @@ mod tests {
         assert!(unauthorized(credential(&h)).contains("not both"));
     }
 
+    fn caller(subject: &str, kind: CallerKind) -> Caller {
+        Caller {
+            subject: subject.into(),
+            kind,
+            role: Role::Viewer,
+            scope: Scope::default(),
+        }
+    }
+
+    fn jwt(issuer: Option<&str>) -> CallerKind {
+        CallerKind::Jwt {
+            issuer: issuer.map(str::to_string),
+        }
+    }
+
     #[test]
     fn role_and_scope_checks_are_403() {
         let c = Caller {
-            subject: "op".into(),
             role: Role::Operator,
             scope: Scope::fleets(["f1"]).with_federations(["fed"]),
+            ..caller("op", jwt(None))
         };
         assert!(c.require(Role::Viewer).is_ok() && c.require(Role::Operator).is_ok());
         assert!(matches!(
@@ -330,30 +392,57 @@ mod tests {
             c.require_federation("other"),
             Err(ApiError::Forbidden(_))
         ));
-        assert_eq!(c.actor(), "op");
     }
 
     #[test]
-    fn rate_limit_is_per_caller_and_kind() {
+    fn actors_name_kind_issuer_and_subject() {
+        assert_eq!(caller("x", CallerKind::ApiKey).actor(), "key:x");
+        assert_eq!(caller("x", jwt(None)).actor(), "jwt:x");
+        assert_eq!(
+            caller("x", jwt(Some("https://idp.example"))).actor(),
+            "jwt:https%3A//idp.example:x"
+        );
+        // Subjects and issuers that would forge a separator cannot collide.
+        let all = [
+            caller("x", CallerKind::ApiKey),
+            caller("x", jwt(None)),
+            caller("x", jwt(Some("a"))),
+            caller("a:x", jwt(None)),
+            caller("x", jwt(Some("a:x"))),
+            caller("a:x", jwt(Some("a"))),
+            caller("x", jwt(Some("a%3Ax"))),
+            caller("a%3Ax", jwt(None)),
+            caller("jwt:x", CallerKind::ApiKey),
+            caller("", jwt(Some(""))),
+            caller("", jwt(None)),
+            caller(":", jwt(None)),
+            caller("", jwt(Some(":"))),
+        ];
+        let actors: std::collections::BTreeSet<String> = all.iter().map(Caller::actor).collect();
+        assert_eq!(actors.len(), all.len(), "{actors:?}");
+        assert_eq!(caller("a:x", jwt(None)).actor(), "jwt:a%3Ax");
+        assert_eq!(caller("a%3Ax", jwt(None)).actor(), "jwt:a%253Ax");
+    }
+
+    #[test]
+    fn rate_limit_is_per_actor() {
         let auth = Auth::from_config(&AuthConfig {
             rate_limit_per_s: 1,
             rate_limit_burst: 2,
             ..AuthConfig::default()
         })
         .unwrap();
-        let c = Caller {
-            subject: "a".into(),
-            role: Role::Viewer,
-            scope: Scope::default(),
-        };
-        assert!(auth.rate_limit(&c, "jwt").is_ok());
-        assert!(auth.rate_limit(&c, "jwt").is_ok());
-        match auth.rate_limit(&c, "jwt") {
+        let c = caller("a", jwt(None));
+        assert!(auth.rate_limit(&c).is_ok());
+        assert!(auth.rate_limit(&c).is_ok());
+        match auth.rate_limit(&c) {
             Err(ApiError::TooManyRequests { retry_after_s }) => assert_eq!(retry_after_s, 1),
             other => panic!("expected 429, got {other:?}"),
         }
-        // An API key named like a token subject has its own bucket.
-        assert!(auth.rate_limit(&c, "key").is_ok());
+        // An API key named like a token subject, or the subject of another issuer, has its
+        // own bucket.
+        assert!(auth.rate_limit(&caller("a", CallerKind::ApiKey)).is_ok());
+        assert!(auth.rate_limit(&caller("a", jwt(Some("other")))).is_ok());
     }
 
     #[tokio::test]
@@ -379,6 +468,7 @@ mod tests {
         let h = headers(&[("authorization", &format!("Bearer {token}"))]);
         let c = auth.admit(&h, &pool).await.unwrap();
         assert_eq!((c.subject.as_str(), c.role), ("alice", Role::Admin));
+        assert_eq!(c.actor(), "jwt:alice");
         let h = headers(&[("x-api-key", "not-a-key")]);
         assert_eq!(
             unauthorized(auth.admit(&h, &pool).await),

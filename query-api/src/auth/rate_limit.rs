@@ -1,6 +1,7 @@
-//! Per-caller token buckets.
+//! Token buckets, per caller (keyed by [`super::Caller::actor`]) and per client address
+//! ([`crate::limits`]).
 //!
-//! Each caller (keyed by its credential kind and subject) owns a bucket holding up to `burst`
+//! Each key owns a bucket holding up to `burst`
 //! tokens that refills at `per_s` tokens per second; a request takes one token or is refused with
 //! the time until the next token. A bucket idle long enough to have refilled completely is
 //! indistinguishable from a new one, so such buckets are evicted on a periodic sweep: memory is
@@ -59,6 +60,16 @@ impl RateLimiter {
 
     /// Takes one token of `key`'s bucket at `now`; `Err(wait)` until the next token when empty.
     pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.token_at(key, now, true)
+    }
+
+    /// Whether `key`'s bucket holds a token at `now`, without taking it; `Err(wait)` until the
+    /// next token when empty. A key never seen has a full bucket (and gets none yet).
+    pub fn peek_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.token_at(key, now, false)
+    }
+
+    fn token_at(&self, key: &str, now: Instant, take: bool) -> Result<(), Duration> {
         if !self.is_enabled() {
             return Ok(());
         }
@@ -66,6 +77,9 @@ impl RateLimiter {
         inner.sweep(now, self.full_after());
         let (per_s, burst) = (self.per_s, self.burst);
         if !inner.buckets.contains_key(key) {
+            if !take {
+                return Ok(());
+            }
             let fresh = Bucket {
                 tokens: burst,
                 updated: now,
@@ -78,7 +92,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * per_s).min(burst);
         bucket.updated = bucket.updated.max(now);
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_s))
@@ -168,6 +184,22 @@ mod tests {
             .filter(|i| rl.check_at("a", t0 + ms(i * 10)).is_ok())
             .count();
         assert_eq!(admitted, 55);
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let rl = RateLimiter::new(1, 2);
+        let t0 = Instant::now();
+        assert_eq!(rl.peek_at("a", t0), Ok(()));
+        assert!(rl.is_empty(), "a peek creates no bucket");
+        rl.check_at("a", t0).unwrap();
+        for _ in 0..5 {
+            assert_eq!(rl.peek_at("a", t0), Ok(()));
+        }
+        rl.check_at("a", t0).unwrap();
+        let wait = rl.peek_at("a", t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0).abs() < 1e-9, "{wait:?}");
+        assert_eq!(rl.peek_at("a", t0 + Duration::from_secs(1)), Ok(()));
     }
 
     #[test]

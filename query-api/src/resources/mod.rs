@@ -31,7 +31,6 @@ use atlasmesh_core::domain::{
 };
 use atlasmesh_core::Role;
 use atlasmesh_sinks::store::{self, Access};
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -40,6 +39,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use crate::auth::Caller;
+use crate::body::JsonBody;
 use crate::commands::{self, Submission, WaitQuery};
 use crate::error::{ApiError, Error};
 use crate::params::StrictQuery;
@@ -103,7 +103,7 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
                       Path(id): Path<String>,
                       wait: StrictQuery<WaitQuery>,
                       headers: HeaderMap,
-                      body: Bytes| {
+                      body: JsonBody| {
                     act::<R>(state, caller, name, id, wait, headers, body)
                 },
             ),
@@ -309,7 +309,7 @@ async fn create<R: Resource>(
     caller: Caller,
     wait: StrictQuery<WaitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let wait = wait.0.parse()?;
@@ -416,7 +416,7 @@ async fn update<R: Resource>(
     Path(id): Path<String>,
     wait: StrictQuery<WaitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let wait = wait.0.parse()?;
@@ -471,7 +471,7 @@ async fn act<R: Resource>(
     id: String,
     wait: StrictQuery<WaitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let wait = wait.0.parse()?;
@@ -502,6 +502,7 @@ mod tests {
     fn caller(scope: Scope) -> Caller {
         Caller {
             subject: "t".into(),
+            kind: crate::auth::CallerKind::ApiKey,
             role: Role::Viewer,
             scope,
         }

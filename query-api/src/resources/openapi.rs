@@ -175,6 +175,23 @@ fn op(info: &ResourceInfo, id: String, summary: String) -> OperationBuilder {
         .tag(info.tag)
         .operation_id(Some(id))
         .summary(Some(summary))
+        .response(
+            "429",
+            error("Rate limit of the caller or of its client address exceeded (see Retry-After)"),
+        )
+}
+
+/// The answers about a request body (see [`crate::body`]).
+fn body_responses(op: OperationBuilder) -> OperationBuilder {
+    op.response(
+        "408",
+        error("The body did not arrive within api.body_read_timeout_ms"),
+    )
+    .response("413", error("The body is larger than 2 MiB"))
+    .response(
+        "415",
+        error("A non-empty body that is not Content-Type application/json (UTF-8)"),
+    )
 }
 
 fn body(schema: &str) -> Option<utoipa::openapi::request_body::RequestBody> {
@@ -230,28 +247,29 @@ where
             .description("The entity")
             .content(JSON, json_body(schema_ref(&view))),
     )
+    .response("400", error("An id that is not UTF-8"))
     .response("401", error("Not authenticated"))
     .response("404", error("No such entity in your scope"))
     .build();
     paths.add_path_operation(&item_path, vec![HttpMethod::Get], get);
     if i.ops.create {
         c = add_schema::<R::Create>(c);
-        let create = write_responses(op(
+        let create = body_responses(write_responses(op(
             i,
             format!("create_{}", i.name),
             format!("Create one of the {}", i.plural),
-        ))
+        )))
         .request_body(body(&R::Create::name()))
         .build();
         paths.add_path_operation(i.path, vec![HttpMethod::Post], create);
     }
     if i.ops.update {
         c = add_schema::<R::Update>(c);
-        let update = write_responses(op(
+        let update = body_responses(write_responses(op(
             i,
             format!("update_{}", i.name),
             format!("Update one of the {}", i.plural),
-        ))
+        )))
         .parameter(id_param.clone())
         .request_body(body(&R::Update::name()))
         .response("404", error("No such entity in your scope"))
@@ -292,11 +310,11 @@ where
         );
     }
     for a in i.actions {
-        let action = write_responses(op(
+        let action = body_responses(write_responses(op(
             i,
             format!("{}_{}", a.name, i.name),
             a.summary.to_string(),
-        ))
+        )))
         .parameter(id_param.clone())
         .request_body(body("ActionBody"))
         .response("404", error("No such entity in your scope"))
@@ -335,6 +353,12 @@ mod tests {
             }
             for a in i.actions {
                 assert!(json["paths"][format!("{}/{{id}}/{}", i.path, a.name)]["post"].is_object());
+            }
+            assert!(p["get"]["responses"]["429"].is_object(), "{}", i.path);
+            if i.ops.create {
+                for status in ["408", "413", "415"] {
+                    assert!(p["post"]["responses"][status].is_object(), "{}", i.path);
+                }
             }
             assert!(schemas.contains_key(&page_name(i)), "{}", page_name(i));
         }

@@ -13,67 +13,12 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
-use sqlx::{Connection, PgPool};
 use tower::ServiceExt;
 
 use crate::common::*;
 
 const SECRET: &str = "integration-test-secret-0123456789abcdef";
 const RS_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt_rs256_private.pem");
-
-/// A private PostgreSQL database with every migration applied (through the sinks' migrator,
-/// as `atlasmesh migrate` does), dropped by [`PgDb::drop`].
-struct PgDb {
-    name: String,
-    url: String,
-    pool: PgPool,
-}
-
-impl PgDb {
-    async fn create(tag: &str) -> PgDb {
-        let name = unique(tag);
-        let mut admin = sqlx::PgConnection::connect(&database_url())
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", database_url()));
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let url = url_with_database(&database_url(), &name);
-        let pool = PgPool::connect(&url).await.unwrap();
-        atlasmesh_sinks::postgres::migrate(&pool).await.unwrap();
-        PgDb { name, url, pool }
-    }
-
-    async fn drop(self) {
-        self.pool.close().await;
-        let mut admin = sqlx::PgConnection::connect(&database_url()).await.unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
-
-/// `postgres://user@host:port/db?x` with the database replaced.
-fn url_with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
 
 fn auth_config(db: &PgDb) -> Config {
     let mut cfg = config("default", &unique("auth"));
@@ -198,7 +143,7 @@ async fn valid_jwts_are_200_with_their_claims() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
         b,
-        serde_json::json!({"subject": "alice", "role": "operator", "all": false,
+        serde_json::json!({"subject": "alice", "actor": "jwt:alice", "role": "operator", "all": false,
             "fleets": ["fleet-a", "fleet-b"], "federations": ["fed-1"]})
     );
 
@@ -227,7 +172,7 @@ async fn valid_jwts_are_200_with_their_claims() {
     let (s, _, b) = call(r(), "/fleets/fleet-a", &h).await;
     assert_eq!(
         (s, b.as_str()),
-        (StatusCode::OK, Some("alice reads fleet-a"))
+        (StatusCode::OK, Some("jwt:alice reads fleet-a"))
     );
     let (s, _, b) = call(r(), "/fleets/fleet-c", &h).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
@@ -285,7 +230,7 @@ async fn api_keys_are_stored_hashed_and_authenticate() {
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(
             b,
-            serde_json::json!({"subject": "grafana", "role": "viewer", "all": false,
+            serde_json::json!({"subject": "grafana", "actor": "key:grafana", "role": "viewer", "all": false,
                 "fleets": ["fleet-a"], "federations": ["fed-9"]})
         );
     }

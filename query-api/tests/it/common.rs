@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::Value;
+use sqlx::{Connection, PgPool};
 use tower::ServiceExt;
 
 pub fn env_or(name: &str, default: &str) -> String {
@@ -146,6 +147,60 @@ pub fn assert_not_found(status: StatusCode, body: &Value) {
     assert!(body["error"].get("fields").is_none(), "{body}");
 }
 
+/// A private PostgreSQL database with every migration applied (through the sinks' migrator,
+/// as `atlasmesh migrate` does), dropped by [`PgDb::drop`].
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl PgDb {
+    pub async fn create(tag: &str) -> PgDb {
+        let name = unique(tag);
+        let mut admin = sqlx::PgConnection::connect(&database_url())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", database_url()));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = url_with_database(&database_url(), &name);
+        let pool = PgPool::connect(&url).await.unwrap();
+        atlasmesh_sinks::postgres::migrate(&pool).await.unwrap();
+        PgDb { name, url, pool }
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// `postgres://user@host:port/db?x` with the database replaced.
+fn url_with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
+}
+
 /// A private ClickHouse database with every migration of `migrations/clickhouse` applied.
 pub struct ClickHouseDb {
     pub name: String,
@@ -225,4 +280,42 @@ pub fn migration_statements() -> Vec<String> {
         );
     }
     out
+}
+
+/// The API served on a free loopback port by [`atlasmesh_query_api::serve_listener`] (the
+/// production server: connection limit, timeouts, client addresses), until [`Server::stop`].
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<atlasmesh_query_api::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(state: AppState) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(atlasmesh_query_api::serve_listener(
+            state,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server { addr, stop, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting, waits for in-flight requests, and returns the server's result.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("the server drains within 30 s")
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -194,7 +194,12 @@ async fn openapi_lists_every_endpoint() {
             "unprocessable_entity",
             "too_many_requests",
             "unavailable",
-            "internal"
+            "internal",
+            "method_not_allowed",
+            "request_timeout",
+            "payload_too_large",
+            "unsupported_media_type",
+            "request_header_fields_too_large"
         ])
     );
 }

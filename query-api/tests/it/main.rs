@@ -5,8 +5,10 @@
 //! Each test uses its own ClickHouse database, Redis key prefix and PostgreSQL database.
 
 mod auth;
+mod command_owners;
 mod common;
 mod health_metrics;
 mod hostile_input;
+mod http_limits;
 mod kpis;
 mod window_metrics;
