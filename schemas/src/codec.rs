@@ -1,3 +1,6 @@
+// ouroboros' generated code for `Prepared` calls `mem::forget` (the workspace warns on it).
+#![allow(clippy::mem_forget)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
