@@ -76,7 +76,10 @@ pub struct KafkaConfig {
     /// Partitions for topics the workers create when missing.
     pub partitions: i32,
     pub fetch_wait_max_ms: u32,
-    /// Extra librdkafka properties applied to every client.
+    /// Extra librdkafka properties applied to every client. They override the runner's
+    /// consumer defaults (`session.timeout.ms`, `heartbeat.interval.ms`,
+    /// `max.poll.interval.ms`, `auto.offset.reset`, `statistics.interval.ms`), not the offset
+    /// handling it relies on (`enable.auto.commit`, `enable.auto.offset.store`: false).
     pub properties: std::collections::BTreeMap<String, String>,
     /// `group`: partitions are spread by the consumer group (Kafka, Redpanda). `manual`: the
     /// worker assigns itself `assigned_partitions` (all when empty) without group membership;

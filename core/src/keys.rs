@@ -4,7 +4,8 @@
 //!   the newest sample (by event time) of every vehicle of the fleet.
 //! - `<prefix>:fleet:<fleet_id>:windows` — HASH `<window_start_ms>:<source_partition>` → JSON
 //!   [`FleetPartialKpi`], the newest version of each recent closed fleet partial. Readers sum
-//!   the partials of a window; the pipeline deletes fields older than [`KPI_WINDOWS_KEPT`] windows.
+//!   the partials of a window; the pipeline keeps the newest [`KPI_WINDOWS_KEPT`] windows of a
+//!   fleet and deletes every older field, whichever path closed the window.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! Redis: hot "latest" values (layout in `atlasmesh_core::keys`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use atlasmesh_core::keys::{self, FleetPartialKpi};
@@ -13,7 +14,25 @@ use crate::{observe, Result};
 pub struct RedisSink {
     conn: ConnectionManager,
     prefix: String,
+    /// Per fleet-windows key, the cutoff it was last pruned to (this process).
+    pruned: Arc<Mutex<HashMap<String, i64>>>,
 }
+
+/// Deletes every field of the fleet-windows hash `KEYS[1]` whose window starts before
+/// `ARGV[1]`, whatever path wrote it: windows closed by the idle flush, skipped windows and
+/// those of other partitions alike. Returns how many it deleted.
+const PRUNE_FLEET_WINDOWS: &str = r"
+local cutoff = tonumber(ARGV[1])
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local ws = tonumber(string.match(f, '^(-?%d+):'))
+  if ws ~= nil and ws < cutoff then
+    redis.call('HDEL', KEYS[1], f)
+    n = n + 1
+  end
+end
+return n
+";
 
 /// What one checkpoint writes to Redis.
 #[derive(Debug, Default)]
@@ -48,6 +67,7 @@ impl RedisSink {
         Ok(RedisSink {
             conn,
             prefix: prefix.to_string(),
+            pruned: Arc::default(),
         })
     }
 
@@ -74,17 +94,42 @@ impl RedisSink {
             )
             .ignore();
         }
+        // Per fleet key: the newest window written decides what is too old to keep.
+        let mut newest: BTreeMap<String, i64> = BTreeMap::new();
         for ((fleet, ws, partition), kpi) in &batch.fleet_partials {
             let key = keys::fleet_windows(&self.prefix, fleet);
             let json = serde_json::to_string(kpi).expect("kpi serialises");
             pipe.hset(&key, keys::fleet_window_field(*ws, *partition), json)
                 .ignore();
-            let old = ws - keys::KPI_WINDOWS_KEPT * batch.window_ms.max(1);
-            pipe.hdel(&key, keys::fleet_window_field(old, *partition))
-                .ignore();
+            let n = newest.entry(key).or_insert(*ws);
+            *n = (*n).max(*ws);
+        }
+        // Prune a key when its cutoff moved (once per window per fleet, not per flush).
+        let mut pruning = Vec::new();
+        {
+            let pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, ws) in newest {
+                let cutoff = ws - (keys::KPI_WINDOWS_KEPT - 1) * batch.window_ms.max(1);
+                if pruned.get(&key).is_none_or(|c| *c < cutoff) {
+                    pipe.cmd("EVAL")
+                        .arg(PRUNE_FLEET_WINDOWS)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(cutoff)
+                        .ignore();
+                    pruning.push((key, cutoff));
+                }
+            }
         }
         let mut c = self.conn.clone();
         let r: Result<()> = pipe.query_async::<()>(&mut c).await.map_err(Into::into);
+        if r.is_ok() {
+            let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            if pruned.len() > 100_000 {
+                pruned.clear();
+            }
+            pruned.extend(pruning);
+        }
         observe(
             "redis",
             batch.latest.len() + batch.fleet_partials.len(),

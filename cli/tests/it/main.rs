@@ -17,4 +17,5 @@ mod golden;
 mod operations;
 mod performance;
 mod poison;
+mod reprocess;
 mod startup;

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atlasmesh_core::config::{Assignment, Config};
+use atlasmesh_core::config::{Assignment, Config, KafkaConfig};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::Classify;
 use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore};
@@ -192,6 +192,10 @@ struct PartState<S> {
     /// When `on_idle` or `on_still_idle` last ran.
     idle_since: Instant,
     dirty: bool,
+    /// No checkpoint: the consumer must be moved to the configured start before anything of
+    /// this partition is used (in group mode it otherwise resumes from Kafka's committed
+    /// position with empty state). Cleared once the seek succeeded.
+    seek_to_start: Option<Offset>,
 }
 
 struct Runner<'a, P: Pipeline> {
@@ -251,6 +255,46 @@ pub async fn start<P: Pipeline>(
     })
 }
 
+/// Consumer settings the runner needs for correctness: offsets live in PostgreSQL with the
+/// state, so Kafka must never store or commit them by itself. `kafka.properties` cannot change
+/// these.
+const FORCED_CONSUMER: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+];
+
+/// The runner's defaults, which `kafka.properties` may override (group timeouts suited to the
+/// broker, for example a larger `session.timeout.ms` on a slow one).
+const DEFAULT_CONSUMER: &[(&str, &str)] = &[
+    ("auto.offset.reset", "earliest"),
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "1000"),
+    ("max.poll.interval.ms", "300000"),
+    ("statistics.interval.ms", "1000"),
+];
+
+/// The consumer config of a pipeline in consumer group `group`: the runner's defaults, then
+/// `kafka.properties` (the user's word wins), then what correctness forces.
+pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> rdkafka::ClientConfig {
+    let mut cc = atlasmesh_sinks::kafka::client_config(kafka);
+    for (k, v) in DEFAULT_CONSUMER {
+        if !kafka.properties.contains_key(*k) {
+            cc.set(*k, *v);
+        }
+    }
+    for (k, v) in FORCED_CONSUMER {
+        if kafka.properties.get(*k).is_some_and(|u| u != v) {
+            warn!(
+                property = *k,
+                "kafka.properties cannot change this consumer setting; ignored."
+            );
+        }
+        cc.set(*k, *v);
+    }
+    cc.set("group.id", group);
+    cc
+}
+
 /// Consumes the pipeline's topic until `shutdown` turns true, then checkpoints and returns.
 /// Returns an error (after logging it) when the pipeline meets a non-retriable error.
 pub async fn run<P: Pipeline>(
@@ -260,16 +304,7 @@ pub async fn run<P: Pipeline>(
 ) -> Result<()> {
     let group = format!("{}.{}", cfg.kafka.group_prefix, P::NAME);
     let ctx = RunnerContext::new(P::NAME);
-    let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
-    cc.set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("max.poll.interval.ms", "300000")
-        .set("statistics.interval.ms", "1000");
-    let consumer: StreamConsumer<RunnerContext> = cc
+    let consumer: StreamConsumer<RunnerContext> = consumer_config(&cfg.kafka, &group)
         .create_with_context(ctx)
         .map_err(atlasmesh_sinks::Error::from)?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
@@ -507,7 +542,7 @@ impl<P: Pipeline> Runner<'_, P> {
         topic: &str,
         partition: i32,
         first_offset: Option<i64>,
-    ) -> Step {
+    ) -> Step<bool> {
         let mut backoff = self.policy.backoff();
         let loaded = loop {
             match self.store.load(topic, partition).await {
@@ -519,6 +554,7 @@ impl<P: Pipeline> Runner<'_, P> {
             }
         };
         self.recovered("load checkpoint", &backoff);
+        let loaded_none = loaded.is_none();
         let (state, next_offset) = match loaded {
             Some(c) => match bincode::deserialize::<P::State>(&c.state) {
                 Ok(s) => (s, c.next_offset),
@@ -533,10 +569,22 @@ impl<P: Pipeline> Runner<'_, P> {
             },
             None => (P::State::default(), 0),
         };
-        info!(
-            pipeline = P::NAME,
-            partition, next_offset, "Partition assigned; state loaded."
-        );
+        let seek_to_start = if loaded_none {
+            let (start, offset) = self.configured_start();
+            info!(
+                pipeline = P::NAME,
+                partition,
+                start,
+                "No checkpoint for this partition: starting from the configured position (auto.offset.reset), with empty state."
+            );
+            Some(offset)
+        } else {
+            info!(
+                pipeline = P::NAME,
+                partition, next_offset, "Partition assigned; state loaded."
+            );
+            None
+        };
         let behind = first_offset.is_none_or(|o| o < next_offset);
         if behind && next_offset > 0 {
             // Messages before the checkpoint are skipped in `on_message` whether or not the
@@ -568,16 +616,29 @@ impl<P: Pipeline> Runner<'_, P> {
                 idle_flushed: false,
                 idle_since: Instant::now(),
                 dirty: false,
+                seek_to_start,
             },
         );
-        Ok(())
+        self.try_seek_to_start(topic, partition);
+        Ok(loaded_none)
     }
 
     async fn on_message(&mut self, msg: InMessage) -> Step {
         let partition = msg.partition;
-        if !self.parts.contains_key(&partition) {
-            self.load_partition(&msg.topic.clone(), partition, Some(msg.offset))
-                .await?;
+        if !self.parts.contains_key(&partition)
+            && self
+                .load_partition(&msg.topic.clone(), partition, Some(msg.offset))
+                .await?
+        {
+            // No checkpoint: the consumer was moved to the start; this message (from wherever
+            // it stood) comes again in order.
+            return Ok(());
+        }
+        if self.parts[&partition].seek_to_start.is_some() {
+            // Delivered from wherever the consumer stood before the seek to the start (or the
+            // seek still failed): it comes again from the start.
+            self.try_seek_to_start(&msg.topic, partition);
+            return Ok(());
         }
         if msg.offset < self.parts[&partition].next_offset {
             return Ok(()); // already reflected in the checkpointed state
@@ -607,6 +668,42 @@ impl<P: Pipeline> Runner<'_, P> {
         st.idle_flushed = false;
         st.dirty = true;
         Ok(())
+    }
+
+    /// Where a partition without a checkpoint starts: `auto.offset.reset` of the consumer
+    /// (the runner's default `earliest`, or `kafka.properties`).
+    fn configured_start(&self) -> (&'static str, Offset) {
+        match self
+            .cfg
+            .kafka
+            .properties
+            .get("auto.offset.reset")
+            .map(String::as_str)
+        {
+            Some("latest" | "largest" | "end") => ("latest", Offset::End),
+            _ => ("earliest", Offset::Beginning),
+        }
+    }
+
+    /// Seeks a partition that has no checkpoint to its start; on success later messages are
+    /// used. A failed seek (it can fail right after a group assignment) is retried on the next
+    /// message of the partition.
+    fn try_seek_to_start(&mut self, topic: &str, partition: i32) {
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let Some(offset) = st.seek_to_start else {
+            return;
+        };
+        match self
+            .consumer
+            .seek(topic, partition, offset, Duration::from_secs(5))
+        {
+            Ok(()) => st.seek_to_start = None,
+            Err(e) => {
+                debug!(partition, error = %e, "Seek to the start failed; retrying with the next message.")
+            }
+        }
     }
 
     fn tick_partitions(&mut self) {
@@ -729,5 +826,33 @@ impl<P: Pipeline> Runner<'_, P> {
         metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => P::NAME)
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod consumer_config_tests {
+    use super::*;
+
+    #[test]
+    fn user_properties_override_defaults_but_not_offset_handling() {
+        let mut kafka = KafkaConfig::default();
+        let cc = consumer_config(&kafka, "g.telemetry");
+        assert_eq!(cc.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(cc.get("group.id"), Some("g.telemetry"));
+        kafka
+            .properties
+            .insert("session.timeout.ms".into(), "45000".into());
+        kafka
+            .properties
+            .insert("heartbeat.interval.ms".into(), "3000".into());
+        kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        let cc = consumer_config(&kafka, "g.telemetry");
+        assert_eq!(cc.get("session.timeout.ms"), Some("45000"));
+        assert_eq!(cc.get("heartbeat.interval.ms"), Some("3000"));
+        assert_eq!(cc.get("max.poll.interval.ms"), Some("300000"));
+        assert_eq!(cc.get("enable.auto.commit"), Some("false"));
+        assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
     }
 }
