@@ -283,6 +283,21 @@ fn min_bytes(schema: &Schema, names: &Names<'_>, ns: NamespaceRef<'_>, depth: u3
     }
 }
 
+/// A `long` as Avro writes it (zig-zag varint): for crafting and checking raw datums.
+pub fn zigzag(v: i64) -> Vec<u8> {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    let mut out = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
 /// The named types of `schema` (for [`check`]), as apache-avro resolves them.
 pub fn names_of(schema: &Schema) -> Result<Names<'_>, String> {
     apache_avro::schema::ResolvedSchema::try_from(schema)
@@ -296,20 +311,6 @@ mod tests {
 
     fn schema(s: &str) -> Schema {
         Schema::parse_str(s).unwrap()
-    }
-
-    fn zigzag(v: i64) -> Vec<u8> {
-        let mut n = ((v << 1) ^ (v >> 63)) as u64;
-        let mut out = Vec::new();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
     }
 
     fn run(s: &Schema, bytes: &[u8]) -> Result<(), String> {

@@ -14,7 +14,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
-use atlasmesh_schemas::bounded::Limits;
+use atlasmesh_schemas::bounded::{zigzag, Limits};
 use atlasmesh_schemas::{PreparedSchema, SchemaKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -140,20 +140,6 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
         )
             .prop_map(|(i, n)| Edit::HugeCount(i, n)),
     ]
-}
-
-fn zigzag(v: i64) -> Vec<u8> {
-    let mut n = ((v << 1) ^ (v >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {

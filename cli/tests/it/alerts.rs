@@ -639,11 +639,28 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     .await;
     assert_eq!(s, 409, "{v}");
     assert!(v.to_string().contains("not a member"), "{v}");
+    // A's operator without a claim on the federation: its instance would show the whole
+    // federation's total, so it is refused; with the claim it is created.
     let (s, v) = call(
         &http,
         Method::POST,
         format!("{rules_url}?wait=true"),
         &op_a,
+        Some(fed_rule.clone()),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("claim on that federation"), "{v}");
+    let op_a_fed = env.token(
+        "op-a",
+        Role::Operator,
+        &Scope::fleets([fa.as_str()]).with_federations([fed.as_str()]),
+    );
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{rules_url}?wait=true"),
+        &op_a_fed,
         Some(fed_rule),
     )
     .await;

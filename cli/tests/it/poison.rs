@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use atlasmesh_schemas::bounded::zigzag;
 use atlasmesh_schemas::{Codec, CommandRecord, DeadLetterRecord, SchemaKind};
 use atlasmesh_simulator::{valid_counted_events, Emitted, EventKind, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
@@ -306,20 +307,6 @@ async fn register(env: &TestEnv, subject: &str, schema: &str) -> u32 {
         .await
         .unwrap();
     res["id"].as_u64().unwrap() as u32
-}
-
-fn zigzag(v: i64) -> Vec<u8> {
-    let mut n = ((v << 1) ^ (v >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,7 +185,7 @@ impl PgDb {
 }
 
 /// `postgres://user@host:port/db?x` with the database replaced.
-fn url_with_database(url: &str, db: &str) -> String {
+pub fn url_with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

@@ -285,23 +285,6 @@ async fn lag_monitor_reads_checkpoints_from_postgres() {
         .unwrap();
 }
 
-/// `postgres://user@host:port/db?x` with the database replaced.
-fn url_with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
-
 #[tokio::test]
 async fn serve_answers_over_tcp_and_stops_on_shutdown() {
     let st = state(&config("default", &unique("serve"))).await;

@@ -21,7 +21,6 @@ impl StoreRules for AlertRuleResource {
         let Some(fed) = str_field(rec, "federation_id") else {
             return Ok(());
         };
-        federation_claim(cmd, fed)?;
         let member: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM federation_members WHERE federation_id = $1 AND fleet_id = $2)",
         )
@@ -29,13 +28,13 @@ impl StoreRules for AlertRuleResource {
         .bind(str_field(rec, "fleet_id"))
         .fetch_one(&mut *conn)
         .await?;
-        if member {
-            return Ok(());
+        if !member {
+            return Err(StoreError::Rejected(format!(
+                "federation_id: fleet {} is not a member of federation {fed}",
+                str_field(rec, "fleet_id").unwrap_or_default()
+            )));
         }
-        Err(StoreError::Rejected(format!(
-            "federation_id: fleet {} is not a member of federation {fed}",
-            str_field(rec, "fleet_id").unwrap_or_default()
-        )))
+        federation_claim(cmd, fed)
     }
 
     async fn before_update(
