@@ -22,7 +22,7 @@ use crate::bounded::{Limits, Names};
 use crate::SchemaKind;
 
 /// Why a message could not be decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DecodeError {
     /// Not Confluent framing, or bytes that do not match their schema: dead-letter it.
     #[error("undecodable: {0}")]
@@ -89,22 +89,6 @@ impl DecodeLimits {
 /// beyond it they are prepared per message (still correct, only slower).
 const MAX_PREPARED: usize = 1024;
 
-/// Why a writer schema is refused for a topic (deterministic, so cached with the schema).
-#[derive(Debug, Clone)]
-enum Refusal {
-    WrongRecord(String),
-    Undecodable(String),
-}
-
-impl From<&Refusal> for DecodeError {
-    fn from(r: &Refusal) -> DecodeError {
-        match r {
-            Refusal::WrongRecord(m) => DecodeError::WrongRecord(m.clone()),
-            Refusal::Undecodable(m) => DecodeError::Undecodable(m.clone()),
-        }
-    }
-}
-
 /// A writer schema with its named types and a datum reader that resolves it to the reader
 /// schema of a topic (or to itself).
 #[ouroboros::self_referencing]
@@ -120,7 +104,7 @@ struct Plan<'s> {
     reader: GenericDatumReader<'s>,
 }
 
-type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchema, Refusal>>>;
+type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchema, DecodeError>>>;
 
 /// A writer schema ready to decode messages as a topic's record (or as itself): checked to
 /// resolve against the reader schema once, then every datum is walked within limits before it
@@ -131,27 +115,25 @@ impl PreparedSchema {
     /// Prepares `writer` to be read as `kind`'s record (`None`: as written). A writer schema
     /// that cannot resolve against the reader schema is refused here.
     pub fn new(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, DecodeError> {
-        prepare(writer, kind).map_err(|r| DecodeError::from(&r))
+        prepare(writer, kind)
     }
 
-    /// Decodes one datum (the bytes after the Confluent header) within `limits`: the writer's
-    /// record name and the value, resolved to the reader schema.
-    pub fn decode(
-        &self,
-        body: &[u8],
-        limits: Limits,
-    ) -> Result<(Option<String>, Value), DecodeError> {
+    /// The full name of the writer's record, if it is a named type.
+    pub fn writer_name(&self) -> Option<String> {
+        self.0.borrow_writer().name().map(|n| n.fullname(None))
+    }
+
+    /// Decodes one datum (the bytes after the Confluent header) within `limits` into its
+    /// value, resolved to the reader schema.
+    pub fn decode(&self, body: &[u8], limits: Limits) -> Result<Value, DecodeError> {
         self.0.with(|p| {
             crate::bounded::check(p.writer, &p.plan.names, body, limits)
                 .map_err(DecodeError::Undecodable)?;
-            let name = p.writer.name().map(|n| n.fullname(None));
             let mut rest = body;
-            let value = p
-                .plan
+            p.plan
                 .reader
                 .read_value(&mut rest)
-                .map_err(|e| DecodeError::Undecodable(e.to_string()))?;
-            Ok((name, value))
+                .map_err(|e| DecodeError::Undecodable(e.to_string()))
         })
     }
 }
@@ -168,7 +150,7 @@ fn reader_schema(kind: SchemaKind) -> &'static Schema {
 
 /// Prepares `writer` to be read as `kind`'s record (or as itself): it must resolve against
 /// the reader schema (Avro schema resolution), else every message written with it is refused.
-fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, Refusal> {
+fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, DecodeError> {
     if let Some(kind) = kind {
         let reader = reader_schema(kind);
         if let Err(e) = SchemaCompatibility::can_read(&writer, reader) {
@@ -176,11 +158,11 @@ fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, R
             let same_name = matches!((w, r), (Some(w), Some(r)) if w.name() == r.name());
             let r_name = r.map(|n| n.fullname(None)).unwrap_or_default();
             return Err(if same_name {
-                Refusal::Undecodable(format!(
+                DecodeError::Undecodable(format!(
                     "writer schema cannot be resolved to the reader schema {r_name}: {e}"
                 ))
             } else {
-                Refusal::WrongRecord(format!(
+                DecodeError::WrongRecord(format!(
                     "expected {r_name}, got {}",
                     w.map(|n| n.fullname(None))
                         .unwrap_or_else(|| format!("{writer:?}").chars().take(60).collect())
@@ -188,14 +170,17 @@ fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, R
             });
         }
     }
+    // A writer equal to the reader (producers using the bundled schema: the common case) needs
+    // no resolution pass over every value.
+    let resolve_to = kind.map(reader_schema).filter(|r| **r != writer);
     PreparedTryBuilder {
         writer,
-        plan_builder: |w: &Schema| -> Result<Plan<'_>, Refusal> {
-            let names = crate::bounded::names_of(w).map_err(Refusal::Undecodable)?;
+        plan_builder: |w: &Schema| -> Result<Plan<'_>, DecodeError> {
+            let names = crate::bounded::names_of(w).map_err(DecodeError::Undecodable)?;
             let reader = GenericDatumReader::builder(w)
-                .maybe_reader_schema(kind.map(reader_schema))
+                .maybe_reader_schema(resolve_to)
                 .build()
-                .map_err(|e| Refusal::Undecodable(format!("writer schema: {e}")))?;
+                .map_err(|e| DecodeError::Undecodable(format!("writer schema: {e}")))?;
             Ok(Plan { names, reader })
         },
     }
@@ -281,7 +266,7 @@ impl Codec {
         &self,
         id: u32,
         kind: Option<SchemaKind>,
-    ) -> Result<Arc<Result<PreparedSchema, Refusal>>, DecodeError> {
+    ) -> Result<Arc<Result<PreparedSchema, DecodeError>>, DecodeError> {
         if let Some(p) = self.cache().get(&(id, kind)) {
             return Ok(p.clone());
         }
@@ -316,7 +301,7 @@ impl Codec {
         &self,
         bytes: &[u8],
         kind: Option<SchemaKind>,
-    ) -> Result<(Option<String>, Value), DecodeError> {
+    ) -> Result<(Arc<Result<PreparedSchema, DecodeError>>, Value), DecodeError> {
         if bytes.len() > self.limits.max_message_bytes {
             return Err(DecodeError::Undecodable(format!(
                 "message of {} bytes exceeds the configured limit of {} (max_message_bytes)",
@@ -330,14 +315,24 @@ impl Codec {
             ));
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let prepared = self.prepared(id, kind).await?;
-        let prepared = prepared.as_ref().as_ref().map_err(DecodeError::from)?;
-        prepared.decode(&bytes[5..], self.limits.datum)
+        let entry = self.prepared(id, kind).await?;
+        let value = match entry.as_ref() {
+            Ok(p) => p.decode(&bytes[5..], self.limits.datum)?,
+            Err(refused) => return Err(refused.clone()),
+        };
+        Ok((entry, value))
     }
 
-    /// Decodes a Confluent-framed Avro message into its generic value (as written).
+    /// Decodes a Confluent-framed Avro message into its generic value (as written), with the
+    /// writer's record name.
     pub async fn decode_value(&self, bytes: &[u8]) -> Result<(Option<String>, Value), DecodeError> {
-        self.decode_as(bytes, None).await
+        let (entry, value) = self.decode_as(bytes, None).await?;
+        let name = entry
+            .as_ref()
+            .as_ref()
+            .ok()
+            .and_then(PreparedSchema::writer_name);
+        Ok((name, value))
     }
 
     /// Decodes a telemetry event.
