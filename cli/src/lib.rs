@@ -7,5 +7,6 @@ pub mod bench;
 pub mod credentials;
 pub mod produce;
 pub mod telemetry_setup;
+pub mod worker_health;
 
 pub use telemetry_setup::{init_logging, install_metrics, LogFormat};

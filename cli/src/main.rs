@@ -39,6 +39,10 @@ enum Cmd {
     Api,
     /// Create databases, tables, topics and register the Avro schemas, then exit.
     Migrate,
+    /// Rebuild a pipeline's derived state from the start of its topic: deletes its
+    /// checkpoints (state and offsets together); its workers, started again, reprocess the
+    /// topic from the beginning and rewrite the same results. Stop its workers first.
+    Reset(ResetArgs),
     /// Produce simulated vehicle telemetry to the telemetry topic.
     Simulate(SimulateArgs),
     /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
@@ -160,6 +164,22 @@ struct WorkerArgs {
 }
 
 #[derive(Args)]
+struct ResetArgs {
+    /// The pipeline to reset.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(atlasmesh_pipelines::names()))]
+    pipeline: String,
+    /// Put state and offsets back to what they were at this time (RFC 3339, e.g.
+    /// 2026-12-03T14:00:00Z): each partition's newest checkpoint snapshot taken at or before
+    /// it; what came after is reprocessed. Without it, from the start of the topic.
+    #[arg(long)]
+    to_time: Option<String>,
+    /// Reset even though a checkpoint was saved moments ago (a worker in group mode may still
+    /// run; it would keep its in-memory state).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
     worker: WorkerArgs,
@@ -251,19 +271,28 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// The worker's own `/metrics`, until `shutdown` turns true.
+/// The worker's own `/metrics` and `/health`, until `shutdown` turns true.
 async fn serve_metrics(
     listen: String,
     handle: metrics_exporter_prometheus::PrometheusHandle,
+    health: atlasmesh::worker_health::WorkerHealth,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let h = handle.clone();
-            async move { h.render() }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let h = handle.clone();
+                async move { h.render() }
+            }),
+        )
+        .route(
+            "/health",
+            axum::routing::get(move || {
+                let h = health.clone();
+                async move { h.answer().await }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -297,14 +326,28 @@ async fn main() -> anyhow::Result<()> {
             atlasmesh_pipelines::prepare(&cfg).await?;
             tracing::info!("Migrations applied.");
         }
+        Cmd::Reset(r) => {
+            let deleted =
+                atlasmesh_pipelines::reset(&cfg, &r.pipeline, r.to_time.as_deref(), r.force)
+                    .await?;
+            match &r.to_time {
+                None => eprintln!(
+                    "reset: deleted {deleted} checkpoints of pipeline {}; its workers reprocess its topic from the start (auto.offset.reset) when started",
+                    r.pipeline
+                ),
+                Some(t) => eprintln!(
+                    "reset: {deleted} partitions of pipeline {} put back to their newest snapshot at or before {t} (none: from the start); its workers reprocess from there when started",
+                    r.pipeline
+                ),
+            }
+        }
         Cmd::Worker(w) => {
             let handle = install_metrics()?;
             let mut shutdown = shutdown_signal(stop_deadline);
-            let metrics = cfg
-                .runner
-                .metrics_listen
-                .clone()
-                .map(|listen| tokio::spawn(serve_metrics(listen, handle, shutdown.clone())));
+            let metrics = cfg.runner.metrics_listen.clone().map(|listen| {
+                let health = atlasmesh::worker_health::WorkerHealth::new(cfg.clone());
+                tokio::spawn(serve_metrics(listen, handle, health, shutdown.clone()))
+            });
             atlasmesh_pipelines::ready::wait_for(
                 &cfg,
                 &atlasmesh_pipelines::ready::Dependency::ALL,

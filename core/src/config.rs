@@ -87,6 +87,15 @@ pub struct KafkaConfig {
     /// coordinator does not evict crashed members (Tansu 0.6).
     pub assignment: Assignment,
     pub assigned_partitions: Vec<i32>,
+    /// Manual assignment: a worker leases its partitions in PostgreSQL for this long and
+    /// renews the leases every third of it; a second worker given a partition whose lease is
+    /// alive refuses to start, and one left by a crashed worker is taken over once expired.
+    pub lease_ttl_ms: u64,
+    /// Manual assignment: this worker's name in the leases. A worker restarted under the same
+    /// name (a StatefulSet pod, a systemd unit) takes its leases back at once; unset, every
+    /// process is a new owner (`<host>:<pid>:<random>`) and waits for its predecessor's
+    /// leases to expire.
+    pub worker_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +115,8 @@ impl Default for KafkaConfig {
             properties: Default::default(),
             assignment: Assignment::Group,
             assigned_partitions: Vec::new(),
+            lease_ttl_ms: 15_000,
+            worker_id: None,
         }
     }
 }
@@ -463,7 +474,20 @@ pub struct RunnerConfig {
     pub checkpoint_interval_ms: u64,
     pub max_batch_events: usize,
     pub retry_initial_ms: u64,
+    /// Cap of the retry backoff: a few seconds, so work resumes soon after a dependency is
+    /// back even without a probe.
     pub retry_max_ms: u64,
+    /// While waiting to retry after a dependency failed, probe it (the start-up probe:
+    /// `SELECT 1`, `PING`, one topic's metadata, …) this often; once a probe that had failed
+    /// succeeds, the wait ends and the work is retried at once. 0 turns probing off.
+    pub retry_probe_ms: u64,
+    /// Bound of one such probe.
+    pub retry_probe_timeout_ms: u64,
+    /// A partition's checkpoint is also kept as a snapshot when its last snapshot is older
+    /// than this (`atlasmesh reset --to-time`); 0 keeps none.
+    pub snapshot_interval_ms: u64,
+    /// Snapshots older than this are deleted.
+    pub snapshot_retention_hours: u64,
     /// Address for the worker's own Prometheus endpoint (when not run together with the API).
     pub metrics_listen: Option<String>,
     /// At shutdown, the final checkpoint gets this long; a dependency that does not answer by
@@ -478,7 +502,11 @@ impl Default for RunnerConfig {
             checkpoint_interval_ms: 1_000,
             max_batch_events: 50_000,
             retry_initial_ms: 200,
-            retry_max_ms: 5_000,
+            retry_max_ms: 3_000,
+            retry_probe_ms: 500,
+            retry_probe_timeout_ms: 1_000,
+            snapshot_interval_ms: 300_000,
+            snapshot_retention_hours: 24,
             metrics_listen: None,
             shutdown_grace_ms: 10_000,
         }
@@ -540,6 +568,10 @@ pub struct ApiConfig {
     pub address_auth_failures_per_s: u32,
     /// Failed authentications one address may make at once.
     pub address_auth_failure_burst: u32,
+    /// `/health` answers from probes at most this old (load balancers polling it do not
+    /// multiply the probes); each probe opens its own connection, so the answer follows the
+    /// dependency within about this long. 0 probes on every request.
+    pub health_cache_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -556,6 +588,7 @@ impl Default for ApiConfig {
             address_rate_limit_burst: 2000,
             address_auth_failures_per_s: 10,
             address_auth_failure_burst: 100,
+            health_cache_ms: 1_000,
         }
     }
 }
@@ -668,6 +701,12 @@ impl Config {
         }
         if self.kafka.partitions < 1 {
             return Err(Error::Config("kafka.partitions must be at least 1".into()));
+        }
+        if self.kafka.lease_ttl_ms < 3_000 {
+            return Err(Error::Config(
+                "kafka.lease_ttl_ms must be at least 3000 (leases are renewed every third of it)"
+                    .into(),
+            ));
         }
         if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
             return Err(Error::Config("missions.window_ms must divide a day".into()));

@@ -6,6 +6,9 @@
 //!   [`FleetPartialKpi`], the newest version of each recent closed fleet partial. Readers sum
 //!   the partials of a window; the pipeline keeps the newest [`KPI_WINDOWS_KEPT`] windows of a
 //!   fleet and deletes every older field, whichever path closed the window.
+//! - `<prefix>:hot-state:telemetry:<partition>` — set once the two above hold everything of
+//!   that telemetry partition; when it is missing (Redis restarted empty, or is new) the
+//!   pipeline re-publishes the partition's hot state from ClickHouse.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,12 @@ pub fn fleet_vehicles(prefix: &str, fleet_id: &str) -> String {
 
 pub fn fleet_windows(prefix: &str, fleet_id: &str) -> String {
     format!("{prefix}:fleet:{fleet_id}:windows")
+}
+
+/// Present while Redis holds the hot state of telemetry partition `partition`; the telemetry
+/// pipeline re-publishes that state from ClickHouse when it is missing.
+pub fn hot_state_marker(prefix: &str, partition: i32) -> String {
+    format!("{prefix}:hot-state:telemetry:{partition}")
 }
 
 pub fn fleet_window_field(window_start_ms: i64, partition: i32) -> String {

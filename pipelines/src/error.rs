@@ -42,6 +42,23 @@ impl Error {
         }
     }
 
+    /// The dependency whose failure this is, when one is named: the runner probes it while
+    /// it waits to retry (`runner.retry_probe_ms`).
+    pub fn dependency(&self) -> Option<crate::ready::Dependency> {
+        use crate::ready::Dependency;
+        use atlasmesh_sinks::Error as S;
+        match self {
+            Error::Sink(S::ClickHouse(_)) => Some(Dependency::ClickHouse),
+            Error::Sink(S::Postgres(_)) => Some(Dependency::Postgres),
+            Error::Sink(S::Redis(_)) => Some(Dependency::Redis),
+            Error::Sink(S::Kafka(_)) => Some(Dependency::Kafka),
+            Error::Encode {
+                retriable: true, ..
+            } => Some(Dependency::SchemaRegistry),
+            _ => None,
+        }
+    }
+
     /// A set-up failure, with what was being set up.
     pub fn setup(what: &str, e: impl std::fmt::Display) -> Error {
         Error::Setup(format!("{what}: {e}"))

@@ -79,6 +79,36 @@ pub fn lookup(name: &str) -> Option<&'static Registered> {
     PIPELINES.iter().find(|r| r.name == name)
 }
 
+/// `atlasmesh reset --pipeline NAME`: deletes the pipeline's checkpoints (its state and its
+/// offsets together), so its workers reprocess its topic from the configured start
+/// (`auto.offset.reset`, earliest by default) and recompute every result; the sinks' upserts
+/// by key and version leave the same rows as the first run. Refused while its workers run.
+///
+/// With `to_time`, state and offsets are put back to the partitions' newest snapshots taken at
+/// or before it (`runner.snapshot_interval_ms` apart, kept `snapshot_retention_hours`), so
+/// what came after is reprocessed from exactly the state it first met.
+pub async fn reset(
+    cfg: &Config,
+    name: &str,
+    to_time: Option<&str>,
+    force: bool,
+) -> anyhow::Result<u64> {
+    let r = lookup(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown pipeline {name:?}; known: {:?}",
+            names().collect::<Vec<_>>()
+        )
+    })?;
+    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 1).await?;
+    let store = atlasmesh_sinks::postgres::CheckpointStore::new(pool, r.name);
+    // A running worker saves a checkpoint at least this often while it has work.
+    let busy_ms = cfg.runner.checkpoint_interval_ms * 2 + 10_000;
+    store
+        .reset(to_time, force, busy_ms)
+        .await?
+        .map_err(|refused| anyhow::anyhow!("reset refused: {refused}"))
+}
+
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
     use anyhow::Context;

@@ -21,7 +21,7 @@ pub enum CheckStatus {
     Down,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Check {
     pub status: CheckStatus,
     pub latency_ms: u64,
@@ -36,7 +36,7 @@ pub enum HealthStatus {
     Degraded,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
     pub status: HealthStatus,
     /// One entry per dependency: kafka, clickhouse, postgres, redis, schema_registry.
@@ -77,14 +77,16 @@ where
     (name, check)
 }
 
+/// Metadata of the telemetry topic only: answers fast however many topics the broker has.
 async fn kafka(state: &AppState) -> Result<()> {
     let consumer = state.kafka.clone();
+    let topic = state.config.topics.telemetry.clone();
     // The blocking call gets a slightly shorter budget than the probe so it rarely outlives it.
     let budget = PROBE_TIMEOUT.saturating_sub(Duration::from_millis(200));
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer;
         let _ = consumer.poll(Duration::ZERO);
-        consumer.fetch_metadata(None, budget).map(|_| ())
+        consumer.fetch_metadata(Some(&topic), budget).map(|_| ())
     })
     .await
     .map_err(|e| Error::Internal(format!("kafka probe task: {e}")))??;
@@ -96,13 +98,20 @@ async fn clickhouse(state: &AppState) -> Result<()> {
     Ok(())
 }
 
+/// A connection of its own, not one of the pool: the answer is PostgreSQL's now, not that of
+/// a pooled connection opened before an outage.
 async fn postgres(state: &AppState) -> Result<()> {
-    sqlx::query("SELECT 1").execute(&state.postgres).await?;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&state.config.postgres.url).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let _ = conn.close().await;
     Ok(())
 }
 
+/// A connection of its own (see [`postgres`]).
 async fn redis(state: &AppState) -> Result<()> {
-    let mut conn = state.redis.get().await?;
+    let client = redis::Client::open(state.config.redis.url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
     let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
     if pong != "PONG" {
         return Err(Error::Internal(format!("unexpected PING answer {pong:?}")));
@@ -119,8 +128,23 @@ async fn schema_registry(state: &AppState) -> Result<()> {
     Ok(())
 }
 
-/// Runs every probe and sets `atlasmesh_dependency_up{dependency}`.
+/// The probes' answer, run again once older than `api.health_cache_ms`; concurrent callers
+/// share one run.
 pub async fn check_all(state: &AppState) -> Health {
+    let max_age = Duration::from_millis(state.config.api.health_cache_ms);
+    let mut cached = state.health.lock().await;
+    if let Some((at, h)) = cached.as_ref() {
+        if at.elapsed() < max_age {
+            return h.clone();
+        }
+    }
+    let h = probe_all(state).await;
+    *cached = Some((Instant::now(), h.clone()));
+    h
+}
+
+/// Runs every probe and sets `atlasmesh_dependency_up{dependency}`.
+async fn probe_all(state: &AppState) -> Health {
     let results = tokio::join!(
         probe("kafka", kafka(state)),
         probe("clickhouse", clickhouse(state)),

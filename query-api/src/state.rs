@@ -43,6 +43,8 @@ pub struct AppState {
     pub signer: Arc<atlasmesh_core::command_signing::SigningKeys>,
     /// Per-client-address request and failed-authentication budgets.
     pub addresses: Arc<crate::limits::AddressLimits>,
+    /// The last `/health` probes and when they ran (`api.health_cache_ms`).
+    pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, crate::health::Health)>>>,
 }
 
 impl AppState {
@@ -60,7 +62,8 @@ impl AppState {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("socket.timeout.ms", "5000")
-            .set("reconnect.backoff.max.ms", "5000");
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000");
         for (k, v) in &cfg.kafka.properties {
             kc.set(k, v);
         }
@@ -82,6 +85,7 @@ impl AppState {
             signer: Arc::new(signer),
             auth: Arc::new(auth),
             addresses: Arc::new(crate::limits::AddressLimits::from_config(&cfg.api)),
+            health: Arc::default(),
             producer,
             codec: Arc::new(codec),
             config: Arc::new(cfg.clone()),

@@ -15,11 +15,22 @@ use rdkafka::ClientContext;
 use crate::{observe, Error, Result};
 
 /// Base client configuration from [`KafkaConfig`].
+/// How long librdkafka waits before reconnecting to a broker that went away, doubling up to
+/// the max (its own defaults, 100 ms to 10 s, leave a client idle for up to 10 s after the
+/// broker is back); `kafka.properties` may override them.
+const RECONNECT: [(&str, &str); 2] = [
+    ("reconnect.backoff.ms", "100"),
+    ("reconnect.backoff.max.ms", "1000"),
+];
+
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
         .set("socket.keepalive.enable", "true");
+    for (k, v) in RECONNECT {
+        c.set(k, v);
+    }
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
@@ -32,6 +43,9 @@ fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
         .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in RECONNECT {
+        c.set(k, v);
+    }
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

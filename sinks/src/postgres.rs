@@ -90,12 +90,132 @@ pub struct Checkpoint {
     pub partition: i32,
     pub next_offset: i64,
     pub state: Vec<u8>,
+    /// Also keep a copy in `checkpoint_snapshots` (for `reset --to-time`).
+    pub snapshot: bool,
 }
 
 #[derive(Clone)]
 pub struct CheckpointStore {
     pool: PgPool,
     pipeline: String,
+    /// Manual assignment: checkpoints are saved only while this owner holds the partitions'
+    /// leases ([`LeaseStore`]).
+    lease_owner: Option<String>,
+    /// Snapshots older than this are deleted when a new one is saved.
+    snapshot_retention_hours: u64,
+}
+
+/// A partition leased by another worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    pub partition: i32,
+    pub owner: String,
+    /// Milliseconds until it expires, by the database's clock (negative: expired).
+    pub expires_in_ms: i64,
+}
+
+/// Partition leases of one pipeline (migrations/postgres/0010_partition_leases.sql).
+#[derive(Clone)]
+pub struct LeaseStore {
+    pool: PgPool,
+    pipeline: String,
+    owner: String,
+}
+
+impl LeaseStore {
+    pub fn new(pool: PgPool, pipeline: impl Into<String>, owner: impl Into<String>) -> Self {
+        LeaseStore {
+            pool,
+            pipeline: pipeline.into(),
+            owner: owner.into(),
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Takes the leases of `partitions` for `ttl_ms`, all or none: a partition whose lease is
+    /// another owner's and has not expired is returned (and nothing is taken).
+    pub async fn acquire(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        ttl_ms: u64,
+    ) -> Result<Vec<HeldLease>> {
+        let mut tx = self.pool.begin().await?;
+        let mut held = Vec::new();
+        for &p in partitions {
+            let took: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO partition_leases (pipeline, topic, partition, owner, expires_at)
+                 VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+                 ON CONFLICT (pipeline, topic, partition) DO UPDATE
+                   SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at,
+                       acquired_at = CASE WHEN partition_leases.owner = EXCLUDED.owner
+                                          THEN partition_leases.acquired_at ELSE now() END
+                   WHERE partition_leases.owner = EXCLUDED.owner
+                      OR partition_leases.expires_at < now()
+                 RETURNING partition",
+            )
+            .bind(&self.pipeline)
+            .bind(topic)
+            .bind(p)
+            .bind(&self.owner)
+            .bind(ttl_ms as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if took.is_none() {
+                let (owner, expires_in_ms): (String, i64) = sqlx::query_as(
+                    "SELECT owner, (extract(epoch FROM expires_at - now()) * 1000)::bigint
+                     FROM partition_leases WHERE pipeline = $1 AND topic = $2 AND partition = $3",
+                )
+                .bind(&self.pipeline)
+                .bind(topic)
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await?;
+                held.push(HeldLease {
+                    partition: p,
+                    owner,
+                    expires_in_ms,
+                });
+            }
+        }
+        if held.is_empty() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(held)
+    }
+
+    /// Extends this owner's leases of `topic` by `ttl_ms`; returns the partitions it still
+    /// holds.
+    pub async fn renew(&self, topic: &str, ttl_ms: u64) -> Result<Vec<i32>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE partition_leases SET expires_at = now() + $4 * interval '1 millisecond'
+             WHERE pipeline = $1 AND topic = $2 AND owner = $3 RETURNING partition",
+        )
+        .bind(&self.pipeline)
+        .bind(topic)
+        .bind(&self.owner)
+        .bind(ttl_ms as i64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Gives this owner's leases of `topic` up (at shutdown).
+    pub async fn release(&self, topic: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM partition_leases WHERE pipeline = $1 AND topic = $2 AND owner = $3",
+        )
+        .bind(&self.pipeline)
+        .bind(topic)
+        .bind(&self.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 impl CheckpointStore {
@@ -103,7 +223,110 @@ impl CheckpointStore {
         CheckpointStore {
             pool,
             pipeline: pipeline.into(),
+            lease_owner: None,
+            snapshot_retention_hours: 24,
         }
+    }
+
+    /// Keeps checkpoint snapshots this long.
+    pub fn with_snapshot_retention_hours(mut self, hours: u64) -> Self {
+        self.snapshot_retention_hours = hours;
+        self
+    }
+
+    /// Deletes every checkpoint of the pipeline, state and offsets together, so its workers
+    /// start again from the configured position with empty state. Refused (nothing deleted,
+    /// the leases returned) while a worker holds a live lease of the pipeline; with `force`,
+    /// also when a checkpoint changed within `busy_ms` (a worker in group mode, which leases
+    /// nothing, is probably running). Returns the number of checkpoints deleted.
+    ///
+    /// With `to_time` (a timestamp PostgreSQL reads, e.g. RFC 3339), each partition is put
+    /// back to its newest snapshot taken at or before it (state and offset as they were
+    /// then; snapshots after it are dropped) and partitions without one start from the
+    /// beginning. Returns the number of partitions reset.
+    pub async fn reset(
+        &self,
+        to_time: Option<&str>,
+        force: bool,
+        busy_ms: u64,
+    ) -> Result<Result<u64, String>> {
+        let mut tx = self.pool.begin().await?;
+        let live: Vec<(String, i32, String)> = sqlx::query_as(
+            "SELECT topic, partition, owner FROM partition_leases
+             WHERE pipeline = $1 AND expires_at > now() ORDER BY topic, partition FOR UPDATE",
+        )
+        .bind(&self.pipeline)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !live.is_empty() {
+            let held: Vec<String> = live
+                .iter()
+                .map(|(t, p, o)| format!("{t}/{p} by {o}"))
+                .collect();
+            return Ok(Err(format!(
+                "workers of pipeline {} are running (leases: {}); stop them first",
+                self.pipeline,
+                held.join(", ")
+            )));
+        }
+        if !force {
+            let recent: Option<f64> = sqlx::query_scalar(
+                "SELECT extract(epoch FROM now() - max(updated_at))::float8 FROM stream_checkpoints
+                 WHERE pipeline = $1",
+            )
+            .bind(&self.pipeline)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(ago) = recent.filter(|a| *a * 1000.0 < busy_ms as f64) {
+                return Ok(Err(format!(
+                    "a checkpoint of pipeline {} was saved {ago:.1} s ago: a worker (in group mode) \
+                     seems to be running; stop it first, or pass --force",
+                    self.pipeline
+                )));
+            }
+        }
+        let deleted = sqlx::query("DELETE FROM stream_checkpoints WHERE pipeline = $1")
+            .bind(&self.pipeline)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if let Some(t) = to_time {
+            sqlx::query(
+                "INSERT INTO stream_checkpoints (pipeline, topic, partition, next_offset, state, updated_at)
+                 SELECT DISTINCT ON (topic, partition) pipeline, topic, partition, next_offset, state, now()
+                 FROM checkpoint_snapshots WHERE pipeline = $1 AND taken_at <= $2::timestamptz
+                 ORDER BY topic, partition, taken_at DESC",
+            )
+            .bind(&self.pipeline)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM checkpoint_snapshots WHERE pipeline = $1 AND taken_at > $2::timestamptz",
+            )
+            .bind(&self.pipeline)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM checkpoint_snapshots WHERE pipeline = $1")
+                .bind(&self.pipeline)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM partition_leases WHERE pipeline = $1")
+            .bind(&self.pipeline)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(deleted))
+    }
+
+    /// Saves only while `owner` holds the leases of the saved partitions (manual assignment):
+    /// a worker that lost a lease can never write over its successor's progress.
+    pub fn fenced_by(mut self, owner: impl Into<String>) -> Self {
+        self.lease_owner = Some(owner.into());
+        self
     }
 
     pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
@@ -120,6 +343,7 @@ impl CheckpointStore {
             partition,
             next_offset,
             state,
+            snapshot: false,
         }))
     }
 
@@ -132,6 +356,28 @@ impl CheckpointStore {
         let started = Instant::now();
         let r = async {
             let mut tx = self.pool.begin().await?;
+            if let Some(owner) = &self.lease_owner {
+                let topic = &checkpoints[0].topic;
+                let partitions: Vec<i32> = checkpoints.iter().map(|c| c.partition).collect();
+                // FOR SHARE: the leases cannot change hands before this transaction commits.
+                let held: Vec<i32> = sqlx::query_scalar(
+                    "SELECT partition FROM partition_leases
+                     WHERE pipeline = $1 AND topic = $2 AND owner = $3 AND partition = ANY($4)
+                     FOR SHARE",
+                )
+                .bind(&self.pipeline)
+                .bind(topic)
+                .bind(owner)
+                .bind(&partitions)
+                .fetch_all(&mut *tx)
+                .await?;
+                if held.len() != partitions.len() {
+                    return Err(crate::Error::Other(format!(
+                        "lost the lease of a partition of {topic} among {partitions:?} \
+                         (another worker took it over); not saving over its progress"
+                    )));
+                }
+            }
             for c in checkpoints {
                 sqlx::query(
                     "INSERT INTO stream_checkpoints (pipeline, topic, partition, next_offset, state, updated_at)
@@ -145,6 +391,29 @@ impl CheckpointStore {
                 .bind(c.partition)
                 .bind(c.next_offset)
                 .bind(&c.state)
+                .execute(&mut *tx)
+                .await?;
+                if c.snapshot {
+                    sqlx::query(
+                        "INSERT INTO checkpoint_snapshots (pipeline, topic, partition, next_offset, state)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&self.pipeline)
+                    .bind(&c.topic)
+                    .bind(c.partition)
+                    .bind(c.next_offset)
+                    .bind(&c.state)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if checkpoints.iter().any(|c| c.snapshot) {
+                sqlx::query(
+                    "DELETE FROM checkpoint_snapshots
+                     WHERE pipeline = $1 AND taken_at < now() - $2 * interval '1 hour'",
+                )
+                .bind(&self.pipeline)
+                .bind(self.snapshot_retention_hours as f64)
                 .execute(&mut *tx)
                 .await?;
             }

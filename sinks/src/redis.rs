@@ -138,4 +138,82 @@ impl RedisSink {
         );
         r
     }
+
+    /// The marker saying the hot state of telemetry partition `partition` is in this Redis.
+    fn hot_state_marker(&self, partition: i32) -> String {
+        keys::hot_state_marker(&self.prefix, partition)
+    }
+
+    /// Of `partitions`, those whose hot state this Redis does not hold: their marker is gone
+    /// (the server restarted empty, was flushed or failed over to a replica without it) or was
+    /// never set (a fresh Redis). One round trip.
+    pub async fn missing_hot_state(&self, partitions: &[i32]) -> Result<Vec<i32>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let markers: Vec<String> = partitions
+            .iter()
+            .map(|p| self.hot_state_marker(*p))
+            .collect();
+        let mut c = self.conn.clone();
+        let found: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&markers).query_async(&mut c).await?;
+        Ok(partitions
+            .iter()
+            .zip(found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(p, _)| *p)
+            .collect())
+    }
+
+    /// Records that the hot state of `partitions` is complete in this Redis.
+    pub async fn mark_hot_state(&self, partitions: &[i32]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for p in partitions {
+            pipe.set(self.hot_state_marker(*p), "1").ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+}
+
+/// The hot state of telemetry `partitions` as ClickHouse holds it — the newest sample of each
+/// of their vehicles and the newest version of their fleet partials of the newest
+/// [`keys::KPI_WINDOWS_KEPT`] windows — as a batch that [`RedisSink::write`] re-publishes.
+pub async fn rebuild_from_clickhouse(
+    ch: &crate::clickhouse::ClickHouseSink,
+    partitions: &[i32],
+    window_ms: i64,
+) -> Result<RedisBatch> {
+    let mut batch = RedisBatch {
+        window_ms,
+        ..RedisBatch::default()
+    };
+    for &p in partitions {
+        for row in ch.latest_raw_rows(p).await? {
+            if let Some(e) = row.to_event() {
+                batch.latest.insert(e.vehicle_id.clone(), e);
+            }
+        }
+        for row in ch
+            .recent_fleet_partials(p, keys::KPI_WINDOWS_KEPT, window_ms)
+            .await?
+        {
+            let kpi = FleetPartialKpi {
+                window_start_ms: row.window_start_ms,
+                window_end_ms: row.window_end_ms,
+                source_partition: row.source_partition,
+                version: row.version,
+                counters: row.counters(),
+            };
+            batch
+                .fleet_partials
+                .insert((row.fleet_id, row.window_start_ms, p), kpi);
+        }
+    }
+    Ok(batch)
 }

@@ -172,6 +172,8 @@ impl TestEnv {
             .args(["worker", "--no-prepare"])
             .args(args)
             .envs(self.envs())
+            // Worker n restarted takes its partition leases back at once (manual mode).
+            .env("ATLASMESH_KAFKA__WORKER_ID", format!("worker-{n}"))
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::null())
             .stderr(log)

@@ -9,12 +9,12 @@ mod reference;
 
 mod alerts;
 mod api_matrix;
-mod clickhouse_outage;
 mod commands;
 mod crash_recovery;
 mod end_to_end;
 mod golden;
 mod operations;
+mod outages;
 mod performance;
 mod poison;
 mod reprocess;

@@ -59,3 +59,146 @@ async fn a_deleted_checkpoint_in_group_mode_reprocesses_from_the_start() {
         env.log_dir.display()
     );
 }
+
+/// Manual assignment that cannot overlap: a second worker given partitions a live worker holds
+/// refuses to start; a crashed worker's partitions are taken over once its leases expire, with
+/// exact results; `atlasmesh reset` then rebuilds everything from the start, again exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_refuse_a_second_owner_and_reset_reproduces_the_reference() {
+    use std::time::Instant;
+
+    use atlasmesh_simulator::valid_counted_events;
+
+    use crate::common::sigkill;
+    use crate::reference;
+
+    let env = TestEnv::new("leases");
+    env.migrate();
+    let items = Simulator::new(SimConfig {
+        seed: 23,
+        fleets: 2,
+        vehicles_per_fleet: 6,
+        ..SimConfig::default()
+    })
+    .take(6_000);
+    let counted = valid_counted_events(&items);
+    let want_vehicle = reference::vehicle_windows(&counted);
+    let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
+    let (a, b) = items.split_at(3_000);
+    let ttl = [
+        ("ATLASMESH_KAFKA__LEASE_TTL_MS", "4000"),
+        ("ATLASMESH_RUNNER__SNAPSHOT_INTERVAL_MS", "1000"),
+    ];
+    let telemetry = ["--pipelines", "telemetry"];
+    let pg = env.pg().await;
+
+    let mut first = env.spawn_worker_args(0, &telemetry, &ttl);
+    env.produce(a).await;
+    env.wait_checkpointed(&pg, a.len() as i64, Duration::from_secs(120))
+        .await;
+    let after_a: String = sqlx::query_scalar("SELECT now()::text")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+
+    // Same partitions (all of them), another worker: it must refuse, and say why.
+    let started = Instant::now();
+    let mut second = env.spawn_worker_args(1, &telemetry, &ttl);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second worker neither refused nor stopped; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success(), "the second worker must fail");
+    let log = std::fs::read_to_string(env.log_dir.join("worker-1.log")).unwrap();
+    assert!(
+        log.contains("refusing to start") && log.contains("worker-0"),
+        "the refusal must name the owner; logs in {}",
+        env.log_dir.display()
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first worker runs on"
+    );
+
+    // The owner crashes: a new worker waits for its leases to expire, then takes over.
+    sigkill(&mut first);
+    env.produce(b).await;
+    let mut third = env.spawn_worker_args(2, &telemetry, &ttl);
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
+    let log = std::fs::read_to_string(env.log_dir.join("worker-2.log")).unwrap();
+    assert!(
+        log.contains("Partitions are leased by another owner; waiting"),
+        "the takeover must wait for the crashed owner's leases; logs in {}",
+        env.log_dir.display()
+    );
+
+    // A reset while the worker runs is refused; after it stopped (leases released), it
+    // rebuilds everything, from a point in time and from the start.
+    let reset = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
+            .args(["reset", "--pipeline", "telemetry"])
+            .args(args)
+            .envs(env.envs())
+            .output()
+            .unwrap()
+    };
+    let refused = reset(&[]);
+    assert!(
+        !refused.status.success(),
+        "reset must refuse while a worker runs"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop them first"));
+    sigterm(&mut third);
+    let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM partition_leases")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(leases, 0, "a stopped worker releases its leases");
+
+    // Back to the snapshots taken before the second half was produced: state and offsets
+    // together, so the second half is recomputed from the state it first met. (A checkpoint
+    // saved just now looks like a group-mode worker: --force says we know.)
+    let out = reset(&["--to-time", &after_a, "--force"]);
+    assert!(
+        out.status.success(),
+        "reset --to-time failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rewound = env.checkpointed(&pg).await;
+    assert!(
+        rewound > 0 && rewound <= a.len() as i64,
+        "reset --to-time must rewind to the first half, not to the start or the end: {rewound}"
+    );
+    let mut again = env.spawn_worker_args(3, &telemetry, &ttl);
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
+    sigterm(&mut again);
+
+    // From the start of the topic.
+    let out = reset(&["--force"]);
+    assert!(
+        out.status.success(),
+        "reset failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.checkpointed(&pg).await, 0);
+    let mut again = env.spawn_worker_args(4, &telemetry, &[]);
+    env.wait_checkpointed(&pg, items.len() as i64, Duration::from_secs(120))
+        .await;
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
+    assert_eq!(env.raw_count().await, counted.len() as u64);
+    sigterm(&mut again);
+}

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::config::{Assignment, Config, KafkaConfig};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::Classify;
-use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore};
+use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore, LeaseStore};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
@@ -42,6 +42,7 @@ use tracing::{debug, error, info, warn};
 pub use context::RunnerContext;
 pub use retry::{requested, Backoff, RetryPolicy};
 
+use crate::ready::Dependency;
 use crate::{Error, Result};
 
 /// A consumed message, owned.
@@ -196,6 +197,8 @@ struct PartState<S> {
     /// this partition is used (in group mode it otherwise resumes from Kafka's committed
     /// position with empty state). Cleared once the seek succeeded.
     seek_to_start: Option<Offset>,
+    /// When this process last kept a snapshot of the partition's checkpoint.
+    snapshot_at: Option<Instant>,
 }
 
 struct Runner<'a, P: Pipeline> {
@@ -214,6 +217,8 @@ struct Runner<'a, P: Pipeline> {
     /// Handling a message: its own wait (e.g. for a command lane) comes on top, so the
     /// delays stay short.
     handle_policy: RetryPolicy,
+    /// Manual assignment: the leases of the assigned partitions.
+    leases: Option<Leases>,
 }
 
 /// Builds `P`, starts its background tasks and returns the future that runs it until
@@ -264,9 +269,14 @@ const FORCED_CONSUMER: &[(&str, &str)] = &[
 ];
 
 /// The runner's defaults, which `kafka.properties` may override (group timeouts suited to the
-/// broker, for example a larger `session.timeout.ms` on a slow one).
+/// broker, for example a larger `session.timeout.ms` on a slow one). The fetch sizes keep a
+/// backlog from one partition from filling the local queue while the others wait: each fetch
+/// brings at most 256 KiB of a partition and at most 16 MiB are queued in all, so partitions
+/// catching up after an outage advance side by side.
 const DEFAULT_CONSUMER: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
+    ("max.partition.fetch.bytes", "262144"),
+    ("queued.max.messages.kbytes", "16384"),
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),
     ("max.poll.interval.ms", "300000"),
@@ -308,13 +318,33 @@ pub async fn run<P: Pipeline>(
         .create_with_context(ctx)
         .map_err(atlasmesh_sinks::Error::from)?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
-    let store = CheckpointStore::new(pool, P::NAME);
+    let mut store = CheckpointStore::new(pool.clone(), P::NAME)
+        .with_snapshot_retention_hours(cfg.runner.snapshot_retention_hours);
+    let mut leases = None;
     match cfg.kafka.assignment {
         Assignment::Group => consumer
             .subscribe(&[p.topic()])
             .map_err(atlasmesh_sinks::Error::from)?,
         Assignment::Manual => {
-            assign_manually(&consumer, &store, p.topic(), &cfg.kafka.assigned_partitions).await?
+            let partitions: Vec<i32> = if cfg.kafka.assigned_partitions.is_empty() {
+                atlasmesh_sinks::kafka::topic_partitions(consumer.client(), p.topic())?
+            } else {
+                cfg.kafka.assigned_partitions.clone()
+            };
+            let lease = Leases {
+                store: LeaseStore::new(pool, P::NAME, worker_id(&cfg.kafka)),
+                topic: p.topic().to_string(),
+                partitions,
+                ttl_ms: cfg.kafka.lease_ttl_ms,
+                renewed: Instant::now(),
+            };
+            let mut sd = shutdown.clone();
+            if !lease.acquire::<P>(&mut sd).await? {
+                return Ok(()); // shut down while waiting
+            }
+            store = store.fenced_by(lease.store.owner());
+            assign_manually(&consumer, &store, p.topic(), &lease.partitions).await?;
+            leases = Some(lease);
         }
     }
     info!(pipeline = P::NAME, topic = %p.topic(), group = %group, "Pipeline started.");
@@ -332,8 +362,22 @@ pub async fn run<P: Pipeline>(
         shutdown,
         policy,
         handle_policy: policy.capped(Duration::from_secs(1)),
+        leases,
     };
-    match r.consume().await {
+    let result = r.consume().await;
+    if let Some(l) = &r.leases {
+        // Others may take the partitions at once (best effort: unreleased leases expire).
+        match tokio::time::timeout(Duration::from_secs(2), l.store.release(&l.topic)).await {
+            Ok(Ok(())) => {
+                info!(pipeline = P::NAME, partitions = ?l.partitions, "Partition leases released.")
+            }
+            _ => warn!(
+                pipeline = P::NAME,
+                "Partition leases not released; they expire after kafka.lease_ttl_ms."
+            ),
+        }
+    }
+    match result {
         Ok(()) => {
             info!(pipeline = P::NAME, "Pipeline stopped.");
             Ok(())
@@ -349,20 +393,15 @@ pub async fn run<P: Pipeline>(
     }
 }
 
-/// Assigns `partitions` (all of the topic's when empty) starting at their checkpoints.
+/// Assigns `partitions` starting at their checkpoints.
 async fn assign_manually(
     consumer: &StreamConsumer<RunnerContext>,
     store: &CheckpointStore,
     topic: &str,
     partitions: &[i32],
 ) -> Result<()> {
-    let partitions: Vec<i32> = if partitions.is_empty() {
-        atlasmesh_sinks::kafka::topic_partitions(consumer.client(), topic)?
-    } else {
-        partitions.to_vec()
-    };
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
+    for p in partitions {
         let offset = match store.load(topic, *p).await? {
             Some(c) => Offset::Offset(c.next_offset),
             None => Offset::Beginning,
@@ -375,6 +414,94 @@ async fn assign_manually(
         .map_err(atlasmesh_sinks::Error::from)?;
     info!(topic, partitions = ?partitions, "Partitions assigned manually (no consumer group membership).");
     Ok(())
+}
+
+/// This worker's name in the partition leases: `kafka.worker_id`, else unique to the process.
+fn worker_id(kafka: &KafkaConfig) -> String {
+    if let Some(id) = kafka.worker_id.as_deref().filter(|s| !s.is_empty()) {
+        return id.to_string();
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The partition leases of a worker in manual assignment.
+struct Leases {
+    store: LeaseStore,
+    topic: String,
+    partitions: Vec<i32>,
+    ttl_ms: u64,
+    renewed: Instant,
+}
+
+impl Leases {
+    /// Takes every lease. A lease another owner still renews means a second worker was given
+    /// the same partitions: refused with an error. One that stops being renewed (its worker
+    /// crashed) is taken over once it expires. False when shutdown came first.
+    async fn acquire<P: Pipeline>(&self, shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
+        // Holder → when its lease expires, as first seen.
+        let mut first_seen: HashMap<(i32, String), Instant> = HashMap::new();
+        let mut said = false;
+        loop {
+            let held = match self
+                .store
+                .acquire(&self.topic, &self.partitions, self.ttl_ms)
+                .await
+            {
+                Ok(h) => h,
+                Err(e) if e.is_retriable() => {
+                    warn!(pipeline = P::NAME, error = %e, "Taking the partition leases failed; retrying.");
+                    if !sleep_unless_shutdown(Duration::from_secs(1), shutdown).await {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if held.is_empty() {
+                info!(pipeline = P::NAME, owner = self.store.owner(), partitions = ?self.partitions, ttl_ms = self.ttl_ms, "Partition leases taken.");
+                return Ok(true);
+            }
+            let now = Instant::now();
+            for h in &held {
+                let expires = now + Duration::from_millis(h.expires_in_ms.max(0) as u64);
+                let first = *first_seen
+                    .entry((h.partition, h.owner.clone()))
+                    .or_insert(expires);
+                if expires > first + Duration::from_millis(500) {
+                    return Err(Error::Setup(format!(
+                        "partition {} of {} is consumed by another worker ({}), which keeps \
+                         renewing its lease: two workers must not be given the same partitions \
+                         (kafka.assigned_partitions); refusing to start",
+                        h.partition, self.topic, h.owner
+                    )));
+                }
+            }
+            if !said {
+                said = true;
+                warn!(pipeline = P::NAME, held = ?held.iter().map(|h| (h.partition, h.owner.as_str(), h.expires_in_ms)).collect::<Vec<_>>(), "Partitions are leased by another owner; waiting: a lease that is not renewed (a crashed worker) is taken over once it expires, one that is renewed means a second worker and this one refuses to start.");
+            }
+            if !sleep_unless_shutdown(Duration::from_millis(500), shutdown).await {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Sleeps `d`; false when shutdown was requested first.
+async fn sleep_unless_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = requested(shutdown) => false,
+        _ = tokio::time::sleep(d) => true,
+    }
 }
 
 impl<P: Pipeline> Runner<'_, P> {
@@ -402,6 +529,7 @@ impl<P: Pipeline> Runner<'_, P> {
                     };
                 }
                 _ = tick.tick() => {
+                    self.renew_leases().await?;
                     self.adopt_assigned().await?;
                     self.check_idle();
                     self.tick_partitions();
@@ -420,6 +548,41 @@ impl<P: Pipeline> Runner<'_, P> {
                 },
             }
         }
+    }
+
+    /// Every third of the lease time, extends the partition leases (manual assignment). A
+    /// lease that is gone (taken over after this worker failed to renew it in time) stops the
+    /// pipeline; a database that does not answer is tried again on the next tick.
+    async fn renew_leases(&mut self) -> Step {
+        let Some(l) = &mut self.leases else {
+            return Ok(());
+        };
+        if l.renewed.elapsed() < Duration::from_millis(l.ttl_ms / 3) {
+            return Ok(());
+        }
+        match l.store.renew(&l.topic, l.ttl_ms).await {
+            Ok(held) => {
+                l.renewed = Instant::now();
+                let lost: Vec<i32> = l
+                    .partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| !held.contains(p))
+                    .collect();
+                if !lost.is_empty() {
+                    let e = Error::Internal(format!(
+                        "lost the leases of partitions {lost:?} of {} (not renewed within kafka.lease_ttl_ms; another worker may consume them now)",
+                        l.topic
+                    ));
+                    error!(pipeline = P::NAME, error = %e, "Partition leases lost; stopping the pipeline.");
+                    return Err(Stop::Failed(e));
+                }
+            }
+            Err(e) => {
+                warn!(pipeline = P::NAME, error = %e, "Renewing the partition leases failed; retrying on the next tick.");
+            }
+        }
+        Ok(())
     }
 
     fn drop_revoked(&mut self) {
@@ -451,9 +614,17 @@ impl<P: Pipeline> Runner<'_, P> {
             return Err(Stop::Failed(e));
         }
         let delay = backoff.next_delay();
-        warn!(pipeline = P::NAME, what, error = %e, attempt = backoff.attempts(), backoff_ms = delay.as_millis() as u64, "Dependency unavailable; pausing consumption and retrying.");
+        let dependency = e.dependency();
+        warn!(pipeline = P::NAME, what, error = %e, dependency = dependency.map(|d| d.name()), attempt = backoff.attempts(), backoff_ms = delay.as_millis() as u64, "Dependency unavailable; pausing consumption and retrying.");
         self.pause();
-        self.poll_for(delay).await;
+        if self.poll_for(delay, dependency).await {
+            info!(
+                pipeline = P::NAME,
+                what,
+                dependency = dependency.map(|d| d.name()),
+                "The dependency answers again; retrying now."
+            );
+        }
         if self.shutting_down() {
             return Err(Stop::Shutdown);
         }
@@ -474,17 +645,43 @@ impl<P: Pipeline> Runner<'_, P> {
     }
 
     /// Keeps the consumer polled (group membership) for `d`, stashing anything delivered;
-    /// returns early on shutdown.
-    async fn poll_for(&mut self, d: Duration) {
-        let deadline = tokio::time::Instant::now() + d;
+    /// returns early on shutdown. With a `dependency`, it is probed every
+    /// `runner.retry_probe_ms` meanwhile, and once a probe succeeds after one failed (it was
+    /// down and is back) the wait ends early: true.
+    async fn poll_for(&mut self, d: Duration, dependency: Option<Dependency>) -> bool {
+        let now = tokio::time::Instant::now();
+        let deadline = now + d;
+        let every = Duration::from_millis(self.cfg.runner.retry_probe_ms);
+        let probe_timeout = Duration::from_millis(self.cfg.runner.retry_probe_timeout_ms.max(50));
+        let dependency = dependency.filter(|_| !every.is_zero());
+        let mut next_probe = now + every;
+        let mut was_down = false;
         loop {
+            let wake = if dependency.is_some() {
+                next_probe.min(deadline)
+            } else {
+                deadline
+            };
             tokio::select! {
                 biased;
-                _ = requested(&mut self.shutdown) => return,
-                r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
-                    Err(_) => return,
+                _ = requested(&mut self.shutdown) => return false,
+                r = tokio::time::timeout_at(wake, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => self.deferred.push_back(m.detach()),
                     Ok(Err(_)) => {}
+                    Err(_) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return false;
+                        }
+                        let Some(dep) = dependency else { continue };
+                        // librdkafka heartbeats on its own threads: a probe of up to
+                        // `probe_timeout` without polling keeps the group membership.
+                        match dep.probe(self.cfg, probe_timeout).await {
+                            Ok(()) if was_down => return true,
+                            Ok(()) => {}
+                            Err(_) => was_down = true,
+                        }
+                        next_probe = tokio::time::Instant::now() + every;
+                    }
                 },
             }
         }
@@ -617,6 +814,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 idle_since: Instant::now(),
                 dirty: false,
                 seek_to_start,
+                snapshot_at: None,
             },
         );
         self.try_seek_to_start(topic, partition);
@@ -785,6 +983,10 @@ impl<P: Pipeline> Runner<'_, P> {
             );
         }
         let topic = p.topic().to_string();
+        let every = Duration::from_millis(self.cfg.runner.snapshot_interval_ms);
+        let snapshot_due = |s: &PartState<P::State>| {
+            !every.is_zero() && s.snapshot_at.is_none_or(|at| at.elapsed() >= every)
+        };
         let checkpoints: Vec<Checkpoint> = self
             .parts
             .iter()
@@ -794,6 +996,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 partition: *partition,
                 next_offset: s.next_offset,
                 state: bincode::serialize(&s.state).expect("state serialises"),
+                snapshot: snapshot_due(s),
             })
             .collect();
         let mut backoff = self.policy.backoff();
@@ -811,6 +1014,9 @@ impl<P: Pipeline> Runner<'_, P> {
         for c in &checkpoints {
             if let Some(s) = self.parts.get_mut(&c.partition) {
                 s.dirty = false;
+                if c.snapshot {
+                    s.snapshot_at = Some(Instant::now());
+                }
             }
             let _ = tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset));
             self.consumer

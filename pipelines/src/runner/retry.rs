@@ -88,7 +88,7 @@ mod tests {
         let p = RetryPolicy::from_config(&RunnerConfig::default());
         let mut b = p.backoff();
         let ms: Vec<u128> = (0..7).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(ms, [200, 400, 800, 1600, 3000, 3000, 3000]);
         assert_eq!(b.attempts(), 7);
         let mut b = p.capped(Duration::from_secs(1)).backoff();
         let ms: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();

@@ -193,6 +193,7 @@ impl Pipeline for TelemetryPipeline {
     /// Caught up: close every window the partition holds and tell every metrics partition
     /// that this source holds nothing open.
     fn on_idle(&self, state: &mut PartitionWindows, partition: i32, batch: &mut TelemetryBatch) {
+        batch.redis.window_ms = self.params.window_ms;
         let mut results = Vec::new();
         state.flush_idle(&self.params, &mut results);
         self.push_results(partition, results, batch);
@@ -210,6 +211,7 @@ impl Pipeline for TelemetryPipeline {
         partition: i32,
         batch: &mut TelemetryBatch,
     ) -> bool {
+        batch.redis.window_ms = self.params.window_ms;
         batch.marks.insert(
             partition,
             (state.closed_until_ms().unwrap_or(i64::MIN), true),

@@ -10,7 +10,7 @@ use atlasmesh_sinks::clickhouse::{
     ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use atlasmesh_sinks::redis::{RedisBatch, RedisSink};
+use atlasmesh_sinks::redis::{rebuild_from_clickhouse, RedisBatch, RedisSink};
 
 use crate::{Error, Result};
 
@@ -60,7 +60,28 @@ impl TelemetryBatch {
             self.clickhouse_done = true;
         }
         if !self.redis_done {
-            redis.write(&self.redis).await?;
+            // The partitions this batch speaks for (every one this worker consumes sends a
+            // watermark at least once per checkpoint interval, idle or not).
+            let partitions: Vec<i32> = self.marks.keys().copied().collect();
+            let missing = redis.missing_hot_state(&partitions).await?;
+            if !missing.is_empty() {
+                // ClickHouse holds everything up to this batch (written above): re-publish
+                // it, then this batch on top, then say the partitions are complete.
+                let started = std::time::Instant::now();
+                let rebuilt = rebuild_from_clickhouse(ch, &missing, self.redis.window_ms).await?;
+                redis.write(&rebuilt).await?;
+                redis.write(&self.redis).await?;
+                redis.mark_hot_state(&missing).await?;
+                tracing::info!(
+                    partitions = ?missing,
+                    vehicles = rebuilt.latest.len(),
+                    fleet_partials = rebuilt.fleet_partials.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Redis did not hold the hot state of these partitions (restarted empty or new); re-published it from ClickHouse."
+                );
+            } else {
+                redis.write(&self.redis).await?;
+            }
             self.redis_done = true;
         }
         if !self.windows_done {

@@ -1,21 +1,27 @@
 use atlasmesh_core::window::WindowResult;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// The `Enum8` codes of `status` (migrations/clickhouse/0001_telemetry.sql), in code order.
+const STATUS_CODES: [VehicleStatus; 7] = [
+    VehicleStatus::Offline,
+    VehicleStatus::Idle,
+    VehicleStatus::EnRoute,
+    VehicleStatus::OnMission,
+    VehicleStatus::Charging,
+    VehicleStatus::Maintenance,
+    VehicleStatus::Fault,
+];
 
 fn status_code(s: VehicleStatus) -> i8 {
-    match s {
-        VehicleStatus::Offline => 0,
-        VehicleStatus::Idle => 1,
-        VehicleStatus::EnRoute => 2,
-        VehicleStatus::OnMission => 3,
-        VehicleStatus::Charging => 4,
-        VehicleStatus::Maintenance => 5,
-        VehicleStatus::Fault => 6,
-    }
+    STATUS_CODES
+        .iter()
+        .position(|c| *c == s)
+        .expect("every status has a code") as i8
 }
 
 /// Row of `telemetry_raw` (migrations/clickhouse/0001_telemetry.sql).
-#[derive(Debug, Clone, clickhouse::Row, Serialize)]
+#[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
 pub struct RawTelemetryRow {
     pub event_id: String,
     pub fleet_id: String,
@@ -66,6 +72,30 @@ impl RawTelemetryRow {
             ingested_at_ms: 0,
         }
     }
+
+    /// The event the row was written from (an empty mission or zone is none); `None` for a
+    /// status code outside the enum.
+    pub fn to_event(&self) -> Option<TelemetryEvent> {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Some(TelemetryEvent {
+            event_id: self.event_id.clone(),
+            fleet_id: self.fleet_id.clone(),
+            vehicle_id: self.vehicle_id.clone(),
+            ts_ms: self.ts_ms,
+            seq: self.seq,
+            lat: self.lat,
+            lon: self.lon,
+            speed_kph: self.speed_kph,
+            odometer_km: self.odometer_km,
+            energy_pct: self.energy_pct,
+            energy_used_kwh: self.energy_used_kwh,
+            status: *STATUS_CODES.get(usize::try_from(self.status).ok()?)?,
+            mission_id: non_empty(&self.mission_id),
+            zone_id: non_empty(&self.zone_id),
+            payload_kg: self.payload_kg,
+            fault_codes: self.fault_codes.clone(),
+        })
+    }
 }
 
 /// A window row: the key columns, the counters of [`atlasmesh_core::for_each_window_counter!`]
@@ -76,7 +106,7 @@ macro_rules! window_row {
         $(#[$m:meta])* $name:ident { $($extra:ident : $ty:ty),* }
     ) => {
         $(#[$m])*
-        #[derive(Debug, Clone, clickhouse::Row, Serialize)]
+        #[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
         pub struct $name {
             pub fleet_id: String,
             $(pub $extra: $ty,)*
@@ -102,6 +132,13 @@ macro_rules! window_row {
                     source_partition: partition,
                     $($counter: c.$counter,)*
                     emitted_at_ms: 0,
+                }
+            }
+
+            /// The row's counters.
+            pub fn counters(&self) -> atlasmesh_core::window::Counters {
+                atlasmesh_core::window::Counters {
+                    $($counter: self.$counter,)*
                 }
             }
         }
@@ -188,6 +225,44 @@ mod tests {
         for field in Counters::FIELDS {
             let sum = format!("sum({field}) AS {field}");
             assert!(FLEET_VIEW_SQL.contains(&sum), "{sum}");
+        }
+    }
+
+    /// A raw row gives back the event it was written from (the Redis hot-state rebuild), for
+    /// every status; an empty mission or zone is none, as the writer stores none.
+    #[test]
+    fn raw_rows_give_back_their_event() {
+        use atlasmesh_core::{TelemetryEvent, VehicleStatus};
+
+        use super::{status_code, RawTelemetryRow, STATUS_CODES};
+        for (i, status) in STATUS_CODES.iter().enumerate() {
+            assert_eq!(status_code(*status), i as i8);
+            let e = TelemetryEvent {
+                event_id: format!("e{i}"),
+                fleet_id: "f".into(),
+                vehicle_id: "v".into(),
+                ts_ms: 1_700_000_000_123 + i as i64,
+                seq: i as i64,
+                lat: 45.501_234_567_8,
+                lon: -73.567_890_123_4,
+                speed_kph: 31.25,
+                odometer_km: 1234.567,
+                energy_pct: 80.5,
+                energy_used_kwh: 12.345,
+                status: *status,
+                mission_id: (i % 2 == 0).then(|| format!("m{i}")),
+                zone_id: (i % 3 == 0).then(|| "z1".to_string()),
+                payload_kg: 120.0,
+                fault_codes: if *status == VehicleStatus::Fault {
+                    vec!["P0A80".into()]
+                } else {
+                    vec![]
+                },
+            };
+            let mut row = RawTelemetryRow::from_event(&e, 3, 77);
+            assert_eq!(row.to_event().as_ref(), Some(&e));
+            row.status = 42;
+            assert_eq!(row.to_event(), None, "a code outside the enum");
         }
     }
 }

@@ -137,6 +137,71 @@ impl ClickHouseSink {
     pub async fn write_fleet_partials(&self, rows: &[FleetPartialRow]) -> Result<()> {
         self.insert("fleet_window_partials", rows).await
     }
+
+    /// The newest raw row (by event time, then sequence) of every vehicle whose telemetry
+    /// came through `partition`: what the hot "latest" state holds for them.
+    pub async fn latest_raw_rows(&self, partition: i32) -> Result<Vec<RawTelemetryRow>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT ?fields FROM telemetry_raw WHERE source_partition = ? \
+                 ORDER BY fleet_id, vehicle_id, ts_ms DESC, seq DESC LIMIT 1 BY fleet_id, vehicle_id",
+            )
+            .bind(partition)
+            .fetch_all::<RawTelemetryRow>()
+            .await?)
+    }
+
+    /// The newest version of every fleet partial of `partition` among the newest `windows`
+    /// windows of its fleet (counted from the newest window of the fleet over every
+    /// partition, `window_ms` apart), in (fleet, window) order.
+    pub async fn recent_fleet_partials(
+        &self,
+        partition: i32,
+        windows: i64,
+        window_ms: i64,
+    ) -> Result<Vec<FleetPartialRow>> {
+        #[derive(Debug, ::clickhouse::Row, serde::Deserialize)]
+        struct Newest {
+            fleet_id: String,
+            newest_ms: i64,
+        }
+        let newest: std::collections::BTreeMap<String, i64> = self
+            .client
+            .query(
+                "SELECT fleet_id, max(window_start_ms) AS newest_ms FROM fleet_window_partials \
+                 GROUP BY fleet_id",
+            )
+            .fetch_all::<Newest>()
+            .await?
+            .into_iter()
+            .map(|n| (n.fleet_id, n.newest_ms))
+            .collect();
+        let keep = (windows.max(1) - 1) * window_ms.max(1);
+        let Some(from) = newest.values().map(|n| n - keep).min() else {
+            return Ok(Vec::new());
+        };
+        let rows = self
+            .client
+            .query(
+                "SELECT ?fields FROM fleet_window_partials \
+                 WHERE source_partition = ? AND window_start_ms >= ? \
+                 ORDER BY fleet_id, window_start_ms, version DESC \
+                 LIMIT 1 BY fleet_id, window_start_ms",
+            )
+            .bind(partition)
+            .bind(from)
+            .fetch_all::<FleetPartialRow>()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                newest
+                    .get(&r.fleet_id)
+                    .is_some_and(|n| r.window_start_ms >= n - keep)
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
