@@ -1,8 +1,12 @@
 //! AtlasMesh fleet optimization engine (pure logic, no I/O).
 
+pub mod checker;
 pub mod constrained;
 pub mod flow;
 pub mod model;
+pub mod network;
+pub mod plan;
+pub mod solver;
 
 /// Errors of the optimizer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
