@@ -5,6 +5,7 @@ pub mod constrained;
 pub mod flow;
 pub mod model;
 pub mod network;
+pub mod objectives;
 pub mod plan;
 pub mod solver;
 
