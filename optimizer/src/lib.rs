@@ -3,6 +3,7 @@
 pub mod checker;
 pub mod constrained;
 pub mod flow;
+pub mod forecast;
 pub mod model;
 pub mod network;
 pub mod objectives;
