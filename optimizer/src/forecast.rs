@@ -570,11 +570,12 @@ pub fn zone_demand(
     season: usize,
     horizon: usize,
     p: f64,
+    transform: Transform,
 ) -> Result<Vec<Vec<u32>>> {
     series
         .iter()
         .map(|y| {
-            let model = HoltWinters::fit(y, season)?;
+            let model = HoltWinters::fit_on(y, season, transform)?;
             Ok(model
                 .forecast(horizon)
                 .iter()

@@ -4,12 +4,13 @@
 //! plan passes the checker (the solver refuses to return one that does not). Also reports how
 //! often the LP relaxation is strictly below the integer optimum.
 
+mod fixture;
+
 use atlasmesh_optimizer::checker::check;
 use atlasmesh_optimizer::model::{Instance, Scenario, TravelConfig, TravelSource, Zone};
 use atlasmesh_optimizer::plan::Weights;
 use atlasmesh_optimizer::solver::{solve, Spec};
 use atlasmesh_optimizer::Error;
-use good_lp::{microlp, variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -73,77 +74,6 @@ fn random_instance(rng: &mut ChaCha8Rng, zones: usize, periods: usize) -> Instan
     Instance::new(zs, &travel, sc).expect("valid instance")
 }
 
-/// The independent model: variables per (zone, period) and per move, written from the instance
-/// data alone (no use of the crate's network or solver).
-fn milp(inst: &Instance, w: Weights, integer: bool) -> Option<f64> {
-    let (z, t) = (inst.zone_count(), inst.horizon());
-    let p = f64::from(inst.period_minutes());
-    let mut vars = ProblemVariables::new();
-    let int = |v: good_lp::VariableDefinition| if integer { v.integer() } else { v };
-    let hold: Vec<Vec<Variable>> = (0..z)
-        .map(|zi| {
-            let cap = f64::from(inst.zones()[zi].capacity);
-            (0..t)
-                .map(|_| vars.add(int(variable().min(0).max(cap))))
-                .collect()
-        })
-        .collect();
-    let serve: Vec<Vec<Variable>> = (0..z)
-        .map(|zi| {
-            (0..t)
-                .map(|ti| vars.add(int(variable().min(0).max(f64::from(inst.demand()[zi][ti])))))
-                .collect()
-        })
-        .collect();
-    let mut moves = Vec::new();
-    for (from, links) in inst.links().iter().enumerate() {
-        for l in links {
-            for dep in 0..t {
-                let arr = dep + l.periods as usize;
-                if arr < t {
-                    let v = vars.add(int(variable().min(0)));
-                    moves.push((from, l.to, dep, arr, l.cost_cents as f64, v));
-                }
-            }
-        }
-    }
-    let mut objective = Expression::from(w.coverage as f64 * inst.total_demand() as f64);
-    for zi in 0..z {
-        for ti in 0..t {
-            objective += w.efficiency as f64 * p * hold[zi][ti];
-            objective -= w.coverage as f64 * serve[zi][ti];
-        }
-    }
-    for &(_, _, dep, arr, cost, v) in &moves {
-        objective += (w.cost as f64 * cost + w.efficiency as f64 * p * (arr - dep) as f64) * v;
-    }
-    let mut model = vars.minimise(objective.clone()).using(microlp);
-    for zi in 0..z {
-        for ti in 0..t {
-            let mut lhs = Expression::from(f64::from(inst.supply(zi, ti)));
-            if ti > 0 {
-                lhs += hold[zi][ti - 1];
-            }
-            let mut rhs = Expression::from(hold[zi][ti]) + serve[zi][ti];
-            for &(from, to, dep, arr, _, v) in &moves {
-                if to == zi && arr == ti {
-                    lhs += v;
-                }
-                if from == zi && dep == ti {
-                    rhs += v;
-                }
-            }
-            model = model.with(lhs.eq(rhs));
-        }
-    }
-    if let Some(b) = inst.move_budget() {
-        let total: Expression = moves.iter().map(|m| m.5).sum();
-        model = model.with(total.leq(f64::from(b)));
-    }
-    let sol = model.solve().ok()?;
-    Some(sol.eval(&objective))
-}
-
 #[test]
 fn solver_matches_microlp_milp_on_random_instances() {
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
@@ -167,7 +97,7 @@ fn solver_matches_microlp_milp_on_random_instances() {
             coverage: rng.gen_range(20..400),
         };
         let ours = solve(&inst, &Spec::weighted(w));
-        let reference = milp(&inst, w, true);
+        let reference = fixture::reference::milp(&inst, w, true);
         match (ours, reference) {
             (Ok(sol), Some(opt)) => {
                 check(&inst, &[], &sol.plan).expect("returned plan passes the checker");
@@ -176,7 +106,7 @@ fn solver_matches_microlp_milp_on_random_instances() {
                     "instance {attempt} ({zones}×{periods}): ours {} vs MILP {opt}",
                     sol.plan.objective
                 );
-                let lp = milp(&inst, w, false).expect("LP relaxation solves");
+                let lp = fixture::reference::milp(&inst, w, false).expect("LP relaxation solves");
                 let bound = sol.lp_bound_f64();
                 assert!(
                     (bound - lp).abs() < 1e-6 * lp.abs().max(1.0),
