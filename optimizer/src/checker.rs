@@ -42,6 +42,7 @@ pub fn check(inst: &Instance, bounds: &[(Objective, i64)], plan: &Plan) -> Resul
         balance[m.to][m.arrive] += m.count;
         moved += m.count;
     }
+    #[allow(clippy::needless_range_loop)] // zone and period index five parallel grids
     for zi in 0..z {
         let cap = i64::from(inst.zones()[zi].capacity);
         for p in 0..t {

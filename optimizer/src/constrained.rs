@@ -108,6 +108,9 @@ enum Outcome {
     },
 }
 
+/// Arc bound changes of a branch-and-bound node: `(arc, lower, upper)`.
+type BoundChanges = Vec<(usize, i64, i64)>;
+
 fn gcd(mut a: i128, mut b: i128) -> i128 {
     a = a.abs();
     b = b.abs();
@@ -311,7 +314,7 @@ pub fn solve_constrained(
         pivots: 0,
     };
     // Each open node: its bound changes and its parent's bound (ceil).
-    let mut stack: Vec<(Vec<(usize, i64, i64)>, i128)> = vec![(Vec::new(), i128::MIN)];
+    let mut stack: Vec<(BoundChanges, i128)> = vec![(Vec::new(), i128::MIN)];
     let mut incumbent: Option<(Vec<i64>, i128)> = None;
     let mut root: Option<((i128, i128), RootDual)> = None;
     let mut nodes = 0usize;
