@@ -256,6 +256,21 @@ fn process(
             dual,
         });
     }
+    // Both bracketing flows are optimal at λ*, so every cycle of the conformal decomposition of
+    // x_lo − x_hi has zero cost at λ*: x_hi plus any subset of those cycles is optimal too. A
+    // subset moving g·x exactly to b reaches the bound (complementary slackness).
+    if let Some(x) = exact_on_face(net, &lo.0, &hi.0, g, b - hi.2) {
+        let c = FlowNetwork::flow_cost(cost, &x);
+        let on_bound = q128 * c == bound.0 && FlowNetwork::flow_cost(g, &x) == b;
+        if on_bound && all_hold(&x) {
+            return Ok(Outcome::Solved {
+                flow: x,
+                cost: c,
+                bound,
+                dual,
+            });
+        }
+    }
     // The LP optimum on the segment: x_hi + α (x_lo − x_hi), α = (b − g·x_hi)/(g·x_lo − g·x_hi).
     let (an, ad) = (b - hi.2, lo.2 - hi.2);
     let combo: Option<Vec<i64>> =
@@ -292,6 +307,139 @@ fn process(
         split,
         dual,
     })
+}
+
+/// Decomposes the circulation `x_lo − x_hi` into cycles and looks for a multiset of them
+/// (each at most its multiplicity) whose `g` changes add up to `target`; returns `x_hi` plus
+/// those cycles. `None` when there is no such subset or the search would be too large.
+fn exact_on_face(
+    net: &FlowNetwork,
+    x_lo: &[i64],
+    x_hi: &[i64],
+    g: &[i64],
+    target: i128,
+) -> Option<Vec<i64>> {
+    const NONE_IDX: usize = usize::MAX;
+    let n = net.node_count();
+    // Residual edges of the difference: (arc, from, to, remaining units, sign).
+    let mut edges: Vec<(usize, usize, usize, i64, i64)> = Vec::new();
+    for a in 0..x_lo.len() {
+        let d = x_lo[a] - x_hi[a];
+        if d > 0 {
+            edges.push((a, net.tail(a), net.head(a), d, 1));
+        } else if d < 0 {
+            edges.push((a, net.head(a), net.tail(a), -d, -1));
+        }
+    }
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, e) in edges.iter().enumerate() {
+        out[e.1].push(i);
+    }
+    let mut ptr = vec![0usize; n];
+    let mut on_path = vec![NONE_IDX; n];
+    // Cycles: (edge ids, multiplicity, g change per unit).
+    let mut cycles: Vec<(Vec<usize>, i64, i64)> = Vec::new();
+    for start in 0..n {
+        loop {
+            while ptr[start] < out[start].len() && edges[out[start][ptr[start]]].3 == 0 {
+                ptr[start] += 1;
+            }
+            if ptr[start] == out[start].len() {
+                break;
+            }
+            let mut path_nodes = vec![start];
+            let mut path_edges: Vec<usize> = Vec::new();
+            on_path[start] = 0;
+            let mut cur = start;
+            loop {
+                while ptr[cur] < out[cur].len() && edges[out[cur][ptr[cur]]].3 == 0 {
+                    ptr[cur] += 1;
+                }
+                let Some(&e) = out[cur].get(ptr[cur]) else {
+                    // Cannot happen for a circulation; give up rather than guess.
+                    for &v in &path_nodes {
+                        on_path[v] = NONE_IDX;
+                    }
+                    return None;
+                };
+                path_edges.push(e);
+                let next = edges[e].2;
+                if on_path[next] != NONE_IDX {
+                    let idx = on_path[next];
+                    let cyc: Vec<usize> = path_edges[idx..].to_vec();
+                    let k = cyc.iter().map(|&i| edges[i].3).min().unwrap_or(0);
+                    let dg: i64 = cyc.iter().map(|&i| edges[i].4 * g[edges[i].0]).sum();
+                    for &i in &cyc {
+                        edges[i].3 -= k;
+                    }
+                    cycles.push((cyc, k, dg));
+                    for &v in &path_nodes[idx + 1..] {
+                        on_path[v] = NONE_IDX;
+                    }
+                    path_nodes.truncate(idx + 1);
+                    path_edges.truncate(idx);
+                    cur = next;
+                    if idx == 0 {
+                        break;
+                    }
+                } else {
+                    on_path[next] = path_nodes.len();
+                    path_nodes.push(next);
+                    cur = next;
+                }
+            }
+            on_path[start] = NONE_IDX;
+        }
+    }
+    // Bounded subset sum over the g changes (units expanded), with reconstruction.
+    let units: Vec<(usize, i64)> = cycles
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.2 != 0)
+        .flat_map(|(i, c)| std::iter::repeat_n((i, c.2), c.1 as usize))
+        .collect();
+    let lo_sum: i64 = units.iter().map(|u| u.1.min(0)).sum();
+    let hi_sum: i64 = units.iter().map(|u| u.1.max(0)).sum();
+    let target = i64::try_from(target).ok()?;
+    if target < lo_sum || target > hi_sum {
+        return None;
+    }
+    let width = (hi_sum - lo_sum + 1) as usize;
+    if units.len().saturating_mul(width) > 20_000_000 {
+        return None;
+    }
+    // reach[i][s]: sum s (offset) reachable with the first i units.
+    let mut reach = vec![vec![false; width]; units.len() + 1];
+    reach[0][(-lo_sum) as usize] = true;
+    for (i, &(_, d)) in units.iter().enumerate() {
+        let (prev, rest) = reach.split_at_mut(i + 1);
+        let (prev, next) = (&prev[i], &mut rest[0]);
+        for s in 0..width {
+            if prev[s] {
+                next[s] = true;
+                let t = s as i64 + d;
+                if (0..width as i64).contains(&t) {
+                    next[t as usize] = true;
+                }
+            }
+        }
+    }
+    let mut s = (target - lo_sum) as usize;
+    if !reach[units.len()][s] {
+        return None;
+    }
+    let mut x = x_hi.to_vec();
+    for i in (0..units.len()).rev() {
+        if reach[i][s] {
+            continue;
+        }
+        let (c, d) = units[i];
+        s = (s as i64 - d) as usize;
+        for &e in &cycles[c].0 {
+            x[edges[e].0] += edges[e].4;
+        }
+    }
+    Some(x)
 }
 
 /// Solves `min c·x` over the integral flows of `net` meeting every side constraint, exactly.

@@ -54,3 +54,47 @@ fn realistic_instance_solves_and_checks() {
     .unwrap();
     assert!(unbudgeted.plan.objective < sol.plan.objective);
 }
+
+#[test]
+fn realistic_pareto_front_has_at_least_five_points() {
+    use atlasmesh_optimizer::objectives::pareto_front;
+    let inst = fixture::realistic_instance(Some(fixture::BUDGET));
+    // Cost against coverage (with the default weights efficiency and coverage agree: serving a
+    // request ends a vehicle's idle time, and the front collapses to a few points).
+    let w = Weights {
+        cost: 1,
+        efficiency: 0,
+        coverage: 50,
+    };
+    let front = pareto_front(&inst, w, 10).unwrap();
+    eprintln!(
+        "front: {} points (chosen {})",
+        front.points.len(),
+        front.chosen
+    );
+    for p in &front.points {
+        let v = p.values();
+        eprintln!(
+            "  served ≥ {:>4}: coverage {:.1} %, cost {} cents ({:.1} km), idle {:.1} vehicle-h, moved {}{}",
+            p.min_served,
+            v.coverage_pct(),
+            v.cost_cents,
+            v.empty_km,
+            v.efficiency_hours(),
+            v.moved,
+            if p.chosen { "  <- chosen" } else { "" }
+        );
+    }
+    for row in &front.payoff {
+        eprintln!(
+            "  payoff {:?}: best {} worst {}",
+            row.objective, row.best, row.worst
+        );
+    }
+    assert!(front.points.len() >= 5);
+    for a in &front.points {
+        for b in &front.points {
+            assert!(!a.values().dominates(b.values()));
+        }
+    }
+}
