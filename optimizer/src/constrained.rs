@@ -18,8 +18,13 @@
 //!    integral, `max L` equals the LP relaxation's optimum when `k` is the only side constraint
 //!    (with more constraints, the others are relaxed: still a valid lower bound).
 //! 3. `x_hi` meets constraint `k`; if it meets all and `g·x_hi = b` (complementary slackness) it
-//!    reaches the bound and is optimal. With one side constraint the LP optimum is the convex
-//!    combination of `x_lo` and `x_hi` with `g·x = b`; if that point is integral it is optimal too.
+//!    reaches the bound and is optimal. Otherwise: `x_lo` and `x_hi` are both optimal at `λ*`, so
+//!    every cycle of the conformal decomposition of `x_lo − x_hi` has zero cost at `λ*` and
+//!    `x_hi` plus any sub-multiset of those cycles is optimal at `λ*` as well. A bounded subset
+//!    sum over the cycles' changes of `g` looks for a sub-multiset reaching `g·x = b` exactly;
+//!    such a flow reaches the bound and is optimal (checked exactly before it is accepted).
+//!    Failing that, with one side constraint the LP optimum is the convex combination of `x_lo`
+//!    and `x_hi` with `g·x = b`; if that point is integral it is optimal too.
 //! 4. Otherwise keep `x_hi` as an incumbent candidate, prune the node if `⌈L(λ*)⌉` is not below
 //!    the incumbent (objectives are integers), and branch on an arc where `x_lo` and `x_hi` differ:
 //!    `x_a ≤ v` and `x_a ≥ v + 1` with `v = min(x_lo_a, x_hi_a)`. Both children exclude one of the
@@ -31,7 +36,8 @@
 //! ([`Error::SearchLimit`]), never a silently suboptimal answer.
 //!
 //! Complexity: one node costs (breakpoints of `L` visited + 2) min-cost flows, warm-started from
-//! the previous tree; the number of nodes is exponential in the worst case (the problem with one
+//! the previous tree, plus a cycle decomposition O(m + n·cycles) and a subset sum
+//! O(units × range of g) (skipped beyond 2·10⁷ cells); the number of nodes is exponential in the worst case (the problem with one
 //! cardinality side constraint contains constrained flow problems) but the Lagrangian bound is
 //! the LP bound, so the tree stays small when the LP gap is small (see the exactness test).
 
