@@ -42,7 +42,8 @@ impl Dependency {
 
     /// One probe of the dependency, bounded by `timeout`: the cheapest request that shows it
     /// answers (PostgreSQL: the database exists or was created; ClickHouse: `SELECT 1`; Kafka:
-    /// the metadata of one topic; the registry: its subject list; Redis: `PING`).
+    /// the metadata of one topic; the registry: its subject list; Redis: `PING`), each on a
+    /// connection of its own.
     pub async fn probe(self, cfg: &Config, timeout: Duration) -> Result<(), String> {
         let work = async {
             match self {
@@ -72,15 +73,9 @@ impl Dependency {
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 }
-                Dependency::Redis => {
-                    let sink = atlasmesh_sinks::redis::RedisSink::connect(
-                        &cfg.redis.url,
-                        &cfg.redis.key_prefix,
-                    )
+                Dependency::Redis => atlasmesh_sinks::redis::ping(&cfg.redis.url)
                     .await
-                    .map_err(|e| e.to_string())?;
-                    sink.healthcheck().await.map_err(|e| e.to_string())
-                }
+                    .map_err(|e| e.to_string()),
             }
         };
         match tokio::time::timeout(timeout, work).await {

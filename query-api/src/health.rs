@@ -110,13 +110,12 @@ async fn postgres(state: &AppState) -> Result<()> {
 
 /// A connection of its own (see [`postgres`]).
 async fn redis(state: &AppState) -> Result<()> {
-    let client = redis::Client::open(state.config.redis.url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
-    if pong != "PONG" {
-        return Err(Error::Internal(format!("unexpected PING answer {pong:?}")));
-    }
-    Ok(())
+    atlasmesh_sinks::redis::ping(&state.config.redis.url)
+        .await
+        .map_err(|e| match e {
+            atlasmesh_sinks::Error::Redis(r) => Error::Redis(r),
+            other => Error::Internal(other.to_string()),
+        })
 }
 
 async fn schema_registry(state: &AppState) -> Result<()> {

@@ -34,6 +34,20 @@ end
 return n
 ";
 
+/// `PING` on a connection of its own (a probe): a refused connection is an answer at once,
+/// where a connection manager would keep reconnecting.
+pub async fn ping(url: &str) -> Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+    if pong != "PONG" {
+        return Err(crate::Error::Other(format!(
+            "unexpected PING answer {pong:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// What one checkpoint writes to Redis.
 #[derive(Debug, Default)]
 pub struct RedisBatch {

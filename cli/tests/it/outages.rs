@@ -130,8 +130,16 @@ async fn run_outage(
     // The worker serves its own /health beside /metrics; both it and the API's must follow.
     let worker_port = atlasmesh_test_support::tansu_broker::free_port().unwrap();
     let worker_listen = format!("127.0.0.1:{worker_port}");
-    let mut worker =
-        env.spawn_worker_with(0, &[("ATLASMESH_RUNNER__METRICS_LISTEN", &worker_listen)]);
+    let mut worker = env.spawn_worker_with(
+        0,
+        &[
+            ("ATLASMESH_RUNNER__METRICS_LISTEN", &worker_listen),
+            (
+                "RUST_LOG",
+                "info,rdkafka=warn,sqlx=warn,atlasmesh_pipelines::runner=debug",
+            ),
+        ],
+    );
     let worker_base = format!("http://{worker_listen}");
     let (mut api, base) = env.spawn_api(0).await;
     env.produce(a).await;

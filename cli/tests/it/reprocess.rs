@@ -202,3 +202,71 @@ async fn leases_refuse_a_second_owner_and_reset_reproduces_the_reference() {
     assert_eq!(env.raw_count().await, counted.len() as u64);
     sigterm(&mut again);
 }
+
+/// Group mode, three workers, one SIGKILLed mid-run: the broker's group coordinator hands its
+/// partitions to the others within the session timeout, and the results stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_mode_reowns_a_killed_workers_partitions() {
+    use std::time::Instant;
+
+    use atlasmesh_simulator::valid_counted_events;
+
+    use crate::common::sigkill;
+    use crate::reference;
+
+    let env = TestEnv::new("group3");
+    env.migrate();
+    let items = Simulator::new(SimConfig {
+        seed: 29,
+        fleets: 2,
+        vehicles_per_fleet: 8,
+        ..SimConfig::default()
+    })
+    .take(8_000);
+    let counted = valid_counted_events(&items);
+    let want_vehicle = reference::vehicle_windows(&counted);
+    let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
+    let (a, b) = items.split_at(4_000);
+    let session_ms: u64 = 10_000;
+    let conf = env.log_dir.join("group.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[kafka.properties]\n\"session.timeout.ms\" = \"{session_ms}\"\n\"heartbeat.interval.ms\" = \"1000\"\n"
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let group = [
+        ("ATLASMESH_KAFKA__ASSIGNMENT", "group"),
+        ("ATLASMESH_CONFIG", conf.as_str()),
+    ];
+    let telemetry = ["--pipelines", "telemetry"];
+    let pg = env.pg().await;
+    let mut workers: Vec<_> = (0..3)
+        .map(|n| env.spawn_worker_args(n, &telemetry, &group))
+        .collect();
+    env.produce(a).await;
+    env.wait_checkpointed(&pg, a.len() as i64, Duration::from_secs(240))
+        .await;
+    sigkill(&mut workers[1]);
+    let killed = Instant::now();
+    env.produce(b).await;
+    // Re-owned within the session timeout, then caught up (the partitions hold little).
+    env.wait_checkpointed(
+        &pg,
+        items.len() as i64,
+        Duration::from_millis(session_ms) + Duration::from_secs(60),
+    )
+    .await;
+    eprintln!(
+        "group mode: every event checkpointed {:?} after one of three workers was SIGKILLed",
+        killed.elapsed()
+    );
+    env.assert_windows(&want_vehicle, &want_fleet, Duration::from_secs(60))
+        .await;
+    assert_eq!(env.raw_count().await, counted.len() as u64);
+    for w in &mut workers {
+        sigterm(w);
+    }
+}

@@ -617,7 +617,11 @@ impl<P: Pipeline> Runner<'_, P> {
         let dependency = e.dependency();
         warn!(pipeline = P::NAME, what, error = %e, dependency = dependency.map(|d| d.name()), attempt = backoff.attempts(), backoff_ms = delay.as_millis() as u64, "Dependency unavailable; pausing consumption and retrying.");
         self.pause();
-        if self.poll_for(delay, dependency).await {
+        if self
+            .poll_for(delay, dependency, backoff.first_probe_may_end_wait())
+            .await
+        {
+            backoff.probed_up();
             info!(
                 pipeline = P::NAME,
                 what,
@@ -647,15 +651,21 @@ impl<P: Pipeline> Runner<'_, P> {
     /// Keeps the consumer polled (group membership) for `d`, stashing anything delivered;
     /// returns early on shutdown. With a `dependency`, it is probed every
     /// `runner.retry_probe_ms` meanwhile, and once a probe succeeds after one failed (it was
-    /// down and is back) the wait ends early: true.
-    async fn poll_for(&mut self, d: Duration, dependency: Option<Dependency>) -> bool {
+    /// down and is back) — or on the first success when `down_before` — the wait ends
+    /// early: true.
+    async fn poll_for(
+        &mut self,
+        d: Duration,
+        dependency: Option<Dependency>,
+        down_before: bool,
+    ) -> bool {
         let now = tokio::time::Instant::now();
         let deadline = now + d;
         let every = Duration::from_millis(self.cfg.runner.retry_probe_ms);
         let probe_timeout = Duration::from_millis(self.cfg.runner.retry_probe_timeout_ms.max(50));
         let dependency = dependency.filter(|_| !every.is_zero());
         let mut next_probe = now + every;
-        let mut was_down = false;
+        let mut was_down = down_before;
         loop {
             let wake = if dependency.is_some() {
                 next_probe.min(deadline)
@@ -677,8 +687,11 @@ impl<P: Pipeline> Runner<'_, P> {
                         // `probe_timeout` without polling keeps the group membership.
                         match dep.probe(self.cfg, probe_timeout).await {
                             Ok(()) if was_down => return true,
-                            Ok(()) => {}
-                            Err(_) => was_down = true,
+                            Ok(()) => debug!(pipeline = P::NAME, dependency = dep.name(), "Probe: the dependency answers."),
+                            Err(e) => {
+                                debug!(pipeline = P::NAME, dependency = dep.name(), error = %e, "Probe: the dependency does not answer.");
+                                was_down = true;
+                            }
                         }
                         next_probe = tokio::time::Instant::now() + every;
                     }

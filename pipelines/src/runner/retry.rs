@@ -32,6 +32,8 @@ impl RetryPolicy {
     /// A fresh sequence of delays for one operation.
     pub fn backoff(&self) -> Backoff {
         Backoff {
+            probed_up: false,
+            initial: self.initial.min(self.max),
             next: self.initial.min(self.max),
             max: self.max,
             attempts: 0,
@@ -42,6 +44,9 @@ impl RetryPolicy {
 /// The delays of one operation's retries, and how many failures it has seen.
 #[derive(Debug, Clone)]
 pub struct Backoff {
+    /// A wait of this operation already ended early on a probe that found the dependency up.
+    probed_up: bool,
+    initial: Duration,
     next: Duration,
     max: Duration,
     attempts: u32,
@@ -54,6 +59,21 @@ impl Backoff {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
         d
+    }
+
+    /// A probe found the dependency answering again: the next delay starts over from the
+    /// initial one (a failure right after is most likely a stale connection, retried soon).
+    pub fn probed_up(&mut self) {
+        self.next = self.initial;
+        self.probed_up = true;
+    }
+
+    /// Whether a wait may end on the first probe that finds the dependency up: once per
+    /// operation (it failed, so the dependency was down a moment ago); after that only when a
+    /// probe saw it down first, so a dependency that answers probes while the operation keeps
+    /// failing is retried at the backoff's pace, not the probes'.
+    pub fn first_probe_may_end_wait(&self) -> bool {
+        !self.probed_up
     }
 
     /// Failures so far.
@@ -93,6 +113,11 @@ mod tests {
         let mut b = p.capped(Duration::from_secs(1)).backoff();
         let ms: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(ms, [200, 400, 800, 1000]);
+        assert!(b.first_probe_may_end_wait());
+        b.probed_up();
+        assert!(!b.first_probe_may_end_wait());
+        assert_eq!(b.next_delay().as_millis(), 200);
+        assert_eq!(b.attempts(), 5, "restarting the delays keeps the count");
     }
 
     #[tokio::test]
