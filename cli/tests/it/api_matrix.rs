@@ -14,7 +14,7 @@ use crate::common::{sigterm, TestEnv};
 
 /// Creates `example_count` examples of every resource for `fleet` (parents first) as an
 /// unrestricted admin, waiting for each command; returns the ids per resource name.
-async fn seed(http: &reqwest::Client, base: &str, token: &str, fleet: &str) -> Ids {
+pub(crate) async fn seed(http: &reqwest::Client, base: &str, token: &str, fleet: &str) -> Ids {
     let mut ids = Ids::new();
     for e in catalog() {
         if !e.info.ops.create {
@@ -100,7 +100,7 @@ async fn every_endpoint_refuses_foreign_fleets_with_the_right_status() {
             let Some(foreign) = ids_b.get(i.name).and_then(|v| v.first()).cloned() else {
                 continue;
             };
-            let item = format!("{base}{}/{foreign}", i.path);
+            let item = format!("{base}{}", i.entity_path(&foreign));
             // Reads: the entity is invisible, a list filtered by B is forbidden, an unfiltered
             // list holds nothing of B.
             let (s, _) = call(&http, Method::GET, item.clone(), Some(t), None).await;
@@ -245,7 +245,7 @@ async fn every_endpoint_refuses_foreign_fleets_with_the_right_status() {
                 let (s, v) = call(
                     &http,
                     Method::GET,
-                    format!("{base}{}/{own}", i.path),
+                    format!("{base}{}", i.entity_path(own)),
                     Some(t),
                     None,
                 )
@@ -357,7 +357,7 @@ async fn every_resource_round_trips_through_commands() {
         }
         let body = (e.example)(&fleet, &before);
         let r = http
-            .get(format!("{base}{}/{}", i.path, created[0]))
+            .get(format!("{base}{}", i.entity_path(&created[0])))
             .bearer_auth(&root)
             .send()
             .await
@@ -399,7 +399,7 @@ async fn every_resource_round_trips_through_commands() {
         }
         // Unknown id → 404 with the JSON error.
         let r = http
-            .get(format!("{base}{}/no-such-id", i.path))
+            .get(format!("{base}{}", i.entity_path("no-such-id")))
             .bearer_auth(&root)
             .send()
             .await
@@ -471,7 +471,7 @@ async fn every_resource_round_trips_through_commands() {
         }
         for id in ids.get(i.name).into_iter().flatten() {
             let r = http
-                .delete(format!("{base}{}/{id}?wait=true", i.path))
+                .delete(format!("{base}{}?wait=true", i.entity_path(id)))
                 .bearer_auth(&root)
                 .send()
                 .await
@@ -490,7 +490,7 @@ async fn every_resource_round_trips_through_commands() {
                 r.text().await
             );
             let r = http
-                .get(format!("{base}{}/{id}", i.path))
+                .get(format!("{base}{}", i.entity_path(id)))
                 .bearer_auth(&root)
                 .send()
                 .await

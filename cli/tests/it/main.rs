@@ -18,4 +18,5 @@ mod outages;
 mod performance;
 mod poison;
 mod reprocess;
+mod seed_routes;
 mod startup;

@@ -261,6 +261,9 @@ impl Resource for AlertRuleResource {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = AlertRuleCreate;
@@ -367,6 +370,9 @@ impl Resource for AlertInstance {
             },
         ],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = NoUpdate;

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    Check, Fields, Ids, Lookup, NoUpdate, Ops, Reference, Resource, ResourceInfo, ScopeKind,
-    Validate, BY_FLEET,
+    Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
+    ScopeKind, Validate, BY_FLEET,
 };
 use crate::Role;
 
@@ -88,6 +88,9 @@ impl Resource for Federation {
         actions: &[],
         lookups: &[],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = FederationCreate;
@@ -154,6 +157,15 @@ impl Resource for Member {
         actions: &[],
         lookups: &[BY_FEDERATION, BY_FLEET],
         references: &[FEDERATION_REF],
+        item_key: None,
+        nested: Some(Nested {
+            parent: "federation",
+            parent_path: Federation::INFO.path,
+            segment: "members",
+            column: "federation_id",
+            key: Some("fleet_id"),
+        }),
+        create_also_at: None,
         delete_role: Role::Operator,
     };
     type Create = MemberCreate;
@@ -248,7 +260,7 @@ impl Resource for Share {
         name: "share",
         plural: "resource shares",
         table: "resource_shares",
-        path: "/api/v1/fleet-coordination/sharing",
+        path: "/api/v1/fleet-coordination/resource-sharing",
         tag: TAG,
         scope: ScopeKind::SharedWith("target_fleet_id"),
         ops: Ops::CRUD,
@@ -266,6 +278,9 @@ impl Resource for Share {
             target: "pool",
             same_fleet: true,
         }],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Operator,
     };
     type Create = ShareCreate;
@@ -334,6 +349,9 @@ impl Resource for FederationMetric {
         actions: &[],
         lookups: &[BY_FEDERATION],
         references: &[FEDERATION_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = FederationMetricCreate;

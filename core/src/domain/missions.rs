@@ -128,6 +128,9 @@ impl Resource for Template {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = TemplateCreate;
@@ -218,6 +221,9 @@ impl Resource for Execution {
             target: "template",
             same_fleet: true,
         }],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = ExecutionCreate;
@@ -304,6 +310,9 @@ impl Resource for Dependency {
                 same_fleet: true,
             },
         ],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Operator,
     };
     type Create = DependencyCreate;
@@ -380,6 +389,9 @@ impl Resource for MissionLog {
         actions: &[],
         lookups: &[BY_FLEET, BY_EXECUTION],
         references: &[EXECUTION_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = MissionLogCreate;
@@ -447,6 +459,9 @@ impl Resource for MissionMetric {
         actions: &[],
         lookups: &[BY_FLEET, BY_EXECUTION],
         references: &[EXECUTION_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = MissionMetricCreate;
@@ -534,6 +549,9 @@ impl Resource for SafetyEvent {
             },
         ],
         references: &[EXECUTION_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = SafetyEventCreate;

@@ -111,11 +111,63 @@ pub struct ResourceInfo {
     pub actions: &'static [Action],
     pub lookups: &'static [Lookup],
     pub references: &'static [Reference],
+    /// `GET <path>/{column}` lists the rows with this column instead of reading one entity
+    /// (the seed specs' `GET …/scores/{fleet_id}`, `GET …/utilization/{pool_id}`); the entity
+    /// by id, and its writes, are then at `<path>/by-id/{id}` ([`ResourceInfo::entity_route`]).
+    pub item_key: Option<&'static str>,
+    /// Also served under its parent entity (`…/federations/{id}/members`, `…/runs/{id}/results`).
+    pub nested: Option<Nested>,
+    /// Another path where `POST` creates one (the seed specs' `POST …/fleet-performance/metrics`,
+    /// whose `GET` is the stream's window metrics).
+    pub create_also_at: Option<&'static str>,
     /// Role needed for `DELETE` (writes need operator, reads viewer).
     pub delete_role: Role,
 }
 
+/// The routes of a child resource under its parent entity, `<parent path>/{id}/<segment>`:
+/// `GET` lists the children whose `column` is the parent id, `POST` creates one with `column`
+/// taken from the path, and with `key`, `DELETE <…>/<segment>/{key}` deletes the child of the
+/// parent whose `key` column has that value (a federation's member by fleet id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nested {
+    /// [`ResourceInfo::name`] of the parent resource (declared earlier in the registry).
+    pub parent: &'static str,
+    /// The parent's collection path.
+    pub parent_path: &'static str,
+    pub segment: &'static str,
+    /// The child's column holding the parent id.
+    pub column: &'static str,
+    pub key: Option<&'static str>,
+}
+
+impl Nested {
+    /// `<parent path>/{id}/<segment>` (an axum / OpenAPI path template).
+    pub fn collection_route(&self) -> String {
+        format!("{}/{{id}}/{}", self.parent_path, self.segment)
+    }
+
+    /// `<parent path>/{id}/<segment>/{key column}`, when there is a key.
+    pub fn member_route(&self) -> Option<String> {
+        self.key
+            .map(|k| format!("{}/{{{k}}}", self.collection_route()))
+    }
+}
+
 impl ResourceInfo {
+    /// The path template of one entity, with `{id}`: `<path>/{id}`, or `<path>/by-id/{id}`
+    /// when `<path>/{…}` is the [`item_key`](ResourceInfo::item_key) lookup.
+    pub fn entity_route(&self) -> String {
+        match self.item_key {
+            None => format!("{}/{{id}}", self.path),
+            Some(_) => format!("{}/by-id/{{id}}", self.path),
+        }
+    }
+
+    /// The path of the entity `id` (see [`ResourceInfo::entity_route`]).
+    pub fn entity_path(&self, id: &str) -> String {
+        self.entity_route().replace("{id}", id)
+    }
+
     /// The column that holds the owning scope (fleet or federation).
     pub fn scope_column(&self) -> &'static str {
         match self.scope {
@@ -423,6 +475,27 @@ mod tests {
             let ex = (e.example)("fleet-a", &ids);
             assert!(ex.is_object(), "{}", i.name);
             ids.entry(i.name).or_default().push(format!("{}-1", i.name));
+        }
+        for e in &entries {
+            let i = e.info;
+            if let Some(col) = i.item_key {
+                // `<path>/{id}/<action>` would clash with `<path>/{col}`.
+                assert!(i.actions.is_empty(), "{}", i.name);
+                assert!(
+                    i.filter_column(col).is_some(),
+                    "{}: {col} is no lookup",
+                    i.name
+                );
+            }
+            if let Some(n) = i.nested {
+                let parent = info(n.parent).unwrap_or_else(|| panic!("{}", n.parent));
+                assert_eq!(parent.path, n.parent_path, "{}", i.name);
+                assert!(parent.item_key.is_none(), "{}", i.name);
+                assert!(i.filter_column(n.column).is_some(), "{}", i.name);
+                if let Some(k) = n.key {
+                    assert!(i.filter_column(k).is_some(), "{}", i.name);
+                }
+            }
         }
         assert_eq!(info("pool").map(|i| i.table), Some("resource_pools"));
         assert!(info("nope").is_none());

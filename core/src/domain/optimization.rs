@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::status::status_enum;
 use super::{
-    Check, Fields, Ids, Lookup, NoUpdate, Ops, Reference, Resource, ResourceInfo, ScopeKind,
-    Validate, BY_FLEET,
+    Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
+    ScopeKind, Validate, BY_FLEET,
 };
 use crate::Role;
 
@@ -136,6 +136,9 @@ impl Resource for Run {
             },
         ],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = RunCreate;
@@ -239,6 +242,9 @@ impl Resource for Rebalancing {
             },
         ],
         references: &[RUN_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = RebalancingCreate;
@@ -317,6 +323,15 @@ impl Resource for RunResult {
         actions: &[],
         lookups: &[BY_FLEET, BY_RUN],
         references: &[RUN_REF],
+        item_key: None,
+        nested: Some(Nested {
+            parent: "optimization_run",
+            parent_path: Run::INFO.path,
+            segment: "results",
+            column: "run_id",
+            key: None,
+        }),
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = RunResultCreate;
@@ -389,6 +404,15 @@ impl Resource for Recommendation {
         actions: &[],
         lookups: &[BY_FLEET, BY_RUN],
         references: &[RUN_REF],
+        item_key: None,
+        nested: Some(Nested {
+            parent: "optimization_run",
+            parent_path: Run::INFO.path,
+            segment: "recommendations",
+            column: "run_id",
+            key: None,
+        }),
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = RecommendationCreate;
@@ -453,6 +477,9 @@ impl Resource for OptimizationMetric {
         actions: &[],
         lookups: &[BY_FLEET, BY_RUN],
         references: &[RUN_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = OptimizationMetricCreate;

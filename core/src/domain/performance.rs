@@ -116,6 +116,9 @@ impl Resource for Benchmark {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = BenchmarkCreate;
@@ -223,6 +226,9 @@ impl Resource for Score {
             target: "benchmark",
             same_fleet: true,
         }],
+        item_key: Some("fleet_id"),
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = ScoreCreate;
@@ -301,6 +307,9 @@ impl Resource for PerformanceMetric {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: Some("/api/v1/fleet-performance/metrics"),
         delete_role: Role::Admin,
     };
     type Create = PerformanceMetricCreate;
@@ -368,6 +377,9 @@ impl Resource for Report {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: Some("fleet_id"),
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = ReportCreate;
@@ -461,6 +473,9 @@ impl Resource for Alert {
             },
         ],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = AlertCreate;
@@ -537,6 +552,9 @@ impl Resource for Trend {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: Some("fleet_id"),
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = TrendCreate;

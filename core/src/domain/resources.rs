@@ -111,6 +111,9 @@ impl Resource for Pool {
         actions: &[],
         lookups: &[BY_FLEET],
         references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = PoolCreate;
@@ -217,6 +220,9 @@ impl Resource for Allocation {
         actions: &[],
         lookups: &[BY_FLEET, BY_POOL],
         references: &[POOL_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Operator,
     };
     type Create = AllocationCreate;
@@ -294,8 +300,13 @@ impl Validate for RequestUpdate {
         let mut c = Check::new();
         c.opt_int("priority", self.priority.map(i64::from), 0, 1000);
         c.opt_int("amount", self.amount, 1, MAX_UNITS);
-        if self.status.is_some_and(|s| s != RequestStatus::Cancelled) {
-            c.fail("status", "may only be set to cancelled");
+        // `pending` is what a pending request has (a PUT repeats it: no change); fulfilment
+        // is the queue's, never the client's.
+        if self
+            .status
+            .is_some_and(|s| !matches!(s, RequestStatus::Cancelled | RequestStatus::Pending))
+        {
+            c.fail("status", "may only be set to cancelled (or stay pending)");
         }
         c.finish()
     }
@@ -334,6 +345,9 @@ impl Resource for Request {
         actions: &[],
         lookups: &[BY_FLEET, BY_POOL, BY_STATUS],
         references: &[POOL_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Operator,
     };
     type Create = RequestCreate;
@@ -402,6 +416,9 @@ impl Resource for Utilization {
         actions: &[],
         lookups: &[BY_FLEET, BY_POOL],
         references: &[POOL_REF],
+        item_key: Some("pool_id"),
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = UtilizationCreate;
@@ -517,6 +534,9 @@ impl Resource for Plan {
         actions: &[],
         lookups: &[BY_FLEET, BY_POOL],
         references: &[POOL_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = PlanCreate;
@@ -618,6 +638,9 @@ impl Resource for Conflict {
         }],
         lookups: &[BY_FLEET, BY_POOL, BY_STATUS],
         references: &[POOL_REF],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
         delete_role: Role::Admin,
     };
     type Create = ConflictCreate;

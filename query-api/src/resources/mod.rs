@@ -9,8 +9,13 @@
 //! | `GET PATH?fleet_id&<lookup column>&from&to&limit&cursor` | viewer | a page in the order (created_at, id) |
 //! | `GET PATH/<lookup>/{value}` (e.g. `by-fleet/{fleet_id}`) | viewer | the same, filtered by one column |
 //! | `GET PATH/{id}` | viewer | one entity (404 when not visible) |
+//! | `GET PATH/{column}` | viewer | for resources with an `item_key` (scores, trends, reports, performance metrics: `{fleet_id}`; utilization: `{pool_id}`): the rows with that column, like `by-*`; the entity is then at `PATH/by-id/{id}` (and so are its writes) |
 //! | `POST PATH[?wait=true]` | operator | create command (`<name>.create`) |
 //! | `PATCH PATH/{id}[?wait=true]` | operator | update command (`<name>.update`), absent fields unchanged |
+//! | `PUT PATH/{id}[?wait=true]` | operator | the same update command, replacing the mutable fields: each one every entity has is required (optional ones absent stay as they are) |
+//! | `GET, POST PARENT/{id}/<segment>` | viewer, operator | children of a parent entity (`nested`): federation members, run results and recommendations; the parent id comes from the path (404 when the parent is not visible) |
+//! | `POST <create_also_at>` | operator | the create command at a second path (`POST …/fleet-performance/metrics` creates a performance metric; `GET` there is the window metrics) |
+//! | `DELETE PARENT/{id}/<segment>/{key}` | as DELETE | the child of the parent with that key (`…/federations/{id}/members/{fleet_id}`) |
 //! | `DELETE PATH/{id}[?wait=true]` | admin (operator for allocations, requests, members, dependencies, shares) | delete command |
 //! | `POST PATH/{id}/<action>[?wait=true]` | operator | action command (`<name>.<action>`), body [`ActionBody`] |
 //!
@@ -27,16 +32,17 @@ use std::collections::BTreeMap;
 
 use atlasmesh_core::clock::parse_instant;
 use atlasmesh_core::domain::{
-    ActionBody, Cursor, ListQuery, Page, Resource, ResourceInfo, ScopeKind, Validate,
+    self, ActionBody, Cursor, ListQuery, Nested, Page, Resource, ResourceInfo, ScopeKind, Validate,
 };
 use atlasmesh_core::Role;
 use atlasmesh_sinks::store::{self, Access};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete as delete_route, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::body::JsonBody;
@@ -63,7 +69,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The routes of one resource (see the module docs).
-pub fn resource_routes<R: Resource>() -> Router<AppState> {
+pub fn resource_routes<R: Resource>() -> Router<AppState>
+where
+    R::Update: ToSchema,
+    R::View: ToSchema,
+{
     let i = &R::INFO;
     let mut collection: MethodRouter<AppState> = get(list::<R>);
     if i.ops.create {
@@ -71,18 +81,22 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
     }
     let mut item: MethodRouter<AppState> = get(get_one::<R>);
     if i.ops.update {
-        item = item.patch(update::<R>);
+        item = item.patch(update::<R>).put(replace::<R>);
     }
     if i.ops.delete {
         item = item.delete(delete::<R>);
     }
     let mut r = Router::new()
         .route(i.path, collection)
-        .route(&format!("{}/{{id}}", i.path), item);
-    for l in i.lookups {
-        let column = l.column;
+        .route(&i.entity_route(), item);
+    let lookups = i
+        .lookups
+        .iter()
+        .map(|l| (format!("{}/{}/{{value}}", i.path, l.segment), l.column))
+        .chain(i.item_key.map(|col| (format!("{}/{{{col}}}", i.path), col)));
+    for (route, column) in lookups {
         r = r.route(
-            &format!("{}/{}/{{value}}", i.path, l.segment),
+            &route,
             get(
                 move |state: State<AppState>,
                       caller: Caller,
@@ -96,7 +110,7 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
     for a in i.actions {
         let name = a.name;
         r = r.route(
-            &format!("{}/{{id}}/{}", i.path, a.name),
+            &format!("{}/{}", i.entity_route(), a.name),
             post(
                 move |state: State<AppState>,
                       caller: Caller,
@@ -109,7 +123,126 @@ pub fn resource_routes<R: Resource>() -> Router<AppState> {
             ),
         );
     }
+    if let Some(n) = i.nested {
+        r = r.merge(nested_routes::<R>(n));
+    }
+    if let (Some(path), true) = (i.create_also_at, i.ops.create) {
+        // Merged into the other endpoint's GET of this path by `crate::app`.
+        r = r.route(path, post(create::<R>));
+    }
     r
+}
+
+/// `PARENT/{id}/<segment>` (and `/{key}`) of a nested resource (see the module docs).
+fn nested_routes<R: Resource>(n: Nested) -> Router<AppState> {
+    let mut collection: MethodRouter<AppState> = get(
+        move |state: State<AppState>,
+              caller: Caller,
+              Path(parent): Path<String>,
+              q: Query<Vec<(String, String)>>| async move {
+            caller.require(Role::Viewer)?;
+            parent_visible(&state, &caller, n, &parent).await?;
+            page::<R>(state, caller, Some((n.column, parent)), q).await
+        },
+    );
+    if R::INFO.ops.create {
+        collection = collection.post(
+            move |state: State<AppState>,
+                  caller: Caller,
+                  Path(parent): Path<String>,
+                  wait: StrictQuery<WaitQuery>,
+                  headers: HeaderMap,
+                  JsonBody(body): JsonBody| async move {
+                caller.require(Role::Operator)?;
+                parent_visible(&state, &caller, n, &parent).await?;
+                let body = with_path_field(&body, n.column, &parent)?;
+                create_from::<R>(&state, &caller, wait, &headers, &body).await
+            },
+        );
+    }
+    let mut r = Router::new().route(&n.collection_route(), collection);
+    if let (Some(route), Some(key), true) = (n.member_route(), n.key, R::INFO.ops.delete) {
+        r = r.route(
+            &route,
+            delete_route(
+                move |state: State<AppState>,
+                      caller: Caller,
+                      Path((parent, value)): Path<(String, String)>,
+                      wait: StrictQuery<WaitQuery>,
+                      headers: HeaderMap| async move {
+                    caller.require(R::INFO.delete_role)?;
+                    parent_visible(&state, &caller, n, &parent).await?;
+                    let q = ListQuery {
+                        filters: vec![(n.column, parent.clone()), (key, value.clone())],
+                        limit: 1,
+                        ..ListQuery::default()
+                    };
+                    let found = store::list::<R>(&state.postgres, &caller.scope, &q)
+                        .await
+                        .map_err(internal)?;
+                    let id = found
+                        .items
+                        .first()
+                        .and_then(|v| serde_json::to_value(v).ok())
+                        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+                        .ok_or_else(|| {
+                            ApiError::not_found(format!(
+                                "no {} with {key} {value} in {} {parent}",
+                                R::INFO.name,
+                                n.parent
+                            ))
+                        })?;
+                    delete_id::<R>(&state, &caller, id, wait, &headers).await
+                },
+            ),
+        );
+    }
+    r
+}
+
+/// 404 unless the parent entity of a nested route is visible to the caller.
+async fn parent_visible(
+    state: &AppState,
+    caller: &Caller,
+    n: Nested,
+    id: &str,
+) -> Result<(), ApiError> {
+    let parent = domain::info(n.parent)
+        .ok_or_else(|| ApiError::Internal(Error::Internal(format!("no resource {}", n.parent))))?;
+    match store::access(&mut *conn(state).await?, parent, &caller.scope, id)
+        .await
+        .map_err(internal)?
+    {
+        Access::Hidden => Err(ApiError::not_found(format!("no {} {id}", parent.name))),
+        _ => Ok(()),
+    }
+}
+
+/// The body with `field` set to the id from the path: absent → added, the same → kept,
+/// another value → 422.
+fn with_path_field(body: &[u8], field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+    let mut v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
+    };
+    let Some(m) = v.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    match m.get(field) {
+        None => {
+            m.insert(field.to_string(), Value::String(value.to_string()));
+        }
+        Some(Value::String(s)) if s == value => {}
+        Some(_) => {
+            return Err(ApiError::unprocessable(BTreeMap::from([(
+                field.to_string(),
+                format!("must be absent or {value:?}, the id in the path"),
+            )])))
+        }
+    }
+    Ok(v.to_string().into_bytes())
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
@@ -311,15 +444,26 @@ async fn create<R: Resource>(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    create_from::<R>(&state, &caller, wait, &headers, &body).await
+}
+
+/// The create command of `body` (shared by `POST PATH` and nested `POST PARENT/{id}/<segment>`).
+async fn create_from<R: Resource>(
+    state: &AppState,
+    caller: &Caller,
+    wait: StrictQuery<WaitQuery>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let wait = wait.0.parse()?;
     let info = &R::INFO;
-    let (_, payload) = parse_body::<R::Create>(&body)?;
+    let (_, payload) = parse_body::<R::Create>(body)?;
     let rec = payload.as_object().cloned().unwrap_or_default();
     if let Some(reason) = store::scope_violation(info, &caller.scope, &rec) {
         return Err(ApiError::forbidden(reason));
     }
-    let bad = store::check_references(&mut *conn(&state).await?, info, &caller.scope, &rec)
+    let bad = store::check_references(&mut *conn(state).await?, info, &caller.scope, &rec)
         .await
         .map_err(internal)?;
     if !bad.is_empty() {
@@ -338,14 +482,14 @@ async fn create<R: Resource>(
         .and_then(Value::as_str)
         .map(str::to_string);
     commands::submit(
-        &state,
-        &caller,
+        state,
+        caller,
         Submission {
             kind: format!("{}.create", info.name),
             aggregate_id,
             fleet_id,
             payload,
-            idempotency_key: commands::idempotency_key(&headers)?,
+            idempotency_key: commands::idempotency_key(headers)?,
             wait,
         },
     )
@@ -410,6 +554,7 @@ async fn submit_on(
     .await
 }
 
+/// `PATCH PATH/{id}`: the fields given change, the others stay.
 async fn update<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
@@ -418,13 +563,57 @@ async fn update<R: Resource>(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    update_from::<R>(&state, &caller, id, wait, &headers, &body, &[]).await
+}
+
+/// `PUT PATH/{id}`: replaces the mutable fields, so each that every entity has is required
+/// ([`openapi::replace_required`]); otherwise the same `<name>.update` command as PATCH.
+async fn replace<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    wait: StrictQuery<WaitQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError>
+where
+    R::Update: ToSchema,
+    R::View: ToSchema,
+{
+    let fields = openapi::replace_required::<R>();
+    update_from::<R>(&state, &caller, id, wait, &headers, &body, &fields).await
+}
+
+/// The update command of `body`; `required` are the fields it must give (PUT).
+async fn update_from<R: Resource>(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    wait: StrictQuery<WaitQuery>,
+    headers: &HeaderMap,
+    body: &[u8],
+    required: &[String],
+) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let wait = wait.0.parse()?;
-    let (_, changes) = parse_body::<R::Update>(&body)?;
-    let row = writable(&state, &R::INFO, &caller, &id).await?;
+    let (_, changes) = parse_body::<R::Update>(body)?;
+    let missing: BTreeMap<String, String> = required
+        .iter()
+        .filter(|f| changes.get(f.as_str()).is_none_or(Value::is_null))
+        .map(|f| {
+            (
+                f.clone(),
+                "required: PUT replaces the mutable fields (PATCH changes some)".to_string(),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::unprocessable(missing));
+    }
+    let row = writable(state, &R::INFO, caller, &id).await?;
     submit_on(
-        &state,
-        &caller,
+        state,
+        caller,
         Target {
             info: &R::INFO,
             op: "update",
@@ -432,7 +621,7 @@ async fn update<R: Resource>(
             row,
         },
         changes,
-        &headers,
+        headers,
         wait,
     )
     .await
@@ -445,12 +634,22 @@ async fn delete<R: Resource>(
     wait: StrictQuery<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    delete_id::<R>(&state, &caller, id, wait, &headers).await
+}
+
+async fn delete_id<R: Resource>(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    wait: StrictQuery<WaitQuery>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require(R::INFO.delete_role)?;
     let wait = wait.0.parse()?;
-    let row = writable(&state, &R::INFO, &caller, &id).await?;
+    let row = writable(state, &R::INFO, caller, &id).await?;
     submit_on(
-        &state,
-        &caller,
+        state,
+        caller,
         Target {
             info: &R::INFO,
             op: "delete",
@@ -458,7 +657,7 @@ async fn delete<R: Resource>(
             row,
         },
         Value::Null,
-        &headers,
+        headers,
         wait,
     )
     .await

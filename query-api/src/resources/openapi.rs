@@ -12,7 +12,7 @@ use utoipa::openapi::{
     ArrayBuilder, ComponentsBuilder, ContentBuilder, KnownFormat, ObjectBuilder, OpenApi,
     OpenApiBuilder, Paths, Ref, RefOr, Required, ResponseBuilder, Schema, SchemaFormat, Type,
 };
-use utoipa::ToSchema;
+use utoipa::{PartialSchema, ToSchema};
 
 const JSON: &str = "application/json";
 
@@ -38,6 +38,46 @@ fn add_schema<T: ToSchema>(mut c: ComponentsBuilder) -> ComponentsBuilder {
         c = c.schema(name, schema);
     }
     c.schema(T::name(), T::schema())
+}
+
+/// The fields a `PUT` must give: the mutable fields (the update type's properties) that every
+/// entity has (required in the view). Optional ones (a description, an error, an end time)
+/// may be left out and then stay as they are: the command path cannot clear a field.
+pub fn replace_required<R: Resource>() -> Vec<String>
+where
+    R::Update: ToSchema,
+    R::View: ToSchema,
+{
+    let (RefOr::T(Schema::Object(update)), RefOr::T(Schema::Object(view))) =
+        (R::Update::schema(), R::View::schema())
+    else {
+        return Vec::new();
+    };
+    update
+        .properties
+        .keys()
+        .filter(|k| view.required.contains(k))
+        .cloned()
+        .collect()
+}
+
+/// The update type's schema with the fields of [`replace_required`] required: a `PUT` body.
+fn replace_schema<R: Resource>() -> RefOr<Schema>
+where
+    R::Update: ToSchema,
+    R::View: ToSchema,
+{
+    match R::Update::schema() {
+        RefOr::T(Schema::Object(mut o)) => {
+            o.required = replace_required::<R>();
+            RefOr::T(Schema::Object(o))
+        }
+        other => other,
+    }
+}
+
+fn last_segment(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).replace('-', "_")
 }
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
@@ -226,7 +266,7 @@ where
         .required("next_cursor");
     c = c.schema(page_name(i), page);
 
-    let item_path = format!("{}/{{id}}", i.path);
+    let item_path = i.entity_route();
     let id_param = path_param("id", "Entity id");
     let list: Operation = list_params(
         i,
@@ -261,7 +301,12 @@ where
         )))
         .request_body(body(&R::Create::name()))
         .build();
-        paths.add_path_operation(i.path, vec![HttpMethod::Post], create);
+        paths.add_path_operation(i.path, vec![HttpMethod::Post], create.clone());
+        if let Some(p) = i.create_also_at {
+            let mut also = create;
+            also.operation_id = Some(format!("create_{}_at_{}", i.name, last_segment(p)));
+            paths.add_path_operation(p, vec![HttpMethod::Post], also);
+        }
     }
     if i.ops.update {
         c = add_schema::<R::Update>(c);
@@ -275,6 +320,21 @@ where
         .response("404", error("No such entity in your scope"))
         .build();
         paths.add_path_operation(&item_path, vec![HttpMethod::Patch], update);
+        let replace_schema = format!("{}Replace", R::Update::name().trim_end_matches("Update"));
+        c = c.schema(&replace_schema, self::replace_schema::<R>());
+        let replace = body_responses(write_responses(op(
+            i,
+            format!("replace_{}", i.name),
+            format!(
+                "Replace the mutable fields of one of the {} (each field every entity has is required; the same update command as PATCH)",
+                i.plural
+            ),
+        )))
+        .parameter(id_param.clone())
+        .request_body(body(&replace_schema))
+        .response("404", error("No such entity in your scope"))
+        .build();
+        paths.add_path_operation(&item_path, vec![HttpMethod::Put], replace);
     }
     if i.ops.delete {
         let delete = write_responses(op(
@@ -309,6 +369,75 @@ where
             lookup,
         );
     }
+    if let Some(col) = i.item_key {
+        let by_key = list_params(
+            i,
+            op(
+                i,
+                format!("list_{}_of_{col}", i.name),
+                format!("List the {} with this {col}", i.plural),
+            )
+            .parameter(path_param(col, &format!("The {col}"))),
+            Some(col),
+        )
+        .build();
+        paths.add_path_operation(
+            format!("{}/{{{col}}}", i.path),
+            vec![HttpMethod::Get],
+            by_key,
+        );
+    }
+    if let Some(n) = i.nested {
+        let parent_param = path_param("id", &format!("The {} id", n.parent));
+        let list = list_params(
+            i,
+            op(
+                i,
+                format!("list_{}_of_{}", i.name, n.parent),
+                format!("List the {} of one {}", i.plural, n.parent),
+            )
+            .parameter(parent_param.clone()),
+            Some(n.column),
+        )
+        .response("404", error("No such parent in your scope"))
+        .build();
+        paths.add_path_operation(n.collection_route(), vec![HttpMethod::Get], list);
+        if i.ops.create {
+            let create = body_responses(write_responses(op(
+                i,
+                format!("create_{}_in_{}", i.name, n.parent),
+                format!(
+                    "Create one of the {} of this {} (`{}` from the path; if given, it must match)",
+                    i.plural, n.parent, n.column
+                ),
+            )))
+            .parameter(parent_param.clone())
+            .request_body(body(&R::Create::name()))
+            .response("404", error("No such parent in your scope"))
+            .build();
+            paths.add_path_operation(n.collection_route(), vec![HttpMethod::Post], create);
+        }
+        if let (Some(route), Some(key), true) = (n.member_route(), n.key, i.ops.delete) {
+            let delete = write_responses(op(
+                i,
+                format!("delete_{}_of_{}", i.name, n.parent),
+                format!(
+                    "Delete the one of the {} with this {key} from the {} (role {})",
+                    i.plural,
+                    n.parent,
+                    i.delete_role.as_str()
+                ),
+            ))
+            .parameter(parent_param)
+            .parameter(path_param(key, &format!("The {key}")))
+            .response(
+                "404",
+                error("No such parent, or no such child of it, in your scope"),
+            )
+            .build();
+            paths.add_path_operation(route, vec![HttpMethod::Delete], delete);
+        }
+    }
     for a in i.actions {
         let action = body_responses(write_responses(op(
             i,
@@ -320,7 +449,7 @@ where
         .response("404", error("No such entity in your scope"))
         .build();
         paths.add_path_operation(
-            format!("{}/{{id}}/{}", i.path, a.name),
+            format!("{}/{}", item_path, a.name),
             vec![HttpMethod::Post],
             action,
         );
@@ -342,9 +471,20 @@ mod tests {
             let p = &json["paths"][i.path];
             assert!(p["get"].is_object(), "{}", i.path);
             assert_eq!(p["post"].is_object(), i.ops.create, "{}", i.path);
-            let item = &json["paths"][format!("{}/{{id}}", i.path)];
+            let item = &json["paths"][i.entity_route()];
             assert!(item["get"].is_object());
             assert_eq!(item["patch"].is_object(), i.ops.update, "{}", i.path);
+            assert_eq!(item["put"].is_object(), i.ops.update, "{}", i.path);
+            if let Some(col) = i.item_key {
+                assert!(json["paths"][format!("{}/{{{col}}}", i.path)]["get"].is_object());
+            }
+            if let Some(n) = i.nested {
+                let p = &json["paths"][n.collection_route()];
+                assert!(p["get"].is_object() && p["post"].is_object(), "{}", i.name);
+                if let Some(m) = n.member_route() {
+                    assert!(json["paths"][m]["delete"].is_object(), "{}", i.name);
+                }
+            }
             assert_eq!(item["delete"].is_object(), i.ops.delete, "{}", i.path);
             for l in i.lookups {
                 assert!(
@@ -352,7 +492,9 @@ mod tests {
                 );
             }
             for a in i.actions {
-                assert!(json["paths"][format!("{}/{{id}}/{}", i.path, a.name)]["post"].is_object());
+                assert!(
+                    json["paths"][format!("{}/{}", i.entity_route(), a.name)]["post"].is_object()
+                );
             }
             assert!(p["get"]["responses"]["429"].is_object(), "{}", i.path);
             if i.ops.create {

@@ -143,9 +143,9 @@ async fn openapi_lists_every_endpoint() {
         let i = e.info;
         assert!(paths.contains(i.path), "{} missing", i.path);
         assert!(
-            paths.contains(format!("{}/{{id}}", i.path).as_str()),
-            "{}/{{id}} missing",
-            i.path
+            paths.contains(i.entity_route().as_str()),
+            "{} missing",
+            i.entity_route()
         );
         for l in i.lookups {
             let p = format!("{}/{}/{{value}}", i.path, l.segment);

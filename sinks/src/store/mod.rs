@@ -344,6 +344,9 @@ async fn update<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>) -> 
     let changes: R::Update = decode(rest)?;
     let mut changes = to_record(&changes)?;
     let old = lock_for_write::<R>(conn, cmd.scope, &id).await?;
+    // A field given with the value it has is no change (a PUT repeats every mutable field):
+    // it passes no status machine or rule about changes.
+    changes.retain(|k, v| old.get(k) != Some(v));
     R::before_update(conn, &cmd, &old, &mut changes).await?;
     sql::update(conn, info.table, &id, cmd.issued_at_ms, &changes).await?;
     R::after_update(conn, &cmd, &old, &changes).await?;
