@@ -1,4 +1,5 @@
-//! Pure metric kernels of the performance and alert pipelines: performance scores with their
+//! Pure metric kernels of the performance and alert pipelines: battery state of health from
+//! discharges and its trajectory ([`battery`]), performance scores with their
 //! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
 //! pager message ([`alert`]), the utilization share from status durations ([`utilization`]) and
 //! the assembly of fleet reports ([`report`]).
@@ -9,6 +10,7 @@
 //! independently). Undefined results are `None` or an error, never NaN or infinity.
 
 pub mod alert;
+pub mod battery;
 pub mod metrics;
 pub mod report;
 pub mod score;
