@@ -184,6 +184,45 @@ pub struct ClickHouseConfig {
     /// Row-type validation of the clickhouse crate. Must be off against ClickHouse 18.16
     /// (it lacks RowBinaryWithNamesAndTypes); keep it on for 23+.
     pub validation: bool,
+    /// Compression of inserts and results: `auto` (none when the server is on loopback, where
+    /// LZ4 costs most of a flush's CPU and saves nothing; LZ4 otherwise), `none` or `lz4`.
+    pub compression: ClickHouseCompression,
+}
+
+/// See [`ClickHouseConfig::compression`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClickHouseCompression {
+    Auto,
+    None,
+    Lz4,
+}
+
+impl ClickHouseConfig {
+    /// Whether inserts and results are LZ4-compressed (see [`ClickHouseConfig::compression`]).
+    pub fn lz4(&self) -> bool {
+        match self.compression {
+            ClickHouseCompression::None => false,
+            ClickHouseCompression::Lz4 => true,
+            ClickHouseCompression::Auto => !is_loopback_url(&self.url),
+        }
+    }
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Default for ClickHouseConfig {
@@ -194,6 +233,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             validation: true,
+            compression: ClickHouseCompression::Auto,
         }
     }
 }
@@ -745,6 +785,28 @@ impl Config {
 // figment::Jail::expect_with takes closures returning its large `figment::Error`.
 #[allow(clippy::result_large_err)]
 mod tests {
+
+    #[test]
+    fn clickhouse_compression_auto_is_off_on_loopback_only() {
+        let mut c = ClickHouseConfig::default();
+        for (url, lz4) in [
+            ("http://127.0.0.1:8123", false),
+            ("http://localhost:8123/", false),
+            ("http://user:pw@[::1]:8123", false),
+            ("https://ch.example.com:8443", true),
+            ("http://10.0.0.7:8123", true),
+            ("http://127.0.0.1.example.com", true),
+        ] {
+            c.url = url.into();
+            assert_eq!(c.lz4(), lz4, "{url}");
+        }
+        c.compression = ClickHouseCompression::Lz4;
+        c.url = "http://127.0.0.1:8123".into();
+        assert!(c.lz4());
+        c.compression = ClickHouseCompression::None;
+        c.url = "https://ch.example.com".into();
+        assert!(!c.lz4());
+    }
     use super::*;
 
     #[test]

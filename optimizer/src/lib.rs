@@ -43,6 +43,7 @@ pub mod model;
 pub mod network;
 pub mod objectives;
 pub mod plan;
+pub mod recommend;
 pub mod solver;
 
 /// Errors of the optimizer.

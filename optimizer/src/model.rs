@@ -273,6 +273,15 @@ impl Instance {
         }
     }
 
+    /// A copy in which vehicles cannot be moved `from → to` in any period.
+    pub fn without_link(&self, from: usize, to: usize) -> Self {
+        let mut c = self.clone();
+        if let Some(row) = c.links.get_mut(from) {
+            row.retain(|l| l.to != to);
+        }
+        c
+    }
+
     /// A copy with `extra` more idle vehicles at period 0 in `zone`.
     pub fn with_extra_idle(&self, zone: usize, extra: u32) -> Self {
         let mut c = self.clone();

@@ -52,15 +52,21 @@ pub struct FleetKpis {
     pub window: Option<WindowKpis>,
 }
 
+/// The fields of a vehicle's newest sample the live KPIs use: parsed without allocating the
+/// rest of the event (serde skips what is not named here).
+#[derive(serde::Deserialize)]
+struct LiveFields {
+    ts_ms: i64,
+    energy_pct: f64,
+    status: VehicleStatus,
+}
+
 /// Aggregates the `fleet_vehicles` hash. Entries that do not parse are skipped (and logged).
 pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis {
-    let mut by_status: BTreeMap<String, u64> = VehicleStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
+    let mut by_status = [0u64; VehicleStatus::ALL.len()];
     let (mut n, mut energy, mut newest) = (0u64, 0f64, None::<i64>);
     for (vehicle_id, json) in vehicles {
-        let ev: TelemetryEvent = match serde_json::from_str(json) {
+        let ev: LiveFields = match serde_json::from_str(json) {
             Ok(ev) => ev,
             Err(e) => {
                 tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error = %e, "Skipping unreadable vehicle state.");
@@ -69,12 +75,18 @@ pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis
         };
         n += 1;
         energy += ev.energy_pct;
-        *by_status.entry(ev.status.as_str().to_string()).or_default() += 1;
+        if let Some(i) = VehicleStatus::ALL.iter().position(|s| *s == ev.status) {
+            by_status[i] += 1;
+        }
         newest = Some(newest.map_or(ev.ts_ms, |t| t.max(ev.ts_ms)));
     }
     LiveKpis {
         vehicles: n,
-        by_status,
+        by_status: VehicleStatus::ALL
+            .iter()
+            .zip(by_status)
+            .map(|(s, c)| (s.as_str().to_string(), c))
+            .collect(),
         mean_energy_pct: (n > 0).then(|| energy / n as f64),
         newest_ts_ms: newest,
         newest_ts: newest.map(format_instant),
@@ -82,45 +94,61 @@ pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis
 }
 
 /// Picks the newest window that every partition seen in the `fleet_windows` hash has
-/// reported — the minimum over partitions of each partition's newest window — and sums the
-/// partials of that window. `None` when the hash holds no readable partial.
+/// reported — the minimum over partitions of each partition's newest readable window — and
+/// sums the partials of that window. The window is chosen from the field names; only the
+/// chosen window's partials are parsed (a fleet's hash holds 60 windows × partitions), and an
+/// unreadable one is left out and the choice made again. `None` when the hash holds no readable
+/// partial.
 pub fn complete_window(fleet_id: &str, windows: &HashMap<String, String>) -> Option<WindowKpis> {
-    let mut partials: Vec<(i64, i32, FleetPartialKpi)> = Vec::with_capacity(windows.len());
-    for (field, json) in windows {
-        let Some((start, partition)) = keys::parse_fleet_window_field(field) else {
-            tracing::warn!(fleet_id, field = %field, "Skipping unreadable fleet window field.");
-            continue;
-        };
-        match serde_json::from_str::<FleetPartialKpi>(json) {
-            Ok(p) => partials.push((start, partition, p)),
-            Err(e) => {
-                tracing::warn!(fleet_id, field = %field, error = %e, "Skipping unreadable fleet partial.")
+    let fields: Vec<(i64, i32, &String)> = windows
+        .iter()
+        .filter_map(|(field, json)| match keys::parse_fleet_window_field(field) {
+            Some((start, partition)) => Some((start, partition, json)),
+            None => {
+                tracing::warn!(fleet_id, field = %field, "Skipping unreadable fleet window field.");
+                None
+            }
+        })
+        .collect();
+    let mut unreadable: Vec<(i64, i32)> = Vec::new();
+    'choose: loop {
+        let mut newest_per_partition: BTreeMap<i32, i64> = BTreeMap::new();
+        for (start, partition, _) in &fields {
+            if unreadable.contains(&(*start, *partition)) {
+                continue;
+            }
+            let e = newest_per_partition.entry(*partition).or_insert(*start);
+            *e = (*e).max(*start);
+        }
+        let window = *newest_per_partition.values().min()?;
+        let mut sum = Counters::default();
+        let (mut n, mut end) = (0u64, window);
+        for (start, partition, json) in &fields {
+            if *start != window {
+                continue;
+            }
+            match serde_json::from_str::<FleetPartialKpi>(json) {
+                Ok(p) => {
+                    sum.add(&p.counters);
+                    n += 1;
+                    end = end.max(p.window_end_ms);
+                }
+                Err(e) => {
+                    tracing::warn!(fleet_id, window_start_ms = start, partition, error = %e, "Skipping unreadable fleet partial.");
+                    unreadable.push((*start, *partition));
+                    continue 'choose;
+                }
             }
         }
+        return Some(WindowKpis {
+            window_start: format_instant(window),
+            window_start_ms: window,
+            window_end_ms: end,
+            partitions: n,
+            counters: (&sum).into(),
+            derived: (&sum).into(),
+        });
     }
-    let mut newest_per_partition: BTreeMap<i32, i64> = BTreeMap::new();
-    for (start, partition, _) in &partials {
-        let e = newest_per_partition.entry(*partition).or_insert(*start);
-        *e = (*e).max(*start);
-    }
-    let window = *newest_per_partition.values().min()?;
-    let mut sum = Counters::default();
-    let (mut n, mut end) = (0u64, window);
-    for (start, _, p) in &partials {
-        if *start == window {
-            sum.add(&p.counters);
-            n += 1;
-            end = end.max(p.window_end_ms);
-        }
-    }
-    Some(WindowKpis {
-        window_start: format_instant(window),
-        window_start_ms: window,
-        window_end_ms: end,
-        partitions: n,
-        counters: (&sum).into(),
-        derived: (&sum).into(),
-    })
 }
 
 async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {

@@ -12,22 +12,20 @@
 //! `CLICKHOUSE_SERVER_BIN` the server binary (passed through to the script).
 
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use nix::sys::signal::Signal;
 
-/// How long `start`/`restart` wait for `GET /ping` to answer `Ok.`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::daemon::{free_port, temp_dir, Daemon};
 
 /// A running private ClickHouse server; killed (and its temp dir removed) on drop.
 #[derive(Debug)]
 pub struct ClickHouseServer {
-    child: Option<Child>,
+    daemon: Option<Daemon>,
     http_port: u16,
     tcp_port: u16,
     state_dir: PathBuf,
@@ -38,17 +36,7 @@ impl ClickHouseServer {
     /// Starts a server on `http_port` (or a free one) and a free TCP port, with a fresh state
     /// dir under the temp dir, and waits until it answers `/ping`.
     pub fn start(http_port: Option<u16>) -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "atlasmesh-clickhouse-{}-{}-{nanos}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = temp_dir("clickhouse")?;
         let mut server = Self::start_in(&dir, http_port, None)?;
         server.remove_state_dir = true;
         Ok(server)
@@ -74,15 +62,33 @@ impl ClickHouseServer {
                 }
             },
         };
-        let mut server = ClickHouseServer {
-            child: None,
+        let script = script_path();
+        if !script.exists() {
+            bail!("ClickHouse start script not found at {}", script.display());
+        }
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let dir = state_dir.to_path_buf();
+        let daemon = Daemon::start(
+            "clickhouse-server",
+            &state_dir.join("server.stdout.log"),
+            Signal::SIGTERM,
+            move || {
+                let mut c = Command::new(&script);
+                c.arg(&dir)
+                    .arg(http_port.to_string())
+                    .arg(tcp_port.to_string());
+                c
+            },
+            move || ping(http_port),
+        )?;
+        Ok(ClickHouseServer {
+            daemon: Some(daemon),
             http_port,
             tcp_port,
             state_dir: state_dir.to_path_buf(),
             remove_state_dir: false,
-        };
-        server.launch()?;
-        Ok(server)
+        })
     }
 
     /// Base HTTP URL, e.g. `http://127.0.0.1:8123` (user `default`, no password).
@@ -110,96 +116,29 @@ impl ClickHouseServer {
 
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        self.daemon.as_mut().is_some_and(Daemon::is_running)
     }
 
-    /// Stops the server: SIGTERM, then SIGKILL after 15 s; waits for the process to exit.
+    /// Stops the server: SIGTERM, then SIGKILL after a grace; waits for the process to exit.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        if child.try_wait()?.is_some() {
-            return Ok(());
+        match self.daemon.as_mut() {
+            Some(d) => d.stop(),
+            None => Ok(()),
         }
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().ok();
-        child.wait().context("waiting for clickhouse-server")?;
-        Ok(())
     }
 
     /// Stops and starts the server again with the same ports and data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop()?;
-        self.launch()
-    }
-
-    fn launch(&mut self) -> anyhow::Result<()> {
-        let script = script_path();
-        if !script.exists() {
-            bail!("ClickHouse start script not found at {}", script.display());
-        }
-        std::fs::create_dir_all(&self.state_dir)?;
-        let log_path = self.state_dir.join("server.stdout.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = Command::new(&script)
-            .arg(&self.state_dir)
-            .arg(self.http_port.to_string())
-            .arg(self.tcp_port.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawning {}", script.display()))?;
-        self.child = Some(child);
-
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if ping(self.http_port) {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                bail!(
-                    "clickhouse-server exited with {status} before becoming ready; output:\n{}",
-                    tail(&log_path)
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = self.stop();
-                bail!(
-                    "clickhouse-server did not answer /ping on port {} within {:?}; output:\n{}",
-                    self.http_port,
-                    READY_TIMEOUT,
-                    tail(&log_path)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self.daemon.as_mut() {
+            Some(d) => d.restart(),
+            None => bail!("no server to restart"),
         }
     }
 }
 
 impl Drop for ClickHouseServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        drop(self.daemon.take()); // killed
         if self.remove_state_dir {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         }
@@ -217,11 +156,6 @@ pub fn script_path() -> PathBuf {
         .join("clickhouse-server")
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
 /// True when `GET /ping` on 127.0.0.1:`port` answers `Ok.`.
 pub fn ping(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -237,10 +171,4 @@ pub fn ping(port: u16) -> bool {
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.starts_with("HTTP/1.") && buf.contains(" 200 ") && buf.ends_with("Ok.\n")
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }

@@ -53,6 +53,11 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
     /// Stops the process (its stop signal, SIGKILL after 20 s) and waits for it.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
@@ -105,17 +110,19 @@ impl Daemon {
             {
                 self.child = None;
                 bail!(
-                    "{} exited with {status}; log in {}",
+                    "{} exited with {status}; end of its log ({}):\n{}",
                     self.name,
-                    self.log.display()
+                    self.log.display(),
+                    tail(&self.log)
                 );
             }
             if Instant::now() >= deadline {
                 let _ = self.stop();
                 bail!(
-                    "{} was not ready within {READY_TIMEOUT:?}; log in {}",
+                    "{} was not ready within {READY_TIMEOUT:?}; end of its log ({}):\n{}",
                     self.name,
-                    self.log.display()
+                    self.log.display(),
+                    tail(&self.log)
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -145,4 +152,18 @@ pub fn temp_dir(what: &str) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The last 30 lines of a log file.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .context("finding a free port")?;
+    Ok(l.local_addr()?.port())
 }

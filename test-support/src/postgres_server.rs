@@ -10,8 +10,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use nix::sys::signal::Signal;
 
-use crate::daemon::{temp_dir, Daemon};
-use crate::tansu_broker::free_port;
+use crate::daemon::{free_port, temp_dir, Daemon};
 
 /// A running private PostgreSQL; stopped (and its data removed) on drop.
 #[derive(Debug)]

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::daemon::{temp_dir, Daemon};
-use crate::tansu_broker::free_port;
+use crate::daemon::{free_port, temp_dir, Daemon};
 
 /// A running private Redis; killed (and its dir removed) on drop.
 #[derive(Debug)]

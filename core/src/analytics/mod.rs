@@ -1,4 +1,6 @@
-//! Pure metric kernels of the performance and alert pipelines: performance scores with their
+//! Pure metric kernels of the performance and alert pipelines: battery state of health from
+//! discharges and its trajectory ([`battery`]), vehicle health scores and fleet health
+//! ([`health`]), performance scores with their
 //! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
 //! pager message ([`alert`]), the utilization share from status durations ([`utilization`]) and
 //! the assembly of fleet reports ([`report`]).
@@ -9,6 +11,8 @@
 //! independently). Undefined results are `None` or an error, never NaN or infinity.
 
 pub mod alert;
+pub mod battery;
+pub mod health;
 pub mod metrics;
 pub mod report;
 pub mod score;

@@ -2,16 +2,9 @@ use atlasmesh_core::window::WindowResult;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use serde::{Deserialize, Serialize};
 
-/// The `Enum8` codes of `status` (migrations/clickhouse/0001_telemetry.sql), in code order.
-const STATUS_CODES: [VehicleStatus; 7] = [
-    VehicleStatus::Offline,
-    VehicleStatus::Idle,
-    VehicleStatus::EnRoute,
-    VehicleStatus::OnMission,
-    VehicleStatus::Charging,
-    VehicleStatus::Maintenance,
-    VehicleStatus::Fault,
-];
+/// The `Enum8` codes of `status` (migrations/clickhouse/0001_telemetry.sql) are the positions
+/// in [`VehicleStatus::ALL`].
+const STATUS_CODES: [VehicleStatus; 7] = VehicleStatus::ALL;
 
 fn status_code(s: VehicleStatus) -> i8 {
     STATUS_CODES
@@ -235,8 +228,11 @@ mod tests {
         use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 
         use super::{status_code, RawTelemetryRow, STATUS_CODES};
+        let sql = include_str!("../../../migrations/clickhouse/0001_telemetry.sql");
         for (i, status) in STATUS_CODES.iter().enumerate() {
             assert_eq!(status_code(*status), i as i8);
+            let code = format!("'{}' = {i}", status.as_str());
+            assert!(sql.contains(&code), "the migration's Enum8 has {code}");
             let e = TelemetryEvent {
                 event_id: format!("e{i}"),
                 fleet_id: "f".into(),
