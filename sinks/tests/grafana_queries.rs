@@ -53,6 +53,7 @@ fn config() -> ClickHouseConfig {
         password: env("CLICKHOUSE_PASSWORD").unwrap_or_default(),
         // The stack's server is 18.16: validation off unless told otherwise.
         validation: env("CLICKHOUSE_VALIDATION").is_some_and(|v| v == "true"),
+        ..ClickHouseConfig::default()
     }
 }
 
