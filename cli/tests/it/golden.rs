@@ -152,6 +152,12 @@ async fn golden_scenario(arrival: Arrival) {
     let tr = &sc["trend"];
     let s = |v: &Value| v.to_string();
     let mut extra: Vec<(String, String)> = vec![
+        // A partition counts as idle (and closes its open windows) after this long without
+        // input. The paced producer leaves 250 ms between batches, but on a loaded machine a
+        // batch can take seconds to produce: at the default 1.5 s a partition then closed its
+        // windows mid-stream and a later partial of another partition came too late for the
+        // scores (the idle-source rule in README "Known limits"), a flake, not the scenario.
+        ("ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(), "8000".into()),
         ("ATLASMESH_TELEMETRY__WINDOW_MS".into(), s(&wp["window_ms"])),
         (
             "ATLASMESH_TELEMETRY__OUT_OF_ORDERNESS_MS".into(),
@@ -344,7 +350,9 @@ async fn golden_scenario(arrival: Arrival) {
             .iter()
             .filter(|r| r.period == "day")
             .all(|r| r.version as usize >= settled(&r.fleet_id));
-        if complete || started.elapsed() > Duration::from_secs(60) {
+        // Generous: under a loaded CI machine (outage tests beside it) the last windows
+        // settle late; the loop ends as soon as they have.
+        if complete || started.elapsed() > Duration::from_secs(240) {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
