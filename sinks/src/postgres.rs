@@ -73,7 +73,10 @@ pub async fn connect_async_commit(url: &str, max_connections: u32) -> Result<PgP
 async fn connect_with(opts: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        // Short: after a PostgreSQL restart a pool may wait out this whole timeout on
+        // connections that died with the server; the runner retries at once (its probe saw
+        // the server back), so a short timeout is what makes progress resume within seconds.
+        .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_with(opts)
         .await?)
 }
