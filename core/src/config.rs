@@ -865,12 +865,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let dir = std::env::temp_dir().join(format!("am-cfg2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
-        std::fs::write(&file, "[telemetry]\nlateness = 1\n").unwrap();
-        let err = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(err.contains("lateness"), "{err}");
+        // In a Jail: the other tests set ATLASMESH_* variables inside theirs, and the jail's lock
+        // keeps this load from seeing them.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[telemetry]\nlateness = 1\n")?;
+            let err = Config::load(Some(std::path::Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("lateness"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
