@@ -43,6 +43,10 @@ enum Cmd {
     /// checkpoints (state and offsets together); its workers, started again, reprocess the
     /// topic from the beginning and rewrite the same results. Stop its workers first.
     Reset(ResetArgs),
+    /// Reprocess a time range of a pipeline's input into its stores (offsets looked up by
+    /// message timestamp), starting from the state a checkpoint snapshot held before it; the
+    /// live workers may keep running. Progress on stderr, JSON summary on stdout.
+    Replay(ReplayArgs),
     /// Produce simulated vehicle telemetry to the telemetry topic.
     Simulate(SimulateArgs),
     /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
@@ -177,6 +181,25 @@ struct ResetArgs {
     /// run; it would keep its in-memory state).
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The pipeline to replay (one whose outputs are versioned rows: telemetry).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(atlasmesh_pipelines::names()))]
+    pipeline: String,
+    /// Start of the range (RFC 3339 or epoch ms), inclusive, by Kafka message timestamp.
+    #[arg(long, value_parser = parse_time)]
+    from: i64,
+    /// End of the range (RFC 3339 or epoch ms), exclusive.
+    #[arg(long, value_parser = parse_time)]
+    to: i64,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    atlasmesh_core::clock::parse_instant(s).ok_or_else(|| {
+        format!("{s:?} is neither RFC 3339 (2026-12-03T14:00:00Z) nor epoch milliseconds")
+    })
 }
 
 #[derive(Args)]
@@ -340,6 +363,20 @@ async fn main() -> anyhow::Result<()> {
                     r.pipeline
                 ),
             }
+        }
+        Cmd::Replay(r) => {
+            let shutdown = shutdown_signal(stop_deadline);
+            let range = atlasmesh_pipelines::runner::replay::ReplayRange {
+                from_ms: r.from,
+                to_ms: r.to,
+            };
+            let mut progress = |p: &atlasmesh_pipelines::runner::replay::ReplayProgress| {
+                eprintln!("replay {}: {p}", r.pipeline);
+            };
+            let summary =
+                atlasmesh_pipelines::replay(&cfg, &r.pipeline, range, shutdown, &mut progress)
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Cmd::Worker(w) => {
             let handle = install_metrics()?;

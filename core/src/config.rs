@@ -132,6 +132,8 @@ pub struct Topics {
     pub metrics: String,
     pub alerts: String,
     pub dlq: String,
+    /// Inter-fleet communication, keyed by the recipient fleet.
+    pub coordination: String,
 }
 
 impl Default for Topics {
@@ -145,6 +147,7 @@ impl Default for Topics {
             metrics: "fleet.metrics.v1".into(),
             alerts: "fleet.alerts.v1".into(),
             dlq: "fleet.dlq.v1".into(),
+            coordination: "fleet.coordination.v1".into(),
         }
     }
 }
@@ -454,6 +457,9 @@ impl Default for MissionsConfig {
 pub struct ResourcesConfig {
     /// How often federation coordination metrics are recomputed (processing time).
     pub coordination_interval_ms: u64,
+    /// How often the coordination relay looks for inter-fleet messages to publish on
+    /// `topics.coordination` (processing time).
+    pub relay_interval_ms: u64,
     /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
     /// processing time.
     pub tick_ms: u64,
@@ -466,6 +472,7 @@ impl Default for ResourcesConfig {
     fn default() -> Self {
         ResourcesConfig {
             coordination_interval_ms: 60_000,
+            relay_interval_ms: 500,
             tick_ms: DEFAULT_TICK_MS,
             idle_flush_ms: None,
         }
@@ -750,6 +757,11 @@ impl Config {
         }
         if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
             return Err(Error::Config("missions.window_ms must divide a day".into()));
+        }
+        if self.resources.relay_interval_ms == 0 {
+            return Err(Error::Config(
+                "resources.relay_interval_ms must be positive".into(),
+            ));
         }
         if self.resources.coordination_interval_ms == 0 {
             return Err(Error::Config(

@@ -31,3 +31,22 @@ pub const ALERT_REVISIONS_IGNORED: &str = "atlasmesh_alert_revisions_ignored_tot
 pub const PERFORMANCE_SCORES: &str = "atlasmesh_performance_scores_total";
 /// Trend rows written (per batch).
 pub const PERFORMANCE_TRENDS: &str = "atlasmesh_performance_trends_total";
+/// Inter-fleet messages: broker acknowledgement time minus send time (the relay's delay).
+pub const COMMUNICATION_LATENCY_SECONDS: &str = "atlasmesh_communication_latency_seconds";
+/// Inter-fleet messages published on the coordination topic.
+pub const COMMUNICATIONS_DELIVERED: &str = "atlasmesh_communications_delivered_total";
+/// Federations (computed with the coordination metrics).
+pub const FEDERATIONS: &str = "atlasmesh_federations";
+/// Capacity shared within federations that the target fleets hold ÷ capacity shared, over all
+/// federations (computed with the coordination metrics).
+pub const SHARING_EFFICIENCY: &str = "atlasmesh_federation_sharing_efficiency";
+/// Of the inter-fleet messages sent in the last hour, the share the recipient acknowledged.
+pub const COORDINATION_ACK_RATIO: &str = "atlasmesh_coordination_acknowledgement_ratio";
+/// Of the inter-fleet messages sent in the last hour (older than a minute), the share on the
+/// topic: the coordination success rate.
+pub const COORDINATION_SUCCESS_RATIO: &str = "atlasmesh_coordination_success_ratio";
+/// Time to build an analytics report (API).
+pub const REPORT_SECONDS: &str = "atlasmesh_report_generation_seconds";
+/// Alert response: from the event time at which a rule's condition held (the window end) to
+/// the alert message being produced.
+pub const ALERT_RESPONSE_SECONDS: &str = "atlasmesh_alert_response_seconds";

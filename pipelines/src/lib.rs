@@ -33,10 +33,19 @@ pub type Running = BoxFuture<'static, Result<()>>;
 /// How a registered pipeline is started (see [`runner::start`]).
 pub type StartFn = fn(Arc<Config>, watch::Receiver<bool>) -> BoxFuture<'static, Result<Running>>;
 
-/// One entry of [`PIPELINES`]: a pipeline's name and how to start it.
+/// How a registered pipeline replays a range of its input (see [`runner::replay`]).
+pub type ReplayFn = for<'a> fn(
+    &'a Config,
+    runner::replay::ReplayRange,
+    watch::Receiver<bool>,
+    &'a mut (dyn FnMut(&runner::replay::ReplayProgress) + Send),
+) -> BoxFuture<'a, Result<runner::replay::ReplaySummary>>;
+
+/// One entry of [`PIPELINES`]: a pipeline's name and how to start or replay it.
 pub struct Registered {
     pub name: &'static str,
     pub start: StartFn,
+    pub replay: ReplayFn,
 }
 
 impl Registered {
@@ -44,8 +53,18 @@ impl Registered {
         Registered {
             name: P::NAME,
             start: start_boxed::<P>,
+            replay: replay_boxed::<P>,
         }
     }
+}
+
+fn replay_boxed<'a, P: Pipeline>(
+    cfg: &'a Config,
+    range: runner::replay::ReplayRange,
+    shutdown: watch::Receiver<bool>,
+    progress: &'a mut (dyn FnMut(&runner::replay::ReplayProgress) + Send),
+) -> BoxFuture<'a, Result<runner::replay::ReplaySummary>> {
+    Box::pin(runner::replay::replay::<P>(cfg, range, shutdown, progress))
 }
 
 fn start_boxed<P: Pipeline>(
@@ -109,6 +128,23 @@ pub async fn reset(
         .map_err(|refused| anyhow::anyhow!("reset refused: {refused}"))
 }
 
+/// `atlasmesh replay --pipeline NAME --from T --to T`: see [`runner::replay`].
+pub async fn replay(
+    cfg: &Config,
+    name: &str,
+    range: runner::replay::ReplayRange,
+    shutdown: watch::Receiver<bool>,
+    progress: &mut (dyn FnMut(&runner::replay::ReplayProgress) + Send),
+) -> anyhow::Result<runner::replay::ReplaySummary> {
+    let r = lookup(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown pipeline {name:?}; known: {:?}",
+            names().collect::<Vec<_>>()
+        )
+    })?;
+    Ok((r.replay)(cfg, range, shutdown, progress).await?)
+}
+
 /// Prepares the stores (databases, migrations, topics, schemas) every pipeline needs.
 pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -130,6 +166,7 @@ pub async fn prepare(cfg: &Config) -> anyhow::Result<()> {
             &t.command_results,
             &t.mission_events,
             &t.resource_events,
+            &t.coordination,
         ],
         cfg.kafka.partitions,
     )

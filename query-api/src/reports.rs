@@ -319,8 +319,11 @@ pub async fn fleet_report(
     caller.require_fleet(&fleet_id)?;
     let perf = &state.config.performance;
     let req = ReportRequest::parse(q, atlasmesh_core::clock::now_ms(), perf.report_max_days)?;
+    let started = std::time::Instant::now();
     let input = load(&state, &fleet_id, req.from_ms, req.to_ms).await?;
     let r = report::build(&input, &ReportSettings::from_config(perf));
+    metrics::histogram!(atlasmesh_core::metric_names::REPORT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
     Ok(match req.format {
         Format::Json => Json(r).into_response(),
         Format::Csv => {

@@ -10,9 +10,9 @@ mod records;
 
 pub use codec::{Codec, DecodeError, DecodeLimits, PreparedSchema};
 pub use records::{
-    CommandRecord, CommandResultRecord, CommandStatus, DeadLetterReason, DeadLetterRecord,
-    MetricsScope, MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState,
-    WindowMetricsRecord,
+    CommandRecord, CommandResultRecord, CommandStatus, CoordinationRecord, DeadLetterReason,
+    DeadLetterRecord, MetricsScope, MissionEventKind, MissionEventRecord, ResourceEventRecord,
+    ResourceState, WindowMetricsRecord,
 };
 
 /// Which topic a schema belongs to (the default topic names of `atlasmesh_core::config::Topics`).
@@ -25,10 +25,11 @@ pub enum SchemaKind {
     CommandResults,
     Metrics,
     Dlq,
+    Coordination,
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 7] = [
+    pub const ALL: [SchemaKind; 8] = [
         SchemaKind::Telemetry,
         SchemaKind::MissionEvents,
         SchemaKind::ResourceEvents,
@@ -36,6 +37,7 @@ impl SchemaKind {
         SchemaKind::CommandResults,
         SchemaKind::Metrics,
         SchemaKind::Dlq,
+        SchemaKind::Coordination,
     ];
 
     /// The `.avsc` text.
@@ -48,6 +50,7 @@ impl SchemaKind {
             SchemaKind::CommandResults => include_str!("../avro/fleet.command-results.v1.avsc"),
             SchemaKind::Metrics => include_str!("../avro/fleet.metrics.v1.avsc"),
             SchemaKind::Dlq => include_str!("../avro/fleet.dlq.v1.avsc"),
+            SchemaKind::Coordination => include_str!("../avro/fleet.coordination.v1.avsc"),
         }
     }
 
@@ -61,6 +64,7 @@ impl SchemaKind {
             SchemaKind::CommandResults => &t.command_results,
             SchemaKind::Metrics => &t.metrics,
             SchemaKind::Dlq => &t.dlq,
+            SchemaKind::Coordination => &t.coordination,
         }
     }
 

@@ -229,6 +229,21 @@ pub struct CommandRecord {
     pub payload_json: String,
 }
 
+/// `fleet.coordination.v1`: one inter-fleet message to one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinationRecord {
+    pub id: String,
+    pub message_id: String,
+    pub conversation_id: String,
+    pub federation_id: String,
+    pub from_fleet_id: String,
+    pub to_fleet_id: String,
+    /// Avro enum `CoordinationKind` (the domain's `CommunicationKind`).
+    pub kind: atlasmesh_core::domain::coordination::CommunicationKind,
+    pub body_json: String,
+    pub sent_at_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandResultRecord {
     pub command_id: String,

@@ -350,6 +350,36 @@ impl CheckpointStore {
         }))
     }
 
+    /// The newest snapshot of `partition` whose offset is at or before `offset` (the state the
+    /// message at `offset` met, give or take the messages after the snapshot): where
+    /// `atlasmesh replay` starts. Of snapshots at the same offset, the last taken (it holds
+    /// what an idle close changed without consuming anything).
+    pub async fn snapshot_at_or_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Checkpoint>> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT next_offset, state FROM checkpoint_snapshots
+             WHERE pipeline = $1 AND topic = $2 AND partition = $3 AND next_offset <= $4
+             ORDER BY next_offset DESC, taken_at DESC LIMIT 1",
+        )
+        .bind(&self.pipeline)
+        .bind(topic)
+        .bind(partition)
+        .bind(offset)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(next_offset, state)| Checkpoint {
+            topic: topic.into(),
+            partition,
+            next_offset,
+            state,
+            snapshot: true,
+        }))
+    }
+
     /// Saves several partitions in one transaction. A row only moves forward, so a worker that
     /// lost the partition in a rebalance can never overwrite its new owner's progress.
     pub async fn save(&self, checkpoints: &[Checkpoint]) -> Result<()> {

@@ -52,6 +52,7 @@ impl TestEnv {
             (&mut t.command_results, "command-results"),
             (&mut t.mission_events, "mission-events"),
             (&mut t.resource_events, "resource-events"),
+            (&mut t.coordination, "coordination"),
         ] {
             *slot = format!("it.{unique}.{name}");
         }
@@ -112,6 +113,10 @@ impl TestEnv {
             (
                 "ATLASMESH_TOPICS__RESOURCE_EVENTS".into(),
                 t.resource_events.clone(),
+            ),
+            (
+                "ATLASMESH_TOPICS__COORDINATION".into(),
+                t.coordination.clone(),
             ),
             (
                 "ATLASMESH_TELEMETRY__IDLE_FLUSH_MS".into(),

@@ -70,9 +70,13 @@ fn nested_at(parent_path: &str, segment: &str) -> Option<&'static ResourceInfo> 
     })
 }
 
+/// The first example body of resource `name` (resources with several examples vary them by
+/// how many of their own kind `ids` holds: a member for `fleet` itself, not a partner).
 fn example(name: &str, fleet: &str, ids: &Ids) -> Value {
     let e = catalog().into_iter().find(|e| e.info.name == name).unwrap();
-    (e.example)(fleet, ids)
+    let mut first = ids.clone();
+    first.remove(name);
+    (e.example)(fleet, &first)
 }
 
 /// A full `PUT` body of each resource with updates, valid for its example entity.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
+    Action, Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
     ScopeKind, Validate, BY_FLEET,
 };
 use crate::Role;
@@ -172,8 +172,17 @@ impl Resource for Member {
     type Update = NoUpdate;
     type View = MemberView;
 
+    /// The fleet and a partner fleet (someone to write to, see [`Communication`]).
+    const EXAMPLE_COUNT: usize = 2;
+
     fn example(fleet_id: &str, ids: &Ids) -> serde_json::Value {
-        json!({"federation_id": super::id_of(ids, "federation", 0), "fleet_id": fleet_id, "role": "coordinator"})
+        let federation = super::id_of(ids, "federation", 0);
+        match ids.get("member").map_or(0, Vec::len) {
+            0 => json!({"federation_id": federation, "fleet_id": fleet_id, "role": "coordinator"}),
+            _ => {
+                json!({"federation_id": federation, "fleet_id": format!("{fleet_id}-partner"), "role": "member"})
+            }
+        }
     }
 }
 
@@ -361,5 +370,151 @@ impl Resource for FederationMetric {
     fn example(_fleet_id: &str, ids: &Ids) -> serde_json::Value {
         json!({"federation_id": super::id_of(ids, "federation", 0), "metric": "shared_units", "value": 2.0,
                "period_start": "2024-05-01T00:00:00Z", "period_end": "2024-05-02T00:00:00Z"})
+    }
+}
+
+// ---------------------------------------------------------------- communications
+
+/// What an inter-fleet message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CommunicationKind {
+    /// Units a fleet can lend.
+    ResourceOffer,
+    /// Units a fleet needs.
+    ResourceRequest,
+    /// Work (a mission, a zone) passed to another fleet.
+    Handover,
+    Notice,
+}
+
+impl CommunicationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommunicationKind::ResourceOffer => "resource_offer",
+            CommunicationKind::ResourceRequest => "resource_request",
+            CommunicationKind::Handover => "handover",
+            CommunicationKind::Notice => "notice",
+        }
+    }
+}
+
+/// Largest message body, as serialized JSON.
+pub const MAX_COMMUNICATION_BODY: usize = 16 * 1024;
+
+/// A message from one member fleet of a federation to another (one row per recipient: a
+/// message to the whole federation is one row per other member, sharing `message_id`). The
+/// sender and the recipient read it; the recipient acknowledges it; nobody else sees it, and a
+/// fleet that is not a member of the federation is refused (403) on every route. The
+/// coordination relay delivers each row on `topics.coordination` (keyed by the recipient)
+/// and records when the broker took it (`delivered_at`).
+pub struct Communication;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CommunicationCreate {
+    pub federation_id: String,
+    /// The sender, a member fleet of the federation.
+    pub fleet_id: String,
+    /// The recipient, another member; absent: every other member of the federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fleet_id: Option<String>,
+    pub kind: CommunicationKind,
+    /// The conversation this message continues; absent: it starts one (its `message_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The content, a JSON object of at most 16 KiB.
+    pub body: serde_json::Value,
+}
+
+impl Validate for CommunicationCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("federation_id", &self.federation_id);
+        c.id("fleet_id", &self.fleet_id);
+        c.opt_id("target_fleet_id", self.target_fleet_id.as_deref());
+        if self.target_fleet_id.as_deref() == Some(self.fleet_id.as_str()) {
+            c.fail("target_fleet_id", "must differ from fleet_id");
+        }
+        c.opt_id("conversation_id", self.conversation_id.as_deref());
+        if !self.body.is_object() {
+            c.fail("body", "must be a JSON object");
+        } else if self.body.to_string().len() > MAX_COMMUNICATION_BODY {
+            c.fail(
+                "body",
+                format!("at most {MAX_COMMUNICATION_BODY} bytes of JSON"),
+            );
+        }
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CommunicationView {
+    pub id: String,
+    pub federation_id: String,
+    pub fleet_id: String,
+    pub target_fleet_id: String,
+    pub kind: CommunicationKind,
+    /// The message this row is a copy of (the id of its first row).
+    pub message_id: String,
+    pub conversation_id: String,
+    pub body: serde_json::Value,
+    /// `sent` → `delivered` (on the topic) → `acknowledged` (by the recipient).
+    pub status: String,
+    pub sent_at: String,
+    pub delivered_at: Option<String>,
+    pub acknowledged_at: Option<String>,
+    /// Who acknowledged (the recipient's actor).
+    pub acknowledged_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for Communication {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "communication",
+        plural: "inter-fleet communications",
+        table: "communication_logs",
+        path: "/api/v1/fleet-coordination/communications",
+        tag: TAG,
+        scope: ScopeKind::Correspondence {
+            target: "target_fleet_id",
+            federation: "federation_id",
+        },
+        ops: Ops::CREATE,
+        actions: &[Action {
+            name: "acknowledge",
+            summary: "The recipient acknowledges the message (records when and who)",
+        }],
+        lookups: &[
+            BY_FEDERATION,
+            BY_FLEET,
+            Lookup {
+                segment: "by-target",
+                column: "target_fleet_id",
+            },
+            Lookup {
+                segment: "by-conversation",
+                column: "conversation_id",
+            },
+        ],
+        references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
+        delete_role: Role::Admin,
+    };
+    type Create = CommunicationCreate;
+    type Update = NoUpdate;
+    type View = CommunicationView;
+
+    fn example(fleet_id: &str, ids: &Ids) -> serde_json::Value {
+        json!({"federation_id": super::id_of(ids, "federation", 0), "fleet_id": fleet_id,
+               "kind": "resource_offer", "body": {"pool": "chargers", "units": 2}})
     }
 }

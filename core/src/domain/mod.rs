@@ -35,6 +35,14 @@ pub enum ScopeKind {
     /// Rows belong to the federation named in this column (`id` for the federations table);
     /// callers with that federation in scope may change them, member fleets may read them.
     Federation(&'static str),
+    /// Messages between member fleets of a federation: sent by the fleet in `fleet_id` (who
+    /// creates them) to the fleet in `target` (who alone may act on them, e.g. acknowledge);
+    /// both read them, and so do callers with the `federation` in scope. Every fleet involved
+    /// must be a member of the federation; a caller that is not is refused with 403.
+    Correspondence {
+        target: &'static str,
+        federation: &'static str,
+    },
 }
 
 /// Which writes a resource accepts (list and get always exist).
@@ -171,7 +179,9 @@ impl ResourceInfo {
     /// The column that holds the owning scope (fleet or federation).
     pub fn scope_column(&self) -> &'static str {
         match self.scope {
-            ScopeKind::Fleet | ScopeKind::SharedWith(_) => "fleet_id",
+            ScopeKind::Fleet | ScopeKind::SharedWith(_) | ScopeKind::Correspondence { .. } => {
+                "fleet_id"
+            }
             ScopeKind::Federation(col) => col,
         }
     }
@@ -277,6 +287,7 @@ macro_rules! for_each_resource {
             $crate::domain::coordination::Member,
             $crate::domain::coordination::Share,
             $crate::domain::coordination::FederationMetric,
+            $crate::domain::coordination::Communication,
             $crate::domain::optimization::Run,
             $crate::domain::optimization::Rebalancing,
             $crate::domain::optimization::RunResult,

@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use atlasmesh_core::analytics::alert::TransitionKind;
 use atlasmesh_core::config::Config;
 use atlasmesh_schemas::{
     Codec, DeadLetterReason, DeadLetterRecord, MetricsScope, SchemaKind, WindowMetricsRecord,
@@ -253,6 +254,15 @@ impl Pipeline for AlertsPipeline {
         self.sinks.publish(&batch.transitions, dlq).await?;
         metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS)
             .increment(batch.transitions.len() as u64);
+        // Breach to message: from the event time the alert fired at to its message being on
+        // the topic (live data only means anything here; a backlog shows as a long response).
+        let now = atlasmesh_core::clock::now_ms();
+        for t in &batch.transitions {
+            if t.message.is_some() && t.transition.kind == TransitionKind::Firing {
+                metrics::histogram!(atlasmesh_core::metric_names::ALERT_RESPONSE_SECONDS)
+                    .record((now - t.transition.at_ms).max(0) as f64 / 1000.0);
+            }
+        }
         Ok(())
     }
 

@@ -13,6 +13,16 @@
 //! - `pool_utilization`: all allocations on member fleets' pools ÷ their capacity;
 //! - `shared_capacity`: units shared within the federation.
 //!
+//! Over the inter-fleet messages (`communication_logs`) sent in the hour before:
+//! - `messages_sent`;
+//! - `communication_latency_ms`: mean time from send to the broker's acknowledgement of the
+//!   relay's publish, over the delivered ones;
+//! - `coordination_success_rate`: delivered ÷ sent;
+//! - `acknowledgement_rate`: acknowledged by the recipient ÷ delivered.
+//!
+//! The same figures over all federations go to Prometheus (`atlasmesh_federations`,
+//! `atlasmesh_federation_sharing_efficiency`, `atlasmesh_coordination_*_ratio`).
+//!
 //! A ratio with a zero denominator is not written (no row rather than a made-up 0).
 
 use std::time::Duration;
@@ -30,6 +40,12 @@ pub struct FederationUse {
     pub capacity: f64,
     pub allocated: f64,
     pub cross_allocated: f64,
+    /// Messages sent in the last hour, of them delivered and acknowledged, and the mean
+    /// delivery latency of the delivered ones.
+    pub sent: f64,
+    pub delivered: f64,
+    pub acknowledged: f64,
+    pub latency_ms: Option<f64>,
 }
 
 /// The metric rows of one federation: (metric, value).
@@ -45,7 +61,32 @@ pub fn metrics(u: &FederationUse) -> Vec<(&'static str, f64)> {
     if let Some(v) = ratio(u.allocated, u.capacity) {
         out.push(("pool_utilization", v));
     }
+    if u.sent > 0.0 {
+        out.push(("messages_sent", u.sent));
+    }
+    if let Some(v) = u.latency_ms {
+        out.push(("communication_latency_ms", v));
+    }
+    if let Some(v) = ratio(u.delivered, u.sent) {
+        out.push(("coordination_success_rate", v));
+    }
+    if let Some(v) = ratio(u.acknowledged, u.delivered) {
+        out.push(("acknowledgement_rate", v));
+    }
     out
+}
+
+/// The Prometheus gauges over all federations.
+fn publish_totals(all: &[(String, FederationUse)]) {
+    use atlasmesh_core::metric_names as m;
+    let sum = |f: fn(&FederationUse) -> f64| all.iter().map(|(_, u)| f(u)).sum::<f64>();
+    metrics::gauge!(m::FEDERATIONS).set(all.len() as f64);
+    let ratio = |n: f64, d: f64| if d > 0.0 { n / d } else { f64::NAN };
+    metrics::gauge!(m::SHARING_EFFICIENCY).set(ratio(sum(|u| u.shared_used), sum(|u| u.shared)));
+    metrics::gauge!(m::COORDINATION_SUCCESS_RATIO)
+        .set(ratio(sum(|u| u.delivered), sum(|u| u.sent)));
+    metrics::gauge!(m::COORDINATION_ACK_RATIO)
+        .set(ratio(sum(|u| u.acknowledged), sum(|u| u.delivered)));
 }
 
 /// Reads every federation's figures.
@@ -75,8 +116,19 @@ pub async fn measure(pool: &PgPool) -> Result<Vec<(String, FederationUse)>, sqlx
                 coalesce((SELECT sum(used) FROM shares s WHERE s.federation_id = f.id), 0)::float8 AS shared_used,
                 coalesce(u.capacity, 0)::float8 AS capacity,
                 coalesce(u.allocated, 0)::float8 AS allocated,
-                coalesce(u.cross_allocated, 0)::float8 AS cross_allocated
+                coalesce(u.cross_allocated, 0)::float8 AS cross_allocated,
+                coalesce(c.sent, 0)::float8 AS sent,
+                coalesce(c.delivered, 0)::float8 AS delivered,
+                coalesce(c.acknowledged, 0)::float8 AS acknowledged,
+                c.latency_ms
          FROM federations f LEFT JOIN pool_use u ON u.federation_id = f.id
+         LEFT JOIN (
+             SELECT federation_id, count(*) AS sent, count(delivered_at) AS delivered,
+                    count(acknowledged_at) AS acknowledged,
+                    (avg(extract(epoch FROM delivered_at - sent_at)) * 1000)::float8 AS latency_ms
+             FROM communication_logs WHERE sent_at >= now() - interval '1 hour'
+             GROUP BY federation_id
+         ) c ON c.federation_id = f.id
          ORDER BY f.id",
     )
     .fetch_all(pool)
@@ -92,6 +144,10 @@ pub async fn measure(pool: &PgPool) -> Result<Vec<(String, FederationUse)>, sqlx
                     capacity: r.get("capacity"),
                     allocated: r.get("allocated"),
                     cross_allocated: r.get("cross_allocated"),
+                    sent: r.get("sent"),
+                    delivered: r.get("delivered"),
+                    acknowledged: r.get("acknowledged"),
+                    latency_ms: r.get("latency_ms"),
                 },
             )
         })
@@ -105,7 +161,9 @@ pub async fn record(pool: &PgPool) -> Result<usize, sqlx::Error> {
         sqlx::query_scalar("SELECT (extract(epoch from date_trunc('hour', now())) * 1000)::bigint")
             .fetch_one(pool)
             .await?;
-    for (federation, u) in measure(pool).await? {
+    let all = measure(pool).await?;
+    publish_totals(&all);
+    for (federation, u) in all {
         for (metric, value) in metrics(&u) {
             let id = derived_id(&["federation_metric", &federation, metric, &hour.to_string()]);
             sqlx::query(
@@ -154,6 +212,7 @@ mod tests {
             capacity: 40.0,
             allocated: 30.0,
             cross_allocated: 6.0,
+            ..FederationUse::default()
         };
         assert_eq!(
             metrics(&u),
@@ -166,5 +225,22 @@ mod tests {
         );
         let empty = FederationUse::default();
         assert_eq!(metrics(&empty), [("shared_capacity", 0.0)]);
+        let talk = FederationUse {
+            sent: 4.0,
+            delivered: 4.0,
+            acknowledged: 1.0,
+            latency_ms: Some(120.0),
+            ..FederationUse::default()
+        };
+        assert_eq!(
+            metrics(&talk),
+            [
+                ("shared_capacity", 0.0),
+                ("messages_sent", 4.0),
+                ("communication_latency_ms", 120.0),
+                ("coordination_success_rate", 1.0),
+                ("acknowledgement_rate", 0.25)
+            ]
+        );
     }
 }

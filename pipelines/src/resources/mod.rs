@@ -23,6 +23,7 @@
 //! writes the same sample again, which the ReplacingMergeTree key collapses.
 
 pub mod coordination;
+pub mod relay;
 mod state;
 mod store;
 
@@ -59,6 +60,7 @@ pub struct ResourcesPipeline {
     clickhouse: ClickHouseSink,
     producer: KafkaProducer,
     coordination_every: Duration,
+    relay_every: Duration,
     cadence: Cadence,
 }
 
@@ -76,6 +78,7 @@ impl Pipeline for ResourcesPipeline {
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
             producer: KafkaProducer::new(&cfg.kafka)?,
             coordination_every: Duration::from_millis(cfg.resources.coordination_interval_ms),
+            relay_every: Duration::from_millis(cfg.resources.relay_interval_ms),
             cadence: Cadence::new(cfg, cfg.resources.tick_ms, cfg.resources.idle_flush_ms),
         })
     }
@@ -88,10 +91,21 @@ impl Pipeline for ResourcesPipeline {
         self.cadence.idle_flush
     }
 
-    /// The federation coordination metrics, every `resources.coordination_interval_ms`.
+    /// The federation coordination metrics, every `resources.coordination_interval_ms`, and
+    /// the relay of inter-fleet messages to `topics.coordination`.
     fn background(&self, _cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<Background> {
         let (pool, every) = (self.pool.clone(), self.coordination_every);
-        vec![Box::pin(coordination::run(pool, every, shutdown))]
+        vec![
+            Box::pin(coordination::run(pool.clone(), every, shutdown.clone())),
+            Box::pin(relay::run(
+                pool,
+                self.producer.clone(),
+                self.codec.clone(),
+                self.topics.coordination.clone(),
+                self.relay_every,
+                shutdown,
+            )),
+        ]
     }
 
     fn topic(&self) -> &str {

@@ -18,6 +18,7 @@
 //!   ([`Pipeline::background`]) that end with it.
 
 mod context;
+pub mod replay;
 mod retry;
 
 use std::collections::{HashMap, VecDeque};
@@ -173,6 +174,16 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     /// after an error.
     fn flush(&self, batch: &mut Self::Batch) -> impl Future<Output = Result<()>> + Send;
     fn batch_len(&self, batch: &Self::Batch) -> usize;
+
+    /// What `atlasmesh replay` of this pipeline writes again (for its log), or `None` (the
+    /// default) when its outputs are events others act on (pages, command results) rather
+    /// than versioned rows, so a replay would repeat them: such a pipeline is rebuilt with
+    /// `atlasmesh reset` instead. See [`replay`].
+    const REPLAY: Option<&'static str> = None;
+
+    /// Removes from `batch` what a replay must not write again (caches of the newest state,
+    /// topic outputs); called before each flush of a replay.
+    fn keep_for_replay(&self, _batch: &mut Self::Batch) {}
 }
 
 /// Why the runner loop ends before shutdown's final checkpoint.

@@ -236,4 +236,17 @@ impl Pipeline for TelemetryPipeline {
     fn batch_len(&self, batch: &TelemetryBatch) -> usize {
         batch.consumed + batch.marks.len()
     }
+
+    const REPLAY: Option<&'static str> =
+        Some("ClickHouse raw rows, vehicle windows and fleet partials (versioned upserts)");
+
+    /// A replay rewrites the ClickHouse rows only: Redis holds the newest state (a past range
+    /// cannot change it), and the windows, watermarks and dead letters on the topics were
+    /// sent when the range was first processed.
+    fn keep_for_replay(&self, batch: &mut TelemetryBatch) {
+        batch.redis.clear();
+        batch.metrics.clear();
+        batch.dlq.clear();
+        batch.marks.clear();
+    }
 }

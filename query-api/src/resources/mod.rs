@@ -318,8 +318,8 @@ pub fn list_query(
     }
     // Filtering by a fleet outside the scope is refused rather than answered empty.
     for (col, v) in &q.filters {
-        let fleet_col =
-            *col == "fleet_id" || matches!(info.scope, ScopeKind::SharedWith(t) if t == *col);
+        let fleet_col = *col == "fleet_id"
+            || matches!(info.scope, ScopeKind::SharedWith(t) | ScopeKind::Correspondence { target: t, .. } if t == *col);
         if fleet_col && !caller.scope.allows_fleet(v) {
             return Err(ApiError::forbidden(format!(
                 "fleet {v} is not in your scope"
@@ -362,6 +362,7 @@ async fn page<R: Resource>(
         fixed,
         state.config.api.max_page_size,
     )?;
+    refuse_outsider(&state, &R::INFO, &caller, Concerning::List(&q)).await?;
     Ok(Json(
         store::list::<R>(&state.postgres, &caller.scope, &q)
             .await
@@ -380,7 +381,47 @@ async fn get_one<R: Resource>(
         .map_err(internal)?
     {
         Some(v) => Ok(Json(v)),
-        None => Err(ApiError::not_found(format!("no {} {id}", R::INFO.name))),
+        None => {
+            refuse_outsider(&state, &R::INFO, &caller, Concerning::Row(&id)).await?;
+            Err(ApiError::not_found(format!("no {} {id}", R::INFO.name)))
+        }
+    }
+}
+
+/// What [`refuse_outsider`] finds the federation of.
+enum Concerning<'a> {
+    /// A list with these filters (the federation or conversation it names).
+    List(&'a ListQuery),
+    /// One row.
+    Row(&'a str),
+}
+
+/// 403 when the federation a request concerns is one the caller takes no part in
+/// ([`ScopeKind::Correspondence`] resources; others pass without a query).
+async fn refuse_outsider(
+    state: &AppState,
+    info: &ResourceInfo,
+    caller: &Caller,
+    what: Concerning<'_>,
+) -> Result<(), ApiError> {
+    if !matches!(info.scope, ScopeKind::Correspondence { .. }) || caller.scope.all {
+        return Ok(());
+    }
+    let mut c = conn(state).await?;
+    let fed = match what {
+        Concerning::List(q) => store::listed_federation(&mut c, info, q).await,
+        Concerning::Row(id) => store::federation_of(&mut c, info, id).await,
+    }
+    .map_err(internal)?;
+    let Some(fed) = fed else {
+        return Ok(());
+    };
+    match store::outsider(&mut c, info, &caller.scope, &fed)
+        .await
+        .map_err(internal)?
+    {
+        Some(reason) => Err(ApiError::forbidden(reason)),
+        None => Ok(()),
     }
 }
 
@@ -463,6 +504,12 @@ async fn create_from<R: Resource>(
     if let Some(reason) = store::scope_violation(info, &caller.scope, &rec) {
         return Err(ApiError::forbidden(reason));
     }
+    if let Some(reason) = store::sender_outside(&mut *conn(state).await?, info, &rec)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::forbidden(reason));
+    }
     let bad = store::check_references(&mut *conn(state).await?, info, &caller.scope, &rec)
         .await
         .map_err(internal)?;
@@ -512,7 +559,10 @@ async fn writable(
             "{} {id} is read-only for you",
             info.name
         ))),
-        Access::Hidden => Err(ApiError::not_found(format!("no {} {id}", info.name))),
+        Access::Hidden => {
+            refuse_outsider(state, info, caller, Concerning::Row(id)).await?;
+            Err(ApiError::not_found(format!("no {} {id}", info.name)))
+        }
     }
 }
 

@@ -255,11 +255,130 @@ pub fn scope_violation(info: &ResourceInfo, scope: &Scope, rec: &Record) -> Opti
             let f = rec.get(col).and_then(Value::as_str).unwrap_or_default();
             (!scope.allows_federation(f)).then(|| format!("federation {f} is not in scope"))
         }
-        ScopeKind::Fleet | ScopeKind::SharedWith(_) => {
+        ScopeKind::Fleet | ScopeKind::SharedWith(_) | ScopeKind::Correspondence { .. } => {
             let f = rec.get(col).and_then(Value::as_str).unwrap_or_default();
             (!scope.allows_fleet(f)).then(|| format!("fleet {f} is not in scope"))
         }
     }
+}
+
+/// Whether a caller with `scope` takes part in federation `federation_id`: the federation is
+/// in its scope, or one of its fleets is a member.
+pub async fn in_federation(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    federation_id: &str,
+) -> Result<bool, sqlx::Error> {
+    if scope.all || scope.allows_federation(federation_id) {
+        return Ok(true);
+    }
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM federation_members WHERE federation_id = $1 AND fleet_id = ANY($2))",
+    )
+    .bind(federation_id)
+    .bind(&scope.fleets)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// For resources whose rows are messages between members of a federation
+/// ([`ScopeKind::Correspondence`]): why a caller with `scope` must be refused (403) for
+/// federation `federation_id` — it takes no part in it — or `None`.
+pub async fn outsider(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    scope: &Scope,
+    federation_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    if !matches!(info.scope, ScopeKind::Correspondence { .. }) {
+        return Ok(None);
+    }
+    Ok(
+        (!in_federation(conn, scope, federation_id).await?).then(|| {
+            format!(
+            "none of your fleets is a member of federation {federation_id}: its {} are not yours",
+            info.plural
+        )
+        }),
+    )
+}
+
+/// For a new row of a [`ScopeKind::Correspondence`] resource: why its sender (`fleet_id`)
+/// may not send in its federation — it is not a member — or `None` (the API answers 403).
+pub async fn sender_outside(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    rec: &Record,
+) -> Result<Option<String>, sqlx::Error> {
+    let ScopeKind::Correspondence { federation, .. } = info.scope else {
+        return Ok(None);
+    };
+    let fed = rec
+        .get(federation)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let sender = rec
+        .get("fleet_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM federation_members WHERE federation_id = $1 AND fleet_id = $2)",
+    )
+    .bind(fed)
+    .bind(sender)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((!member).then(|| format!("fleet {sender} is not a member of federation {fed}")))
+}
+
+/// The federation a list of a [`ScopeKind::Correspondence`] resource is about, when its
+/// filters name one: the `federation` filter, or the federation of the conversation filtered
+/// by (`conversation_id`). `None` for other resources and unfiltered lists.
+pub async fn listed_federation(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    q: &ListQuery,
+) -> Result<Option<String>, sqlx::Error> {
+    let ScopeKind::Correspondence { federation, .. } = info.scope else {
+        return Ok(None);
+    };
+    for (col, v) in &q.filters {
+        if *col == federation {
+            return Ok(Some(v.clone()));
+        }
+    }
+    for (col, v) in &q.filters {
+        if *col == "conversation_id" {
+            let mut qb = sqlx::QueryBuilder::new("SELECT ");
+            qb.push(federation)
+                .push(" FROM ")
+                .push(info.table)
+                .push(" WHERE conversation_id = ")
+                .push_bind(v.clone())
+                .push(" LIMIT 1");
+            return qb.build_query_scalar().fetch_optional(&mut *conn).await;
+        }
+    }
+    Ok(None)
+}
+
+/// The federation of row `id` of a [`ScopeKind::Correspondence`] resource whatever the
+/// scope (to tell an outsider, 403, from a member the row is not addressed to, 404).
+pub async fn federation_of(
+    conn: &mut PgConnection,
+    info: &ResourceInfo,
+    id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let ScopeKind::Correspondence { federation, .. } = info.scope else {
+        return Ok(None);
+    };
+    let mut qb = sqlx::QueryBuilder::new("SELECT ");
+    qb.push(federation)
+        .push(" FROM ")
+        .push(info.table)
+        .push(" WHERE id = ")
+        .push_bind(id.to_string());
+    qb.build_query_scalar().fetch_optional(&mut *conn).await
 }
 
 /// Checks the references of a new row: each must name an entity that exists in `scope`
@@ -310,6 +429,9 @@ async fn create<R: StoreRules>(conn: &mut PgConnection, cmd: CommandCtx<'_>) -> 
         return applied(info, &id, &existing);
     }
     if let Some(reason) = scope_violation(info, cmd.scope, &rec) {
+        return Err(StoreError::Rejected(reason));
+    }
+    if let Some(reason) = sender_outside(conn, info, &rec).await? {
         return Err(StoreError::Rejected(reason));
     }
     let bad = check_references(conn, info, cmd.scope, &rec).await?;

@@ -54,6 +54,29 @@ pub(crate) fn push_scope(
             }
             qb.push(")");
         }
+        ScopeKind::Correspondence { target, federation } => {
+            // Only the recipient acts on a message; the sender, the recipient and the
+            // federation's own callers read it.
+            if write {
+                qb.push("t.")
+                    .push(target)
+                    .push(" = ANY(")
+                    .push_bind(scope.fleets.clone())
+                    .push(")");
+            } else {
+                qb.push("(t.fleet_id = ANY(")
+                    .push_bind(scope.fleets.clone())
+                    .push(") OR t.")
+                    .push(target)
+                    .push(" = ANY(")
+                    .push_bind(scope.fleets.clone())
+                    .push(") OR t.")
+                    .push(federation)
+                    .push(" = ANY(")
+                    .push_bind(scope.federations.clone())
+                    .push("))");
+            }
+        }
         ScopeKind::Federation(col) => {
             qb.push("(t.")
                 .push(col)
