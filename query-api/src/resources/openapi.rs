@@ -2,7 +2,7 @@
 //! declarations as the routes (so the document cannot drift from them). Merged into the
 //! document of `GET /api/v1/openapi.json`.
 
-use atlasmesh_core::domain::{ActionBody, Resource, ResourceInfo};
+use atlasmesh_core::domain::{ActionBody, Resource, ResourceInfo, ScopeKind};
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
 };
@@ -289,9 +289,16 @@ where
     )
     .response("400", error("An id that is not UTF-8"))
     .response("401", error("Not authenticated"))
-    .response("404", error("No such entity in your scope"))
-    .build();
-    paths.add_path_operation(&item_path, vec![HttpMethod::Get], get);
+    .response("404", error("No such entity in your scope"));
+    let get = if matches!(i.scope, ScopeKind::Correspondence { .. }) {
+        get.response(
+            "403",
+            error("A message of a federation none of your fleets is a member of"),
+        )
+    } else {
+        get
+    };
+    paths.add_path_operation(&item_path, vec![HttpMethod::Get], get.build());
     if i.ops.create {
         c = add_schema::<R::Create>(c);
         let create = body_responses(write_responses(op(
