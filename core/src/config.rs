@@ -460,6 +460,9 @@ pub struct ResourcesConfig {
     /// How often the coordination relay looks for inter-fleet messages to publish on
     /// `topics.coordination` (processing time).
     pub relay_interval_ms: u64,
+    /// How often the optimization run executor looks for queued engine runs (processing
+    /// time); a run found is followed at once by the next.
+    pub optimization_interval_ms: u64,
     /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
     /// processing time.
     pub tick_ms: u64,
@@ -473,6 +476,7 @@ impl Default for ResourcesConfig {
         ResourcesConfig {
             coordination_interval_ms: 60_000,
             relay_interval_ms: 500,
+            optimization_interval_ms: 1_000,
             tick_ms: DEFAULT_TICK_MS,
             idle_flush_ms: None,
         }
@@ -757,6 +761,11 @@ impl Config {
         }
         if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
             return Err(Error::Config("missions.window_ms must divide a day".into()));
+        }
+        if self.resources.optimization_interval_ms == 0 {
+            return Err(Error::Config(
+                "resources.optimization_interval_ms must be positive".into(),
+            ));
         }
         if self.resources.relay_interval_ms == 0 {
             return Err(Error::Config(

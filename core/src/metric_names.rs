@@ -50,3 +50,8 @@ pub const REPORT_SECONDS: &str = "atlasmesh_report_generation_seconds";
 /// Alert response: from the event time at which a rule's condition held (the window end) to
 /// the alert message being produced.
 pub const ALERT_RESPONSE_SECONDS: &str = "atlasmesh_alert_response_seconds";
+/// Optimization runs executed by the engine, by `outcome` (`completed`, `failed`): the
+/// optimization success rate.
+pub const OPTIMIZATION_RUNS: &str = "atlasmesh_optimization_runs_total";
+/// Time to execute an optimization run (load, solve, store).
+pub const OPTIMIZATION_SECONDS: &str = "atlasmesh_optimization_run_seconds";

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod dlq;
 mod error;
 pub mod missions;
+pub mod optimization;
 pub mod performance;
 pub mod ready;
 pub mod resources;

@@ -91,6 +91,19 @@ impl RedisSink {
         Ok(())
     }
 
+    /// The newest sample of every vehicle of `fleet` (entries that do not parse are skipped).
+    pub async fn fleet_latest(&self, fleet: &str) -> Result<Vec<TelemetryEvent>> {
+        let mut c = self.conn.clone();
+        let all: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(keys::fleet_vehicles(&self.prefix, fleet))
+            .query_async(&mut c)
+            .await?;
+        Ok(all
+            .values()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect())
+    }
+
     /// Writes the batch in one pipeline. Idempotent: the same batch written twice leaves the
     /// same values.
     pub async fn write(&self, batch: &RedisBatch) -> Result<()> {

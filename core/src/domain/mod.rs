@@ -288,6 +288,7 @@ macro_rules! for_each_resource {
             $crate::domain::coordination::Share,
             $crate::domain::coordination::FederationMetric,
             $crate::domain::coordination::Communication,
+            $crate::domain::optimization::ServiceZone,
             $crate::domain::optimization::Run,
             $crate::domain::optimization::Rebalancing,
             $crate::domain::optimization::RunResult,

@@ -22,6 +22,137 @@ const RUN_REF: Reference = Reference {
     same_fleet: true,
 };
 
+// ---------------------------------------------------------------- zones
+
+/// Most neighbours a zone may list.
+pub const MAX_NEIGHBOURS: usize = 200;
+
+/// A zone of a fleet's service area that vehicles idle in and are rebalanced between (the
+/// optimization engine's nodes): its centroid, how many vehicles may idle in it, and optionally
+/// the zones a move may go to (absent: every zone of the fleet).
+pub struct ServiceZone;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ZoneCreate {
+    pub fleet_id: String,
+    pub name: String,
+    /// Centroid latitude, degrees.
+    pub lat: f64,
+    /// Centroid longitude, degrees.
+    pub lon: f64,
+    /// Vehicles that may idle in the zone at once.
+    pub vehicle_capacity: i64,
+    /// Ids of zones of the same fleet a move from this one may go to; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours: Option<Vec<String>>,
+}
+
+fn check_neighbours(c: &mut Check, v: Option<&[String]>) {
+    let Some(n) = v else { return };
+    if n.len() > MAX_NEIGHBOURS {
+        c.fail("neighbours", format!("at most {MAX_NEIGHBOURS} zones"));
+    }
+    for id in n {
+        c.id("neighbours", id);
+    }
+    let distinct: std::collections::BTreeSet<&String> = n.iter().collect();
+    if distinct.len() != n.len() {
+        c.fail("neighbours", "lists a zone twice");
+    }
+}
+
+impl Validate for ZoneCreate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.id("fleet_id", &self.fleet_id);
+        c.text("name", &self.name, 200);
+        c.range("lat", self.lat, -90.0, 90.0);
+        c.range("lon", self.lon, -180.0, 180.0);
+        c.int("vehicle_capacity", self.vehicle_capacity, 0, 1_000_000);
+        check_neighbours(&mut c, self.neighbours.as_deref());
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ZoneUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_capacity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours: Option<Vec<String>>,
+}
+
+impl Validate for ZoneUpdate {
+    fn validate(&self) -> Result<(), Fields> {
+        let mut c = Check::new();
+        c.opt_text("name", self.name.as_deref(), 200);
+        c.opt_range("lat", self.lat, -90.0, 90.0);
+        c.opt_range("lon", self.lon, -180.0, 180.0);
+        c.opt_int("vehicle_capacity", self.vehicle_capacity, 0, 1_000_000);
+        check_neighbours(&mut c, self.neighbours.as_deref());
+        c.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ZoneView {
+    pub id: String,
+    pub fleet_id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub vehicle_capacity: i64,
+    pub neighbours: Option<Vec<String>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Resource for ServiceZone {
+    const INFO: ResourceInfo = ResourceInfo {
+        name: "zone",
+        plural: "zones",
+        table: "optimization_zones",
+        path: "/api/v1/fleet-optimization/zones",
+        tag: TAG,
+        scope: ScopeKind::Fleet,
+        ops: Ops::CRUD,
+        actions: &[],
+        lookups: &[BY_FLEET],
+        references: &[],
+        item_key: None,
+        nested: None,
+        create_also_at: None,
+        delete_role: Role::Admin,
+    };
+    type Create = ZoneCreate;
+    type Update = ZoneUpdate;
+    type View = ZoneView;
+
+    /// Two zones; the second lists the first as a neighbour.
+    const EXAMPLE_COUNT: usize = 2;
+
+    fn example(fleet_id: &str, ids: &Ids) -> serde_json::Value {
+        match ids.get("zone").and_then(|v| v.first()) {
+            None => json!({"fleet_id": fleet_id, "name": "Zone north", "lat": 52.54, "lon": 13.40,
+                           "vehicle_capacity": 40}),
+            Some(first) => json!({"fleet_id": fleet_id, "name": "Zone centre", "lat": 52.52,
+                                  "lon": 13.41, "vehicle_capacity": 60, "neighbours": [first]}),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- runs
 
 /// An optimization run with objective weights; queued → running → completed / failed, or

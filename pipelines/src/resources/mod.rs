@@ -61,6 +61,8 @@ pub struct ResourcesPipeline {
     producer: KafkaProducer,
     coordination_every: Duration,
     relay_every: Duration,
+    optimization_every: Duration,
+    redis: atlasmesh_sinks::redis::RedisSink,
     cadence: Cadence,
 }
 
@@ -79,6 +81,12 @@ impl Pipeline for ResourcesPipeline {
             producer: KafkaProducer::new(&cfg.kafka)?,
             coordination_every: Duration::from_millis(cfg.resources.coordination_interval_ms),
             relay_every: Duration::from_millis(cfg.resources.relay_interval_ms),
+            optimization_every: Duration::from_millis(cfg.resources.optimization_interval_ms),
+            redis: atlasmesh_sinks::redis::RedisSink::connect(
+                &cfg.redis.url,
+                &cfg.redis.key_prefix,
+            )
+            .await?,
             cadence: Cadence::new(cfg, cfg.resources.tick_ms, cfg.resources.idle_flush_ms),
         })
     }
@@ -91,12 +99,19 @@ impl Pipeline for ResourcesPipeline {
         self.cadence.idle_flush
     }
 
-    /// The federation coordination metrics, every `resources.coordination_interval_ms`, and
-    /// the relay of inter-fleet messages to `topics.coordination`.
+    /// The federation coordination metrics, every `resources.coordination_interval_ms`, the
+    /// relay of inter-fleet messages to `topics.coordination`, and the optimization run
+    /// executor (`crate::optimization`).
     fn background(&self, _cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<Background> {
         let (pool, every) = (self.pool.clone(), self.coordination_every);
         vec![
             Box::pin(coordination::run(pool.clone(), every, shutdown.clone())),
+            Box::pin(crate::optimization::run(
+                pool.clone(),
+                self.redis.clone(),
+                self.optimization_every,
+                shutdown.clone(),
+            )),
             Box::pin(relay::run(
                 pool,
                 self.producer.clone(),

@@ -156,3 +156,50 @@ async fn runs_move_through_their_statuses_and_score_results() {
         .items;
     assert_eq!(results.len(), 1);
 }
+
+#[tokio::test]
+async fn zones_list_only_zones_of_their_fleet_as_neighbours() {
+    use atlasmesh_core::domain::optimization::ServiceZone;
+
+    let t = setup("zones").await;
+    let (a, b) = (t.fleet("a"), t.fleet("b"));
+    let (sa, sb) = (t.scope(&["a"]), t.scope(&["b"]));
+    let zone = |fleet: &str, name: &str, neighbours: serde_json::Value| {
+        json!({"fleet_id": fleet, "name": name, "lat": 52.5, "lon": 13.4,
+               "vehicle_capacity": 10, "neighbours": neighbours})
+    };
+    let north = t.ok(&sa, "zone.create", zone(&a, "north", json!([]))).await;
+    let foreign = t
+        .ok(&sb, "zone.create", zone(&b, "elsewhere", json!([])))
+        .await;
+    let r = t
+        .rejected(&sa, "zone.create", zone(&a, "centre", json!([foreign])))
+        .await;
+    assert!(r.contains("no zones") && r.contains(&foreign), "{r}");
+    let centre = t
+        .ok(&sa, "zone.create", zone(&a, "centre", json!([north])))
+        .await;
+    let v = t.get::<ServiceZone>(&sa, &centre).await.unwrap();
+    assert_eq!(v.neighbours, Some(vec![north.clone()]));
+    assert!(t.get::<ServiceZone>(&sb, &centre).await.is_none());
+    let r = t
+        .rejected(
+            &sa,
+            "zone.update",
+            json!({"id": north, "neighbours": [north]}),
+        )
+        .await;
+    assert!(r.contains("own neighbour"), "{r}");
+    t.ok(
+        &sa,
+        "zone.update",
+        json!({"id": north, "neighbours": [centre], "vehicle_capacity": 12}),
+    )
+    .await;
+    // Listed by another zone: the delete waits until it is taken off the list.
+    let r = t.rejected(&sa, "zone.delete", json!({"id": north})).await;
+    assert!(r.contains("neighbour of zones"), "{r}");
+    t.ok(&sa, "zone.update", json!({"id": centre, "neighbours": []}))
+        .await;
+    t.ok(&sa, "zone.delete", json!({"id": north})).await;
+}

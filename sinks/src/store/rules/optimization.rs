@@ -2,7 +2,7 @@
 
 use atlasmesh_core::domain::optimization::{
     self as domain, OptimizationMetric, Rebalancing, RebalancingStatus, Recommendation, Run,
-    RunResult, RunStatus,
+    RunResult, RunStatus, ServiceZone,
 };
 use serde_json::json;
 use sqlx::postgres::PgRow;
@@ -11,6 +11,91 @@ use sqlx::{PgConnection, Row};
 use super::{f64_field, iso, status_change, str_field, StoreRules};
 use crate::store::sql::Record;
 use crate::store::{CommandCtx, StoreError, StoreResult};
+
+/// The neighbours a zone lists must be other zones of its fleet.
+async fn check_neighbours(
+    conn: &mut PgConnection,
+    fleet: &str,
+    zone: Option<&str>,
+    neighbours: Option<&serde_json::Value>,
+) -> StoreResult {
+    let Some(list) = neighbours.and_then(serde_json::Value::as_array) else {
+        return Ok(());
+    };
+    let ids: Vec<String> = list
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    if let Some(z) = zone.filter(|z| ids.iter().any(|i| i == z)) {
+        return Err(StoreError::Rejected(format!(
+            "neighbours: zone {z} cannot be its own neighbour"
+        )));
+    }
+    let known: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM optimization_zones WHERE fleet_id = $1 AND id = ANY($2)",
+    )
+    .bind(fleet)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let missing: Vec<&String> = ids.iter().filter(|i| !known.contains(i)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Rejected(format!(
+            "neighbours: no zones {missing:?} in fleet {fleet}"
+        )))
+    }
+}
+
+impl StoreRules for ServiceZone {
+    async fn before_create(
+        conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        rec: &mut Record,
+    ) -> StoreResult {
+        let fleet = str_field(rec, "fleet_id").unwrap_or_default().to_string();
+        check_neighbours(conn, &fleet, None, rec.get("neighbours")).await
+    }
+
+    async fn before_update(
+        conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        old: &Record,
+        changes: &mut Record,
+    ) -> StoreResult {
+        let fleet = str_field(old, "fleet_id").unwrap_or_default().to_string();
+        check_neighbours(
+            conn,
+            &fleet,
+            str_field(old, "id"),
+            changes.get("neighbours"),
+        )
+        .await
+    }
+
+    /// A zone another zone lists as its neighbour stays until it is taken off those lists.
+    async fn before_delete(
+        conn: &mut PgConnection,
+        _cmd: &CommandCtx<'_>,
+        old: &Record,
+    ) -> StoreResult {
+        let id = str_field(old, "id").unwrap_or_default();
+        let listing: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM optimization_zones WHERE neighbours ? $1 AND id <> $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        if listing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Rejected(format!(
+                "zone {id} is a neighbour of zones {listing:?}; take it off their lists first"
+            )))
+        }
+    }
+}
 
 impl StoreRules for Run {
     async fn before_update(
