@@ -154,6 +154,29 @@ LAYOUT = [
             ts("Missions per window", "resources/missions.sql", bars=True),
             ts("Mission duration (min): actual vs planned", "resources/mission-duration.sql"),
             ts("Safety events", "resources/safety.sql", w=24),
+            row("Coordination and optimization (Prometheus)"),
+            dict(kind="prometheus", title="Inter-fleet messages delivered per second", w=12, h=8, targets=[
+                ("sum(rate(atlasmesh_communications_delivered_total[5m]))", "delivered"),
+            ]),
+            dict(kind="prometheus", title="Communication latency (send to topic)", w=12, h=8, unit="s", targets=[
+                ("histogram_quantile(0.5, sum by (le) (rate(atlasmesh_communication_latency_seconds_bucket[5m])))", "p50"),
+                ("histogram_quantile(0.99, sum by (le) (rate(atlasmesh_communication_latency_seconds_bucket[5m])))", "p99"),
+            ]),
+            dict(kind="prometheus", title="Coordination success / acknowledgement / sharing efficiency", w=12, h=8, unit="percentunit", targets=[
+                ("max(atlasmesh_coordination_success_ratio)", "delivered / sent"),
+                ("max(atlasmesh_coordination_acknowledgement_ratio)", "acknowledged / delivered"),
+                ("max(atlasmesh_federation_sharing_efficiency)", "sharing efficiency"),
+            ]),
+            dict(kind="prometheus", title="Federations", w=12, h=8, targets=[
+                ("max(atlasmesh_federations)", "federations"),
+            ]),
+            dict(kind="prometheus", title="Optimization runs: success rate", w=12, h=8, unit="percentunit", targets=[
+                ("sum(increase(atlasmesh_optimization_runs_total{outcome=\"completed\"}[1h])) / sum(increase(atlasmesh_optimization_runs_total[1h]))", "completed / finished (1 h)"),
+            ]),
+            dict(kind="prometheus", title="Optimization run time", w=12, h=8, unit="s", targets=[
+                ("histogram_quantile(0.5, sum by (le) (rate(atlasmesh_optimization_run_seconds_bucket[15m])))", "p50"),
+                ("histogram_quantile(0.99, sum by (le) (rate(atlasmesh_optimization_run_seconds_bucket[15m])))", "p99"),
+            ]),
         ],
     ),
 ]

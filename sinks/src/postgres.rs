@@ -97,6 +97,24 @@ pub struct Checkpoint {
     pub snapshot: bool,
 }
 
+impl Checkpoint {
+    /// A stored `(next_offset, state)` row of `topic`/`partition`.
+    fn of_row(
+        topic: &str,
+        partition: i32,
+        (next_offset, state): (i64, Vec<u8>),
+        snapshot: bool,
+    ) -> Self {
+        Checkpoint {
+            topic: topic.into(),
+            partition,
+            next_offset,
+            state,
+            snapshot,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct CheckpointStore {
     pool: PgPool,
@@ -341,13 +359,7 @@ impl CheckpointStore {
         .bind(partition)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(next_offset, state)| Checkpoint {
-            topic: topic.into(),
-            partition,
-            next_offset,
-            state,
-            snapshot: false,
-        }))
+        Ok(row.map(|r| Checkpoint::of_row(topic, partition, r, false)))
     }
 
     /// The newest snapshot of `partition` whose offset is at or before `offset` (the state the
@@ -371,13 +383,7 @@ impl CheckpointStore {
         .bind(offset)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(next_offset, state)| Checkpoint {
-            topic: topic.into(),
-            partition,
-            next_offset,
-            state,
-            snapshot: true,
-        }))
+        Ok(row.map(|r| Checkpoint::of_row(topic, partition, r, true)))
     }
 
     /// Saves several partitions in one transaction. A row only moves forward, so a worker that

@@ -313,16 +313,16 @@ impl TestEnv {
         }
     }
 
-    /// Runs a query on this test's ClickHouse database and parses JSONEachRow.
-    pub async fn ch_rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Vec<T> {
+    /// Runs `sql` on this test's ClickHouse database and returns the answer as text.
+    pub async fn ch_text(&self, sql: &str) -> String {
         let url = format!(
             "{}/?database={}&output_format_json_quote_64bit_integers=0",
             self.cfg.clickhouse.url.trim_end_matches('/'),
             self.cfg.clickhouse.database
         );
-        let body = reqwest::Client::new()
+        reqwest::Client::new()
             .post(url)
-            .body(format!("{sql} FORMAT JSONEachRow"))
+            .body(sql.to_string())
             .send()
             .await
             .unwrap()
@@ -330,7 +330,12 @@ impl TestEnv {
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs a query on this test's ClickHouse database and parses JSONEachRow.
+    pub async fn ch_rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Vec<T> {
+        let body = self.ch_text(&format!("{sql} FORMAT JSONEachRow")).await;
         body.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()

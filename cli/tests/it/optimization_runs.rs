@@ -218,6 +218,41 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
         recs[0]
     );
     assert_eq!(recs[0]["priority"], 100);
+    assert_eq!(recs[0]["status"], "issued");
+
+    // Accepting the top move plans it (an approved rebalancing record); rejecting the next
+    // decides it; neither decides twice; the run's adoption rate counts them.
+    let act = |id: String, action: &str| {
+        let url =
+            format!("{base}/api/v1/fleet-optimization/recommendations/{id}/{action}?wait=true");
+        let (http, op) = (http.clone(), op.clone());
+        async move { call(&http, &op, reqwest::Method::POST, url, Some(json!({}))).await }
+    };
+    let top = recs[0]["id"].as_str().unwrap().to_string();
+    let (s, v) = act(top.clone(), "accept").await;
+    assert!(s.is_success(), "{s} {v}");
+    let r = get(format!("/api/v1/fleet-optimization/recommendations/{top}")).await;
+    assert_eq!(r["status"], "accepted", "{r}");
+    assert!(
+        r["decided_by"].as_str().unwrap().ends_with("planner"),
+        "{r}"
+    );
+    let plan = get(format!(
+        "/api/v1/fleet-optimization/rebalancing/{}",
+        r["rebalancing_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(plan["status"], "approved", "{plan}");
+    assert_eq!(plan["run_id"], run.as_str());
+    assert_eq!(plan["from_zone"], north.as_str());
+    assert_eq!(plan["to_zone"], centre.as_str());
+    assert_eq!(plan["vehicle_count"], recs[0]["details"]["vehicles"]);
+    let (s, v) = act(top.clone(), "reject").await;
+    assert_eq!(s, StatusCode::CONFLICT, "decided once: {v}");
+    for r in &recs[1..] {
+        let (s, v) = act(r["id"].as_str().unwrap().to_string(), "reject").await;
+        assert!(s.is_success(), "{s} {v}");
+    }
 
     let metrics = get(format!("/api/v1/fleet-optimization/metrics/by-run/{run}")).await;
     let metric = |name: &str| {
@@ -235,6 +270,7 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
         Some(100.0),
         "nothing is served without moves"
     );
+    assert_eq!(metric("adoption_rate"), Some(1.0 / recs.len() as f64));
 
     // The same input, the same plan.
     let again = post(RUNS, run_body("morning again", rebalance.clone())).await;
@@ -273,6 +309,41 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(get(format!("{RUNS}/{manual}")).await["status"], "queued");
+    // A hand-written recommendation is no move: it can be rejected, not accepted into a plan.
+    let note = post(
+        &format!("{RUNS}/{manual}/recommendations"),
+        json!({"fleet_id": fleet, "action": "call the depot", "priority": 10, "expected_gain": 0.0}),
+    )
+    .await;
+    let (s, v) = act(note.clone(), "accept").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("no move"), "{v}");
+    let (s, _) = act(note, "reject").await;
+    assert!(s.is_success());
+
+    // The fleet's engine metrics: three runs finished, one failed.
+    let fleet_metrics = get(format!(
+        "/api/v1/fleet-optimization/metrics/by-fleet/{fleet}?limit=1000"
+    ))
+    .await;
+    let fleet_metric = |name: &str| {
+        fleet_metrics["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == name && m["run_id"].is_null())
+            .and_then(|m| m["value"].as_f64())
+    };
+    assert_eq!(
+        fleet_metric("success_rate"),
+        Some(2.0 / 3.0),
+        "{fleet_metrics}"
+    );
+    let (p50, p99) = (
+        fleet_metric("execution_time_ms_p50").unwrap(),
+        fleet_metric("execution_time_ms_p99").unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{p50} {p99}");
 
     sigterm(&mut worker);
     sigterm(&mut api);

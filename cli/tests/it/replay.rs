@@ -13,30 +13,10 @@ use crate::common::{sigterm, TestEnv};
 /// ClickHouse columns that record when a row was written, not what it says.
 const WRITE_TIME_COLUMNS: &[&str] = &["ingested_at_ms", "emitted_at_ms"];
 
-async fn ch_text(env: &TestEnv, sql: &str) -> String {
-    let url = format!(
-        "{}/?database={}",
-        env.cfg.clickhouse.url.trim_end_matches('/'),
-        env.cfg.clickhouse.database
-    );
-    reqwest::Client::new()
-        .post(url)
-        .body(sql.to_string())
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Every MergeTree table of the test's ClickHouse database as its merged rows (`FINAL`),
 /// sorted, without the write-time columns.
 async fn clickhouse_results(env: &TestEnv) -> BTreeMap<String, String> {
-    let tables = ch_text(
-        env,
+    let tables = env.ch_text(
         &format!(
             "SELECT name FROM system.tables WHERE database = '{}' AND engine LIKE '%MergeTree' ORDER BY name FORMAT TabSeparated",
             env.cfg.clickhouse.database
@@ -45,18 +25,20 @@ async fn clickhouse_results(env: &TestEnv) -> BTreeMap<String, String> {
     .await;
     let mut out = BTreeMap::new();
     for table in tables.lines() {
-        let described = ch_text(env, &format!("DESCRIBE TABLE {table} FORMAT TabSeparated")).await;
+        let described = env
+            .ch_text(&format!("DESCRIBE TABLE {table} FORMAT TabSeparated"))
+            .await;
         let cols: Vec<&str> = described
             .lines()
             .filter_map(|l| l.split('\t').next())
             .filter(|c| !WRITE_TIME_COLUMNS.contains(c))
             .collect();
         let list = cols.join(", ");
-        let rows = ch_text(
-            env,
-            &format!("SELECT {list} FROM {table} FINAL ORDER BY {list} FORMAT TabSeparated"),
-        )
-        .await;
+        let rows = env
+            .ch_text(&format!(
+                "SELECT {list} FROM {table} FINAL ORDER BY {list} FORMAT TabSeparated"
+            ))
+            .await;
         out.insert(table.to_string(), rows);
     }
     out

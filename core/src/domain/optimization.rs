@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::status::status_enum;
 use super::{
-    Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
+    Action, Check, Fields, Ids, Lookup, Nested, NoUpdate, Ops, Reference, Resource, ResourceInfo,
     ScopeKind, Validate, BY_FLEET,
 };
 use crate::Role;
@@ -519,8 +519,39 @@ pub struct RecommendationView {
     pub priority: i32,
     pub expected_gain: f64,
     pub details: Option<serde_json::Value>,
+    /// `issued`, then `accepted` or `rejected` (the actions).
+    pub status: String,
+    pub decided_at: Option<String>,
+    /// Who accepted or rejected it (the caller's actor).
+    pub decided_by: Option<String>,
+    /// The rebalancing plan its acceptance created.
+    pub rebalancing_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Why a recommendation in `status` cannot take `action` (`accept` or `reject`), if so; an
+/// accepted one also needs a move (`details.from_zone`, `to_zone`, `vehicles`, as the engine
+/// writes them) to become a rebalancing plan.
+pub fn recommendation_action_error(
+    action: &str,
+    status: &str,
+    details: Option<&serde_json::Value>,
+) -> Option<String> {
+    if status != "issued" {
+        return Some(format!("the recommendation was {status} already"));
+    }
+    let is_move = details.is_some_and(|d| {
+        d.get("from_zone").and_then(|v| v.as_str()).is_some()
+            && d.get("to_zone").and_then(|v| v.as_str()).is_some()
+            && d.get("vehicles")
+                .and_then(|v| v.as_i64())
+                .is_some_and(|n| n > 0)
+    });
+    (action == "accept" && !is_move).then(|| {
+        "the recommendation is no move (details.from_zone, to_zone and vehicles): nothing to plan"
+            .to_string()
+    })
 }
 
 impl Resource for Recommendation {
@@ -532,7 +563,16 @@ impl Resource for Recommendation {
         tag: TAG,
         scope: ScopeKind::Fleet,
         ops: Ops::CREATE,
-        actions: &[],
+        actions: &[
+            Action {
+                name: "accept",
+                summary: "Accept the move: creates its rebalancing plan (approved) and counts towards the run's adoption rate",
+            },
+            Action {
+                name: "reject",
+                summary: "Reject the move (counts towards the run's adoption rate)",
+            },
+        ],
         lookups: &[BY_FLEET, BY_RUN],
         references: &[RUN_REF],
         item_key: None,

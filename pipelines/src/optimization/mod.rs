@@ -6,7 +6,7 @@
 //! `started_at`, `finished_at`, `error`), one result per point of the Pareto front (the chosen
 //! one with the payoff table and the per-zone shadow prices), the chosen plan's moves as
 //! recommendations, and the run's metrics (execution time, coverage gain and cost reduction
-//! against doing nothing). Runs without `parameters.rebalance` stay records their clients
+//! against doing nothing), plus the fleet's (success rate, execution time p50/p99). Runs without `parameters.rebalance` stay records their clients
 //! manage by hand, as in the seed API.
 //!
 //! A run is claimed with `FOR UPDATE SKIP LOCKED`, so several workers execute runs side by
@@ -198,6 +198,7 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
             false
         }
     };
+    fleet_metrics(&mut tx, &run.fleet_id).await?;
     tx.commit().await?;
     let label = if ok { "completed" } else { "failed" };
     metrics::counter!(m::OPTIMIZATION_RUNS, "outcome" => label).increment(1);
@@ -212,6 +213,56 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
         }
     }
     Ok(ok)
+}
+
+/// The fleet's engine-run metrics (no `run_id`), recomputed after each run: `success_rate`
+/// (completed ÷ finished engine runs) and `execution_time_ms_p50` / `_p99` over the completed
+/// ones (nearest rank).
+async fn fleet_metrics(tx: &mut sqlx::PgConnection, fleet: &str) -> Result<()> {
+    let (completed, failed): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')
+         FROM optimization_runs WHERE fleet_id = $1 AND parameters ? 'rebalance'",
+    )
+    .bind(fleet)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut times: Vec<f64> = sqlx::query_scalar(
+        "SELECT m.value FROM optimization_metrics m JOIN optimization_runs r ON r.id = m.run_id
+         WHERE m.fleet_id = $1 AND m.metric = 'execution_time_ms' AND r.status = 'completed'",
+    )
+    .bind(fleet)
+    .fetch_all(&mut *tx)
+    .await?;
+    times.sort_by(f64::total_cmp);
+    let rank = |q: f64| -> Option<f64> {
+        let n = times.len();
+        (n > 0).then(|| times[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+    };
+    let mut rows = Vec::new();
+    if completed + failed > 0 {
+        rows.push((
+            "success_rate",
+            completed as f64 / (completed + failed) as f64,
+        ));
+    }
+    if let (Some(p50), Some(p99)) = (rank(0.5), rank(0.99)) {
+        rows.push(("execution_time_ms_p50", p50));
+        rows.push(("execution_time_ms_p99", p99));
+    }
+    for (metric, value) in rows {
+        sqlx::query(
+            "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
+             VALUES ($1, $2, NULL, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+        )
+        .bind(derived_id(&[fleet, "optimization", metric]))
+        .bind(fleet)
+        .bind(metric)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Executes queued engine runs, looking every `interval`, until `shutdown` turns true. A store

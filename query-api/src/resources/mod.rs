@@ -504,11 +504,13 @@ async fn create_from<R: Resource>(
     if let Some(reason) = store::scope_violation(info, &caller.scope, &rec) {
         return Err(ApiError::forbidden(reason));
     }
-    if let Some(reason) = store::sender_outside(&mut *conn(state).await?, info, &rec)
-        .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::forbidden(reason));
+    if matches!(info.scope, ScopeKind::Correspondence { .. }) {
+        if let Some(reason) = store::sender_outside(&mut *conn(state).await?, info, &rec)
+            .await
+            .map_err(internal)?
+        {
+            return Err(ApiError::forbidden(reason));
+        }
     }
     let bad = store::check_references(&mut *conn(state).await?, info, &caller.scope, &rec)
         .await

@@ -4,13 +4,14 @@ use atlasmesh_core::domain::optimization::{
     self as domain, OptimizationMetric, Rebalancing, RebalancingStatus, Recommendation, Run,
     RunResult, RunStatus, ServiceZone,
 };
+use atlasmesh_core::domain::{ActionBody, Resource};
 use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::{f64_field, iso, status_change, str_field, StoreRules};
-use crate::store::sql::Record;
-use crate::store::{CommandCtx, StoreError, StoreResult};
+use super::{f64_field, iso, record, status_change, str_field, StoreRules};
+use crate::store::sql::{self, Record};
+use crate::store::{derived_id, CommandCtx, StoreError, StoreResult};
 
 /// The neighbours a zone lists must be other zones of its fleet.
 async fn check_neighbours(
@@ -171,6 +172,72 @@ impl StoreRules for Recommendation {
         rec: &mut Record,
     ) -> StoreResult {
         live_run(conn, rec).await.map(|_| ())
+    }
+
+    /// `accept` creates the approved rebalancing plan of the move; both decide the
+    /// recommendation once and update the run's `adoption_rate` (accepted ÷ issued).
+    async fn action(
+        conn: &mut PgConnection,
+        cmd: &CommandCtx<'_>,
+        action: &str,
+        old: &Record,
+        _body: &ActionBody,
+    ) -> StoreResult<Record> {
+        let status = str_field(old, "status").unwrap_or_default();
+        if let Some(e) = domain::recommendation_action_error(action, status, old.get("details")) {
+            return Err(StoreError::Rejected(e));
+        }
+        let at = iso(cmd.issued_at_ms);
+        let id = str_field(old, "id").unwrap_or_default().to_string();
+        let run_id = str_field(old, "run_id").unwrap_or_default().to_string();
+        let mut changes = record(
+            json!({"status": if action == "accept" { "accepted" } else { "rejected" },
+                                        "decided_at": at, "decided_by": cmd.actor}),
+        );
+        if action == "accept" {
+            let d = old.get("details").cloned().unwrap_or_default();
+            let plan_id = derived_id(&[&id, "rebalancing"]);
+            let plan = record(json!({
+                "fleet_id": old.get("fleet_id"),
+                "run_id": run_id,
+                "from_zone": d["from_zone"],
+                "to_zone": d["to_zone"],
+                "vehicle_count": d["vehicles"],
+                "reason": old.get("action"),
+                "status": "approved",
+            }));
+            sql::insert(
+                conn,
+                Rebalancing::INFO.table,
+                &plan_id,
+                cmd.issued_at_ms,
+                &plan,
+            )
+            .await?;
+            changes.insert("rebalancing_id".into(), json!(plan_id));
+        }
+        // The run's adoption rate with this decision counted (the row is updated after).
+        let (issued, accepted): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'accepted' OR id = $2)
+             FROM optimization_recommendations WHERE run_id = $1",
+        )
+        .bind(&run_id)
+        .bind(if action == "accept" { id.as_str() } else { "" })
+        .fetch_one(&mut *conn)
+        .await?;
+        let fleet = str_field(old, "fleet_id").unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
+             VALUES ($1, $2, $3, 'adoption_rate', $4)
+             ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+        )
+        .bind(derived_id(&[&run_id, "metric", "adoption_rate"]))
+        .bind(fleet)
+        .bind(&run_id)
+        .bind(accepted as f64 / issued.max(1) as f64)
+        .execute(&mut *conn)
+        .await?;
+        Ok(changes)
     }
 }
 
