@@ -1,7 +1,8 @@
 //! The optimization engine in the running system (issue 13, item 5): zones through the command
 //! path, idle vehicles from live telemetry (the Redis hot state), a run created through the API
 //! executed by the worker — completed with a Pareto front, shadow prices, recommendations and
-//! metrics; the same input gives the same plan; a bad run fails with its reason; a run without
+//! metrics; an accepted recommendation becomes a plan that follows the vehicles that moved; the
+//! same input gives the same plan; a bad run fails with its reason; a run without
 //! `parameters.rebalance` stays a hand-managed record.
 
 use std::time::{Duration, Instant};
@@ -97,6 +98,31 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
     assert_eq!(s, StatusCode::OK);
 
     // Live state: six vehicles idle in the north, two on a mission in the centre.
+    let sample = |v: i64, seq: i64, ts_ms: i64, zone: &str, status: VehicleStatus| {
+        let event = TelemetryEvent {
+            event_id: format!("{fleet}-v{v}-{seq}"),
+            fleet_id: fleet.clone(),
+            vehicle_id: format!("{fleet}-v{v}"),
+            ts_ms,
+            seq,
+            lat: 52.54,
+            lon: 13.40,
+            speed_kph: 0.0,
+            odometer_km: 100.0 + seq as f64,
+            energy_pct: 80.0,
+            energy_used_kwh: 10.0,
+            status,
+            mission_id: None,
+            zone_id: Some(zone.to_string()),
+            payload_kg: 0.0,
+            fault_codes: vec![],
+        };
+        Emitted::Event {
+            key: event.vehicle_id.clone(),
+            event,
+            kind: EventKind::Normal,
+        }
+    };
     let now = atlasmesh_core::clock::now_ms();
     let mut items = Vec::new();
     for v in 0..8 {
@@ -106,29 +132,7 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
             (&centre, VehicleStatus::OnMission)
         };
         for seq in 0..2 {
-            let event = TelemetryEvent {
-                event_id: format!("{fleet}-v{v}-{seq}"),
-                fleet_id: fleet.clone(),
-                vehicle_id: format!("{fleet}-v{v}"),
-                ts_ms: now - 10_000 + seq * 1_000,
-                seq,
-                lat: 52.54,
-                lon: 13.40,
-                speed_kph: 0.0,
-                odometer_km: 100.0,
-                energy_pct: 80.0,
-                energy_used_kwh: 10.0,
-                status,
-                mission_id: None,
-                zone_id: Some(zone.clone()),
-                payload_kg: 0.0,
-                fault_codes: vec![],
-            };
-            items.push(Emitted::Event {
-                key: event.vehicle_id.clone(),
-                event,
-                kind: EventKind::Normal,
-            });
+            items.push(sample(v, seq, now - 10_000 + seq * 1_000, zone, status));
         }
     }
     env.produce(&items).await;
@@ -237,16 +241,21 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
         r["decided_by"].as_str().unwrap().ends_with("planner"),
         "{r}"
     );
-    let plan = get(format!(
+    let accepted_plan = get(format!(
         "/api/v1/fleet-optimization/rebalancing/{}",
         r["rebalancing_id"].as_str().unwrap()
     ))
     .await;
-    assert_eq!(plan["status"], "approved", "{plan}");
-    assert_eq!(plan["run_id"], run.as_str());
-    assert_eq!(plan["from_zone"], north.as_str());
-    assert_eq!(plan["to_zone"], centre.as_str());
-    assert_eq!(plan["vehicle_count"], recs[0]["details"]["vehicles"]);
+    assert_eq!(accepted_plan["status"], "approved", "{accepted_plan}");
+    assert_eq!(accepted_plan["run_id"], run.as_str());
+    assert_eq!(accepted_plan["from_zone"], north.as_str());
+    assert_eq!(accepted_plan["to_zone"], centre.as_str());
+    assert_eq!(
+        accepted_plan["vehicle_count"],
+        recs[0]["details"]["vehicles"]
+    );
+    assert_eq!(accepted_plan["moved_vehicles"], 0);
+    assert!(accepted_plan["approved_at"].is_string(), "{accepted_plan}");
     let (s, v) = act(top.clone(), "reject").await;
     assert_eq!(s, StatusCode::CONFLICT, "decided once: {v}");
     for r in &recs[1..] {
@@ -344,6 +353,44 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
         fleet_metric("execution_time_ms_p99").unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p99, "{p50} {p99}");
+
+    // The accepted plan follows the vehicles: those that report from the north and then the
+    // centre after the approval moved; at the planned count the plan is executed.
+    let planned = accepted_plan["vehicle_count"].as_i64().unwrap();
+    let now = atlasmesh_core::clock::now_ms();
+    let mut moves = Vec::new();
+    for v in 0..planned {
+        moves.push(sample(v, 2, now + 1_000, &north, VehicleStatus::EnRoute));
+        moves.push(sample(v, 3, now + 120_000, &centre, VehicleStatus::Idle));
+    }
+    env.produce(&moves).await;
+    let plan_path = format!(
+        "/api/v1/fleet-optimization/rebalancing/{}",
+        accepted_plan["id"].as_str().unwrap()
+    );
+    let started = Instant::now();
+    let done = loop {
+        let p = get(plan_path.clone()).await;
+        if p["status"] == "executed" {
+            break p;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{p}; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["moved_vehicles"], planned);
+    assert!(done["executed_at"].is_string());
+    let run_metrics = get(format!("/api/v1/fleet-optimization/metrics/by-run/{run}")).await;
+    let moved_rate = run_metrics["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "moved_rate")
+        .and_then(|m| m["value"].as_f64());
+    assert_eq!(moved_rate, Some(1.0), "{run_metrics}");
 
     sigterm(&mut worker);
     sigterm(&mut api);

@@ -350,6 +350,12 @@ pub struct RebalancingView {
     pub vehicle_count: i64,
     pub reason: Option<String>,
     pub status: RebalancingStatus,
+    /// When an accepted recommendation approved it (plans made that way follow the vehicles).
+    pub approved_at: Option<String>,
+    /// Vehicles seen to go from `from_zone` to `to_zone` since `approved_at`.
+    pub moved_vehicles: i64,
+    /// When `moved_vehicles` reached `vehicle_count` (status `executed`).
+    pub executed_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -6,8 +6,10 @@
 //! `started_at`, `finished_at`, `error`), one result per point of the Pareto front (the chosen
 //! one with the payoff table and the per-zone shadow prices), the chosen plan's moves as
 //! recommendations, and the run's metrics (execution time, coverage gain and cost reduction
-//! against doing nothing), plus the fleet's (success rate, execution time p50/p99). Runs without `parameters.rebalance` stay records their clients
-//! manage by hand, as in the seed API.
+//! against doing nothing), plus the fleet's (success rate, execution time p50/p99). The plans
+//! of accepted recommendations are followed until the vehicles moved (`track_plans`). Runs
+//! without `parameters.rebalance` stay records their clients manage by hand, as in the seed
+//! API.
 //!
 //! A run is claimed with `FOR UPDATE SKIP LOCKED`, so several workers execute runs side by
 //! side without doing one twice; rows get ids derived from the run, so writing them again
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::domain::optimization::ZoneView;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::VehicleStatus;
+use atlasmesh_sinks::clickhouse::ClickHouseSink;
 use atlasmesh_sinks::redis::RedisSink;
 use atlasmesh_sinks::store::derived_id;
 use serde_json::Value;
@@ -265,16 +268,84 @@ async fn fleet_metrics(tx: &mut sqlx::PgConnection, fleet: &str) -> Result<()> {
     Ok(())
 }
 
-/// Executes queued engine runs, looking every `interval`, until `shutdown` turns true. A store
-/// that is down is retried at the next look; the claimed run stays `running` if the worker
-/// dies mid-solve (set it back to `queued` to run it again).
+/// Follows the approved plans of accepted recommendations (the last day's): the vehicles that
+/// went from origin to destination since approval (raw samples in ClickHouse), `executed` once
+/// they reach the planned count; then each touched run's `moved_rate` (vehicles moved ÷
+/// vehicles in its accepted plans).
+async fn track_plans(pool: &PgPool, clickhouse: &ClickHouseSink) -> Result<usize> {
+    let plans = sqlx::query(
+        "SELECT id, fleet_id, run_id, from_zone, to_zone, vehicle_count, moved_vehicles,
+                (extract(epoch FROM approved_at) * 1000)::bigint AS approved_ms
+         FROM optimization_rebalancing
+         WHERE status = 'approved' AND approved_at > now() - interval '1 day'
+         ORDER BY approved_at, id LIMIT 200",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut changed = 0;
+    for p in plans {
+        let (id, fleet): (String, String) = (p.try_get("id")?, p.try_get("fleet_id")?);
+        let run_id: Option<String> = p.try_get("run_id")?;
+        let planned: i64 = p.try_get("vehicle_count")?;
+        let before: i64 = p.try_get("moved_vehicles")?;
+        let moved = clickhouse
+            .moved_vehicles(
+                &fleet,
+                &p.try_get::<String, _>("from_zone")?,
+                &p.try_get::<String, _>("to_zone")?,
+                p.try_get("approved_ms")?,
+            )
+            .await?;
+        let moved = (moved as i64).min(planned);
+        if moved == before {
+            continue;
+        }
+        changed += 1;
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "UPDATE optimization_rebalancing SET moved_vehicles = $2,
+                 status = CASE WHEN $2 >= vehicle_count THEN 'executed' ELSE status END,
+                 executed_at = CASE WHEN $2 >= vehicle_count THEN now() ELSE executed_at END,
+                 updated_at = now()
+             WHERE id = $1 AND status = 'approved'",
+        )
+        .bind(&id)
+        .bind(moved)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(run) = run_id {
+            sqlx::query(
+                "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
+                 SELECT $1, $2, $3, 'moved_rate', sum(moved_vehicles)::float8 / greatest(sum(vehicle_count), 1)
+                 FROM optimization_rebalancing WHERE run_id = $3 AND approved_at IS NOT NULL
+                 ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+            )
+            .bind(derived_id(&[&run, "metric", "moved_rate"]))
+            .bind(&fleet)
+            .bind(&run)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        info!(plan = %id, fleet = %fleet, moved, planned, "Rebalancing plan progress.");
+    }
+    Ok(changed)
+}
+
+/// Executes queued engine runs and follows approved plans, looking every `interval`, until
+/// `shutdown` turns true. A store that is down is retried at the next look; the claimed run
+/// stays `running` if the worker dies mid-solve (set it back to `queued` to run it again).
 pub async fn run(
     pool: PgPool,
     redis: RedisSink,
+    clickhouse: ClickHouseSink,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        if let Err(e) = track_plans(&pool, &clickhouse).await {
+            warn!(error = %e, "Following the approved rebalancing plans failed; retrying.");
+        }
         let next = match claim(&pool).await {
             Ok(Some(run)) => match execute(&pool, &redis, run).await {
                 Ok(_) => Duration::ZERO,

@@ -109,6 +109,7 @@ impl Pipeline for ResourcesPipeline {
             Box::pin(crate::optimization::run(
                 pool.clone(),
                 self.redis.clone(),
+                self.clickhouse.clone(),
                 self.optimization_every,
                 shutdown.clone(),
             )),

@@ -140,6 +140,39 @@ impl ClickHouseSink {
 
     /// The newest raw row (by event time, then sequence) of every vehicle whose telemetry
     /// came through `partition`: what the hot "latest" state holds for them.
+    /// Vehicles of `fleet` that made a planned move approved at `since_ms`: seen in zone
+    /// `from` (from 15 minutes before, where they were waiting) and later, at or after
+    /// `since_ms`, in zone `to` (event time, from the raw samples).
+    pub async fn moved_vehicles(
+        &self,
+        fleet: &str,
+        from: &str,
+        to: &str,
+        since_ms: i64,
+    ) -> Result<u64> {
+        Ok(self
+            .client
+            .query(
+                "SELECT count() FROM (SELECT vehicle_id, \
+                   minIf(ts_ms, zone_id = ?) AS left_ms, \
+                   maxIf(ts_ms, zone_id = ? AND ts_ms >= ?) AS arrived_ms, \
+                   countIf(zone_id = ?) AS at_from, \
+                   countIf(zone_id = ? AND ts_ms >= ?) AS at_to \
+                 FROM telemetry_raw WHERE fleet_id = ? AND ts_ms >= ? GROUP BY vehicle_id) \
+                 WHERE at_from > 0 AND at_to > 0 AND arrived_ms > left_ms",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(since_ms)
+            .bind(from)
+            .bind(to)
+            .bind(since_ms)
+            .bind(fleet)
+            .bind(since_ms - 900_000)
+            .fetch_one::<u64>()
+            .await?)
+    }
+
     pub async fn latest_raw_rows(&self, partition: i32) -> Result<Vec<RawTelemetryRow>> {
         Ok(self
             .client

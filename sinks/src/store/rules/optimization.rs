@@ -205,6 +205,7 @@ impl StoreRules for Recommendation {
                 "vehicle_count": d["vehicles"],
                 "reason": old.get("action"),
                 "status": "approved",
+                "approved_at": at,
             }));
             sql::insert(
                 conn,
