@@ -463,6 +463,9 @@ pub struct ResourcesConfig {
     /// How often the optimization run executor looks for queued engine runs (processing
     /// time); a run found is followed at once by the next.
     pub optimization_interval_ms: u64,
+    /// A finished engine run with `parameters.rebalance.continuous` gets a successor (same
+    /// parameters, live state) this long after it finished (processing time).
+    pub reoptimize_interval_ms: u64,
     /// The runner's tick for this pipeline (idle checks, per-partition `on_tick`), ms of
     /// processing time.
     pub tick_ms: u64,
@@ -477,6 +480,7 @@ impl Default for ResourcesConfig {
             coordination_interval_ms: 60_000,
             relay_interval_ms: 500,
             optimization_interval_ms: 1_000,
+            reoptimize_interval_ms: 900_000,
             tick_ms: DEFAULT_TICK_MS,
             idle_flush_ms: None,
         }
@@ -761,6 +765,11 @@ impl Config {
         }
         if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
             return Err(Error::Config("missions.window_ms must divide a day".into()));
+        }
+        if self.resources.reoptimize_interval_ms == 0 {
+            return Err(Error::Config(
+                "resources.reoptimize_interval_ms must be positive".into(),
+            ));
         }
         if self.resources.optimization_interval_ms == 0 {
             return Err(Error::Config(

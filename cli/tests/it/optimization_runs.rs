@@ -42,7 +42,10 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
     let mut worker = env.spawn_worker_args(
         0,
         &["--pipelines", "telemetry,commands,resources"],
-        &[("ATLASMESH_RESOURCES__OPTIMIZATION_INTERVAL_MS", "200")],
+        &[
+            ("ATLASMESH_RESOURCES__OPTIMIZATION_INTERVAL_MS", "200"),
+            ("ATLASMESH_RESOURCES__REOPTIMIZE_INTERVAL_MS", "1000"),
+        ],
     );
     let http = reqwest::Client::new();
     let fleet = format!("{}-f", env.cfg.kafka.group_prefix.replace('.', "-"));
@@ -391,6 +394,33 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
         .find(|m| m["metric"] == "moved_rate")
         .and_then(|m| m["value"].as_f64());
     assert_eq!(moved_rate, Some(1.0), "{run_metrics}");
+
+    // Continuous: a finished run marked so gets a successor a re-optimization interval later,
+    // solved on the then live state (unchanged here, so the same plan).
+    let mut standing = rebalance.clone();
+    standing["continuous"] = json!(true);
+    let first = post(RUNS, run_body("standing", standing)).await;
+    assert_eq!(wait_final(first.clone()).await["status"], "completed");
+    let started = Instant::now();
+    let next = loop {
+        let runs = get(format!("{RUNS}/by-fleet/{fleet}?limit=1000")).await;
+        let found = runs["items"].as_array().unwrap().iter().find(|r| {
+            r["name"] == "standing" && r["id"] != first.as_str() && r["status"] == "completed"
+        });
+        if let Some(r) = found {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no successor; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        plan(&get(format!("{RUNS}/{first}/results?limit=100")).await),
+        plan(&get(format!("{RUNS}/{next}/results?limit=100")).await)
+    );
 
     sigterm(&mut worker);
     sigterm(&mut api);

@@ -7,9 +7,10 @@
 //! one with the payoff table and the per-zone shadow prices), the chosen plan's moves as
 //! recommendations, and the run's metrics (execution time, coverage gain and cost reduction
 //! against doing nothing), plus the fleet's (success rate, execution time p50/p99). The plans
-//! of accepted recommendations are followed until the vehicles moved (`track_plans`). Runs
-//! without `parameters.rebalance` stay records their clients manage by hand, as in the seed
-//! API.
+//! of accepted recommendations are followed until the vehicles moved (`track_plans`), and a
+//! run marked `continuous` is followed by a successor on the then live state
+//! (`requeue_continuous`). Runs without `parameters.rebalance` stay records their clients manage
+//! by hand, as in the seed API.
 //!
 //! A run is claimed with `FOR UPDATE SKIP LOCKED`, so several workers execute runs side by
 //! side without doing one twice; rows get ids derived from the run, so writing them again
@@ -332,6 +333,43 @@ async fn track_plans(pool: &PgPool, clickhouse: &ClickHouseSink) -> Result<usize
     Ok(changed)
 }
 
+/// Queues the successor of every continuous engine run (`parameters.rebalance.continuous`)
+/// that finished `every` ago and has none yet: same fleet, weights and parameters, so it is
+/// solved on the live state then. One successor per run (its id is derived from the run's), so
+/// workers side by side queue it once.
+async fn requeue_continuous(pool: &PgPool, every: Duration) -> Result<u64> {
+    let queued = sqlx::query(
+        "INSERT INTO optimization_runs (id, fleet_id, name, cost_weight, efficiency_weight,
+                                        coverage_weight, parameters, status)
+         SELECT next_run_id(r.id), r.fleet_id, r.name, r.cost_weight, r.efficiency_weight,
+                r.coverage_weight, r.parameters, 'queued'
+         FROM optimization_runs r
+         WHERE r.status IN ('completed', 'failed')
+           AND (r.parameters -> 'rebalance' ->> 'continuous') = 'true'
+           AND r.finished_at <= now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM optimization_runs n WHERE n.id = next_run_id(r.id))
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(every.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if queued > 0 {
+        info!(
+            runs = queued,
+            "Continuous optimization: successor runs queued."
+        );
+    }
+    Ok(queued)
+}
+
+/// How often the executor looks, and how long after a continuous run its successor follows.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub look: Duration,
+    pub reoptimize: Duration,
+}
+
 /// Executes queued engine runs and follows approved plans, looking every `interval`, until
 /// `shutdown` turns true. A store that is down is retried at the next look; the claimed run
 /// stays `running` if the worker dies mid-solve (set it back to `queued` to run it again).
@@ -339,12 +377,16 @@ pub async fn run(
     pool: PgPool,
     redis: RedisSink,
     clickhouse: ClickHouseSink,
-    interval: Duration,
+    cadence: Cadence,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let interval = cadence.look;
     loop {
         if let Err(e) = track_plans(&pool, &clickhouse).await {
             warn!(error = %e, "Following the approved rebalancing plans failed; retrying.");
+        }
+        if let Err(e) = requeue_continuous(&pool, cadence.reoptimize).await {
+            warn!(error = %e, "Queueing continuous optimization runs failed; retrying.");
         }
         let next = match claim(&pool).await {
             Ok(Some(run)) => match execute(&pool, &redis, run).await {

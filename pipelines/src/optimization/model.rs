@@ -48,6 +48,10 @@ pub struct RebalanceParams {
     /// Idle vehicles per zone id instead of the live ones (a what-if).
     #[serde(default)]
     pub idle: Option<BTreeMap<String, u32>>,
+    /// Re-solve on the live state every `resources.reoptimize_interval_ms` after this run
+    /// finished: the executor queues a successor run with the same parameters.
+    #[serde(default)]
+    pub continuous: bool,
 }
 
 fn default_period() -> u32 {

@@ -62,6 +62,7 @@ pub struct ResourcesPipeline {
     coordination_every: Duration,
     relay_every: Duration,
     optimization_every: Duration,
+    reoptimize_every: Duration,
     redis: atlasmesh_sinks::redis::RedisSink,
     cadence: Cadence,
 }
@@ -82,6 +83,7 @@ impl Pipeline for ResourcesPipeline {
             coordination_every: Duration::from_millis(cfg.resources.coordination_interval_ms),
             relay_every: Duration::from_millis(cfg.resources.relay_interval_ms),
             optimization_every: Duration::from_millis(cfg.resources.optimization_interval_ms),
+            reoptimize_every: Duration::from_millis(cfg.resources.reoptimize_interval_ms),
             redis: atlasmesh_sinks::redis::RedisSink::connect(
                 &cfg.redis.url,
                 &cfg.redis.key_prefix,
@@ -110,7 +112,10 @@ impl Pipeline for ResourcesPipeline {
                 pool.clone(),
                 self.redis.clone(),
                 self.clickhouse.clone(),
-                self.optimization_every,
+                crate::optimization::Cadence {
+                    look: self.optimization_every,
+                    reoptimize: self.reoptimize_every,
+                },
                 shutdown.clone(),
             )),
             Box::pin(relay::run(
