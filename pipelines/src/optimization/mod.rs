@@ -26,7 +26,7 @@ use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::VehicleStatus;
 use atlasmesh_sinks::clickhouse::ClickHouseSink;
 use atlasmesh_sinks::redis::RedisSink;
-use atlasmesh_sinks::store::derived_id;
+use atlasmesh_sinks::store::{derived_id, set_optimization_metric};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
@@ -169,17 +169,8 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
                 .await?;
             }
             for (metric, value) in &out.metrics {
-                sqlx::query(
-                    "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(derived_id(&[&run.id, "metric", metric]))
-                .bind(&run.fleet_id)
-                .bind(&run.id)
-                .bind(metric)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
+                set_optimization_metric(&mut tx, &run.fleet_id, Some(&run.id), metric, *value)
+                    .await?;
             }
             sqlx::query(
                 "UPDATE optimization_runs SET status = 'completed', finished_at = now(), updated_at = now()
@@ -254,17 +245,7 @@ async fn fleet_metrics(tx: &mut sqlx::PgConnection, fleet: &str) -> Result<()> {
         rows.push(("execution_time_ms_p99", p99));
     }
     for (metric, value) in rows {
-        sqlx::query(
-            "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
-             VALUES ($1, $2, NULL, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
-        )
-        .bind(derived_id(&[fleet, "optimization", metric]))
-        .bind(fleet)
-        .bind(metric)
-        .bind(value)
-        .execute(&mut *tx)
-        .await?;
+        set_optimization_metric(&mut *tx, fleet, None, metric, value).await?;
     }
     Ok(())
 }
@@ -315,17 +296,14 @@ async fn track_plans(pool: &PgPool, clickhouse: &ClickHouseSink) -> Result<usize
         .execute(&mut *tx)
         .await?;
         if let Some(run) = run_id {
-            sqlx::query(
-                "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
-                 SELECT $1, $2, $3, 'moved_rate', sum(moved_vehicles)::float8 / greatest(sum(vehicle_count), 1)
-                 FROM optimization_rebalancing WHERE run_id = $3 AND approved_at IS NOT NULL
-                 ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+            let rate: f64 = sqlx::query_scalar(
+                "SELECT sum(moved_vehicles)::float8 / greatest(sum(vehicle_count), 1)
+                 FROM optimization_rebalancing WHERE run_id = $1 AND approved_at IS NOT NULL",
             )
-            .bind(derived_id(&[&run, "metric", "moved_rate"]))
-            .bind(&fleet)
             .bind(&run)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            set_optimization_metric(&mut tx, &fleet, Some(&run), "moved_rate", rate).await?;
         }
         tx.commit().await?;
         info!(plan = %id, fleet = %fleet, moved, planned, "Rebalancing plan progress.");

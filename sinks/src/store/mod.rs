@@ -80,6 +80,36 @@ fn reject(reason: impl Into<String>) -> Result<Outcome, sqlx::Error> {
     })
 }
 
+/// Sets the engine-computed optimization metric `metric` of `run` (or of the fleet, without a
+/// run) to `value`: one row per (run or fleet, metric), its id derived from them, overwritten
+/// when computed again. The one writer of the system's optimization metrics (clients' own
+/// `POST …/metrics` rows go through the command path).
+pub async fn set_optimization_metric(
+    conn: &mut PgConnection,
+    fleet: &str,
+    run: Option<&str>,
+    metric: &str,
+    value: f64,
+) -> Result<(), sqlx::Error> {
+    let id = match run {
+        Some(r) => derived_id(&[r, "metric", metric]),
+        None => derived_id(&[fleet, "optimization", metric]),
+    };
+    sqlx::query(
+        "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+    )
+    .bind(id)
+    .bind(fleet)
+    .bind(run)
+    .bind(metric)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A stable id derived from `parts` (UUID-shaped hex of their SHA-256).
 pub fn derived_id(parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -227,16 +227,13 @@ impl StoreRules for Recommendation {
         .fetch_one(&mut *conn)
         .await?;
         let fleet = str_field(old, "fleet_id").unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO optimization_metrics (id, fleet_id, run_id, metric, value)
-             VALUES ($1, $2, $3, 'adoption_rate', $4)
-             ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = now()",
+        crate::store::set_optimization_metric(
+            conn,
+            fleet,
+            Some(&run_id),
+            "adoption_rate",
+            accepted as f64 / issued.max(1) as f64,
         )
-        .bind(derived_id(&[&run_id, "metric", "adoption_rate"]))
-        .bind(fleet)
-        .bind(&run_id)
-        .bind(accepted as f64 / issued.max(1) as f64)
-        .execute(&mut *conn)
         .await?;
         Ok(changes)
     }
