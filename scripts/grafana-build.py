@@ -182,6 +182,28 @@ LAYOUT = [
 ]
 
 
+REBALANCING = dict(
+    file="atlasmesh-rebalancing.json",
+    uid="atlasmesh-rebalancing",
+    title="AtlasMesh rebalancing",
+    time="now-24h",
+    variables=[FLEET, ("zone_id", "Zone", "rebalancing/var-zone_id.sql")],
+    panels=[
+        stat("Demand over the range", "rebalancing/kpis.sql", w=24),
+        ts("Zone $zone_id: requests vs forecast", "rebalancing/demand-vs-forecast.sql", w=24),
+        ts("Served / expired share of requests", "rebalancing/served.sql", unit="percentunit"),
+        ts("Mean wait to assignment per zone (s)", "rebalancing/wait.sql", unit="s"),
+        table("Zones over the range", "rebalancing/zones.sql"),
+        ts("Vehicles planned to move, by destination", "rebalancing/moves-over-time.sql", bars=True, stack=True),
+        table("Planned moves (newest first)", "rebalancing/plan-moves.sql", w=12),
+        dict(kind="prometheus", title="Recommendation adoption, all fleets (last day)", w=12, h=8, unit="percentunit", targets=[
+            ("max by (stage) (atlasmesh_optimization_adoption_ratio)", "{{stage}}"),
+        ]),
+    ],
+)
+LAYOUT.append(REBALANCING)
+
+
 def read_sql(rel):
     with open(os.path.join(QUERIES, rel)) as f:
         return f.read().strip()

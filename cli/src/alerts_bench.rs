@@ -278,6 +278,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
                 payload,
                 headers: vec![],
                 partition: None,
+                timestamp_ms: None,
             });
             last_ts = now;
             sent += 1;

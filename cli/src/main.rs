@@ -10,6 +10,8 @@ use atlasmesh_core::config::Config;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
+mod bench_rebalance;
+
 #[derive(Parser)]
 #[command(name = "atlasmesh", version, about = "AtlasMesh fleet stream workers: telemetry → rolling fleet metrics in ClickHouse, PostgreSQL, Redis and Kafka.", long_about = None)]
 struct Cli {
@@ -58,6 +60,10 @@ enum Cmd {
     /// Alert latency: telemetry crossing a rule's threshold → alert message on the alert topic,
     /// through the telemetry and alerts pipelines in-process, at a fixed event rate.
     BenchAlerts(BenchAlertsArgs),
+    /// Closed-loop rebalancing in the zone simulator (in-process, no servers): the same seeded
+    /// demand with no engine and with the engine at each adoption level. Progress on stderr,
+    /// a table (or JSON) on stdout.
+    BenchRebalance(bench_rebalance::BenchRebalanceArgs),
     /// Print a JWT for the query API, signed with the configured HS256 secret
     /// (ATLASMESH_JWT_SECRET), e.g. `atlasmesh token --role operator --fleets fleet-a,fleet-b`.
     Token(atlasmesh::credentials::TokenArgs),
@@ -537,6 +543,7 @@ async fn main() -> anyhow::Result<()> {
             let summary = atlasmesh::api_bench::run(&cfg, opts).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
+        Cmd::BenchRebalance(b) => bench_rebalance::run(&b)?,
         Cmd::Token(t) => println!("{}", atlasmesh::credentials::token(&cfg, &t)?),
         Cmd::ApiKey(k) => println!("{}", atlasmesh::credentials::api_key(&cfg, &k).await?),
     }

@@ -1,4 +1,5 @@
-//! Produces simulator output to the telemetry topic (Confluent-framed Avro, key = vehicle id),
+//! Produces simulator output to the telemetry topic (Confluent-framed Avro, key = vehicle id,
+//! message timestamp = the simulated send time),
 //! and the mission and resource events derived from it (`atlasmesh_simulator::derived`) to their
 //! topics (keys: mission id, resource id).
 
@@ -48,6 +49,8 @@ pub async fn encode(
             payload,
             headers: vec![],
             partition: None,
+            // The simulated send time, so a replay range is simulated time.
+            timestamp_ms: it.sent_ms(),
         });
     }
     Ok(out)
@@ -84,6 +87,7 @@ pub async fn encode_derived(
                 payload,
                 headers: vec![],
                 partition: None,
+                timestamp_ms: it.sent_ms(),
             });
         }
         for r in &d.resources {
@@ -97,6 +101,7 @@ pub async fn encode_derived(
                 payload,
                 headers: vec![],
                 partition: None,
+                timestamp_ms: it.sent_ms(),
             });
         }
     }

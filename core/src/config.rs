@@ -439,6 +439,9 @@ pub struct MissionsConfig {
     /// A partition with no messages for this long (processing time) is idle; unset: the
     /// telemetry pipeline's `idle_flush_ms`.
     pub idle_flush_ms: Option<u64>,
+    /// Bucket of the zone demand rows (requests, served, expired, arrivals per zone) and the
+    /// optimization engine's period when it forecasts from them (must divide a day).
+    pub zone_bucket_ms: i64,
 }
 
 impl Default for MissionsConfig {
@@ -447,6 +450,7 @@ impl Default for MissionsConfig {
             window_ms: 3_600_000,
             tick_ms: DEFAULT_TICK_MS,
             idle_flush_ms: None,
+            zone_bucket_ms: 900_000,
         }
     }
 }
@@ -765,6 +769,11 @@ impl Config {
         }
         if self.missions.window_ms <= 0 || 86_400_000 % self.missions.window_ms != 0 {
             return Err(Error::Config("missions.window_ms must divide a day".into()));
+        }
+        if self.missions.zone_bucket_ms < 60_000 || 86_400_000 % self.missions.zone_bucket_ms != 0 {
+            return Err(Error::Config(
+                "missions.zone_bucket_ms must be at least a minute and divide a day".into(),
+            ));
         }
         if self.resources.reoptimize_interval_ms == 0 {
             return Err(Error::Config(

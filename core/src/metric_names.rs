@@ -53,5 +53,9 @@ pub const ALERT_RESPONSE_SECONDS: &str = "atlasmesh_alert_response_seconds";
 /// Optimization runs executed by the engine, by `outcome` (`completed`, `failed`): the
 /// optimization success rate.
 pub const OPTIMIZATION_RUNS: &str = "atlasmesh_optimization_runs_total";
+/// Of the engine's recommendations issued in the last day (all fleets), the share accepted
+/// (`stage="accepted"`), and of the vehicles in the accepted plans the share that moved
+/// (`stage="moved"`): the recommendation adoption rate.
+pub const OPTIMIZATION_ADOPTION_RATIO: &str = "atlasmesh_optimization_adoption_ratio";
 /// Time to execute an optimization run (load, solve, store).
 pub const OPTIMIZATION_SECONDS: &str = "atlasmesh_optimization_run_seconds";

@@ -25,6 +25,8 @@
 //! variance of ETS(A,A,A) (Hyndman, Koehler, Ord & Snyder 2008, class 1):
 //! `v_h = σ² (1 + Σ_{j=1}^{h−1} c_j²)`, `c_j = α + jβ + γ·[j mod m = 0]`, Gaussian quantiles.
 
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
 
 /// z-value of a central 80 % interval.
@@ -563,26 +565,160 @@ pub fn backtest(y: &[f64], cfg: BacktestConfig) -> Result<Backtest> {
     Ok(Backtest { origins, horizons })
 }
 
-/// Forecasts every zone's series (`[zone][bucket]` counts) `horizon` buckets ahead and returns
-/// the integral demand at quantile `p` per `[zone][step]`, the solver's demand input.
-pub fn zone_demand(
-    series: &[Vec<f64>],
-    season: usize,
-    horizon: usize,
-    p: f64,
-    transform: Transform,
-) -> Result<Vec<Vec<u32>>> {
-    series
-        .iter()
-        .map(|y| {
-            let model = HoltWinters::fit_on(y, season, transform)?;
-            Ok(model
-                .forecast(horizon)
+/// How [`forecast_counts`] forecast a series (by the history it had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountMethod {
+    /// Less than one season: the mean of the recent buckets, flat, Poisson spread (nothing
+    /// seen: zero).
+    RecentMean,
+    /// One season: the same bucket one season back, with the spread of the seasonal
+    /// differences seen (Poisson when there are none).
+    SeasonalNaive,
+    /// Two seasons or more: Holt-Winters with additive seasonality.
+    HoltWinters,
+}
+
+impl CountMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountMethod::RecentMean => "recent_mean",
+            CountMethod::SeasonalNaive => "seasonal_naive",
+            CountMethod::HoltWinters => "holt_winters",
+        }
+    }
+}
+
+/// One step of a count forecast.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CountStep {
+    /// Point forecast (the mean; the median on a transformed scale), ≥ 0.
+    pub mean: f64,
+    /// Upper bound of the 80 % interval.
+    pub upper80: f64,
+    /// Upper bound of the 95 % interval.
+    pub upper95: f64,
+    /// The demand to plan for: the spec's quantile, rounded up (the solver's input).
+    pub planned: u32,
+}
+
+/// A count forecast and, for Holt-Winters, the parameters it used (to reuse them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountForecast {
+    pub method: CountMethod,
+    pub steps: Vec<CountStep>,
+    #[serde(skip)]
+    pub params: Option<HwParams>,
+}
+
+/// What [`forecast_counts`] does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CountSpec {
+    /// Buckets in a season (a day of 15-minute buckets: 96).
+    pub season: usize,
+    pub horizon: usize,
+    /// The quantile planned for (0.5: the median).
+    pub quantile: f64,
+    /// Holt-Winters' scale (`Sqrt` suits Poisson counts).
+    pub transform: Transform,
+    /// Holt-Winters fit: the multi-step criterion over the last `fit_window` origins.
+    pub fit_window: usize,
+    /// Reuse these Holt-Winters parameters instead of fitting (a caller refitting daily).
+    pub params: Option<HwParams>,
+    /// Buckets the recent mean reads (0: all).
+    pub recent: usize,
+}
+
+/// Forecasts a count series (one value per bucket, oldest first) `spec.horizon` buckets
+/// ahead with the best method its length allows (see [`CountMethod`]), with intervals and the
+/// integral demand at `spec.quantile`. Deterministic; never NaN. The one forecaster of zone
+/// demand: the optimization run executor and the closed-loop simulator both plan with it.
+pub fn forecast_counts(series: &[f64], spec: &CountSpec) -> CountForecast {
+    let p = spec.quantile.clamp(0.001, 0.999);
+    let (n, m, h) = (series.len(), spec.season, spec.horizon);
+    let nonneg = |v: f64| if v.is_finite() { v.max(0.0) } else { 0.0 };
+    let gaussian = |mean: f64, sd: f64| {
+        let q = |z: f64| nonneg(mean + z * sd);
+        CountStep {
+            mean: nonneg(mean),
+            upper80: q(Z80),
+            upper95: q(Z95),
+            planned: ceil_count(q(normal_quantile(p))),
+        }
+    };
+    if m >= 2 && n >= 2 * m && series.iter().all(|v| v.is_finite()) {
+        let model = match spec.params {
+            Some(params) => {
+                let y: Vec<f64> = series.iter().map(|&v| spec.transform.forward(v)).collect();
+                HoltWinters::with_params_on(&y, m, params, spec.transform)
+            }
+            None => HoltWinters::fit_by(
+                series,
+                m,
+                spec.transform,
+                FitCriterion::MultiStep {
+                    horizon: h.clamp(1, m),
+                    window: spec.fit_window.max(1),
+                },
+            ),
+        };
+        if let Ok(model) = model {
+            let steps: Vec<CountStep> = model
+                .forecast(h)
                 .iter()
-                .map(|f| f.demand_quantile(p))
-                .collect())
-        })
-        .collect()
+                .map(|f| CountStep {
+                    mean: nonneg(f.mean),
+                    upper80: nonneg(f.hi80),
+                    upper95: nonneg(f.hi95),
+                    planned: f.demand_quantile(p),
+                })
+                .collect();
+            return CountForecast {
+                method: CountMethod::HoltWinters,
+                steps,
+                params: Some(model.params),
+            };
+        }
+    }
+    if m >= 1 && n >= m {
+        let diffs: Vec<f64> = (m..n).map(|t| series[t] - series[t - m]).collect();
+        let sd = (!diffs.is_empty())
+            .then(|| (diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64).sqrt());
+        let steps = (0..h)
+            .map(|j| {
+                let mean = series[n - m + j % m];
+                gaussian(mean, sd.unwrap_or(nonneg(mean).sqrt()))
+            })
+            .collect();
+        return CountForecast {
+            method: CountMethod::SeasonalNaive,
+            steps,
+            params: None,
+        };
+    }
+    let recent = if spec.recent == 0 {
+        n
+    } else {
+        spec.recent.min(n)
+    };
+    let mean = if recent == 0 {
+        0.0
+    } else {
+        series[n - recent..].iter().sum::<f64>() / recent as f64
+    };
+    CountForecast {
+        method: CountMethod::RecentMean,
+        steps: vec![gaussian(mean, nonneg(mean).sqrt()); h],
+        params: None,
+    }
+}
+
+fn ceil_count(v: f64) -> u32 {
+    if v.is_finite() && v > 0.0 {
+        v.ceil().min(f64::from(u32::MAX)) as u32
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -722,19 +858,76 @@ mod tests {
         );
     }
 
-    #[test]
-    fn zone_demand_is_deterministic_and_shaped() {
-        let series: Vec<Vec<f64>> = (0..3)
-            .map(|z| {
-                (0..48)
-                    .map(|t| (z + 1) as f64 * (2.0 + PATTERN[t % 6].abs()))
-                    .collect()
+    fn spec(season: usize, horizon: usize, quantile: f64) -> CountSpec {
+        CountSpec {
+            season,
+            horizon,
+            quantile,
+            transform: Transform::Sqrt,
+            fit_window: season,
+            params: None,
+            recent: 0,
+        }
+    }
+
+    fn daily(days: usize, season: usize) -> Vec<f64> {
+        (0..days * season)
+            .map(|t| {
+                let phase = (t % season) as f64 / season as f64;
+                (10.0 + 8.0 * (std::f64::consts::TAU * phase).sin()).round()
             })
-            .collect();
-        let a = zone_demand(&series, 6, 4, 0.8, Transform::Sqrt).unwrap();
-        assert_eq!(a, zone_demand(&series, 6, 4, 0.8, Transform::Sqrt).unwrap());
-        assert_eq!(a.len(), 3);
-        assert!(a.iter().all(|r| r.len() == 4));
-        assert!(a[2][0] >= a[0][0]);
+            .collect()
+    }
+
+    #[test]
+    fn count_method_follows_the_history_available() {
+        let m = 24;
+        let hw = forecast_counts(&daily(3, m), &spec(m, 4, 0.8));
+        assert_eq!(hw.method, CountMethod::HoltWinters);
+        assert!(hw.params.is_some());
+        // Reusing the parameters gives the same forecast without fitting.
+        let again = forecast_counts(
+            &daily(3, m),
+            &CountSpec {
+                params: hw.params,
+                ..spec(m, 4, 0.8)
+            },
+        );
+        assert_eq!(again.steps, hw.steps);
+        assert_eq!(
+            forecast_counts(&daily(1, m), &spec(m, 4, 0.8)).method,
+            CountMethod::SeasonalNaive
+        );
+        let short = forecast_counts(&[4.0, 6.0], &spec(m, 3, 0.5));
+        assert_eq!(short.method, CountMethod::RecentMean);
+        assert_eq!(short.steps.len(), 3);
+        assert_eq!(short.steps[0].mean, 5.0);
+        let recent = forecast_counts(
+            &[0.0, 0.0, 8.0],
+            &CountSpec {
+                recent: 1,
+                ..spec(m, 1, 0.5)
+            },
+        );
+        assert_eq!(recent.steps[0].mean, 8.0);
+        assert_eq!(forecast_counts(&[], &spec(m, 2, 0.9)).steps[0].planned, 0);
+    }
+
+    #[test]
+    fn a_clean_daily_pattern_is_forecast_and_quantiles_are_ordered() {
+        let m = 24;
+        let y = daily(4, m);
+        let f = forecast_counts(&y, &spec(m, 6, 0.8));
+        assert_eq!(f, forecast_counts(&y, &spec(m, 6, 0.8)), "deterministic");
+        for (h, s) in f.steps.iter().enumerate() {
+            let want = y[y.len() - m + h];
+            assert!((s.mean - want).abs() < 1.0, "h {h}: {} vs {want}", s.mean);
+            assert!(s.mean <= s.upper80 + 1e-9 && s.upper80 <= s.upper95 + 1e-9);
+            assert!(f64::from(s.planned) >= s.mean.floor());
+        }
+        // Seasonal naive repeats the last season's bucket (no noise: no spread).
+        let n = forecast_counts(&y[..m], &spec(m, 3, 0.95));
+        assert_eq!(n.method, CountMethod::SeasonalNaive);
+        assert_eq!(n.steps[2].mean, y[2]);
     }
 }

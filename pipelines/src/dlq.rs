@@ -115,6 +115,7 @@ pub async fn encode(codec: &Codec, topics: &Topics, d: &DeadLetterRecord) -> Res
             ),
         ],
         partition: None,
+        timestamp_ms: None,
     })
 }
 

@@ -234,6 +234,7 @@ async fn produce(
         payload,
         headers: vec![(HEADER.to_string(), signature.into_bytes())],
         partition: None,
+        timestamp_ms: None,
     };
     state
         .producer

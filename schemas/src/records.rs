@@ -272,6 +272,12 @@ pub enum MissionEventKind {
     Failed,
     Aborted,
     SafetyEvent,
+    /// A request for a vehicle in `zone_id` (the demand the optimization engine forecasts).
+    Requested,
+    /// A vehicle took the request (`vehicle_id`; the wait is from `requested`).
+    Assigned,
+    /// No vehicle took the request within the wait the rider accepts.
+    Expired,
 }
 
 impl MissionEventKind {
@@ -285,6 +291,9 @@ impl MissionEventKind {
             MissionEventKind::Failed => "failed",
             MissionEventKind::Aborted => "aborted",
             MissionEventKind::SafetyEvent => "safety_event",
+            MissionEventKind::Requested => "requested",
+            MissionEventKind::Assigned => "assigned",
+            MissionEventKind::Expired => "expired",
         }
     }
 }
@@ -300,6 +309,10 @@ pub struct MissionEventRecord {
     pub kind: MissionEventKind,
     pub severity: Option<String>,
     pub detail: Option<String>,
+    /// Origin zone of a request (requested / assigned / expired); the zone a completed
+    /// mission ended in.
+    #[serde(default)]
+    pub zone_id: Option<String>,
 }
 
 /// Avro enum `ResourceState`.

@@ -107,6 +107,7 @@ impl Deriver {
             kind,
             severity: severity.map(str::to_string),
             detail,
+            zone_id: None,
         };
         let (prev_status, prev_mission) = match &prev {
             Some(p) => (Some(p.status), p.mission_id.clone()),

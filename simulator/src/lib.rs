@@ -14,14 +14,20 @@
 //!   previously reported speed × elapsed time (metre resolution) and energy by ~0.16–0.22 kWh/km
 //!   (heavier with payload) plus a small auxiliary draw (Wh resolution);
 //! - a mission id `m-f{fleet}-v{vehicle}-{n}` and a payload while on_mission, fault codes while
-//!   in fault, a zone from the position around the fleet's city centre (none while offline).
+//!   in fault, a zone from the position around the fleet's city centre (none while offline);
+//! - opt-in ground truth for analytics ([`SimConfig::battery`], [`SimConfig::failures`]):
+//!   battery ageing with charging habits, noisy state of charge and counter resets; failures
+//!   announced by precursor warnings. Their truth is queryable ([`Simulator::battery_truth`],
+//!   [`Simulator::failure_truth`]); use a coarse `interval_ms` (minutes) to simulate months.
 //!
-//! Randomness: ChaCha8 streams per vehicle (physics, injection, ids), so the vehicles' physical
-//! trajectories do not depend on the injection switches.
+//! Randomness: ChaCha8 streams per vehicle (physics, injection, ids, and one for the opt-in
+//! models), so the vehicles' physical trajectories do not depend on the injection switches, and
+//! with the opt-in models off the output is exactly what it was without them.
 
 pub mod derived;
 mod malformed;
 mod vehicle;
+pub mod zones;
 
 use std::collections::{HashSet, VecDeque};
 
@@ -30,7 +36,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use vehicle::{Snapshot, Vehicle};
+pub use vehicle::{
+    BatteryModel, BatteryTruth, FailureModel, FailureRecord, FailureTruth, SohPoint,
+};
+use vehicle::{Options, Snapshot, Vehicle};
 
 /// 2100-01-01T00:00:00Z, the base of far-future invalid timestamps.
 pub const YEAR_2100_MS: i64 = 4_102_444_800_000;
@@ -67,6 +76,14 @@ pub struct SimConfig {
     pub offline_backlog_pct: f64,
     /// How far behind the vehicle's newest event a too-late event lies (at least).
     pub too_late_ms: i64,
+    /// Opt-in ground truth for battery analytics: per-vehicle state of health falling with
+    /// time and use (faster with DC fast charging), noisy state of charge, charging sessions
+    /// and counter resets; the truth from [`Simulator::battery_truth`]. `None` (default): a
+    /// fixed capacity, output unchanged.
+    pub battery: Option<BatteryModel>,
+    /// Opt-in failures with precursor warnings; the truth from [`Simulator::failure_truth`].
+    /// `None` (default): no failures, output unchanged.
+    pub failures: Option<FailureModel>,
 }
 
 impl Default for SimConfig {
@@ -85,6 +102,8 @@ impl Default for SimConfig {
             late_pct: 0.0,
             offline_backlog_pct: 0.0,
             too_late_ms: 600_000,
+            battery: None,
+            failures: None,
         }
     }
 }
@@ -124,12 +143,15 @@ pub enum Emitted {
         key: String,
         event: TelemetryEvent,
         kind: EventKind,
+        /// When the device sent it (see [`Emitted::sent_ms`]).
+        sent_ms: Option<i64>,
     },
     /// Bytes that are not valid Confluent Avro (the producer sends them as the raw value).
     Malformed {
         key: String,
         bytes: Vec<u8>,
         why: &'static str,
+        sent_ms: Option<i64>,
     },
 }
 
@@ -152,6 +174,26 @@ impl Emitted {
         match self {
             Emitted::Event { kind, .. } => Some(*kind),
             Emitted::Malformed { .. } => None,
+        }
+    }
+
+    /// The simulated send time (epoch ms): the end of the time step in which the simulator
+    /// emitted the item, so the simulated clock at upload. Non-decreasing in emission order;
+    /// a late, backlog or too-late sample goes out with the clock of its upload, and an
+    /// invalid year-2100 timestamp does not move it. The producer uses it as the Kafka
+    /// message timestamp, so `atlasmesh replay --from/--to` selects simulated time.
+    /// `None` for items made by hand (the producer stamps them with its own clock).
+    pub fn sent_ms(&self) -> Option<i64> {
+        match self {
+            Emitted::Event { sent_ms, .. } | Emitted::Malformed { sent_ms, .. } => *sent_ms,
+        }
+    }
+
+    fn set_sent_ms(&mut self, at: i64) {
+        match self {
+            Emitted::Event { sent_ms, .. } | Emitted::Malformed { sent_ms, .. } => {
+                *sent_ms = Some(at)
+            }
         }
     }
 }
@@ -210,6 +252,7 @@ impl Sim {
             key: self.v.vehicle_id.clone(),
             event,
             kind,
+            sent_ms: None,
         });
     }
 }
@@ -256,7 +299,13 @@ impl Simulator {
         for f in 1..=cfg.fleets {
             for vn in 1..=cfg.vehicles_per_fleet {
                 let idx = sims.len() as u64;
-                let v = Vehicle::new(f, vn, cfg.interval_ms, stream(idx, 0));
+                let opts = Options {
+                    start_ms: cfg.start_ms,
+                    battery: cfg.battery.as_ref(),
+                    failures: cfg.failures.as_ref(),
+                    health: stream(idx, 3),
+                };
+                let v = Vehicle::new(f, vn, cfg.interval_ms, stream(idx, 0), opts);
                 let history = VecDeque::from([v.pre_start_snapshot()]);
                 sims.push(Sim {
                     v,
@@ -301,6 +350,26 @@ impl Simulator {
         self.sims.iter().map(|s| s.v.vehicle_id.clone()).collect()
     }
 
+    /// The generator's truth about a vehicle's battery so far (`None`: unknown vehicle or no
+    /// [`SimConfig::battery`]).
+    pub fn battery_truth(&self, vehicle_id: &str) -> Option<BatteryTruth> {
+        self.sims
+            .iter()
+            .find(|s| s.v.vehicle_id == vehicle_id)?
+            .v
+            .battery_truth()
+    }
+
+    /// The generator's truth about a vehicle's failures so far (`None`: unknown vehicle or no
+    /// [`SimConfig::failures`]).
+    pub fn failure_truth(&self, vehicle_id: &str) -> Option<FailureTruth> {
+        self.sims
+            .iter()
+            .find(|s| s.v.vehicle_id == vehicle_id)?
+            .v
+            .failure_truth()
+    }
+
     /// End (exclusive) of the event time generated so far: `start_ms + steps × interval_ms`.
     /// Every sample of every generated step has `ts_ms < now_ms()` (invalid year-2100 events
     /// aside). Use it as the processing clock for validation.
@@ -332,6 +401,7 @@ impl Simulator {
         let step = self.step;
         let step_start = self.cfg.start_ms + step as i64 * self.cfg.interval_ms;
         let cfg = &self.cfg;
+        let first = out.len();
         for s in &mut self.sims {
             step_vehicle(
                 cfg,
@@ -342,6 +412,9 @@ impl Simulator {
                 s,
                 out,
             );
+        }
+        for it in &mut out[first..] {
+            it.set_sent_ms(step_start + cfg.interval_ms);
         }
         self.step += 1;
     }
@@ -410,6 +483,7 @@ fn step_vehicle(
             key: s.v.vehicle_id.clone(),
             bytes,
             why,
+            sent_ms: None,
         });
     } else if hit(cfg.invalid_pct) {
         let mut ev = sample;

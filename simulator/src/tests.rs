@@ -337,7 +337,10 @@ fn malformed_rate_and_variants() {
     let mut whys = HashSet::new();
     let mut n = 0;
     for it in &items {
-        if let Emitted::Malformed { key, bytes, why } = it {
+        if let Emitted::Malformed {
+            key, bytes, why, ..
+        } = it
+        {
             n += 1;
             whys.insert(*why);
             assert!(key.starts_with('f'));
@@ -530,4 +533,219 @@ fn counted_helper_dedups_and_drops_rejects() {
             }
         }
     }
+}
+
+fn battery_cfg(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        fleets: 1,
+        vehicles_per_fleet: 6,
+        interval_ms: 300_000,
+        battery: Some(BatteryModel {
+            acceleration: 10.0,
+            counter_resets_per_day: 0.05,
+            ..BatteryModel::default()
+        }),
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn battery_truth_ages_with_time_use_and_fast_charging() {
+    let m = BatteryModel::default();
+    let mut sim = Simulator::new(battery_cfg(11));
+    let mut items = Vec::new();
+    for _ in 0..30 * 288 {
+        items.extend(sim.next_batch());
+    }
+    let events = valid_counted_events(&items);
+    let lim = ValidationLimits::default();
+    for (vid, evs) in by_vehicle(&events) {
+        let t = sim.battery_truth(vid).unwrap();
+        // Rates as documented: cycle fade × (1 + factor × DC share), × acceleration.
+        let base = t.cycle_pp_per_1000_km / (1.0 + m.dc_fast_fade_factor * t.dc_fast_share) / 10.0;
+        assert!(base >= m.cycle_pp_per_1000_km.0 - 1e-12 && base <= m.cycle_pp_per_1000_km.1);
+        let cal_year = t.calendar_pp_per_month * 12.0 / 10.0;
+        assert!(cal_year >= m.calendar_pp_per_year.0 - 1e-9);
+        assert!(cal_year <= m.calendar_pp_per_year.1 + 1e-9);
+        // The trace declines and matches the documented rates over the month.
+        let (a, b) = (t.trace[0], *t.trace.last().unwrap());
+        assert!(t.trace.windows(2).all(|w| w[1].soh_pct <= w[0].soh_pct));
+        let months = (b.ts_ms - a.ts_ms) as f64 / (30.436875 * 86_400_000.0);
+        let want = t.calendar_pp_per_month * months
+            + t.cycle_pp_per_1000_km * (b.odometer_km - a.odometer_km) / 1000.0;
+        assert!(((a.soh_pct - b.soh_pct) - want).abs() < 1e-6 * want.max(1.0));
+        assert_eq!(t.soh_now_pct, b.soh_pct);
+        assert_eq!(t.soh_at(a.ts_ms), Some(a.soh_pct));
+        assert_eq!(t.soh_at(a.ts_ms - 1), None);
+        // Both kinds of sessions for a mixed habit; the counter resets where the truth says.
+        assert!(t.sessions.0 + t.sessions.1 > 20, "{vid}: {:?}", t.sessions);
+        let drops: Vec<i64> = evs
+            .windows(2)
+            .filter(|w| w[1].energy_used_kwh < w[0].energy_used_kwh)
+            .map(|w| w[1].ts_ms)
+            .collect();
+        assert_eq!(drops, t.counter_resets_ms, "{vid}");
+        // Reported state of charge: the usable capacity's, within the noise; samples valid.
+        for e in evs.iter() {
+            validate(e, sim.now_ms(), &lim).unwrap();
+            assert!((0.0..=100.0).contains(&e.energy_pct));
+        }
+        let charging = evs
+            .windows(2)
+            .filter(|w| w[1].status == VehicleStatus::Charging)
+            .count();
+        assert!(charging > 0);
+    }
+    // Heavier DC fast charging, faster cycle fade (same base range for all).
+    let truths: Vec<BatteryTruth> = sim
+        .vehicle_ids()
+        .iter()
+        .map(|v| sim.battery_truth(v).unwrap())
+        .collect();
+    let dc: u32 = truths.iter().map(|t| t.sessions.1).sum();
+    let ac: u32 = truths.iter().map(|t| t.sessions.0).sum();
+    assert!(dc > 0 && ac > 0);
+    // Off by default: no truth, and a fixed capacity.
+    let plain = Simulator::new(cfg(11));
+    assert!(plain.battery_truth("f001-v0001").is_none());
+    assert!(plain.failure_truth("f001-v0001").is_none());
+    assert!(sim.battery_truth("nope").is_none());
+}
+
+#[test]
+fn battery_truth_is_deterministic_and_opt_in_models_do_not_touch_each_other() {
+    let run = |c: SimConfig| {
+        let mut sim = Simulator::new(c);
+        for _ in 0..2_000 {
+            sim.next_batch();
+        }
+        sim.battery_truth("f001-v0002").unwrap()
+    };
+    assert_eq!(run(battery_cfg(4)), run(battery_cfg(4)));
+    assert_ne!(run(battery_cfg(4)).soh0_pct, run(battery_cfg(5)).soh0_pct);
+}
+
+#[test]
+fn failures_follow_rising_precursors_and_show_in_telemetry() {
+    let c = SimConfig {
+        seed: 21,
+        fleets: 2,
+        vehicles_per_fleet: 10,
+        interval_ms: 600_000,
+        failures: Some(FailureModel::default()),
+        ..SimConfig::default()
+    };
+    let start = c.start_ms;
+    let mut sim = Simulator::new(c);
+    let mut items = Vec::new();
+    for _ in 0..120 * 144 {
+        items.extend(sim.next_batch());
+    }
+    let events = valid_counted_events(&items);
+    let day = 86_400_000i64;
+    let (mut near, mut near_days, mut far, mut far_days) = (0usize, 0i64, 0usize, 0i64);
+    let mut failures = 0;
+    for (vid, evs) in by_vehicle(&events) {
+        let t = sim.failure_truth(vid).unwrap();
+        failures += t.failures.len();
+        assert!(t.warnings > 0);
+        for f in &t.failures {
+            // The failure sample: a fault with the failure code, then maintenance for repair.
+            let i = evs.iter().position(|e| e.ts_ms == f.ts_ms).unwrap();
+            assert_eq!(evs[i].status, VehicleStatus::Fault);
+            assert_eq!(evs[i].fault_codes, vec![f.code.clone()]);
+            assert!(f.code.starts_with("F-"));
+            let next = evs[i..]
+                .iter()
+                .find(|e| e.status != VehicleStatus::Fault)
+                .unwrap();
+            assert_eq!(next.status, VehicleStatus::Maintenance);
+        }
+        // Precursor warnings in the 3 days before a failure vs away from any.
+        let is_w = |e: &&&TelemetryEvent| e.fault_codes.iter().any(|c| c.starts_with("W-"));
+        for d in 0..120 {
+            let (lo, hi) = (start + d * day, start + (d + 1) * day);
+            let w = evs
+                .iter()
+                .filter(|e| e.ts_ms >= lo && e.ts_ms < hi)
+                .filter(is_w)
+                .count();
+            let ahead = t.failures.iter().map(|f| f.ts_ms - hi).filter(|&a| a >= 0);
+            match ahead.min() {
+                Some(a) if a < 3 * day => {
+                    near += w;
+                    near_days += 1;
+                }
+                Some(a) if a < 21 * day => {}
+                _ => {
+                    far += w;
+                    far_days += 1;
+                }
+            }
+        }
+    }
+    assert!(failures >= 5, "{failures} failures");
+    let near_rate = near as f64 / near_days as f64;
+    let far_rate = far as f64 / far_days as f64;
+    assert!(
+        near_rate > 4.0 * far_rate,
+        "precursors per day before failures {near_rate:.2}, elsewhere {far_rate:.2}"
+    );
+    // Deterministic truth.
+    let again = {
+        let mut s = Simulator::new(SimConfig {
+            seed: 21,
+            fleets: 2,
+            vehicles_per_fleet: 10,
+            interval_ms: 600_000,
+            failures: Some(FailureModel::default()),
+            ..SimConfig::default()
+        });
+        for _ in 0..120 * 144 {
+            s.next_batch();
+        }
+        s.failure_truth("f002-v0003").unwrap()
+    };
+    assert_eq!(again, sim.failure_truth("f002-v0003").unwrap());
+}
+
+#[test]
+fn both_models_together_at_one_hertz_give_valid_telemetry() {
+    let c = SimConfig {
+        seed: 3,
+        fleets: 1,
+        vehicles_per_fleet: 4,
+        battery: Some(BatteryModel::default()),
+        failures: Some(FailureModel {
+            mtbf_days: 0.02,
+            ..FailureModel::default()
+        }),
+        ..SimConfig::default()
+    };
+    let (items, now) = run_steps(c.clone(), 7_200);
+    assert_eq!(
+        fingerprint(&items),
+        fingerprint(&run_steps(c.clone(), 7_200).0)
+    );
+    let lim = ValidationLimits::default();
+    let events = valid_counted_events(&items);
+    assert_eq!(events.len(), items.len());
+    for e in &events {
+        validate(e, now, &lim).unwrap_or_else(|err| panic!("{err}: {e:?}"));
+    }
+    let mut sim = Simulator::new(c);
+    for _ in 0..7_200 {
+        sim.next_batch();
+    }
+    let failures: usize = sim
+        .vehicle_ids()
+        .iter()
+        .map(|v| sim.failure_truth(v).unwrap().failures.len())
+        .sum();
+    assert!(failures > 0);
+    assert!(sim
+        .vehicle_ids()
+        .iter()
+        .all(|v| sim.battery_truth(v).unwrap().soh_now_pct < 100.0));
 }

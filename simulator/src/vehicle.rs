@@ -6,9 +6,24 @@
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-/// Fault codes a vehicle can report; `faults` bitmasks index into this list.
-pub(crate) const FAULT_CODES: [&str; 6] = ["E101", "E202", "E305", "E417", "W110", "E501"];
+/// Fault codes a vehicle can report; `faults` bitmasks index into this list. The first six are
+/// the ordinary ones; the rest appear only with a [`FailureModel`]: precursor warnings (`W-`)
+/// and failures (`F-`).
+pub(crate) const FAULT_CODES: [&str; 11] = [
+    "E101",
+    "E202",
+    "E305",
+    "E417",
+    "W110",
+    "E501",
+    "W-P0A80",
+    "W-ISO-RES",
+    "W-MOT-TEMP",
+    "F-HVB",
+    "F-DRIVE",
+];
 /// Index of the battery-critical code, used only when the battery runs flat.
 const BATTERY_FAULT: usize = 5;
 
@@ -58,8 +73,16 @@ pub(crate) struct Snapshot {
     pub status: VehicleStatus,
     pub mission_no: Option<u32>,
     pub payload_kg: f64,
-    pub faults: u8,
+    pub faults: u16,
     pub zone: Option<u8>,
+}
+
+/// The opt-in models of a vehicle and their random stream.
+pub(crate) struct Options<'a> {
+    pub start_ms: i64,
+    pub battery: Option<&'a BatteryModel>,
+    pub failures: Option<&'a FailureModel>,
+    pub health: ChaCha8Rng,
 }
 
 pub(crate) struct Vehicle {
@@ -94,11 +117,26 @@ pub(crate) struct Vehicle {
     mission_no: Option<u32>,
     missions_started: u32,
     payload_kg: f64,
-    faults: u8,
+    faults: u16,
+    fault_hazard_per_s: f64,
+    /// Opt-in ground truth (see [`BatteryModel`], [`FailureModel`]), drawn from `health`.
+    health: ChaCha8Rng,
+    ageing: Option<Ageing>,
+    failures: Option<Failures>,
+    /// A precursor warning reported on this sample only.
+    warn: u16,
+    soc_noise: f64,
 }
 
 impl Vehicle {
-    pub fn new(fleet_no: u32, vehicle_no: u32, interval_ms: i64, mut phys: ChaCha8Rng) -> Self {
+    /// `health` drives the opt-in models only, so without them the output is unchanged.
+    pub fn new(
+        fleet_no: u32,
+        vehicle_no: u32,
+        interval_ms: i64,
+        mut phys: ChaCha8Rng,
+        opts: Options<'_>,
+    ) -> Self {
         let centre = CITIES[((fleet_no as usize).saturating_sub(1)) % CITIES.len()];
         // Start somewhere within 8 km of the centre.
         let r = 8_000.0 * phys.gen::<f64>().sqrt();
@@ -142,8 +180,20 @@ impl Vehicle {
             missions_started: 0,
             payload_kg: 0.0,
             faults: 0,
+            fault_hazard_per_s: FAULT_HAZARD_PER_S,
+            health: opts.health,
+            ageing: None,
+            failures: None,
+            warn: 0,
+            soc_noise: 0.0,
             phys,
         };
+        if let Some(m) = opts.battery {
+            v.init_ageing(m, opts.start_ms, pct0);
+        }
+        if let Some(m) = opts.failures {
+            v.init_failures(m, opts.start_ms);
+        }
         let initial = match v.phys.gen_range(0..100) {
             0..=29 => VehicleStatus::Idle,
             30..=54 => VehicleStatus::EnRoute,
@@ -165,6 +215,205 @@ impl Vehicle {
             self.phys.gen_range(0..max)
         } else {
             0
+        }
+    }
+
+    fn init_ageing(&mut self, m: &BatteryModel, start_ms: i64, pct0: f64) {
+        let r = &mut self.health;
+        let soh0 = draw(r, m.soh0_pct).clamp(1.0, 100.0);
+        let cal = draw(r, m.calendar_pp_per_year);
+        let cyc = draw(r, m.cycle_pp_per_1000_km);
+        let dc_share = draw(r, m.dc_fast_share).clamp(0.0, 1.0);
+        let acc = m.acceleration.max(0.0);
+        let cyc_eff = cyc * (1.0 + m.dc_fast_fade_factor * dc_share) * acc;
+        let nominal_wh = self.capacity_wh;
+        self.capacity_wh = nominal_wh * soh0 / 100.0;
+        self.remaining_wh = self.capacity_wh * pct0 / 100.0;
+        self.ageing = Some(Ageing {
+            nominal_wh,
+            soh0,
+            soh: soh0,
+            dc_share,
+            cal_pp_per_ms: cal * acc / (DAYS_PER_YEAR * DAY_MS_F),
+            cyc_pp_per_m: cyc_eff / 1_000_000.0,
+            acceleration: acc,
+            session_kw: self.charge_kw,
+            noise_pp: m.soc_noise_pp.max(0.0),
+            resets_per_day: m.counter_resets_per_day.max(0.0),
+            ac_kw: m.ac_kw,
+            dc_kw: m.dc_kw,
+            sessions: (0, 0),
+            resets: Vec::new(),
+            trace: Vec::new(),
+            next_trace_ms: start_ms,
+        });
+    }
+
+    fn init_failures(&mut self, m: &FailureModel, start_ms: i64) {
+        let r = &mut self.health;
+        let frailty = draw(r, m.frailty).max(1e-3);
+        let background_per_day = draw(r, m.background_per_day).max(0.0);
+        let placeholder = Episode {
+            end_ms: start_ms,
+            peak_per_day: 0.0,
+            weak: false,
+            code: 0,
+        };
+        let mut f = Failures {
+            m: m.clone(),
+            frailty,
+            background_per_day,
+            next_failure: placeholder,
+            next_false: placeholder,
+            failing: false,
+            repair_ms: 0,
+            failures: Vec::new(),
+            false_episodes: Vec::new(),
+            warnings: 0,
+        };
+        f.next_failure = f.next_failure_after(r, start_ms);
+        f.next_false = f.next_false_after(r, start_ms);
+        self.fault_hazard_per_s = FAULT_HAZARD_PER_S * m.nuisance_fault_scale.max(0.0) * frailty;
+        self.failures = Some(f);
+    }
+
+    /// The battery truth so far (`None` without a [`BatteryModel`]).
+    pub fn battery_truth(&self) -> Option<BatteryTruth> {
+        let a = self.ageing.as_ref()?;
+        let mut trace = a.trace.clone();
+        if let Some(ts) = self.last_ts {
+            if trace.last().is_some_and(|p| p.ts_ms < ts) {
+                trace.push(SohPoint {
+                    ts_ms: ts,
+                    odometer_km: (self.odo_m as f64 + self.odo_frac) / 1000.0,
+                    soh_pct: a.soh,
+                });
+            }
+        }
+        Some(BatteryTruth {
+            vehicle_id: self.vehicle_id.clone(),
+            nominal_kwh: a.nominal_wh / 1000.0,
+            soh0_pct: a.soh0,
+            dc_fast_share: a.dc_share,
+            calendar_pp_per_month: a.cal_pp_per_ms * MONTH_DAYS * DAY_MS_F,
+            cycle_pp_per_1000_km: a.cyc_pp_per_m * 1_000_000.0,
+            acceleration: a.acceleration,
+            soh_now_pct: a.soh,
+            trace,
+            sessions: a.sessions,
+            counter_resets_ms: a.resets.clone(),
+        })
+    }
+
+    /// The failure truth so far (`None` without a [`FailureModel`]).
+    pub fn failure_truth(&self) -> Option<FailureTruth> {
+        let f = self.failures.as_ref()?;
+        Some(FailureTruth {
+            vehicle_id: self.vehicle_id.clone(),
+            frailty: f.frailty,
+            background_per_day: f.background_per_day,
+            failures: f.failures.clone(),
+            false_episodes_ms: f.false_episodes.clone(),
+            warnings: f.warnings,
+        })
+    }
+
+    /// Ages the battery over one step; returns the charging power (kW) for it.
+    fn age(&mut self, ts: i64, dt_ms: i64, dist_m: f64) -> f64 {
+        let odo_km = (self.odo_m as f64 + self.odo_frac) / 1000.0;
+        let Some(a) = self.ageing.as_mut() else {
+            return self.charge_kw;
+        };
+        a.soh = (a.soh - a.cal_pp_per_ms * dt_ms as f64 - a.cyc_pp_per_m * dist_m).max(1.0);
+        self.capacity_wh = a.nominal_wh * a.soh / 100.0;
+        self.remaining_wh = self.remaining_wh.min(self.capacity_wh);
+        if ts >= a.next_trace_ms {
+            a.trace.push(SohPoint {
+                ts_ms: ts,
+                odometer_km: odo_km,
+                soh_pct: a.soh,
+            });
+            a.next_trace_ms = ts - ts.rem_euclid(HOUR_MS) + HOUR_MS;
+        }
+        let p_reset = -(-a.resets_per_day * dt_ms as f64 / DAY_MS_F).exp_m1();
+        if dt_ms > 0 && self.health.gen_bool(p_reset.clamp(0.0, 1.0)) {
+            self.used_wh = 0;
+            a.resets.push(ts);
+        }
+        self.soc_noise = if a.noise_pp > 0.0 {
+            self.health.gen_range(-a.noise_pp..a.noise_pp)
+        } else {
+            0.0
+        };
+        a.session_kw
+    }
+
+    /// The failure process at `ts` (before the status machine): due failure first.
+    fn failure_due(&mut self, ts: i64, operating: bool) -> bool {
+        let Some(f) = self.failures.as_mut() else {
+            return false;
+        };
+        if f.failing || !operating || ts < f.next_failure.end_ms {
+            return false;
+        }
+        let e = f.next_failure;
+        f.failures.push(FailureRecord {
+            ts_ms: ts,
+            code: FAULT_CODES[FAILURE_CODES[e.code]].to_string(),
+            precursor_peak_per_day: e.peak_per_day,
+            weak: e.weak,
+        });
+        f.failing = true;
+        let repair_h = draw(&mut self.health, f.m.repair_hours).max(0.0);
+        f.repair_ms = (repair_h * HOUR_MS as f64) as i64;
+        f.next_failure = f.next_failure_after(&mut self.health, ts + f.repair_ms);
+        self.faults = 1 << FAILURE_CODES[e.code];
+        true
+    }
+
+    /// Precursor warnings over one step (after the status machine).
+    fn precursors(&mut self, ts: i64, dt_ms: i64) {
+        self.warn = 0;
+        let Some(f) = self.failures.as_mut() else {
+            return;
+        };
+        if ts > f.next_false.end_ms {
+            f.false_episodes.push(f.next_false.end_ms);
+            f.next_false = f.next_false_after(&mut self.health, ts);
+        }
+        if dt_ms <= 0 || matches!(self.status, VehicleStatus::Offline) {
+            return;
+        }
+        let rate = f.rate_per_day(ts);
+        let p = -(-rate * dt_ms as f64 / DAY_MS_F).exp_m1();
+        if !self.health.gen_bool(p.clamp(0.0, 1.0)) {
+            return;
+        }
+        f.warnings += 1;
+        // The warning announces the failure whose ramp dominates (or the coming one).
+        let code = if f.ramp(&f.next_false, ts) > f.ramp(&f.next_failure, ts) {
+            f.next_false.code
+        } else {
+            f.next_failure.code
+        };
+        let set: &[usize] = if code == 0 {
+            &HVB_PRECURSORS
+        } else {
+            &DRIVE_PRECURSORS
+        };
+        let bit = 1 << set[self.health.gen_range(0..set.len())];
+        let intermittent = self
+            .health
+            .gen_bool(f.m.intermittent_fault_share.clamp(0.0, 1.0));
+        let operating = matches!(
+            self.status,
+            VehicleStatus::Idle | VehicleStatus::EnRoute | VehicleStatus::OnMission
+        );
+        if intermittent && operating {
+            self.faults = bit;
+            self.enter(VehicleStatus::Fault);
+        } else {
+            self.warn = bit;
         }
     }
 
@@ -194,6 +443,8 @@ impl Vehicle {
             self.odo_frac -= whole;
         }
 
+        let charge_kw = self.age(ts, dt_ms, dist_m);
+
         // Energy: traction (kWh/km, heavier with payload, with noise) plus auxiliary draw.
         let aux_kw = match self.status {
             VehicleStatus::Offline | VehicleStatus::Charging | VehicleStatus::Maintenance => 0.0,
@@ -214,8 +465,7 @@ impl Vehicle {
         self.used_frac -= whole;
         self.remaining_wh = (self.remaining_wh - drawn_wh).max(0.0);
         if self.status == VehicleStatus::Charging {
-            self.remaining_wh =
-                (self.remaining_wh + self.charge_kw * dt_s / 3.6).min(self.capacity_wh);
+            self.remaining_wh = (self.remaining_wh + charge_kw * dt_s / 3.6).min(self.capacity_wh);
         }
 
         // Status machine.
@@ -224,17 +474,22 @@ impl Vehicle {
             self.status,
             VehicleStatus::Idle | VehicleStatus::EnRoute | VehicleStatus::OnMission
         );
-        if operating && self.energy_pct() < 2.0 {
+        if self.failure_due(ts, operating) {
+            self.enter(VehicleStatus::Fault);
+        } else if operating && self.energy_pct() < 2.0 {
             self.faults = 1 << BATTERY_FAULT;
             self.enter(VehicleStatus::Fault);
         } else if operating
             && dt_s > 0.0
-            && self.phys.gen_bool((FAULT_HAZARD_PER_S * dt_s).min(1.0))
+            && self
+                .phys
+                .gen_bool((self.fault_hazard_per_s * dt_s).min(1.0))
         {
             self.enter(VehicleStatus::Fault);
         } else if self.dwell_ms <= 0 {
             self.transition();
         }
+        self.precursors(ts, dt_ms);
 
         self.speed_kph = self.moving_speed();
         self.last_ts = Some(ts);
@@ -285,11 +540,11 @@ impl Vehicle {
             speed_kph: self.speed_kph,
             odo_m: self.odo_m,
             used_wh: self.used_wh,
-            energy_pct: round_to(self.energy_pct(), 2),
+            energy_pct: round_to((self.energy_pct() + self.soc_noise).clamp(0.0, 100.0), 2),
             status: self.status,
             mission_no: self.mission_no,
             payload_kg: self.payload_kg,
-            faults: self.faults,
+            faults: self.faults | self.warn,
             zone: self.zone(),
         }
     }
@@ -378,6 +633,15 @@ impl Vehicle {
             }
             VehicleStatus::Charging => {
                 self.charge_target_pct = self.phys.gen_range(80.0..97.0);
+                if let Some(a) = self.ageing.as_mut() {
+                    let dc = self.health.gen_bool(a.dc_share);
+                    a.session_kw = draw(&mut self.health, if dc { a.dc_kw } else { a.ac_kw });
+                    if dc {
+                        a.sessions.1 += 1;
+                    } else {
+                        a.sessions.0 += 1;
+                    }
+                }
             }
             VehicleStatus::Fault if self.faults == 0 => {
                 let a = self.phys.gen_range(0..BATTERY_FAULT);
@@ -446,6 +710,15 @@ impl Vehicle {
             }
             VehicleStatus::Maintenance | VehicleStatus::Offline => self.enter(VehicleStatus::Idle),
             VehicleStatus::Fault => {
+                if let Some(f) = self.failures.as_mut().filter(|f| f.failing) {
+                    // A failure: repaired in maintenance.
+                    f.failing = false;
+                    let repair_ms = f.repair_ms;
+                    self.faults = 0;
+                    self.enter(VehicleStatus::Maintenance);
+                    self.dwell_ms = repair_ms;
+                    return;
+                }
                 let next = if self.faults & (1 << BATTERY_FAULT) != 0 {
                     // Towed to a charger.
                     VehicleStatus::Charging
@@ -458,5 +731,294 @@ impl Vehicle {
                 self.enter(next);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opt-in ground truth: battery ageing and failures with precursors.
+// ---------------------------------------------------------------------------------------------
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS_F: f64 = 86_400_000.0;
+const DAYS_PER_YEAR: f64 = 365.2425;
+/// Days in a month, on average (365.2425 / 12).
+const MONTH_DAYS: f64 = DAYS_PER_YEAR / 12.0;
+/// Precursor warning codes, by the failure they announce (indices into [`FAULT_CODES`]).
+const HVB_PRECURSORS: [usize; 2] = [6, 7];
+const DRIVE_PRECURSORS: [usize; 1] = [8];
+/// Failure codes (indices into [`FAULT_CODES`]): high-voltage battery, drive unit.
+const FAILURE_CODES: [usize; 2] = [9, 10];
+
+fn draw(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
+    if hi > lo {
+        rng.gen_range(lo..hi)
+    } else {
+        lo
+    }
+}
+
+/// Exponential variate with the given mean (days), in ms.
+fn exp_ms(rng: &mut ChaCha8Rng, mean_days: f64) -> i64 {
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    (-u.ln() * mean_days.max(1e-6) * DAY_MS_F) as i64
+}
+
+/// Battery ageing and charging habits, per vehicle (ranges are drawn uniformly per vehicle
+/// from the seed). The vehicle's nominal capacity is the one it already has (50–90 kWh); its
+/// usable capacity is `nominal × SoH / 100`, and the reported `energy_pct` and the cumulative
+/// `energy_used_kwh` are both measured against it.
+///
+/// State of health falls with time (calendar fade) and with distance (cycle fade, faster with
+/// a higher share of DC fast charging sessions):
+/// `dSoH = −acceleration × (calendar/day × dt + cycle/1,000 km × (1 + dc_fast_fade_factor ×
+/// dc_fast_share) × dkm)`. At this simulator's mileage (about 11,000 km a month with 5-minute
+/// samples) the defaults give 1.5–3.4 %/year, about 2.4 %/year on average and 3 %/year at an
+/// 80 % DC fast share (Geotab's study of 22,700 EVs: 2.3 %/year on average, up to 3.0 %/year
+/// with heavy DC fast charging); `acceleration` > 1 time-lapses the ageing for tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatteryModel {
+    /// Multiplies every fade rate (1.0: real time).
+    pub acceleration: f64,
+    /// State of health at the start, %.
+    pub soh0_pct: (f64, f64),
+    /// Calendar fade, percentage points per year.
+    pub calendar_pp_per_year: (f64, f64),
+    /// Cycle fade without DC fast charging, percentage points per 1,000 km.
+    pub cycle_pp_per_1000_km: (f64, f64),
+    /// Share of charging sessions at a DC fast charger (the vehicle's habit).
+    pub dc_fast_share: (f64, f64),
+    /// Cycle fade × (1 + factor × DC fast share).
+    pub dc_fast_fade_factor: f64,
+    /// Charging power of AC and of DC fast sessions, kW.
+    pub ac_kw: (f64, f64),
+    pub dc_kw: (f64, f64),
+    /// Reported state of charge: true value + uniform noise of ± this many percentage points.
+    pub soc_noise_pp: f64,
+    /// Chance per day that the energy counter resets to zero (telematics unit swapped).
+    pub counter_resets_per_day: f64,
+}
+
+impl Default for BatteryModel {
+    fn default() -> Self {
+        BatteryModel {
+            acceleration: 1.0,
+            soh0_pct: (92.0, 100.0),
+            calendar_pp_per_year: (0.75, 1.05),
+            cycle_pp_per_1000_km: (0.0055, 0.0075),
+            dc_fast_share: (0.0, 0.8),
+            dc_fast_fade_factor: 1.6,
+            ac_kw: (7.0, 22.0),
+            dc_kw: (50.0, 150.0),
+            soc_noise_pp: 0.3,
+            counter_resets_per_day: 0.01,
+        }
+    }
+}
+
+/// One point of a vehicle's true state-of-health trace.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SohPoint {
+    pub ts_ms: i64,
+    pub odometer_km: f64,
+    pub soh_pct: f64,
+}
+
+/// The generator's truth about one vehicle's battery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatteryTruth {
+    pub vehicle_id: String,
+    pub nominal_kwh: f64,
+    pub soh0_pct: f64,
+    pub dc_fast_share: f64,
+    /// Effective rates (acceleration included): calendar fade per month, and cycle fade per
+    /// 1,000 km (DC fast charging included).
+    pub calendar_pp_per_month: f64,
+    pub cycle_pp_per_1000_km: f64,
+    pub acceleration: f64,
+    pub soh_now_pct: f64,
+    /// The true state of health at the first sample of every hour (and at the latest sample).
+    pub trace: Vec<SohPoint>,
+    /// Charging sessions started: AC, DC fast.
+    pub sessions: (u32, u32),
+    /// Sample times at which the energy counter was reset to zero.
+    pub counter_resets_ms: Vec<i64>,
+}
+
+impl BatteryTruth {
+    /// The true state of health at `ts_ms`, linear between trace points (`None` outside it).
+    pub fn soh_at(&self, ts_ms: i64) -> Option<f64> {
+        let i = self.trace.partition_point(|p| p.ts_ms <= ts_ms);
+        if i == 0 {
+            return None;
+        }
+        let a = self.trace[i - 1];
+        if a.ts_ms == ts_ms {
+            return Some(a.soh_pct);
+        }
+        let b = self.trace.get(i)?;
+        let f = (ts_ms - a.ts_ms) as f64 / (b.ts_ms - a.ts_ms) as f64;
+        Some(a.soh_pct + f * (b.soh_pct - a.soh_pct))
+    }
+}
+
+struct Ageing {
+    nominal_wh: f64,
+    soh0: f64,
+    soh: f64,
+    dc_share: f64,
+    cal_pp_per_ms: f64,
+    cyc_pp_per_m: f64,
+    acceleration: f64,
+    session_kw: f64,
+    noise_pp: f64,
+    resets_per_day: f64,
+    ac_kw: (f64, f64),
+    dc_kw: (f64, f64),
+    sessions: (u32, u32),
+    resets: Vec<i64>,
+    trace: Vec<SohPoint>,
+    next_trace_ms: i64,
+}
+
+/// Failures with precursor warnings, per vehicle (drawn from the seed).
+///
+/// Each vehicle has a frailty `f` (uniform in `frailty`). Failures form a renewal process:
+/// the next one comes an exponential time with mean `mtbf_days / f` after the last repair
+/// (`repair_hours`) ends; it is a `fault` with a failure code (`F-HVB` or `F-DRIVE`) followed
+/// by maintenance for the repair. Precursor warnings (`W-P0A80`, `W-ISO-RES` before a battery
+/// failure, `W-MOT-TEMP` before a drive failure) arrive as a Poisson process whose rate per day
+/// is a background (uniform in `background_per_day`) plus, in the `ramp_days` before a failure,
+/// `peak × exp(−days to failure / ramp_tau_days)` with `peak` uniform in `peak_per_day`, and
+/// `peak × weak_factor` for a share `weak_share` of failures (weak precursors). Episodes of the
+/// same ramp that end without a failure come on average every `false_episode_mean_days`
+/// (peaks scaled by 0.3–1.0): precursors without a failure. A warning is reported on the
+/// sample's `fault_codes` while the status stays as it is, or, with chance
+/// `intermittent_fault_share` while operating, as a brief `fault` carrying the warning code.
+/// Ordinary faults keep coming at `nuisance_fault_scale × f` times the default hazard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureModel {
+    pub mtbf_days: f64,
+    pub frailty: (f64, f64),
+    pub repair_hours: (f64, f64),
+    pub background_per_day: (f64, f64),
+    pub ramp_days: f64,
+    pub ramp_tau_days: f64,
+    pub peak_per_day: (f64, f64),
+    pub weak_share: f64,
+    pub weak_factor: f64,
+    pub false_episode_mean_days: f64,
+    pub intermittent_fault_share: f64,
+    pub nuisance_fault_scale: f64,
+}
+
+impl Default for FailureModel {
+    fn default() -> Self {
+        FailureModel {
+            mtbf_days: 240.0,
+            frailty: (0.5, 2.0),
+            repair_hours: (4.0, 48.0),
+            background_per_day: (0.05, 0.5),
+            ramp_days: 21.0,
+            ramp_tau_days: 6.0,
+            peak_per_day: (4.0, 12.0),
+            weak_share: 0.15,
+            weak_factor: 0.1,
+            false_episode_mean_days: 60.0,
+            intermittent_fault_share: 0.3,
+            nuisance_fault_scale: 0.01,
+        }
+    }
+}
+
+/// One failure as generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The sample at which the vehicle entered `fault` with the failure code.
+    pub ts_ms: i64,
+    pub code: String,
+    /// Peak precursor rate of its ramp, warnings per day.
+    pub precursor_peak_per_day: f64,
+    pub weak: bool,
+}
+
+/// The generator's truth about one vehicle's failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureTruth {
+    pub vehicle_id: String,
+    pub frailty: f64,
+    pub background_per_day: f64,
+    pub failures: Vec<FailureRecord>,
+    /// Ends of the precursor episodes that did not lead to a failure.
+    pub false_episodes_ms: Vec<i64>,
+    /// Precursor warnings reported (on samples or as intermittent faults).
+    pub warnings: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    end_ms: i64,
+    peak_per_day: f64,
+    weak: bool,
+    code: usize,
+}
+
+struct Failures {
+    m: FailureModel,
+    frailty: f64,
+    background_per_day: f64,
+    next_failure: Episode,
+    next_false: Episode,
+    /// A failure fault is in progress: its repair follows.
+    failing: bool,
+    repair_ms: i64,
+    failures: Vec<FailureRecord>,
+    false_episodes: Vec<i64>,
+    warnings: u64,
+}
+
+impl Failures {
+    fn episode(&self, rng: &mut ChaCha8Rng, end_ms: i64, failure: bool) -> Episode {
+        let mut peak = draw(rng, self.m.peak_per_day);
+        let weak = failure && rng.gen_bool(self.m.weak_share.clamp(0.0, 1.0));
+        if weak {
+            peak *= self.m.weak_factor;
+        }
+        if !failure {
+            peak *= rng.gen_range(0.3..1.0);
+        }
+        Episode {
+            end_ms,
+            peak_per_day: peak,
+            weak,
+            code: rng.gen_range(0..FAILURE_CODES.len()),
+        }
+    }
+
+    fn next_failure_after(&self, rng: &mut ChaCha8Rng, from_ms: i64) -> Episode {
+        let gap = exp_ms(rng, self.m.mtbf_days / self.frailty);
+        self.episode(rng, from_ms + gap, true)
+    }
+
+    fn next_false_after(&self, rng: &mut ChaCha8Rng, from_ms: i64) -> Episode {
+        let gap = exp_ms(rng, self.m.false_episode_mean_days);
+        self.episode(rng, from_ms + gap, false)
+    }
+
+    fn ramp(&self, e: &Episode, ts: i64) -> f64 {
+        let ahead_days = (e.end_ms - ts) as f64 / DAY_MS_F;
+        if (0.0..=self.m.ramp_days).contains(&ahead_days) {
+            e.peak_per_day * (-ahead_days / self.m.ramp_tau_days.max(1e-6)).exp()
+        } else {
+            0.0
+        }
+    }
+
+    /// Precursor warnings per day at `ts`.
+    fn rate_per_day(&self, ts: i64) -> f64 {
+        self.background_per_day
+            + self.ramp(&self.next_failure, ts)
+            + self.ramp(&self.next_false, ts)
     }
 }

@@ -96,6 +96,9 @@ pub struct OutRecord {
     pub headers: Vec<(String, Vec<u8>)>,
     /// An explicit partition (`None`: the partitioner picks one from the key).
     pub partition: Option<i32>,
+    /// The message timestamp, epoch ms (`None`: the producer's clock at send). Replay looks
+    /// ranges up by it (`offsets_for_times`).
+    pub timestamp_ms: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -148,6 +151,9 @@ impl KafkaProducer {
             }
             if let Some(p) = r.partition {
                 rec = rec.partition(p);
+            }
+            if let Some(ts) = r.timestamp_ms {
+                rec = rec.timestamp(ts);
             }
             // A full local queue is back-pressure: wait and try again, never drop.
             let fut = loop {

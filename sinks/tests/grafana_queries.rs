@@ -20,8 +20,8 @@ use atlasmesh_core::config::ClickHouseConfig;
 use atlasmesh_sinks::clickhouse::{
     alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, client,
     datetime_secs, migrate, migration_statements, score_period_code, trend_direction_code,
-    AlertHistoryRow, ClickHouseSink, MissionWindowRow, PoolUtilizationRow, ScoreHistoryRow,
-    TrendHistoryRow,
+    AlertHistoryRow, ClickHouseSink, MissionWindowRow, PlanMoveRow, PoolUtilizationRow,
+    ScoreHistoryRow, TrendHistoryRow, ZoneDemandRow, ZoneForecastRow,
 };
 use serde_json::Value;
 
@@ -325,6 +325,50 @@ async fn write_history_rows(sink: &ClickHouseSink, now_ms: i64) {
     }])
     .await
     .expect("write_mission_windows");
+    let bucket_ms = now_ms - now_ms.rem_euclid(900_000) - 900_000;
+    sink.write_zone_demand(&[ZoneDemandRow {
+        fleet_id: "fleet-gq-sink".into(),
+        zone_id: "zone-sink".into(),
+        bucket_start: datetime_secs(bucket_ms),
+        bucket_start_ms: bucket_ms,
+        bucket_end_ms: bucket_ms + 900_000,
+        version: 1,
+        requests: 9,
+        served: 7,
+        expired: 2,
+        wait_ms_sum: 420_000,
+        arrivals: 4,
+        emitted_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_zone_demand");
+    sink.write_zone_forecasts(&[ZoneForecastRow {
+        fleet_id: "fleet-gq-sink".into(),
+        run_id: "run-sink".into(),
+        zone_id: "zone-sink".into(),
+        bucket_start: datetime_secs(bucket_ms),
+        bucket_start_ms: bucket_ms,
+        method: "holt_winters".into(),
+        mean: 8.2,
+        upper80: 10.9,
+        upper95: 12.4,
+        planned: 10,
+        created_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_zone_forecasts");
+    sink.write_plan_moves(&[PlanMoveRow {
+        fleet_id: "fleet-gq-sink".into(),
+        run_id: "run-sink".into(),
+        from_zone: "zone-sink".into(),
+        to_zone: "zone-sink-2".into(),
+        depart_at: datetime_secs(bucket_ms),
+        depart_ms: bucket_ms,
+        vehicles: 2,
+        created_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_plan_moves");
 }
 
 #[tokio::test]

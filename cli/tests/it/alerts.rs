@@ -152,6 +152,7 @@ async fn produce_minutes(
                     payload,
                     headers: vec![],
                     partition: None,
+                    timestamp_ms: None,
                 });
             }
         }

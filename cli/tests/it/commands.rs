@@ -343,6 +343,7 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
             payload,
             headers: vec![],
             partition: None,
+            timestamp_ms: None,
         }));
     }
     KafkaProducer::new(&env.cfg.kafka)

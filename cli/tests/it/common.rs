@@ -467,6 +467,7 @@ pub async fn watermark_records(
                 payload: payload.clone(),
                 headers: vec![],
                 partition: Some(partition),
+                timestamp_ms: None,
             });
         }
     }

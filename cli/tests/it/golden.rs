@@ -245,6 +245,7 @@ async fn golden_scenario(arrival: Arrival) {
                 key: event.vehicle_id.clone(),
                 event,
                 kind: EventKind::Normal,
+                sent_ms: None,
             }
         })
         .collect();

@@ -23,3 +23,4 @@ mod replay;
 mod reprocess;
 mod seed_routes;
 mod startup;
+mod zone_demand;

@@ -39,6 +39,7 @@ fn mission(
         kind,
         severity: severity.map(str::to_string),
         detail: None,
+        zone_id: None,
     }
 }
 
@@ -157,6 +158,7 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
             payload,
             headers: vec![],
             partition: None,
+            timestamp_ms: None,
         });
     }
     out.push(OutRecord {
@@ -165,6 +167,7 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
         payload: b"not avro".to_vec(),
         headers: vec![],
         partition: None,
+        timestamp_ms: None,
     });
     let mut n = out.len();
     producer.send_all("kafka", &out).await.unwrap();
@@ -180,6 +183,7 @@ async fn produce_script(env: &TestEnv, pg: &sqlx::PgPool, one_by_one: bool) -> u
             payload,
             headers: vec![],
             partition: None,
+            timestamp_ms: None,
         };
         n += 1;
         if !one_by_one || r.pool_id.ends_with("pool-x") {

@@ -124,6 +124,7 @@ async fn a_run_through_the_api_is_solved_on_live_idle_vehicles() {
             key: event.vehicle_id.clone(),
             event,
             kind: EventKind::Normal,
+            sent_ms: None,
         }
     };
     let now = atlasmesh_core::clock::now_ms();

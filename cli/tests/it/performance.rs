@@ -122,6 +122,7 @@ async fn produce(
                     payload,
                     headers: vec![],
                     partition: None,
+                    timestamp_ms: None,
                 });
             }
         }

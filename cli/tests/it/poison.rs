@@ -85,6 +85,7 @@ async fn poison_commands_are_dead_lettered_and_the_next_one_applies() {
                     .unwrap(),
                 headers: vec![],
                 partition: None,
+                timestamp_ms: None,
             }),
         );
     }
@@ -158,6 +159,7 @@ async fn telemetry_with_nul_in_an_id_is_dead_lettered_and_the_rest_counted() {
             key: event.vehicle_id.clone(),
             event,
             kind: EventKind::Invalid,
+            sent_ms: None,
         });
     }
     env.produce(&poison).await;
@@ -213,6 +215,7 @@ async fn forged_and_tampered_commands_are_refused_and_the_signed_one_applies() {
                     .unwrap(),
                 headers: vec![],
                 partition: None,
+                timestamp_ms: None,
             }
         }
     };
@@ -390,6 +393,7 @@ async fn avro_bombs_and_trailing_bytes_are_undecodable_and_the_rest_counted() {
             payload: payload.clone(),
             headers: vec![],
             partition: None,
+            timestamp_ms: None,
         })
         .collect();
     KafkaProducer::new(&env.cfg.kafka)

@@ -1,6 +1,8 @@
-//! `atlasmesh replay --pipeline telemetry --from T --to T` (issue 15): after a live run,
-//! replaying the middle third of the input (by message time) rewrites the ClickHouse rows of
-//! that range and leaves every result as it was, row for row, in ClickHouse and PostgreSQL.
+//! `atlasmesh replay --pipeline telemetry --from T --to T` (issue 15): after a live run over
+//! three hours of (simulated) time, replaying the middle hour rewrites the ClickHouse rows of
+//! that hour and leaves every result as it was, row for row, in ClickHouse and PostgreSQL.
+//! The producer stamps each message with the simulated send time, so the range is an hour of
+//! the fleet's clock, as an operator would name it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,17 +72,33 @@ async fn postgres_results(pg: &sqlx::PgPool) -> BTreeMap<String, (i64, String)> 
 async fn replaying_a_middle_range_changes_no_result() {
     let env = TestEnv::new("replay");
     env.migrate();
-    let items = Simulator::new(SimConfig {
+    const HOUR_MS: i64 = 3_600_000;
+    // Four vehicles, one sample every 3 s, three hours of simulated time.
+    let mut sim = Simulator::new(SimConfig {
         seed: 31,
         fleets: 2,
-        vehicles_per_fleet: 4,
+        vehicles_per_fleet: 2,
+        interval_ms: 3_000,
         out_of_order_pct: 5.0,
         duplicate_pct: 2.0,
         ..SimConfig::default()
-    })
-    .take(4_500);
-    let (a, rest) = items.split_at(1_500);
-    let (b, c) = rest.split_at(1_500);
+    });
+    let start = sim.config().start_ms;
+    let mut items = Vec::new();
+    while sim.now_ms() < start + 3 * HOUR_MS {
+        items.extend(sim.next_batch());
+    }
+    // The middle hour, by send time (non-decreasing in emission order).
+    let (from, to) = (start + HOUR_MS, start + 2 * HOUR_MS);
+    let sent = |i: &atlasmesh_simulator::Emitted| i.sent_ms().expect("simulated send time");
+    let i_from = items.partition_point(|i| sent(i) < from);
+    let i_to = items.partition_point(|i| sent(i) < to);
+    let (a, rest) = items.split_at(i_from);
+    let (b, c) = rest.split_at(i_to - i_from);
+    assert!(
+        !a.is_empty() && !b.is_empty() && !c.is_empty(),
+        "three hours"
+    );
     // Snapshots often (the replay starts from one); windows close on watermarks only, so the
     // live run's results do not depend on when the broker delivered (no idle closes).
     let extra = [
@@ -90,17 +108,12 @@ async fn replaying_a_middle_range_changes_no_result() {
     let pg = env.pg().await;
     let mut worker = env.spawn_worker_args(0, &["--pipelines", "telemetry,performance"], &extra);
     let timeout = Duration::from_secs(240);
+    // In three parts, each checkpointed before the next: a snapshot precedes the hour.
     env.produce(a).await;
     env.wait_checkpointed(&pg, a.len() as i64, timeout).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let from = now_ms();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     env.produce(b).await;
     env.wait_checkpointed(&pg, (a.len() + b.len()) as i64, timeout)
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let to = now_ms();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     env.produce(c).await;
     env.wait_checkpointed(&pg, items.len() as i64, timeout)
         .await;
@@ -160,7 +173,7 @@ async fn replaying_a_middle_range_changes_no_result() {
         );
         in_range += end - first;
     }
-    assert_eq!(in_range, b.len() as i64, "exactly the middle third by time");
+    assert_eq!(in_range, b.len() as i64, "exactly the middle hour");
 
     // The replay wrote: rows of the range carry its write time (the newest insert of equal
     // key and version wins)…

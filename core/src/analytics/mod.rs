@@ -1,6 +1,6 @@
 //! Pure metric kernels of the performance and alert pipelines: battery state of health from
-//! discharges and its trajectory ([`battery`]), vehicle health scores and fleet health
-//! ([`health`]), performance scores with their
+//! discharges and its trajectory ([`battery`]), failure risk from fault and precursor patterns
+//! ([`failure`]), vehicle health scores and fleet health ([`health`]), performance scores with their
 //! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
 //! pager message ([`alert`]), the utilization share from status durations ([`utilization`]) and
 //! the assembly of fleet reports ([`report`]).
@@ -12,6 +12,7 @@
 
 pub mod alert;
 pub mod battery;
+pub mod failure;
 pub mod health;
 pub mod metrics;
 pub mod report;

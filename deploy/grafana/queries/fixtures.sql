@@ -225,3 +225,49 @@ SELECT
     toUInt64(40000 + (number % 9) * 2500) AS distance_m,
     toInt64(toUInt32(now())) * 1000 AS emitted_at_ms
 FROM numbers(96);
+
+-- Zone demand: 15-minute buckets for 24 hours, 2 zones per fleet.
+INSERT INTO zone_demand (fleet_id, zone_id, bucket_start, bucket_start_ms, bucket_end_ms, version, requests, served, expired, wait_ms_sum, arrivals, emitted_at_ms)
+SELECT
+    concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
+    ['zone-gq-north', 'zone-gq-south'][intDiv(number, 2) % 2 + 1] AS zone_id,
+    toDateTime(intDiv(toUInt32(now()), 900) * 900 - 900 * intDiv(number, 4) - 900) AS bucket_start,
+    toInt64(toUInt32(bucket_start)) * 1000 AS bucket_start_ms,
+    bucket_start_ms + 900000 AS bucket_end_ms,
+    toUInt32(1) AS version,
+    toUInt64(6 + number % 9) AS requests,
+    toUInt64(requests - number % 4) AS served,
+    toUInt64(number % 4) AS expired,
+    served * toUInt64(60000 + (number % 5) * 30000) AS wait_ms_sum,
+    toUInt64(3 + number % 7) AS arrivals,
+    toInt64(toUInt32(now())) * 1000 AS emitted_at_ms
+FROM numbers(384);
+
+-- Demand forecasts of two runs over the last 2 hours and the next 2 hours, both zones.
+INSERT INTO zone_demand_forecast (fleet_id, run_id, zone_id, bucket_start, bucket_start_ms, method, mean, upper80, upper95, planned, created_at_ms)
+SELECT
+    concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
+    concat('run-gq-', toString(intDiv(number, 32) + 1)) AS run_id,
+    ['zone-gq-north', 'zone-gq-south'][intDiv(number, 2) % 2 + 1] AS zone_id,
+    toDateTime(intDiv(toUInt32(now()), 900) * 900 + 900 * (intDiv(number, 4) % 8) - 7200) AS bucket_start,
+    toInt64(toUInt32(bucket_start)) * 1000 AS bucket_start_ms,
+    'holt_winters' AS method,
+    toFloat64(7 + number % 5) AS mean,
+    mean + 2.5 AS upper80,
+    mean + 4 AS upper95,
+    toUInt32(mean + 2) AS planned,
+    toInt64(toUInt32(now()) - 7200 + intDiv(number, 32) * 600) * 1000 AS created_at_ms
+FROM numbers(64);
+
+-- Plan moves of the last 2 hours: one per fleet and 15 minutes.
+INSERT INTO optimization_plan_moves (fleet_id, run_id, from_zone, to_zone, depart_at, depart_ms, vehicles, created_at_ms)
+SELECT
+    concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
+    concat('run-gq-', toString(intDiv(number, 8) + 1)) AS run_id,
+    if(number % 4 < 2, 'zone-gq-north', 'zone-gq-south') AS from_zone,
+    if(number % 4 < 2, 'zone-gq-south', 'zone-gq-north') AS to_zone,
+    toDateTime(intDiv(toUInt32(now()), 900) * 900 - 900 * intDiv(number, 2)) AS depart_at,
+    toInt64(toUInt32(depart_at)) * 1000 AS depart_ms,
+    toUInt32(1 + number % 3) AS vehicles,
+    toInt64(toUInt32(now())) * 1000 AS created_at_ms
+FROM numbers(16);

@@ -212,6 +212,7 @@ impl Sinks {
                     ),
                 ],
                 partition: None,
+                timestamp_ms: None,
             });
         }
         records.extend(extra);

@@ -378,6 +378,7 @@ impl Pipeline for CommandPipeline {
                 payload,
                 headers: vec![],
                 partition: None,
+                timestamp_ms: None,
             });
         }
         records.extend(crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?);

@@ -19,6 +19,14 @@
 //! `fleet_window_metrics` at the time of writing (the window is written again when it is
 //! touched again and when the partition goes idle, so it converges once telemetry is in).
 //! planned_duration_ms_sum stays 0: mission events carry no plan.
+//!
+//! Zone demand (the optimization engine's input): `requested` / `assigned` / `expired` events
+//! carry the request's origin zone, `completed` ones the zone the mission ended in. Per fleet,
+//! zone and bucket (`missions.zone_bucket_ms`, 15 min) a row of ClickHouse `zone_demand` is
+//! recomputed from PostgreSQL the same way (`zone_demand_versions`): requests made in the
+//! bucket, of those served (assigned) and expired, their summed wait to assignment, and arrivals
+//! (missions completed in the zone). Served and expired count by request time, so an assignment
+//! re-writes the bucket of its request.
 
 mod state;
 mod store;
@@ -43,6 +51,8 @@ pub const NAME: &str = "missions";
 pub struct MissionsBatch {
     consumed: usize,
     dirty: BTreeSet<(String, i64)>,
+    /// (fleet, zone, bucket start) of the zone demand buckets to re-write.
+    dirty_zones: BTreeSet<(String, String, i64)>,
     dlq: Vec<DeadLetterRecord>,
 }
 
@@ -53,6 +63,7 @@ pub struct MissionsPipeline {
     clickhouse: ClickHouseSink,
     producer: KafkaProducer,
     window_ms: i64,
+    zone_bucket_ms: i64,
     cadence: Cadence,
 }
 
@@ -70,6 +81,7 @@ impl Pipeline for MissionsPipeline {
             clickhouse: ClickHouseSink::new(&cfg.clickhouse),
             producer: KafkaProducer::new(&cfg.kafka)?,
             window_ms: cfg.missions.window_ms,
+            zone_bucket_ms: cfg.missions.zone_bucket_ms,
             cadence: Cadence::new(cfg, cfg.missions.tick_ms, cfg.missions.idle_flush_ms),
         })
     }
@@ -105,7 +117,10 @@ impl Pipeline for MissionsPipeline {
             batch.consumed += 1;
             return Ok(());
         };
-        self.record(&e).await?;
+        if let Some((zone, at)) = self.record(&e).await? {
+            let (bucket, _) = window_of(at, self.zone_bucket_ms);
+            batch.dirty_zones.insert((e.fleet_id.clone(), zone, bucket));
+        }
         // Recorded (or a duplicate, whose window is re-written harmlessly).
         batch.consumed += 1;
         let (start, _) = window_of(e.ts_ms, self.window_ms);
@@ -135,6 +150,11 @@ impl Pipeline for MissionsPipeline {
             rows.push(self.window_row(fleet, *start).await?);
         }
         self.clickhouse.write_mission_windows(&rows).await?;
+        let mut zone_rows = Vec::with_capacity(batch.dirty_zones.len());
+        for (fleet, zone, start) in &batch.dirty_zones {
+            zone_rows.push(self.zone_row(fleet, zone, *start).await?);
+        }
+        self.clickhouse.write_zone_demand(&zone_rows).await?;
         let records = crate::dlq::encode_all(&self.codec, &self.topics, &batch.dlq).await?;
         Ok(self.producer.send_all("kafka", &records).await?)
     }

@@ -25,6 +25,19 @@ pub fn invalid(e: &MissionEventRecord) -> Option<String> {
     {
         return Some(format!("unknown safety severity {:?}", e.severity));
     }
+    if matches!(
+        e.kind,
+        MissionEventKind::Requested | MissionEventKind::Assigned | MissionEventKind::Expired
+    ) && e.zone_id.as_deref().is_none_or(str::is_empty)
+    {
+        return Some(format!(
+            "a {} event needs its origin zone_id",
+            e.kind.as_str()
+        ));
+    }
+    if e.kind == MissionEventKind::Assigned && e.vehicle_id.as_deref().is_none_or(str::is_empty) {
+        return Some("an assigned event needs the vehicle_id that took the request".into());
+    }
     None
 }
 
@@ -56,6 +69,7 @@ mod tests {
             kind: MissionEventKind::SafetyEvent,
             severity: Some("critical".into()),
             detail: None,
+            zone_id: None,
         };
         assert_eq!(invalid(&e), None);
         e.severity = Some("apocalyptic".into());
@@ -66,6 +80,15 @@ mod tests {
         e.ts_ms = 5;
         e.mission_id.clear();
         assert!(invalid(&e).is_some());
+        e.mission_id = "m".into();
+        e.kind = MissionEventKind::Requested;
+        assert!(invalid(&e).unwrap().contains("zone_id"));
+        e.zone_id = Some("zone-north".into());
+        assert_eq!(invalid(&e), None);
+        e.kind = MissionEventKind::Assigned;
+        assert!(invalid(&e).unwrap().contains("vehicle_id"));
+        e.vehicle_id = Some("v1".into());
+        assert_eq!(invalid(&e), None);
         assert_eq!(
             MissionEventKind::WaypointReached.as_str(),
             "waypoint_reached"

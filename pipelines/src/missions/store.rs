@@ -3,19 +3,22 @@
 
 use atlasmesh_core::clock::now_ms;
 use atlasmesh_schemas::{MissionEventKind, MissionEventRecord};
-use atlasmesh_sinks::clickhouse::{datetime_secs, MissionWindowRow};
+use atlasmesh_sinks::clickhouse::{datetime_secs, MissionWindowRow, ZoneDemandRow};
 use sqlx::Row;
 
 use super::MissionsPipeline;
 use crate::Result;
 
 impl MissionsPipeline {
-    /// Records the event and folds it into its mission. Returns false for a duplicate.
-    pub(super) async fn record(&self, e: &MissionEventRecord) -> Result<bool> {
+    /// Records the event and folds it into its mission. Returns the zone bucket the event
+    /// changes (its origin zone and request time for requested / assigned / expired, its zone
+    /// and time for a completed mission with a zone), also for a duplicate (re-written
+    /// harmlessly).
+    pub(super) async fn record(&self, e: &MissionEventRecord) -> Result<Option<(String, i64)>> {
         let mut tx = self.pool.begin().await?;
         let fresh = sqlx::query(
-            "INSERT INTO mission_event_log (event_id, mission_id, fleet_id, vehicle_id, kind, ts_ms, severity, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO mission_event_log (event_id, mission_id, fleet_id, vehicle_id, kind, ts_ms, severity, detail, zone_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.event_id)
         .bind(&e.mission_id)
@@ -25,15 +28,27 @@ impl MissionsPipeline {
         .bind(e.ts_ms)
         .bind(&e.severity)
         .bind(&e.detail)
+        .bind(&e.zone_id)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if !fresh {
             tx.rollback().await?;
-            return Ok(false);
+            return self.zone_bucket_of(e).await;
         }
+        let (requested, assigned, expired) = match e.kind {
+            MissionEventKind::Requested => (Some(e.ts_ms), None, None),
+            MissionEventKind::Assigned => (None, Some(e.ts_ms), None),
+            MissionEventKind::Expired => (None, None, Some(e.ts_ms)),
+            _ => (None, None, None),
+        };
+        // The request's zone is the origin; a completed mission's zone is where it ended.
+        let origin = requested.or(assigned).or(expired).and(e.zone_id.as_deref());
         let (created, started, ended, outcome, safety, critical) = match e.kind {
+            MissionEventKind::Requested
+            | MissionEventKind::Assigned
+            | MissionEventKind::Expired => (None, None, None, None, 0, 0),
             MissionEventKind::Created => (Some(e.ts_ms), None, None, None, 0, 0),
             MissionEventKind::Started => (None, Some(e.ts_ms), None, None, 0, 0),
             MissionEventKind::Completed => (None, None, Some(e.ts_ms), Some("completed"), 0, 0),
@@ -51,9 +66,13 @@ impl MissionsPipeline {
         };
         // The first start/creation and the first end win; counts add up.
         sqlx::query(
-            "INSERT INTO mission_runs (mission_id, fleet_id, vehicle_id, created_ms, started_ms, ended_ms, outcome, safety_events, safety_critical)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO mission_runs (mission_id, fleet_id, vehicle_id, created_ms, started_ms, ended_ms, outcome, safety_events, safety_critical, zone_id, requested_ms, assigned_ms, expired_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (mission_id) DO UPDATE SET
+                 zone_id = coalesce(mission_runs.zone_id, excluded.zone_id),
+                 requested_ms = coalesce(mission_runs.requested_ms, excluded.requested_ms),
+                 assigned_ms = coalesce(mission_runs.assigned_ms, excluded.assigned_ms),
+                 expired_ms = coalesce(mission_runs.expired_ms, excluded.expired_ms),
                  vehicle_id = coalesce(mission_runs.vehicle_id, excluded.vehicle_id),
                  created_ms = coalesce(mission_runs.created_ms, excluded.created_ms),
                  started_ms = coalesce(mission_runs.started_ms, excluded.started_ms),
@@ -72,10 +91,89 @@ impl MissionsPipeline {
         .bind(outcome)
         .bind(safety)
         .bind(critical)
+        .bind(origin)
+        .bind(requested)
+        .bind(assigned)
+        .bind(expired)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        self.zone_bucket_of(e).await
+    }
+
+    /// The zone and time whose bucket `e` changes (see [`Self::record`]).
+    async fn zone_bucket_of(&self, e: &MissionEventRecord) -> Result<Option<(String, i64)>> {
+        let Some(zone) = e.zone_id.clone() else {
+            return Ok(None);
+        };
+        Ok(match e.kind {
+            MissionEventKind::Requested | MissionEventKind::Completed => Some((zone, e.ts_ms)),
+            // Counted by request time: the bucket of the request (this event's own time if
+            // the request was never seen).
+            MissionEventKind::Assigned | MissionEventKind::Expired => {
+                let requested: Option<i64> = sqlx::query_scalar(
+                    "SELECT requested_ms FROM mission_runs WHERE mission_id = $1",
+                )
+                .bind(&e.mission_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
+                Some((zone, requested.unwrap_or(e.ts_ms)))
+            }
+            _ => None,
+        })
+    }
+
+    /// The complete `zone_demand` row of a bucket, from PostgreSQL, with its next version.
+    pub(super) async fn zone_row(
+        &self,
+        fleet_id: &str,
+        zone_id: &str,
+        start_ms: i64,
+    ) -> Result<ZoneDemandRow> {
+        let end_ms = start_ms + self.zone_bucket_ms;
+        let row = sqlx::query(
+            "SELECT
+                 count(*) AS requests,
+                 count(*) FILTER (WHERE assigned_ms IS NOT NULL) AS served,
+                 count(*) FILTER (WHERE assigned_ms IS NULL AND expired_ms IS NOT NULL) AS expired,
+                 coalesce(sum(greatest(assigned_ms - requested_ms, 0)) FILTER (WHERE assigned_ms IS NOT NULL), 0)::bigint AS wait,
+                 (SELECT count(*) FROM mission_event_log
+                  WHERE fleet_id = $1 AND zone_id = $2 AND kind = 'completed' AND ts_ms >= $3 AND ts_ms < $4) AS arrivals
+             FROM mission_runs
+             WHERE fleet_id = $1 AND zone_id = $2 AND requested_ms >= $3 AND requested_ms < $4",
+        )
+        .bind(fleet_id)
+        .bind(zone_id)
+        .bind(start_ms)
+        .bind(end_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO zone_demand_versions (fleet_id, zone_id, bucket_start_ms, version) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (fleet_id, zone_id, bucket_start_ms) DO UPDATE SET version = zone_demand_versions.version + 1
+             RETURNING version",
+        )
+        .bind(fleet_id)
+        .bind(zone_id)
+        .bind(start_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |c: &str| -> u64 { u64::try_from(row.get::<i64, _>(c)).unwrap_or(0) };
+        Ok(ZoneDemandRow {
+            fleet_id: fleet_id.to_string(),
+            zone_id: zone_id.to_string(),
+            bucket_start: datetime_secs(start_ms),
+            bucket_start_ms: start_ms,
+            bucket_end_ms: end_ms,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            requests: n("requests"),
+            served: n("served"),
+            expired: n("expired"),
+            wait_ms_sum: n("wait"),
+            arrivals: n("arrivals"),
+            emitted_at_ms: now_ms(),
+        })
     }
 
     /// The complete row of a fleet window, from PostgreSQL, with its next version.

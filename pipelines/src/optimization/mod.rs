@@ -9,13 +9,16 @@
 //! against doing nothing), plus the fleet's (success rate, execution time p50/p99). The plans
 //! of accepted recommendations are followed until the vehicles moved (`track_plans`), and a
 //! run marked `continuous` is followed by a successor on the then live state
-//! (`requeue_continuous`). Runs without `parameters.rebalance` stay records their clients manage
+//! (`requeue_continuous`). A run that gives no demand plans for the demand forecast from the
+//! fleet's zone demand history ([`demand`]; the forecast is stored with the chosen result and
+//! in ClickHouse `zone_demand_forecast`). Runs without `parameters.rebalance` stay records their clients manage
 //! by hand, as in the seed API.
 //!
 //! A run is claimed with `FOR UPDATE SKIP LOCKED`, so several workers execute runs side by
 //! side without doing one twice; rows get ids derived from the run, so writing them again
 //! (after a crash between solve and commit) changes nothing.
 
+pub mod demand;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -24,10 +27,10 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::domain::optimization::ZoneView;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::VehicleStatus;
-use atlasmesh_sinks::clickhouse::ClickHouseSink;
+use atlasmesh_sinks::clickhouse::{datetime_secs, ClickHouseSink, PlanMoveRow, ZoneForecastRow};
 use atlasmesh_sinks::redis::RedisSink;
 use atlasmesh_sinks::store::{derived_id, set_optimization_metric};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -41,13 +44,15 @@ struct Claimed {
     fleet_id: String,
     weights: [f64; 3],
     parameters: Option<Value>,
+    created_ms: i64,
 }
 
 /// Claims the oldest queued engine run and marks it running.
 async fn claim(pool: &PgPool) -> Result<Option<Claimed>> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
-        "SELECT id, fleet_id, cost_weight, efficiency_weight, coverage_weight, parameters
+        "SELECT id, fleet_id, cost_weight, efficiency_weight, coverage_weight, parameters,
+                (extract(epoch FROM created_at) * 1000)::bigint AS created_ms
          FROM optimization_runs WHERE status = 'queued' AND parameters ? 'rebalance'
          ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
@@ -65,6 +70,7 @@ async fn claim(pool: &PgPool) -> Result<Option<Claimed>> {
             row.try_get("coverage_weight")?,
         ],
         parameters: row.try_get("parameters")?,
+        created_ms: row.try_get("created_ms")?,
     };
     sqlx::query(
         "UPDATE optimization_runs SET status = 'running', started_at = now(), updated_at = now()
@@ -103,17 +109,174 @@ async fn live_idle(redis: &RedisSink, fleet: &str) -> Result<BTreeMap<String, u3
     Ok(out)
 }
 
+/// Requests (by request time and origin zone) and arrivals (completed missions by the zone
+/// they ended in) per zone and bucket in `[from, to)`, each zone's series from the fleet's
+/// first bucket with any of them (`None` when there is none).
+async fn zone_history(
+    pool: &PgPool,
+    fleet: &str,
+    zones: &[ZoneView],
+    (from, to, bucket): (i64, i64, i64),
+) -> Result<Option<ZoneSeries>> {
+    let requests = sqlx::query(
+        "SELECT zone_id, (requested_ms - $2) / $4 AS b, count(*) AS n FROM mission_runs
+         WHERE fleet_id = $1 AND zone_id IS NOT NULL AND requested_ms >= $2 AND requested_ms < $3
+         GROUP BY 1, 2",
+    )
+    .bind(fleet)
+    .bind(from)
+    .bind(to)
+    .bind(bucket)
+    .fetch_all(pool)
+    .await?;
+    let arrivals = sqlx::query(
+        "SELECT zone_id, (ts_ms - $2) / $4 AS b, count(*) AS n FROM mission_event_log
+         WHERE fleet_id = $1 AND kind = 'completed' AND zone_id IS NOT NULL AND ts_ms >= $2 AND ts_ms < $3
+         GROUP BY 1, 2",
+    )
+    .bind(fleet)
+    .bind(from)
+    .bind(to)
+    .bind(bucket)
+    .fetch_all(pool)
+    .await?;
+    let cells = |rows: &[sqlx::postgres::PgRow]| -> Result<Vec<(String, usize, f64)>> {
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("zone_id")?,
+                    usize::try_from(r.try_get::<i64, _>("b")?).unwrap_or(0),
+                    r.try_get::<i64, _>("n")? as f64,
+                ))
+            })
+            .collect()
+    };
+    let (req, arr) = (cells(&requests)?, cells(&arrivals)?);
+    let Some(first) = req.iter().chain(&arr).map(|c| c.1).min() else {
+        return Ok(None);
+    };
+    let len = usize::try_from((to - from) / bucket).unwrap_or(0) - first;
+    let fill = |cells: &[(String, usize, f64)]| -> BTreeMap<String, Vec<f64>> {
+        let mut out: BTreeMap<String, Vec<f64>> = zones
+            .iter()
+            .map(|z| (z.id.clone(), vec![0.0; len]))
+            .collect();
+        for (zone, b, n) in cells {
+            if let Some(s) = out.get_mut(zone) {
+                s[b - first] += n;
+            }
+        }
+        out
+    };
+    Ok(Some(ZoneSeries {
+        requests: fill(&req),
+        arrivals: fill(&arr),
+        start_ms: from + first as i64 * bucket,
+    }))
+}
+
+/// The zone demand history a forecast reads.
+struct ZoneSeries {
+    requests: BTreeMap<String, Vec<f64>>,
+    arrivals: BTreeMap<String, Vec<f64>>,
+    start_ms: i64,
+}
+
+/// What a forecasting run planned for.
+struct Planned {
+    /// Start of the first bucket planned (the bucket containing `as_of`).
+    from_ms: i64,
+    history_start_ms: i64,
+    history_buckets: usize,
+    forecasts: demand::Forecasts,
+}
+
+/// Fills the run's demand (and arrivals, unless given) from the forecast of the fleet's zone
+/// demand history.
+async fn plan_demand(
+    pool: &PgPool,
+    run: &Claimed,
+    zones: &[ZoneView],
+    params: &mut RebalanceParams,
+    bucket_ms: i64,
+) -> std::result::Result<Planned, String> {
+    if i64::from(params.period_minutes) * 60_000 != bucket_ms {
+        return Err(format!(
+            "forecasting from zone demand needs period_minutes = {} (missions.zone_bucket_ms), not {}",
+            bucket_ms / 60_000,
+            params.period_minutes
+        ));
+    }
+    let as_of = params.as_of_ms.unwrap_or(run.created_ms);
+    let now_bucket = as_of.div_euclid(bucket_ms) * bucket_ms;
+    let from = now_bucket - i64::from(params.history_days) * 86_400_000;
+    let history = zone_history(pool, &run.fleet_id, zones, (from, now_bucket, bucket_ms))
+        .await
+        .map_err(|e| format!("reading the zone demand history: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "no zone demand in the {} days before {as_of} (mission requests with a zone): give parameters.rebalance.demand",
+                params.history_days
+            )
+        })?;
+    let season = usize::try_from(86_400_000 / bucket_ms).unwrap_or(1);
+    let forecasts = demand::forecast_zones(
+        &history.requests,
+        &history.arrivals,
+        season,
+        params.horizon_periods,
+        params.demand_quantile,
+    );
+    params.demand = forecasts
+        .iter()
+        .map(|(z, (r, _))| (z.clone(), r.steps.iter().map(|s| s.planned).collect()))
+        .collect();
+    if params.arrivals.is_empty() {
+        params.arrivals = forecasts
+            .iter()
+            .map(|(z, (_, a))| (z.clone(), a.steps.iter().map(|s| s.planned).collect()))
+            .collect();
+    }
+    Ok(Planned {
+        from_ms: now_bucket,
+        history_start_ms: history.start_ms,
+        history_buckets: history.requests.values().next().map_or(0, Vec::len),
+        forecasts,
+    })
+}
+
 /// Executes one claimed run; `Err` only for store failures (the run's own failure is written).
-async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool> {
+async fn execute(
+    pool: &PgPool,
+    redis: &RedisSink,
+    clickhouse: &ClickHouseSink,
+    bucket_ms: i64,
+    run: Claimed,
+) -> Result<bool> {
     let started = Instant::now();
+    let mut planned: Option<Planned> = None;
+    // Start of period 0 of the plan and the period length, ms.
+    let mut clock = (run.created_ms, 900_000i64);
     let outcome: std::result::Result<model::RunOutput, String> = async {
-        let params = match RebalanceParams::of_run(run.parameters.as_ref()) {
+        let mut params = match RebalanceParams::of_run(run.parameters.as_ref()) {
             Some(p) => p?,
             None => return Err("parameters.rebalance is missing".to_string()),
         };
         let zones = zones(pool, &run.fleet_id)
             .await
             .map_err(|e| e.to_string())?;
+        if params.forecasts() {
+            planned = Some(plan_demand(pool, &run, &zones, &mut params, bucket_ms).await?);
+        }
+        let quantile = params.demand_quantile;
+        let period_ms = i64::from(params.period_minutes) * 60_000;
+        clock = (
+            planned.as_ref().map_or(
+                run.created_ms.div_euclid(period_ms.max(1)) * period_ms,
+                |p| p.from_ms,
+            ),
+            period_ms,
+        );
         let idle = if params.idle.is_some() {
             BTreeMap::new()
         } else {
@@ -123,14 +286,36 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
         };
         let weights = run.weights;
         // CPU-bound: off the async threads.
-        tokio::task::spawn_blocking(move || {
+        let mut out = tokio::task::spawn_blocking(move || {
             let inst = model::instance(&params, &zones, &idle)?;
             let (front, recs) = model::solve(&inst, &params, weights)?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            Ok(model::output(&inst, &front, &recs, weights, ms))
+            Ok::<_, String>(model::output(&inst, &front, &recs, weights, ms))
         })
         .await
-        .map_err(|e| format!("solver task: {e}"))?
+        .map_err(|e| format!("solver task: {e}"))??;
+        // What the chosen plan planned for, with it.
+        let demand = match &planned {
+            Some(p) => json!({
+                "source": "forecast",
+                "quantile": quantile,
+                "from_ms": p.from_ms,
+                "history_start_ms": p.history_start_ms,
+                "history_buckets": p.history_buckets,
+                "zones": p.forecasts.iter().map(|(z, (r, a))| (z.clone(), json!({
+                    "method": r.method.as_str(),
+                    "requests": r.steps,
+                    "arrivals": a.steps.iter().map(|s| s.planned).collect::<Vec<_>>(),
+                }))).collect::<serde_json::Map<_, _>>(),
+            }),
+            None => json!({"source": "parameters"}),
+        };
+        for r in &mut out.results {
+            if r.4["chosen"] == true {
+                r.4["demand"] = demand.clone();
+            }
+        }
+        Ok(out)
     }
     .await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -195,6 +380,20 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
     };
     fleet_metrics(&mut tx, &run.fleet_id).await?;
     tx.commit().await?;
+    // The dashboard's copies (the run's own record is committed): a failure leaves a gap in
+    // the plots, not in the plan.
+    if let (true, Some(p)) = (ok, &planned) {
+        let rows = forecast_rows(&run, p, bucket_ms);
+        if let Err(e) = clickhouse.write_zone_forecasts(&rows).await {
+            warn!(run = %run.id, error = %e, "Writing the run's demand forecast to ClickHouse failed.");
+        }
+    }
+    if let Ok(out) = &outcome {
+        let rows = plan_move_rows(&run, out, clock);
+        if let Err(e) = clickhouse.write_plan_moves(&rows).await {
+            warn!(run = %run.id, error = %e, "Writing the run's plan moves to ClickHouse failed.");
+        }
+    }
     let label = if ok { "completed" } else { "failed" };
     metrics::counter!(m::OPTIMIZATION_RUNS, "outcome" => label).increment(1);
     metrics::histogram!(m::OPTIMIZATION_SECONDS).record(elapsed);
@@ -208,6 +407,88 @@ async fn execute(pool: &PgPool, redis: &RedisSink, run: Claimed) -> Result<bool>
         }
     }
     Ok(ok)
+}
+
+/// The `optimization_plan_moves` rows of a run's chosen plan; `(start, period)` of its periods.
+fn plan_move_rows(
+    run: &Claimed,
+    out: &model::RunOutput,
+    (start, period): (i64, i64),
+) -> Vec<PlanMoveRow> {
+    let created = atlasmesh_core::clock::now_ms();
+    let Some(chosen) = out.results.iter().find(|r| r.4["chosen"] == true) else {
+        return Vec::new();
+    };
+    let empty = Vec::new();
+    chosen.4["moves"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|m| {
+            let depart = start + m["depart_period"].as_i64().unwrap_or(0) * period;
+            PlanMoveRow {
+                fleet_id: run.fleet_id.clone(),
+                run_id: run.id.clone(),
+                from_zone: m["from_zone"].as_str().unwrap_or_default().to_string(),
+                to_zone: m["to_zone"].as_str().unwrap_or_default().to_string(),
+                depart_at: datetime_secs(depart),
+                depart_ms: depart,
+                vehicles: u32::try_from(m["vehicles"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
+                created_at_ms: created,
+            }
+        })
+        .collect()
+}
+
+/// Publishes the recommendation adoption of the last day over all fleets (per fleet it is the
+/// `adoption_rate` / `moved_rate` run metrics): the engine's recommendations accepted ÷
+/// issued, and vehicles moved ÷ vehicles in the accepted plans.
+async fn adoption_gauges(pool: &PgPool) -> Result<()> {
+    let (accepted, moved): (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT
+             (SELECT count(*) FILTER (WHERE r.status = 'accepted')::float8 / nullif(count(*), 0)
+              FROM optimization_recommendations r
+              JOIN optimization_runs u ON u.id = r.run_id AND u.parameters ? 'rebalance'
+              WHERE r.created_at > now() - interval '1 day'),
+             (SELECT sum(b.moved_vehicles)::float8 / nullif(sum(b.vehicle_count), 0)
+              FROM optimization_rebalancing b
+              WHERE b.run_id IS NOT NULL AND b.approved_at > now() - interval '1 day')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if let Some(a) = accepted {
+        metrics::gauge!(m::OPTIMIZATION_ADOPTION_RATIO, "stage" => "accepted").set(a);
+    }
+    if let Some(v) = moved {
+        metrics::gauge!(m::OPTIMIZATION_ADOPTION_RATIO, "stage" => "moved").set(v);
+    }
+    Ok(())
+}
+
+/// The `zone_demand_forecast` rows of a forecasting run.
+fn forecast_rows(run: &Claimed, p: &Planned, bucket_ms: i64) -> Vec<ZoneForecastRow> {
+    let created = atlasmesh_core::clock::now_ms();
+    p.forecasts
+        .iter()
+        .flat_map(|(zone, (r, _))| {
+            r.steps.iter().enumerate().map(move |(h, s)| {
+                let start = p.from_ms + h as i64 * bucket_ms;
+                ZoneForecastRow {
+                    fleet_id: run.fleet_id.clone(),
+                    run_id: run.id.clone(),
+                    zone_id: zone.clone(),
+                    bucket_start: datetime_secs(start),
+                    bucket_start_ms: start,
+                    method: r.method.as_str().to_string(),
+                    mean: s.mean,
+                    upper80: s.upper80,
+                    upper95: s.upper95,
+                    planned: s.planned,
+                    created_at_ms: created,
+                }
+            })
+        })
+        .collect()
 }
 
 /// The fleet's engine-run metrics (no `run_id`), recomputed after each run: `success_rate`
@@ -320,7 +601,7 @@ async fn requeue_continuous(pool: &PgPool, every: Duration) -> Result<u64> {
         "INSERT INTO optimization_runs (id, fleet_id, name, cost_weight, efficiency_weight,
                                         coverage_weight, parameters, status)
          SELECT next_run_id(r.id), r.fleet_id, r.name, r.cost_weight, r.efficiency_weight,
-                r.coverage_weight, r.parameters, 'queued'
+                r.coverage_weight, r.parameters #- '{rebalance,as_of_ms}', 'queued'
          FROM optimization_runs r
          WHERE r.status IN ('completed', 'failed')
            AND (r.parameters -> 'rebalance' ->> 'continuous') = 'true'
@@ -346,6 +627,8 @@ async fn requeue_continuous(pool: &PgPool, every: Duration) -> Result<u64> {
 pub struct Cadence {
     pub look: Duration,
     pub reoptimize: Duration,
+    /// The zone demand bucket (`missions.zone_bucket_ms`): a forecasting run's period.
+    pub zone_bucket_ms: i64,
 }
 
 /// Executes queued engine runs and follows approved plans, looking every `interval`, until
@@ -366,14 +649,19 @@ pub async fn run(
         if let Err(e) = requeue_continuous(&pool, cadence.reoptimize).await {
             warn!(error = %e, "Queueing continuous optimization runs failed; retrying.");
         }
+        if let Err(e) = adoption_gauges(&pool).await {
+            warn!(error = %e, "Reading the recommendation adoption failed; retrying.");
+        }
         let next = match claim(&pool).await {
-            Ok(Some(run)) => match execute(&pool, &redis, run).await {
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    warn!(error = %e, "Storing an optimization run failed; it stays running.");
-                    interval
+            Ok(Some(run)) => {
+                match execute(&pool, &redis, &clickhouse, cadence.zone_bucket_ms, run).await {
+                    Ok(_) => Duration::ZERO,
+                    Err(e) => {
+                        warn!(error = %e, "Storing an optimization run failed; it stays running.");
+                        interval
+                    }
                 }
-            },
+            }
             Ok(None) => interval,
             Err(e) => {
                 warn!(error = %e, "Looking for queued optimization runs failed; retrying.");

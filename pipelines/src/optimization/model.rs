@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// `parameters.rebalance` of a run: what the engine needs besides the zones and the live
-/// idle vehicles. Demand is given per zone id and period (the forecast quantile to plan for)
-/// until the zone demand pipeline supplies it.
+/// idle vehicles. Demand per zone id and period is given here (a what-if), or, when absent,
+/// forecast from the fleet's zone demand history (see [`super::demand`]).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RebalanceParams {
@@ -40,8 +40,21 @@ pub struct RebalanceParams {
     /// ε levels of the Pareto front on coverage (≥ 2).
     #[serde(default = "default_points")]
     pub pareto_points: usize,
-    /// Demand per zone id, one value per period (missing zones and periods: 0).
+    /// Demand per zone id, one value per period (missing zones and periods: 0). Empty: the
+    /// demand (and the arrivals, unless given) is forecast from the zone demand history.
+    #[serde(default)]
     pub demand: BTreeMap<String, Vec<u32>>,
+    /// The forecast quantile planned for when forecasting (0.5 = the median).
+    #[serde(default = "default_quantile")]
+    pub demand_quantile: f64,
+    /// Days of zone demand history the forecast reads.
+    #[serde(default = "default_history_days")]
+    pub history_days: u32,
+    /// The forecast's "now", epoch ms: it reads the history before the bucket containing it
+    /// and plans from there. Default: when the run was created. Given, the same history gives
+    /// the same plan however often the run is repeated.
+    #[serde(default)]
+    pub as_of_ms: Option<i64>,
     /// Vehicles becoming idle per zone id and period (default none).
     #[serde(default)]
     pub arrivals: BTreeMap<String, Vec<u32>>,
@@ -72,6 +85,15 @@ fn default_unmet() -> i64 {
 fn default_points() -> usize {
     5
 }
+fn default_quantile() -> f64 {
+    0.8
+}
+fn default_history_days() -> u32 {
+    14
+}
+
+/// Most days of history a forecast reads.
+pub const MAX_HISTORY_DAYS: u32 = 90;
 
 /// Largest zone count and horizon a run may ask for (the solver is exact; keep runs bounded).
 pub const MAX_ZONES: usize = 500;
@@ -82,7 +104,26 @@ impl RebalanceParams {
     /// hand, as the seed API has it).
     pub fn of_run(parameters: Option<&Value>) -> Option<Result<RebalanceParams, String>> {
         let r = parameters?.get("rebalance")?;
-        Some(serde_json::from_value(r.clone()).map_err(|e| format!("parameters.rebalance: {e}")))
+        Some(
+            serde_json::from_value::<RebalanceParams>(r.clone())
+                .map_err(|e| format!("parameters.rebalance: {e}"))
+                .and_then(|p| {
+                    if !(p.demand_quantile > 0.0 && p.demand_quantile < 1.0) {
+                        Err("parameters.rebalance.demand_quantile must be in (0, 1)".into())
+                    } else if p.history_days == 0 || p.history_days > MAX_HISTORY_DAYS {
+                        Err(format!(
+                            "parameters.rebalance.history_days must be 1..={MAX_HISTORY_DAYS}"
+                        ))
+                    } else {
+                        Ok(p)
+                    }
+                }),
+        )
+    }
+
+    /// Whether the demand comes from the zone demand history.
+    pub fn forecasts(&self) -> bool {
+        self.demand.is_empty()
     }
 
     /// The integer weights of the run's 0..1 weights: cost per cent, efficiency per idle

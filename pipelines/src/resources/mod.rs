@@ -104,7 +104,7 @@ impl Pipeline for ResourcesPipeline {
     /// The federation coordination metrics, every `resources.coordination_interval_ms`, the
     /// relay of inter-fleet messages to `topics.coordination`, and the optimization run
     /// executor (`crate::optimization`).
-    fn background(&self, _cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<Background> {
+    fn background(&self, cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<Background> {
         let (pool, every) = (self.pool.clone(), self.coordination_every);
         vec![
             Box::pin(coordination::run(pool.clone(), every, shutdown.clone())),
@@ -115,6 +115,7 @@ impl Pipeline for ResourcesPipeline {
                 crate::optimization::Cadence {
                     look: self.optimization_every,
                     reoptimize: self.reoptimize_every,
+                    zone_bucket_ms: cfg.missions.zone_bucket_ms,
                 },
                 shutdown.clone(),
             )),

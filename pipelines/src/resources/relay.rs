@@ -70,6 +70,7 @@ pub async fn relay_once(
             payload,
             headers: vec![],
             partition: None,
+            timestamp_ms: None,
         });
         sent.push(rec.sent_at_ms);
         ids.push(rec.id);

@@ -97,6 +97,7 @@ impl TelemetryBatch {
                     payload,
                     headers: vec![],
                     partition: None,
+                    timestamp_ms: None,
                 });
             }
             for d in &self.dlq {
@@ -121,6 +122,7 @@ impl TelemetryBatch {
                     payload: payload.clone(),
                     headers: vec![],
                     partition: Some(partition),
+                    timestamp_ms: None,
                 });
             }
         }

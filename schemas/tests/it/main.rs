@@ -127,6 +127,7 @@ async fn codec_round_trips_and_classifies_bad_input() {
         kind: MissionEventKind::SafetyEvent,
         severity: Some("critical".into()),
         detail: None,
+        zone_id: None,
     };
     let b = codec
         .encode(&topics.mission_events, SchemaKind::MissionEvents, &me)

@@ -231,7 +231,68 @@ pub struct MissionWindowRow {
     pub emitted_at_ms: i64,
 }
 
+/// Row of `zone_demand` (0008).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+pub struct ZoneDemandRow {
+    pub fleet_id: String,
+    pub zone_id: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub bucket_start: u32,
+    pub bucket_start_ms: i64,
+    pub bucket_end_ms: i64,
+    pub version: u32,
+    pub requests: u64,
+    pub served: u64,
+    pub expired: u64,
+    pub wait_ms_sum: u64,
+    pub arrivals: u64,
+    pub emitted_at_ms: i64,
+}
+
+/// Row of `zone_demand_forecast` (0008).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+pub struct ZoneForecastRow {
+    pub fleet_id: String,
+    pub run_id: String,
+    pub zone_id: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub bucket_start: u32,
+    pub bucket_start_ms: i64,
+    pub method: String,
+    pub mean: f64,
+    pub upper80: f64,
+    pub upper95: f64,
+    pub planned: u32,
+    pub created_at_ms: i64,
+}
+
+/// Row of `optimization_plan_moves` (0008).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+pub struct PlanMoveRow {
+    pub fleet_id: String,
+    pub run_id: String,
+    pub from_zone: String,
+    pub to_zone: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub depart_at: u32,
+    pub depart_ms: i64,
+    pub vehicles: u32,
+    pub created_at_ms: i64,
+}
+
 impl ClickHouseSink {
+    pub async fn write_plan_moves(&self, rows: &[PlanMoveRow]) -> Result<()> {
+        self.insert("optimization_plan_moves", rows).await
+    }
+
+    pub async fn write_zone_demand(&self, rows: &[ZoneDemandRow]) -> Result<()> {
+        self.insert("zone_demand", rows).await
+    }
+
+    pub async fn write_zone_forecasts(&self, rows: &[ZoneForecastRow]) -> Result<()> {
+        self.insert("zone_demand_forecast", rows).await
+    }
+
     pub async fn write_score_history(&self, rows: &[ScoreHistoryRow]) -> Result<()> {
         self.insert("performance_score_history", rows).await
     }

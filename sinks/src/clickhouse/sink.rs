@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_resource_history.sql",
         include_str!("../../../migrations/clickhouse/0007_resource_history.sql"),
     ),
+    (
+        "0008_zone_demand.sql",
+        include_str!("../../../migrations/clickhouse/0008_zone_demand.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (comments dropped).
