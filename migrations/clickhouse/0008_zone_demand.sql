@@ -1,7 +1,9 @@
 -- Demand per fleet, origin zone and bucket (missions.zone_bucket_ms, 15 min by default), folded
 -- by the missions pipeline from fleet.mission-events.v1: requests made in the bucket, of those
 -- requests assigned and expired (by request time, so served + expired + pending = requests), the
--- summed wait to assignment of the assigned ones, and arrivals (missions that ended in the zone).
+-- summed wait to assignment of the assigned ones, arrivals (missions that ended in the zone), and
+-- idle_vehicles: the fleet's vehicles seen idle in the zone during the bucket (telemetry_raw at
+-- the time the bucket was last written).
 -- The highest version of a bucket wins (FINAL or argMax).
 CREATE TABLE IF NOT EXISTS zone_demand
 (
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS zone_demand
     expired UInt64,
     wait_ms_sum UInt64,
     arrivals UInt64,
+    idle_vehicles UInt64,
     emitted_at_ms Int64
 )
 ENGINE = ReplacingMergeTree(version)

@@ -338,6 +338,7 @@ async fn write_history_rows(sink: &ClickHouseSink, now_ms: i64) {
         expired: 2,
         wait_ms_sum: 420_000,
         arrivals: 4,
+        idle_vehicles: 3,
         emitted_at_ms: now_ms,
     }])
     .await

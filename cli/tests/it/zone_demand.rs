@@ -1,7 +1,7 @@
 //! Zone demand into the optimization engine (issue 13, items 1, 2 and 6): mission requests per
 //! origin zone on the mission-events topic (`requested`, then `assigned` or `expired`; arrivals
 //! as `completed` with a zone), folded by the missions pipeline into ClickHouse `zone_demand`
-//! per zone and 15-minute bucket; a run created through the API without demand plans for the
+//! per zone and 15-minute bucket, with the vehicles telemetry shows idle there; a run created through the API without demand plans for the
 //! demand forecast from that history (Holt-Winters on three days), stores the forecast with
 //! its chosen plan and in ClickHouse, and recommends moving vehicles to where the forecast
 //! demand is; the same input produced again (a replay: every event twice) gives the identical
@@ -10,8 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use atlasmesh_core::telemetry::{TelemetryEvent, VehicleStatus};
 use atlasmesh_core::{Role, Scope};
 use atlasmesh_schemas::{Codec, MissionEventKind, MissionEventRecord, SchemaKind};
+use atlasmesh_simulator::{Emitted, EventKind};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -39,8 +41,11 @@ fn requests(zone: usize, bucket_start: i64) -> u64 {
     }
 }
 
-/// One bucket's expected row: (requests, served, expired, wait_ms_sum, arrivals).
-type Expected = (u64, u64, u64, u64, u64);
+/// One bucket's expected row: (requests, served, expired, wait_ms_sum, arrivals, idle vehicles).
+type Expected = (u64, u64, u64, u64, u64, u64);
+
+/// The bucket in which two vehicles report idle in the centre (and a third on a mission).
+const IDLE_BUCKET: i64 = AS_OF - BUCKET;
 
 /// The script: per zone and bucket, request i at +i·20 s, assigned after 60 s when i is even,
 /// expired after 300 s when odd; one arrival (a completed mission) in the north per bucket.
@@ -93,9 +98,10 @@ fn script(
                     Some(format!("{fleet}-v9")),
                 ));
             }
+            let idle = if z == 1 && b == IDLE_BUCKET { 2 } else { 0 };
             expected.insert(
                 (zone.clone(), b),
-                (n, served, n - served, served * 60_000, arrivals),
+                (n, served, n - served, served * 60_000, arrivals, idle),
             );
         }
         b += BUCKET;
@@ -158,11 +164,12 @@ struct Row {
     expired: u64,
     wait_ms_sum: u64,
     arrivals: u64,
+    idle_vehicles: u64,
 }
 
 async fn zone_demand(env: &TestEnv, fleet: &str) -> BTreeMap<(String, i64), Expected> {
     env.ch_rows::<Row>(&format!(
-        "SELECT zone_id, bucket_start_ms, requests, served, expired, wait_ms_sum, arrivals
+        "SELECT zone_id, bucket_start_ms, requests, served, expired, wait_ms_sum, arrivals, idle_vehicles
          FROM zone_demand FINAL WHERE fleet_id = '{fleet}'"
     ))
     .await
@@ -170,7 +177,14 @@ async fn zone_demand(env: &TestEnv, fleet: &str) -> BTreeMap<(String, i64), Expe
     .map(|r| {
         (
             (r.zone_id, r.bucket_start_ms),
-            (r.requests, r.served, r.expired, r.wait_ms_sum, r.arrivals),
+            (
+                r.requests,
+                r.served,
+                r.expired,
+                r.wait_ms_sum,
+                r.arrivals,
+                r.idle_vehicles,
+            ),
         )
     })
     .collect()
@@ -183,7 +197,7 @@ async fn runs_plan_for_the_forecast_of_the_zone_demand_history() {
     let (mut api, base) = env.spawn_api(0).await;
     let mut worker = env.spawn_worker_args(
         0,
-        &["--pipelines", "missions,commands,resources"],
+        &["--pipelines", "telemetry,missions,commands,resources"],
         &[("ATLASMESH_RESOURCES__OPTIMIZATION_INTERVAL_MS", "200")],
     );
     let http = reqwest::Client::new();
@@ -232,6 +246,50 @@ async fn runs_plan_for_the_forecast_of_the_zone_demand_history() {
     )
     .await;
     let zones = [north.clone(), centre.clone()];
+
+    // The vehicles idle in a zone come from telemetry: two idle in the centre, one on a
+    // mission, in the bucket before `AS_OF` (in ClickHouse before that bucket is written).
+    let sample = |v: i64, status: VehicleStatus| {
+        let event = TelemetryEvent {
+            event_id: format!("{fleet}-v{v}"),
+            fleet_id: fleet.clone(),
+            vehicle_id: format!("{fleet}-v{v}"),
+            ts_ms: IDLE_BUCKET + 60_000 * v,
+            seq: 0,
+            lat: 52.52,
+            lon: 13.40,
+            speed_kph: 0.0,
+            odometer_km: 100.0,
+            energy_pct: 80.0,
+            energy_used_kwh: 10.0,
+            status,
+            mission_id: None,
+            zone_id: Some(centre.clone()),
+            payload_kg: 0.0,
+            fault_codes: vec![],
+        };
+        Emitted::Event {
+            key: event.vehicle_id.clone(),
+            event,
+            kind: EventKind::Normal,
+            sent_ms: None,
+        }
+    };
+    env.produce(&[
+        sample(1, VehicleStatus::Idle),
+        sample(2, VehicleStatus::Idle),
+        sample(3, VehicleStatus::OnMission),
+    ])
+    .await;
+    let started = Instant::now();
+    while env.raw_count().await < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "telemetry not in ClickHouse; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // 1. The history, folded per zone and bucket: exactly the script's counts.
     let (events, expected) = script(&fleet, &zones);

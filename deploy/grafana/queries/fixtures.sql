@@ -227,7 +227,7 @@ SELECT
 FROM numbers(96);
 
 -- Zone demand: 15-minute buckets for 24 hours, 2 zones per fleet.
-INSERT INTO zone_demand (fleet_id, zone_id, bucket_start, bucket_start_ms, bucket_end_ms, version, requests, served, expired, wait_ms_sum, arrivals, emitted_at_ms)
+INSERT INTO zone_demand (fleet_id, zone_id, bucket_start, bucket_start_ms, bucket_end_ms, version, requests, served, expired, wait_ms_sum, arrivals, idle_vehicles, emitted_at_ms)
 SELECT
     concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
     ['zone-gq-north', 'zone-gq-south'][intDiv(number, 2) % 2 + 1] AS zone_id,
@@ -240,6 +240,7 @@ SELECT
     toUInt64(number % 4) AS expired,
     served * toUInt64(60000 + (number % 5) * 30000) AS wait_ms_sum,
     toUInt64(3 + number % 7) AS arrivals,
+    toUInt64(number % 5) AS idle_vehicles,
     toInt64(toUInt32(now())) * 1000 AS emitted_at_ms
 FROM numbers(384);
 

@@ -24,8 +24,9 @@
 //! carry the request's origin zone, `completed` ones the zone the mission ended in. Per fleet,
 //! zone and bucket (`missions.zone_bucket_ms`, 15 min) a row of ClickHouse `zone_demand` is
 //! recomputed from PostgreSQL the same way (`zone_demand_versions`): requests made in the
-//! bucket, of those served (assigned) and expired, their summed wait to assignment, and arrivals
-//! (missions completed in the zone). Served and expired count by request time, so an assignment
+//! bucket, of those served (assigned) and expired, their summed wait to assignment, arrivals
+//! (missions completed in the zone), and the vehicles seen idle in the zone during the bucket
+//! (ClickHouse `telemetry_raw` when the row is written). Served and expired count by request time, so an assignment
 //! re-writes the bucket of its request.
 
 mod state;

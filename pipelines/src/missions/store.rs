@@ -160,6 +160,20 @@ impl MissionsPipeline {
         .fetch_one(&self.pool)
         .await?;
         let n = |c: &str| -> u64 { u64::try_from(row.get::<i64, _>(c)).unwrap_or(0) };
+        let idle_vehicles: u64 = self
+            .clickhouse
+            .client()
+            .query(
+                "SELECT uniqExactIf(vehicle_id, status = 'idle') FROM telemetry_raw \
+                 WHERE fleet_id = ? AND zone_id = ? AND ts_ms >= ? AND ts_ms < ?",
+            )
+            .bind(fleet_id)
+            .bind(zone_id)
+            .bind(start_ms)
+            .bind(end_ms)
+            .fetch_one()
+            .await
+            .map_err(atlasmesh_sinks::Error::from)?;
         Ok(ZoneDemandRow {
             fleet_id: fleet_id.to_string(),
             zone_id: zone_id.to_string(),
@@ -172,6 +186,7 @@ impl MissionsPipeline {
             expired: n("expired"),
             wait_ms_sum: n("wait"),
             arrivals: n("arrivals"),
+            idle_vehicles,
             emitted_at_ms: now_ms(),
         })
     }

@@ -246,6 +246,7 @@ pub struct ZoneDemandRow {
     pub expired: u64,
     pub wait_ms_sum: u64,
     pub arrivals: u64,
+    pub idle_vehicles: u64,
     pub emitted_at_ms: i64,
 }
 
