@@ -279,6 +279,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
             rate: 0,
             progress: true,
             derived: false,
+            demand: None,
         },
     )
     .await

@@ -51,6 +51,9 @@ enum Cmd {
     Replay(ReplayArgs),
     /// Produce simulated vehicle telemetry to the telemetry topic.
     Simulate(SimulateArgs),
+    /// Print the zones of the simulated fleets' cities (the zone ids their telemetry and zone
+    /// demand carry), as JSON or as SQL inserts into optimization_zones for a local stack.
+    SimZones(SimZonesArgs),
     /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
     /// event→ClickHouse latency. Progress on stderr, JSON summary on stdout.
     Bench(BenchArgs),
@@ -215,6 +218,19 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct SimZonesArgs {
+    /// Fleets 1..=N (`fleet-001`, …), as `atlasmesh simulate --fleets`.
+    #[arg(long, default_value_t = 2)]
+    fleets: u32,
+    /// Vehicles a zone may hold idle.
+    #[arg(long, default_value_t = 30)]
+    capacity: u32,
+    /// SQL (`INSERT … ON CONFLICT DO NOTHING`) instead of JSON.
+    #[arg(long)]
+    sql: bool,
+}
+
+#[derive(Args)]
 struct SimulateArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -235,6 +251,10 @@ struct SimulateArgs {
     /// fleet.resource-events.v1) from the vehicles' status changes.
     #[arg(long)]
     no_derived: bool,
+    /// Zone demand with the derived events (rider requests per zone, assigned or expired; see
+    /// README "Zone demand"): requests per hour per zone at the daily peak (0 = none).
+    #[arg(long, default_value_t = 12.0)]
+    zone_demand_per_hour: f64,
     /// Event-time start, epoch ms (default: the simulator's fixed start, or now with --realtime).
     #[arg(long)]
     start_ms: Option<i64>,
@@ -482,12 +502,20 @@ async fn main() -> anyhow::Result<()> {
             if let Some(start) = s.start_ms {
                 sim.start_ms = start;
             }
+            let seed = sim.seed;
             let opts = atlasmesh::produce::ProduceOptions {
                 sim,
                 events: s.events,
                 rate,
                 progress: true,
                 derived: !s.no_derived,
+                demand: (s.zone_demand_per_hour > 0.0).then(|| {
+                    atlasmesh_simulator::derived::DemandConfig {
+                        seed,
+                        peak_per_hour: s.zone_demand_per_hour,
+                        ..Default::default()
+                    }
+                }),
             };
             let mut shutdown = shutdown_signal(stop_deadline);
             {
@@ -544,6 +572,22 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Cmd::BenchRebalance(b) => bench_rebalance::run(&b)?,
+        Cmd::SimZones(z) => {
+            let zones: Vec<_> = (1..=z.fleets)
+                .flat_map(atlasmesh_simulator::fleet_zones)
+                .collect();
+            if z.sql {
+                for s in &zones {
+                    println!(
+                        "INSERT INTO optimization_zones (id, fleet_id, name, lat, lon, vehicle_capacity) \
+                         VALUES ('{}', '{}', '{}', {}, {}, {}) ON CONFLICT (id) DO NOTHING;",
+                        s.id, s.fleet_id, s.name, s.lat, s.lon, z.capacity
+                    );
+                }
+            } else {
+                println!("{}", serde_json::to_string_pretty(&zones)?);
+            }
+        }
         Cmd::Token(t) => println!("{}", atlasmesh::credentials::token(&cfg, &t)?),
         Cmd::ApiKey(k) => println!("{}", atlasmesh::credentials::api_key(&cfg, &k).await?),
     }

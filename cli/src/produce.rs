@@ -119,6 +119,8 @@ pub struct ProduceOptions {
     pub progress: bool,
     /// Also produce the derived mission and resource events.
     pub derived: bool,
+    /// With the derived events, the fleets' zone demand.
+    pub demand: Option<atlasmesh_simulator::derived::DemandConfig>,
 }
 
 /// Runs the simulator and produces to the configured telemetry topic. Returns items produced.
@@ -131,7 +133,10 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
     let mut last_report = Instant::now();
     let mut produced: u64 = 0;
     let mut derived: u64 = 0;
-    let mut deriver = Deriver::new();
+    let mut deriver = match opts.demand.clone() {
+        Some(d) => Deriver::with_demand(d),
+        None => Deriver::new(),
+    };
     let chunk = if opts.rate > 0 {
         (opts.rate / 10).clamp(1, 5000)
     } else {

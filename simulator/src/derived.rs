@@ -15,8 +15,22 @@
 //!
 //! Event ids are derived from the vehicle's sample (`<vehicle>:<seq>:<what>`), so re-deriving
 //! the same telemetry gives the same events.
+//!
+//! With [`Deriver::with_demand`], also the demand the fleet serves ([`DemandConfig`]): per
+//! fleet and zone (the telemetry's `zone_id`s), riders request a vehicle as Poisson arrivals
+//! (minute by minute, an hourly daily profile and a weekly factor per zone, seeded), on the
+//! fleet's event-time clock (its newest sample): `requested` (mission `<fleet>-req-<n>`, the
+//! origin zone); when a vehicle of the fleet starts a mission in that zone it takes the oldest
+//! waiting request there: `assigned` (the vehicle, at its start); a request no vehicle took
+//! within `max_wait_ms` is `expired`. A `completed` mission carries the zone the vehicle ended
+//! in (an arrival there). The telemetry does not react to requests (the simulated vehicles
+//! start missions on their own), so this is demand as observed: served where vehicles were
+//! idle and started, expired where none did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use atlasmesh_schemas::{MissionEventKind, MissionEventRecord, ResourceEventRecord, ResourceState};
@@ -40,10 +54,89 @@ pub struct DerivedEvents {
     pub resources: Vec<ResourceEventRecord>,
 }
 
+/// The demand model of [`Deriver::with_demand`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemandConfig {
+    pub seed: u64,
+    /// Requests per hour per zone at the daily peak (profile 1.0), before the zone's weight.
+    pub peak_per_hour: f64,
+    /// Weight per zone, in the order of the simulator's zones (centre, north, east, south,
+    /// west); zones not listed weigh 1.
+    pub zone_weights: Vec<f64>,
+    /// 24 hourly factors (UTC), linear in between.
+    pub daily_profile: Vec<f64>,
+    /// 7 daily factors, Monday first.
+    pub weekly: Vec<f64>,
+    /// A request no vehicle took within this long expires.
+    pub max_wait_ms: i64,
+}
+
+impl Default for DemandConfig {
+    fn default() -> Self {
+        DemandConfig {
+            seed: 7,
+            peak_per_hour: 12.0,
+            zone_weights: vec![2.0, 1.0, 0.6, 1.0, 0.6],
+            daily_profile: vec![
+                0.15, 0.1, 0.08, 0.08, 0.12, 0.3, 0.6, 0.95, 1.0, 0.8, 0.6, 0.6, 0.65, 0.6, 0.6,
+                0.7, 0.85, 1.0, 0.9, 0.7, 0.55, 0.45, 0.35, 0.25,
+            ],
+            weekly: vec![1.0, 1.0, 1.0, 1.0, 1.05, 0.75, 0.6],
+            max_wait_ms: 600_000,
+        }
+    }
+}
+
+impl DemandConfig {
+    /// Expected requests per minute in zone `zone` (index) at `ts_ms`.
+    pub fn rate_per_minute(&self, zone: usize, ts_ms: i64) -> f64 {
+        const DAY: i64 = 86_400_000;
+        let in_day = ts_ms.rem_euclid(DAY) as f64 / 3_600_000.0;
+        let h = in_day.floor() as usize % 24;
+        let frac = in_day - in_day.floor();
+        let p = |i: usize| self.daily_profile.get(i % 24).copied().unwrap_or(1.0);
+        let daily = p(h) * (1.0 - frac) + p(h + 1) * frac;
+        // 1970-01-01 was a Thursday: Monday = 0.
+        let dow = ((ts_ms.div_euclid(DAY) + 3).rem_euclid(7)) as usize;
+        let weekly = self.weekly.get(dow).copied().unwrap_or(1.0);
+        let w = self.zone_weights.get(zone).copied().unwrap_or(1.0);
+        (self.peak_per_hour * w * daily * weekly / 60.0).max(0.0)
+    }
+}
+
+/// One fleet's demand clock and waiting requests.
+#[derive(Debug)]
+struct FleetDemand {
+    rng: ChaCha8Rng,
+    /// Requests are generated for every minute before this one (epoch ms, minute-aligned).
+    until_ms: i64,
+    next: u64,
+    /// Waiting requests per zone id: (mission id, requested at).
+    waiting: HashMap<String, VecDeque<(String, i64)>>,
+}
+
 /// Derives mission and resource events from a vehicle's telemetry.
 #[derive(Debug, Default)]
 pub struct Deriver {
     vehicles: HashMap<String, VehicleTrack>,
+    demand: Option<DemandConfig>,
+    fleets: HashMap<String, FleetDemand>,
+}
+
+/// A Poisson draw (Knuth's method; the rates here are small).
+fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
+    if lambda <= 0.0 {
+        return 0;
+    }
+    let l = (-lambda).exp();
+    let (mut k, mut p) = (0u32, 1.0f64);
+    loop {
+        p *= rng.gen::<f64>();
+        if p <= l || k >= 1000 {
+            return k;
+        }
+        k += 1;
+    }
 }
 
 /// The numeric suffix of a vehicle id (`f001-v0007` → 7), 0 when there is none.
@@ -86,6 +179,82 @@ impl Deriver {
         Self::default()
     }
 
+    /// A deriver that also emits the fleets' zone demand (see the module docs).
+    pub fn with_demand(cfg: DemandConfig) -> Self {
+        Deriver {
+            demand: Some(cfg),
+            ..Self::default()
+        }
+    }
+
+    /// Requests up to `now_ms` for the fleet and the expiries due by then.
+    fn advance_demand(&mut self, fleet: &str, now_ms: i64, out: &mut Vec<MissionEventRecord>) {
+        let Some(cfg) = &self.demand else {
+            return;
+        };
+        let f = self.fleets.entry(fleet.to_string()).or_insert_with(|| {
+            let mut h: u64 = cfg.seed;
+            for b in fleet.bytes() {
+                h = h.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(b));
+            }
+            FleetDemand {
+                rng: ChaCha8Rng::seed_from_u64(h),
+                until_ms: now_ms.div_euclid(60_000) * 60_000,
+                next: 0,
+                waiting: HashMap::new(),
+            }
+        });
+        let request =
+            |mission: &str, at: i64, kind: MissionEventKind, zone: &str| MissionEventRecord {
+                event_id: format!("{mission}:{}", kind.as_str()),
+                mission_id: mission.to_string(),
+                fleet_id: fleet.to_string(),
+                vehicle_id: None,
+                ts_ms: at,
+                kind,
+                severity: None,
+                detail: None,
+                zone_id: Some(zone.to_string()),
+            };
+        while f.until_ms + 60_000 <= now_ms {
+            let minute = f.until_ms;
+            for zi in 0..crate::vehicle::ZONES.len() {
+                let zone = &crate::vehicle::zone_id(fleet, zi);
+                let n = poisson(&mut f.rng, cfg.rate_per_minute(zi, minute));
+                for k in 0..n {
+                    let at = minute + i64::from(k) * 60_000 / i64::from(n);
+                    let mission = format!("{fleet}-req-{}", f.next);
+                    f.next += 1;
+                    out.push(request(&mission, at, MissionEventKind::Requested, zone));
+                    f.waiting
+                        .entry(zone.to_string())
+                        .or_default()
+                        .push_back((mission, at));
+                }
+            }
+            f.until_ms += 60_000;
+        }
+        let mut zones: Vec<&String> = f.waiting.keys().collect();
+        zones.sort();
+        let mut expired = Vec::new();
+        for zone in zones {
+            let q = &f.waiting[zone];
+            for (mission, at) in q.iter() {
+                if at + cfg.max_wait_ms <= now_ms {
+                    expired.push((zone.clone(), mission.clone(), at + cfg.max_wait_ms));
+                } else {
+                    break;
+                }
+            }
+        }
+        for (zone, mission, at) in expired {
+            if let Some(q) = f.waiting.get_mut(&zone) {
+                q.pop_front();
+            }
+            out.push(request(&mission, at, MissionEventKind::Expired, &zone));
+        }
+    }
+
     /// The events `ev` causes. Samples not newer than the vehicle's last one add nothing.
     pub fn observe(&mut self, ev: &TelemetryEvent) -> DerivedEvents {
         let mut out = DerivedEvents::default();
@@ -113,6 +282,9 @@ impl Deriver {
             Some(p) => (Some(p.status), p.mission_id.clone()),
             None => (None, None),
         };
+        let demand = self.demand.is_some();
+        let mut requests = Vec::new();
+        self.advance_demand(&ev.fleet_id, ev.ts_ms, &mut requests);
         // Mission ended?
         if let Some(m) = prev_mission.as_deref() {
             let same_mission =
@@ -142,13 +314,11 @@ impl Deriver {
                         Some("vehicle went offline".into()),
                         "end",
                     )),
-                    _ => out.missions.push(mission(
-                        MissionEventKind::Completed,
-                        m,
-                        None,
-                        None,
-                        "end",
-                    )),
+                    _ => out.missions.push(MissionEventRecord {
+                        // With demand: an arrival in the zone the vehicle ended in.
+                        zone_id: ev.zone_id.clone().filter(|_| demand),
+                        ..mission(MissionEventKind::Completed, m, None, None, "end")
+                    }),
                 }
             }
         } else if ev.status == VehicleStatus::Fault && prev_status == Some(VehicleStatus::EnRoute) {
@@ -175,8 +345,22 @@ impl Deriver {
                     .push(mission(MissionEventKind::Created, m, None, None, "created"));
                 out.missions
                     .push(mission(MissionEventKind::Started, m, None, None, "start"));
+                // It takes the oldest request waiting in its zone.
+                let taken = ev.zone_id.as_deref().and_then(|z| {
+                    let f = self.fleets.get_mut(&ev.fleet_id)?;
+                    f.waiting.get_mut(z)?.pop_front()
+                });
+                if let (Some((request, _)), Some(zone)) = (taken, &ev.zone_id) {
+                    requests.push(MissionEventRecord {
+                        event_id: format!("{request}:assigned"),
+                        mission_id: request,
+                        zone_id: Some(zone.clone()),
+                        ..mission(MissionEventKind::Assigned, m, None, None, "assigned")
+                    });
+                }
             }
         }
+        out.missions.extend(requests);
         // Resources: free the old one, occupy the new one.
         let old = prev_status.and_then(|s| resource_for(&ev.fleet_id, &ev.vehicle_id, s));
         let new = resource_for(&ev.fleet_id, &ev.vehicle_id, ev.status);
@@ -243,6 +427,99 @@ mod tests {
             payload_kg: 0.0,
             fault_codes: vec!["B1".into()],
         }
+    }
+
+    /// A vehicle idle in the centre that starts a 5-minute mission every 20 minutes, for
+    /// `hours`, one sample a minute; the demand events derived from it.
+    fn demand_day(seed: u64, hours: i64) -> Vec<MissionEventRecord> {
+        let mut d = Deriver::with_demand(DemandConfig {
+            seed,
+            ..DemandConfig::default()
+        });
+        let t0 = 1_767_225_600_000 + 7 * 3_600_000; // 2026-01-01 07:00 UTC
+        let mut out = Vec::new();
+        for m in 0..hours * 60 {
+            let on = m % 20 < 5;
+            let mut e = ev(m + 1, VehicleStatus::Idle, None);
+            e.ts_ms = t0 + m * 60_000;
+            e.zone_id = Some("fleet-001-zone-central".into());
+            if on {
+                e.status = VehicleStatus::OnMission;
+                e.mission_id = Some(format!("m{}", m / 20));
+            }
+            out.extend(d.observe(&e).missions);
+        }
+        out
+    }
+
+    #[test]
+    fn demand_requests_are_assigned_on_mission_starts_or_expire() {
+        let events = demand_day(3, 6);
+        assert_eq!(events, demand_day(3, 6), "deterministic per seed");
+        assert_ne!(events, demand_day(4, 6));
+        let cfg = DemandConfig::default();
+        let mut requested: HashMap<&str, (i64, &str)> = HashMap::new();
+        let (mut assigned, mut expired) = (0, 0);
+        for e in &events {
+            match e.kind {
+                MissionEventKind::Requested => {
+                    let zone = e.zone_id.as_deref().unwrap();
+                    assert!(zone.starts_with("fleet-001-zone-"), "{e:?}");
+                    assert!(requested.insert(&e.mission_id, (e.ts_ms, zone)).is_none());
+                }
+                MissionEventKind::Assigned | MissionEventKind::Expired => {
+                    let (at, zone) = requested
+                        .remove(e.mission_id.as_str())
+                        .expect("decided once, after its request");
+                    assert_eq!(e.zone_id.as_deref(), Some(zone));
+                    if e.kind == MissionEventKind::Assigned {
+                        assigned += 1;
+                        assert_eq!(
+                            zone, "fleet-001-zone-central",
+                            "only where the vehicle started"
+                        );
+                        assert!(e.ts_ms - at < cfg.max_wait_ms && e.ts_ms >= at);
+                        assert!(e.vehicle_id.is_some());
+                    } else {
+                        expired += 1;
+                        assert_eq!(e.ts_ms, at + cfg.max_wait_ms);
+                    }
+                }
+                MissionEventKind::Completed => {
+                    assert_eq!(
+                        e.zone_id.as_deref(),
+                        Some("fleet-001-zone-central"),
+                        "an arrival"
+                    );
+                }
+                _ => {}
+            }
+        }
+        // One vehicle starts 3 missions an hour: 18 assignments at most in 6 hours; the
+        // rest of the ~250 requests expire (or still wait).
+        assert!((10..=18).contains(&assigned), "{assigned}");
+        let total = assigned + expired + requested.len();
+        let expected: f64 = (0..6 * 60)
+            .map(|m| {
+                (0..5)
+                    .map(|z| cfg.rate_per_minute(z, 1_767_225_600_000 + 7 * 3_600_000 + m * 60_000))
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!(
+            (total as f64 - expected).abs() < 4.0 * expected.sqrt(),
+            "{total} requests, {expected:.0} expected"
+        );
+        assert!(expired > 100, "{expired}");
+        // Without demand, nothing of it.
+        let mut plain = Deriver::new();
+        let mut e = ev(1, VehicleStatus::OnMission, Some("m"));
+        e.zone_id = Some("fleet-001-zone-central".into());
+        assert!(plain
+            .observe(&e)
+            .missions
+            .iter()
+            .all(|m| m.zone_id.is_none()));
     }
 
     fn kinds(d: &DerivedEvents) -> Vec<MissionEventKind> {

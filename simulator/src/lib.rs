@@ -37,7 +37,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use vehicle::{
-    BatteryModel, BatteryTruth, FailureModel, FailureRecord, FailureTruth, SohPoint,
+    fleet_zones, zone_id, BatteryModel, BatteryTruth, FailureModel, FailureRecord, FailureTruth,
+    SimZone, SohPoint,
 };
 use vehicle::{Options, Snapshot, Vehicle};
 

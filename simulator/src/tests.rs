@@ -749,3 +749,40 @@ fn both_models_together_at_one_hertz_give_valid_telemetry() {
         .iter()
         .all(|v| sim.battery_truth(v).unwrap().soh_now_pct < 100.0));
 }
+
+#[test]
+fn fleet_zones_are_the_telemetry_zone_ids_with_centroids() {
+    let zones = crate::fleet_zones(2);
+    let ids: Vec<&str> = zones.iter().map(|z| z.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "fleet-002-zone-central",
+            "fleet-002-zone-north",
+            "fleet-002-zone-east",
+            "fleet-002-zone-south",
+            "fleet-002-zone-west"
+        ]
+    );
+    let c = &zones[0];
+    for z in &zones[1..] {
+        let km = atlasmesh_optimizer::model::haversine_km(c.lat, c.lon, z.lat, z.lon);
+        assert!((km - 5.0).abs() < 0.05, "{} is {km} km out", z.id);
+    }
+    // The telemetry carries exactly these ids.
+    let items = Simulator::new(SimConfig {
+        fleets: 2,
+        vehicles_per_fleet: 3,
+        ..SimConfig::default()
+    })
+    .take(600);
+    for e in valid_counted_events(&items) {
+        if let Some(z) = &e.zone_id {
+            let fleet_no: u32 = e.fleet_id[6..].parse().unwrap();
+            assert!(
+                crate::fleet_zones(fleet_no).iter().any(|s| &s.id == z),
+                "{z}"
+            );
+        }
+    }
+}

@@ -36,6 +36,8 @@ const CITIES: [(f64, f64); 6] = [
     (48.8566, 2.3522),  // Paris
     (45.7640, 4.8357),  // Lyon
 ];
+/// The zones of a fleet's city: a centre (within `CENTRAL_RADIUS_M`) and four quadrants (by
+/// bearing: north, east, south, west). Zone ids are the fleet's: `<fleet>-zone-north`.
 pub(crate) const ZONES: [&str; 5] = [
     "zone-central",
     "zone-north",
@@ -126,6 +128,48 @@ pub(crate) struct Vehicle {
     /// A precursor warning reported on this sample only.
     warn: u16,
     soc_noise: f64,
+}
+
+/// The id of zone `zone` (index into the fleet's zones) of `fleet_id`.
+pub fn zone_id(fleet_id: &str, zone: usize) -> String {
+    format!("{fleet_id}-{}", ZONES[zone % ZONES.len()])
+}
+
+/// A zone of a simulated fleet's city, as the optimization engine registers it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimZone {
+    pub id: String,
+    pub fleet_id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// The zones of fleet `fleet_no` (1-based) with their centroids: the city centre and a point
+/// 5 km out on each quadrant's bearing (the quadrants start at the central radius, 2.5 km).
+pub fn fleet_zones(fleet_no: u32) -> Vec<SimZone> {
+    let fleet_id = format!("fleet-{fleet_no:03}");
+    let centre = CITIES[((fleet_no as usize).saturating_sub(1)) % CITIES.len()];
+    let m_per_deg_lon = M_PER_DEG_LAT * centre.0.to_radians().cos();
+    let offsets = [
+        (0.0, 0.0),
+        (5_000.0, 0.0),
+        (0.0, 5_000.0),
+        (-5_000.0, 0.0),
+        (0.0, -5_000.0),
+    ];
+    ZONES
+        .iter()
+        .zip(offsets)
+        .enumerate()
+        .map(|(i, (name, (dn, de)))| SimZone {
+            id: zone_id(&fleet_id, i),
+            fleet_id: fleet_id.clone(),
+            name: name.trim_start_matches("zone-").to_string(),
+            lat: round_to(centre.0 + dn / M_PER_DEG_LAT, 6),
+            lon: round_to(centre.1 + de / m_per_deg_lon, 6),
+        })
+        .collect()
 }
 
 impl Vehicle {
@@ -582,7 +626,7 @@ impl Vehicle {
             energy_used_kwh: snap.used_wh as f64 / 1000.0,
             status: snap.status,
             mission_id: snap.mission_no.map(|n| self.mission_id(n)),
-            zone_id: snap.zone.map(|z| ZONES[z as usize].to_string()),
+            zone_id: snap.zone.map(|z| zone_id(&self.fleet_id, z as usize)),
             payload_kg: snap.payload_kg,
             fault_codes: FAULT_CODES
                 .iter()

@@ -464,3 +464,142 @@ async fn runs_plan_for_the_forecast_of_the_zone_demand_history() {
     sigterm(&mut worker);
     sigterm(&mut api);
 }
+
+/// The simulator's zone demand (`Deriver::with_demand`, what `atlasmesh simulate` produces)
+/// through the running system: two hours of a fleet's telemetry and its derived mission
+/// events, folded by the telemetry and missions pipelines; every `zone_demand` bucket equals
+/// what the produced events and samples say, counted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_zone_demand_is_folded_exactly() {
+    use atlasmesh_simulator::derived::{DemandConfig, Deriver};
+    use atlasmesh_simulator::{valid_counted_events, SimConfig, Simulator};
+
+    let env = TestEnv::new("simdemand");
+    env.migrate();
+    let mut worker = env.spawn_worker_args(0, &["--pipelines", "telemetry,missions"], &[]);
+    // 07:00–09:00 UTC: the morning peak; four vehicles, one sample every 5 s.
+    let start = 1_767_225_600_000 + 7 * 3_600_000;
+    let mut sim = Simulator::new(SimConfig {
+        seed: 5,
+        fleets: 1,
+        vehicles_per_fleet: 4,
+        start_ms: start,
+        interval_ms: 5_000,
+        ..SimConfig::default()
+    });
+    let mut items = Vec::new();
+    while sim.now_ms() < start + 2 * 3_600_000 {
+        items.extend(sim.next_batch());
+    }
+    let codec = Codec::new(&env.cfg.schema_registry.url).unwrap();
+    let mut deriver = Deriver::with_demand(DemandConfig::default());
+    let derived = atlasmesh::produce::encode_derived(&codec, &env.cfg, &mut deriver, &items)
+        .await
+        .unwrap();
+    let mission_records: Vec<&OutRecord> = derived
+        .iter()
+        .filter(|r| r.topic == env.cfg.topics.mission_events)
+        .collect();
+    // The same events, decoded, for the expectation.
+    let mut events: Vec<MissionEventRecord> = Vec::new();
+    for r in &mission_records {
+        let (_, v) = codec.decode_value(&r.payload).await.unwrap();
+        events.push(apache_avro::from_value(&v).unwrap());
+    }
+    let fleet = events
+        .iter()
+        .find(|e| e.kind == MissionEventKind::Requested)
+        .expect("requests in the morning peak")
+        .fleet_id
+        .clone();
+    let bucket = |ts: i64| ts.div_euclid(BUCKET) * BUCKET;
+    let mut expected: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    let mut requested_at: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for e in &events {
+        let zone = e.zone_id.clone();
+        match e.kind {
+            MissionEventKind::Requested => {
+                let z = zone.unwrap();
+                requested_at.insert(&e.mission_id, (e.ts_ms, e.zone_id.as_deref().unwrap()));
+                expected.entry((z, bucket(e.ts_ms))).or_default().0 += 1;
+            }
+            MissionEventKind::Assigned => {
+                let (at, z) = requested_at[e.mission_id.as_str()];
+                let row = expected.entry((z.to_string(), bucket(at))).or_default();
+                row.1 += 1;
+                row.3 += (e.ts_ms - at) as u64;
+            }
+            MissionEventKind::Expired => {
+                let (at, z) = requested_at[e.mission_id.as_str()];
+                expected.entry((z.to_string(), bucket(at))).or_default().2 += 1;
+            }
+            MissionEventKind::Completed if zone.is_some() => {
+                expected
+                    .entry((zone.unwrap(), bucket(e.ts_ms)))
+                    .or_default()
+                    .4 += 1;
+            }
+            _ => {}
+        }
+    }
+    let served: u64 = expected.values().map(|r| r.1).sum();
+    let expired: u64 = expected.values().map(|r| r.2).sum();
+    assert!(
+        served > 0 && expired > 0,
+        "served {served}, expired {expired}"
+    );
+    // Idle vehicles per zone and bucket, from the samples the pipeline accepts.
+    let mut idle: BTreeMap<(String, i64), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in valid_counted_events(&items) {
+        if let (VehicleStatus::Idle, Some(z)) = (e.status, &e.zone_id) {
+            idle.entry((z.clone(), bucket(e.ts_ms)))
+                .or_default()
+                .insert(e.vehicle_id.clone());
+        }
+    }
+    for (k, row) in expected.iter_mut() {
+        row.5 = idle.get(k).map_or(0, |v| v.len() as u64);
+    }
+
+    // Telemetry first (the idle counts are read from ClickHouse when a bucket is written).
+    env.produce(&items).await;
+    let started = Instant::now();
+    let want_raw = valid_counted_events(&items).len() as u64;
+    while env.raw_count().await < want_raw {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "telemetry not in ClickHouse; logs in {}",
+            env.log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let records: Vec<OutRecord> = mission_records.into_iter().cloned().collect();
+    KafkaProducer::new(&env.cfg.kafka)
+        .unwrap()
+        .send_all("kafka", &records)
+        .await
+        .unwrap();
+    let pg = env.pg().await;
+    wait_recorded(&env, &pg, records.len() as i64).await;
+    let started = Instant::now();
+    loop {
+        let got = zone_demand(&env, &fleet).await;
+        if got == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "zone_demand: {} of {} buckets, first differences: {:?}",
+            got.len(),
+            expected.len(),
+            expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .take(3)
+                .map(|(k, v)| (k, v, got.get(k)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sigterm(&mut worker);
+}

@@ -61,6 +61,10 @@ pub struct RebalanceParams {
     /// Idle vehicles per zone id instead of the live ones (a what-if).
     #[serde(default)]
     pub idle: Option<BTreeMap<String, u32>>,
+    /// Travel between zones as measured (from zone id → to zone id → `[minutes, km]`), for
+    /// every ordered pair of the fleet's zones, instead of centroid distance at `speed_kmh`.
+    #[serde(default)]
+    pub travel_matrix: Option<BTreeMap<String, BTreeMap<String, [f64; 2]>>>,
     /// Re-solve on the live state every `resources.reoptimize_interval_ms` after this run
     /// finished: the executor queues a successor run with the same parameters.
     #[serde(default)]
@@ -201,10 +205,36 @@ pub fn instance(
         demand: sorted.iter().map(|z| series(&p.demand, &z.id)).collect(),
         move_budget: p.move_budget,
     };
-    let travel = TravelConfig {
-        source: TravelSource::Haversine {
+    let source = match &p.travel_matrix {
+        None => TravelSource::Haversine {
             speed_kmh: p.speed_kmh,
         },
+        Some(m) => {
+            let (mut minutes, mut km) = (Vec::new(), Vec::new());
+            for a in &sorted {
+                let (mut mr, mut kr) = (Vec::new(), Vec::new());
+                for b in &sorted {
+                    let [t, d] = if a.id == b.id {
+                        [0.0, 0.0]
+                    } else {
+                        *m.get(&a.id).and_then(|r| r.get(&b.id)).ok_or_else(|| {
+                            format!(
+                                "parameters.rebalance.travel_matrix has no entry from {} to {}",
+                                a.id, b.id
+                            )
+                        })?
+                    };
+                    mr.push(t);
+                    kr.push(d);
+                }
+                minutes.push(mr);
+                km.push(kr);
+            }
+            TravelSource::Matrix { minutes, km }
+        }
+    };
+    let travel = TravelConfig {
+        source,
         cost_per_km: p.cost_per_km,
     };
     Instance::new(model_zones, &travel, scenario).map_err(|e| e.to_string())
@@ -383,6 +413,31 @@ mod tests {
             "demand": demand.iter().map(|(z, d)| (z.to_string(), d.clone())).collect::<BTreeMap<_, _>>(),
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_travel_matrix_replaces_centroid_distance() {
+        let zones = [zone("east", 13.43, None), zone("west", 13.40, None)];
+        let mut p = params(&[("east", vec![0, 3, 2, 0])]);
+        let idle = BTreeMap::from([("west".to_string(), 6)]);
+        p.travel_matrix = Some(BTreeMap::from([(
+            "west".to_string(),
+            BTreeMap::from([("east".to_string(), [50.0, 30.0])]),
+        )]));
+        let err = instance(&p, &zones, &idle).unwrap_err();
+        assert!(err.contains("from east to west"), "{err}");
+        p.travel_matrix.as_mut().unwrap().insert(
+            "east".to_string(),
+            BTreeMap::from([("west".to_string(), [50.0, 30.0])]),
+        );
+        let inst = instance(&p, &zones, &idle).unwrap();
+        // 50 minutes: 4 periods of 15 min; the demand in periods 1–2 is out of reach.
+        let (_, recs) = solve(&inst, &p, [0.2, 0.2, 0.6]).unwrap();
+        assert_eq!(recs.plan.served, 0, "too far by the matrix");
+        p.travel_matrix = None;
+        let inst = instance(&p, &zones, &idle).unwrap();
+        let (_, recs) = solve(&inst, &p, [0.2, 0.2, 0.6]).unwrap();
+        assert_eq!(recs.plan.served, 5, "2 km by the centroids");
     }
 
     #[test]
