@@ -629,6 +629,22 @@ pub struct CountSpec {
     pub recent: usize,
 }
 
+impl CountSpec {
+    /// Counts of `season` buckets a day planned at `quantile`: √ scale, fitted over the last
+    /// season's origins, no reused parameters, the recent mean over all buckets.
+    pub fn daily(season: usize, horizon: usize, quantile: f64) -> Self {
+        CountSpec {
+            season,
+            horizon,
+            quantile,
+            transform: Transform::Sqrt,
+            fit_window: season,
+            params: None,
+            recent: 0,
+        }
+    }
+}
+
 /// Forecasts a count series (one value per bucket, oldest first) `spec.horizon` buckets
 /// ahead with the best method its length allows (see [`CountMethod`]), with intervals and the
 /// integral demand at `spec.quantile`. Deterministic; never NaN. The one forecaster of zone
@@ -859,15 +875,7 @@ mod tests {
     }
 
     fn spec(season: usize, horizon: usize, quantile: f64) -> CountSpec {
-        CountSpec {
-            season,
-            horizon,
-            quantile,
-            transform: Transform::Sqrt,
-            fit_window: season,
-            params: None,
-            recent: 0,
-        }
+        CountSpec::daily(season, horizon, quantile)
     }
 
     fn daily(days: usize, season: usize) -> Vec<f64> {

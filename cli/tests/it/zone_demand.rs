@@ -190,6 +190,34 @@ async fn zone_demand(env: &TestEnv, fleet: &str) -> BTreeMap<(String, i64), Expe
     .collect()
 }
 
+/// Polls until the fleet's `zone_demand` rows are `expected`; fails with the first differences.
+async fn wait_zone_demand(
+    env: &TestEnv,
+    fleet: &str,
+    expected: &BTreeMap<(String, i64), Expected>,
+) {
+    let started = Instant::now();
+    loop {
+        let got = zone_demand(env, fleet).await;
+        if &got == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "zone_demand: {} of {} buckets, first differences: {:?}",
+            got.len(),
+            expected.len(),
+            expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .take(3)
+                .map(|(k, v)| (k, v, got.get(k)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_plan_for_the_forecast_of_the_zone_demand_history() {
     let env = TestEnv::new("zonedemand");
@@ -296,26 +324,7 @@ async fn runs_plan_for_the_forecast_of_the_zone_demand_history() {
     let pg = env.pg().await;
     produce(&env, &events).await;
     wait_recorded(&env, &pg, events.len() as i64).await;
-    let started = Instant::now();
-    loop {
-        let got = zone_demand(&env, &fleet).await;
-        if got == expected {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "zone_demand: {} of {} buckets, first differences: {:?}",
-            got.len(),
-            expected.len(),
-            expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .take(3)
-                .map(|(k, v)| (k, v, got.get(k)))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_zone_demand(&env, &fleet, &expected).await;
 
     // 2. A run without demand: forecast from the history, idle vehicles given (all north).
     let rebalance = json!({"horizon_periods": 4, "as_of_ms": AS_OF, "demand_quantile": 0.8,
@@ -581,25 +590,6 @@ async fn simulated_zone_demand_is_folded_exactly() {
         .unwrap();
     let pg = env.pg().await;
     wait_recorded(&env, &pg, records.len() as i64).await;
-    let started = Instant::now();
-    loop {
-        let got = zone_demand(&env, &fleet).await;
-        if got == expected {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "zone_demand: {} of {} buckets, first differences: {:?}",
-            got.len(),
-            expected.len(),
-            expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .take(3)
-                .map(|(k, v)| (k, v, got.get(k)))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_zone_demand(&env, &fleet, &expected).await;
     sigterm(&mut worker);
 }

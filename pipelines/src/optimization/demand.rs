@@ -8,23 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use atlasmesh_optimizer::forecast::{forecast_counts, CountForecast, CountSpec, Transform};
+use atlasmesh_optimizer::forecast::{forecast_counts, CountForecast, CountSpec};
 
 /// Per zone id: the requests and the arrivals forecasts.
 pub type Forecasts = BTreeMap<String, (CountForecast, CountForecast)>;
-
-/// The spec of a run's forecasts: `season` buckets a day.
-fn spec(season: usize, horizon: usize, quantile: f64) -> CountSpec {
-    CountSpec {
-        season,
-        horizon,
-        quantile,
-        transform: Transform::Sqrt,
-        fit_window: season,
-        params: None,
-        recent: 0,
-    }
-}
 
 /// Forecasts requests (at quantile `p`) and arrivals (at the median) of every zone.
 pub fn forecast_zones(
@@ -41,8 +28,8 @@ pub fn forecast_zones(
             (
                 zone.clone(),
                 (
-                    forecast_counts(r, &spec(season, horizon, p)),
-                    forecast_counts(a, &spec(season, horizon, 0.5)),
+                    forecast_counts(r, &CountSpec::daily(season, horizon, p)),
+                    forecast_counts(a, &CountSpec::daily(season, horizon, 0.5)),
                 ),
             )
         })
