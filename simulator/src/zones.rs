@@ -1644,8 +1644,20 @@ pub struct ForecastQuality {
     pub weeks: usize,
     /// Forecast origins per zone.
     pub origins: usize,
-    /// Per horizon (hours ahead), scores averaged over the zones.
+    /// Per horizon (hours ahead), scores averaged over the zones (the fleet).
     pub horizons: Vec<HorizonScore>,
+    /// Per zone, scores averaged over the horizons.
+    pub zones: Vec<ZoneScore>,
+}
+
+/// One zone's backtest, averaged over the horizons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneScore {
+    pub zone_id: String,
+    pub mase_hw: f64,
+    pub mase_naive: f64,
+    /// `mase_hw / mase_naive`.
+    pub relative: f64,
 }
 
 impl ForecastQuality {
@@ -1669,6 +1681,17 @@ impl ForecastQuality {
             );
         }
         let _ = writeln!(s, "mean HW/naive {:.3}", self.mean_relative());
+        let _ = writeln!(
+            s,
+            "zone | MASE HW | MASE naive | HW/naive (means over h = 1..24)"
+        );
+        for z in &self.zones {
+            let _ = writeln!(
+                s,
+                "{} | {:.3} | {:.3} | {:.3}",
+                z.zone_id, z.mase_hw, z.mase_naive, z.relative
+            );
+        }
         s
     }
 }
@@ -1696,9 +1719,20 @@ pub fn forecast_quality(cfg: &ZoneSimConfig, seed: u64, weeks: usize) -> Result<
     };
     let mut sums = vec![(0.0, 0.0, 0.0, 0.0); bt_cfg.horizon];
     let mut origins = 0;
-    for y in &series {
+    let city = City::new(&cfg.city, &cfg.fleet)?;
+    let mut zones = Vec::with_capacity(series.len());
+    for (z, y) in series.iter().enumerate() {
         let bt = backtest(y, bt_cfg)?;
         origins = bt.origins;
+        let h = bt.horizons.len().max(1) as f64;
+        let hw = bt.horizons.iter().map(|s| s.mase_hw).sum::<f64>() / h;
+        let naive = bt.horizons.iter().map(|s| s.mase_naive).sum::<f64>() / h;
+        zones.push(ZoneScore {
+            zone_id: city.zones[z].id.clone(),
+            mase_hw: hw,
+            mase_naive: naive,
+            relative: hw / naive,
+        });
         for (s, h) in sums.iter_mut().zip(&bt.horizons) {
             s.0 += h.mase_hw;
             s.1 += h.mase_naive;
@@ -1723,6 +1757,7 @@ pub fn forecast_quality(cfg: &ZoneSimConfig, seed: u64, weeks: usize) -> Result<
         weeks,
         origins,
         horizons,
+        zones,
     })
 }
 

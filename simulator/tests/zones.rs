@@ -159,6 +159,15 @@ fn holt_winters_beats_seasonal_naive_on_the_simulated_demand() {
     let q = forecast_quality(&ZoneSimConfig::default(), 1, 8).unwrap();
     eprintln!("{}", q.table());
     assert!(q.origins >= 10);
+    assert_eq!(
+        q.zones.len(),
+        ZoneSimConfig::default().city.zones,
+        "a score per zone"
+    );
+    assert!(q
+        .zones
+        .iter()
+        .all(|z| z.relative.is_finite() && z.mase_hw > 0.0));
     assert!(
         q.mean_relative() < 1.0,
         "mean HW/naive MASE {:.3}",
