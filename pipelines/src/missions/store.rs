@@ -35,7 +35,18 @@ impl MissionsPipeline {
             == 1;
         if !fresh {
             tx.rollback().await?;
-            return self.zone_bucket_of(e).await;
+            // A duplicate re-writes its bucket; only a decision needs its request's time.
+            let requested_at: Option<i64> = match e.kind {
+                MissionEventKind::Assigned | MissionEventKind::Expired => sqlx::query_scalar(
+                    "SELECT requested_ms FROM mission_runs WHERE mission_id = $1",
+                )
+                .bind(&e.mission_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+                _ => None,
+            };
+            return Ok(zone_bucket_of(e, requested_at));
         }
         let (requested, assigned, expired) = match e.kind {
             MissionEventKind::Requested => (Some(e.ts_ms), None, None),
@@ -65,7 +76,7 @@ impl MissionsPipeline {
             MissionEventKind::WaypointReached => (None, None, None, None, 0, 0),
         };
         // The first start/creation and the first end win; counts add up.
-        sqlx::query(
+        let requested_at: Option<i64> = sqlx::query_scalar(
             "INSERT INTO mission_runs (mission_id, fleet_id, vehicle_id, created_ms, started_ms, ended_ms, outcome, safety_events, safety_critical, zone_id, requested_ms, assigned_ms, expired_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (mission_id) DO UPDATE SET
@@ -80,7 +91,8 @@ impl MissionsPipeline {
                  outcome = coalesce(mission_runs.outcome, excluded.outcome),
                  safety_events = mission_runs.safety_events + excluded.safety_events,
                  safety_critical = mission_runs.safety_critical + excluded.safety_critical,
-                 updated_at = now()",
+                 updated_at = now()
+             RETURNING requested_ms",
         )
         .bind(&e.mission_id)
         .bind(&e.fleet_id)
@@ -95,33 +107,10 @@ impl MissionsPipeline {
         .bind(requested)
         .bind(assigned)
         .bind(expired)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.zone_bucket_of(e).await
-    }
-
-    /// The zone and time whose bucket `e` changes (see [`Self::record`]).
-    async fn zone_bucket_of(&self, e: &MissionEventRecord) -> Result<Option<(String, i64)>> {
-        let Some(zone) = e.zone_id.clone() else {
-            return Ok(None);
-        };
-        Ok(match e.kind {
-            MissionEventKind::Requested | MissionEventKind::Completed => Some((zone, e.ts_ms)),
-            // Counted by request time: the bucket of the request (this event's own time if
-            // the request was never seen).
-            MissionEventKind::Assigned | MissionEventKind::Expired => {
-                let requested: Option<i64> = sqlx::query_scalar(
-                    "SELECT requested_ms FROM mission_runs WHERE mission_id = $1",
-                )
-                .bind(&e.mission_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten();
-                Some((zone, requested.unwrap_or(e.ts_ms)))
-            }
-            _ => None,
-        })
+        Ok(zone_bucket_of(e, requested_at))
     }
 
     /// The complete `zone_demand` row of a bucket, from PostgreSQL, with its next version.
@@ -255,5 +244,19 @@ impl MissionsPipeline {
             .await
             .map_err(atlasmesh_sinks::Error::from)?;
         Ok(d)
+    }
+}
+
+/// The zone and time whose bucket `e` changes (see [`MissionsPipeline::record`]): requests and
+/// arrivals their own; a decision (assigned / expired) its request's, `requested_at` (its own
+/// time if the request was never seen).
+fn zone_bucket_of(e: &MissionEventRecord, requested_at: Option<i64>) -> Option<(String, i64)> {
+    let zone = e.zone_id.clone()?;
+    match e.kind {
+        MissionEventKind::Requested | MissionEventKind::Completed => Some((zone, e.ts_ms)),
+        MissionEventKind::Assigned | MissionEventKind::Expired => {
+            Some((zone, requested_at.unwrap_or(e.ts_ms)))
+        }
+        _ => None,
     }
 }

@@ -118,21 +118,17 @@ async fn zone_history(
     zones: &[ZoneView],
     (from, to, bucket): (i64, i64, i64),
 ) -> Result<Option<ZoneSeries>> {
-    let requests = sqlx::query(
-        "SELECT zone_id, (requested_ms - $2) / $4 AS b, count(*) AS n FROM mission_runs
+    // PostgreSQL, not ClickHouse `zone_demand`: the same counts, but committed with the
+    // pipeline's offsets, so a run sees exactly the events recorded before it.
+    let rows = sqlx::query(
+        "SELECT true AS request, zone_id, (requested_ms - $2) / $4 AS b, count(*) AS n
+         FROM mission_runs
          WHERE fleet_id = $1 AND zone_id IS NOT NULL AND requested_ms >= $2 AND requested_ms < $3
-         GROUP BY 1, 2",
-    )
-    .bind(fleet)
-    .bind(from)
-    .bind(to)
-    .bind(bucket)
-    .fetch_all(pool)
-    .await?;
-    let arrivals = sqlx::query(
-        "SELECT zone_id, (ts_ms - $2) / $4 AS b, count(*) AS n FROM mission_event_log
+         GROUP BY 2, 3
+         UNION ALL
+         SELECT false, zone_id, (ts_ms - $2) / $4, count(*) FROM mission_event_log
          WHERE fleet_id = $1 AND kind = 'completed' AND zone_id IS NOT NULL AND ts_ms >= $2 AND ts_ms < $3
-         GROUP BY 1, 2",
+         GROUP BY 2, 3",
     )
     .bind(fleet)
     .bind(from)
@@ -140,18 +136,19 @@ async fn zone_history(
     .bind(bucket)
     .fetch_all(pool)
     .await?;
-    let cells = |rows: &[sqlx::postgres::PgRow]| -> Result<Vec<(String, usize, f64)>> {
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>("zone_id")?,
-                    usize::try_from(r.try_get::<i64, _>("b")?).unwrap_or(0),
-                    r.try_get::<i64, _>("n")? as f64,
-                ))
-            })
-            .collect()
-    };
-    let (req, arr) = (cells(&requests)?, cells(&arrivals)?);
+    let (mut req, mut arr) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let cell = (
+            r.try_get::<String, _>("zone_id")?,
+            usize::try_from(r.try_get::<i64, _>("b")?).unwrap_or(0),
+            r.try_get::<i64, _>("n")? as f64,
+        );
+        if r.try_get::<bool, _>("request")? {
+            req.push(cell);
+        } else {
+            arr.push(cell);
+        }
+    }
     let Some(first) = req.iter().chain(&arr).map(|c| c.1).min() else {
         return Ok(None);
     };
