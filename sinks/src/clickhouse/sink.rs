@@ -40,6 +40,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_zone_demand.sql",
         include_str!("../../../migrations/clickhouse/0008_zone_demand.sql"),
     ),
+    (
+        "0009_fleet_health.sql",
+        include_str!("../../../migrations/clickhouse/0009_fleet_health.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (comments dropped).
