@@ -267,6 +267,97 @@ pub struct ZoneForecastRow {
     pub created_at_ms: i64,
 }
 
+/// Row of `vehicle_health_daily` (0009): one vehicle's UTC day as the health pipeline closed it.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, serde::Deserialize)]
+pub struct VehicleHealthRow {
+    pub fleet_id: String,
+    pub vehicle_id: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub day_start: u32,
+    pub day_ms: i64,
+    pub version: u32,
+    pub samples: u32,
+    pub distance_km: f64,
+    pub energy_kwh: f64,
+    pub kwh_per_km: Option<f64>,
+    pub fleet_median_kwh_per_km: Option<f64>,
+    pub observed_hours: f64,
+    pub operating_hours: f64,
+    pub busy_hours: f64,
+    pub maintenance_hours: f64,
+    pub faults: u32,
+    pub fault_minutes: f64,
+    pub precursors: u32,
+    pub failures: u32,
+    pub soh_pct: Option<f64>,
+    pub soh_stderr_pct: Option<f64>,
+    pub soh_segments: u32,
+    pub score: Option<f64>,
+    pub battery: Option<f64>,
+    pub reliability: Option<f64>,
+    pub efficiency: Option<f64>,
+    pub availability: Option<f64>,
+    pub failure_risk: Option<f64>,
+    pub failure_risk_low: Option<f64>,
+    pub failure_risk_high: Option<f64>,
+    pub failure_alarm: u8,
+    pub soh_per_month: Option<f64>,
+    pub soh_per_1000_km: Option<f64>,
+    pub soh_crosses_at_ms: Option<i64>,
+    pub days_to_soh_threshold: Option<f64>,
+    pub emitted_at_ms: i64,
+}
+
+/// Row of `fleet_health_daily` (0009): the distribution of a fleet's vehicle scores on a day.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, serde::Deserialize)]
+pub struct FleetHealthRow {
+    pub fleet_id: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub day_start: u32,
+    pub day_ms: i64,
+    pub version: u32,
+    pub vehicles: u32,
+    pub scored: u32,
+    pub min_score: Option<f64>,
+    pub p10_score: Option<f64>,
+    pub median_score: Option<f64>,
+    pub mean_score: Option<f64>,
+    pub worst_vehicles: Vec<String>,
+    pub worst_scores: Vec<f64>,
+    pub alarms: u32,
+    pub emitted_at_ms: i64,
+}
+
+/// Row of `capacity_forecast` (0009): one zone-hour of a computed capacity metric.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+pub struct CapacityForecastRow {
+    pub fleet_id: String,
+    pub metric_id: String,
+    pub zone_id: String,
+    /// DateTime('UTC') as epoch seconds.
+    pub hour_start: u32,
+    pub hour_ms: i64,
+    pub available: u32,
+    pub demand_mean: f64,
+    pub demand_planned: f64,
+    pub shortfall: f64,
+    pub created_at_ms: i64,
+}
+
+impl ClickHouseSink {
+    pub async fn write_vehicle_health(&self, rows: &[VehicleHealthRow]) -> Result<()> {
+        self.insert("vehicle_health_daily", rows).await
+    }
+
+    pub async fn write_fleet_health(&self, rows: &[FleetHealthRow]) -> Result<()> {
+        self.insert("fleet_health_daily", rows).await
+    }
+
+    pub async fn write_capacity_forecast(&self, rows: &[CapacityForecastRow]) -> Result<()> {
+        self.insert("capacity_forecast", rows).await
+    }
+}
+
 /// Row of `optimization_plan_moves` (0008).
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
 pub struct PlanMoveRow {

@@ -8,9 +8,9 @@ mod sink;
 pub use config::client;
 pub use history::{
     alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code,
-    datetime_secs, score_period_code, trend_direction_code, AlertHistoryRow, MissionWindowRow,
-    PlanMoveRow, PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow, ZoneDemandRow,
-    ZoneForecastRow,
+    datetime_secs, score_period_code, trend_direction_code, AlertHistoryRow, CapacityForecastRow,
+    FleetHealthRow, MissionWindowRow, PlanMoveRow, PoolUtilizationRow, ScoreHistoryRow,
+    TrendHistoryRow, VehicleHealthRow, ZoneDemandRow, ZoneForecastRow,
 };
 pub use rows::{FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
 pub use sink::{migrate, migration_statements, ClickHouseSink, MIGRATIONS};
