@@ -29,6 +29,7 @@ pub struct Config {
     pub performance: PerformanceConfig,
     pub commands: CommandsConfig,
     pub missions: MissionsConfig,
+    pub health: HealthConfig,
     pub resources: ResourcesConfig,
     pub api: ApiConfig,
     pub auth: AuthConfig,
@@ -455,6 +456,57 @@ impl Default for MissionsConfig {
     }
 }
 
+/// The health pipeline (fleet analytics: vehicle health, battery state of health,
+/// predictions; `pipelines/src/health`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The runner's tick for this pipeline, ms of processing time.
+    pub tick_ms: u64,
+    /// A partition with no messages for this long is idle; unset: telemetry's `idle_flush_ms`.
+    pub idle_flush_ms: Option<u64>,
+    /// A vehicle's UTC day closes once the partition's watermark (newest event time minus
+    /// `telemetry.out_of_orderness_ms`) is this far past the day's end.
+    pub close_delay_ms: i64,
+    /// Nominal battery capacity of vehicles without a row in `vehicle_batteries`, kWh; unset:
+    /// no state of health for them (their usable capacity is still estimated).
+    pub default_nominal_kwh: Option<f64>,
+    /// The state of health whose crossing date is predicted, %.
+    pub soh_threshold_pct: f64,
+    /// Daily state-of-health estimates kept per vehicle for its trajectory.
+    pub soh_history_days: u32,
+    /// Fewest daily estimates a trajectory is fitted on.
+    pub soh_min_days: u32,
+    /// The fleet's worst vehicles listed with its health.
+    pub worst_vehicles: usize,
+    /// How often the nominal capacities are re-read, ms.
+    pub batteries_refresh_ms: u64,
+    /// A failure-risk model (JSON of `atlasmesh_core::analytics::failure::RiskModel`, as
+    /// `atlasmesh fit-failure-model` writes it); unset: the built-in one.
+    pub failure_model_file: Option<String>,
+    pub score: crate::analytics::health::HealthParams,
+    pub failure: crate::analytics::failure::FailureParams,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            tick_ms: DEFAULT_TICK_MS,
+            idle_flush_ms: None,
+            close_delay_ms: 300_000,
+            default_nominal_kwh: None,
+            soh_threshold_pct: 80.0,
+            soh_history_days: 180,
+            soh_min_days: 7,
+            worst_vehicles: 5,
+            batteries_refresh_ms: 60_000,
+            failure_model_file: None,
+            score: Default::default(),
+            failure: Default::default(),
+        }
+    }
+}
+
 /// The resources pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -807,6 +859,7 @@ impl Config {
             ("commands", self.commands.tick_ms),
             ("alerts", self.alerts.tick_ms),
             ("missions", self.missions.tick_ms),
+            ("health", self.health.tick_ms),
             ("resources", self.resources.tick_ms),
             ("performance", self.performance.tick_ms),
         ];
@@ -814,6 +867,19 @@ impl Config {
             return Err(Error::Config(format!("{section}.tick_ms must be positive")));
         }
         self.performance.validate()?;
+        let h = &self.health;
+        if h.close_delay_ms < 0 || h.batteries_refresh_ms == 0 || h.soh_min_days < 3 {
+            return Err(Error::Config(
+                "health: close_delay_ms must not be negative, batteries_refresh_ms positive, soh_min_days at least 3".into(),
+            ));
+        }
+        if h.default_nominal_kwh
+            .is_some_and(|k| !(k.is_finite() && k > 0.0))
+        {
+            return Err(Error::Config(
+                "health.default_nominal_kwh must be positive".into(),
+            ));
+        }
         self.command_signing.signing_keys()?;
         self.api.validate()?;
         Ok(())

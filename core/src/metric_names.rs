@@ -59,3 +59,10 @@ pub const OPTIMIZATION_RUNS: &str = "atlasmesh_optimization_runs_total";
 pub const OPTIMIZATION_ADOPTION_RATIO: &str = "atlasmesh_optimization_adoption_ratio";
 /// Time to execute an optimization run (load, solve, store).
 pub const OPTIMIZATION_SECONDS: &str = "atlasmesh_optimization_run_seconds";
+/// Telemetry samples the health pipeline left out, by reason (undecodable, invalid, older,
+/// late: their day was closed).
+pub const HEALTH_SAMPLES_SKIPPED: &str = "atlasmesh_health_samples_skipped_total";
+/// Vehicle-days the health pipeline closed.
+pub const HEALTH_DAYS_CLOSED: &str = "atlasmesh_health_days_closed_total";
+/// Health rows written, by table.
+pub const HEALTH_ROWS: &str = "atlasmesh_health_rows_total";

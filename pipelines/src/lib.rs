@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod commands;
 pub mod dlq;
 mod error;
+pub mod health;
 pub mod missions;
 pub mod optimization;
 pub mod performance;
@@ -87,6 +88,7 @@ pub const PIPELINES: &[Registered] = &[
     Registered::of::<missions::MissionsPipeline>(),
     Registered::of::<resources::ResourcesPipeline>(),
     Registered::of::<performance::PerformancePipeline>(),
+    Registered::of::<health::HealthPipeline>(),
 ];
 
 /// The names of every registered pipeline, in [`PIPELINES`] order.

@@ -25,6 +25,7 @@
 //! with the opt-in models off the output is exactly what it was without them.
 
 pub mod derived;
+pub mod failure_training;
 mod malformed;
 mod vehicle;
 pub mod zones;

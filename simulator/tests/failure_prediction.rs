@@ -19,53 +19,11 @@
 //! failure_prediction -- --nocapture` prints the table kept in BENCHMARKS.md.
 
 use atlasmesh_core::analytics::failure::{
-    cost_optimal_threshold, failure_within, risk_inputs, Confusion, FailureParams, FaultDays,
-    RiskInputs, RiskModel, FEATURE_NAMES,
+    cost_optimal_threshold, Confusion, FailureParams, RiskInputs, RiskModel, FEATURE_NAMES,
 };
-use atlasmesh_simulator::{FailureModel, SimConfig, Simulator};
+use atlasmesh_simulator::failure_training::{failure_examples as examples, TRAIN_SEED};
 
-const DAY_MS: i64 = 86_400_000;
-const DAYS: i64 = 150;
-const WARM_UP_DAYS: i64 = 28;
-const INTERVAL_MS: i64 = 600_000;
-const TRAIN_SEED: u64 = 1_001;
 const TEST_SEEDS: [u64; 3] = [2_001, 2_002, 2_003];
-
-/// `(inputs, failure within the horizon)` per vehicle-day, plus the failures generated.
-fn examples(seed: u64, p: &FailureParams) -> (Vec<(RiskInputs, bool)>, usize) {
-    let cfg = SimConfig {
-        seed,
-        fleets: 4,
-        vehicles_per_fleet: 25,
-        interval_ms: INTERVAL_MS,
-        failures: Some(FailureModel::default()),
-        ..SimConfig::default()
-    };
-    let start = cfg.start_ms;
-    let mut sim = Simulator::new(cfg);
-    let mut days = FaultDays::new(p);
-    for _ in 0..DAYS * DAY_MS / INTERVAL_MS {
-        for it in sim.next_batch() {
-            days.process(it.event().expect("no malformed items configured"));
-        }
-    }
-    let mut out = Vec::new();
-    let mut failures = 0;
-    for v in sim.vehicle_ids() {
-        let truth = sim.failure_truth(&v).expect("failure truth");
-        failures += truth.failures.len();
-        let times: Vec<i64> = truth.failures.iter().map(|f| f.ts_ms).collect();
-        let vd = days.days(&v);
-        // Predictions whose horizon lies inside the simulated period.
-        for d in WARM_UP_DAYS..DAYS - i64::from(p.horizon_days) - 1 {
-            let day_ms = start + d * DAY_MS;
-            if let Some(i) = risk_inputs(&vd, day_ms, p) {
-                out.push((i, failure_within(&times, day_ms, p.horizon_days)));
-            }
-        }
-    }
-    (out, failures)
-}
 
 struct Row {
     name: &'static str,
@@ -93,6 +51,15 @@ fn the_model_beats_never_and_fault_count_on_cost() {
     let tests = runs.split_off(1);
     let (train, train_failures) = runs.pop().unwrap();
     let model = RiskModel::fit(&train, &p).expect("a model");
+    // The health pipeline's built-in model is this fit (regenerate it with the example
+    // `fit_failure_model` when the generator or the model changes).
+    let fitted: RiskModel =
+        serde_json::from_str(&serde_json::to_string_pretty(&model).unwrap()).unwrap();
+    assert_eq!(
+        RiskModel::builtin(),
+        fitted,
+        "core/src/analytics/failure_model.json is stale"
+    );
     let fault_scored: Vec<(f64, bool)> = train
         .iter()
         .map(|(i, y)| (f64::from(i.faults_window), *y))

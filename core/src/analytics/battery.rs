@@ -82,68 +82,138 @@ pub struct Segment {
 
 /// The discharge segments of one vehicle's samples (any order; sorted by time here).
 pub fn discharge_segments(samples: &[BatterySample], p: &SohParams) -> Vec<Segment> {
-    let mut sorted: Vec<BatterySample> = samples
-        .iter()
-        .copied()
-        .filter(|s| {
-            s.ts_ms > 0
-                && s.soc_pct.is_finite()
-                && s.energy_used_kwh.is_finite()
-                && s.odometer_km.is_finite()
-        })
-        .collect();
+    let mut sorted: Vec<BatterySample> = samples.iter().copied().filter(usable).collect();
     sorted.sort_by_key(|s| s.ts_ms);
-    let mut out = Vec::new();
-    let mut run: Vec<BatterySample> = Vec::new();
-    let mut lowest = f64::INFINITY;
-    for s in sorted {
-        let cut = s.charging
-            || run.last().is_some_and(|last| {
-                s.energy_used_kwh < last.energy_used_kwh
-                    || s.ts_ms - last.ts_ms > p.max_gap_ms
-                    || s.soc_pct > lowest + p.max_soc_rise_pct
-            });
-        if cut {
-            out.extend(segment_of(&run, p));
-            run.clear();
-            lowest = f64::INFINITY;
-        }
-        if !s.charging {
-            lowest = lowest.min(s.soc_pct);
-            run.push(s);
-        }
-    }
-    out.extend(segment_of(&run, p));
+    let mut b = SegmentBuilder::default();
+    let mut out: Vec<Segment> = sorted.iter().filter_map(|s| b.push(s, p)).collect();
+    out.extend(b.finish(p));
     out
 }
 
-fn segment_of(run: &[BatterySample], p: &SohParams) -> Option<Segment> {
-    if run.len() < p.min_samples.max(3) {
-        return None;
+fn usable(s: &BatterySample) -> bool {
+    s.ts_ms > 0
+        && s.soc_pct.is_finite()
+        && s.energy_used_kwh.is_finite()
+        && s.odometer_km.is_finite()
+}
+
+/// Cuts one vehicle's samples, fed in time order, into discharge runs as they come, with
+/// constant state (the least-squares sums of the open run, updated with Welford's co-moments):
+/// what [`discharge_segments`] does on a whole history, for a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentBuilder {
+    run: Option<Run>,
+}
+
+/// The open run: its first and last sample and the co-moments of (SoC, energy).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Run {
+    first: BatterySample,
+    last: BatterySample,
+    n: u32,
+    mean_soc: f64,
+    mean_kwh: f64,
+    c_ss: f64,
+    c_se: f64,
+    c_ee: f64,
+    hi: f64,
+    lo: f64,
+    odometer_sum: f64,
+}
+
+impl Run {
+    fn new(s: &BatterySample) -> Run {
+        Run {
+            first: *s,
+            last: *s,
+            n: 1,
+            mean_soc: s.soc_pct,
+            mean_kwh: s.energy_used_kwh,
+            c_ss: 0.0,
+            c_se: 0.0,
+            c_ee: 0.0,
+            hi: s.soc_pct,
+            lo: s.soc_pct,
+            odometer_sum: s.odometer_km,
+        }
     }
-    let (hi, lo) = run.iter().fold((f64::MIN, f64::MAX), |(hi, lo), s| {
-        (hi.max(s.soc_pct), lo.min(s.soc_pct))
-    });
-    if hi - lo < p.min_soc_drop_pct {
-        return None;
+
+    fn add(&mut self, s: &BatterySample) {
+        self.n += 1;
+        let n = f64::from(self.n);
+        let dx = s.soc_pct - self.mean_soc;
+        let dy = s.energy_used_kwh - self.mean_kwh;
+        self.mean_soc += dx / n;
+        self.mean_kwh += dy / n;
+        self.c_ss += dx * (s.soc_pct - self.mean_soc);
+        self.c_se += dx * (s.energy_used_kwh - self.mean_kwh);
+        self.c_ee += dy * (s.energy_used_kwh - self.mean_kwh);
+        self.hi = self.hi.max(s.soc_pct);
+        self.lo = self.lo.min(s.soc_pct);
+        self.odometer_sum += s.odometer_km;
+        self.last = *s;
     }
-    let points: Vec<(f64, f64)> = run.iter().map(|s| (s.soc_pct, s.energy_used_kwh)).collect();
-    let f = trend::fit(&points).ok()?;
-    let capacity_kwh = -100.0 * f.slope;
-    if capacity_kwh <= 0.0 || !capacity_kwh.is_finite() {
-        return None;
+
+    /// The run's capacity: `C = −100·slope` of energy on SoC, its standard error from the
+    /// residuals (as [`trend::fit`] computes them).
+    fn segment(&self, p: &SohParams) -> Option<Segment> {
+        let n = self.n as usize;
+        if n < p.min_samples.max(3) || self.hi - self.lo < p.min_soc_drop_pct || self.c_ss <= 0.0 {
+            return None;
+        }
+        let slope = self.c_se / self.c_ss;
+        let sse = (self.c_ee - slope * self.c_se).max(0.0);
+        let slope_se = (sse / (f64::from(self.n) - 2.0)).sqrt() / self.c_ss.sqrt();
+        let capacity_kwh = -100.0 * slope;
+        if capacity_kwh <= 0.0 || !capacity_kwh.is_finite() || !slope_se.is_finite() {
+            return None;
+        }
+        Some(Segment {
+            start_ms: self.first.ts_ms,
+            end_ms: self.last.ts_ms,
+            samples: n,
+            soc_drop_pct: self.hi - self.lo,
+            energy_kwh: self.last.energy_used_kwh - self.first.energy_used_kwh,
+            capacity_kwh,
+            stderr_kwh: 100.0 * slope_se,
+            odometer_km: self.odometer_sum / f64::from(self.n),
+        })
     }
-    let (first, last) = (run[0], run[run.len() - 1]);
-    Some(Segment {
-        start_ms: first.ts_ms,
-        end_ms: last.ts_ms,
-        samples: run.len(),
-        soc_drop_pct: hi - lo,
-        energy_kwh: last.energy_used_kwh - first.energy_used_kwh,
-        capacity_kwh,
-        stderr_kwh: 100.0 * f.slope_se,
-        odometer_km: run.iter().map(|s| s.odometer_km).sum::<f64>() / run.len() as f64,
-    })
+}
+
+impl SegmentBuilder {
+    /// Adds the vehicle's next sample (not older than the previous one; unusable ones, with a
+    /// non-finite reading, are skipped) and returns the segment of the run it ends, if that run
+    /// is usable (see the module docs for where runs are cut).
+    pub fn push(&mut self, s: &BatterySample, p: &SohParams) -> Option<Segment> {
+        if !usable(s) {
+            return None;
+        }
+        let cut = s.charging
+            || self.run.as_ref().is_some_and(|r| {
+                s.energy_used_kwh < r.last.energy_used_kwh
+                    || s.ts_ms - r.last.ts_ms > p.max_gap_ms
+                    || s.soc_pct > r.lo + p.max_soc_rise_pct
+            });
+        let out = if cut { self.finish(p) } else { None };
+        if !s.charging {
+            match &mut self.run {
+                Some(r) => r.add(s),
+                None => self.run = Some(Run::new(s)),
+            }
+        }
+        out
+    }
+
+    /// Ends the open run (no more samples belong to it) and returns its segment, if usable.
+    pub fn finish(&mut self, p: &SohParams) -> Option<Segment> {
+        self.run.take().and_then(|r| r.segment(p))
+    }
+
+    /// Time of the open run's last sample.
+    pub fn last_ts_ms(&self) -> Option<i64> {
+        self.run.as_ref().map(|r| r.last.ts_ms)
+    }
 }
 
 /// State of health on one UTC day.
@@ -290,6 +360,34 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_streaming_sums_match_the_two_pass_fit() {
+        // A noisy run on a large cumulative counter: Welford's co-moments must give the
+        // slope and its standard error of `trend::fit` on the same points.
+        let mut s = trip(1_700_000_000_000, 64.0, 95.0, 25.0, 48_000.0);
+        for (i, x) in s.iter_mut().enumerate() {
+            x.soc_pct += [0.3, -0.2, 0.1, -0.3, 0.25][i % 5];
+        }
+        let p = SohParams::default();
+        let seg = discharge_segments(&s, &p)[0];
+        let points: Vec<(f64, f64)> = s.iter().map(|x| (x.soc_pct, x.energy_used_kwh)).collect();
+        let f = trend::fit(&points).unwrap();
+        assert!((seg.capacity_kwh - (-100.0 * f.slope)).abs() < 1e-9 * seg.capacity_kwh);
+        assert!((seg.stderr_kwh - 100.0 * f.slope_se).abs() < 1e-6 * seg.stderr_kwh);
+        assert!(seg.stderr_kwh > 0.0);
+        // Fed one sample at a time, the run ends at a charge.
+        let mut b = SegmentBuilder::default();
+        assert!(s.iter().all(|x| b.push(x, &p).is_none()));
+        assert_eq!(b.last_ts_ms(), Some(s[s.len() - 1].ts_ms));
+        let charge = BatterySample {
+            ts_ms: s[s.len() - 1].ts_ms + 60_000,
+            charging: true,
+            ..s[s.len() - 1]
+        };
+        assert_eq!(b.push(&charge, &p), Some(seg));
+        assert_eq!(b.last_ts_ms(), None);
     }
 
     #[test]

@@ -117,6 +117,13 @@ struct Track {
     days: BTreeMap<i64, DayCounts>,
 }
 
+/// Whether a sample's fault codes carry a precursor warning and a failure code (by prefix;
+/// an empty prefix matches nothing).
+pub fn code_flags(codes: &[String], precursor_prefix: &str, failure_prefix: &str) -> (bool, bool) {
+    let has = |prefix: &str| !prefix.is_empty() && codes.iter().any(|c| c.starts_with(prefix));
+    (has(precursor_prefix), has(failure_prefix))
+}
+
 /// Accumulates [`DayCounts`] per vehicle from telemetry (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct FaultDays {
@@ -142,11 +149,8 @@ impl FaultDays {
             return;
         }
         t.last_ts = Some((e.ts_ms, e.seq));
-        let has = |prefix: &str| {
-            !prefix.is_empty() && e.fault_codes.iter().any(|c| c.starts_with(prefix))
-        };
-        let precursor = has(&self.precursor_prefix);
-        let failure_code = has(&self.failure_prefix);
+        let (precursor, failure_code) =
+            code_flags(&e.fault_codes, &self.precursor_prefix, &self.failure_prefix);
         let fault = e.status == VehicleStatus::Fault;
         let day_ms = e.ts_ms.div_euclid(DAY_MS) * DAY_MS;
         let d = t.days.entry(day_ms).or_insert(DayCounts {
@@ -549,6 +553,14 @@ impl RiskModel {
 
     fn eta(&self, x: &[f64; N_FEATURES]) -> f64 {
         x.iter().zip(&self.coefficients).map(|(a, b)| a * b).sum()
+    }
+
+    /// The built-in model: fitted on the simulator's training seed
+    /// (`core/src/analytics/failure_model.json`, written by the simulator's example
+    /// `fit_failure_model`; its test checks the file is still what the fit gives).
+    pub fn builtin() -> RiskModel {
+        serde_json::from_str(include_str!("failure_model.json"))
+            .expect("failure_model.json is a RiskModel")
     }
 
     /// The probability of a failure within the horizon.

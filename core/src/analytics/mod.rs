@@ -3,7 +3,8 @@
 //! ([`failure`]), vehicle health scores and fleet health ([`health`]), performance scores with their
 //! components ([`score`]), least-squares trends ([`trend`]), the alert rule state machine and its
 //! pager message ([`alert`]), the utilization share from status durations ([`utilization`]) and
-//! the assembly of fleet reports ([`report`]).
+//! the assembly of fleet reports ([`report`]), and one vehicle's UTC days folded from its
+//! telemetry for the health pipeline ([`vehicle_day`]).
 //!
 //! No clock, no I/O, no randomness: every function maps its inputs to its outputs, so the same
 //! code runs in the stream workers, in the Arroyo UDFs (`udfs/`) and in the golden-file tests
@@ -19,3 +20,4 @@ pub mod report;
 pub mod score;
 pub mod trend;
 pub mod utilization;
+pub mod vehicle_day;

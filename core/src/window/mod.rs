@@ -20,7 +20,7 @@
 //!   so the fleet value is the sum of the partials; `fleet_window_metrics` in ClickHouse sums them.
 
 mod counters;
-mod state;
+pub(crate) mod state;
 
 pub use counters::Counters;
 pub(crate) use state::vehicle_counters;
