@@ -14,6 +14,7 @@ mod communications;
 mod crash_recovery;
 mod end_to_end;
 mod golden;
+mod health_alerts;
 mod operations;
 mod optimization_runs;
 mod outages;
