@@ -347,7 +347,7 @@ impl Default for AlertsConfig {
 pub struct PerformanceConfig {
     /// Score weights and reference values (`[performance.score]`, `[performance.score.weights]`).
     pub score: crate::analytics::score::ScoreParams,
-    /// Metrics whose trends are computed (names of `analytics::metrics::METRICS`).
+    /// Metrics whose trends are computed (window metrics of `analytics::metrics::METRICS`).
     pub trend_metrics: Vec<String>,
     /// Sliding trend horizons in windows: the last N settled windows of a fleet.
     pub window_horizons: Vec<u32>,
@@ -400,9 +400,9 @@ impl PerformanceConfig {
         if let Some(m) = self
             .trend_metrics
             .iter()
-            .find(|m| !crate::analytics::metrics::is_known(m))
+            .find(|m| !crate::analytics::metrics::is_window_metric(m))
         {
-            return bad(format!("trend_metrics: unknown metric {m:?}"));
+            return bad(format!("trend_metrics: unknown window metric {m:?}"));
         }
         if self
             .window_horizons
@@ -946,6 +946,8 @@ mod tests {
         };
         assert!(bad(|c| c.score.weights.cost = -1.0));
         assert!(bad(|c| c.trend_metrics.push("nope".into())));
+        // A daily vehicle health metric has no window values to trend.
+        assert!(bad(|c| c.trend_metrics.push("vehicle_health_score".into())));
         assert!(bad(|c| c.window_horizons = vec![2]));
         assert!(bad(|c| c.trend_alpha = 1.0));
         assert!(bad(|c| c.forecast_confidence = 0.0));

@@ -463,7 +463,7 @@ async fn produce_partials(
     produce_minutes(env, &owned, minutes).await;
 }
 
-async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -480,7 +480,7 @@ async fn call(
 }
 
 /// Polls `f` every 200 ms until it returns `Some`, for at most 60 s.
-async fn eventually<T, F, Fut>(what: &str, env: &TestEnv, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, env: &TestEnv, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -500,7 +500,10 @@ where
 }
 
 /// `(seq, kind, at_ms, resolved_by in the message)` of the transitions of `key` in PostgreSQL.
-async fn transitions_of(pg: &sqlx::PgPool, key: &str) -> Vec<(i64, String, i64, Option<String>)> {
+pub(crate) async fn transitions_of(
+    pg: &sqlx::PgPool,
+    key: &str,
+) -> Vec<(i64, String, i64, Option<String>)> {
     sqlx::query_as(
         "SELECT seq, kind, at_ms, message #>> '{payload,custom_details,resolved_by}' FROM alert_transitions
          WHERE dedup_key = $1 ORDER BY seq",

@@ -15,6 +15,7 @@ mod crash_recovery;
 mod end_to_end;
 mod golden;
 mod health;
+mod health_alerts;
 mod operations;
 mod optimization_runs;
 mod outages;

@@ -223,7 +223,9 @@ impl AlertRule {
 
     /// Like [`AlertRule::validate`], naming the offending field (`id`, `metric`, `threshold`,
     /// `clear_threshold`, `for_ms`, `keep_firing_for_ms`, `resend_interval_ms`, `labels`,
-    /// `runbook_url`) with the reason: what the alert-rule resource reports as a 422.
+    /// `runbook_url`) with the reason: what the alert-rule resource reports as a 422. A known
+    /// metric must allow the rule's scope (daily vehicle health metrics are vehicle-only, see
+    /// [`crate::analytics::metrics`]); whether the name is known at all is the caller's check.
     pub fn validate_field(&self) -> std::result::Result<(), (&'static str, String)> {
         let err = |f: &'static str, m: String| Err((f, m));
         if self.id.is_empty() || self.id.len() > 200 || self.id.chars().any(char::is_control) {
@@ -231,6 +233,18 @@ impl AlertRule {
         }
         if self.metric.is_empty() || self.metric.len() > 200 {
             return err("metric", "metric must be 1..200 characters".into());
+        }
+        if let Some(m) = crate::analytics::metrics::find(&self.metric) {
+            if !m.allows_scope(self.scope) {
+                return err(
+                    "metric",
+                    format!(
+                        "metric {} is a daily vehicle health metric: only scope vehicle rules can name it, not {}",
+                        m.name,
+                        self.scope.as_str()
+                    ),
+                );
+            }
         }
         if !self.threshold.is_finite() {
             return err("threshold", "threshold must be finite".into());
@@ -979,6 +993,26 @@ mod tests {
         let mut r = rule();
         r.labels.insert("alertname".into(), "x".into());
         assert_eq!(r.validate_field().unwrap_err().0, "labels");
+        // Daily vehicle health metrics: vehicle rules only.
+        for scope in [AlertScope::Fleet, AlertScope::Federation] {
+            let r = AlertRule {
+                metric: "vehicle_health_score".into(),
+                scope,
+                ..rule()
+            };
+            let (field, reason) = r.validate_field().unwrap_err();
+            assert_eq!(field, "metric");
+            assert!(reason.contains("vehicle"), "{reason}");
+        }
+        let r = AlertRule {
+            metric: "failure_risk".into(),
+            scope: AlertScope::Vehicle,
+            comparison: Comparison::Gt,
+            threshold: 0.3,
+            clear_threshold: Some(0.2),
+            ..rule()
+        };
+        assert_eq!(r.validate_field(), Ok(()));
     }
 
     #[test]

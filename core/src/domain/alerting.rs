@@ -42,7 +42,7 @@ fn duration(c: &mut Check, name: &str, v: Option<i64>) {
 
 fn metric(c: &mut Check, v: &str) {
     if !metrics::is_known(v) {
-        let names: Vec<&str> = metrics::METRICS.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = metrics::METRICS.iter().map(|m| m.name).collect();
         c.fail("metric", format!("must be one of {}", names.join(", ")));
     }
 }
@@ -63,7 +63,9 @@ pub struct AlertRuleCreate {
     /// Required for `scope = federation`, refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation_id: Option<String>,
-    /// One of the metric names of `atlasmesh_core::analytics::metrics::METRICS`.
+    /// One of the metric names of `atlasmesh_core::analytics::metrics::METRICS`. The daily
+    /// vehicle health metrics (`vehicle_health_score`, `failure_risk`,
+    /// `days_to_soh_threshold`) only for `scope = vehicle`.
     pub metric: String,
     pub comparison: Comparison,
     pub threshold: f64,
@@ -249,6 +251,20 @@ pub fn validate_rule_row(row: &serde_json::Map<String, serde_json::Value>) -> Re
         .map_err(|f| format!("invalid fields: {}", describe(&f)))
 }
 
+/// Why an update may not change a rule's metric from `old` to `new`, if it may not: a rule
+/// stays on its side of window metrics and daily vehicle health metrics, which different
+/// evaluators judge, each numbering the rule's transitions on its own (a rule moved between
+/// them would repeat sequence numbers). Create a new rule instead.
+pub fn metric_change_error(old: &str, new: &str) -> Option<String> {
+    let daily = |m: &str| metrics::health_series(m).is_some();
+    (daily(old) != daily(new)).then(|| {
+        format!(
+            "metric: {old} cannot become {new}: a rule stays on window metrics or on daily \
+             vehicle health metrics; create a new rule"
+        )
+    })
+}
+
 impl Resource for AlertRuleResource {
     const INFO: ResourceInfo = ResourceInfo {
         name: "alert_rule",
@@ -422,6 +438,16 @@ mod tests {
         });
         assert!(f.contains_key("clear_threshold"));
         assert!(bad(|r| r.metric = "nope".into()).contains_key("metric"));
+        // Daily vehicle health metrics are refused on fleet (and federation) rules, naming
+        // the field; a vehicle rule may name them.
+        let f = bad(|r| r.metric = "vehicle_health_score".into());
+        assert!(f["metric"].contains("scope vehicle"), "{f:?}");
+        let mut v = example();
+        v.scope = AlertScope::Vehicle;
+        v.metric = "vehicle_health_score".into();
+        v.threshold = 50.0;
+        v.clear_threshold = Some(60.0);
+        assert!(v.validate().is_ok());
         assert!(bad(|r| r.for_ms = Some(-1)).contains_key("for_ms"));
         assert!(bad(|r| r.threshold = f64::NAN).contains_key("threshold"));
         assert!(bad(|r| {
@@ -458,6 +484,15 @@ mod tests {
         row.insert("threshold".into(), json!(0.7));
         let e = validate_rule_row(&row).unwrap_err();
         assert!(e.contains("clear_threshold"), "{e}");
+        // A metric change stays within window metrics or daily vehicle health metrics.
+        assert_eq!(metric_change_error("utilization", "score"), None);
+        assert_eq!(
+            metric_change_error("vehicle_health_score", "failure_risk"),
+            None
+        );
+        let e = metric_change_error("utilization", "failure_risk").unwrap();
+        assert!(e.starts_with("metric: "), "{e}");
+        assert!(metric_change_error("days_to_soh_threshold", "utilization").is_some());
     }
 
     #[test]

@@ -21,6 +21,10 @@
 //!   worker holds a PostgreSQL advisory lock, on the settled fleet windows of the member
 //!   fleets; their state lives in `alert_federation_state`, written in the transaction that
 //!   records their transitions.
+//! - Vehicle rules on the daily vehicle health metrics (health score, failure risk, days to
+//!   the state-of-health threshold) are evaluated the same way ([`health`]), on the rows the
+//!   health pipeline streams into PostgreSQL (one value per vehicle and closed UTC day); their
+//!   state lives in `alert_health_state`.
 //!
 //! Delivery: the runner checkpoints only after `flush` succeeded, and a replay from the last
 //! checkpoint reproduces the same transitions with the same `(dedup_key, seq)` (the engine is
@@ -30,6 +34,7 @@
 //! share a partition, so they arrive in order). `cli/examples/pager_consumer.rs` does that.
 
 pub mod federation;
+pub mod health;
 pub mod state;
 mod store;
 
@@ -79,8 +84,9 @@ pub struct AlertsBatch {
     dlq: Vec<DeadLetterRecord>,
 }
 
-/// Re-reads the rules into `slot` and evaluates the federation rules on the fresh set; a
-/// failure keeps the previous rules and is retried at the next refresh.
+/// Re-reads the rules into `slot` and evaluates the federation rules and the vehicle health
+/// rules on the fresh set; a failure keeps the previous rules and is retried at the next
+/// refresh.
 async fn refresh_rules(sinks: &Sinks, slot: &RwLock<Arc<RuleSet>>, settings: &Settings) {
     match load_rules(&sinks.pool).await {
         Ok(set) => {
@@ -93,6 +99,9 @@ async fn refresh_rules(sinks: &Sinks, slot: &RwLock<Arc<RuleSet>>, settings: &Se
             }
             if let Err(e) = federation::evaluate(sinks, &set, settings).await {
                 warn!(pipeline = NAME, error = %e, "Evaluating federation alert rules failed; retrying after the next refresh.");
+            }
+            if let Err(e) = health::evaluate(sinks, &set).await {
+                warn!(pipeline = NAME, error = %e, "Evaluating vehicle health alert rules failed; retrying after the next refresh.");
             }
         }
         Err(e) => {
@@ -165,7 +174,7 @@ impl Pipeline for AlertsPipeline {
     }
 
     /// Every `alerts.rules_refresh_ms`: re-reads the rules (with memberships and manual
-    /// resolves) and evaluates the federation rules, until shutdown.
+    /// resolves) and evaluates the federation and vehicle health rules, until shutdown.
     fn background(&self, _cfg: &Config, mut shutdown: watch::Receiver<bool>) -> Vec<Background> {
         let (sinks, slot, every, settings) = (
             self.sinks.clone(),

@@ -36,6 +36,11 @@
 //! **Federation windows.** Fleet windows that settle here are handed out ([`Outcome::settled`])
 //! for fleets that are members of a federation with a federation rule; the pipeline stores
 //! them and [`evaluate_federation`] sums them per federation (see its docs).
+//!
+//! **Daily vehicle health.** Vehicle rules on a daily health metric (health score, failure
+//! risk, days to the state-of-health threshold) are no business of the partitions: their
+//! values are the health pipeline's PostgreSQL rows, one per vehicle and closed day, which
+//! [`evaluate_health`] judges with the same machine (see `alerts/health.rs`).
 
 use crate::settle::{add_partial, on_watermark, FleetWindows, SourceWatermarks};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,7 +49,7 @@ use std::sync::Arc;
 use atlasmesh_core::analytics::alert::{
     self, AlertRule, AlertScope, AlertState, Transition, TransitionKind,
 };
-use atlasmesh_core::analytics::metrics::metric_value;
+use atlasmesh_core::analytics::metrics::{self, metric_value};
 use atlasmesh_core::analytics::score::ScoreParams;
 use atlasmesh_core::window::Counters;
 use atlasmesh_schemas::{MetricsScope, WindowMetricsRecord};
@@ -85,6 +90,9 @@ pub struct RuleSet {
     fleet: HashMap<String, Vec<Arc<LoadedRule>>>,
     vehicle: HashMap<String, Vec<Arc<LoadedRule>>>,
     federation: Vec<Arc<LoadedRule>>,
+    /// Vehicle rules on a daily vehicle health metric: judged by [`evaluate_health`] on the
+    /// health pipeline's rows, not by the partitions on windows.
+    health: Vec<Arc<LoadedRule>>,
     by_id: HashMap<String, Arc<LoadedRule>>,
     /// Federation id → member fleets (sorted), for federations with a rule.
     members: BTreeMap<String, Vec<String>>,
@@ -100,6 +108,13 @@ impl RuleSet {
         for r in rules {
             let r = Arc::new(r);
             let slot = match r.rule.scope {
+                // Daily vehicle health values are rows of PostgreSQL, not windows of the
+                // metrics topic: evaluated once per refresh by `evaluate_health`.
+                AlertScope::Vehicle if metrics::health_series(&r.rule.metric).is_some() => {
+                    set.health.push(r.clone());
+                    set.by_id.insert(r.rule.id.clone(), r);
+                    continue;
+                }
                 AlertScope::Fleet => &mut set.fleet,
                 AlertScope::Vehicle => &mut set.vehicle,
                 // Federation windows span fleets, hence metrics partitions: summed from the
@@ -117,6 +132,7 @@ impl RuleSet {
             v.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
         }
         set.federation.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
+        set.health.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
         set
     }
 
@@ -156,6 +172,22 @@ impl RuleSet {
         &self.federation
     }
 
+    /// The vehicle rules on daily vehicle health metrics, by id.
+    pub fn health_rules(&self) -> &[Arc<LoadedRule>] {
+        &self.health
+    }
+
+    /// The manual resolves of rule `rule_id`, by subject.
+    pub fn resolves_for<'a>(
+        &'a self,
+        rule_id: &'a str,
+    ) -> impl Iterator<Item = &'a ResolveRequest> + 'a {
+        self.resolves
+            .range((rule_id.to_string(), String::new())..)
+            .take_while(move |((r, _), _)| r == rule_id)
+            .map(|(_, req)| req)
+    }
+
     /// The member fleets of `federation_id` (empty when unknown).
     pub fn members(&self, federation_id: &str) -> &[String] {
         self.members.get(federation_id).map_or(&[], Vec::as_slice)
@@ -177,6 +209,14 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// A rule the partitions evaluate on windows, by id (not a daily vehicle health rule,
+    /// whose instances only `evaluate_health` advances).
+    fn window_rule(&self, id: &str) -> Option<&Arc<LoadedRule>> {
+        self.by_id
+            .get(id)
+            .filter(|r| metrics::health_series(&r.rule.metric).is_none())
     }
 
     fn rules_for(&self, scope: AlertScope, fleet_id: &str) -> &[Arc<LoadedRule>] {
@@ -370,7 +410,7 @@ impl AlertsState {
             let Some(inst) = self.instances.get(key) else {
                 continue;
             };
-            let Some(lr) = rules.by_id.get(&req.rule_id).cloned() else {
+            let Some(lr) = rules.window_rule(&req.rule_id).cloned() else {
                 continue;
             };
             if !resolve_is_due(req, inst.seq, &inst.state) {
@@ -450,7 +490,7 @@ impl AlertsState {
             .map(|(k, _)| k.clone())
             .collect();
         for (rule_id, subject) in due {
-            let Some(lr) = rules.by_id.get(&rule_id).cloned() else {
+            let Some(lr) = rules.window_rule(&rule_id).cloned() else {
                 continue;
             };
             let inst = &self.instances[&(rule_id.clone(), subject.clone())];
@@ -624,6 +664,88 @@ pub fn evaluate_federation(
         };
         let ts = alert::step(&lr.rule, &mut st.state, value, end);
         emit(lr, fed, &lr.fleet_id, &mut st.seq, ts, None, out);
+    }
+}
+
+/// One daily value of a vehicle for a health rule, as read from the health pipeline's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyValue {
+    pub vehicle_id: String,
+    /// Event time: the end of the UTC day the value belongs to (the day of a health score, the
+    /// day a prediction was made at).
+    pub at_ms: i64,
+    /// `None`: the row has no value (no data; e.g. not degrading for `days_to_soh_threshold`).
+    pub value: Option<f64>,
+}
+
+/// The durable state of one health rule for one vehicle (`alert_health_state`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthInstance {
+    pub state: AlertState,
+    /// Seq of the last transition of `(rule, vehicle)`.
+    pub seq: u64,
+    /// Event time of the last judged daily value: values at or before it are never judged
+    /// (again).
+    pub clock_ms: Option<i64>,
+}
+
+/// Evaluates one vehicle rule on a daily vehicle health metric (see `alerts/health.rs` for
+/// what is read and when): first the due manual resolves of its vehicles (at the vehicle's
+/// clock, as [`evaluate_federation`] does), then `values` in event-time order (ties by
+/// vehicle), each vehicle's own machine stepped once per value newer than its clock. A value
+/// at or before the vehicle's clock (a re-written day already judged, a late day) changes
+/// nothing; a day without a value (`None`) moves the clock but not the machine. Instances are
+/// created on first sight (state inactive, seq 0) unless the caller already holds them;
+/// transitions (subject = the vehicle, fleet = the rule's fleet) are appended to `out`.
+pub fn evaluate_health<'a>(
+    lr: &Arc<LoadedRule>,
+    instances: &mut BTreeMap<String, HealthInstance>,
+    values: &[DailyValue],
+    resolves: impl IntoIterator<Item = &'a ResolveRequest>,
+    out: &mut Vec<Emitted>,
+) {
+    for req in resolves {
+        let Some(inst) = instances.get_mut(&req.subject) else {
+            continue;
+        };
+        if !resolve_is_due(req, inst.seq, &inst.state) {
+            continue;
+        }
+        let at = inst.clock_ms.unwrap_or(req.started_at_ms);
+        let ts: Vec<Transition> = alert::resolve_by_hand(&mut inst.state, at, req.value)
+            .into_iter()
+            .collect();
+        emit(
+            lr,
+            &req.subject,
+            &lr.fleet_id,
+            &mut inst.seq,
+            ts,
+            Some(&req.resolved_by),
+            out,
+        );
+    }
+    let mut order: Vec<&DailyValue> = values.iter().collect();
+    order.sort_by(|a, b| (a.at_ms, &a.vehicle_id).cmp(&(b.at_ms, &b.vehicle_id)));
+    for v in order {
+        let inst = instances.entry(v.vehicle_id.clone()).or_default();
+        if inst.clock_ms.is_some_and(|clock| v.at_ms <= clock) {
+            continue;
+        }
+        inst.clock_ms = Some(v.at_ms);
+        let Some(value) = v.value.filter(|x| x.is_finite()) else {
+            continue;
+        };
+        let ts = alert::step(&lr.rule, &mut inst.state, value, v.at_ms);
+        emit(
+            lr,
+            &v.vehicle_id,
+            &lr.fleet_id,
+            &mut inst.seq,
+            ts,
+            None,
+            out,
+        );
     }
 }
 
@@ -1203,5 +1325,241 @@ mod tests {
                 ("firing", 4, 3, None)
             ]
         );
+    }
+
+    // ------------------------------------------------------------ daily vehicle health
+
+    const DAY: i64 = 86_400_000;
+
+    fn health_rule(metric: &str, comparison: Comparison, threshold: f64, clear: f64) -> LoadedRule {
+        LoadedRule {
+            rule: AlertRule {
+                id: format!("health-{metric}"),
+                metric: metric.into(),
+                scope: AlertScope::Vehicle,
+                comparison,
+                threshold,
+                clear_threshold: Some(clear),
+                for_ms: DAY as u64,
+                keep_firing_for_ms: 0,
+                severity: Severity::Warning,
+                labels: Map::new(),
+                runbook_url: None,
+                resend_interval_ms: 0,
+            },
+            fleet_id: "f1".into(),
+            federation_id: None,
+        }
+    }
+
+    /// The value of `vehicle` for UTC day `day` (stamped with its end).
+    fn dv(vehicle: &str, day: i64, value: Option<f64>) -> DailyValue {
+        DailyValue {
+            vehicle_id: vehicle.into(),
+            at_ms: (day + 1) * DAY,
+            value,
+        }
+    }
+
+    fn judge(
+        lr: &Arc<LoadedRule>,
+        inst: &mut BTreeMap<String, HealthInstance>,
+        values: &[DailyValue],
+        resolves: &[ResolveRequest],
+    ) -> Vec<(String, &'static str, i64, u64, f64)> {
+        let mut out = Vec::new();
+        evaluate_health(lr, inst, values, resolves, &mut out);
+        out.iter()
+            .map(|e| {
+                assert_eq!(
+                    (e.fleet_id.as_str(), e.rule_id.as_str()),
+                    ("f1", lr.rule.id.as_str())
+                );
+                (
+                    e.subject.clone(),
+                    e.transition.kind.as_str(),
+                    e.transition.at_ms / DAY - 1,
+                    e.seq,
+                    e.transition.value,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn health_rules_are_not_evaluated_on_windows() {
+        let health = health_rule("vehicle_health_score", Comparison::Lt, 50.0, 60.0);
+        let rules = RuleSet::new([health.clone(), rule(AlertScope::Vehicle)]);
+        assert_eq!(rules.health_rules().len(), 1);
+        assert_eq!(rules.health_rules()[0].rule.id, health.rule.id);
+        let ids: Vec<_> = rules
+            .rules_for(AlertScope::Vehicle, "f1")
+            .iter()
+            .map(|r| r.rule.id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["low-util-vehicle"]);
+        assert_eq!(rules.len(), 2);
+        // A vehicle window breaching utilization fires the window rule only.
+        let mut st = AlertsState::default();
+        let t = feed(
+            &mut st,
+            &rules,
+            &[rec(MetricsScope::Vehicle, "f1", "v1", 0, 1, 1, 0)],
+        );
+        assert_eq!(t, vec![("pending", 1, 1, 0.0)]);
+        // The resolves of one rule, by subject.
+        let other = rule(AlertScope::Fleet);
+        let rules = RuleSet::new([health.clone(), other.clone()]).with_resolves([
+            req(&health, "v2", 1, None, DAY),
+            req(&other, "f1", 1, None, M),
+            req(&health, "v1", 1, None, DAY),
+        ]);
+        let subjects: Vec<_> = rules
+            .resolves_for(&health.rule.id)
+            .map(|r| r.subject.as_str())
+            .collect();
+        assert_eq!(subjects, vec!["v1", "v2"]);
+        assert_eq!(rules.resolves_for("nope").count(), 0);
+
+        // A partition's instance of a rule that now watches a daily health metric is left
+        // alone (no silence ticks, no resolves): only `evaluate_health` numbers its seqs.
+        let window = LoadedRule {
+            rule: AlertRule {
+                metric: "utilization".into(),
+                threshold: 0.5,
+                clear_threshold: Some(0.6),
+                for_ms: 0,
+                keep_firing_for_ms: 0,
+                resend_interval_ms: 5 * M as u64,
+                ..health.rule.clone()
+            },
+            ..health.clone()
+        };
+        let v = |vid: &str, minute: i64| rec(MetricsScope::Vehicle, "f1", vid, 0, minute, 1, 0);
+        let mut st = AlertsState::default();
+        let before = RuleSet::new([window.clone()]);
+        assert_eq!(
+            feed(&mut st, &before, &[v("v1", 1)]),
+            vec![("firing", 1, 1, 0.0)]
+        );
+        let mut silent = st.clone();
+        let later: Vec<_> = (2..=8).map(|m| v("v2", m)).collect();
+        // Still a window rule: v1 (silent) is re-sent at 6.
+        assert!(feed(&mut st, &before, &later)
+            .iter()
+            .any(|t| (t.0, t.2) == ("resent", 2)));
+        let after = RuleSet::new([health.clone()]).with_resolves([req(&health, "v1", 1, None, M)]);
+        assert!(feed(&mut silent, &after, &later).is_empty());
+        let mut out = Vec::new();
+        silent.apply_resolves(&after, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn daily_values_are_judged_once_in_event_time_with_for_and_hysteresis() {
+        let lr = Arc::new(health_rule(
+            "vehicle_health_score",
+            Comparison::Lt,
+            50.0,
+            60.0,
+        ));
+        let mut inst = BTreeMap::new();
+        // v1 crosses (pending on day 2, firing on day 3: for = 1 day), stays in the band on
+        // day 4 and recovers on day 5; v2 dips for one day only. Given out of order.
+        let first = vec![
+            dv("v1", 3, Some(40.0)),
+            dv("v1", 1, Some(70.0)),
+            dv("v2", 1, Some(45.0)),
+            dv("v1", 2, Some(45.0)),
+            dv("v2", 2, Some(80.0)),
+        ];
+        let got = judge(&lr, &mut inst, &first, &[]);
+        let want = vec![
+            ("v2".to_string(), "pending", 1, 1, 45.0),
+            ("v1".to_string(), "pending", 2, 1, 45.0),
+            ("v2".to_string(), "cancelled", 2, 2, 80.0),
+            ("v1".to_string(), "firing", 3, 2, 40.0),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(inst["v1"].clock_ms, Some(4 * DAY));
+        // The same rows read again, and day 3 re-written with another value (a higher
+        // version): nothing is judged twice.
+        let mut again = first.clone();
+        again.push(dv("v1", 3, Some(90.0)));
+        let before = inst.clone();
+        assert!(judge(&lr, &mut inst, &again, &[]).is_empty());
+        assert_eq!(inst, before);
+        // Day 4 in the band (still firing), a day without a value (no data), day 5 clear.
+        let got = judge(
+            &lr,
+            &mut inst,
+            &[
+                dv("v1", 4, Some(55.0)),
+                dv("v1", 5, None),
+                dv("v1", 6, Some(65.0)),
+            ],
+            &[],
+        );
+        assert_eq!(got, vec![("v1".to_string(), "resolved", 6, 3, 65.0)]);
+        assert_eq!(
+            inst["v1"].state,
+            AlertState::Resolved {
+                since_ms: 4 * DAY,
+                at_ms: 7 * DAY
+            }
+        );
+        // A late day (before the clock) is skipped.
+        assert!(judge(&lr, &mut inst, &[dv("v1", 5, Some(10.0))], &[]).is_empty());
+        let m = judge_messages(&lr, &[dv("v3", 1, Some(10.0)), dv("v3", 2, Some(10.0))]);
+        assert_eq!(m.len(), 1, "pending is history only");
+        assert_eq!(m[0]["payload"]["custom_details"]["seq"], 2);
+        assert_eq!(m[0]["payload"]["source"], "atlasmesh/vehicle/v3");
+        assert_eq!(m[0]["labels"]["metric"], "vehicle_health_score");
+    }
+
+    fn judge_messages(lr: &Arc<LoadedRule>, values: &[DailyValue]) -> Vec<Value> {
+        let mut out = Vec::new();
+        evaluate_health(lr, &mut BTreeMap::new(), values, [], &mut out);
+        out.into_iter().filter_map(|e| e.message).collect()
+    }
+
+    #[test]
+    fn predictions_fire_immediately_and_a_manual_resolve_starts_over() {
+        let lr = Arc::new(LoadedRule {
+            rule: AlertRule {
+                for_ms: 0,
+                ..health_rule("failure_risk", Comparison::Gt, 0.3, 0.2).rule
+            },
+            ..health_rule("failure_risk", Comparison::Gt, 0.3, 0.2)
+        });
+        // A vehicle whose instance already has seq 4 (the rule watched another metric).
+        let mut inst = BTreeMap::from([(
+            "v1".to_string(),
+            HealthInstance {
+                seq: 4,
+                ..HealthInstance::default()
+            },
+        )]);
+        let got = judge(&lr, &mut inst, &[dv("v1", 1, Some(0.35))], &[]);
+        assert_eq!(got, vec![("v1".to_string(), "firing", 1, 5, 0.35)]);
+        // Resolved by hand at its clock (seq 6); the next breaching day fires again (for 0).
+        let r = req(&lr, "v1", 5, None, 2 * DAY);
+        let got = judge(
+            &lr,
+            &mut inst,
+            &[dv("v1", 2, Some(0.5))],
+            std::slice::from_ref(&r),
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("v1".to_string(), "resolved", 1, 6, 0.35),
+                ("v1".to_string(), "firing", 2, 7, 0.5)
+            ]
+        );
+        // Not due again (the machine moved on), and unknown vehicles are left alone.
+        let stray = req(&lr, "v9", 1, None, DAY);
+        assert!(judge(&lr, &mut inst, &[], &[r, stray]).is_empty());
+        assert!(!inst.contains_key("v9"));
     }
 }

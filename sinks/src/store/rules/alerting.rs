@@ -46,6 +46,11 @@ impl StoreRules for AlertRuleResource {
         let mut merged = old.clone();
         merged.extend(changes.clone());
         domain::validate_rule_row(&merged).map_err(StoreError::Rejected)?;
+        if let (Some(from), Some(to)) = (str_field(old, "metric"), str_field(&merged, "metric")) {
+            if let Some(e) = domain::metric_change_error(from, to) {
+                return Err(StoreError::Rejected(e));
+            }
+        }
         match str_field(&merged, "federation_id") {
             Some(fed) => federation_claim(cmd, fed),
             None => Ok(()),
