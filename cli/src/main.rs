@@ -54,6 +54,10 @@ enum Cmd {
     /// Print the zones of the simulated fleets' cities (the zone ids their telemetry and zone
     /// demand carry), as JSON or as SQL inserts into optimization_zones for a local stack.
     SimZones(SimZonesArgs),
+    /// The simulated vehicles' nominal battery capacities (for `vehicle_batteries`, which the
+    /// health pipeline's state of health is relative to), as `atlasmesh simulate` with the same
+    /// seed and sizes generates them.
+    SimBatteries(SimBatteriesArgs),
     /// End-to-end bench on fresh topics/database: produce, raw consume rate, pipeline rate,
     /// event→ClickHouse latency. Progress on stderr, JSON summary on stdout.
     Bench(BenchArgs),
@@ -226,6 +230,19 @@ struct SimZonesArgs {
     #[arg(long, default_value_t = 30)]
     capacity: u32,
     /// SQL (`INSERT … ON CONFLICT DO NOTHING`) instead of JSON.
+    #[arg(long)]
+    sql: bool,
+}
+
+#[derive(Args)]
+struct SimBatteriesArgs {
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    fleets: u32,
+    #[arg(long, default_value_t = 10)]
+    vehicles_per_fleet: u32,
+    /// SQL (`INSERT … ON CONFLICT DO UPDATE`) instead of JSON.
     #[arg(long)]
     sql: bool,
 }
@@ -586,6 +603,30 @@ async fn main() -> anyhow::Result<()> {
                 }
             } else {
                 println!("{}", serde_json::to_string_pretty(&zones)?);
+            }
+        }
+        Cmd::SimBatteries(b) => {
+            let sim = atlasmesh_simulator::Simulator::new(atlasmesh_simulator::SimConfig {
+                seed: b.seed,
+                fleets: b.fleets,
+                vehicles_per_fleet: b.vehicles_per_fleet,
+                ..Default::default()
+            });
+            let batteries = sim.batteries();
+            if b.sql {
+                for (fleet, vehicle, kwh) in &batteries {
+                    println!(
+                        "INSERT INTO vehicle_batteries (vehicle_id, fleet_id, nominal_kwh) \
+                         VALUES ('{vehicle}', '{fleet}', {kwh}) \
+                         ON CONFLICT (vehicle_id) DO UPDATE SET nominal_kwh = EXCLUDED.nominal_kwh;"
+                    );
+                }
+            } else {
+                let rows: Vec<_> = batteries
+                    .iter()
+                    .map(|(f, v, k)| serde_json::json!({"fleet_id": f, "vehicle_id": v, "nominal_kwh": k}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             }
         }
         Cmd::Token(t) => println!("{}", atlasmesh::credentials::token(&cfg, &t)?),

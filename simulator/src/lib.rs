@@ -348,6 +348,21 @@ impl Simulator {
     }
 
     /// All vehicle ids, in generation order.
+    /// Every vehicle's fleet, id and nominal battery capacity (kWh): what an operator
+    /// registers in `vehicle_batteries` for the health pipeline (`atlasmesh sim-batteries`).
+    pub fn batteries(&self) -> Vec<(String, String, f64)> {
+        self.sims
+            .iter()
+            .map(|s| {
+                (
+                    s.v.fleet_id.clone(),
+                    s.v.vehicle_id.clone(),
+                    s.v.nominal_kwh(),
+                )
+            })
+            .collect()
+    }
+
     pub fn vehicle_ids(&self) -> Vec<String> {
         self.sims.iter().map(|s| s.v.vehicle_id.clone()).collect()
     }

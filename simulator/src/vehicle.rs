@@ -322,6 +322,14 @@ impl Vehicle {
     }
 
     /// The battery truth so far (`None` without a [`BatteryModel`]).
+    /// The battery's nominal capacity (as built), kWh.
+    pub fn nominal_kwh(&self) -> f64 {
+        self.ageing
+            .as_ref()
+            .map_or(self.capacity_wh, |a| a.nominal_wh)
+            / 1000.0
+    }
+
     pub fn battery_truth(&self) -> Option<BatteryTruth> {
         let a = self.ageing.as_ref()?;
         let mut trace = a.trace.clone();
