@@ -59,3 +59,8 @@ pub const OPTIMIZATION_RUNS: &str = "atlasmesh_optimization_runs_total";
 pub const OPTIMIZATION_ADOPTION_RATIO: &str = "atlasmesh_optimization_adoption_ratio";
 /// Time to execute an optimization run (load, solve, store).
 pub const OPTIMIZATION_SECONDS: &str = "atlasmesh_optimization_run_seconds";
+/// Capacity metrics computed by the engine (`POST /api/v1/fleet-analytics/capacity-metrics`),
+/// by `outcome` (`completed`, `failed`).
+pub const CAPACITY_METRICS: &str = "atlasmesh_capacity_metrics_total";
+/// Time to compute a capacity metric (load, forecast, store).
+pub const CAPACITY_SECONDS: &str = "atlasmesh_capacity_metric_seconds";
