@@ -203,6 +203,48 @@ REBALANCING = dict(
 )
 LAYOUT.append(REBALANCING)
 
+# Days of health and predictions, and the capacity hours ahead: the range reaches a day into the
+# future so the forecast zone-hours show.
+FLEET_HEALTH = dict(
+    file="atlasmesh-fleet-health.json",
+    uid="atlasmesh-fleet-health",
+    title="AtlasMesh fleet health and predictions",
+    time="now-7d",
+    time_to="now+1d",
+    variables=[
+        FLEET,
+        ("vehicle_id", "Vehicle", "fleet-health/var-vehicle_id.sql"),
+        ("zone_id", "Zone", "fleet-health/var-zone_id.sql"),
+    ],
+    panels=[
+        row("Fleet health"),
+        stat("Newest day: health scores, alarms", "fleet-health/kpis.sql", w=24),
+        ts("Fleet health score per day: median / p10 / min", "fleet-health/fleet-scores.sql"),
+        ts("Failure alarms per day", "fleet-health/alarms.sql", bars=True),
+        table("Worst vehicles (newest day)", "fleet-health/worst-vehicles.sql"),
+        row("Battery state of health"),
+        ts("State of health per vehicle (%)", "fleet-health/soh-per-vehicle.sql", unit="percent"),
+        ts("State of health of $vehicle_id with its 95 % band", "fleet-health/soh-vehicle.sql", unit="percent"),
+        table("Vehicles predicted to cross the state-of-health threshold", "fleet-health/soh-threshold.sql"),
+        row("Failure risk"),
+        ts("Failure risk per vehicle", "fleet-health/failure-risk.sql", unit="percentunit"),
+        table("Newest failure risk and alarm per vehicle", "fleet-health/risk-table.sql", w=12),
+        row("Capacity: vehicles available vs forecast demand"),
+        stat("Newest capacity metric", "fleet-health/capacity-kpis.sql", w=24),
+        ts("Zone $zone_id: available vs demand per hour", "fleet-health/capacity-zone.sql"),
+        ts("Shortfall per zone and hour", "fleet-health/shortfall.sql", bars=True, stack=True),
+        table("Zone-hours (largest shortfall first)", "fleet-health/capacity-hours.sql"),
+        dict(kind="prometheus", title="Capacity metrics computed per hour, by outcome", w=12, h=8, targets=[
+            ("sum by (outcome) (increase(atlasmesh_capacity_metrics_total[1h]))", "{{outcome}}"),
+        ]),
+        dict(kind="prometheus", title="Capacity metric computation time", w=12, h=8, unit="s", targets=[
+            ("histogram_quantile(0.5, sum by (le) (rate(atlasmesh_capacity_metric_seconds_bucket[15m])))", "p50"),
+            ("histogram_quantile(0.99, sum by (le) (rate(atlasmesh_capacity_metric_seconds_bucket[15m])))", "p99"),
+        ]),
+    ],
+)
+LAYOUT.append(FLEET_HEALTH)
+
 
 def read_sql(rel):
     with open(os.path.join(QUERIES, rel)) as f:
@@ -309,7 +351,7 @@ def render(d):
         "schemaVersion": 39,
         "version": 1,
         "editable": False,
-        "time": {"from": d["time"], "to": "now"},
+        "time": {"from": d["time"], "to": d.get("time_to", "now")},
         "refresh": "1m",
         "templating": {"list": [variable(*v) for v in d["variables"]]},
         "links": [{"type": "dashboards", "tags": ["atlasmesh"], "asDropdown": True, "title": "AtlasMesh",

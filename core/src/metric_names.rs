@@ -66,3 +66,8 @@ pub const HEALTH_SAMPLES_SKIPPED: &str = "atlasmesh_health_samples_skipped_total
 pub const HEALTH_DAYS_CLOSED: &str = "atlasmesh_health_days_closed_total";
 /// Health rows written, by table.
 pub const HEALTH_ROWS: &str = "atlasmesh_health_rows_total";
+/// Capacity metrics computed by the engine (`POST /api/v1/fleet-analytics/capacity-metrics`),
+/// by `outcome` (`completed`, `failed`).
+pub const CAPACITY_METRICS: &str = "atlasmesh_capacity_metrics_total";
+/// Time to compute a capacity metric (load, forecast, store).
+pub const CAPACITY_SECONDS: &str = "atlasmesh_capacity_metric_seconds";

@@ -20,8 +20,9 @@ use atlasmesh_core::config::ClickHouseConfig;
 use atlasmesh_sinks::clickhouse::{
     alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, client,
     datetime_secs, migrate, migration_statements, score_period_code, trend_direction_code,
-    AlertHistoryRow, ClickHouseSink, MissionWindowRow, PlanMoveRow, PoolUtilizationRow,
-    ScoreHistoryRow, TrendHistoryRow, ZoneDemandRow, ZoneForecastRow,
+    AlertHistoryRow, CapacityForecastRow, ClickHouseSink, FleetHealthRow, MissionWindowRow,
+    PlanMoveRow, PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow, VehicleHealthRow,
+    ZoneDemandRow, ZoneForecastRow,
 };
 use serde_json::Value;
 
@@ -370,6 +371,79 @@ async fn write_history_rows(sink: &ClickHouseSink, now_ms: i64) {
     }])
     .await
     .expect("write_plan_moves");
+    let day_ms = now_ms - now_ms.rem_euclid(86_400_000) - 86_400_000;
+    sink.write_vehicle_health(&[VehicleHealthRow {
+        fleet_id: "fleet-gq-sink".into(),
+        vehicle_id: "veh-sink".into(),
+        day_start: datetime_secs(day_ms),
+        day_ms,
+        version: 1,
+        samples: 1440,
+        distance_km: 140.0,
+        energy_kwh: 26.6,
+        kwh_per_km: Some(0.19),
+        fleet_median_kwh_per_km: Some(0.2),
+        observed_hours: 24.0,
+        operating_hours: 11.0,
+        busy_hours: 9.0,
+        maintenance_hours: 0.0,
+        faults: 1,
+        fault_minutes: 12.0,
+        precursors: 1,
+        failures: 0,
+        soh_pct: Some(93.5),
+        soh_stderr_pct: Some(0.6),
+        soh_segments: 4,
+        score: Some(72.0),
+        battery: Some(80.0),
+        reliability: Some(70.0),
+        efficiency: Some(75.0),
+        availability: Some(90.0),
+        failure_risk: Some(0.12),
+        failure_risk_low: Some(0.07),
+        failure_risk_high: Some(0.2),
+        failure_alarm: 0,
+        soh_per_month: Some(-0.4),
+        soh_per_1000_km: Some(-0.25),
+        soh_crosses_at_ms: Some(day_ms + 400 * 86_400_000),
+        days_to_soh_threshold: Some(400.0),
+        emitted_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_vehicle_health");
+    sink.write_fleet_health(&[FleetHealthRow {
+        fleet_id: "fleet-gq-sink".into(),
+        day_start: datetime_secs(day_ms),
+        day_ms,
+        version: 1,
+        vehicles: 1,
+        scored: 1,
+        min_score: Some(72.0),
+        p10_score: Some(72.0),
+        median_score: Some(72.0),
+        mean_score: Some(72.0),
+        worst_vehicles: vec!["veh-sink".into()],
+        worst_scores: vec![72.0],
+        alarms: 0,
+        emitted_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_fleet_health");
+    let hour_ms = now_ms - now_ms.rem_euclid(3_600_000);
+    sink.write_capacity_forecast(&[CapacityForecastRow {
+        fleet_id: "fleet-gq-sink".into(),
+        metric_id: "cap-sink".into(),
+        zone_id: "zone-sink".into(),
+        hour_start: datetime_secs(hour_ms),
+        hour_ms,
+        available: 3,
+        demand_mean: 4.5,
+        demand_planned: 7.0,
+        shortfall: 4.0,
+        created_at_ms: now_ms,
+    }])
+    .await
+    .expect("write_capacity_forecast");
 }
 
 #[tokio::test]
@@ -413,6 +487,9 @@ async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {
         ("alert_history", "fleet-gq-sink"),
         ("resource_pool_utilization", "fleet-gq-sink"),
         ("mission_window_metrics", "fleet-gq-sink"),
+        ("vehicle_health_daily", "fleet-gq-sink"),
+        ("fleet_health_daily", "fleet-gq-sink"),
+        ("capacity_forecast", "fleet-gq-sink"),
     ] {
         let out = fetch_json(
             ch,

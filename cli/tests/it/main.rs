@@ -9,6 +9,7 @@ mod reference;
 
 mod alerts;
 mod api_matrix;
+mod capacity;
 mod commands;
 mod communications;
 mod crash_recovery;

@@ -272,3 +272,82 @@ SELECT
     toUInt32(1 + number % 3) AS vehicles,
     toInt64(toUInt32(now())) * 1000 AS created_at_ms
 FROM numbers(16);
+
+-- Vehicle health days: the 10 UTC days up to today, every vehicle, each written twice (version
+-- 1, then the complete version 2 with other numbers: FINAL / argMax must pick version 2). The
+-- state of health declines ~0.05 %/day; vehicle 1 of each fleet has a failure alarm on the
+-- 3 newest days; every trajectory crosses the 80 % threshold between 200 and 500 days ahead.
+INSERT INTO vehicle_health_daily (fleet_id, vehicle_id, day_start, day_ms, version, samples, distance_km, energy_kwh, kwh_per_km, fleet_median_kwh_per_km, observed_hours, operating_hours, busy_hours, maintenance_hours, faults, fault_minutes, precursors, failures, soh_pct, soh_stderr_pct, soh_segments, score, battery, reliability, efficiency, availability, failure_risk, failure_risk_low, failure_risk_high, failure_alarm, soh_per_month, soh_per_1000_km, soh_crosses_at_ms, days_to_soh_threshold, emitted_at_ms)
+SELECT
+    concat('fleet-gq-', toString(intDiv(number % 8, 4) + 1)) AS fleet_id,
+    concat('veh-gq-', toString(intDiv(number % 8, 4) + 1), '-', toString(number % 4 + 1)) AS vehicle_id,
+    toDateTime(toUInt32(toStartOfDay(now())) - 86400 * (intDiv(number, 8) % 10)) AS day_start,
+    toInt64(toUInt32(day_start)) * 1000 AS day_ms,
+    toUInt32(intDiv(number, 80) + 1) AS version,
+    toUInt32(1440) AS samples,
+    120 + (number % 8) * 10 AS distance_km,
+    distance_km * (0.18 + (number % 4) * 0.01) AS energy_kwh,
+    energy_kwh / distance_km AS kwh_per_km,
+    0.195 AS fleet_median_kwh_per_km,
+    24.0 AS observed_hours,
+    10.0 + number % 4 AS operating_hours,
+    8.0 + number % 3 AS busy_hours,
+    if(number % 4 = 3, 2.0, 0.0) AS maintenance_hours,
+    toUInt32(number % 3) AS faults,
+    toFloat64(number % 3) * 12 AS fault_minutes,
+    toUInt32(number % 4 = 0) AS precursors,
+    toUInt32(0) AS failures,
+    97 - (number % 4) * 3 + (intDiv(number, 8) % 10) * 0.05 + intDiv(number, 80) * 0.2 AS soh_pct,
+    0.4 + (number % 4) * 0.1 AS soh_stderr_pct,
+    toUInt32(3 + number % 5) AS soh_segments,
+    50 + (number % 4) * 12 - (intDiv(number, 8) % 10) * 0.5 + intDiv(number, 80) * 3 AS score,
+    60 + (number % 4) * 10 AS battery,
+    70 + (number % 3) * 10 AS reliability,
+    65 + (number % 5) * 7 AS efficiency,
+    80 + (number % 2) * 10 AS availability,
+    if(number % 4 = 0, 0.3, 0.02 + (number % 4) * 0.01) + intDiv(number, 80) * 0.01 AS failure_risk,
+    failure_risk * 0.6 AS failure_risk_low,
+    least(failure_risk * 1.5, 1.0) AS failure_risk_high,
+    toUInt8(number % 4 = 0 AND intDiv(number, 8) % 10 < 3) AS failure_alarm,
+    -0.5 - (number % 4) * 0.2 AS soh_per_month,
+    -0.3 - (number % 4) * 0.1 AS soh_per_1000_km,
+    toInt64(toUInt32(day_start)) * 1000 + toInt64(200 + (number % 4) * 100) * 86400000 AS soh_crosses_at_ms,
+    toFloat64(200 + (number % 4) * 100) AS days_to_soh_threshold,
+    toInt64(toUInt32(now())) * 1000 AS emitted_at_ms
+FROM numbers(160);
+
+-- Fleet health days matching the vehicle days above (both fleets, 10 days, versions 1 and 2).
+INSERT INTO fleet_health_daily (fleet_id, day_start, day_ms, version, vehicles, scored, min_score, p10_score, median_score, mean_score, worst_vehicles, worst_scores, alarms, emitted_at_ms)
+SELECT
+    concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
+    toDateTime(toUInt32(toStartOfDay(now())) - 86400 * (intDiv(number, 2) % 10)) AS day_start,
+    toInt64(toUInt32(day_start)) * 1000 AS day_ms,
+    toUInt32(intDiv(number, 20) + 1) AS version,
+    toUInt32(4) AS vehicles,
+    toUInt32(3 + intDiv(number, 20)) AS scored,
+    50 - (intDiv(number, 2) % 10) * 0.5 + intDiv(number, 20) * 3 AS min_score,
+    min_score + 3.6 AS p10_score,
+    min_score + 18 AS median_score,
+    min_score + 17 AS mean_score,
+    [concat('veh-gq-', toString(number % 2 + 1), '-1'), concat('veh-gq-', toString(number % 2 + 1), '-2')] AS worst_vehicles,
+    [min_score, min_score + 12] AS worst_scores,
+    toUInt32(intDiv(number, 2) % 10 < 3) AS alarms,
+    toInt64(toUInt32(now())) * 1000 AS emitted_at_ms
+FROM numbers(40);
+
+-- Capacity: two metrics per fleet and zone, 12 hours each — one computed 14 hours ago (hours
+-- from 13 hours ago), a newer one 8 hours ago (hours from 7 hours ago, into the future) — so
+-- the newest metric of a zone-hour decides; the north is short of vehicles at the peak.
+INSERT INTO capacity_forecast (fleet_id, metric_id, zone_id, hour_start, hour_ms, available, demand_mean, demand_planned, shortfall, created_at_ms)
+SELECT
+    concat('fleet-gq-', toString(number % 2 + 1)) AS fleet_id,
+    concat('cap-gq-', toString(number % 2 + 1), '-', toString(intDiv(number, 48) + 1)) AS metric_id,
+    ['zone-gq-north', 'zone-gq-south'][intDiv(number, 2) % 2 + 1] AS zone_id,
+    toDateTime(intDiv(toUInt32(now()), 3600) * 3600 - 3600 * (13 - intDiv(number, 48) * 6) + 3600 * (intDiv(number, 4) % 12)) AS hour_start,
+    toInt64(toUInt32(hour_start)) * 1000 AS hour_ms,
+    toUInt32(if(zone_id = 'zone-gq-north', 6, 9) + intDiv(number, 48)) AS available,
+    toFloat64(4 + (intDiv(number, 4) % 12) % 5) * 1.5 AS demand_mean,
+    ceil(demand_mean * 1.3) AS demand_planned,
+    greatest(demand_planned - available, 0) AS shortfall,
+    toInt64(intDiv(toUInt32(now()), 3600) * 3600 - 3600 * (14 - intDiv(number, 48) * 6)) * 1000 AS created_at_ms
+FROM numbers(96);

@@ -14,10 +14,15 @@
 //! in ClickHouse `zone_demand_forecast`). Runs without `parameters.rebalance` stay records their clients manage
 //! by hand, as in the seed API.
 //!
+//! Capacity metrics (`analytics_capacity_metrics`, `POST /api/v1/fleet-analytics/capacity-metrics`)
+//! are executed in the same loop ([`capacity`]): the same zones, history and forecast, summed
+//! per zone and hour against the vehicles available now.
+//!
 //! A run is claimed with `FOR UPDATE SKIP LOCKED`, so several workers execute runs side by
 //! side without doing one twice; rows get ids derived from the run, so writing them again
 //! (after a crash between solve and commit) changes nothing.
 
+pub mod capacity;
 pub mod demand;
 pub mod model;
 
@@ -25,6 +30,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::domain::optimization::ZoneView;
+use atlasmesh_core::domain::validate::format_time;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::VehicleStatus;
 use atlasmesh_sinks::clickhouse::{datetime_secs, ClickHouseSink, PlanMoveRow, ZoneForecastRow};
@@ -96,11 +102,16 @@ async fn zones(pool: &PgPool, fleet: &str) -> Result<Vec<ZoneView>> {
         .collect()
 }
 
-/// Idle vehicles per zone id from the hot state.
-async fn live_idle(redis: &RedisSink, fleet: &str) -> Result<BTreeMap<String, u32>> {
+/// Vehicles per zone id from the hot state (each vehicle's newest sample, by its `zone_id`)
+/// whose status passes `keep`: idle ones for a run, available ones for a capacity metric.
+async fn live_per_zone(
+    redis: &RedisSink,
+    fleet: &str,
+    keep: fn(VehicleStatus) -> bool,
+) -> Result<BTreeMap<String, u32>> {
     let mut out = BTreeMap::new();
     for e in redis.fleet_latest(fleet).await? {
-        if e.status == VehicleStatus::Idle {
+        if keep(e.status) {
             if let Some(z) = e.zone_id {
                 *out.entry(z).or_insert(0) += 1;
             }
@@ -172,6 +183,33 @@ async fn zone_history(
     }))
 }
 
+/// Buckets in a day: the season of the zone demand forecasts.
+fn season(bucket_ms: i64) -> usize {
+    usize::try_from(86_400_000 / bucket_ms.max(1)).unwrap_or(1)
+}
+
+/// The zone demand history a forecast from `as_of` reads: the bucket containing `as_of` (the
+/// first one forecast) and the `history_days` before it. `Err`: the history could not be read
+/// (the failure text); `Ok(Err)`: there is none (why, for the caller's failure text).
+async fn demand_history(
+    pool: &PgPool,
+    fleet: &str,
+    zones: &[ZoneView],
+    (as_of, history_days, bucket_ms): (i64, u32, i64),
+) -> std::result::Result<std::result::Result<(i64, ZoneSeries), String>, String> {
+    let now_bucket = as_of.div_euclid(bucket_ms) * bucket_ms;
+    let from = now_bucket - i64::from(history_days) * 86_400_000;
+    let history = zone_history(pool, fleet, zones, (from, now_bucket, bucket_ms))
+        .await
+        .map_err(|e| format!("reading the zone demand history: {e}"))?;
+    Ok(history.map(|h| (now_bucket, h)).ok_or_else(|| {
+        format!(
+            "no zone demand in the {history_days} days before {} (mission requests with a zone)",
+            format_time(as_of)
+        )
+    }))
+}
+
 /// The zone demand history a forecast reads.
 struct ZoneSeries {
     requests: BTreeMap<String, Vec<f64>>,
@@ -205,22 +243,18 @@ async fn plan_demand(
         ));
     }
     let as_of = params.as_of_ms.unwrap_or(run.created_ms);
-    let now_bucket = as_of.div_euclid(bucket_ms) * bucket_ms;
-    let from = now_bucket - i64::from(params.history_days) * 86_400_000;
-    let history = zone_history(pool, &run.fleet_id, zones, (from, now_bucket, bucket_ms))
-        .await
-        .map_err(|e| format!("reading the zone demand history: {e}"))?
-        .ok_or_else(|| {
-            format!(
-                "no zone demand in the {} days before {as_of} (mission requests with a zone): give parameters.rebalance.demand",
-                params.history_days
-            )
-        })?;
-    let season = usize::try_from(86_400_000 / bucket_ms).unwrap_or(1);
+    let (now_bucket, history) = demand_history(
+        pool,
+        &run.fleet_id,
+        zones,
+        (as_of, params.history_days, bucket_ms),
+    )
+    .await?
+    .map_err(|none| format!("{none}: give parameters.rebalance.demand"))?;
     let forecasts = demand::forecast_zones(
         &history.requests,
         &history.arrivals,
-        season,
+        season(bucket_ms),
         params.horizon_periods,
         params.demand_quantile,
     );
@@ -277,7 +311,7 @@ async fn execute(
         let idle = if params.idle.is_some() {
             BTreeMap::new()
         } else {
-            live_idle(redis, &run.fleet_id)
+            live_per_zone(redis, &run.fleet_id, |s| s == VehicleStatus::Idle)
                 .await
                 .map_err(|e| format!("reading the idle vehicles: {e}"))?
         };
@@ -628,9 +662,10 @@ pub struct Cadence {
     pub zone_bucket_ms: i64,
 }
 
-/// Executes queued engine runs and follows approved plans, looking every `interval`, until
-/// `shutdown` turns true. A store that is down is retried at the next look; the claimed run
-/// stays `running` if the worker dies mid-solve (set it back to `queued` to run it again).
+/// Executes queued engine runs and capacity metrics ([`capacity`]) and follows approved plans,
+/// looking every `interval`, until `shutdown` turns true. A store that is down is retried at
+/// the next look; the claimed run stays `running` if the worker dies mid-solve (set it back to
+/// `queued` to run it again).
 pub async fn run(
     pool: PgPool,
     redis: RedisSink,
@@ -665,6 +700,9 @@ pub async fn run(
                 interval.max(Duration::from_secs(1))
             }
         };
+        let next = next.min(
+            capacity::step(&pool, &redis, &clickhouse, cadence.zone_bucket_ms, interval).await,
+        );
         tokio::select! {
             _ = tokio::time::sleep(next) => {}
             _ = crate::runner::requested(&mut shutdown) => return,
