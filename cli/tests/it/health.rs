@@ -5,8 +5,9 @@
 //! - the generator's truth (state of health within 1 percentage point),
 //! - the pure kernels run here over the same samples in a batch (`discharge_segments` +
 //!   `daily_soh`, `FaultDays`, `health_score`, `fleet_health`): the stream gives what the batch
-//!   gives,
-//! and a second worker run over the same topic (a reset pipeline) leaves the same numbers.
+//!   gives.
+//!
+//! A second worker run over the same topic (a reset pipeline) leaves the same numbers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,7 +25,6 @@ const DAYS: i64 = 6;
 
 #[derive(Debug, Deserialize)]
 struct VehicleDay {
-    fleet_id: String,
     vehicle_id: String,
     day_ms: i64,
     samples: u32,
@@ -62,7 +62,7 @@ async fn wait_health(env: &TestEnv, pg: &sqlx::PgPool, expected: i64) {
 
 async fn vehicle_days(env: &TestEnv) -> Vec<VehicleDay> {
     env.ch_rows(
-        "SELECT fleet_id, vehicle_id, day_ms, samples, soh_pct, soh_segments, faults, precursors,
+        "SELECT vehicle_id, day_ms, samples, soh_pct, soh_segments, faults, precursors,
                 failures, score, failure_risk
          FROM vehicle_health_daily FINAL ORDER BY fleet_id, vehicle_id, day_ms",
     )
