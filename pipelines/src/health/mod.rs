@@ -3,7 +3,7 @@
 //! efficiency and reliability, the battery's state of health, a health score, and the
 //! predictions made at the end of the day; per fleet and day the distribution of the scores.
 //!
-//! - **Fold** ([`state`], pure, checkpointed with the offsets): samples in `(ts, seq)` order
+//! - **Fold** (`state.rs`, pure, checkpointed with the offsets): samples in `(ts, seq)` order
 //!   per vehicle fill its open days ([`atlasmesh_core::analytics::vehicle_day`]: the window
 //!   kernel's definitions for a day-long window, discharge segments, precursor and failure
 //!   counts). A day closes for every vehicle of the partition once the partition's watermark
@@ -15,7 +15,7 @@
 //!   `health.soh_threshold_pct`, and the failure risk for the next `health.failure.horizon_days`
 //!   from the fault and precursor counts of the look-back (the built-in model, or
 //!   `health.failure_model_file`).
-//! - **Flush** ([`store`]): the closed vehicle-days are stored as facts
+//! - **Flush** (`store.rs`): the closed vehicle-days are stored as facts
 //!   (`health_vehicle_days`), the predictions and the state-of-health trend upserted (newest
 //!   per vehicle and kind, only forward); then every fleet-day they touched is recomputed from
 //!   the facts of all its vehicles (a fleet's vehicles are spread over the partitions): the
