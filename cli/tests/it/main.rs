@@ -13,6 +13,7 @@ mod commands;
 mod communications;
 mod crash_recovery;
 mod end_to_end;
+mod fleet_analytics;
 mod golden;
 mod operations;
 mod optimization_runs;
