@@ -8,6 +8,9 @@
 //!   — live values from Redis.
 //! - `GET /api/v1/fleet-performance/metrics[/{fleet_id}]` — window metrics from ClickHouse.
 //! - `GET /api/v1/fleets/{fleet_id}/report` — a fleet performance report (JSON or CSV).
+//! - `GET /api/v1/fleet-analytics/vehicles/{vehicle_id}/health`, `GET /api/v1/fleets/{fleet_id}/analytics-report`,
+//!   `GET /api/v1/fleet-analytics/reports/{id}/content` — fleet analytics beside its entities ([`analytics`]).
+//! - The generic resource routes of every domain entity ([`resources`]).
 //! - `GET /api/v1/whoami` — the authenticated caller (JWT bearer or API key, see [`auth`]).
 //! - `GET /api/v1/openapi.json` — the OpenAPI document of all of the above.
 //!
@@ -21,6 +24,7 @@
 #[macro_use]
 mod macros;
 
+pub mod analytics;
 pub mod auth;
 pub mod body;
 pub mod commands;
@@ -58,6 +62,18 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/fleets/{fleet_id}/report",
             get(reports::fleet_report),
+        )
+        .route(
+            "/api/v1/fleets/{fleet_id}/analytics-report",
+            get(analytics::fleet_analytics_report),
+        )
+        .route(
+            "/api/v1/fleet-analytics/vehicles/{vehicle_id}/health",
+            get(analytics::vehicle_health),
+        )
+        .route(
+            "/api/v1/fleet-analytics/reports/{id}/content",
+            get(analytics::report_content),
         )
         .route(
             "/api/v1/fleets/{fleet_id}/vehicles/{vehicle_id}/latest",

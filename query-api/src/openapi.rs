@@ -17,6 +17,9 @@ use crate::auth::openapi::SecuritySchemes;
         crate::window_metrics::list,
         crate::window_metrics::list_for_fleet,
         crate::reports::fleet_report,
+        crate::analytics::vehicle_health,
+        crate::analytics::fleet_analytics_report,
+        crate::analytics::report_content,
         crate::auth::whoami,
         crate::commands::get_command,
         document,
@@ -49,6 +52,20 @@ use crate::auth::openapi::SecuritySchemes;
         atlasmesh_core::analytics::report::ReportTrend,
         atlasmesh_core::analytics::report::AlertInput,
         atlasmesh_core::analytics::report::VehicleScore,
+        crate::analytics::VehicleHealth,
+        crate::analytics::HealthDay,
+        atlasmesh_core::analytics::health_report::FleetHealthReport,
+        atlasmesh_core::analytics::health_report::HealthReportSummary,
+        atlasmesh_core::analytics::health_report::DailyHealth,
+        atlasmesh_core::analytics::health_report::DailyBasis,
+        atlasmesh_core::analytics::health_report::WorstVehicle,
+        atlasmesh_core::analytics::health_report::PredictedFailure,
+        atlasmesh_core::analytics::health_report::BatteryReplacement,
+        atlasmesh_core::analytics::health_report::CapacityShortfall,
+        atlasmesh_core::analytics::health_report::ZoneShortfall,
+        atlasmesh_core::domain::analytics::HealthDistribution,
+        atlasmesh_core::domain::analytics::ScoredVehicle,
+        atlasmesh_core::domain::analytics::RowSource,
     )),
     tags(
         (name = "operations", description = "Health and Prometheus metrics"),
@@ -56,6 +73,7 @@ use crate::auth::openapi::SecuritySchemes;
         (name = "fleet-performance", description = "Closed window metrics (ClickHouse)"),
         (name = "auth", description = "The authenticated caller (JWT bearer or API key)"),
         (name = "commands", description = "The state of write requests (commands on fleet.commands.v1)"),
+        (name = "fleet-analytics", description = "Vehicle and fleet health, efficiency, predictions, capacity, trends and analytics reports"),
     )
 )]
 pub struct ApiDoc;

@@ -54,6 +54,50 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// `json` (the default) or `csv`; anything else is recorded as a bad `format` in `fields`.
+    pub fn parse(v: Option<&str>, fields: &mut BTreeMap<String, String>) -> Format {
+        match v {
+            None | Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some(_) => {
+                fields.insert("format".into(), "must be json or csv".into());
+                Format::Json
+            }
+        }
+    }
+
+    /// `body` as JSON, or its CSV rendering `csv` as an attachment named
+    /// `<name>-<fleet>-<from>-<to>.csv`.
+    pub(crate) fn respond<T: serde::Serialize>(
+        self,
+        body: &T,
+        csv: impl FnOnce(&T) -> String,
+        name: &str,
+        fleet_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Response {
+        match self {
+            Format::Json => Json(body).into_response(),
+            Format::Csv => {
+                let disposition = format!(
+                    "attachment; filename=\"{name}-{}-{from_ms}-{to_ms}.csv\"",
+                    sanitize(fleet_id)
+                );
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                        (header::CONTENT_DISPOSITION, disposition),
+                    ],
+                    csv(body),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
 /// A validated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRequest {
@@ -79,14 +123,7 @@ impl ReportRequest {
         };
         let to = instant("to", &q.to);
         let from = instant("from", &q.from);
-        let format = match q.format.as_deref() {
-            None | Some("json") => Format::Json,
-            Some("csv") => Format::Csv,
-            Some(_) => {
-                fields.insert("format".into(), "must be json or csv".into());
-                Format::Json
-            }
-        };
+        let format = Format::parse(q.format.as_deref(), &mut fields);
         if !fields.is_empty() {
             return Err(ApiError::invalid_fields(fields));
         }
@@ -119,7 +156,8 @@ counter_row!(VehicleRow { vehicle_id: String });
 
 const SUMS: &str = counter_sums!();
 
-async fn timed<T>(
+/// `fut`, or [`Error::Timeout`] naming `what` after [`QUERY_TIMEOUT`].
+pub(crate) async fn timed<T>(
     what: &'static str,
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -324,25 +362,14 @@ pub async fn fleet_report(
     let r = report::build(&input, &ReportSettings::from_config(perf));
     metrics::histogram!(atlasmesh_core::metric_names::REPORT_SECONDS)
         .record(started.elapsed().as_secs_f64());
-    Ok(match req.format {
-        Format::Json => Json(r).into_response(),
-        Format::Csv => {
-            let name = format!(
-                "attachment; filename=\"report-{}-{}-{}.csv\"",
-                sanitize(&fleet_id),
-                req.from_ms,
-                req.to_ms
-            );
-            (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                    (header::CONTENT_DISPOSITION, name),
-                ],
-                report::to_csv(&r),
-            )
-                .into_response()
-        }
-    })
+    Ok(req.format.respond(
+        &r,
+        report::to_csv,
+        "report",
+        &fleet_id,
+        req.from_ms,
+        req.to_ms,
+    ))
 }
 
 /// A fleet id safe inside a quoted header parameter.

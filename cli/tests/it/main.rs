@@ -14,6 +14,7 @@ mod commands;
 mod communications;
 mod crash_recovery;
 mod end_to_end;
+mod fleet_analytics;
 mod golden;
 mod health;
 mod health_alerts;

@@ -62,6 +62,34 @@ pub struct Reliability {
     pub maintenance_share: Option<f64>,
 }
 
+/// Fault rates over a distance and operating time; `None` where the denominator is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaultRates {
+    pub faults_per_1000_km: Option<f64>,
+    pub faults_per_operating_hour: Option<f64>,
+    pub fault_minutes_per_1000_km: Option<f64>,
+}
+
+/// `faults` (and `fault_minutes` of fault time) per 1,000 km of `distance_km` and per hour of
+/// `operating_hours`.
+pub fn fault_rates(
+    faults: f64,
+    fault_minutes: f64,
+    distance_km: f64,
+    operating_hours: f64,
+) -> FaultRates {
+    FaultRates {
+        faults_per_1000_km: per(faults * 1000.0, distance_km),
+        faults_per_operating_hour: per(faults, operating_hours),
+        fault_minutes_per_1000_km: per(fault_minutes * 1000.0, distance_km),
+    }
+}
+
+/// `x / d`, `None` unless `d > 0` and the quotient is finite.
+pub fn per(x: f64, d: f64) -> Option<f64> {
+    (d > 0.0).then(|| x / d).filter(|q| q.is_finite())
+}
+
 /// The reliability of a vehicle from its window counters over the period (summed).
 pub fn reliability(c: &Counters) -> Reliability {
     let km = c.distance_km();
@@ -69,14 +97,19 @@ pub fn reliability(c: &Counters) -> Reliability {
         .observed_ms
         .saturating_sub(c.offline_ms + c.maintenance_ms);
     let hours = operating_ms as f64 / 3_600_000.0;
-    let per = |x: f64, d: f64| (d > 0.0).then(|| x / d);
+    let rates = fault_rates(
+        c.fault_count as f64,
+        c.fault_ms as f64 / 60_000.0,
+        km,
+        hours,
+    );
     Reliability {
         faults: c.fault_count,
         distance_km: km,
         operating_hours: hours,
-        faults_per_1000_km: per(c.fault_count as f64 * 1000.0, km),
-        faults_per_operating_hour: per(c.fault_count as f64, hours),
-        fault_minutes_per_1000_km: per(c.fault_ms as f64 / 60_000.0 * 1000.0, km),
+        faults_per_1000_km: rates.faults_per_1000_km,
+        faults_per_operating_hour: rates.faults_per_operating_hour,
+        fault_minutes_per_1000_km: rates.fault_minutes_per_1000_km,
         maintenance_share: per(c.maintenance_ms as f64, c.observed_ms as f64),
     }
 }

@@ -469,7 +469,8 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn num(v: Option<f64>) -> String {
+/// A number in shortest round-trip form, empty for `null`.
+pub(crate) fn num(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
@@ -600,6 +601,11 @@ pub fn to_csv(r: &FleetReport) -> String {
             v.fault_count.to_string(),
         );
     }
+    long_csv(rows)
+}
+
+/// Long-form CSV of `rows`: header `section,item,field,value`, one value per line, CRLF.
+pub(crate) fn long_csv(rows: impl IntoIterator<Item = [String; 4]>) -> String {
     let mut out = String::from("section,item,field,value\r\n");
     for r in rows {
         let line: Vec<String> = r.iter().map(|f| csv_field(f)).collect();

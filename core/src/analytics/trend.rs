@@ -157,7 +157,9 @@ pub fn fit(points: &[(f64, f64)]) -> Result<Fit, TrendError> {
     })
 }
 
+/// Whether a metric's trend is good, neutral or bad for the fleet (not up or down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TrendDirection))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Improving,

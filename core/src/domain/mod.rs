@@ -7,6 +7,7 @@
 //! so adding an entity is its types, its table and one line in [`for_each_resource!`](crate::for_each_resource).
 
 pub mod alerting;
+pub mod analytics;
 pub mod coordination;
 pub mod missions;
 pub mod optimization;
@@ -302,6 +303,12 @@ macro_rules! for_each_resource {
             $crate::domain::missions::SafetyEvent,
             $crate::domain::alerting::AlertRuleResource,
             $crate::domain::alerting::AlertInstance,
+            $crate::domain::analytics::HealthScore,
+            $crate::domain::analytics::EfficiencyMetric,
+            $crate::domain::analytics::Prediction,
+            $crate::domain::analytics::CapacityMetric,
+            $crate::domain::analytics::AnalyticsTrend,
+            $crate::domain::analytics::AnalyticsReport,
         }
     };
 }

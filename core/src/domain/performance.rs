@@ -24,12 +24,6 @@ pub enum Severity {
     Critical,
 }
 
-fn period(c: &mut Check, start: &str, end: &str) {
-    let s = c.time("period_start", start);
-    let e = c.time("period_end", end);
-    c.before("period_end", s, e);
-}
-
 // ---------------------------------------------------------------- benchmarks
 
 /// A target value of a metric that scores are measured against.
@@ -181,7 +175,7 @@ impl Validate for ScoreCreate {
         c.id("fleet_id", &self.fleet_id);
         c.opt_id("vehicle_id", self.vehicle_id.as_deref());
         c.opt_id("benchmark_id", self.benchmark_id.as_deref());
-        period(&mut c, &self.period_start, &self.period_end);
+        c.period(&self.period_start, &self.period_end);
         for (name, v) in SCORE_WEIGHTS.iter().map(|(n, _)| *n).zip(self.components()) {
             c.range(name, v, 0.0, 100.0);
         }
@@ -274,7 +268,7 @@ impl Validate for PerformanceMetricCreate {
         c.id("metric", &self.metric);
         c.finite("value", self.value);
         c.opt_text("unit", self.unit.as_deref(), 32);
-        period(&mut c, &self.period_start, &self.period_end);
+        c.period(&self.period_start, &self.period_end);
         c.finish()
     }
 }
@@ -343,7 +337,7 @@ impl Validate for ReportCreate {
         let mut c = Check::new();
         c.id("fleet_id", &self.fleet_id);
         c.text("title", &self.title, 200);
-        period(&mut c, &self.period_start, &self.period_end);
+        c.period(&self.period_start, &self.period_end);
         c.finish()
     }
 }
@@ -511,7 +505,7 @@ impl Validate for TrendCreate {
         let mut c = Check::new();
         c.id("fleet_id", &self.fleet_id);
         c.id("metric", &self.metric);
-        period(&mut c, &self.period_start, &self.period_end);
+        c.period(&self.period_start, &self.period_end);
         if !(2..=1000).contains(&self.samples.len()) {
             c.fail("samples", "must hold 2 to 1000 values");
         } else if self.samples.iter().any(|v| !v.is_finite()) {

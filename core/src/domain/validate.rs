@@ -80,6 +80,27 @@ impl Check {
         }
     }
 
+    /// A finite number of at least `lo`.
+    pub fn at_least(&mut self, name: &str, v: f64, lo: f64) {
+        if !v.is_finite() {
+            self.fail(name, "must be a finite number");
+        } else if v < lo {
+            self.fail(name, format!("must be at least {lo}"));
+        }
+    }
+
+    pub fn opt_at_least(&mut self, name: &str, v: Option<f64>, lo: f64) {
+        if let Some(v) = v {
+            self.at_least(name, v, lo);
+        }
+    }
+
+    pub fn opt_finite(&mut self, name: &str, v: Option<f64>) {
+        if let Some(v) = v {
+            self.finite(name, v);
+        }
+    }
+
     /// Any finite number.
     pub fn finite(&mut self, name: &str, v: f64) {
         if !v.is_finite() {
@@ -125,6 +146,15 @@ impl Check {
                 self.fail(end_name, "must be after the start");
             }
         }
+    }
+
+    /// `period_start` and `period_end`, RFC 3339, the end after the start; returns both in epoch
+    /// milliseconds when valid.
+    pub fn period(&mut self, start: &str, end: &str) -> Option<(i64, i64)> {
+        let s = self.time("period_start", start);
+        let e = self.time("period_end", end);
+        self.before("period_end", s, e);
+        s.zip(e).filter(|(s, e)| e > s)
     }
 
     /// One of `allowed`.

@@ -3,6 +3,7 @@
 //! Every test uses the database `atlasmesh_store_it` (created and migrated on first use) and its
 //! own fleet ids, so tests run in parallel without seeing each other's rows.
 
+mod analytics;
 mod catalog;
 mod common;
 mod coordination;

@@ -10,6 +10,7 @@
 //! savepoint, so a hook may refuse after writing.
 
 mod alerting;
+mod analytics;
 mod coordination;
 mod missions;
 mod optimization;
