@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use atlasmesh_core::analytics::battery::{daily_soh, discharge_segments, BatterySample, SohParams};
 use atlasmesh_core::analytics::failure::{FailureParams, FaultDays};
 use atlasmesh_core::VehicleStatus;
+use atlasmesh_core::{Role, Scope};
 use atlasmesh_simulator::{BatteryModel, FailureModel, SimConfig, Simulator};
+use reqwest::Method;
 use serde::Deserialize;
+use serde_json::json;
 
+use crate::alerts::{call, eventually};
 use crate::common::{sigterm, TestEnv};
 
 const DAY_MS: i64 = 86_400_000;
@@ -251,8 +255,73 @@ async fn health_from_the_stream_matches_the_batch_and_the_truth() {
     .unwrap();
     assert!(declining >= 1);
 
-    // Reprocessing from the start gives the same numbers (higher versions). The worker has
-    // exited (its final checkpoint is seconds old, hence --force).
+    // The streamed rows through the API: a vehicle's health and its history, the fleet's
+    // analytics report (JSON and CSV).
+    let (mut api, base) = env.spawn_api(0).await;
+    let fleets: Vec<String> = {
+        let mut f: Vec<String> = events.iter().map(|e| e.fleet_id.clone()).collect();
+        f.sort();
+        f.dedup();
+        f
+    };
+    let op = env.token(
+        "op",
+        Role::Operator,
+        &Scope::fleets(fleets.iter().map(String::as_str)),
+    );
+    let http = reqwest::Client::new();
+    let v0 = got[0].vehicle_id.clone();
+    let (s, h) = call(
+        &http,
+        Method::GET,
+        format!("{base}/api/v1/fleet-analytics/vehicles/{v0}/health?days=366"),
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{h}");
+    let history = h["history"].as_array().unwrap();
+    assert_eq!(history.len(), DAYS as usize, "{h}");
+    let last = got
+        .iter()
+        .filter(|d| d.vehicle_id == v0)
+        .next_back()
+        .unwrap();
+    assert_eq!(history[DAYS as usize - 1]["score"].as_f64(), last.score);
+    assert_eq!(h["health_score"]["score"].as_f64(), last.score, "{h}");
+    let kinds: Vec<&str> = h["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"failure_risk"), "{h}");
+    let report = format!(
+        "{base}/api/v1/fleets/{}/analytics-report?from={start}&to={}",
+        fleets[0],
+        start + DAYS * DAY_MS
+    );
+    let (s, r) = call(&http, Method::GET, report.clone(), &op, None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["daily"].as_array().unwrap().len(), DAYS as usize, "{r}");
+    assert_eq!(r["summary"]["vehicles_scored"], 3, "{r}");
+    let csv = http
+        .get(format!("{report}&format=csv"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status().as_u16(), 200);
+    assert!(csv
+        .text()
+        .await
+        .unwrap()
+        .starts_with("section,item,field,value"));
+
+    // Reprocessing from the start gives the same numbers (higher versions), while the alert
+    // engine judges a rule on the streamed health scores (always true here: every vehicle's
+    // newest day fires it). The worker has exited (its final checkpoint is seconds old, hence
+    // --force).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlasmesh"))
         .args(["reset", "--pipeline", "health", "--force"])
         .envs(env.envs())
@@ -263,8 +332,43 @@ async fn health_from_the_stream_matches_the_batch_and_the_truth() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut worker = env.spawn_worker_args(1, &["--pipelines", "health"], &extra);
+    let mut worker = env.spawn_worker_args(
+        1,
+        &["--pipelines", "health,alerts,commands"],
+        &[extra[0], ("ATLASMESH_ALERTS__RULES_REFRESH_MS", "300")],
+    );
+    let rule = json!({"fleet_id": fleets[0], "scope": "vehicle", "metric": "vehicle_health_score",
+        "comparison": "lt", "threshold": 100.5, "severity": "info"});
+    let (s, v) = call(
+        &http,
+        Method::POST,
+        format!("{base}/api/v1/alerting/rules?wait=true"),
+        &op,
+        Some(rule),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let rule_id = v["entity_id"].as_str().unwrap().to_string();
     wait_health(&env, &pg, items.len() as i64).await;
+    let firing = eventually(
+        "the health rule firing for the fleet's 3 vehicles",
+        &env,
+        || {
+            let (pg, rule_id) = (pg.clone(), rule_id.clone());
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM alert_instances WHERE rule_id = $1 AND status = 'firing'",
+                )
+                .bind(&rule_id)
+                .fetch_one(&pg)
+                .await
+                .unwrap();
+                (n == 3).then_some(n)
+            }
+        },
+    )
+    .await;
+    assert_eq!(firing, 3);
     let started = Instant::now();
     loop {
         let v: i64 = sqlx::query_scalar("SELECT min(version) FROM health_day_versions")
@@ -278,6 +382,7 @@ async fn health_from_the_stream_matches_the_batch_and_the_truth() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     sigterm(&mut worker);
+    sigterm(&mut api);
     let again = vehicle_days(&env).await;
     assert_eq!(format!("{got:?}"), format!("{again:?}"));
 }
