@@ -479,6 +479,45 @@ pub(crate) async fn call(
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// The messages of the alert topic by (dedup key, seq), read until every one of `want` has
+/// arrived (at most 60 s). At-least-once: a repeat (a seq not above the key's last) is dropped,
+/// as a pager consumer does.
+pub(crate) async fn paged(
+    consumer: &rdkafka::consumer::StreamConsumer,
+    want: &BTreeSet<(String, i64)>,
+) -> BTreeMap<(String, i64), serde_json::Value> {
+    use rdkafka::message::{Headers, Message};
+    let mut seen: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
+    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    let started = Instant::now();
+    while !want.iter().all(|k| seen.contains_key(k)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "alert messages: got {:?}",
+            seen.keys().collect::<Vec<_>>()
+        );
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
+            continue;
+        };
+        let m = m.unwrap();
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        let seq: i64 = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
+            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+            .expect("seq header");
+        if last_seq.get(&key).is_some_and(|s| seq <= *s) {
+            continue;
+        }
+        last_seq.insert(key.clone(), seq);
+        seen.insert(
+            (key, seq),
+            serde_json::from_slice(m.payload().unwrap()).unwrap(),
+        );
+    }
+    seen
+}
+
 /// Polls `f` every 200 ms until it returns `Some`, for at most 60 s.
 pub(crate) async fn eventually<T, F, Fut>(what: &str, env: &TestEnv, mut f: F) -> T
 where
@@ -1008,29 +1047,7 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
     .iter()
     .map(|(k, s)| (k.to_string(), *s))
     .collect();
-    let mut seen: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
-    let started = Instant::now();
-    while !want_paged.iter().all(|k| seen.contains_key(k)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "alert messages: got {:?}",
-            seen.keys().collect::<Vec<_>>()
-        );
-        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
-            continue;
-        };
-        let m = m.unwrap();
-        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        let seq: i64 = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
-            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
-            .expect("seq header");
-        seen.insert(
-            (key, seq),
-            serde_json::from_slice(m.payload().unwrap()).unwrap(),
-        );
-    }
+    let seen = paged(&consumer, &want_paged).await;
     let got_paged: BTreeSet<(String, i64)> = seen.keys().cloned().collect();
     assert_eq!(
         got_paged, want_paged,

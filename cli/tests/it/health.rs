@@ -282,11 +282,7 @@ async fn health_from_the_stream_matches_the_batch_and_the_truth() {
     assert_eq!(s, 200, "{h}");
     let history = h["history"].as_array().unwrap();
     assert_eq!(history.len(), DAYS as usize, "{h}");
-    let last = got
-        .iter()
-        .filter(|d| d.vehicle_id == v0)
-        .next_back()
-        .unwrap();
+    let last = got.iter().rfind(|d| d.vehicle_id == v0).unwrap();
     assert_eq!(history[DAYS as usize - 1]["score"].as_f64(), last.score);
     assert_eq!(h["health_score"]["score"].as_f64(), last.score, "{h}");
     let kinds: Vec<&str> = h["predictions"]

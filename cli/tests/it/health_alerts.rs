@@ -6,15 +6,13 @@
 //! alerts,commands`), transitions read back from PostgreSQL, the alert topic and ClickHouse.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use atlasmesh_core::analytics::alert;
 use atlasmesh_core::{Role, Scope};
-use rdkafka::message::{Headers, Message};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::alerts::{call, eventually, transitions_of};
+use crate::alerts::{call, eventually, paged, transitions_of};
 use crate::common::{sigterm, TestEnv};
 
 const DAY: i64 = 86_400_000;
@@ -336,35 +334,7 @@ async fn health_score_and_failure_risk_rules_fire_and_resolve_on_the_daily_rows(
     ]
     .into_iter()
     .collect();
-    let mut seen: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
-    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
-    let started = Instant::now();
-    while !want.keys().all(|k| seen.contains_key(k)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "alert messages: got {:?}",
-            seen.keys().collect::<Vec<_>>()
-        );
-        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
-            continue;
-        };
-        let m = m.unwrap();
-        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        let seq: i64 = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "seq").and_then(|h| h.value))
-            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
-            .expect("seq header");
-        // At-least-once: a repeat is dropped by seq, as a pager consumer does.
-        if last_seq.get(&key).is_some_and(|s| seq <= *s) {
-            continue;
-        }
-        last_seq.insert(key.clone(), seq);
-        seen.insert(
-            (key, seq),
-            serde_json::from_slice(m.payload().unwrap()).unwrap(),
-        );
-    }
+    let seen = paged(&consumer, &want.keys().cloned().collect()).await;
     assert_eq!(
         seen.keys().cloned().collect::<BTreeSet<_>>(),
         want.keys().cloned().collect::<BTreeSet<_>>(),

@@ -210,12 +210,7 @@ pub async fn evaluate(sinks: &Sinks, rules: &RuleSet) -> Result<usize> {
         return Ok(0);
     }
     let mut tx = sinks.pool.begin().await?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
-    if !locked {
+    if !super::store::try_xact_lock(&mut tx, LOCK_KEY).await? {
         debug!(
             pipeline = NAME,
             "Another worker evaluates the vehicle health rules."

@@ -282,3 +282,14 @@ pub fn history_row(e: &Emitted) -> AlertHistoryRow {
     }
     .with_labels(r.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
+
+/// Takes the transaction-scoped advisory lock named `key` (released at commit or rollback);
+/// false when another worker's transaction holds it.
+pub(crate) async fn try_xact_lock(tx: &mut sqlx::PgConnection, key: &str) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .fetch_one(tx)
+            .await?,
+    )
+}
