@@ -18,6 +18,11 @@ pub const JWT_SECRET: &str = "integration-test-secret";
 /// The command signing keys of the test configs (the API signs, the worker verifies).
 pub const COMMAND_KEYS: &str = "it:integration-test-command-signing-key-0001";
 
+/// Extra API environment for a test whose `?wait=true` writes must end final even while the
+/// command worker is still starting (its consumer assignment on the local broker can take
+/// longer than the default `api.command_wait_ms` of 5 s).
+pub const PATIENT_API: [(&str, &str); 1] = [("ATLASMESH_API__COMMAND_WAIT_MS", "60000")];
+
 pub struct TestEnv {
     pub cfg: Config,
     pub log_dir: PathBuf,

@@ -25,7 +25,7 @@ use atlasmesh_core::{Role, Scope};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{sigterm, TestEnv};
+use crate::common::{sigterm, TestEnv, PATIENT_API};
 
 const FA: &str = "/api/v1/fleet-analytics";
 const DAY: i64 = 86_400_000;
@@ -69,7 +69,7 @@ fn close(v: &Value, want: f64) -> bool {
 async fn fleet_analytics_through_the_running_system() {
     let env = TestEnv::new("fanalytics");
     env.migrate();
-    let (mut api, base) = env.spawn_api(0).await;
+    let (mut api, base) = env.spawn_api_with(0, &PATIENT_API).await;
     let mut worker = env.spawn_worker_args(
         0,
         &["--pipelines", "commands"],

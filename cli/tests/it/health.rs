@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::alerts::{call, eventually};
-use crate::common::{sigterm, TestEnv};
+use crate::common::{sigterm, TestEnv, PATIENT_API};
 
 const DAY_MS: i64 = 86_400_000;
 const DAYS: i64 = 6;
@@ -257,7 +257,7 @@ async fn health_from_the_stream_matches_the_batch_and_the_truth() {
 
     // The streamed rows through the API: a vehicle's health and its history, the fleet's
     // analytics report (JSON and CSV).
-    let (mut api, base) = env.spawn_api(0).await;
+    let (mut api, base) = env.spawn_api_with(0, &PATIENT_API).await;
     let fleets: Vec<String> = {
         let mut f: Vec<String> = events.iter().map(|e| e.fleet_id.clone()).collect();
         f.sort();

@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::alerts::{call, eventually, paged, transitions_of};
-use crate::common::{sigterm, TestEnv};
+use crate::common::{sigterm, TestEnv, PATIENT_API};
 
 const DAY: i64 = 86_400_000;
 /// 2024-05-01T00:00:00Z: day 0.
@@ -116,7 +116,7 @@ async fn health_score_and_failure_risk_rules_fire_and_resolve_on_the_daily_rows(
     let env = TestEnv::new("healthalerts");
     env.migrate();
     let pg = env.pg().await;
-    let (mut api, base) = env.spawn_api(0).await;
+    let (mut api, base) = env.spawn_api_with(0, &PATIENT_API).await;
     let mut worker = env.spawn_worker_args(
         0,
         &["--pipelines", "alerts,commands"],
