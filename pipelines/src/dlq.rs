@@ -141,7 +141,7 @@ impl<T> Decoded<T> {
 
 /// Decodes the Avro record of `kind`'s topic in `msg`. An error means the schema registry is
 /// unreachable (retriable); a message that cannot be decoded is [`Decoded::DeadLetter`].
-pub async fn decode<T: serde::de::DeserializeOwned>(
+pub async fn decode<T: serde::de::DeserializeOwned + 'static>(
     codec: &Codec,
     msg: &InMessage,
     kind: SchemaKind,
@@ -175,7 +175,7 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
 
 /// Like [`decode`], and a record that decodes but `invalid` refuses is a dead letter with
 /// reason `invalid`.
-pub async fn decode_valid<T: serde::de::DeserializeOwned>(
+pub async fn decode_valid<T: serde::de::DeserializeOwned + 'static>(
     codec: &Codec,
     msg: &InMessage,
     kind: SchemaKind,
@@ -186,7 +186,7 @@ pub async fn decode_valid<T: serde::de::DeserializeOwned>(
 
 /// [`decode_valid`], with a dead letter pushed onto `dlq` (and `None` returned): the shape of
 /// every pipeline's `handle` for a topic of events.
-pub async fn decode_or_dead_letter<T: serde::de::DeserializeOwned>(
+pub async fn decode_or_dead_letter<T: serde::de::DeserializeOwned + 'static>(
     pipeline: &'static str,
     codec: &Codec,
     msg: &InMessage,

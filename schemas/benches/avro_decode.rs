@@ -7,7 +7,16 @@
 //!   fetched on the first call and cached by schema_registry_converter afterwards, so the
 //!   steady state measured here does no HTTP.
 //!
-//! Both loops run inside one tokio `block_on` per sample (`iter_custom`), so no per-message
+//! - `codec_generic_path`: the same `Codec`, through the generic path every telemetry message
+//!   took before the direct decoder (apache-avro `Value`, NUL check, `from_value`): reached by
+//!   asking `decode_record` for a transparent newtype of the event ([`Generic`]);
+//! - `prepared_direct` / `prepared_generic`: the two paths without the framing and cache
+//!   lookup (`PreparedSchema::decode_telemetry` / `decode_record`);
+//! - `apache_avro_read_deser`: apache-avro's direct serde reader
+//!   (`GenericDatumReader::read_deser`, no `Value`; it cannot resolve an evolved writer);
+//! - `serde_avro_fast`: `serde_avro_fast::from_datum_slice` against the writer schema.
+//!
+//! All loops run inside one tokio `block_on` per sample (`iter_custom`), so no per-message
 //! runtime entry cost is counted.
 //!
 //!   cargo bench -p atlasmesh-schemas --bench avro_decode
@@ -16,8 +25,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
-use atlasmesh_schemas::{Codec, SchemaKind};
+use atlasmesh_schemas::bounded::Limits;
+use atlasmesh_schemas::{Codec, PreparedSchema, SchemaKind};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// The event as a type other than `TelemetryEvent`: `Codec::decode_record` gives it the
+/// generic path, the one every telemetry message took before the direct decoder.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Generic(TelemetryEvent);
 
 fn event() -> TelemetryEvent {
     TelemetryEvent {
@@ -69,6 +85,26 @@ fn bench(c: &mut Criterion) {
         apache_avro::from_value::<TelemetryEvent>(&v).expect("from_value")
     };
     assert_eq!(plain(&bytes), ev);
+    let generic = rt
+        .block_on(codec.decode_record::<Generic>(&bytes, SchemaKind::Telemetry))
+        .expect("generic");
+    assert_eq!(generic.0, ev);
+    let prepared = PreparedSchema::new(schema.clone(), Some(SchemaKind::Telemetry)).expect("plan");
+    assert!(prepared.has_direct_telemetry());
+    let limits = Limits::default();
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .expect("reader");
+    let read_deser = |b: &[u8]| -> TelemetryEvent {
+        let mut datum = &b[5..];
+        reader.read_deser(&mut datum).expect("read_deser")
+    };
+    assert_eq!(read_deser(&bytes), ev);
+    let fast: serde_avro_fast::Schema = SchemaKind::Telemetry.schema().parse().expect("schema");
+    let fast_decode = |b: &[u8]| -> TelemetryEvent {
+        serde_avro_fast::from_datum_slice(&b[5..], &fast).expect("serde_avro_fast")
+    };
+    assert_eq!(fast_decode(&bytes), ev);
 
     let mut g = c.benchmark_group("avro_decode_telemetry");
     g.throughput(Throughput::Elements(1));
@@ -100,6 +136,42 @@ fn bench(c: &mut Criterion) {
                 start.elapsed()
             })
         })
+    });
+    g.bench_function("codec_generic_path", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(
+                        codec
+                            .decode_record::<Generic>(black_box(&bytes), SchemaKind::Telemetry)
+                            .await
+                            .expect("decode"),
+                    );
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("prepared_direct", |b| {
+        b.iter(|| {
+            prepared
+                .decode_telemetry(black_box(&bytes[5..]), limits)
+                .expect("direct")
+        })
+    });
+    g.bench_function("prepared_generic", |b| {
+        b.iter(|| {
+            prepared
+                .decode_record::<TelemetryEvent>(black_box(&bytes[5..]), limits)
+                .expect("generic")
+        })
+    });
+    g.bench_function("apache_avro_read_deser", |b| {
+        b.iter(|| read_deser(black_box(&bytes)))
+    });
+    g.bench_function("serde_avro_fast", |b| {
+        b.iter(|| fast_decode(black_box(&bytes)))
     });
     g.finish();
     server.abort();

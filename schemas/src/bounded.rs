@@ -49,28 +49,43 @@ pub fn check(
     bytes: &[u8],
     limits: Limits,
 ) -> Result<(), String> {
-    let mut w = Walk {
-        buf: bytes,
-        names,
-        values_left: limits.max_values,
-        max_depth: limits.max_depth,
-    };
+    let mut w = Walk::new(bytes, names, limits);
     w.datum(schema, None, 0)?;
-    if !w.buf.is_empty() {
-        return Err(format!("{} trailing bytes after the datum", w.buf.len()));
-    }
-    Ok(())
+    w.finish()
 }
 
-struct Walk<'b, 'n, 's> {
+/// The cursor of [`check`] over one datum: its primitives are also what the telemetry decoder
+/// ([`crate::telemetry`]) reads with, so both accept and refuse exactly the same bytes.
+pub(crate) struct Walk<'b, 'n, 's> {
     buf: &'b [u8],
     names: &'n Names<'s>,
     values_left: u64,
     max_depth: u32,
 }
 
-impl Walk<'_, '_, '_> {
-    fn take(&mut self, n: u64) -> Result<&[u8], String> {
+impl<'b> Walk<'b, '_, '_> {
+    pub(crate) fn new<'n, 's>(
+        buf: &'b [u8],
+        names: &'n Names<'s>,
+        limits: Limits,
+    ) -> Walk<'b, 'n, 's> {
+        Walk {
+            buf,
+            names,
+            values_left: limits.max_values,
+            max_depth: limits.max_depth,
+        }
+    }
+
+    /// Refuses bytes left over after the datum.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        if !self.buf.is_empty() {
+            return Err(format!("{} trailing bytes after the datum", self.buf.len()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take(&mut self, n: u64) -> Result<&'b [u8], String> {
         if n > self.buf.len() as u64 {
             return Err(format!("needs {n} bytes, {} remain", self.buf.len()));
         }
@@ -79,7 +94,7 @@ impl Walk<'_, '_, '_> {
         Ok(head)
     }
 
-    fn long(&mut self) -> Result<i64, String> {
+    pub(crate) fn long(&mut self) -> Result<i64, String> {
         let mut acc: u64 = 0;
         for i in 0..10 {
             let Some((&b, rest)) = self.buf.split_first() else {
@@ -97,12 +112,12 @@ impl Walk<'_, '_, '_> {
         Err("varint longer than 10 bytes".into())
     }
 
-    fn int(&mut self) -> Result<i32, String> {
+    pub(crate) fn int(&mut self) -> Result<i32, String> {
         let v = self.long()?;
         i32::try_from(v).map_err(|_| format!("int out of range: {v}"))
     }
 
-    fn count(&mut self, n: u64) -> Result<(), String> {
+    pub(crate) fn count(&mut self, n: u64) -> Result<(), String> {
         if n > self.values_left {
             return Err("more values than the configured limit (max_values)".into());
         }
@@ -120,12 +135,10 @@ impl Walk<'_, '_, '_> {
         self.take(n).map(|_| ())
     }
 
-    fn string(&mut self) -> Result<(), String> {
+    pub(crate) fn string(&mut self) -> Result<&'b str, String> {
         let n = self.length()?;
         let s = self.take(n)?;
-        std::str::from_utf8(s)
-            .map(|_| ())
-            .map_err(|e| format!("string is not UTF-8: {e}"))
+        std::str::from_utf8(s).map_err(|e| format!("string is not UTF-8: {e}"))
     }
 
     fn fixed(&mut self, size: usize) -> Result<(), String> {
@@ -133,7 +146,7 @@ impl Walk<'_, '_, '_> {
     }
 
     /// Walks the blocks of an array or map; `item` walks one item.
-    fn blocks(
+    pub(crate) fn blocks(
         &mut self,
         min_item_bytes: u64,
         mut item: impl FnMut(&mut Self) -> Result<(), String>,
@@ -164,7 +177,12 @@ impl Walk<'_, '_, '_> {
         }
     }
 
-    fn datum(&mut self, schema: &Schema, ns: NamespaceRef<'_>, depth: u32) -> Result<(), String> {
+    pub(crate) fn datum(
+        &mut self,
+        schema: &Schema,
+        ns: NamespaceRef<'_>,
+        depth: u32,
+    ) -> Result<(), String> {
         if depth > self.max_depth {
             return Err(format!(
                 "nested deeper than the configured limit ({})",
@@ -190,8 +208,8 @@ impl Walk<'_, '_, '_> {
             Schema::Float => self.fixed(4),
             Schema::Double => self.fixed(8),
             Schema::Bytes | Schema::BigDecimal => self.bytes(),
-            Schema::String => self.string(),
-            Schema::Uuid(UuidSchema::String) => self.string(),
+            Schema::String => self.string().map(|_| ()),
+            Schema::Uuid(UuidSchema::String) => self.string().map(|_| ()),
             Schema::Uuid(UuidSchema::Bytes) => self.bytes(),
             Schema::Uuid(UuidSchema::Fixed(f)) => self.fixed(f.size),
             Schema::Fixed(f) | Schema::Duration(f) => self.fixed(f.size),

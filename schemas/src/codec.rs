@@ -1,6 +1,7 @@
 // ouroboros' generated code for `Prepared` calls `mem::forget` (the workspace warns on it).
 #![allow(clippy::mem_forget)]
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,6 +20,7 @@ use schema_registry_converter::schema_registry_common::{
 use serde::Serialize;
 
 use crate::bounded::{Limits, Names};
+use crate::telemetry::{self, TelemetryPlan};
 use crate::SchemaKind;
 
 /// Why a message could not be decoded.
@@ -102,6 +104,8 @@ struct Prepared {
 struct Plan<'s> {
     names: Names<'s>,
     reader: GenericDatumReader<'s>,
+    /// The direct decoder into `TelemetryEvent`, for a telemetry writer it can resolve.
+    telemetry: Option<TelemetryPlan<'s>>,
 }
 
 type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchema, DecodeError>>>;
@@ -109,7 +113,10 @@ type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchem
 /// A writer schema ready to decode messages as a topic's record (or as itself): checked to
 /// resolve against the reader schema once, then every datum is walked within limits before it
 /// is decoded. Pure: what [`Codec`] does once it has the writer schema of a message.
-pub struct PreparedSchema(Prepared);
+pub struct PreparedSchema {
+    prepared: Prepared,
+    kind: Option<SchemaKind>,
+}
 
 impl PreparedSchema {
     /// Prepares `writer` to be read as `kind`'s record (`None`: as written). A writer schema
@@ -120,13 +127,16 @@ impl PreparedSchema {
 
     /// The full name of the writer's record, if it is a named type.
     pub fn writer_name(&self) -> Option<String> {
-        self.0.borrow_writer().name().map(|n| n.fullname(None))
+        self.prepared
+            .borrow_writer()
+            .name()
+            .map(|n| n.fullname(None))
     }
 
     /// Decodes one datum (the bytes after the Confluent header) within `limits` into its
     /// value, resolved to the reader schema.
     pub fn decode(&self, body: &[u8], limits: Limits) -> Result<Value, DecodeError> {
-        self.0.with(|p| {
+        self.prepared.with(|p| {
             crate::bounded::check(p.writer, &p.plan.names, body, limits)
                 .map_err(DecodeError::Undecodable)?;
             let mut rest = body;
@@ -136,6 +146,65 @@ impl PreparedSchema {
                 .map_err(|e| DecodeError::Undecodable(e.to_string()))
         })
     }
+
+    /// Decodes one datum into `T` the generic way: [`PreparedSchema::decode`] to a value,
+    /// refuse text with NUL (`nul_text`), then map the value to `T` with serde.
+    pub fn decode_record<T: serde::de::DeserializeOwned>(
+        &self,
+        body: &[u8],
+        limits: Limits,
+    ) -> Result<T, DecodeError> {
+        let value = self.decode(body, limits)?;
+        if let Some(field) = nul_text(&value) {
+            return Err(nul_refused(&field));
+        }
+        apache_avro::from_value::<T>(&value).map_err(|e| {
+            let kind = match self.kind {
+                Some(k) => format!("{k:?}"),
+                None => "the writer's record".into(),
+            };
+            DecodeError::Undecodable(format!("record does not map to {kind}: {e}"))
+        })
+    }
+
+    /// Decodes one datum into a telemetry event: straight from the bytes when this writer
+    /// schema was prepared for [`SchemaKind::Telemetry`] and the direct decoder resolves it
+    /// (a plan compiled once per writer schema), else as [`PreparedSchema::decode_record`] does. Both accept
+    /// and refuse the same datums with the same [`DecodeError`] kinds.
+    pub fn decode_telemetry(
+        &self,
+        body: &[u8],
+        limits: Limits,
+    ) -> Result<TelemetryEvent, DecodeError> {
+        let direct = self.prepared.with(|p| {
+            let plan = p.plan.telemetry.as_ref().filter(|t| t.fits(limits))?;
+            Some(
+                plan.decode(&p.plan.names, body, limits)
+                    .map_err(DecodeError::Undecodable),
+            )
+        });
+        match direct {
+            Some(Ok(ev)) => match telemetry::nul_field(&ev) {
+                Some(field) => Err(nul_refused(&field)),
+                None => Ok(ev),
+            },
+            Some(Err(e)) => Err(e),
+            None => self.decode_record(body, limits),
+        }
+    }
+
+    /// Whether [`PreparedSchema::decode_telemetry`] decodes straight from the bytes (for
+    /// tests and benchmarks that must know which path they measure).
+    pub fn has_direct_telemetry(&self) -> bool {
+        self.prepared.with(|p| p.plan.telemetry.is_some())
+    }
+}
+
+/// The refusal of a record whose text at `field` holds a NUL character.
+fn nul_refused(field: &str) -> DecodeError {
+    DecodeError::Invalid(format!(
+        "{field}: text contains a NUL character (U+0000), which cannot be stored"
+    ))
 }
 
 /// The bundled (reader) schema of each topic, parsed once.
@@ -173,6 +242,8 @@ fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, D
     // A writer equal to the reader (producers using the bundled schema: the common case) needs
     // no resolution pass over every value.
     let resolve_to = kind.map(reader_schema).filter(|r| **r != writer);
+    let telemetry_reader =
+        (kind == Some(SchemaKind::Telemetry)).then(|| reader_schema(SchemaKind::Telemetry));
     PreparedTryBuilder {
         writer,
         plan_builder: |w: &Schema| -> Result<Plan<'_>, DecodeError> {
@@ -181,11 +252,16 @@ fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, D
                 .maybe_reader_schema(resolve_to)
                 .build()
                 .map_err(|e| DecodeError::Undecodable(format!("writer schema: {e}")))?;
-            Ok(Plan { names, reader })
+            let telemetry = telemetry_reader.and_then(|r| TelemetryPlan::new(w, r));
+            Ok(Plan {
+                names,
+                reader,
+                telemetry,
+            })
         },
     }
     .try_build()
-    .map(PreparedSchema)
+    .map(|prepared| PreparedSchema { prepared, kind })
 }
 
 /// Encoder/decoder for Confluent-framed Avro, backed by a schema registry.
@@ -295,13 +371,13 @@ impl Codec {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Decodes a Confluent-framed Avro message, as `kind`'s record or (`None`) as its writer
-    /// schema says; returns the writer's record name and the value.
-    async fn decode_as(
+    /// The prepared writer schema of a Confluent-framed Avro message, to read it as `kind`'s
+    /// record or (`None`) as its writer schema says, and the datum after the header.
+    async fn framed<'b>(
         &self,
-        bytes: &[u8],
+        bytes: &'b [u8],
         kind: Option<SchemaKind>,
-    ) -> Result<(Arc<Result<PreparedSchema, DecodeError>>, Value), DecodeError> {
+    ) -> Result<(Arc<Result<PreparedSchema, DecodeError>>, &'b [u8]), DecodeError> {
         if bytes.len() > self.limits.max_message_bytes {
             return Err(DecodeError::Undecodable(format!(
                 "message of {} bytes exceeds the configured limit of {} (max_message_bytes)",
@@ -316,17 +392,18 @@ impl Codec {
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         let entry = self.prepared(id, kind).await?;
-        let value = match entry.as_ref() {
-            Ok(p) => p.decode(&bytes[5..], self.limits.datum)?,
-            Err(refused) => return Err(refused.clone()),
-        };
-        Ok((entry, value))
+        if let Err(refused) = entry.as_ref() {
+            return Err(refused.clone());
+        }
+        Ok((entry, &bytes[5..]))
     }
 
     /// Decodes a Confluent-framed Avro message into its generic value (as written), with the
     /// writer's record name.
     pub async fn decode_value(&self, bytes: &[u8]) -> Result<(Option<String>, Value), DecodeError> {
-        let (entry, value) = self.decode_as(bytes, None).await?;
+        let (entry, body) = self.framed(bytes, None).await?;
+        let prepared = entry.as_ref().as_ref().map_err(Clone::clone)?;
+        let value = prepared.decode(body, self.limits.datum)?;
         let name = entry
             .as_ref()
             .as_ref()
@@ -335,26 +412,33 @@ impl Codec {
         Ok((name, value))
     }
 
-    /// Decodes a telemetry event.
+    /// Decodes a telemetry event, straight from the bytes for the writer schemas the direct
+    /// decoder resolves ([`PreparedSchema::decode_telemetry`]).
     pub async fn decode_telemetry(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
-        self.decode_record(bytes, SchemaKind::Telemetry).await
+        let (entry, body) = self.framed(bytes, Some(SchemaKind::Telemetry)).await?;
+        let prepared = entry.as_ref().as_ref().map_err(Clone::clone)?;
+        prepared.decode_telemetry(body, self.limits.datum)
     }
 
     /// Decodes the record of `kind`'s topic into `T`: the writer schema is resolved to the
-    /// bundled reader schema of `kind`, and text no store can keep (NUL) is refused.
-    pub async fn decode_record<T: serde::de::DeserializeOwned>(
+    /// bundled reader schema of `kind`, and text no store can keep (NUL) is refused. A
+    /// `TelemetryEvent` of the telemetry topic takes [`Codec::decode_telemetry`]'s path.
+    pub async fn decode_record<T: serde::de::DeserializeOwned + 'static>(
         &self,
         bytes: &[u8],
         kind: SchemaKind,
     ) -> Result<T, DecodeError> {
-        let (_, value) = self.decode_as(bytes, Some(kind)).await?;
-        if let Some(field) = nul_text(&value) {
-            return Err(DecodeError::Invalid(format!(
-                "{field}: text contains a NUL character (U+0000), which cannot be stored"
-            )));
+        if kind == SchemaKind::Telemetry {
+            let mut out: Option<T> = None;
+            if let Some(slot) = (&mut out as &mut dyn Any).downcast_mut::<Option<TelemetryEvent>>()
+            {
+                *slot = Some(self.decode_telemetry(bytes).await?);
+                return Ok(out.expect("just decoded"));
+            }
         }
-        apache_avro::from_value::<T>(&value)
-            .map_err(|e| DecodeError::Undecodable(format!("record does not map to {kind:?}: {e}")))
+        let (entry, body) = self.framed(bytes, Some(kind)).await?;
+        let prepared = entry.as_ref().as_ref().map_err(Clone::clone)?;
+        prepared.decode_record(body, self.limits.datum)
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod bounded;
 mod codec;
 mod records;
+mod telemetry;
 
 pub use codec::{Codec, DecodeError, DecodeLimits, PreparedSchema};
 pub use records::{
