@@ -99,7 +99,10 @@ async fn scenario_matches_independent_reference_and_bad_input_reaches_the_dlq() 
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0;
     while seen < expected {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        // The first message also waits for the new consumer group to be joined (slow on a
+        // local broker holding a whole test run's topics).
+        let wait = Duration::from_secs(if seen == 0 { 180 } else { 30 });
+        let m = tokio::time::timeout(wait, consumer.recv())
             .await
             .expect("DLQ message")
             .unwrap();

@@ -532,8 +532,11 @@ async fn golden_scenario(arrival: Arrival) {
     // own (rule, fleet) pairs exactly as compute.py wrote them (plus the transition's `seq`).
     let consumer = env.consumer(&env.cfg.topics.alerts, "golden-pager");
     let mut on_topic: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for _ in 0..paged {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+    for i in 0..paged {
+        // The first message waits for the new consumer group to be joined, which a local broker
+        // holding the topics of a whole test run can take well over 30 s to answer.
+        let wait = Duration::from_secs(if i == 0 { 180 } else { 30 });
+        let m = tokio::time::timeout(wait, consumer.recv())
             .await
             .expect("an alert message")
             .unwrap();

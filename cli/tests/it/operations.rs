@@ -438,7 +438,10 @@ async fn mission_and_resource_metrics_are_exact_and_survive_a_replay() {
     let consumer = env.consumer(&env.cfg.topics.dlq, "dlq-check");
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        // The first message also waits for the new consumer group to be joined (slow on a
+        // local broker holding a whole test run's topics).
+        let wait = Duration::from_secs(if reasons.is_empty() { 180 } else { 30 });
+        let m = tokio::time::timeout(wait, consumer.recv())
             .await
             .expect("DLQ message")
             .unwrap();
