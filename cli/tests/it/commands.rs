@@ -363,8 +363,15 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
     };
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut worker =
-        env.spawn_worker_with(0, &[("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "300")]);
+    // Only the pipeline under test: every other pipeline's consumers would slow each restart.
+    let spawn = |n: usize| {
+        env.spawn_worker_args(
+            n,
+            &["--pipelines", "commands"],
+            &[("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "300")],
+        )
+    };
+    let mut worker = spawn(0);
     let mut kills = 0;
     let mut last = 0;
     for n in 1..=3 {
@@ -383,7 +390,7 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
         kills += 1;
         last = decided(pg.clone(), accepted.clone()).await;
         eprintln!("command kill test (seed {seed}): SIGKILL #{kills} at {progress}/{N} decided");
-        worker = env.spawn_worker_with(n, &[("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "300")]);
+        worker = spawn(n);
     }
     assert!(
         kills >= 2,
@@ -393,7 +400,7 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
     let started = Instant::now();
     while (decided(pg.clone(), accepted.clone()).await as usize) < N {
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(300),
             "not every command decided; logs in {}",
             env.log_dir.display()
         );
@@ -412,8 +419,9 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "commands topic not fully consumed"
+            started.elapsed() < Duration::from_secs(180),
+            "commands topic not fully consumed; logs in {}",
+            env.log_dir.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
