@@ -130,8 +130,11 @@ async fn run_outage(
     // The worker serves its own /health beside /metrics; both it and the API's must follow.
     let worker_port = atlasmesh_test_support::tansu_broker::free_port().unwrap();
     let worker_listen = format!("127.0.0.1:{worker_port}");
-    let mut worker = env.spawn_worker_with(
+    // The telemetry worker as deployed (deploy/k8s: its own Deployment, `--pipelines
+    // telemetry`): the recovery bound is its own, not that of every pipeline on two cores.
+    let mut worker = env.spawn_worker_args(
         0,
+        &["--pipelines", "telemetry"],
         &[
             ("ATLASMESH_RUNNER__METRICS_LISTEN", &worker_listen),
             (
