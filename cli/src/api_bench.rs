@@ -12,6 +12,11 @@
 //!    (by default lists and items of what phase 1 created); requests/s, p50/p99/max latency,
 //!    non-2xx and transport errors.
 //!
+//! With `--api-url` the bench reads from an API running elsewhere instead (reads only, no
+//! command phase), and with `--api-pid` reports that process's CPU time per request, read from
+//! `/proc`; `--read-rate` makes the reads open-loop at a fixed total rate, each latency counted
+//! from the request's scheduled time.
+//!
 //! Progress goes to stderr every 2 s; the summary is returned as JSON.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +42,35 @@ pub struct ApiBenchOptions {
     /// JSON body; `{i}` is replaced by the request number.
     pub command_body: String,
     pub timeout: Duration,
+    /// Read from this running API instead of one started in this process (reads only; the
+    /// token is signed with the configured `auth.hs256_secret`).
+    pub api_url: Option<String>,
+    /// The external API's process: its CPU time over the read phase is reported per request.
+    pub api_pid: Option<u32>,
+    /// Open loop: requests per second over all clients, each sent at its scheduled time and
+    /// its latency counted from then (queueing behind a slow server included). `None`: every
+    /// client sends its next request as soon as the previous one is answered.
+    pub read_rate: Option<f64>,
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unreadable /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        f.get(i - 3)
+            .context("short /proc stat")?
+            .parse::<u64>()
+            .context("unreadable /proc stat field")
+    };
+    // utime and stime (fields 14 and 15) in USER_HZ ticks, 100 per second on Linux.
+    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
 }
 
 /// The isolated configuration of one run.
@@ -81,6 +115,9 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_json::Value> {
+    if let Some(url) = opts.api_url.clone() {
+        return run_external(base, &url, opts).await;
+    }
     let ts = atlasmesh_core::clock::now_ms();
     let cfg = Arc::new(bench_config(base, ts));
     eprintln!(
@@ -143,6 +180,58 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     )
 }
 
+/// Reads only, against an API running elsewhere (`--api-url`), with its process CPU per
+/// request when `--api-pid` names it.
+async fn run_external(
+    base: &Config,
+    base_url: &str,
+    opts: ApiBenchOptions,
+) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        opts.commands == 0,
+        "--api-url measures reads only: pass --commands 0"
+    );
+    let secret = base
+        .auth
+        .hs256_secret
+        .clone()
+        .context("--api-url needs the API's auth.hs256_secret in this configuration")?;
+    let token = atlasmesh_query_api::auth::jwt::issue_hs256(
+        &secret,
+        "bench",
+        Role::Admin,
+        &Scope::all(),
+        Duration::from_secs(3600),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    // One request of each path first: the answers must be 2xx, or the run measures errors.
+    for path in &opts.read_paths {
+        let r = client
+            .get(format!("{base_url}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = r.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "GET {path} answered {status}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let cpu_before = opts.api_pid.map(process_cpu).transpose()?;
+    let mut reads = read_phase(&client, base_url, &token, &opts).await;
+    if let (Some(pid), Some(before)) = (opts.api_pid, cpu_before) {
+        let cpu = process_cpu(pid)?.saturating_sub(before);
+        let n = reads["requests"].as_u64().unwrap_or(0).max(1);
+        reads["api_cpu_seconds"] = json!(cpu.as_secs_f64());
+        reads["api_cpu_us_per_request"] = json!(cpu.as_secs_f64() * 1e6 / n as f64);
+    }
+    Ok(json!({ "reads": reads, "concurrency": opts.concurrency, "base_url": base_url }))
+}
+
 async fn read_phase(
     client: &reqwest::Client,
     base_url: &str,
@@ -159,13 +248,31 @@ async fn read_phase(
         let (client, tally, hist, paths) =
             (client.clone(), tally.clone(), hist.clone(), paths.clone());
         let (base_url, token) = (base_url.to_string(), token.to_string());
+        let rate = opts.read_rate;
+        let concurrency = opts.concurrency;
         tasks.push(tokio::spawn(async move {
             let mut local = histogram();
             let mut i = c;
+            let mut k = 0u64;
             while Instant::now() < deadline {
                 let url = format!("{base_url}{}", paths[i % paths.len()]);
                 i += 1;
-                let t = Instant::now();
+                let t = match rate {
+                    // Request k of client c is due at (k·concurrency + c) / rate.
+                    Some(rate) => {
+                        let due = started
+                            + Duration::from_secs_f64(
+                                (k * concurrency as u64 + c as u64) as f64 / rate,
+                            );
+                        k += 1;
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 match client.get(&url).bearer_auth(&token).send().await {
                     Ok(r) => {
                         let ok = r.status().is_success();
@@ -204,6 +311,7 @@ async fn read_phase(
     let non_2xx = tally.non_2xx.load(Ordering::Relaxed);
     json!({
         "paths": opts.read_paths,
+        "target_rate_per_s": opts.read_rate,
         "seconds": secs,
         "requests": ok + non_2xx,
         "requests_per_s": (ok + non_2xx) as f64 / secs,

@@ -109,6 +109,17 @@ struct BenchApiArgs {
     /// Give up waiting for commands to become final after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Read from this running API (e.g. `http://127.0.0.1:8080`) instead of one started in
+    /// this process; reads only (`--commands 0`).
+    #[arg(long)]
+    api_url: Option<String>,
+    /// Process id of the API at `--api-url`: its CPU time per request is reported.
+    #[arg(long, requires = "api_url")]
+    api_pid: Option<u32>,
+    /// Open loop: read requests per second over all clients, latency counted from each
+    /// request's scheduled time. Without it every client reads as fast as it is answered.
+    #[arg(long)]
+    read_rate: Option<f64>,
 }
 
 #[derive(Args)]
@@ -584,6 +595,9 @@ async fn main() -> anyhow::Result<()> {
                 command_path: b.command_path,
                 command_body: b.command_body,
                 timeout: std::time::Duration::from_secs(b.timeout_secs),
+                api_url: b.api_url,
+                api_pid: b.api_pid,
+                read_rate: b.read_rate.filter(|r| *r > 0.0),
             };
             let summary = atlasmesh::api_bench::run(&cfg, opts).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);

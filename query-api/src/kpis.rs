@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use atlasmesh_core::keys::{self, FleetPartialKpi};
+use atlasmesh_core::keys::{self, FleetPartialKpi, LiveSample};
 use atlasmesh_core::window::Counters;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use axum::extract::{Path, State};
@@ -61,94 +61,178 @@ struct LiveFields {
     status: VehicleStatus,
 }
 
-/// Aggregates the `fleet_vehicles` hash. Entries that do not parse are skipped (and logged).
-pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis {
-    let mut by_status = [0u64; VehicleStatus::ALL.len()];
-    let (mut n, mut energy, mut newest) = (0u64, 0f64, None::<i64>);
-    for (vehicle_id, json) in vehicles {
-        let ev: LiveFields = match serde_json::from_str(json) {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error = %e, "Skipping unreadable vehicle state.");
-                continue;
-            }
-        };
-        n += 1;
-        energy += ev.energy_pct;
-        if let Some(i) = VehicleStatus::ALL.iter().position(|s| *s == ev.status) {
-            by_status[i] += 1;
+/// The live KPIs summed one vehicle at a time.
+#[derive(Default)]
+struct LiveTally {
+    by_status: [u64; VehicleStatus::ALL.len()],
+    vehicles: u64,
+    energy: f64,
+    newest: Option<i64>,
+}
+
+impl LiveTally {
+    fn add(&mut self, s: LiveSample) {
+        self.vehicles += 1;
+        self.energy += s.energy_pct;
+        if let Some(i) = VehicleStatus::ALL.iter().position(|v| *v == s.status) {
+            self.by_status[i] += 1;
         }
-        newest = Some(newest.map_or(ev.ts_ms, |t| t.max(ev.ts_ms)));
+        self.newest = Some(self.newest.map_or(s.ts_ms, |t| t.max(s.ts_ms)));
     }
-    LiveKpis {
-        vehicles: n,
-        by_status: VehicleStatus::ALL
-            .iter()
-            .zip(by_status)
-            .map(|(s, c)| (s.as_str().to_string(), c))
-            .collect(),
-        mean_energy_pct: (n > 0).then(|| energy / n as f64),
-        newest_ts_ms: newest,
-        newest_ts: newest.map(format_instant),
+
+    fn finish(self) -> LiveKpis {
+        let n = self.vehicles;
+        LiveKpis {
+            vehicles: n,
+            by_status: VehicleStatus::ALL
+                .iter()
+                .zip(self.by_status)
+                .map(|(s, c)| (s.as_str().to_string(), c))
+                .collect(),
+            mean_energy_pct: (n > 0).then(|| self.energy / n as f64),
+            newest_ts_ms: self.newest,
+            newest_ts: self.newest.map(format_instant),
+        }
     }
 }
 
-/// Picks the newest window that every partition seen in the `fleet_windows` hash has
-/// reported — the minimum over partitions of each partition's newest readable window — and
-/// sums the partials of that window. The window is chosen from the field names; only the
-/// chosen window's partials are parsed (a fleet's hash holds 60 windows × partitions), and an
-/// unreadable one is left out and the choice made again. `None` when the hash holds no readable
-/// partial.
-pub fn complete_window(fleet_id: &str, windows: &HashMap<String, String>) -> Option<WindowKpis> {
-    let fields: Vec<(i64, i32, &String)> = windows
-        .iter()
-        .filter_map(|(field, json)| match keys::parse_fleet_window_field(field) {
-            Some((start, partition)) => Some((start, partition, json)),
-            None => {
-                tracing::warn!(fleet_id, field = %field, "Skipping unreadable fleet window field.");
-                None
-            }
-        })
-        .collect();
-    let mut unreadable: Vec<(i64, i32)> = Vec::new();
-    'choose: loop {
-        let mut newest_per_partition: BTreeMap<i32, i64> = BTreeMap::new();
-        for (start, partition, _) in &fields {
-            if unreadable.contains(&(*start, *partition)) {
-                continue;
-            }
-            let e = newest_per_partition.entry(*partition).or_insert(*start);
-            *e = (*e).max(*start);
-        }
-        let window = *newest_per_partition.values().min()?;
-        let mut sum = Counters::default();
-        let (mut n, mut end) = (0u64, window);
-        for (start, partition, json) in &fields {
-            if *start != window {
-                continue;
-            }
-            match serde_json::from_str::<FleetPartialKpi>(json) {
-                Ok(p) => {
-                    sum.add(&p.counters);
-                    n += 1;
-                    end = end.max(p.window_end_ms);
-                }
-                Err(e) => {
-                    tracing::warn!(fleet_id, window_start_ms = start, partition, error = %e, "Skipping unreadable fleet partial.");
-                    unreadable.push((*start, *partition));
-                    continue 'choose;
-                }
+/// Aggregates the `fleet_vehicles` hash (whole JSON events). Entries that do not parse are
+/// skipped (and logged).
+pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis {
+    let mut tally = LiveTally::default();
+    for (vehicle_id, json) in vehicles {
+        match serde_json::from_str::<LiveFields>(json) {
+            Ok(ev) => tally.add(LiveSample {
+                ts_ms: ev.ts_ms,
+                energy_pct: ev.energy_pct,
+                status: ev.status,
+            }),
+            Err(e) => {
+                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error = %e, "Skipping unreadable vehicle state.");
             }
         }
-        return Some(WindowKpis {
-            window_start: format_instant(window),
-            window_start_ms: window,
-            window_end_ms: end,
-            partitions: n,
-            counters: (&sum).into(),
-            derived: (&sum).into(),
-        });
     }
+    tally.finish()
+}
+
+/// Aggregates the compact `fleet_live` hash ([`LiveSample`] per vehicle): the same figures as
+/// [`live_kpis`] over the same samples. Entries that do not parse are skipped (and logged).
+pub fn live_kpis_compact(fleet_id: &str, live: &HashMap<String, String>) -> LiveKpis {
+    let mut tally = LiveTally::default();
+    for (vehicle_id, v) in live {
+        match LiveSample::parse(v) {
+            Some(s) => tally.add(s),
+            None => {
+                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, value = %v, "Skipping unreadable live sample.");
+            }
+        }
+    }
+    tally.finish()
+}
+
+/// The window a fleet's KPIs show: the newest window that every partition among `fields`
+/// (the `fleet_windows` field names, parsed) has reported — the minimum over partitions of each
+/// partition's newest window — leaving out the fields in `unreadable`. Returns the window and
+/// its fields (the partials to read and sum); `None` when no field is left.
+pub fn choose_window(
+    fields: &[(i64, i32)],
+    unreadable: &[(i64, i32)],
+) -> Option<(i64, Vec<(i64, i32)>)> {
+    let mut newest_per_partition: BTreeMap<i32, i64> = BTreeMap::new();
+    for f in fields {
+        if unreadable.contains(f) {
+            continue;
+        }
+        let (start, partition) = *f;
+        let e = newest_per_partition.entry(partition).or_insert(start);
+        *e = (*e).max(start);
+    }
+    let window = *newest_per_partition.values().min()?;
+    let chosen = fields
+        .iter()
+        .filter(|f| f.0 == window && !unreadable.contains(f))
+        .copied()
+        .collect();
+    Some((window, chosen))
+}
+
+/// The partials of one window summed.
+pub fn sum_window(window: i64, partials: &[FleetPartialKpi]) -> WindowKpis {
+    let mut sum = Counters::default();
+    let mut end = window;
+    for p in partials {
+        sum.add(&p.counters);
+        end = end.max(p.window_end_ms);
+    }
+    WindowKpis {
+        window_start: format_instant(window),
+        window_start_ms: window,
+        window_end_ms: end,
+        partitions: partials.len() as u64,
+        counters: (&sum).into(),
+        derived: (&sum).into(),
+    }
+}
+
+/// Parses the `fleet_windows` field names; unreadable ones are skipped (and logged).
+pub fn window_fields<'a>(
+    fleet_id: &str,
+    names: impl Iterator<Item = &'a String>,
+) -> Vec<(i64, i32)> {
+    names
+        .filter_map(|field| {
+            let parsed = keys::parse_fleet_window_field(field);
+            if parsed.is_none() {
+                tracing::warn!(fleet_id, field = %field, "Skipping unreadable fleet window field.");
+            }
+            parsed
+        })
+        .collect()
+}
+
+/// [`choose_window`] and [`sum_window`] over a whole `fleet_windows` hash in memory: an
+/// unreadable partial of the chosen window is left out and the choice made again. `None` when
+/// the hash holds no readable partial.
+pub fn complete_window(fleet_id: &str, windows: &HashMap<String, String>) -> Option<WindowKpis> {
+    let fields = window_fields(fleet_id, windows.keys());
+    let mut unreadable = Vec::new();
+    loop {
+        let (window, chosen) = choose_window(&fields, &unreadable)?;
+        let values = chosen
+            .iter()
+            .map(|(w, p)| windows.get(&keys::fleet_window_field(*w, *p)).cloned());
+        if let Some(partials) = read_partials(fleet_id, &chosen, values, &mut unreadable) {
+            return Some(sum_window(window, &partials));
+        }
+    }
+}
+
+/// Parses the partials of the chosen fields; `None` (with the bad ones added to `unreadable`)
+/// when one is missing or does not parse.
+pub fn read_partials(
+    fleet_id: &str,
+    chosen: &[(i64, i32)],
+    values: impl Iterator<Item = Option<String>>,
+    unreadable: &mut Vec<(i64, i32)>,
+) -> Option<Vec<FleetPartialKpi>> {
+    let mut partials = Vec::with_capacity(chosen.len());
+    let mut complete = true;
+    for (&(start, partition), v) in chosen.iter().zip(values) {
+        match v.as_deref().map(serde_json::from_str::<FleetPartialKpi>) {
+            Some(Ok(p)) => partials.push(p),
+            Some(Err(e)) => {
+                tracing::warn!(fleet_id, window_start_ms = start, partition, error = %e, "Skipping unreadable fleet partial.");
+                unreadable.push((start, partition));
+                complete = false;
+            }
+            // Pruned between the field list and the read.
+            None => {
+                unreadable.push((start, partition));
+                complete = false;
+            }
+        }
+    }
+    complete.then_some(partials)
 }
 
 async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -158,6 +242,10 @@ async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T>>) -> R
 }
 
 /// Live and last-complete-window KPIs of a fleet.
+///
+/// One round trip reads the vehicle count, the compact live hash and the window field names;
+/// a second reads only the chosen window's partials. The whole vehicles hash is read only when
+/// the live hash lacks vehicles (state written before it existed).
 #[utoipa::path(
     get,
     path = "/api/v1/fleets/{fleet_id}/kpis",
@@ -181,23 +269,55 @@ pub async fn fleet_kpis(
     caller.require(atlasmesh_core::Role::Viewer)?;
     caller.require_fleet(&fleet_id)?;
     let prefix = &state.config.redis.key_prefix;
-    let (vehicles, windows): (HashMap<String, String>, HashMap<String, String>) =
-        with_timeout(async {
-            let mut conn = state.redis.get().await?;
-            Ok(redis::pipe()
-                .hgetall(keys::fleet_vehicles(prefix, &fleet_id))
-                .hgetall(keys::fleet_windows(prefix, &fleet_id))
+    let vehicles_key = keys::fleet_vehicles(prefix, &fleet_id);
+    let windows_key = keys::fleet_windows(prefix, &fleet_id);
+    let (live, window) = with_timeout(async {
+        let mut conn = state.redis.get().await?;
+        let (n_vehicles, live, names): (usize, HashMap<String, String>, Vec<String>) =
+            redis::pipe()
+                .hlen(&vehicles_key)
+                .hgetall(keys::fleet_live(prefix, &fleet_id))
+                .hkeys(&windows_key)
                 .query_async(&mut conn)
-                .await?)
-        })
-        .await?;
-    if vehicles.is_empty() && windows.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no live data for fleet {fleet_id:?}"
-        )));
-    }
-    let live = live_kpis(&fleet_id, &vehicles);
-    let window = complete_window(&fleet_id, &windows);
+                .await?;
+        if n_vehicles == 0 && names.is_empty() {
+            return Ok(None);
+        }
+        let live = if live.len() >= n_vehicles {
+            live_kpis_compact(&fleet_id, &live)
+        } else {
+            let vehicles: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(&vehicles_key)
+                .query_async(&mut conn)
+                .await?;
+            live_kpis(&fleet_id, &vehicles)
+        };
+        let fields = window_fields(&fleet_id, names.iter());
+        let mut unreadable = Vec::new();
+        let window = loop {
+            let Some((window, chosen)) = choose_window(&fields, &unreadable) else {
+                break None;
+            };
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&windows_key)
+                .arg(
+                    chosen
+                        .iter()
+                        .map(|(w, p)| keys::fleet_window_field(*w, *p))
+                        .collect::<Vec<_>>(),
+                )
+                .query_async(&mut conn)
+                .await?;
+            if let Some(partials) =
+                read_partials(&fleet_id, &chosen, values.into_iter(), &mut unreadable)
+            {
+                break Some(sum_window(window, &partials));
+            }
+        };
+        Ok(Some((live, window)))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no live data for fleet {fleet_id:?}")))?;
     Ok(Json(FleetKpis {
         fleet_id,
         live,
@@ -352,5 +472,40 @@ mod tests {
         assert_eq!(w.derived.utilization, Some(0.375));
         assert_eq!(w.derived.kwh_per_km, None);
         assert!(complete_window("f", &HashMap::new()).is_none());
+    }
+
+    /// The compact live hash gives the same figures as the whole events.
+    #[test]
+    fn compact_live_equals_whole_events() {
+        let statuses = VehicleStatus::ALL;
+        let mut whole = HashMap::new();
+        let mut compact = HashMap::new();
+        for i in 0..500i64 {
+            let s = LiveSample {
+                ts_ms: 1_700_000_000_000 + i * 977 % 5_000,
+                energy_pct: (i as f64 * 0.37).sin().abs() * 100.0,
+                status: statuses[(i % 7) as usize],
+            };
+            let id = format!("v{i}");
+            whole.insert(
+                id.clone(),
+                serde_json::json!({"ts_ms": s.ts_ms, "energy_pct": s.energy_pct,
+                                   "status": s.status, "vehicle_id": id, "lat": 1.0})
+                .to_string(),
+            );
+            compact.insert(id, s.encode());
+        }
+        whole.insert("bad".into(), "{".into());
+        compact.insert("bad".into(), "1 x idle".into());
+        let (mut a, mut b) = (live_kpis("f", &whole), live_kpis_compact("f", &compact));
+        // The mean is summed in each map's own order: equal up to rounding.
+        let (ma, mb) = (
+            a.mean_energy_pct.take().unwrap(),
+            b.mean_energy_pct.take().unwrap(),
+        );
+        assert!((ma - mb).abs() < 1e-9, "{ma} vs {mb}");
+        assert_eq!(a, b);
+        assert_eq!(a.vehicles, 500);
+        assert_eq!(a.by_status["fault"], 71);
     }
 }

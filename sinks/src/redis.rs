@@ -119,6 +119,12 @@ impl RedisSink {
                 &e.vehicle_id,
                 json,
             )
+            .ignore()
+            .hset(
+                keys::fleet_live(&self.prefix, &e.fleet_id),
+                &e.vehicle_id,
+                keys::LiveSample::from(e).encode(),
+            )
             .ignore();
         }
         // Per fleet key: the newest window written decides what is too old to keep.

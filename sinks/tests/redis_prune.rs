@@ -82,3 +82,70 @@ async fn only_the_newest_windows_stay_whatever_closed_them() {
         .await
         .unwrap();
 }
+
+/// Each vehicle's newest sample goes to the whole-event hash and, as the fields the live KPIs
+/// read, to the compact live hash, in the same write.
+#[tokio::test]
+async fn latest_samples_go_to_both_hashes() {
+    use atlasmesh_core::{TelemetryEvent, VehicleStatus};
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "it:live:{}:{}",
+        std::process::id(),
+        atlasmesh_core::clock::now_ms()
+    );
+    let sink = RedisSink::connect(&url, &prefix).await.unwrap();
+    let mut b = RedisBatch {
+        window_ms: W,
+        ..RedisBatch::default()
+    };
+    for (i, status) in VehicleStatus::ALL.into_iter().enumerate() {
+        let e = TelemetryEvent {
+            event_id: format!("e{i}"),
+            fleet_id: "f".into(),
+            vehicle_id: format!("v{i}"),
+            ts_ms: 1_717_200_000_000 + i as i64,
+            seq: 1,
+            lat: 0.0,
+            lon: 0.0,
+            speed_kph: 0.0,
+            odometer_km: 0.0,
+            energy_pct: 100.0 / (i as f64 + 3.0),
+            energy_used_kwh: 0.0,
+            status,
+            mission_id: None,
+            zone_id: None,
+            payload_kg: 0.0,
+            fault_codes: vec![],
+        };
+        b.latest.insert(e.vehicle_id.clone(), e);
+    }
+    sink.write(&b).await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let live: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys::fleet_live(&prefix, "f"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let whole: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys::fleet_vehicles(&prefix, "f"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(live.len(), VehicleStatus::ALL.len());
+    for (id, e) in &b.latest {
+        assert_eq!(
+            keys::LiveSample::parse(&live[id]),
+            Some(keys::LiveSample::from(e))
+        );
+        let back: TelemetryEvent = serde_json::from_str(&whole[id]).unwrap();
+        assert_eq!(&back, e);
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(keys::fleet_live(&prefix, "f"))
+        .arg(keys::fleet_vehicles(&prefix, "f"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}

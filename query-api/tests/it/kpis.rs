@@ -178,6 +178,57 @@ async fn fleet_kpis_from_redis_hashes() {
     r.cleanup().await;
 }
 
+/// The live KPIs come from the compact live hash when it holds every vehicle, and from the
+/// whole events when it lacks some (state written before the live hash existed).
+#[tokio::test]
+async fn live_kpis_read_the_compact_hash_when_it_holds_every_vehicle() {
+    let prefix = unique("kpilive");
+    let st = state(&config("unused", &prefix)).await;
+    let mut r = Redis::connect().await;
+    let vk = keys::fleet_vehicles(&prefix, "f4");
+    let lk = keys::fleet_live(&prefix, "f4");
+    for ev in [
+        event("f4", "v1", W1, VehicleStatus::Idle, 10.0),
+        event("f4", "v2", W1, VehicleStatus::Idle, 20.0),
+    ] {
+        r.hset(&vk, &ev.vehicle_id, &serde_json::to_string(&ev).unwrap())
+            .await;
+    }
+    // Only v1 in the live hash: the whole events are read.
+    let v1 = keys::LiveSample {
+        ts_ms: W1 + 7,
+        energy_pct: 50.5,
+        status: VehicleStatus::Charging,
+    };
+    r.hset(&lk, "v1", &v1.encode()).await;
+    let (s, b) = get(&st, "/api/v1/fleets/f4/kpis").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["live"]["by_status"]["idle"], 2);
+    assert_eq!(b["live"]["mean_energy_pct"], 15.0);
+    // Both there: the compact values are the ones read.
+    let v2 = keys::LiveSample {
+        ts_ms: W1 + 9,
+        energy_pct: 30.5,
+        status: VehicleStatus::Fault,
+    };
+    r.hset(&lk, "v2", &v2.encode()).await;
+    let (s, b) = get(&st, "/api/v1/fleets/f4/kpis").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["live"],
+        json!({
+            "vehicles": 2,
+            "by_status": {"offline": 0, "idle": 0, "en_route": 0, "on_mission": 0,
+                          "charging": 1, "maintenance": 0, "fault": 1},
+            "mean_energy_pct": 40.5,
+            "newest_ts_ms": W1 + 9,
+            "newest_ts": "2023-11-14T22:15:00.009Z"
+        })
+    );
+    assert_eq!(b["window"], Value::Null);
+    r.cleanup().await;
+}
+
 #[tokio::test]
 async fn fleet_with_only_vehicles_has_null_window_and_unknown_fleet_is_404() {
     let prefix = unique("kpi2");
