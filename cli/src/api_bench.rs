@@ -155,18 +155,12 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
             let _ = rx.wait_for(|s| *s).await;
         })
     });
-    let secret = cfg.auth.hs256_secret.clone().expect("set by bench_config");
-    let token = atlasmesh_query_api::auth::jwt::issue_hs256(
-        &secret,
-        "bench",
-        Role::Admin,
-        &Scope::all(),
-        Duration::from_secs(3600),
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.concurrency * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let secret = cfg
+        .auth
+        .hs256_secret
+        .as_deref()
+        .expect("set by bench_config");
+    let (client, token) = bench_client(secret, opts.concurrency)?;
 
     // Commands first: the read phase then reads what they created.
     let commands = command_phase(&client, &base_url, &token, &opts, &state.postgres).await?;
@@ -178,6 +172,22 @@ pub async fn run(base: &Config, opts: ApiBenchOptions) -> anyhow::Result<serde_j
     Ok(
         json!({ "reads": reads, "commands": commands, "concurrency": opts.concurrency, "base_url": base_url }),
     )
+}
+
+/// The HTTP client of `concurrency` bench clients and an admin token signed with `secret`.
+fn bench_client(secret: &str, concurrency: usize) -> anyhow::Result<(reqwest::Client, String)> {
+    let token = atlasmesh_query_api::auth::jwt::issue_hs256(
+        secret,
+        "bench",
+        Role::Admin,
+        &Scope::all(),
+        Duration::from_secs(3600),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    Ok((client, token))
 }
 
 /// Reads only, against an API running elsewhere (`--api-url`), with its process CPU per
@@ -194,19 +204,9 @@ async fn run_external(
     let secret = base
         .auth
         .hs256_secret
-        .clone()
+        .as_deref()
         .context("--api-url needs the API's auth.hs256_secret in this configuration")?;
-    let token = atlasmesh_query_api::auth::jwt::issue_hs256(
-        &secret,
-        "bench",
-        Role::Admin,
-        &Scope::all(),
-        Duration::from_secs(3600),
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.concurrency * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let (client, token) = bench_client(secret, opts.concurrency)?;
     // One request of each path first: the answers must be 2xx, or the run measures errors.
     for path in &opts.read_paths {
         let r = client

@@ -9,6 +9,9 @@
 //!   [`FleetPartialKpi`], the newest version of each recent closed fleet partial. Readers sum
 //!   the partials of a window; the pipeline keeps the newest [`KPI_WINDOWS_KEPT`] windows of a
 //!   fleet and deletes every older field, whichever path closed the window.
+//! - `<prefix>:fleet:<fleet_id>:window-index` — ZSET source partition → newest window start
+//!   among the fleet's kept partials (`ZADD GT`, pruned with them), so a reader finds the
+//!   window every partition has reported without listing the windows hash.
 //! - `<prefix>:hot-state:telemetry:<partition>` — set once the two above hold everything of
 //!   that telemetry partition; when it is missing (Redis restarted empty, or is new) the
 //!   pipeline re-publishes the partition's hot state from ClickHouse.
@@ -30,6 +33,10 @@ pub fn fleet_live(prefix: &str, fleet_id: &str) -> String {
 
 pub fn fleet_windows(prefix: &str, fleet_id: &str) -> String {
     format!("{prefix}:fleet:{fleet_id}:windows")
+}
+
+pub fn fleet_window_index(prefix: &str, fleet_id: &str) -> String {
+    format!("{prefix}:fleet:{fleet_id}:window-index")
 }
 
 /// Present while Redis holds the hot state of telemetry partition `partition`; the telemetry

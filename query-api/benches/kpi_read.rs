@@ -1,9 +1,10 @@
 //! CPU of one `GET /api/v1/fleets/{id}/kpis` read past the network: decoding the Redis
 //! replies (RESP bytes, as the redis client parses them) and computing the live and window
 //! KPIs — the read before issue 12 item 5 (HGETALL of the whole vehicles and windows hashes,
-//! every value parsed as it arrives) beside the read now (HLEN + HGETALL of the compact live
-//! hash + HKEYS of the windows, then HMGET of the chosen window's partials), side by side in
-//! one run on the same fleet state.
+//! every value parsed as it arrives), the scan (HGETALL of the compact live hash + HKEYS of the
+//! windows, then HMGET of the chosen window's partials; the path for state without a window
+//! index) and the read now (the compact live hash + the window index, then HMGET), side by side
+//! in one run on the same fleet state.
 //!
 //! Fleet state: 4 telemetry partitions × the 60 windows kept, and 20 (the local stack's
 //! default) or 1,000 vehicles, each value as the pipeline writes it.
@@ -126,9 +127,9 @@ fn read_before(reply: &[u8]) -> kpis::FleetKpis {
     }
 }
 
-/// Now: HLEN + HGETALL live + HKEYS windows, then HMGET of the chosen fields (the second
-/// reply is built once, as Redis would answer it).
-fn read_now(first: &[u8], second: &[u8]) -> kpis::FleetKpis {
+/// Scan: HLEN + HGETALL live + HKEYS windows, then HMGET of the chosen fields (the path for
+/// state without a window index; the second reply is built once, as Redis would answer it).
+fn read_scan(first: &[u8], second: &[u8]) -> kpis::FleetKpis {
     let v = redis::parse_redis_value(first).unwrap();
     let (n, live, names): (usize, HashMap<String, String>, Vec<String>) =
         redis::from_redis_value(&v).unwrap();
@@ -148,6 +149,26 @@ fn read_now(first: &[u8], second: &[u8]) -> kpis::FleetKpis {
     }
 }
 
+/// Now: HLEN + HGETALL live + HLEN windows + ZRANGE of the window index, then HMGET of the
+/// window's partial of each indexed partition.
+fn read_now(first: &[u8], second: &[u8]) -> kpis::FleetKpis {
+    let v = redis::parse_redis_value(first).unwrap();
+    type First = (usize, HashMap<String, String>, usize, Vec<(i32, f64)>);
+    let (n, live, n_windows, index): First = redis::from_redis_value(&v).unwrap();
+    assert!(live.len() >= n && n_windows > 0);
+    let live = kpis::live_kpis_compact("fleet-001", &live);
+    let ws = index.iter().map(|(_, w)| *w as i64).min().unwrap();
+    let chosen: Vec<(i64, i32)> = index.iter().map(|(p, _)| (ws, *p)).collect();
+    let v = redis::parse_redis_value(second).unwrap();
+    let values: Vec<Option<String>> = redis::from_redis_value(&v).unwrap();
+    let partials = kpis::indexed_partials("fleet-001", &chosen, values).unwrap();
+    kpis::FleetKpis {
+        fleet_id: "fleet-001".into(),
+        live,
+        window: Some(kpis::sum_window(ws, &partials)),
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("kpi_read");
     for n in [20usize, 1_000] {
@@ -155,11 +176,11 @@ fn bench(c: &mut Criterion) {
         let mut before = b"*2\r\n".to_vec();
         hash(&mut before, &f.vehicles);
         hash(&mut before, &f.windows);
-        let mut first = b"*3\r\n".to_vec();
-        first.extend_from_slice(format!(":{}\r\n", f.vehicles.len()).as_bytes());
-        hash(&mut first, &f.live);
+        let mut scan = b"*3\r\n".to_vec();
+        scan.extend_from_slice(format!(":{}\r\n", f.vehicles.len()).as_bytes());
+        hash(&mut scan, &f.live);
         array(
-            &mut first,
+            &mut scan,
             f.windows
                 .iter()
                 .map(|(k, _)| k)
@@ -175,7 +196,16 @@ fn bench(c: &mut Criterion) {
             .collect();
         let mut second = Vec::new();
         array(&mut second, chosen.iter());
+        let mut first = b"*4\r\n".to_vec();
+        first.extend_from_slice(format!(":{}\r\n", f.vehicles.len()).as_bytes());
+        hash(&mut first, &f.live);
+        first.extend_from_slice(format!(":{}\r\n", f.windows.len()).as_bytes());
+        let index: Vec<String> = (0..PARTITIONS)
+            .flat_map(|p| [p.to_string(), newest.to_string()])
+            .collect();
+        array(&mut first, index.iter());
         // Both reads give the same answer (the mean up to summation order).
+        assert_eq!(read_scan(&scan, &second), read_now(&first, &second));
         let (mut a, mut b) = (read_before(&before), read_now(&first, &second));
         let (ma, mb) = (
             a.live.mean_energy_pct.take().unwrap(),
@@ -185,14 +215,21 @@ fn bench(c: &mut Criterion) {
         assert_eq!(a, b);
         assert_eq!(b.window.as_ref().unwrap().window_start_ms, newest);
         eprintln!(
-            "kpi_read {n} vehicles: reply bytes before {} / now {} + {}",
+            "kpi_read {n} vehicles: reply bytes before {} / scan {} + {} / now {} + {}",
             before.len(),
+            scan.len(),
+            second.len(),
             first.len(),
             second.len()
         );
         g.bench_with_input(BenchmarkId::new("before", n), &before, |bch, r| {
             bch.iter(|| black_box(read_before(black_box(r))))
         });
+        g.bench_with_input(
+            BenchmarkId::new("scan", n),
+            &(scan, second.clone()),
+            |bch, (a, b)| bch.iter(|| black_box(read_scan(black_box(a), black_box(b)))),
+        );
         g.bench_with_input(
             BenchmarkId::new("now", n),
             &(first, second),

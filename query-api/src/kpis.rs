@@ -243,9 +243,10 @@ async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T>>) -> R
 
 /// Live and last-complete-window KPIs of a fleet.
 ///
-/// One round trip reads the vehicle count, the compact live hash and the window field names;
-/// a second reads only the chosen window's partials. The whole vehicles hash is read only when
-/// the live hash lacks vehicles (state written before it existed).
+/// One round trip reads the vehicle count, the compact live hash and the window index; a second
+/// reads only the chosen window's partials. The whole vehicles hash is read only when the live
+/// hash lacks vehicles, and the window field names only when the index is missing or a partial
+/// it points at is unreadable (state written before they existed, or damaged).
 #[utoipa::path(
     get,
     path = "/api/v1/fleets/{fleet_id}/kpis",
@@ -273,14 +274,15 @@ pub async fn fleet_kpis(
     let windows_key = keys::fleet_windows(prefix, &fleet_id);
     let (live, window) = with_timeout(async {
         let mut conn = state.redis.get().await?;
-        let (n_vehicles, live, names): (usize, HashMap<String, String>, Vec<String>) =
-            redis::pipe()
-                .hlen(&vehicles_key)
-                .hgetall(keys::fleet_live(prefix, &fleet_id))
-                .hkeys(&windows_key)
-                .query_async(&mut conn)
-                .await?;
-        if n_vehicles == 0 && names.is_empty() {
+        type First = (usize, HashMap<String, String>, usize, Vec<(i32, f64)>);
+        let (n_vehicles, live, n_windows, index): First = redis::pipe()
+            .hlen(&vehicles_key)
+            .hgetall(keys::fleet_live(prefix, &fleet_id))
+            .hlen(&windows_key)
+            .zrange_withscores(keys::fleet_window_index(prefix, &fleet_id), 0, -1)
+            .query_async(&mut conn)
+            .await?;
+        if n_vehicles == 0 && n_windows == 0 {
             return Ok(None);
         }
         let live = if live.len() >= n_vehicles {
@@ -292,28 +294,22 @@ pub async fn fleet_kpis(
                 .await?;
             live_kpis(&fleet_id, &vehicles)
         };
-        let fields = window_fields(&fleet_id, names.iter());
-        let mut unreadable = Vec::new();
-        let window = loop {
-            let Some((window, chosen)) = choose_window(&fields, &unreadable) else {
-                break None;
-            };
-            let values: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(&windows_key)
-                .arg(
-                    chosen
-                        .iter()
-                        .map(|(w, p)| keys::fleet_window_field(*w, *p))
-                        .collect::<Vec<_>>(),
-                )
-                .query_async(&mut conn)
-                .await?;
-            if let Some(partials) =
-                read_partials(&fleet_id, &chosen, values.into_iter(), &mut unreadable)
-            {
-                break Some(sum_window(window, &partials));
+        let indexed: Vec<(i64, i32)> = index.iter().map(|(p, ws)| (*ws as i64, *p)).collect();
+        let mut window = None;
+        if n_windows > 0 {
+            // The newest window every partition has reported, and its partial of each one; a
+            // partition with none for this window (it skipped it) is not summed, as when
+            // scanning.
+            if let Some(ws) = indexed.iter().map(|(w, _)| *w).min() {
+                let chosen: Vec<(i64, i32)> = indexed.iter().map(|(_, p)| (ws, *p)).collect();
+                let values = hmget(&mut conn, &windows_key, &chosen).await?;
+                window = indexed_partials(&fleet_id, &chosen, values)
+                    .map(|partials| sum_window(ws, &partials));
             }
-        };
+            if window.is_none() {
+                window = scan_window(&mut conn, &fleet_id, &windows_key).await?;
+            }
+        }
         Ok(Some((live, window)))
     })
     .await?
@@ -323,6 +319,68 @@ pub async fn fleet_kpis(
         live,
         window,
     }))
+}
+
+/// The partials of `fields` of the windows hash `key`, `None` where there is none.
+async fn hmget(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+    fields: &[(i64, i32)],
+) -> Result<Vec<Option<String>>> {
+    Ok(redis::cmd("HMGET")
+        .arg(key)
+        .arg(
+            fields
+                .iter()
+                .map(|(w, p)| keys::fleet_window_field(*w, *p))
+                .collect::<Vec<_>>(),
+        )
+        .query_async(conn)
+        .await?)
+}
+
+/// The partials the index pointed at: absent ones left out; `None` when one does not parse or
+/// none is there (the caller then scans the field names).
+pub fn indexed_partials(
+    fleet_id: &str,
+    fields: &[(i64, i32)],
+    values: Vec<Option<String>>,
+) -> Option<Vec<FleetPartialKpi>> {
+    let mut partials = Vec::with_capacity(fields.len());
+    for (&(start, partition), v) in fields.iter().zip(values) {
+        let Some(v) = v else { continue };
+        match serde_json::from_str::<FleetPartialKpi>(&v) {
+            Ok(p) => partials.push(p),
+            Err(e) => {
+                tracing::warn!(fleet_id, window_start_ms = start, partition, error = %e, "Unreadable fleet partial; scanning the windows.");
+                return None;
+            }
+        }
+    }
+    (!partials.is_empty()).then_some(partials)
+}
+
+/// The complete window found from the windows hash's field names (HKEYS), then its partials
+/// (HMGET): the path for state without an index, or with an unreadable partial.
+async fn scan_window(
+    conn: &mut redis::aio::ConnectionManager,
+    fleet_id: &str,
+    key: &str,
+) -> Result<Option<WindowKpis>> {
+    let names: Vec<String> = redis::cmd("HKEYS").arg(key).query_async(conn).await?;
+    let fields = window_fields(fleet_id, names.iter());
+    let mut unreadable = Vec::new();
+    loop {
+        let Some((window, chosen)) = choose_window(&fields, &unreadable) else {
+            return Ok(None);
+        };
+        let values = hmget(conn, key, &chosen).await?;
+        if let Some(partials) =
+            read_partials(fleet_id, &chosen, values.into_iter(), &mut unreadable)
+        {
+            return Ok(Some(sum_window(window, &partials)));
+        }
+    }
 }
 
 /// The newest telemetry sample of a vehicle.

@@ -20,7 +20,8 @@ pub struct RedisSink {
 
 /// Deletes every field of the fleet-windows hash `KEYS[1]` whose window starts before
 /// `ARGV[1]`, whatever path wrote it: windows closed by the idle flush, skipped windows and
-/// those of other partitions alike. Returns how many it deleted.
+/// those of other partitions alike; and from the window index `KEYS[2]` the partitions whose
+/// newest window is that old (they have no field left). Returns how many fields it deleted.
 const PRUNE_FLEET_WINDOWS: &str = r"
 local cutoff = tonumber(ARGV[1])
 local n = 0
@@ -31,6 +32,7 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
     n = n + 1
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
 return n
 ";
 
@@ -128,26 +130,33 @@ impl RedisSink {
             .ignore();
         }
         // Per fleet key: the newest window written decides what is too old to keep.
-        let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+        let mut newest: BTreeMap<String, (i64, &str)> = BTreeMap::new();
         for ((fleet, ws, partition), kpi) in &batch.fleet_partials {
             let key = keys::fleet_windows(&self.prefix, fleet);
             let json = serde_json::to_string(kpi).expect("kpi serialises");
             pipe.hset(&key, keys::fleet_window_field(*ws, *partition), json)
+                .ignore()
+                .cmd("ZADD")
+                .arg(keys::fleet_window_index(&self.prefix, fleet))
+                .arg("GT")
+                .arg(*ws)
+                .arg(*partition)
                 .ignore();
-            let n = newest.entry(key).or_insert(*ws);
-            *n = (*n).max(*ws);
+            let n = newest.entry(key).or_insert((*ws, fleet));
+            n.0 = n.0.max(*ws);
         }
         // Prune a key when its cutoff moved (once per window per fleet, not per flush).
         let mut pruning = Vec::new();
         {
             let pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, ws) in newest {
+            for (key, (ws, fleet)) in newest {
                 let cutoff = ws - (keys::KPI_WINDOWS_KEPT - 1) * batch.window_ms.max(1);
                 if pruned.get(&key).is_none_or(|c| *c < cutoff) {
                     pipe.cmd("EVAL")
                         .arg(PRUNE_FLEET_WINDOWS)
-                        .arg(1)
+                        .arg(2)
                         .arg(&key)
+                        .arg(keys::fleet_window_index(&self.prefix, fleet))
                         .arg(cutoff)
                         .ignore();
                     pruning.push((key, cutoff));

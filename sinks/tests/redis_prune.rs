@@ -76,6 +76,27 @@ async fn only_the_newest_windows_stay_whatever_closed_them() {
     );
     let p0 = starts.iter().filter(|(_, p)| *p == 0).count() as i64;
     assert_eq!(p0, KPI_WINDOWS_KEPT, "partition 0 writes every window");
+    // The index: each partition's newest window among the kept fields.
+    let index: Vec<(i32, f64)> = redis::cmd("ZRANGE")
+        .arg(keys::fleet_window_index(&prefix, "f"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let newest_of = |p: i32| starts.iter().filter(|s| s.1 == p).map(|s| s.0).max();
+    let mut want: Vec<(i32, f64)> = [0, 1]
+        .into_iter()
+        .filter_map(|p| newest_of(p).map(|ws| (p, ws as f64)))
+        .collect();
+    want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    assert_eq!(index, want);
+    let _: () = redis::cmd("DEL")
+        .arg(keys::fleet_window_index(&prefix, "f"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query_async(&mut c)

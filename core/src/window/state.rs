@@ -213,7 +213,11 @@ impl PartitionWindows {
             };
         }
         let vid = &ev.vehicle_id;
-        let track = self.vehicles.entry(vid.clone()).or_default();
+        // Looked up by reference: the id is cloned only for a vehicle seen the first time.
+        if !self.vehicles.contains_key(vid) {
+            self.vehicles.insert(vid.clone(), VehicleTrack::default());
+        }
+        let track = self.vehicles.get_mut(vid).expect("inserted above");
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
         }

@@ -284,7 +284,7 @@ async fn revoked_keys_are_401() {
 
     // Without a cache, a revocation applies on the next request.
     let mut uncached = st.clone();
-    uncached.auth = std::sync::Arc::new(
+    uncached.make_mut().auth = std::sync::Arc::new(
         Auth::from_config(&st.config.auth)
             .unwrap()
             .with_key_cache_ttl(Duration::ZERO),

@@ -229,6 +229,59 @@ async fn live_kpis_read_the_compact_hash_when_it_holds_every_vehicle() {
     r.cleanup().await;
 }
 
+/// The window index gives the window a scan of the field names gives; an unreadable partial
+/// it points at sends the read back to the scan, which leaves that partial out.
+#[tokio::test]
+async fn window_from_the_index_is_the_window_of_the_scan() {
+    let prefix = unique("kpiidx");
+    let st = state(&config("unused", &prefix)).await;
+    let mut r = Redis::connect().await;
+    // Partition 0 closed W0 and W1, partition 1 only W0; fleet f5 has the index, f6 not.
+    for fleet in ["f5", "f6"] {
+        let wk = keys::fleet_windows(&prefix, fleet);
+        for p in [
+            partial(W0, 0, 2, 30_000, 2_000, 500),
+            partial(W0, 1, 1, 15_000, 3_000, 1_000),
+            partial(W1, 0, 1, 60_000, 9_999, 9_999),
+        ] {
+            let field = keys::fleet_window_field(p.window_start_ms, p.source_partition);
+            r.hset(&wk, &field, &serde_json::to_string(&p).unwrap())
+                .await;
+        }
+    }
+    let ik = keys::fleet_window_index(&prefix, "f5");
+    let _: () = redis::cmd("ZADD")
+        .arg(&ik)
+        .arg(W1)
+        .arg(0)
+        .arg(W0)
+        .arg(1)
+        .query_async(&mut r.conn)
+        .await
+        .unwrap();
+    r.keys.push(ik);
+    let (s5, b5) = get(&st, "/api/v1/fleets/f5/kpis").await;
+    let (s6, b6) = get(&st, "/api/v1/fleets/f6/kpis").await;
+    assert_eq!((s5, s6), (StatusCode::OK, StatusCode::OK), "{b5} {b6}");
+    assert_eq!(b5["window"]["window_start_ms"], W0);
+    assert_eq!(b5["window"]["partitions"], 2);
+    assert_eq!(b5["window"], b6["window"]);
+    // A damaged partial where the index points: the scan leaves it out and partition 1 has
+    // nothing else, so W1 of partition 0 is the window.
+    r.hset(
+        &keys::fleet_windows(&prefix, "f5"),
+        &keys::fleet_window_field(W0, 1),
+        "not json",
+    )
+    .await;
+    let (s, b) = get(&st, "/api/v1/fleets/f5/kpis").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["window"]["window_start_ms"], W1);
+    assert_eq!(b["window"]["partitions"], 1);
+    assert_eq!(b["window"]["busy_ms"], 60_000);
+    r.cleanup().await;
+}
+
 #[tokio::test]
 async fn fleet_with_only_vehicles_has_null_window_and_unknown_fleet_is_404() {
     let prefix = unique("kpi2");
