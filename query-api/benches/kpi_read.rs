@@ -157,8 +157,7 @@ fn read_now(first: &[u8], second: &[u8]) -> kpis::FleetKpis {
     let (n, live, n_windows, index): First = redis::from_redis_value(&v).unwrap();
     assert!(live.len() >= n && n_windows > 0);
     let live = kpis::live_kpis_compact("fleet-001", &live);
-    let ws = index.iter().map(|(_, w)| *w as i64).min().unwrap();
-    let chosen: Vec<(i64, i32)> = index.iter().map(|(p, _)| (ws, *p)).collect();
+    let (ws, chosen) = kpis::indexed_window(&index).unwrap();
     let v = redis::parse_redis_value(second).unwrap();
     let values: Vec<Option<String>> = redis::from_redis_value(&v).unwrap();
     let partials = kpis::indexed_partials("fleet-001", &chosen, values).unwrap();

@@ -294,14 +294,9 @@ pub async fn fleet_kpis(
                 .await?;
             live_kpis(&fleet_id, &vehicles)
         };
-        let indexed: Vec<(i64, i32)> = index.iter().map(|(p, ws)| (*ws as i64, *p)).collect();
         let mut window = None;
         if n_windows > 0 {
-            // The newest window every partition has reported, and its partial of each one; a
-            // partition with none for this window (it skipped it) is not summed, as when
-            // scanning.
-            if let Some(ws) = indexed.iter().map(|(w, _)| *w).min() {
-                let chosen: Vec<(i64, i32)> = indexed.iter().map(|(_, p)| (ws, *p)).collect();
+            if let Some((ws, chosen)) = indexed_window(&index) {
                 let values = hmget(&mut conn, &windows_key, &chosen).await?;
                 window = indexed_partials(&fleet_id, &chosen, values)
                     .map(|partials| sum_window(ws, &partials));
@@ -337,6 +332,15 @@ async fn hmget(
         )
         .query_async(conn)
         .await?)
+}
+
+/// The window the index (ZRANGE WITHSCORES: partition, newest window start) points at: the
+/// newest window every partition has reported, and the field of each partition's partial of
+/// it; a partition with none for this window (it skipped it) is then not summed, as when
+/// scanning. `None` for an empty index.
+pub fn indexed_window(index: &[(i32, f64)]) -> Option<(i64, Vec<(i64, i32)>)> {
+    let ws = index.iter().map(|(_, w)| *w as i64).min()?;
+    Some((ws, index.iter().map(|(p, _)| (ws, *p)).collect()))
 }
 
 /// The partials the index pointed at: absent ones left out; `None` when one does not parse or
