@@ -6,6 +6,7 @@ pub mod api_bench;
 pub mod bench;
 pub mod credentials;
 pub mod produce;
+pub mod state_bench;
 pub mod telemetry_setup;
 pub mod worker_health;
 

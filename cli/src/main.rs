@@ -71,6 +71,10 @@ enum Cmd {
     /// demand with no engine and with the engine at each adoption level. Progress on stderr,
     /// a table (or JSON) on stdout.
     BenchRebalance(bench_rebalance::BenchRebalanceArgs),
+    /// The window kernel's memory and checkpoint cost at fleet scale (in-process, no
+    /// servers): state per vehicle, RSS growth, checkpoint bytes and CPU per second with
+    /// deltas and with full states. Progress on stderr, JSON on stdout.
+    BenchState(atlasmesh::state_bench::BenchStateArgs),
     /// Print a JWT for the query API, signed with the configured HS256 secret
     /// (ATLASMESH_JWT_SECRET), e.g. `atlasmesh token --role operator --fleets fleet-a,fleet-b`.
     Token(atlasmesh::credentials::TokenArgs),
@@ -603,6 +607,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Cmd::BenchRebalance(b) => bench_rebalance::run(&b)?,
+        Cmd::BenchState(b) => {
+            let summary = atlasmesh::state_bench::run(&b)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
         Cmd::SimZones(z) => {
             let zones: Vec<_> = (1..=z.fleets)
                 .flat_map(atlasmesh_simulator::fleet_zones)

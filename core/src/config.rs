@@ -599,6 +599,11 @@ pub struct RunnerConfig {
     pub snapshot_interval_ms: u64,
     /// Snapshots older than this are deleted.
     pub snapshot_retention_hours: u64,
+    /// Incremental checkpoints for pipelines that record their changes (telemetry): a
+    /// checkpoint appends what changed since the previous one onto the stored full state,
+    /// which is written again once the deltas after it weigh as much as it does (and at each
+    /// snapshot). Off: every checkpoint writes the whole state.
+    pub delta_checkpoints: bool,
     /// Address for the worker's own Prometheus endpoint (when not run together with the API).
     pub metrics_listen: Option<String>,
     /// At shutdown, the final checkpoint gets this long; a dependency that does not answer by
@@ -618,6 +623,7 @@ impl Default for RunnerConfig {
             retry_probe_timeout_ms: 1_000,
             snapshot_interval_ms: 300_000,
             snapshot_retention_hours: 24,
+            delta_checkpoints: true,
             metrics_listen: None,
             shutdown_grace_ms: 10_000,
         }

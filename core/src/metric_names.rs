@@ -10,6 +10,8 @@ pub const WINDOWS_EMITTED: &str = "atlasmesh_windows_emitted_total";
 pub const CONSUMER_LAG: &str = "atlasmesh_consumer_lag_messages";
 pub const CHECKPOINTS: &str = "atlasmesh_checkpoints_total";
 pub const CHECKPOINT_SECONDS: &str = "atlasmesh_checkpoint_duration_seconds";
+/// Bytes of checkpoint state written, by `kind` (`full` or `delta`).
+pub const CHECKPOINT_BYTES: &str = "atlasmesh_checkpoint_bytes_total";
 pub const SINK_WRITE_SECONDS: &str = "atlasmesh_sink_write_duration_seconds";
 pub const SINK_ERRORS: &str = "atlasmesh_sink_errors_total";
 pub const SINK_ROWS: &str = "atlasmesh_sink_rows_total";

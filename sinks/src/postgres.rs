@@ -92,17 +92,27 @@ pub struct Checkpoint {
     pub topic: String,
     pub partition: i32,
     pub next_offset: i64,
+    /// The partition's full state; with `delta`, the changes since the full state `base_id`.
     pub state: Vec<u8>,
-    /// Also keep a copy in `checkpoint_snapshots` (for `reset --to-time`).
+    /// `state` is a delta: appended onto the full state `base_id` (when that is still the
+    /// stored one), not written over it.
+    pub delta: bool,
+    /// The full state this checkpoint is or builds on; 0 for rows saved before deltas.
+    pub base_id: i64,
+    /// On load: the deltas saved after the full `state`, in order.
+    pub deltas: Vec<Vec<u8>>,
+    /// Also keep a copy in `checkpoint_snapshots` (for `reset --to-time`); full states only.
     pub snapshot: bool,
 }
 
 impl Checkpoint {
-    /// A stored `(next_offset, state)` row of `topic`/`partition`.
-    fn of_row(
+    /// A full state to save.
+    pub fn full(
         topic: &str,
         partition: i32,
-        (next_offset, state): (i64, Vec<u8>),
+        next_offset: i64,
+        state: Vec<u8>,
+        base_id: i64,
         snapshot: bool,
     ) -> Self {
         Checkpoint {
@@ -110,8 +120,21 @@ impl Checkpoint {
             partition,
             next_offset,
             state,
+            delta: false,
+            base_id,
+            deltas: Vec::new(),
             snapshot,
         }
+    }
+
+    /// A stored `(next_offset, state)` row of `topic`/`partition`.
+    fn of_row(
+        topic: &str,
+        partition: i32,
+        (next_offset, state): (i64, Vec<u8>),
+        snapshot: bool,
+    ) -> Self {
+        Checkpoint::full(topic, partition, next_offset, state, 0, snapshot)
     }
 }
 
@@ -350,16 +373,49 @@ impl CheckpointStore {
         self
     }
 
+    /// A partition's checkpoint: its full state with the deltas saved after it (in order).
     pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT next_offset, state FROM stream_checkpoints WHERE pipeline = $1 AND topic = $2 AND partition = $3",
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, Vec<u8>, Option<i64>, i32)> = sqlx::query_as(
+            "SELECT next_offset, state, base_id, deltas FROM stream_checkpoints
+             WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         )
         .bind(&self.pipeline)
         .bind(topic)
         .bind(partition)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.map(|r| Checkpoint::of_row(topic, partition, r, false)))
+        let Some((next_offset, state, base_id, deltas)) = row else {
+            return Ok(None);
+        };
+        let mut c = Checkpoint::full(
+            topic,
+            partition,
+            next_offset,
+            state,
+            base_id.unwrap_or(0),
+            false,
+        );
+        if deltas > 0 {
+            c.deltas = sqlx::query_scalar(
+                "SELECT delta FROM stream_checkpoint_deltas
+                 WHERE pipeline = $1 AND topic = $2 AND partition = $3 AND seq <= $4 ORDER BY seq",
+            )
+            .bind(&self.pipeline)
+            .bind(topic)
+            .bind(partition)
+            .bind(deltas)
+            .fetch_all(&mut *tx)
+            .await?;
+            if c.deltas.len() != deltas as usize {
+                return Err(crate::Error::Other(format!(
+                    "checkpoint of {topic}/{partition} names {deltas} deltas, {} are stored",
+                    c.deltas.len()
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(c))
     }
 
     /// The newest snapshot of `partition` whose offset is at or before `offset` (the state the
@@ -387,10 +443,13 @@ impl CheckpointStore {
     }
 
     /// Saves several partitions in one transaction. A row only moves forward, so a worker that
-    /// lost the partition in a rebalance can never overwrite its new owner's progress.
-    pub async fn save(&self, checkpoints: &[Checkpoint]) -> Result<()> {
+    /// lost the partition in a rebalance can never overwrite its new owner's progress. A delta
+    /// is appended only when its base is the stored full state; the partitions whose delta was
+    /// refused for that are returned (nothing of them was saved: save their full state).
+    pub async fn save(&self, checkpoints: &[Checkpoint]) -> Result<Vec<i32>> {
+        let mut refused = Vec::new();
         if checkpoints.is_empty() {
-            return Ok(());
+            return Ok(refused);
         }
         let started = Instant::now();
         let r = async {
@@ -418,11 +477,48 @@ impl CheckpointStore {
                 }
             }
             for c in checkpoints {
-                sqlx::query(
-                    "INSERT INTO stream_checkpoints (pipeline, topic, partition, next_offset, state, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, now())
+                if c.delta {
+                    let seq: Option<i32> = sqlx::query_scalar(
+                        "UPDATE stream_checkpoints
+                         SET next_offset = $4, deltas = deltas + 1, updated_at = now()
+                         WHERE pipeline = $1 AND topic = $2 AND partition = $3 AND base_id = $5
+                           AND next_offset <= $4
+                         RETURNING deltas",
+                    )
+                    .bind(&self.pipeline)
+                    .bind(&c.topic)
+                    .bind(c.partition)
+                    .bind(c.next_offset)
+                    .bind(c.base_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match seq {
+                        Some(seq) => {
+                            sqlx::query(
+                                "INSERT INTO stream_checkpoint_deltas
+                                   (pipeline, topic, partition, seq, next_offset, delta)
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                            )
+                            .bind(&self.pipeline)
+                            .bind(&c.topic)
+                            .bind(c.partition)
+                            .bind(seq)
+                            .bind(c.next_offset)
+                            .bind(&c.state)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        None => refused.push(c.partition),
+                    }
+                    continue;
+                }
+                let written = sqlx::query(
+                    "INSERT INTO stream_checkpoints
+                       (pipeline, topic, partition, next_offset, state, base_id, deltas, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, now())
                      ON CONFLICT (pipeline, topic, partition) DO UPDATE
-                       SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
+                       SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state,
+                           base_id = EXCLUDED.base_id, deltas = 0, updated_at = now()
                        WHERE stream_checkpoints.next_offset <= EXCLUDED.next_offset",
                 )
                 .bind(&self.pipeline)
@@ -430,8 +526,21 @@ impl CheckpointStore {
                 .bind(c.partition)
                 .bind(c.next_offset)
                 .bind(&c.state)
+                .bind(c.base_id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if written > 0 {
+                    sqlx::query(
+                        "DELETE FROM stream_checkpoint_deltas
+                         WHERE pipeline = $1 AND topic = $2 AND partition = $3",
+                    )
+                    .bind(&self.pipeline)
+                    .bind(&c.topic)
+                    .bind(c.partition)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if c.snapshot {
                     sqlx::query(
                         "INSERT INTO checkpoint_snapshots (pipeline, topic, partition, next_offset, state)
@@ -457,7 +566,7 @@ impl CheckpointStore {
                 .await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(refused)
         }
         .await;
         observe("postgres", checkpoints.len(), started, &r);

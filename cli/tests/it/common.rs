@@ -301,6 +301,16 @@ impl TestEnv {
             .unwrap_or(0)
     }
 
+    /// The most deltas stored after a full state among the telemetry topic's partitions.
+    pub async fn checkpoint_deltas(&self, pg: &sqlx::PgPool) -> i32 {
+        sqlx::query_scalar::<_, Option<i32>>("SELECT max(deltas) FROM stream_checkpoints WHERE pipeline = 'telemetry' AND topic = $1")
+            .bind(&self.cfg.topics.telemetry)
+            .fetch_one(pg)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
     pub async fn wait_checkpointed(&self, pg: &sqlx::PgPool, expected: i64, timeout: Duration) {
         let started = Instant::now();
         loop {

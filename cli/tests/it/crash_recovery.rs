@@ -11,8 +11,6 @@ use crate::reference;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
-    let env = TestEnv::new("crash");
-    env.migrate();
     let sim_cfg = SimConfig {
         seed: 2026,
         fleets: 4,
@@ -22,7 +20,32 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         offline_backlog_pct: 0.0005,
         ..SimConfig::default()
     };
-    let items = Simulator::new(sim_cfg).take(200_000);
+    kill_and_compare("crash", sim_cfg, 200_000).await;
+}
+
+/// The same at 10,000 vehicles, where checkpoints are deltas onto a full state (issue 12):
+/// every restart restores full state + deltas, and the windows still equal the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_10k_vehicles_restores_deltas_exactly() {
+    let sim_cfg = SimConfig {
+        seed: 4242,
+        fleets: 20,
+        vehicles_per_fleet: 500,
+        out_of_order_pct: 0.01,
+        duplicate_pct: 0.005,
+        ..SimConfig::default()
+    };
+    let deltas = kill_and_compare("crash10k", sim_cfg, 120_000).await;
+    assert!(deltas > 0, "no checkpoint delta was stored during the run");
+}
+
+/// Produces `n` simulated items, SIGKILLs the worker at random points (at least three times,
+/// each after durable progress), and compares the final windows with the reference. Returns
+/// the most checkpoint deltas seen stored after a full state.
+async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize) -> i32 {
+    let env = TestEnv::new(name);
+    env.migrate();
+    let items = Simulator::new(sim_cfg).take(n);
     let counted = valid_counted_events(&items);
     let want_vehicle = reference::vehicle_windows(&counted);
     let want_fleet = reference::fleet_windows(&counted, &want_vehicle);
@@ -35,6 +58,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let mut kills = 0;
     let mut worker = env.spawn_worker(0);
     let mut last = 0;
+    let mut deltas = 0;
     for n in 1..=4 {
         // Kill only after the restarted worker made durable progress, at a random moment
         // inside its next batch.
@@ -44,6 +68,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         }
         let delay = Duration::from_millis(rng.gen_range(0..1_500));
         tokio::time::sleep(delay).await;
+        deltas = deltas.max(env.checkpoint_deltas(&pg).await);
         let progress = env.checkpointed(&pg).await;
         if progress >= total {
             break;
@@ -65,6 +90,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         .await;
     assert_eq!(env.raw_count().await, counted.len() as u64);
     sigterm(&mut worker);
+    deltas
 }
 
 /// A worker killed after consuming a partition to its end, before that partition went idle,

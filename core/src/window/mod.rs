@@ -24,4 +24,6 @@ pub(crate) mod state;
 
 pub use counters::Counters;
 pub(crate) use state::vehicle_counters;
-pub use state::{Ingest, PartitionWindows, Sample, WindowParams, WindowResult, WindowScope};
+pub use state::{
+    Ingest, PartitionWindows, Sample, WindowParams, WindowResult, WindowScope, WindowsDelta,
+};

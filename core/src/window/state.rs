@@ -115,6 +115,38 @@ pub struct PartitionWindows {
     vehicles: BTreeMap<String, VehicleTrack>,
     vehicle_versions: BTreeMap<(String, i64), u32>,
     fleet_versions: BTreeMap<(String, i64), u32>,
+    /// Changes since [`PartitionWindows::start_journal`], for incremental checkpoints; not
+    /// part of the state (never serialised).
+    #[serde(skip)]
+    journal: Option<Journal>,
+}
+
+/// What changed in a [`PartitionWindows`] since its journal started: applied to a copy of the
+/// state taken then ([`PartitionWindows::apply_delta`]), it gives the state now, exactly. Its
+/// size grows with the accepted samples and closed windows, not with the vehicles held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowsDelta {
+    max_ts: Option<i64>,
+    closed_until: Option<i64>,
+    journal: Journal,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Journal {
+    /// Vehicles seen the first time or whose fleet changed, with their fleet now.
+    fleets: BTreeMap<String, String>,
+    /// Accepted samples per vehicle (each lands at its sorted place).
+    samples: BTreeMap<String, Vec<Sample>>,
+    /// Window versions set, in order (a later entry wins).
+    vehicle_versions: Vec<((String, i64), u32)>,
+    fleet_versions: Vec<((String, i64), u32)>,
+}
+
+impl WindowsDelta {
+    /// Accepted samples it carries.
+    pub fn samples(&self) -> usize {
+        self.journal.samples.values().map(Vec::len).sum()
+    }
 }
 
 /// Counters of one vehicle's samples for the window `[ws, we)`.
@@ -178,6 +210,16 @@ impl PartitionWindows {
         self.vehicles.values().map(|t| t.samples.len()).sum()
     }
 
+    /// Samples the vehicles' buffers have room for (allocated, held or not).
+    pub fn sample_capacity(&self) -> usize {
+        self.vehicles.values().map(|t| t.samples.capacity()).sum()
+    }
+
+    /// Vehicles held.
+    pub fn vehicle_count(&self) -> usize {
+        self.vehicles.len()
+    }
+
     fn fleet_counters(&self, fleet: &str, ws: i64, p: &WindowParams) -> Counters {
         let mut c = Counters::default();
         for t in self.vehicles.values().filter(|t| t.fleet_id == fleet) {
@@ -191,10 +233,69 @@ impl PartitionWindows {
         c
     }
 
-    fn bump(map: &mut BTreeMap<(String, i64), u32>, key: (String, i64)) -> u32 {
-        let v = map.entry(key).or_insert(0);
-        *v += 1;
-        *v
+    fn bump(
+        map: &mut BTreeMap<(String, i64), u32>,
+        journal: Option<&mut Vec<((String, i64), u32)>>,
+        key: (String, i64),
+    ) -> u32 {
+        match journal {
+            Some(j) => {
+                let v = map.entry(key.clone()).or_insert(0);
+                *v += 1;
+                j.push((key, *v));
+                *v
+            }
+            None => {
+                let v = map.entry(key).or_insert(0);
+                *v += 1;
+                *v
+            }
+        }
+    }
+
+    /// Starts (or restarts) recording changes: the next [`PartitionWindows::take_delta`]
+    /// returns what changed from the state as it is now.
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Journal::default());
+    }
+
+    /// What changed since the journal started, and restarts it; `None` when no journal runs.
+    pub fn take_delta(&mut self) -> Option<WindowsDelta> {
+        let journal = std::mem::take(self.journal.as_mut()?);
+        Some(WindowsDelta {
+            max_ts: self.max_ts,
+            closed_until: self.closed_until,
+            journal,
+        })
+    }
+
+    /// Brings a state up to date with `delta`, taken from a state equal to this one: the
+    /// result equals the state the delta was taken from. Samples land at their sorted place,
+    /// versions are set in order, and the pruning that followed them live is done again (it
+    /// depends only on the closed frontier, and every sample and window accepted after a
+    /// pruning lies inside what that pruning kept).
+    pub fn apply_delta(&mut self, p: &WindowParams, delta: WindowsDelta) {
+        let WindowsDelta {
+            max_ts,
+            closed_until,
+            journal,
+        } = delta;
+        for (vehicle, fleet) in journal.fleets {
+            self.vehicles.entry(vehicle).or_default().fleet_id = fleet;
+        }
+        for (vehicle, samples) in journal.samples {
+            let track = self.vehicles.entry(vehicle).or_default();
+            for s in samples {
+                if let Err(pos) = track.samples.binary_search_by(|t| t.key().cmp(&s.key())) {
+                    track.samples.insert(pos, s);
+                }
+            }
+        }
+        self.vehicle_versions.extend(journal.vehicle_versions);
+        self.fleet_versions.extend(journal.fleet_versions);
+        self.max_ts = max_ts;
+        self.closed_until = closed_until;
+        self.prune(p);
     }
 
     /// Feeds one valid event. Closed windows (and re-emitted ones) are appended to `out`.
@@ -220,6 +321,9 @@ impl PartitionWindows {
         let track = self.vehicles.get_mut(vid).expect("inserted above");
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
+            if let Some(j) = &mut self.journal {
+                j.fleets.insert(vid.clone(), ev.fleet_id.clone());
+            }
         }
         let pos = match track
             .samples
@@ -230,6 +334,15 @@ impl PartitionWindows {
         };
         let newest = pos == track.samples.len();
         let late = ts < closed_until;
+        if let Some(j) = &mut self.journal {
+            match j.samples.get_mut(vid) {
+                Some(v) => v.push(sample.clone()),
+                None => {
+                    j.samples.insert(vid.clone(), vec![sample.clone()]);
+                }
+            }
+        }
+        let track = self.vehicles.get_mut(vid).expect("inserted above");
         if !late {
             track.samples.insert(pos, sample);
         } else {
@@ -259,7 +372,11 @@ impl PartitionWindows {
                 if after == before[i] {
                     continue;
                 }
-                let version = Self::bump(&mut self.vehicle_versions, (vid.clone(), ws));
+                let version = Self::bump(
+                    &mut self.vehicle_versions,
+                    self.journal.as_mut().map(|j| &mut j.vehicle_versions),
+                    (vid.clone(), ws),
+                );
                 out.push(WindowResult {
                     scope: WindowScope::Vehicle,
                     fleet_id: fleet.clone(),
@@ -271,7 +388,11 @@ impl PartitionWindows {
                 });
                 let fleet_after = self.fleet_counters(&fleet, ws, p);
                 if fleet_after != fleet_before[i] {
-                    let version = Self::bump(&mut self.fleet_versions, (fleet.clone(), ws));
+                    let version = Self::bump(
+                        &mut self.fleet_versions,
+                        self.journal.as_mut().map(|j| &mut j.fleet_versions),
+                        (fleet.clone(), ws),
+                    );
                     out.push(WindowResult {
                         scope: WindowScope::FleetPartial,
                         fleet_id: fleet.clone(),
@@ -344,7 +465,11 @@ impl PartitionWindows {
                 continue;
             }
             fleets.entry(t.fleet_id.clone()).or_default().add(&c);
-            let version = Self::bump(&mut self.vehicle_versions, (vehicle.clone(), ws));
+            let version = Self::bump(
+                &mut self.vehicle_versions,
+                self.journal.as_mut().map(|j| &mut j.vehicle_versions),
+                (vehicle.clone(), ws),
+            );
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
                 fleet_id: t.fleet_id.clone(),
@@ -356,7 +481,11 @@ impl PartitionWindows {
             });
         }
         for (fleet, c) in fleets {
-            let version = Self::bump(&mut self.fleet_versions, (fleet.clone(), ws));
+            let version = Self::bump(
+                &mut self.fleet_versions,
+                self.journal.as_mut().map(|j| &mut j.fleet_versions),
+                (fleet.clone(), ws),
+            );
             out.push(WindowResult {
                 scope: WindowScope::FleetPartial,
                 fleet_id: fleet,

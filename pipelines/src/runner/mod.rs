@@ -184,6 +184,26 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     /// Removes from `batch` what a replay must not write again (caches of the newest state,
     /// topic outputs); called before each flush of a replay.
     fn keep_for_replay(&self, _batch: &mut Self::Batch) {}
+
+    /// Incremental checkpoints: start recording the changes to `state` from now on (called
+    /// once its full state was saved or loaded). A pipeline that records none (the default)
+    /// saves its whole state at every checkpoint.
+    fn start_delta(&self, _state: &mut Self::State) {}
+
+    /// The changes to `state` since [`Pipeline::start_delta`] or the previous call, serialised
+    /// (and the recording restarts); `None` saves the whole state instead.
+    fn take_delta(&self, _state: &mut Self::State) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Applies a delta [`Pipeline::take_delta`] returned to a state equal to the one it was
+    /// taken from, giving the state it was taken at.
+    fn apply_delta(&self, _state: &mut Self::State, _delta: &[u8]) -> Result<()> {
+        Err(Error::Internal(format!(
+            "pipeline {} saves no deltas, yet its checkpoint has some",
+            Self::NAME
+        )))
+    }
 }
 
 /// Why the runner loop ends before shutdown's final checkpoint.
@@ -210,6 +230,11 @@ struct PartState<S> {
     seek_to_start: Option<Offset>,
     /// When this process last kept a snapshot of the partition's checkpoint.
     snapshot_at: Option<Instant>,
+    /// The stored full state deltas are appended to (`None`: the next checkpoint saves the
+    /// full state), its size, and the bytes of the deltas stored after it.
+    base: Option<i64>,
+    base_bytes: usize,
+    delta_bytes: usize,
 }
 
 struct Runner<'a, P: Pipeline> {
@@ -776,8 +801,22 @@ impl<P: Pipeline> Runner<'_, P> {
         };
         self.recovered("load checkpoint", &backoff);
         let loaded_none = loaded.is_none();
-        let (state, next_offset) = match loaded {
-            Some(c) => match bincode::deserialize::<P::State>(&c.state) {
+        let restored = loaded.as_ref().map(|c| {
+            let mut state =
+                bincode::deserialize::<P::State>(&c.state).map_err(|e| e.to_string())?;
+            for (i, d) in c.deltas.iter().enumerate() {
+                self.p
+                    .apply_delta(&mut state, d)
+                    .map_err(|e| format!("delta {} of {}: {e}", i + 1, c.deltas.len()))?;
+            }
+            Ok::<_, String>(state)
+        });
+        let (base, base_bytes, delta_bytes) = loaded.as_ref().map_or((None, 0, 0), |c| {
+            let deltas = c.deltas.iter().map(Vec::len).sum();
+            ((c.base_id != 0).then_some(c.base_id), c.state.len(), deltas)
+        });
+        let (mut state, next_offset) = match (loaded, restored) {
+            (Some(c), Some(r)) => match r {
                 Ok(s) => (s, c.next_offset),
                 Err(e) => {
                     // Refuse to guess: a state we cannot read must be looked at by a human.
@@ -788,8 +827,9 @@ impl<P: Pipeline> Runner<'_, P> {
                     return Err(Stop::Failed(e));
                 }
             },
-            None => (P::State::default(), 0),
+            _ => (P::State::default(), 0),
         };
+        self.p.start_delta(&mut state);
         let seek_to_start = if loaded_none {
             let (start, offset) = self.configured_start();
             info!(
@@ -839,6 +879,9 @@ impl<P: Pipeline> Runner<'_, P> {
                 dirty: false,
                 seek_to_start,
                 snapshot_at: None,
+                base,
+                base_bytes,
+                delta_bytes,
             },
         );
         self.try_seek_to_start(topic, partition);
@@ -1011,35 +1054,77 @@ impl<P: Pipeline> Runner<'_, P> {
         let snapshot_due = |s: &PartState<P::State>| {
             !every.is_zero() && s.snapshot_at.is_none_or(|at| at.elapsed() >= every)
         };
+        let incremental = self.cfg.runner.delta_checkpoints;
         let checkpoints: Vec<Checkpoint> = self
             .parts
-            .iter()
+            .iter_mut()
             .filter(|(_, s)| s.dirty)
-            .map(|(partition, s)| Checkpoint {
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: s.next_offset,
-                state: bincode::serialize(&s.state).expect("state serialises"),
-                snapshot: snapshot_due(s),
+            .map(|(partition, s)| {
+                let snapshot = snapshot_due(s);
+                // A delta onto the stored full state, until the deltas weigh as much as it
+                // (then the full state again: storage and restore stay within twice its size).
+                let delta = match s.base {
+                    Some(base) if incremental && !snapshot && s.delta_bytes < s.base_bytes => {
+                        p.take_delta(&mut s.state).map(|d| (base, d))
+                    }
+                    _ => None,
+                };
+                match delta {
+                    Some((base, d)) => {
+                        let mut c =
+                            Checkpoint::full(&topic, *partition, s.next_offset, d, base, false);
+                        c.delta = true;
+                        c
+                    }
+                    None => {
+                        let state = bincode::serialize(&s.state).expect("state serialises");
+                        p.start_delta(&mut s.state);
+                        Checkpoint::full(
+                            &topic,
+                            *partition,
+                            s.next_offset,
+                            state,
+                            new_base_id(),
+                            snapshot,
+                        )
+                    }
+                }
             })
             .collect();
         let mut backoff = self.policy.backoff();
-        loop {
+        let refused = loop {
             match self.store.save(&checkpoints).await {
-                Ok(()) => break,
+                Ok(refused) => break refused,
                 Err(e) => {
                     self.wait_retry("save checkpoint", e.into(), &mut backoff)
                         .await?
                 }
             }
-        }
+        };
         self.recovered("save checkpoint", &backoff);
         let mut tpl = TopicPartitionList::new();
         for c in &checkpoints {
+            let bytes = c.state.len() as u64;
+            metrics::counter!(m::CHECKPOINT_BYTES, "pipeline" => P::NAME, "kind" => if c.delta { "delta" } else { "full" })
+                .increment(bytes);
+            if refused.contains(&c.partition) {
+                // Another base is stored (the partition changed hands meanwhile): nothing of
+                // this partition was saved; its full state goes next time.
+                warn!(pipeline = P::NAME, partition = c.partition, "Checkpoint delta refused: the stored state is not the one it builds on; saving the full state next.");
+                if let Some(s) = self.parts.get_mut(&c.partition) {
+                    s.base = None;
+                }
+                continue;
+            }
             if let Some(s) = self.parts.get_mut(&c.partition) {
                 s.dirty = false;
                 if c.snapshot {
                     s.snapshot_at = Some(Instant::now());
+                }
+                if c.delta {
+                    s.delta_bytes += c.state.len();
+                } else {
+                    (s.base, s.base_bytes, s.delta_bytes) = (Some(c.base_id), c.state.len(), 0);
                 }
             }
             let _ = tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset));
@@ -1056,6 +1141,24 @@ impl<P: Pipeline> Runner<'_, P> {
         metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => P::NAME)
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+/// A fresh id for a full state saved: deltas name the base they build on.
+fn new_base_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    // The clock and a process-wide counter, mixed with the process id: distinct across the
+    // workers that may hold a partition one after another.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = (now ^ (i64::from(std::process::id()) << 40)).wrapping_add(n);
+    if id == 0 {
+        1
+    } else {
+        id
     }
 }
 

@@ -10,7 +10,9 @@ use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
-use atlasmesh_core::window::{Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope};
+use atlasmesh_core::window::{
+    Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope, WindowsDelta,
+};
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterReason, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{
@@ -249,4 +251,35 @@ impl Pipeline for TelemetryPipeline {
         batch.dlq.clear();
         batch.marks.clear();
     }
+
+    fn start_delta(&self, state: &mut PartitionWindows) {
+        state.start_journal();
+    }
+
+    /// The kernel's journal (accepted samples, versions, frontier), varint-encoded: its size
+    /// follows the events since the last checkpoint, not the vehicles held.
+    fn take_delta(&self, state: &mut PartitionWindows) -> Option<Vec<u8>> {
+        state.take_delta().map(|d| encode_delta(&d))
+    }
+
+    fn apply_delta(&self, state: &mut PartitionWindows, delta: &[u8]) -> Result<()> {
+        state.apply_delta(&self.params, decode_delta(delta)?);
+        Ok(())
+    }
+}
+
+/// A window-kernel delta as stored in a checkpoint: bincode with variable-length integers.
+pub fn encode_delta(d: &WindowsDelta) -> Vec<u8> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .serialize(d)
+        .expect("delta serialises")
+}
+
+/// Reads what [`encode_delta`] wrote.
+pub fn decode_delta(bytes: &[u8]) -> Result<WindowsDelta> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .deserialize(bytes)
+        .map_err(|e| Error::Internal(format!("unreadable checkpoint delta: {e}")))
 }

@@ -5,6 +5,7 @@
 
 mod analytics;
 mod catalog;
+mod checkpoints;
 mod common;
 mod coordination;
 mod missions;
