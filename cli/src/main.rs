@@ -608,7 +608,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::BenchRebalance(b) => bench_rebalance::run(&b)?,
         Cmd::BenchState(b) => {
-            let summary = atlasmesh::state_bench::run(&b)?;
+            let summary = atlasmesh::state_bench::run(&b, &cfg)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Cmd::SimZones(z) => {

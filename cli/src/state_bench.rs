@@ -3,7 +3,8 @@
 //! order, each vehicle at its own offset within the second, statuses, missions, odometer and
 //! energy moving); after every simulated second a checkpoint is taken the way the runner takes
 //! it (`runner.delta_checkpoints`): a delta onto the stored full state, the full state again
-//! once the deltas weigh as much as it does or a snapshot is due (every 300 s). A full
+//! once the deltas weigh as much as it does or a snapshot is due (`runner.snapshot_interval_ms`,
+//! 5 min by default). A full
 //! checkpoint (the behaviour with deltas off) is also serialised every `--full-every` seconds
 //! and its bytes and CPU reported per checkpoint.
 //!
@@ -15,7 +16,7 @@
 
 use std::time::Instant;
 
-use atlasmesh_core::config::TelemetryConfig;
+use atlasmesh_core::config::Config;
 use atlasmesh_core::telemetry::{TelemetryEvent, VehicleStatus};
 use atlasmesh_core::window::{PartitionWindows, WindowParams};
 use atlasmesh_pipelines::telemetry::{decode_delta, encode_delta};
@@ -36,6 +37,10 @@ pub struct BenchStateArgs {
     /// Keep the stored checkpoint and restore it at the end (compared byte for byte).
     #[arg(long)]
     pub verify: bool,
+    /// Record no deltas (`runner.delta_checkpoints = false`): only full checkpoints, and the
+    /// ingest cost without the kernel's journal.
+    #[arg(long)]
+    pub no_deltas: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,8 +104,11 @@ fn fill(e: &mut TelemetryEvent, i: usize, s: i64, t0: i64) {
     e.mission_id = (status == VehicleStatus::OnMission).then(|| format!("m-{i}-{}", s / 360));
 }
 
-pub fn run(args: &BenchStateArgs) -> anyhow::Result<StateSummary> {
-    let p = WindowParams::from(&TelemetryConfig::default());
+/// Runs with the window parameters of `cfg.telemetry` and the snapshot interval of
+/// `cfg.runner` (a snapshot writes the full state).
+pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> {
+    let p = WindowParams::from(&cfg.telemetry);
+    let snapshot_every_s = (cfg.runner.snapshot_interval_ms / 1_000) as i64;
     let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     let n = args.vehicles.max(1);
     let mut events: Vec<TelemetryEvent> = (0..n)
@@ -133,7 +141,9 @@ pub fn run(args: &BenchStateArgs) -> anyhow::Result<StateSummary> {
     let (mut ingest_ns, mut events_in) = (0u64, 0u64);
     // Deltas on: the stored base, its size, the deltas after it.
     let mut base: Vec<u8> = bincode::serialize(&st)?;
-    st.start_journal();
+    if !args.no_deltas {
+        st.start_journal();
+    }
     let mut deltas: Vec<Vec<u8>> = Vec::new();
     let (mut base_bytes, mut delta_bytes) = (base.len(), 0usize);
     let (mut inc_bytes, mut inc_ns, mut fulls, mut delta_writes, mut delta_sum) =
@@ -154,8 +164,10 @@ pub fn run(args: &BenchStateArgs) -> anyhow::Result<StateSummary> {
         events_in += n as u64;
 
         let c0 = thread_cpu_ns();
-        let snapshot_due = s - last_snapshot >= 300;
-        if snapshot_due || delta_bytes >= base_bytes {
+        let snapshot_due = snapshot_every_s > 0 && s - last_snapshot >= snapshot_every_s;
+        if args.no_deltas {
+            // Nothing recorded: only the full checkpoints below.
+        } else if snapshot_due || delta_bytes >= base_bytes {
             let full = bincode::serialize(&st)?;
             st.start_journal();
             inc_bytes += full.len() as u64;

@@ -70,6 +70,12 @@ struct VehicleTrack {
     fleet_id: String,
     /// Sorted by (ts, seq); the first one may be an anchor older than the retention floor.
     samples: Vec<Sample>,
+    /// While a journal runs: the samples accepted since it last gave a delta, and whether the
+    /// fleet changed (or the vehicle is new). Not part of the state.
+    #[serde(skip)]
+    pending: Vec<Sample>,
+    #[serde(skip)]
+    fleet_changed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,16 +134,19 @@ pub struct PartitionWindows {
 pub struct WindowsDelta {
     max_ts: Option<i64>,
     closed_until: Option<i64>,
-    journal: Journal,
+    /// Vehicles seen the first time or whose fleet changed, with their fleet now.
+    fleets: Vec<(String, String)>,
+    /// Accepted samples per vehicle (each lands at its sorted place).
+    samples: Vec<(String, Vec<Sample>)>,
+    /// Window versions set, in order (a later entry wins).
+    vehicle_versions: Vec<((String, i64), u32)>,
+    fleet_versions: Vec<((String, i64), u32)>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The part of a running journal kept beside the vehicles (their samples and fleet changes
+/// wait in their tracks).
+#[derive(Debug, Clone, Default)]
 struct Journal {
-    /// Vehicles seen the first time or whose fleet changed, with their fleet now.
-    fleets: BTreeMap<String, String>,
-    /// Accepted samples per vehicle (each lands at its sorted place).
-    samples: BTreeMap<String, Vec<Sample>>,
-    /// Window versions set, in order (a later entry wins).
     vehicle_versions: Vec<((String, i64), u32)>,
     fleet_versions: Vec<((String, i64), u32)>,
 }
@@ -145,7 +154,7 @@ struct Journal {
 impl WindowsDelta {
     /// Accepted samples it carries.
     pub fn samples(&self) -> usize {
-        self.journal.samples.values().map(Vec::len).sum()
+        self.samples.iter().map(|(_, s)| s.len()).sum()
     }
 }
 
@@ -257,15 +266,31 @@ impl PartitionWindows {
     /// returns what changed from the state as it is now.
     pub fn start_journal(&mut self) {
         self.journal = Some(Journal::default());
+        for t in self.vehicles.values_mut() {
+            t.pending = Vec::new();
+            t.fleet_changed = false;
+        }
     }
 
     /// What changed since the journal started, and restarts it; `None` when no journal runs.
     pub fn take_delta(&mut self) -> Option<WindowsDelta> {
         let journal = std::mem::take(self.journal.as_mut()?);
+        let (mut fleets, mut samples) = (Vec::new(), Vec::new());
+        for (vehicle, t) in &mut self.vehicles {
+            if std::mem::take(&mut t.fleet_changed) {
+                fleets.push((vehicle.clone(), t.fleet_id.clone()));
+            }
+            if !t.pending.is_empty() {
+                samples.push((vehicle.clone(), std::mem::take(&mut t.pending)));
+            }
+        }
         Some(WindowsDelta {
             max_ts: self.max_ts,
             closed_until: self.closed_until,
-            journal,
+            fleets,
+            samples,
+            vehicle_versions: journal.vehicle_versions,
+            fleet_versions: journal.fleet_versions,
         })
     }
 
@@ -278,12 +303,15 @@ impl PartitionWindows {
         let WindowsDelta {
             max_ts,
             closed_until,
-            journal,
+            fleets,
+            samples,
+            vehicle_versions,
+            fleet_versions,
         } = delta;
-        for (vehicle, fleet) in journal.fleets {
+        for (vehicle, fleet) in fleets {
             self.vehicles.entry(vehicle).or_default().fleet_id = fleet;
         }
-        for (vehicle, samples) in journal.samples {
+        for (vehicle, samples) in samples {
             let track = self.vehicles.entry(vehicle).or_default();
             for s in samples {
                 if let Err(pos) = track.samples.binary_search_by(|t| t.key().cmp(&s.key())) {
@@ -291,8 +319,8 @@ impl PartitionWindows {
                 }
             }
         }
-        self.vehicle_versions.extend(journal.vehicle_versions);
-        self.fleet_versions.extend(journal.fleet_versions);
+        self.vehicle_versions.extend(vehicle_versions);
+        self.fleet_versions.extend(fleet_versions);
         self.max_ts = max_ts;
         self.closed_until = closed_until;
         self.prune(p);
@@ -321,28 +349,24 @@ impl PartitionWindows {
         let track = self.vehicles.get_mut(vid).expect("inserted above");
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
-            if let Some(j) = &mut self.journal {
-                j.fleets.insert(vid.clone(), ev.fleet_id.clone());
-            }
+            track.fleet_changed = self.journal.is_some();
         }
-        let pos = match track
-            .samples
-            .binary_search_by(|s| s.key().cmp(&sample.key()))
-        {
-            Ok(_) => return Ingest::Duplicate,
-            Err(pos) => pos,
+        // In order (the common case): after the newest sample, no search of the buffer.
+        let pos = match track.samples.last() {
+            Some(last) if last.key() < sample.key() => track.samples.len(),
+            _ => match track
+                .samples
+                .binary_search_by(|s| s.key().cmp(&sample.key()))
+            {
+                Ok(_) => return Ingest::Duplicate,
+                Err(pos) => pos,
+            },
         };
         let newest = pos == track.samples.len();
         let late = ts < closed_until;
-        if let Some(j) = &mut self.journal {
-            match j.samples.get_mut(vid) {
-                Some(v) => v.push(sample.clone()),
-                None => {
-                    j.samples.insert(vid.clone(), vec![sample.clone()]);
-                }
-            }
+        if self.journal.is_some() {
+            track.pending.push(sample.clone());
         }
-        let track = self.vehicles.get_mut(vid).expect("inserted above");
         if !late {
             track.samples.insert(pos, sample);
         } else {
