@@ -20,7 +20,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         offline_backlog_pct: 0.0005,
         ..SimConfig::default()
     };
-    kill_and_compare("crash", sim_cfg, 200_000).await;
+    kill_and_compare("crash", sim_cfg, 200_000, false).await;
 }
 
 /// The same at 10,000 vehicles, where checkpoints are deltas onto a full state (issue 12):
@@ -35,14 +35,18 @@ async fn sigkill_with_10k_vehicles_restores_deltas_exactly() {
         duplicate_pct: 0.005,
         ..SimConfig::default()
     };
-    let deltas = kill_and_compare("crash10k", sim_cfg, 120_000).await;
-    assert!(deltas > 0, "no checkpoint delta was stored during the run");
+    let deltas = kill_and_compare("crash10k", sim_cfg, 120_000, true).await;
+    assert!(
+        deltas > 0,
+        "no kill came after a checkpoint delta was stored"
+    );
 }
 
 /// Produces `n` simulated items, SIGKILLs the worker at random points (at least three times,
-/// each after durable progress), and compares the final windows with the reference. Returns
-/// the most checkpoint deltas seen stored after a full state.
-async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize) -> i32 {
+/// each after durable progress; with `after_delta`, after a checkpoint delta was stored too,
+/// so the restart restores a full state plus deltas), and compares the final windows with the
+/// reference. Returns the most checkpoint deltas seen stored after a full state before a kill.
+async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize, after_delta: bool) -> i32 {
     let env = TestEnv::new(name);
     env.migrate();
     let items = Simulator::new(sim_cfg).take(n);
@@ -66,9 +70,18 @@ async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize) -> i32 {
         while env.checkpointed(&pg).await <= last && started.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A restarted worker's first checkpoint is a full state (a snapshot); wait for a
+        // delta on top of it.
+        while after_delta && started.elapsed() < Duration::from_secs(120) {
+            let d = env.checkpoint_deltas(&pg).await;
+            deltas = deltas.max(d);
+            if d > 0 || env.checkpointed(&pg).await >= total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let delay = Duration::from_millis(rng.gen_range(0..1_500));
         tokio::time::sleep(delay).await;
-        deltas = deltas.max(env.checkpoint_deltas(&pg).await);
         let progress = env.checkpointed(&pg).await;
         if progress >= total {
             break;

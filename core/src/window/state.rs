@@ -534,6 +534,11 @@ impl PartitionWindows {
             let i = t.samples.partition_point(|s| s.ts < keep_from);
             if i > 1 {
                 t.samples.drain(..i - 1);
+                // A vehicle gone silent keeps its anchor, not the buffer it reported into (a
+                // reporting one holds most of its buffer, so this never churns).
+                if t.samples.capacity() > 4 * t.samples.len().max(4) {
+                    t.samples.shrink_to(2 * t.samples.len());
+                }
             }
         }
         self.vehicle_versions.retain(|(_, ws), _| *ws >= floor);

@@ -815,6 +815,7 @@ impl<P: Pipeline> Runner<'_, P> {
             let deltas = c.deltas.iter().map(Vec::len).sum();
             ((c.base_id != 0).then_some(c.base_id), c.state.len(), deltas)
         });
+        let delta_count = loaded.as_ref().map_or(0, |c| c.deltas.len());
         let (mut state, next_offset) = match (loaded, restored) {
             (Some(c), Some(r)) => match r {
                 Ok(s) => (s, c.next_offset),
@@ -842,7 +843,12 @@ impl<P: Pipeline> Runner<'_, P> {
         } else {
             info!(
                 pipeline = P::NAME,
-                partition, next_offset, "Partition assigned; state loaded."
+                partition,
+                next_offset,
+                state_bytes = base_bytes,
+                deltas_applied = delta_count,
+                delta_bytes,
+                "Partition assigned; state loaded."
             );
             None
         };

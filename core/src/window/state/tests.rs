@@ -363,3 +363,34 @@ fn no_journal_no_delta() {
     let d = st.take_delta().unwrap();
     assert_eq!(d.samples(), 0);
 }
+
+/// A vehicle that went silent keeps only its anchor sample, and its buffer is released.
+#[test]
+fn a_silent_vehicle_releases_its_buffer() {
+    use VehicleStatus::*;
+    let p = params();
+    let mut st = PartitionWindows::default();
+    let mut out = vec![];
+    for s in 0..1_000i64 {
+        let ts = T0 + s * 1_000;
+        if s < 400 {
+            st.ingest(
+                &p,
+                &ev("v1", ts, s, EnRoute, s as f64 * 0.01, 0.0, 30.0),
+                &mut out,
+            );
+        }
+        st.ingest(
+            &p,
+            &ev("v2", ts, s, EnRoute, s as f64 * 0.01, 0.0, 30.0),
+            &mut out,
+        );
+    }
+    let v2_held = st.retained_samples() - 1; // v1 keeps its anchor only
+    assert!(v2_held > 100, "v2 still reports: {v2_held}");
+    let cap = st.sample_capacity();
+    assert!(
+        cap <= v2_held.next_power_of_two() + 2,
+        "v1's buffer of ~256 samples is released: capacity {cap} for {v2_held} + 1 held"
+    );
+}
