@@ -127,6 +127,20 @@ impl Checkpoint {
         }
     }
 
+    /// The changes since the full state `base_id`, to append onto it.
+    pub fn delta(
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        delta: Vec<u8>,
+        base_id: i64,
+    ) -> Self {
+        Checkpoint {
+            delta: true,
+            ..Checkpoint::full(topic, partition, next_offset, delta, base_id, false)
+        }
+    }
+
     /// A stored `(next_offset, state)` row of `topic`/`partition`.
     fn of_row(
         topic: &str,
@@ -376,6 +390,10 @@ impl CheckpointStore {
     /// A partition's checkpoint: its full state with the deltas saved after it (in order).
     pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
         let mut tx = self.pool.begin().await?;
+        // One snapshot for both reads: a full save in between cannot swap the deltas.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let row: Option<(i64, Vec<u8>, Option<i64>, i32)> = sqlx::query_as(
             "SELECT next_offset, state, base_id, deltas FROM stream_checkpoints
              WHERE pipeline = $1 AND topic = $2 AND partition = $3",

@@ -35,7 +35,7 @@ async fn sigkill_with_10k_vehicles_restores_deltas_exactly() {
         duplicate_pct: 0.005,
         ..SimConfig::default()
     };
-    let deltas = kill_and_compare("crash10k", sim_cfg, 120_000, true).await;
+    let deltas = kill_and_compare("crash10k", sim_cfg, 200_000, true).await;
     assert!(
         deltas > 0,
         "no kill came after a checkpoint delta was stored"

@@ -224,11 +224,6 @@ impl PartitionWindows {
         self.vehicles.values().map(|t| t.samples.capacity()).sum()
     }
 
-    /// Vehicles held.
-    pub fn vehicle_count(&self) -> usize {
-        self.vehicles.len()
-    }
-
     fn fleet_counters(&self, fleet: &str, ws: i64, p: &WindowParams) -> Counters {
         let mut c = Counters::default();
         for t in self.vehicles.values().filter(|t| t.fleet_id == fleet) {
@@ -247,19 +242,13 @@ impl PartitionWindows {
         journal: Option<&mut Vec<((String, i64), u32)>>,
         key: (String, i64),
     ) -> u32 {
-        match journal {
-            Some(j) => {
-                let v = map.entry(key.clone()).or_insert(0);
-                *v += 1;
-                j.push((key, *v));
-                *v
-            }
-            None => {
-                let v = map.entry(key).or_insert(0);
-                *v += 1;
-                *v
-            }
+        let journaled = journal.is_some().then(|| key.clone());
+        let v = map.entry(key).or_insert(0);
+        *v += 1;
+        if let (Some(j), Some(key)) = (journal, journaled) {
+            j.push((key, *v));
         }
+        *v
     }
 
     /// Starts (or restarts) recording changes: the next [`PartitionWindows::take_delta`]

@@ -801,23 +801,20 @@ impl<P: Pipeline> Runner<'_, P> {
         };
         self.recovered("load checkpoint", &backoff);
         let loaded_none = loaded.is_none();
-        let restored = loaded.as_ref().map(|c| {
-            let mut state =
-                bincode::deserialize::<P::State>(&c.state).map_err(|e| e.to_string())?;
-            for (i, d) in c.deltas.iter().enumerate() {
-                self.p
-                    .apply_delta(&mut state, d)
-                    .map_err(|e| format!("delta {} of {}: {e}", i + 1, c.deltas.len()))?;
-            }
-            Ok::<_, String>(state)
-        });
-        let (base, base_bytes, delta_bytes) = loaded.as_ref().map_or((None, 0, 0), |c| {
-            let deltas = c.deltas.iter().map(Vec::len).sum();
-            ((c.base_id != 0).then_some(c.base_id), c.state.len(), deltas)
-        });
-        let delta_count = loaded.as_ref().map_or(0, |c| c.deltas.len());
-        let (mut state, next_offset) = match (loaded, restored) {
-            (Some(c), Some(r)) => match r {
+        // The stored full state (0 before deltas existed: the next save is a full one), its
+        // size and the deltas after it.
+        let (base, base_bytes, delta_bytes, delta_count) =
+            loaded.as_ref().map_or((None, 0, 0, 0), |c| {
+                let deltas = c.deltas.iter().map(Vec::len).sum();
+                (
+                    (c.base_id != 0).then_some(c.base_id),
+                    c.state.len(),
+                    deltas,
+                    c.deltas.len(),
+                )
+            });
+        let (mut state, next_offset) = match loaded {
+            Some(c) => match self.restore(&c) {
                 Ok(s) => (s, c.next_offset),
                 Err(e) => {
                     // Refuse to guess: a state we cannot read must be looked at by a human.
@@ -828,7 +825,7 @@ impl<P: Pipeline> Runner<'_, P> {
                     return Err(Stop::Failed(e));
                 }
             },
-            _ => (P::State::default(), 0),
+            None => (P::State::default(), 0),
         };
         self.p.start_delta(&mut state);
         let seek_to_start = if loaded_none {
@@ -892,6 +889,17 @@ impl<P: Pipeline> Runner<'_, P> {
         );
         self.try_seek_to_start(topic, partition);
         Ok(loaded_none)
+    }
+
+    /// A checkpoint's state: its full state with its deltas applied in order.
+    fn restore(&self, c: &Checkpoint) -> std::result::Result<P::State, String> {
+        let mut state = bincode::deserialize::<P::State>(&c.state).map_err(|e| e.to_string())?;
+        for (i, d) in c.deltas.iter().enumerate() {
+            self.p
+                .apply_delta(&mut state, d)
+                .map_err(|e| format!("delta {} of {}: {e}", i + 1, c.deltas.len()))?;
+        }
+        Ok(state)
     }
 
     async fn on_message(&mut self, msg: InMessage) -> Step {
@@ -1077,10 +1085,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 };
                 match delta {
                     Some((base, d)) => {
-                        let mut c =
-                            Checkpoint::full(&topic, *partition, s.next_offset, d, base, false);
-                        c.delta = true;
-                        c
+                        Checkpoint::delta(&topic, *partition, s.next_offset, d, base)
                     }
                     None => {
                         let state = bincode::serialize(&s.state).expect("state serialises");
@@ -1110,9 +1115,6 @@ impl<P: Pipeline> Runner<'_, P> {
         self.recovered("save checkpoint", &backoff);
         let mut tpl = TopicPartitionList::new();
         for c in &checkpoints {
-            let bytes = c.state.len() as u64;
-            metrics::counter!(m::CHECKPOINT_BYTES, "pipeline" => P::NAME, "kind" => if c.delta { "delta" } else { "full" })
-                .increment(bytes);
             if refused.contains(&c.partition) {
                 // Another base is stored (the partition changed hands meanwhile): nothing of
                 // this partition was saved; its full state goes next time.
@@ -1122,6 +1124,9 @@ impl<P: Pipeline> Runner<'_, P> {
                 }
                 continue;
             }
+            let kind = if c.delta { "delta" } else { "full" };
+            metrics::counter!(m::CHECKPOINT_BYTES, "pipeline" => P::NAME, "kind" => kind)
+                .increment(c.state.len() as u64);
             if let Some(s) = self.parts.get_mut(&c.partition) {
                 s.dirty = false;
                 if c.snapshot {

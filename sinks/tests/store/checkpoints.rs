@@ -6,9 +6,7 @@ use atlasmesh_sinks::postgres::{Checkpoint, CheckpointStore};
 use crate::common::setup;
 
 fn delta(topic: &str, partition: i32, next_offset: i64, bytes: &[u8], base: i64) -> Checkpoint {
-    let mut c = Checkpoint::full(topic, partition, next_offset, bytes.to_vec(), base, false);
-    c.delta = true;
-    c
+    Checkpoint::delta(topic, partition, next_offset, bytes.to_vec(), base)
 }
 
 #[tokio::test]
