@@ -37,7 +37,10 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin atlasmesh
 COPY --from=build /out/atlasmesh /usr/local/bin/atlasmesh
 USER atlasmesh
-ENV ATLASMESH_LOG_FORMAT=json \
+# A fixed mmap threshold: glibc otherwise raises it to the size of the last large buffer freed
+# (a full checkpoint's serialisation), and keeps such buffers in the heap after use (BENCHMARKS 6).
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 \
+    ATLASMESH_LOG_FORMAT=json \
     ATLASMESH_API__LISTEN=0.0.0.0:8080 \
     ATLASMESH_RUNNER__METRICS_LISTEN=0.0.0.0:9100
 EXPOSE 8080 9100

@@ -50,7 +50,11 @@ pub struct StateSummary {
     pub events: u64,
     pub ingest_cpu_ns_per_event: f64,
     pub samples_held_per_vehicle: f64,
-    pub sample_buffer_bytes_per_vehicle: f64,
+    /// What the kernel holds per vehicle at the end ([`PartitionWindows::state_bytes`]: ids,
+    /// tracks, buffers by capacity; not the map's nodes or the allocator's overhead).
+    pub state_bytes_per_vehicle: f64,
+    /// The most it held, sampled every 10 simulated seconds after the first 200.
+    pub peak_state_bytes_per_vehicle: f64,
     pub serialized_state_bytes_per_vehicle: f64,
     pub rss_growth_bytes_per_vehicle: f64,
     /// Deltas on (the default): bytes written per second of stream, full states included.
@@ -151,6 +155,7 @@ pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> 
     let mut last_snapshot = 0i64;
     // Deltas off: measured every `full_every` seconds.
     let (mut full_bytes, mut full_ns, mut full_samples) = (0u64, 0u64, 0u64);
+    let mut peak_state = 0usize;
     let started = Instant::now();
     let mut last_progress = Instant::now();
     for s in 0..args.seconds {
@@ -192,6 +197,9 @@ pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> 
         }
         inc_ns += thread_cpu_ns() - c0;
 
+        if s >= 200 && s % 10 == 0 {
+            peak_state = peak_state.max(st.state_bytes());
+        }
         if args.full_every > 0 && s % args.full_every == args.full_every - 1 {
             let c0 = thread_cpu_ns();
             let full = bincode::serialize(&st)?;
@@ -230,9 +238,8 @@ pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> 
         events: events_in,
         ingest_cpu_ns_per_event: ingest_ns as f64 / events_in.max(1) as f64,
         samples_held_per_vehicle: per_vehicle(st.retained_samples() as f64),
-        sample_buffer_bytes_per_vehicle: per_vehicle(
-            (st.sample_capacity() * std::mem::size_of::<atlasmesh_core::window::Sample>()) as f64,
-        ),
+        state_bytes_per_vehicle: per_vehicle(st.state_bytes() as f64),
+        peak_state_bytes_per_vehicle: per_vehicle(peak_state as f64),
         serialized_state_bytes_per_vehicle: per_vehicle(serialized as f64),
         rss_growth_bytes_per_vehicle: per_vehicle(rss_after.saturating_sub(rss_before) as f64),
         incremental_bytes_per_s: inc_bytes as f64 / secs,

@@ -1,13 +1,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
+mod legacy;
+#[cfg(test)]
+mod oracle;
+mod points;
+mod track;
+
 use serde::{Deserialize, Serialize};
 
+use self::points::Point;
+use self::track::VehicleTrack;
 use super::counters::Counters;
 use crate::config::TelemetryConfig;
 use crate::telemetry::{km_to_m, kph_to_ckph, kwh_to_wh, TelemetryEvent, VehicleStatus};
 
 /// Speeds above this (hundredths of km/h) count as moving.
-const MOVING_CKPH: i64 = 50;
+pub(crate) const MOVING_CKPH: i64 = 50;
 
 /// Window parameters in effect (from [`TelemetryConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +38,7 @@ impl From<&TelemetryConfig> for WindowParams {
 }
 
 impl WindowParams {
-    fn floor(&self, ts: i64) -> i64 {
+    pub(crate) fn floor(&self, ts: i64) -> i64 {
         ts.div_euclid(self.window_ms) * self.window_ms
     }
 }
@@ -59,23 +67,6 @@ impl Sample {
             mission: e.mission_id.clone().filter(|m| !m.is_empty()),
         }
     }
-
-    fn key(&self) -> (i64, i64) {
-        (self.ts, self.seq)
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct VehicleTrack {
-    fleet_id: String,
-    /// Sorted by (ts, seq); the first one may be an anchor older than the retention floor.
-    samples: Vec<Sample>,
-    /// While a journal runs: the samples accepted since it last gave a delta, and whether the
-    /// fleet changed (or the vehicle is new). Not part of the state.
-    #[serde(skip)]
-    pending: Vec<Sample>,
-    #[serde(skip)]
-    fleet_changed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,18 +104,53 @@ pub enum Ingest {
 
 /// Window state of one source partition. Serialisable: the runner checkpoints it with the
 /// partition's offset.
+///
+/// Bounded: per vehicle it keeps the counters of the windows a late sample can still change
+/// (from the window of the oldest acceptable sample on) and the samples such a sample can fall
+/// next to (compact points, see `points.rs`), and nothing of a vehicle gone silent but one
+/// anchor point. A late sample updates the counters in place through its two neighbours
+/// (`track.rs`); the results equal recomputing the windows from every sample (the test
+/// oracle, the previous kernel, checks this on random streams).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PartitionWindows {
+    /// The layout's tag, first in a checkpoint ([`PartitionWindows::decode`]).
+    layout: Layout,
     max_ts: Option<i64>,
     /// Every window ending at or before this is closed.
     closed_until: Option<i64>,
     vehicles: BTreeMap<String, VehicleTrack>,
-    vehicle_versions: BTreeMap<(String, i64), u32>,
     fleet_versions: BTreeMap<(String, i64), u32>,
     /// Changes since [`PartitionWindows::start_journal`], for incremental checkpoints; not
     /// part of the state (never serialised).
     #[serde(skip)]
     journal: Option<Journal>,
+}
+
+/// Tags the serialised layout of [`PartitionWindows`]: the first 8 bytes of a checkpoint. The
+/// layout before it (the unbounded kernel's) starts with an `Option` tag byte and a
+/// timestamp, never with these bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Layout;
+
+impl Layout {
+    const TAG: u64 = u64::from_le_bytes(*b"AMwin\x02\x00\x00");
+}
+
+impl Serialize for Layout {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(Self::TAG)
+    }
+}
+
+impl<'de> Deserialize<'de> for Layout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64::deserialize(d)? {
+            Self::TAG => Ok(Layout),
+            other => Err(serde::de::Error::custom(format!(
+                "not the bounded window layout (tag {other:#x})"
+            ))),
+        }
+    }
 }
 
 /// What changed in a [`PartitionWindows`] since its journal started: applied to a copy of the
@@ -206,6 +232,18 @@ pub(crate) fn vehicle_counters(samples: &[Sample], ws: i64, we: i64, max_gap: i6
 }
 
 impl PartitionWindows {
+    /// Reads a checkpointed state: this layout, or the one earlier releases wrote (every
+    /// retained sample), upgraded to this one with the same windows and versions.
+    pub fn decode(bytes: &[u8], p: &WindowParams) -> Result<PartitionWindows, String> {
+        match bincode::deserialize::<PartitionWindows>(bytes) {
+            Ok(w) => Ok(w),
+            Err(e) => match bincode::deserialize::<legacy::Legacy>(bytes) {
+                Ok(l) => Ok(l.upgrade(p)),
+                Err(_) => Err(e.to_string()),
+            },
+        }
+    }
+
     pub fn closed_until_ms(&self) -> Option<i64> {
         self.closed_until
     }
@@ -214,40 +252,53 @@ impl PartitionWindows {
         self.max_ts
     }
 
-    /// Number of samples held (for state-size metrics).
+    /// Number of samples held, anchors included (for state-size metrics).
     pub fn retained_samples(&self) -> usize {
-        self.vehicles.values().map(|t| t.samples.len()).sum()
+        self.vehicles.values().map(VehicleTrack::points).sum()
     }
 
-    /// Samples the vehicles' buffers have room for (allocated, held or not).
-    pub fn sample_capacity(&self) -> usize {
-        self.vehicles.values().map(|t| t.samples.capacity()).sum()
+    /// Bytes the vehicles' entries hold: ids, tracks and their buffers (capacity, used or
+    /// not), the versions of fleet windows. The map's own nodes and the allocator's overhead
+    /// are not counted (a process's RSS shows them).
+    pub fn state_bytes(&self) -> usize {
+        let vehicles: usize = self
+            .vehicles
+            .iter()
+            .map(|(k, t)| {
+                std::mem::size_of::<String>()
+                    + k.capacity()
+                    + std::mem::size_of::<VehicleTrack>()
+                    + t.heap_bytes()
+            })
+            .sum();
+        let fleets: usize = self
+            .fleet_versions
+            .keys()
+            .map(|(f, _)| std::mem::size_of::<((String, i64), u32)>() + f.capacity())
+            .sum();
+        vehicles + fleets
     }
 
-    fn fleet_counters(&self, fleet: &str, ws: i64, p: &WindowParams) -> Counters {
+    /// The fleet's partial for the window at `ws`: the sum over its vehicles in this
+    /// partition.
+    fn fleet_counters(&self, fleet: &str, ws: i64) -> Counters {
         let mut c = Counters::default();
         for t in self.vehicles.values().filter(|t| t.fleet_id == fleet) {
-            c.add(&vehicle_counters(
-                &t.samples,
-                ws,
-                ws + p.window_ms,
-                p.max_gap_ms,
-            ));
+            if let Some(s) = t.slot(ws) {
+                c.add(&s.counters());
+            }
         }
         c
     }
 
-    fn bump(
-        map: &mut BTreeMap<(String, i64), u32>,
-        journal: Option<&mut Vec<((String, i64), u32)>>,
-        key: (String, i64),
-    ) -> u32 {
-        let journaled = journal.is_some().then(|| key.clone());
-        let v = map.entry(key).or_insert(0);
-        *v += 1;
-        if let (Some(j), Some(key)) = (journal, journaled) {
-            j.push((key, *v));
+    fn bump_fleet(&mut self, fleet: &str, ws: i64) -> u32 {
+        let key = (fleet.to_owned(), ws);
+        if let Some(j) = self.journal.as_mut() {
+            let v = self.fleet_versions.get(&key).copied().unwrap_or(0) + 1;
+            j.fleet_versions.push((key.clone(), v));
         }
+        let v = self.fleet_versions.entry(key).or_insert(0);
+        *v += 1;
         *v
     }
 
@@ -284,10 +335,11 @@ impl PartitionWindows {
     }
 
     /// Brings a state up to date with `delta`, taken from a state equal to this one: the
-    /// result equals the state the delta was taken from. Samples land at their sorted place,
-    /// versions are set in order, and the pruning that followed them live is done again (it
-    /// depends only on the closed frontier, and every sample and window accepted after a
-    /// pruning lies inside what that pruning kept).
+    /// result equals the state the delta was taken from. The samples are counted again (a
+    /// window's counters depend only on which samples it holds, not on their order), versions
+    /// are set in order, and the pruning that followed them live is done again (it depends
+    /// only on the closed frontier, and every sample accepted after a pruning lies inside
+    /// what that pruning kept).
     pub fn apply_delta(&mut self, p: &WindowParams, delta: WindowsDelta) {
         let WindowsDelta {
             max_ts,
@@ -303,12 +355,14 @@ impl PartitionWindows {
         for (vehicle, samples) in samples {
             let track = self.vehicles.entry(vehicle).or_default();
             for s in samples {
-                if let Err(pos) = track.samples.binary_search_by(|t| t.key().cmp(&s.key())) {
-                    track.samples.insert(pos, s);
-                }
+                track.insert_sample(p, &s);
             }
         }
-        self.vehicle_versions.extend(vehicle_versions);
+        for ((vehicle, ws), version) in vehicle_versions {
+            if let Some(slot) = self.vehicles.get_mut(&vehicle).and_then(|t| t.slot_mut(ws)) {
+                slot.version = version;
+            }
+        }
         self.fleet_versions.extend(fleet_versions);
         self.max_ts = max_ts;
         self.closed_until = closed_until;
@@ -322,8 +376,7 @@ impl PartitionWindows {
         ev: &TelemetryEvent,
         out: &mut Vec<WindowResult>,
     ) -> Ingest {
-        let sample = Sample::from_event(ev);
-        let ts = sample.ts;
+        let ts = ev.ts_ms;
         let closed_until = *self.closed_until.get_or_insert_with(|| p.floor(ts));
         if ts < closed_until - p.allowed_lateness_ms {
             return Ingest::TooLate {
@@ -340,83 +393,60 @@ impl PartitionWindows {
             track.fleet_id = ev.fleet_id.clone();
             track.fleet_changed = self.journal.is_some();
         }
-        // In order (the common case): after the newest sample, no search of the buffer.
-        let pos = match track.samples.last() {
-            Some(last) if last.key() < sample.key() => track.samples.len(),
-            _ => match track
-                .samples
-                .binary_search_by(|s| s.key().cmp(&sample.key()))
-            {
-                Ok(_) => return Ingest::Duplicate,
-                Err(pos) => pos,
-            },
-        };
-        let newest = pos == track.samples.len();
         let late = ts < closed_until;
-        if self.journal.is_some() {
-            track.pending.push(sample.clone());
-        }
-        if !late {
-            track.samples.insert(pos, sample);
+        // The closed windows this sample can change (from its own on), as they are now.
+        let before: Vec<(i64, Counters)> = if late {
+            (p.floor(ts)..closed_until)
+                .step_by(p.window_ms as usize)
+                .map(|ws| (ws, track.slot(ws).map(|s| s.counters()).unwrap_or_default()))
+                .collect()
         } else {
-            // Windows whose counters this sample can change: from the window of the earliest
-            // segment it can shorten up to the closed frontier.
-            let fleet = track.fleet_id.clone();
-            let from = p.floor(ts - p.max_gap_ms);
-            let windows: Vec<i64> = (from..closed_until).step_by(p.window_ms as usize).collect();
-            let vehicle_at = |this: &Self, ws: i64| {
-                vehicle_counters(
-                    &this.vehicles[vid].samples,
-                    ws,
-                    ws + p.window_ms,
-                    p.max_gap_ms,
-                )
+            Vec::new()
+        };
+        let mission = ev.mission_id.as_deref().filter(|m| !m.is_empty());
+        let point = Point::of_event(ev);
+        let Some(newest) = track.insert(p, point, kph_to_ckph(ev.speed_kph), mission) else {
+            return Ingest::Duplicate;
+        };
+        if self.journal.is_some() {
+            track.pending.push(Sample::from_event(ev));
+        }
+        for (ws, before) in before {
+            let track = self.vehicles.get_mut(vid).expect("counted above");
+            let Some(slot) = track.slot_mut(ws) else {
+                continue; // still empty
             };
-            let before: Vec<Counters> = windows.iter().map(|&ws| vehicle_at(self, ws)).collect();
-            let fleet_before: Vec<Counters> = windows
-                .iter()
-                .map(|&ws| self.fleet_counters(&fleet, ws, p))
-                .collect();
-            if let Some(t) = self.vehicles.get_mut(vid) {
-                t.samples.insert(pos, sample);
+            let after = slot.counters();
+            if after == before {
+                continue;
             }
-            for (i, &ws) in windows.iter().enumerate() {
-                let after = vehicle_at(self, ws);
-                if after == before[i] {
-                    continue;
-                }
-                let version = Self::bump(
-                    &mut self.vehicle_versions,
-                    self.journal.as_mut().map(|j| &mut j.vehicle_versions),
-                    (vid.clone(), ws),
-                );
-                out.push(WindowResult {
-                    scope: WindowScope::Vehicle,
-                    fleet_id: fleet.clone(),
-                    vehicle_id: vid.clone(),
-                    window_start_ms: ws,
-                    window_end_ms: ws + p.window_ms,
-                    version,
-                    counters: after,
-                });
-                let fleet_after = self.fleet_counters(&fleet, ws, p);
-                if fleet_after != fleet_before[i] {
-                    let version = Self::bump(
-                        &mut self.fleet_versions,
-                        self.journal.as_mut().map(|j| &mut j.fleet_versions),
-                        (fleet.clone(), ws),
-                    );
-                    out.push(WindowResult {
-                        scope: WindowScope::FleetPartial,
-                        fleet_id: fleet.clone(),
-                        vehicle_id: String::new(),
-                        window_start_ms: ws,
-                        window_end_ms: ws + p.window_ms,
-                        version,
-                        counters: fleet_after,
-                    });
-                }
+            slot.version += 1;
+            let version = slot.version;
+            let fleet = track.fleet_id.clone();
+            if let Some(j) = self.journal.as_mut() {
+                j.vehicle_versions.push(((vid.clone(), ws), version));
             }
+            out.push(WindowResult {
+                scope: WindowScope::Vehicle,
+                fleet_id: fleet.clone(),
+                vehicle_id: vid.clone(),
+                window_start_ms: ws,
+                window_end_ms: ws + p.window_ms,
+                version,
+                counters: after,
+            });
+            // The vehicle's counters changed, so its fleet's sum did too.
+            let counters = self.fleet_counters(&fleet, ws);
+            let version = self.bump_fleet(&fleet, ws);
+            out.push(WindowResult {
+                scope: WindowScope::FleetPartial,
+                fleet_id: fleet,
+                vehicle_id: String::new(),
+                window_start_ms: ws,
+                window_end_ms: ws + p.window_ms,
+                version,
+                counters,
+            });
         }
         if self.max_ts.is_none_or(|m| ts > m) {
             self.max_ts = Some(ts);
@@ -440,22 +470,21 @@ impl PartitionWindows {
             return;
         };
         while closed_until + p.window_ms <= watermark {
-            // Jump over windows no segment can reach.
-            let next_ts = self
-                .vehicles
-                .values()
-                .filter_map(|t| {
-                    let i = t
-                        .samples
-                        .partition_point(|s| s.ts < closed_until - p.max_gap_ms);
-                    t.samples.get(i).map(|s| s.ts)
-                })
-                .min();
-            let Some(next_ts) = next_ts else {
+            // Jump over windows no segment can reach: the first sample whose segment can reach
+            // past the frontier decides the next window to look at.
+            let mut next: Option<i64> = None;
+            for t in self.vehicles.values() {
+                if let Some(ws) = t.next_window(p, closed_until) {
+                    next = Some(next.map_or(ws, |n| n.min(ws)));
+                    if ws == closed_until {
+                        break;
+                    }
+                }
+            }
+            let Some(ws) = next else {
                 closed_until = p.floor(watermark);
                 break;
             };
-            let ws = closed_until.max(p.floor(next_ts));
             if ws + p.window_ms > watermark {
                 closed_until = ws;
                 break;
@@ -471,18 +500,18 @@ impl PartitionWindows {
 
     fn close_window(&mut self, p: &WindowParams, ws: i64, out: &mut Vec<WindowResult>) {
         let we = ws + p.window_ms;
-        let mut fleets: BTreeMap<String, Counters> = BTreeMap::new();
-        for (vehicle, t) in &self.vehicles {
-            let c = vehicle_counters(&t.samples, ws, we, p.max_gap_ms);
-            if c.is_empty() {
+        let mut fleets: BTreeMap<&str, Counters> = BTreeMap::new();
+        for (vehicle, t) in &mut self.vehicles {
+            let Some(slot) = t.slot_mut(ws).filter(|s| !s.is_empty()) else {
                 continue;
+            };
+            let c = slot.counters();
+            slot.version += 1;
+            let version = slot.version;
+            if let Some(j) = self.journal.as_mut() {
+                j.vehicle_versions.push(((vehicle.clone(), ws), version));
             }
-            fleets.entry(t.fleet_id.clone()).or_default().add(&c);
-            let version = Self::bump(
-                &mut self.vehicle_versions,
-                self.journal.as_mut().map(|j| &mut j.vehicle_versions),
-                (vehicle.clone(), ws),
-            );
+            fleets.entry(&t.fleet_id).or_default().add(&c);
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
                 fleet_id: t.fleet_id.clone(),
@@ -493,12 +522,10 @@ impl PartitionWindows {
                 counters: c,
             });
         }
+        let fleets: Vec<(String, Counters)> =
+            fleets.into_iter().map(|(f, c)| (f.to_owned(), c)).collect();
         for (fleet, c) in fleets {
-            let version = Self::bump(
-                &mut self.fleet_versions,
-                self.journal.as_mut().map(|j| &mut j.fleet_versions),
-                (fleet.clone(), ws),
-            );
+            let version = self.bump_fleet(&fleet, ws);
             out.push(WindowResult {
                 scope: WindowScope::FleetPartial,
                 fleet_id: fleet,
@@ -511,27 +538,21 @@ impl PartitionWindows {
         }
     }
 
-    /// Drops samples and versions no accepted late event can touch any more, keeping one
-    /// anchor sample per vehicle for deltas and segments.
+    /// Drops what no acceptable late sample can touch any more: the windows before the one of
+    /// the oldest acceptable sample, and the samples older than it, keeping the newest of
+    /// those per vehicle as its anchor (a late sample's neighbour, and all the window jump in
+    /// [`PartitionWindows::advance`] needs of them: it only asks whether a vehicle has a
+    /// sample within a gap of the frontier, and the anchor answers for the ones dropped).
     fn prune(&mut self, p: &WindowParams) {
         let Some(closed_until) = self.closed_until else {
             return;
         };
-        let floor = closed_until - p.allowed_lateness_ms - p.max_gap_ms - p.window_ms;
-        let keep_from = floor - p.max_gap_ms;
+        let slot_floor = p.floor(closed_until - p.allowed_lateness_ms);
+        let point_floor = closed_until - p.allowed_lateness_ms;
         for t in self.vehicles.values_mut() {
-            let i = t.samples.partition_point(|s| s.ts < keep_from);
-            if i > 1 {
-                t.samples.drain(..i - 1);
-                // A vehicle gone silent keeps its anchor, not the buffer it reported into (a
-                // reporting one holds most of its buffer, so this never churns).
-                if t.samples.capacity() > 4 * t.samples.len().max(4) {
-                    t.samples.shrink_to(2 * t.samples.len());
-                }
-            }
+            t.prune(slot_floor, point_floor);
         }
-        self.vehicle_versions.retain(|(_, ws), _| *ws >= floor);
-        self.fleet_versions.retain(|(_, ws), _| *ws >= floor);
+        self.fleet_versions.retain(|(_, ws), _| *ws >= slot_floor);
     }
 }
 

@@ -185,6 +185,12 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     /// topic outputs); called before each flush of a replay.
     fn keep_for_replay(&self, _batch: &mut Self::Batch) {}
 
+    /// Reads a checkpointed state (bincode, as the runner writes it). A pipeline whose state
+    /// layout changed reads the earlier layouts here too, so an upgrade keeps its state.
+    fn decode_state(&self, bytes: &[u8]) -> Result<Self::State> {
+        bincode::deserialize(bytes).map_err(|e| Error::Internal(e.to_string()))
+    }
+
     /// Incremental checkpoints: start recording the changes to `state` from now on (called
     /// once its full state was saved or loaded). A pipeline that records none (the default)
     /// saves its whole state at every checkpoint.
@@ -893,7 +899,7 @@ impl<P: Pipeline> Runner<'_, P> {
 
     /// A checkpoint's state: its full state with its deltas applied in order.
     fn restore(&self, c: &Checkpoint) -> std::result::Result<P::State, String> {
-        let mut state = bincode::deserialize::<P::State>(&c.state).map_err(|e| e.to_string())?;
+        let mut state = self.p.decode_state(&c.state).map_err(|e| e.to_string())?;
         for (i, d) in c.deltas.iter().enumerate() {
             self.p
                 .apply_delta(&mut state, d)

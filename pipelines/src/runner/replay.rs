@@ -169,7 +169,7 @@ pub async fn replay<P: Pipeline>(
             .await?;
         let from_snapshot = snapshot.is_some();
         let (state, start_offset) = match snapshot {
-            Some(c) => match bincode::deserialize::<P::State>(&c.state) {
+            Some(c) => match p.decode_state(&c.state) {
                 Ok(s) => (s, c.next_offset),
                 Err(e) => {
                     return Err(Error::Internal(format!(

@@ -252,6 +252,12 @@ impl Pipeline for TelemetryPipeline {
         batch.marks.clear();
     }
 
+    /// This release's layout, or the unbounded kernel's (earlier releases), upgraded.
+    fn decode_state(&self, bytes: &[u8]) -> Result<PartitionWindows> {
+        PartitionWindows::decode(bytes, &self.params)
+            .map_err(|e| Error::Internal(format!("unreadable window state: {e}")))
+    }
+
     fn start_delta(&self, state: &mut PartitionWindows) {
         state.start_journal();
     }

@@ -364,13 +364,15 @@ fn no_journal_no_delta() {
     assert_eq!(d.samples(), 0);
 }
 
-/// A vehicle that went silent keeps only its anchor sample, and its buffer is released.
+/// A vehicle that went silent keeps only its anchor point; its buffer is released.
 #[test]
 fn a_silent_vehicle_releases_its_buffer() {
     use VehicleStatus::*;
     let p = params();
     let mut st = PartitionWindows::default();
     let mut out = vec![];
+    let mut v2_only = PartitionWindows::default();
+    let mut out2 = vec![];
     for s in 0..1_000i64 {
         let ts = T0 + s * 1_000;
         if s < 400 {
@@ -380,17 +382,216 @@ fn a_silent_vehicle_releases_its_buffer() {
                 &mut out,
             );
         }
-        st.ingest(
-            &p,
-            &ev("v2", ts, s, EnRoute, s as f64 * 0.01, 0.0, 30.0),
-            &mut out,
-        );
+        let e = ev("v2", ts, s, EnRoute, s as f64 * 0.01, 0.0, 30.0);
+        st.ingest(&p, &e, &mut out);
+        v2_only.ingest(&p, &e, &mut out2);
     }
-    let v2_held = st.retained_samples() - 1; // v1 keeps its anchor only
-    assert!(v2_held > 100, "v2 still reports: {v2_held}");
-    let cap = st.sample_capacity();
+    assert_eq!(st.retained_samples(), v2_only.retained_samples() + 1);
+    let v1 = st.state_bytes() - v2_only.state_bytes();
     assert!(
-        cap <= v2_held.next_power_of_two() + 2,
-        "v1's buffer of ~256 samples is released: capacity {cap} for {v2_held} + 1 held"
+        v1 <= 300,
+        "v1 holds an anchor, no buffer and no window: {v1} bytes"
     );
+}
+
+/// Bounded: at 1 Hz with the default parameters a vehicle holds about three minutes of
+/// points and a handful of windows, far below a kilobyte per minute of lateness.
+#[test]
+fn a_reporting_vehicle_holds_a_bounded_compact_state() {
+    use VehicleStatus::*;
+    let p = WindowParams::from(&crate::config::TelemetryConfig::default());
+    let mut st = PartitionWindows::default();
+    let mut out = vec![];
+    let mut peak = 0;
+    for s in 0..3_600i64 {
+        let status = [EnRoute, OnMission, Idle][(s / 180 % 3) as usize];
+        let mut e = ev(
+            "v1",
+            T0 + s * 1_000,
+            s,
+            status,
+            s as f64 * 0.012,
+            s as f64 * 0.002,
+            43.0,
+        );
+        e.mission_id = (status == OnMission).then(|| format!("m-{}", s / 180));
+        st.ingest(&p, &e, &mut out);
+        if s > 600 {
+            peak = peak.max(st.state_bytes());
+        }
+    }
+    assert!(st.retained_samples() <= 190, "{}", st.retained_samples());
+    assert!(peak <= 2_048, "peak state {peak} bytes");
+}
+
+/// The bounded kernel against the previous one (which keeps every sample a late one can touch
+/// and recomputes each window from them): the same rows, versions and verdicts, in the same
+/// order, on random streams with late, too-late and duplicate samples, out-of-order arrival,
+/// fleet changes, missions, silences beyond the gap and idle flushes, under several window
+/// parameters (lateness shorter and longer than the gap, windows shorter than the gap).
+#[test]
+fn the_bounded_kernel_equals_recomputing_from_every_sample() {
+    use rand::{Rng, SeedableRng};
+    let shapes = [
+        params(),
+        WindowParams {
+            out_of_orderness_ms: 5_000,
+            allowed_lateness_ms: 120_000,
+            max_gap_ms: 60_000,
+            window_ms: 60_000,
+        },
+        WindowParams {
+            out_of_orderness_ms: 2_000,
+            allowed_lateness_ms: 10_000,
+            max_gap_ms: 90_000,
+            window_ms: 30_000,
+        },
+        WindowParams {
+            out_of_orderness_ms: 0,
+            allowed_lateness_ms: 0,
+            max_gap_ms: 20_000,
+            window_ms: 10_000,
+        },
+    ];
+    let mut rows = 0;
+    let mut late_rows = 0;
+    for (k, p) in shapes.iter().enumerate() {
+        for seed in 0..60u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed * 31 + k as u64);
+            let mut new = PartitionWindows::default();
+            let mut old = oracle::Oracle::default();
+            let (mut a, mut b) = (vec![], vec![]);
+            let mut stream = RandomStream::new(&mut rng);
+            for step in 0..2_000 {
+                let e = stream.next(&mut rng, p, step);
+                let (ra, rb) = (new.ingest(p, &e, &mut a), old.ingest(p, &e, &mut b));
+                assert_eq!(ra, rb, "shape {k} seed {seed} step {step}: verdict");
+                if rng.gen_bool(0.005) {
+                    new.flush_idle(p, &mut a);
+                    old.flush_idle(p, &mut b);
+                }
+                assert_eq!(a, b, "shape {k} seed {seed} step {step}: rows");
+                assert_eq!(new.closed_until_ms(), old.closed_until_ms());
+                late_rows += a.iter().filter(|r| r.version > 1).count();
+                rows += a.len();
+                a.clear();
+                b.clear();
+            }
+            new.flush_idle(p, &mut a);
+            old.flush_idle(p, &mut b);
+            assert_eq!(a, b, "shape {k} seed {seed}: final flush");
+        }
+    }
+    assert!(
+        rows > 10_000 && late_rows > 1_000,
+        "{rows} rows, {late_rows} re-emitted"
+    );
+}
+
+/// Random telemetry for the kernel tests: vehicles in two fleets (one moves), mostly on time,
+/// some a little or much late, a few far too late, repeats, silences, counter resets,
+/// missions.
+struct RandomStream {
+    clock: i64,
+    seq: i64,
+    vehicles: usize,
+}
+
+impl RandomStream {
+    fn new(rng: &mut impl rand::Rng) -> Self {
+        RandomStream {
+            clock: T0,
+            seq: 0,
+            vehicles: rng.gen_range(1..8),
+        }
+    }
+
+    fn next(&mut self, rng: &mut impl rand::Rng, p: &WindowParams, step: usize) -> TelemetryEvent {
+        self.clock += if rng.gen_bool(0.01) {
+            rng.gen_range(0..400_000)
+        } else {
+            rng.gen_range(0..1_500)
+        };
+        self.seq += 1;
+        let clock = self.clock;
+        let v = rng.gen_range(0..self.vehicles);
+        let ts = match rng.gen_range(0..20) {
+            0..=12 => clock,
+            13..=15 => clock - rng.gen_range(0..60_000),
+            16 => clock - rng.gen_range(60_000..400_000),
+            17 => clock - rng.gen_range(0..p.allowed_lateness_ms + p.window_ms + 1),
+            _ => clock - rng.gen_range(0..3_000),
+        };
+        let status = VehicleStatus::ALL[rng.gen_range(0..7)];
+        let odo = if rng.gen_bool(0.02) {
+            0.0 // a counter reset
+        } else {
+            (ts - T0) as f64 / 50_000.0 + rng.gen_range(0.0..0.05)
+        };
+        let mut e = ev(
+            &format!("v{v}"),
+            ts,
+            if rng.gen_bool(0.05) {
+                self.seq - 1
+            } else {
+                self.seq
+            },
+            status,
+            odo,
+            (ts - T0) as f64 / 400_000.0,
+            rng.gen_range(0.0..90.0),
+        );
+        e.fleet_id = if v % 2 == 0 || (v == 3 && step > 900) {
+            "f1".into()
+        } else {
+            "f2".into()
+        };
+        if rng.gen_bool(0.3) {
+            e.mission_id = Some(format!("m{}", rng.gen_range(0..4)));
+        }
+        e
+    }
+}
+
+/// A checkpoint written by the previous release (its layout: every retained sample) is read
+/// and upgraded to the state the bounded kernel holds after the same events, byte for byte,
+/// and both go on with the same rows.
+#[test]
+fn a_legacy_checkpoint_is_upgraded_exactly() {
+    use rand::{Rng, SeedableRng};
+    let p = WindowParams {
+        out_of_orderness_ms: 5_000,
+        ..params()
+    };
+    for seed in 0..30u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut new = PartitionWindows::default();
+        let mut old = oracle::Oracle::default();
+        let mut stream = RandomStream::new(&mut rng);
+        let (mut a, mut b) = (vec![], vec![]);
+        let cut = rng.gen_range(100..1_500);
+        for step in 0..cut {
+            let e = stream.next(&mut rng, &p, step);
+            new.ingest(&p, &e, &mut a);
+            old.ingest(&p, &e, &mut b);
+        }
+        let legacy_bytes = bincode::serialize(&old).unwrap();
+        assert!(bincode::deserialize::<PartitionWindows>(&legacy_bytes).is_err());
+        let mut upgraded = PartitionWindows::decode(&legacy_bytes, &p).unwrap();
+        assert_eq!(
+            bincode::serialize(&upgraded).unwrap(),
+            bincode::serialize(&new).unwrap(),
+            "seed {seed}: upgraded state"
+        );
+        let (mut a, mut b) = (vec![], vec![]);
+        for step in cut..cut + 500 {
+            let e = stream.next(&mut rng, &p, step);
+            assert_eq!(upgraded.ingest(&p, &e, &mut a), old.ingest(&p, &e, &mut b));
+        }
+        upgraded.flush_idle(&p, &mut a);
+        old.flush_idle(&p, &mut b);
+        assert_eq!(a, b, "seed {seed}: rows after the upgrade");
+        assert!(!a.is_empty());
+    }
+    assert!(PartitionWindows::decode(b"not a checkpoint", &p).is_err());
 }
