@@ -384,11 +384,11 @@ impl PartitionWindows {
             };
         }
         let vid = &ev.vehicle_id;
-        // Looked up by reference: the id is cloned only for a vehicle seen the first time.
-        if !self.vehicles.contains_key(vid) {
-            self.vehicles.insert(vid.clone(), VehicleTrack::default());
-        }
-        let track = self.vehicles.get_mut(vid).expect("inserted above");
+        // Looked up by reference, once: the id is cloned only for a vehicle seen the first time.
+        let track = match self.vehicles.get_mut(vid) {
+            Some(t) => t,
+            None => self.vehicles.entry(vid.clone()).or_default(),
+        };
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
             track.fleet_changed = self.journal.is_some();

@@ -215,6 +215,10 @@ impl VehicleTrack {
         };
         let gap = p.max_gap_ms;
         // The segment before is cut short at s; s's own segment starts.
+        // (Added before the cut is taken away: a window only the cut leaves empty is one s's
+        // segment does not reach either.)
+        let end = s.ts + next.map_or(gap, |n| (n.ts - s.ts).min(gap));
+        self.status_time(p, s.status, s.ts, end, false);
         let mut emptied = false;
         if let Some(q) = &prev {
             let old_end = q.ts + next.map_or(gap, |n| (n.ts - q.ts).min(gap));
@@ -222,8 +226,6 @@ impl VehicleTrack {
                 emptied = self.status_time(p, q.status, s.ts, old_end, true);
             }
         }
-        let end = s.ts + next.map_or(gap, |n| (n.ts - s.ts).min(gap));
-        self.status_time(p, s.status, s.ts, end, false);
         // s in its window.
         let slot = self.slot_entry(p.floor(s.ts));
         slot.samples += 1;
