@@ -291,15 +291,31 @@ impl PartitionWindows {
         c
     }
 
-    fn bump_fleet(&mut self, fleet: &str, ws: i64) -> u32 {
-        let key = (fleet.to_owned(), ws);
+    /// Emits the fleet partial of the window at `ws` under its next version.
+    fn emit_fleet(
+        &mut self,
+        p: &WindowParams,
+        fleet: String,
+        ws: i64,
+        counters: Counters,
+        out: &mut Vec<WindowResult>,
+    ) {
+        let key = (fleet, ws);
+        let v = self.fleet_versions.get(&key).copied().unwrap_or(0) + 1;
         if let Some(j) = self.journal.as_mut() {
-            let v = self.fleet_versions.get(&key).copied().unwrap_or(0) + 1;
             j.fleet_versions.push((key.clone(), v));
         }
-        let v = self.fleet_versions.entry(key).or_insert(0);
-        *v += 1;
-        *v
+        let fleet_id = key.0.clone();
+        self.fleet_versions.insert(key, v);
+        out.push(WindowResult {
+            scope: WindowScope::FleetPartial,
+            fleet_id,
+            vehicle_id: String::new(),
+            window_start_ms: ws,
+            window_end_ms: ws + p.window_ms,
+            version: v,
+            counters,
+        });
     }
 
     /// Starts (or restarts) recording changes: the next [`PartitionWindows::take_delta`]
@@ -437,16 +453,7 @@ impl PartitionWindows {
             });
             // The vehicle's counters changed, so its fleet's sum did too.
             let counters = self.fleet_counters(&fleet, ws);
-            let version = self.bump_fleet(&fleet, ws);
-            out.push(WindowResult {
-                scope: WindowScope::FleetPartial,
-                fleet_id: fleet,
-                vehicle_id: String::new(),
-                window_start_ms: ws,
-                window_end_ms: ws + p.window_ms,
-                version,
-                counters,
-            });
+            self.emit_fleet(p, fleet, ws, counters, out);
         }
         if self.max_ts.is_none_or(|m| ts > m) {
             self.max_ts = Some(ts);
@@ -525,16 +532,7 @@ impl PartitionWindows {
         let fleets: Vec<(String, Counters)> =
             fleets.into_iter().map(|(f, c)| (f.to_owned(), c)).collect();
         for (fleet, c) in fleets {
-            let version = self.bump_fleet(&fleet, ws);
-            out.push(WindowResult {
-                scope: WindowScope::FleetPartial,
-                fleet_id: fleet,
-                vehicle_id: String::new(),
-                window_start_ms: ws,
-                window_end_ms: we,
-                version,
-                counters: c,
-            });
+            self.emit_fleet(p, fleet, ws, c, out);
         }
     }
 
