@@ -12,7 +12,7 @@ use self::points::Point;
 use self::track::VehicleTrack;
 use super::counters::Counters;
 use crate::config::TelemetryConfig;
-use crate::telemetry::{km_to_m, kph_to_ckph, kwh_to_wh, TelemetryEvent, VehicleStatus};
+use crate::telemetry::{kph_to_ckph, TelemetryEvent, VehicleStatus};
 
 /// Speeds above this (hundredths of km/h) count as moving.
 pub(crate) const MOVING_CKPH: i64 = 50;
@@ -57,16 +57,41 @@ pub struct Sample {
 
 impl Sample {
     pub fn from_event(e: &TelemetryEvent) -> Sample {
+        Self::of(&Point::of_event(e), e)
+    }
+
+    /// The sample of `e`, whose point is `p` (converted once).
+    fn of(p: &Point, e: &TelemetryEvent) -> Sample {
         Sample {
-            ts: e.ts_ms,
-            seq: e.seq,
-            status: e.status,
-            odometer_m: km_to_m(e.odometer_km),
-            energy_wh: kwh_to_wh(e.energy_used_kwh),
+            ts: p.ts,
+            seq: p.seq,
+            status: p.status,
+            odometer_m: p.odometer_m,
+            energy_wh: p.energy_wh,
             speed_ckph: kph_to_ckph(e.speed_kph),
-            mission: e.mission_id.clone().filter(|m| !m.is_empty()),
+            mission: Self::mission_of(e).map(str::to_owned),
         }
     }
+
+    /// The event's mission, if it names one.
+    fn mission_of(e: &TelemetryEvent) -> Option<&str> {
+        e.mission_id.as_deref().filter(|m| !m.is_empty())
+    }
+}
+
+/// Emits a vehicle window again (or first): its next version, journaled.
+fn bump_vehicle(
+    slot: &mut track::Slot,
+    journal: Option<&mut Journal>,
+    vehicle: &str,
+    ws: i64,
+) -> u32 {
+    slot.version += 1;
+    if let Some(j) = journal {
+        j.vehicle_versions
+            .push(((vehicle.to_owned(), ws), slot.version));
+    }
+    slot.version
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,13 +444,13 @@ impl PartitionWindows {
         } else {
             Vec::new()
         };
-        let mission = ev.mission_id.as_deref().filter(|m| !m.is_empty());
+        let mission = Sample::mission_of(ev);
         let point = Point::of_event(ev);
         let Some(newest) = track.insert(p, point, kph_to_ckph(ev.speed_kph), mission) else {
             return Ingest::Duplicate;
         };
         if self.journal.is_some() {
-            track.pending.push(Sample::from_event(ev));
+            track.pending.push(Sample::of(&point, ev));
         }
         for (ws, before) in before {
             let track = self.vehicles.get_mut(vid).expect("counted above");
@@ -436,12 +461,8 @@ impl PartitionWindows {
             if after == before {
                 continue;
             }
-            slot.version += 1;
-            let version = slot.version;
+            let version = bump_vehicle(slot, self.journal.as_mut(), vid, ws);
             let fleet = track.fleet_id.clone();
-            if let Some(j) = self.journal.as_mut() {
-                j.vehicle_versions.push(((vid.clone(), ws), version));
-            }
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
                 fleet_id: fleet.clone(),
@@ -513,11 +534,7 @@ impl PartitionWindows {
                 continue;
             };
             let c = slot.counters();
-            slot.version += 1;
-            let version = slot.version;
-            if let Some(j) = self.journal.as_mut() {
-                j.vehicle_versions.push(((vehicle.clone(), ws), version));
-            }
+            let version = bump_vehicle(slot, self.journal.as_mut(), vehicle, ws);
             fleets.entry(&t.fleet_id).or_default().add(&c);
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
