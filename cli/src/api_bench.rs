@@ -30,6 +30,8 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::cpu::process_cpu;
+
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
@@ -51,26 +53,6 @@ pub struct ApiBenchOptions {
     /// its latency counted from then (queueing behind a slow server included). `None`: every
     /// client sends its next request as soon as the previous one is answered.
     pub read_rate: Option<f64>,
-}
-
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
-pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("unreadable /proc stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<u64> {
-        f.get(i - 3)
-            .context("short /proc stat")?
-            .parse::<u64>()
-            .context("unreadable /proc stat field")
-    };
-    // utime and stime (fields 14 and 15) in USER_HZ ticks, 100 per second on Linux.
-    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
 }
 
 /// The isolated configuration of one run.

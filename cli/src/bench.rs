@@ -10,29 +10,39 @@
 //!    as possible, event times ending near now.
 //! 2. Raw consume: a plain rdkafka `StreamConsumer` (own group id, all partitions assigned from
 //!    the beginning) reads the topic start to end, no decoding. msgs/s.
-//! 3. Pipeline: `run_pipelines(["telemetry"])` in-process on the same topic until the sum of
+//! 3. Minimal consumer: the same, decoding each message with serde_avro_fast (the writer
+//!    schema, the two fields it uses) and folding the odometer per vehicle into a `HashMap`:
+//!    the least a consumer that uses the data does. msgs/s and CPU per message.
+//! 4. Pipeline: `run_pipelines(["telemetry"])` in-process on the same topic until the sum of
 //!    `stream_checkpoints.next_offset` over the topic's partitions equals the produced count.
-//!    msgs/s, and the ratio pipeline/raw.
-//! 4. Latency: with the pipeline still running, produce at a fixed rate with event time = wall
+//!    msgs/s, CPU per message, and the ratios pipeline/raw (rate) and pipeline/minimal (CPU).
+//! 5. Latency: with the pipeline still running, produce at a fixed rate with event time = wall
 //!    clock at produce time; once checkpointed, p50/p99 of `ingested_at_ms - ts_ms` over that
 //!    phase's rows of `telemetry_raw FINAL` (ingested_at_ms is stamped just before the
 //!    ClickHouse insert of a checkpoint batch).
 //!
+//! CPU is this process's (every thread, `CLOCK_PROCESS_CPUTIME_ID`) over a phase: the
+//! consumers' and the pipeline's own, not the broker's or the stores'. The pipeline's includes
+//! its start-up and its writes to ClickHouse, Redis, PostgreSQL and the metrics topic.
+//!
 //! Progress goes to stderr every 2 s; the summary is returned as JSON (printed on stdout by main).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Config;
-use atlasmesh_schemas::Codec;
+use atlasmesh_schemas::{Codec, SchemaKind};
 use atlasmesh_simulator::{Emitted, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::postgres::CheckpointStore;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::json;
 use tokio::sync::watch;
+
+use crate::cpu::process_cpu_ns;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -76,14 +86,64 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// Reads the telemetry topic from the start (all partitions assigned, no decoding) until
-/// `expected` messages arrived. Returns (messages, time from assignment to last message, time from first to last message).
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// What a baseline consumer does with each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Baseline {
+    /// Nothing: it looks at the payload's length.
+    Raw,
+    /// Decodes it with serde_avro_fast against the writer schema (the fields it uses,
+    /// borrowed) and adds the odometer reading to its vehicle's entry in a `HashMap`.
+    Minimal,
+}
+
+impl Baseline {
+    fn label(self) -> &'static str {
+        match self {
+            Baseline::Raw => "raw consume",
+            Baseline::Minimal => "minimal consumer",
+        }
+    }
+}
+
+/// The two fields the minimal consumer uses.
+#[derive(serde::Deserialize)]
+struct Odometer<'a> {
+    vehicle_id: &'a str,
+    odometer_km: f64,
+}
+
+/// A baseline consumer's run over the topic.
+struct Consumed {
+    messages: u64,
+    /// From assignment to the last message, and from the first message to the last.
+    wall: Duration,
+    steady: Duration,
+    /// This process's CPU time over the run.
+    cpu: Duration,
+    /// Messages the minimal consumer could not decode.
+    undecodable: u64,
+}
+
+/// Reads the telemetry topic from the start (all partitions assigned) until `expected`
+/// messages arrived, doing with each what `baseline` says.
 async fn raw_consume(
     cfg: &Config,
     group: &str,
     expected: u64,
     timeout: Duration,
-) -> anyhow::Result<(u64, Duration, Duration)> {
+    baseline: Baseline,
+) -> anyhow::Result<Consumed> {
+    let schema: serde_avro_fast::Schema = SchemaKind::Telemetry
+        .schema()
+        .parse()
+        .context("the telemetry schema for serde_avro_fast")?;
+    let mut odometers: HashMap<String, f64> = HashMap::new();
+    let mut undecodable = 0u64;
+    let cpu0 = Duration::from_nanos(process_cpu_ns());
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
     cc.set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -113,11 +173,34 @@ async fn raw_consume(
     let mut last_report = Instant::now();
     while n < expected {
         if started.elapsed() > timeout {
-            anyhow::bail!("raw consume: only {n}/{expected} messages after {timeout:?}");
+            anyhow::bail!(
+                "{}: only {n}/{expected} messages after {timeout:?}",
+                baseline.label()
+            );
         }
         match tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
             Ok(Ok(m)) => {
-                std::hint::black_box(rdkafka::Message::payload(&m).map(<[u8]>::len));
+                let payload = rdkafka::Message::payload(&m).unwrap_or_default();
+                match baseline {
+                    Baseline::Raw => {
+                        std::hint::black_box(payload.len());
+                    }
+                    Baseline::Minimal => {
+                        // After the Confluent framing (magic byte, schema id).
+                        let decoded = payload.get(5..).and_then(|datum| {
+                            serde_avro_fast::from_datum_slice::<Odometer<'_>>(datum, &schema).ok()
+                        });
+                        match decoded {
+                            Some(o) => match odometers.get_mut(o.vehicle_id) {
+                                Some(v) => *v += o.odometer_km,
+                                None => {
+                                    odometers.insert(o.vehicle_id.to_owned(), o.odometer_km);
+                                }
+                            },
+                            None => undecodable += 1,
+                        }
+                    }
+                }
                 n += 1;
                 last = Instant::now();
                 first.get_or_insert(last);
@@ -128,13 +211,22 @@ async fn raw_consume(
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             eprintln!(
-                "bench: raw consume {n}/{expected} ({:.0} msgs/s)",
+                "bench: {} {n}/{expected} ({:.0} msgs/s)",
+                baseline.label(),
                 rate(n, started.elapsed())
             );
         }
     }
+    let cpu = Duration::from_nanos(process_cpu_ns()).saturating_sub(cpu0);
+    std::hint::black_box(&odometers);
     let first = first.unwrap_or(started);
-    Ok((n, last - started, last - first))
+    Ok(Consumed {
+        messages: n,
+        wall: last - started,
+        steady: last - first,
+        cpu,
+        undecodable,
+    })
 }
 
 /// Sum of the checkpointed next offsets of every partition of the telemetry topic.
@@ -153,7 +245,8 @@ async fn checkpointed(
 }
 
 /// Polls the checkpoints until they cover `target` messages. Returns the time it took and the
-/// (time, sum) of the first observation above `baseline` (for a steady-state rate).
+/// (time, sum, process CPU) of the first observation above `baseline` (for steady-state
+/// figures).
 async fn wait_checkpointed(
     store: &CheckpointStore,
     cfg: &Config,
@@ -162,14 +255,18 @@ async fn wait_checkpointed(
     timeout: Duration,
     pipeline: &tokio::task::JoinHandle<anyhow::Result<()>>,
     label: &str,
-) -> anyhow::Result<(Duration, Option<(Duration, u64)>)> {
+) -> anyhow::Result<(Duration, Option<(Duration, u64, Duration)>)> {
     let started = Instant::now();
     let mut first_progress = None;
     let mut last_report = Instant::now();
     loop {
         let sum = checkpointed(store, &cfg.topics.telemetry, cfg.kafka.partitions).await?;
         if sum > baseline && first_progress.is_none() {
-            first_progress = Some((started.elapsed(), sum));
+            first_progress = Some((
+                started.elapsed(),
+                sum,
+                Duration::from_nanos(process_cpu_ns()),
+            ));
         }
         if sum >= target {
             return Ok((started.elapsed(), first_progress));
@@ -246,6 +343,20 @@ struct LatencyRow {
     rows: u64,
 }
 
+/// Drops a bench run's ClickHouse database.
+pub async fn drop_database(cfg: &Config) -> anyhow::Result<()> {
+    let mut admin = cfg.clickhouse.clone();
+    admin.database = "default".into();
+    atlasmesh_sinks::clickhouse::client(&admin)
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            cfg.clickhouse.database
+        ))
+        .execute()
+        .await
+        .context("dropping bench database")
+}
+
 /// Runs the whole bench and returns the JSON summary.
 pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json::Value> {
     let ts = now_ms();
@@ -291,23 +402,45 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         rate(produced, produce_d)
     );
 
-    // Phase 2: raw consume.
-    let (raw_n, raw_wall, raw_steady) = raw_consume(
+    // Phase 2: raw consume; phase 3: the minimal consumer.
+    let raw = raw_consume(
         &cfg,
         &format!("{}.raw", cfg.kafka.group_prefix),
         produced,
         opts.timeout,
+        Baseline::Raw,
     )
     .await?;
-    let raw_wall_rate = rate(raw_n, raw_wall);
-    let raw_steady_rate = rate(raw_n.saturating_sub(1), raw_steady);
-    eprintln!("bench: raw consume {raw_n} msgs: {raw_wall_rate:.0} msgs/s incl. assignment, {raw_steady_rate:.0} msgs/s first→last");
+    let raw_wall_rate = rate(raw.messages, raw.wall);
+    let raw_steady_rate = rate(raw.messages.saturating_sub(1), raw.steady);
+    let per_msg_us = |cpu: Duration, n: u64| round3(cpu.as_secs_f64() * 1e6 / n.max(1) as f64);
+    eprintln!(
+        "bench: raw consume {} msgs: {raw_wall_rate:.0} msgs/s incl. assignment, {raw_steady_rate:.0} msgs/s first→last, {} µs CPU per message",
+        raw.messages,
+        per_msg_us(raw.cpu, raw.messages)
+    );
+    let minimal = raw_consume(
+        &cfg,
+        &format!("{}.minimal", cfg.kafka.group_prefix),
+        produced,
+        opts.timeout,
+        Baseline::Minimal,
+    )
+    .await?;
+    let minimal_cpu_us = per_msg_us(minimal.cpu, minimal.messages);
+    eprintln!(
+        "bench: minimal consumer {} msgs ({} undecodable): {:.0} msgs/s first→last, {minimal_cpu_us} µs CPU per message",
+        minimal.messages,
+        minimal.undecodable,
+        rate(minimal.messages.saturating_sub(1), minimal.steady)
+    );
 
-    // Phase 3: the telemetry pipeline in-process.
+    // Phase 4: the telemetry pipeline in-process.
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await?;
     let store = CheckpointStore::new(pool, atlasmesh_pipelines::telemetry::NAME);
     let (stop_tx, stop_rx) = watch::channel(false);
     let pcfg = Arc::new(cfg.clone());
+    let pipe_cpu0 = Duration::from_nanos(process_cpu_ns());
     let pipeline = tokio::spawn(async move {
         atlasmesh_pipelines::run_pipelines(
             pcfg,
@@ -327,14 +460,29 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         "pipeline",
     )
     .await?;
+    let pipe_cpu1 = Duration::from_nanos(process_cpu_ns());
     let pipe_wall_rate = rate(produced, pipe_wall);
     let pipe_steady_rate = match first {
-        Some((t0, s0)) if pipe_wall > t0 && produced > s0 => rate(produced - s0, pipe_wall - t0),
+        Some((t0, s0, _)) if pipe_wall > t0 && produced > s0 => rate(produced - s0, pipe_wall - t0),
         _ => pipe_wall_rate,
     };
-    eprintln!("bench: pipeline {produced} msgs: {pipe_wall_rate:.0} msgs/s incl. start-up, {pipe_steady_rate:.0} msgs/s between checkpoints");
+    let pipe_cpu_us = per_msg_us(pipe_cpu1.saturating_sub(pipe_cpu0), produced);
+    let pipe_steady_cpu_us = match first {
+        Some((_, s0, c0)) if produced > s0 => {
+            per_msg_us(pipe_cpu1.saturating_sub(c0), produced - s0)
+        }
+        _ => pipe_cpu_us,
+    };
+    eprintln!("bench: pipeline {produced} msgs: {pipe_wall_rate:.0} msgs/s incl. start-up, {pipe_steady_rate:.0} msgs/s between checkpoints; {pipe_cpu_us} µs CPU per message incl. start-up, {pipe_steady_cpu_us} µs from the first checkpoint on");
+    let over_minimal = |us: f64| {
+        if minimal_cpu_us > 0.0 {
+            round3(us / minimal_cpu_us)
+        } else {
+            0.0
+        }
+    };
 
-    // Phase 4: latency at a fixed rate.
+    // Phase 5: latency at a fixed rate.
     let mut latency = serde_json::Value::Null;
     if opts.latency_rate > 0 && opts.latency_secs > 0 {
         let phase_start_ms = now_ms();
@@ -391,16 +539,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         Err(_) => eprintln!("bench: pipeline did not stop within 30 s"),
     }
     if opts.drop_database {
-        let mut admin = cfg.clickhouse.clone();
-        admin.database = "default".into();
-        atlasmesh_sinks::clickhouse::client(&admin)
-            .query(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                cfg.clickhouse.database
-            ))
-            .execute()
-            .await
-            .context("dropping bench database")?;
+        drop_database(&cfg).await?;
     }
 
     Ok(json!({
@@ -412,15 +551,29 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         "prepare_s": round1(prepare_s),
         "produce": { "messages": produced, "seconds": round1(produce_d.as_secs_f64()), "msgs_per_s": rate(produced, produce_d).round() },
         "raw_consume": {
-            "messages": raw_n,
+            "messages": raw.messages,
             "msgs_per_s_incl_assign": raw_wall_rate.round(),
             "msgs_per_s_first_to_last": raw_steady_rate.round(),
+            "cpu_us_per_msg": per_msg_us(raw.cpu, raw.messages),
+        },
+        "minimal_consumer": {
+            "what": "rdkafka StreamConsumer + serde_avro_fast (writer schema, vehicle_id and odometer_km borrowed) + HashMap<String, f64> fold",
+            "messages": minimal.messages,
+            "undecodable": minimal.undecodable,
+            "msgs_per_s_first_to_last": rate(minimal.messages.saturating_sub(1), minimal.steady).round(),
+            "cpu_us_per_msg": minimal_cpu_us,
         },
         "pipeline": {
             "messages": produced,
             "seconds": round1(pipe_wall.as_secs_f64()),
             "msgs_per_s_incl_startup": pipe_wall_rate.round(),
             "msgs_per_s_steady": pipe_steady_rate.round(),
+            "cpu_us_per_msg_incl_startup": pipe_cpu_us,
+            "cpu_us_per_msg_steady": pipe_steady_cpu_us,
+        },
+        "cpu_ratio_pipeline_over_minimal": {
+            "incl_startup": over_minimal(pipe_cpu_us),
+            "steady": over_minimal(pipe_steady_cpu_us),
         },
         "ratio_pipeline_over_raw": {
             "incl_startup": if raw_wall_rate > 0.0 { (pipe_wall_rate / raw_wall_rate * 1000.0).round() / 1000.0 } else { 0.0 },

@@ -4,7 +4,9 @@
 pub mod alerts_bench;
 pub mod api_bench;
 pub mod bench;
+pub mod cpu;
 pub mod credentials;
+pub mod pipeline_bench;
 pub mod produce;
 pub mod state_bench;
 pub mod telemetry_setup;

@@ -75,6 +75,10 @@ enum Cmd {
     /// servers): state per vehicle, RSS growth, checkpoint bytes and CPU per second with
     /// deltas and with full states. Progress on stderr, JSON on stdout.
     BenchState(atlasmesh::state_bench::BenchStateArgs),
+    /// The telemetry pipeline's own CPU time per event, in process with no broker on the
+    /// event path: decode, kernel, rows, flushes to the real sinks and checkpoints. Progress
+    /// on stderr, JSON on stdout.
+    BenchPipeline(atlasmesh::pipeline_bench::BenchPipelineArgs),
     /// Print a JWT for the query API, signed with the configured HS256 secret
     /// (ATLASMESH_JWT_SECRET), e.g. `atlasmesh token --role operator --fleets fleet-a,fleet-b`.
     Token(atlasmesh::credentials::TokenArgs),
@@ -609,6 +613,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::BenchRebalance(b) => bench_rebalance::run(&b)?,
         Cmd::BenchState(b) => {
             let summary = atlasmesh::state_bench::run(&b, &cfg)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Cmd::BenchPipeline(b) => {
+            let summary = atlasmesh::pipeline_bench::run(&cfg, &b).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Cmd::SimZones(z) => {

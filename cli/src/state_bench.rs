@@ -21,6 +21,8 @@ use atlasmesh_core::telemetry::{TelemetryEvent, VehicleStatus};
 use atlasmesh_core::window::{PartitionWindows, WindowParams};
 use atlasmesh_pipelines::telemetry::{decode_delta, encode_delta};
 use clap::Args;
+
+use crate::cpu::{rss_bytes, thread_cpu_ns};
 use serde::Serialize;
 
 #[derive(Args, Debug, Clone)]
@@ -68,22 +70,6 @@ pub struct StateSummary {
     pub full_cpu_ms_per_s: f64,
     /// Restored state equals the live one (with `--verify`).
     pub restored_equal: Option<bool>,
-}
-
-/// This thread's CPU time so far, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The process's resident set, in bytes.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
 }
 
 /// One vehicle's event at second `s` (a deterministic drive: statuses change every few

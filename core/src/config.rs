@@ -583,6 +583,11 @@ impl Default for CommandsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RunnerConfig {
     pub checkpoint_interval_ms: u64,
+    /// A batch holding outputs others wait on (closed windows, alert transitions) is
+    /// checkpointed this long after the first of them, instead of at the next
+    /// `checkpoint_interval_ms`: the wait gathers the rest of a burst into the same flush. At
+    /// or above `checkpoint_interval_ms` it changes nothing.
+    pub urgent_flush_ms: u64,
     pub max_batch_events: usize,
     pub retry_initial_ms: u64,
     /// Cap of the retry backoff: a few seconds, so work resumes soon after a dependency is
@@ -616,6 +621,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             checkpoint_interval_ms: 1_000,
+            urgent_flush_ms: 20,
             max_batch_events: 50_000,
             retry_initial_ms: 200,
             retry_max_ms: 3_000,

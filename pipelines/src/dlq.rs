@@ -49,14 +49,14 @@ static LOG_BUDGET: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget
 /// and logged (at most `DLQ_LOGS_PER_SECOND` lines a second) with its source position.
 pub fn dead_letter(
     pipeline: &'static str,
-    msg: &InMessage,
+    msg: &InMessage<'_>,
     reason: DeadLetterReason,
     error: String,
 ) -> DeadLetterRecord {
     metrics::counter!(
         m::DLQ_MESSAGES,
         "pipeline" => pipeline,
-        "topic" => msg.topic.clone(),
+        "topic" => msg.topic.to_string(),
         "reason" => reason.as_str()
     )
     .increment(1);
@@ -78,14 +78,14 @@ pub fn dead_letter(
         );
     }
     DeadLetterRecord {
-        source_topic: msg.topic.clone(),
+        source_topic: msg.topic.to_string(),
         source_partition: msg.partition,
         source_offset: msg.offset,
         pipeline: pipeline.into(),
         reason,
         error,
-        original_key: msg.key.clone(),
-        original_value: msg.payload.clone(),
+        original_key: msg.key.map(<[u8]>::to_vec),
+        original_value: msg.payload.map(<[u8]>::to_vec),
         failed_at_ms: now,
     }
 }
@@ -143,11 +143,11 @@ impl<T> Decoded<T> {
 /// unreachable (retriable); a message that cannot be decoded is [`Decoded::DeadLetter`].
 pub async fn decode<T: serde::de::DeserializeOwned + 'static>(
     codec: &Codec,
-    msg: &InMessage,
+    msg: &InMessage<'_>,
     kind: SchemaKind,
 ) -> Result<Decoded<T>> {
     use atlasmesh_schemas::DecodeError;
-    let Some(payload) = msg.payload.as_deref() else {
+    let Some(payload) = msg.payload else {
         return Ok(Decoded::DeadLetter(
             DeadLetterReason::Undecodable,
             "empty payload (tombstone)".into(),
@@ -177,7 +177,7 @@ pub async fn decode<T: serde::de::DeserializeOwned + 'static>(
 /// reason `invalid`.
 pub async fn decode_valid<T: serde::de::DeserializeOwned + 'static>(
     codec: &Codec,
-    msg: &InMessage,
+    msg: &InMessage<'_>,
     kind: SchemaKind,
     invalid: impl Fn(&T) -> Option<String>,
 ) -> Result<Decoded<T>> {
@@ -189,7 +189,7 @@ pub async fn decode_valid<T: serde::de::DeserializeOwned + 'static>(
 pub async fn decode_or_dead_letter<T: serde::de::DeserializeOwned + 'static>(
     pipeline: &'static str,
     codec: &Codec,
-    msg: &InMessage,
+    msg: &InMessage<'_>,
     kind: SchemaKind,
     invalid: impl Fn(&T) -> Option<String>,
     dlq: &mut Vec<DeadLetterRecord>,

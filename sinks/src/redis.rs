@@ -10,6 +10,9 @@ use redis::aio::ConnectionManager;
 
 use crate::{observe, Result};
 
+/// Vehicles per `HSET` of the latest values (a command stays a few hundred KB).
+const LATEST_PER_HSET: usize = 1_000;
+
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
@@ -114,20 +117,36 @@ impl RedisSink {
         }
         let started = Instant::now();
         let mut pipe = redis::pipe();
+        // Per fleet, one HSET of many vehicles into each hash (at most `LATEST_PER_HSET` per
+        // command): the keys are formatted once, and Redis parses a few commands, not two per
+        // vehicle.
+        let mut by_fleet: BTreeMap<&str, Vec<&TelemetryEvent>> = BTreeMap::new();
         for e in batch.latest.values() {
-            let json = serde_json::to_string(e).expect("event serialises");
-            pipe.hset(
-                keys::fleet_vehicles(&self.prefix, &e.fleet_id),
-                &e.vehicle_id,
-                json,
-            )
-            .ignore()
-            .hset(
-                keys::fleet_live(&self.prefix, &e.fleet_id),
-                &e.vehicle_id,
-                keys::LiveSample::from(e).encode(),
-            )
-            .ignore();
+            by_fleet.entry(e.fleet_id.as_str()).or_default().push(e);
+        }
+        let mut json = Vec::new();
+        for (fleet, events) in by_fleet {
+            let (vehicles_key, live_key) = (
+                keys::fleet_vehicles(&self.prefix, fleet),
+                keys::fleet_live(&self.prefix, fleet),
+            );
+            for chunk in events.chunks(LATEST_PER_HSET) {
+                let mut vehicles = redis::cmd("HSET");
+                vehicles.arg(&vehicles_key);
+                let mut live = redis::cmd("HSET");
+                live.arg(&live_key);
+                for e in chunk {
+                    json.clear();
+                    serde_json::to_writer(&mut json, e).expect("event serialises");
+                    vehicles.arg(&e.vehicle_id).arg(json.as_slice());
+                    live.arg(&e.vehicle_id)
+                        .arg(keys::LiveSample::from(*e).encode());
+                }
+                pipe.add_command(vehicles)
+                    .ignore()
+                    .add_command(live)
+                    .ignore();
+            }
         }
         // Per fleet key: the newest window written decides what is too old to keep.
         let mut newest: BTreeMap<String, (i64, &str)> = BTreeMap::new();

@@ -27,4 +27,5 @@ mod replay;
 mod reprocess;
 mod seed_routes;
 mod startup;
+mod urgent;
 mod zone_demand;

@@ -113,7 +113,7 @@ async fn refresh_rules(sinks: &Sinks, slot: &RwLock<Arc<RuleSet>>, settings: &Se
 impl AlertsPipeline {
     fn dead_letter(
         &self,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         reason: DeadLetterReason,
         error: String,
         batch: &mut AlertsBatch,
@@ -202,7 +202,7 @@ impl Pipeline for AlertsPipeline {
     async fn handle(
         &self,
         state: &mut AlertsState,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut AlertsBatch,
     ) -> Result<()> {
         batch.consumed += 1;
@@ -277,5 +277,10 @@ impl Pipeline for AlertsPipeline {
 
     fn batch_len(&self, batch: &AlertsBatch) -> usize {
         batch.consumed
+    }
+
+    /// A pager message to send (pending and cancelled transitions are history only).
+    fn urgent(&self, batch: &AlertsBatch) -> bool {
+        batch.transitions.iter().any(|t| t.message.is_some())
     }
 }

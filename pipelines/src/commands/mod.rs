@@ -153,7 +153,7 @@ async fn run_lane(
 impl CommandPipeline {
     fn dead_letter(
         &self,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         reason: DeadLetterReason,
         error: String,
         batch: &mut CommandBatch,
@@ -164,8 +164,8 @@ impl CommandPipeline {
     }
 
     /// The lane of a message: by its key (the entity), else by its command id.
-    fn lane_of(&self, msg: &InMessage, cmd: &CommandRecord) -> usize {
-        let h = match &msg.key {
+    fn lane_of(&self, msg: &InMessage<'_>, cmd: &CommandRecord) -> usize {
+        let h = match msg.key {
             Some(k) => atlasmesh_core::hash::fnv1a64(k),
             None => atlasmesh_core::hash::fnv1a64(cmd.command_id.as_bytes()),
         };
@@ -292,14 +292,14 @@ impl Pipeline for CommandPipeline {
     async fn handle(
         &self,
         _state: &mut (),
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut CommandBatch,
     ) -> Result<()> {
         // The topic is a trust boundary: only what the API signed is decoded at all.
         if let Err(e) = self.signer.verify(
             msg.header(command_signing::HEADER),
-            msg.key.as_deref(),
-            msg.payload.as_deref().unwrap_or_default(),
+            msg.key,
+            msg.payload.unwrap_or_default(),
         ) {
             batch.consumed += 1;
             self.dead_letter(msg, DeadLetterReason::Unauthenticated, e.to_string(), batch);

@@ -180,7 +180,7 @@ impl Pipeline for HealthPipeline {
     async fn handle(
         &self,
         state: &mut HealthState,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut HealthBatch,
     ) -> Result<()> {
         batch.consumed += 1;

@@ -102,7 +102,7 @@ impl Pipeline for MissionsPipeline {
     async fn handle(
         &self,
         state: &mut MissionsState,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut MissionsBatch,
     ) -> Result<()> {
         let decoded = crate::dlq::decode_or_dead_letter(

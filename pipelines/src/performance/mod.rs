@@ -96,7 +96,7 @@ impl Pipeline for PerformancePipeline {
     async fn handle(
         &self,
         state: &mut PerformanceState,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut PerformanceBatch,
     ) -> Result<()> {
         batch.consumed += 1;

@@ -137,7 +137,7 @@ impl Pipeline for ResourcesPipeline {
     async fn handle(
         &self,
         _state: &mut (),
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut ResourcesBatch,
     ) -> Result<()> {
         let decoded = crate::dlq::decode_or_dead_letter(

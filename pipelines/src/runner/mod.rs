@@ -17,6 +17,7 @@
 //!   [`Pipeline::idle_flush`], from its config section) and may run background tasks
 //!   ([`Pipeline::background`]) that end with it.
 
+mod chain;
 mod context;
 pub mod replay;
 mod retry;
@@ -40,43 +41,45 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+pub use chain::Chain;
 pub use context::RunnerContext;
 pub use retry::{requested, Backoff, RetryPolicy};
 
 use crate::ready::Dependency;
 use crate::{Error, Result};
 
-/// A consumed message, owned.
+/// A consumed message, borrowed from the consumer's buffer until a pipeline keeps part of it
+/// (a dead letter copies the bytes it needs).
 #[derive(Debug, Clone)]
-pub struct InMessage {
-    pub topic: String,
+pub struct InMessage<'a> {
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
     /// The record's headers, in order (empty, without allocating, when it has none).
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-impl InMessage {
-    fn from_borrowed(m: &BorrowedMessage<'_>) -> Self {
+impl<'a> InMessage<'a> {
+    fn from_borrowed(m: &'a BorrowedMessage<'_>) -> Self {
         InMessage {
-            topic: m.topic().to_string(),
+            topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
+            key: m.key(),
+            payload: m.payload(),
             headers: m.headers().map(owned_headers).unwrap_or_default(),
         }
     }
 
-    fn from_owned(m: &OwnedMessage) -> Self {
+    fn from_owned(m: &'a OwnedMessage) -> Self {
         InMessage {
-            topic: m.topic().to_string(),
+            topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
+            key: m.key(),
+            payload: m.payload(),
             headers: m.headers().map(owned_headers).unwrap_or_default(),
         }
     }
@@ -148,7 +151,7 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     fn handle(
         &self,
         state: &mut Self::State,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut Self::Batch,
     ) -> impl Future<Output = Result<()>> + Send;
     /// The partition received nothing for [`Pipeline::idle_flush`].
@@ -174,6 +177,17 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     /// after an error.
     fn flush(&self, batch: &mut Self::Batch) -> impl Future<Output = Result<()>> + Send;
     fn batch_len(&self, batch: &Self::Batch) -> usize;
+    /// Empties a flushed batch for the next one. The default drops it; a pipeline whose
+    /// batches are big keeps their buffers (no regrowing and page faults every checkpoint).
+    fn recycle(&self, batch: &mut Self::Batch) {
+        *batch = Self::Batch::default();
+    }
+    /// Whether `batch` holds outputs others wait on (closed windows, alert transitions): the
+    /// runner then checkpoints `runner.urgent_flush_ms` after it first holds one, instead of
+    /// at the next checkpoint interval.
+    fn urgent(&self, _batch: &Self::Batch) -> bool {
+        false
+    }
 
     /// What `atlasmesh replay` of this pipeline writes again (for its log), or `None` (the
     /// default) when its outputs are events others act on (pages, command results) rather
@@ -222,6 +236,18 @@ enum Stop {
 
 type Step<T = ()> = std::result::Result<T, Stop>;
 
+/// Whether the batch holds outputs others wait on ([`Pipeline::urgent`]), as first seen.
+#[derive(Debug, Clone, Copy)]
+enum Urgency {
+    /// None so far.
+    Calm,
+    /// Since then, with the partitions caught up: checkpoint `runner.urgent_flush_ms` later.
+    Since(Instant),
+    /// While catching up on a backlog: the regular interval, so the batches stay big (or
+    /// `Since` once a tick finds the partitions caught up).
+    Deferred,
+}
+
 struct PartState<S> {
     state: S,
     next_offset: i64,
@@ -236,23 +262,25 @@ struct PartState<S> {
     seek_to_start: Option<Offset>,
     /// When this process last kept a snapshot of the partition's checkpoint.
     snapshot_at: Option<Instant>,
-    /// The stored full state deltas are appended to (`None`: the next checkpoint saves the
-    /// full state), its size, and the bytes of the deltas stored after it.
-    base: Option<i64>,
-    base_bytes: usize,
-    delta_bytes: usize,
+    /// What PostgreSQL holds of the partition's checkpoint.
+    chain: Chain,
 }
 
 struct Runner<'a, P: Pipeline> {
     p: Arc<P>,
     cfg: &'a Config,
-    consumer: StreamConsumer<RunnerContext>,
+    /// Shared so a message can borrow from it while the runner changes its own fields.
+    consumer: Arc<StreamConsumer<RunnerContext>>,
     store: CheckpointStore,
     parts: HashMap<i32, PartState<P::State>>,
     batch: P::Batch,
     deferred: VecDeque<OwnedMessage>,
     paused: bool,
     last_checkpoint: Instant,
+    /// Whether the batch holds outputs others wait on ([`Pipeline::urgent`]).
+    urgency: Urgency,
+    /// `events_consumed_total` of this pipeline (the handle, not a lookup per message).
+    consumed: metrics::Counter,
     shutdown: watch::Receiver<bool>,
     /// Sink writes and checkpoint loads/saves.
     policy: RetryPolicy,
@@ -394,13 +422,15 @@ pub async fn run<P: Pipeline>(
     let mut r = Runner {
         p,
         cfg,
-        consumer,
+        consumer: Arc::new(consumer),
         store,
         parts: HashMap::new(),
         batch: P::Batch::default(),
         deferred: VecDeque::new(),
         paused: false,
         last_checkpoint: Instant::now(),
+        urgency: Urgency::Calm,
+        consumed: metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => P::NAME),
         shutdown,
         policy,
         handle_policy: policy.capped(Duration::from_secs(1)),
@@ -551,6 +581,7 @@ impl<P: Pipeline> Runner<'_, P> {
     async fn consume(&mut self) -> Step {
         let mut tick = tokio::time::interval(self.p.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let urgent_wait = Duration::from_millis(self.cfg.runner.urgent_flush_ms);
         loop {
             self.drop_revoked();
             if let Some(m) = self.deferred.pop_front() {
@@ -558,6 +589,12 @@ impl<P: Pipeline> Runner<'_, P> {
                 self.maybe_checkpoint().await?;
                 continue;
             }
+            let consumer = self.consumer.clone();
+            let urgent_at = match self.urgency {
+                Urgency::Since(t) => Some(t + urgent_wait),
+                Urgency::Calm | Urgency::Deferred => None,
+            };
+            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 biased;
                 _ = requested(&mut self.shutdown) => {
@@ -570,14 +607,20 @@ impl<P: Pipeline> Runner<'_, P> {
                         }
                     };
                 }
+                _ = tokio::time::sleep_until(urgent_at.unwrap_or(far).into()), if urgent_at.is_some() => {
+                    self.maybe_checkpoint().await?;
+                }
                 _ = tick.tick() => {
                     self.renew_leases().await?;
                     self.adopt_assigned().await?;
                     self.check_idle();
                     self.tick_partitions();
+                    if matches!(self.urgency, Urgency::Deferred) && self.caught_up() {
+                        self.urgency = Urgency::Since(Instant::now());
+                    }
                     self.maybe_checkpoint().await?;
                 }
-                msg = self.consumer.recv() => match msg {
+                msg = consumer.recv() => match msg {
                     Ok(m) => {
                         let m = InMessage::from_borrowed(&m);
                         self.on_message(m).await?;
@@ -888,9 +931,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 dirty: false,
                 seek_to_start,
                 snapshot_at: None,
-                base,
-                base_bytes,
-                delta_bytes,
+                chain: Chain::stored(base, base_bytes, delta_bytes),
             },
         );
         self.try_seek_to_start(topic, partition);
@@ -908,11 +949,11 @@ impl<P: Pipeline> Runner<'_, P> {
         Ok(state)
     }
 
-    async fn on_message(&mut self, msg: InMessage) -> Step {
+    async fn on_message(&mut self, msg: InMessage<'_>) -> Step {
         let partition = msg.partition;
         if !self.parts.contains_key(&partition)
             && self
-                .load_partition(&msg.topic.clone(), partition, Some(msg.offset))
+                .load_partition(msg.topic, partition, Some(msg.offset))
                 .await?
         {
             // No checkpoint: the consumer was moved to the start; this message (from wherever
@@ -922,13 +963,13 @@ impl<P: Pipeline> Runner<'_, P> {
         if self.parts[&partition].seek_to_start.is_some() {
             // Delivered from wherever the consumer stood before the seek to the start (or the
             // seek still failed): it comes again from the start.
-            self.try_seek_to_start(&msg.topic, partition);
+            self.try_seek_to_start(msg.topic, partition);
             return Ok(());
         }
         if msg.offset < self.parts[&partition].next_offset {
             return Ok(()); // already reflected in the checkpointed state
         }
-        metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => P::NAME).increment(1);
+        self.consumed.increment(1);
         let mut backoff = self.handle_policy.backoff();
         loop {
             let p = self.p.clone();
@@ -1036,10 +1077,31 @@ impl<P: Pipeline> Runner<'_, P> {
         }
     }
 
+    /// Every held partition has consumed up to its high watermark as of the last statistics
+    /// report (a partition not reported yet counts as caught up).
+    fn caught_up(&self) -> bool {
+        let topic = self.p.topic();
+        let ctx = self.consumer.context();
+        self.parts.iter().all(|(partition, st)| {
+            ctx.high_watermark(topic, *partition)
+                .is_none_or(|high| st.next_offset >= high)
+        })
+    }
+
     async fn maybe_checkpoint(&mut self) -> Step {
+        if matches!(self.urgency, Urgency::Calm) && self.p.urgent(&self.batch) {
+            // Only live: a worker catching up on a backlog keeps its big batches.
+            self.urgency = if self.caught_up() {
+                Urgency::Since(Instant::now())
+            } else {
+                Urgency::Deferred
+            };
+        }
+        let urgent = matches!(self.urgency, Urgency::Since(t)
+            if t.elapsed() >= Duration::from_millis(self.cfg.runner.urgent_flush_ms));
         let due = self.last_checkpoint.elapsed()
             >= Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
-        if due || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
+        if due || urgent || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
             self.checkpoint().await?;
         }
         Ok(())
@@ -1049,6 +1111,7 @@ impl<P: Pipeline> Runner<'_, P> {
     /// the same policy.
     async fn checkpoint(&mut self) -> Step {
         self.last_checkpoint = Instant::now();
+        self.urgency = Urgency::Calm;
         if !self.parts.values().any(|s| s.dirty) && self.p.batch_len(&self.batch) == 0 {
             return Ok(());
         }
@@ -1069,6 +1132,10 @@ impl<P: Pipeline> Runner<'_, P> {
                 "Sinks recovered; batch written."
             );
         }
+        if p.batch_len(&self.batch) == 0 {
+            p.recycle(&mut batch);
+            self.batch = batch;
+        }
         let topic = p.topic().to_string();
         let every = Duration::from_millis(self.cfg.runner.snapshot_interval_ms);
         let snapshot_due = |s: &PartState<P::State>| {
@@ -1081,31 +1148,15 @@ impl<P: Pipeline> Runner<'_, P> {
             .filter(|(_, s)| s.dirty)
             .map(|(partition, s)| {
                 let snapshot = snapshot_due(s);
-                // A delta onto the stored full state, until the deltas weigh as much as it
-                // (then the full state again: storage and restore stay within twice its size).
-                let delta = match s.base {
-                    Some(base) if incremental && !snapshot && s.delta_bytes < s.base_bytes => {
-                        p.take_delta(&mut s.state).map(|d| (base, d))
-                    }
-                    _ => None,
-                };
-                match delta {
-                    Some((base, d)) => {
-                        Checkpoint::delta(&topic, *partition, s.next_offset, d, base)
-                    }
-                    None => {
-                        let state = bincode::serialize(&s.state).expect("state serialises");
-                        p.start_delta(&mut s.state);
-                        Checkpoint::full(
-                            &topic,
-                            *partition,
-                            s.next_offset,
-                            state,
-                            new_base_id(),
-                            snapshot,
-                        )
-                    }
-                }
+                s.chain.next(
+                    &*p,
+                    &mut s.state,
+                    &topic,
+                    *partition,
+                    s.next_offset,
+                    incremental,
+                    snapshot,
+                )
             })
             .collect();
         let mut backoff = self.policy.backoff();
@@ -1126,7 +1177,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 // this partition was saved; its full state goes next time.
                 warn!(pipeline = P::NAME, partition = c.partition, "Checkpoint delta refused: the stored state is not the one it builds on; saving the full state next.");
                 if let Some(s) = self.parts.get_mut(&c.partition) {
-                    s.base = None;
+                    s.chain.refused();
                 }
                 continue;
             }
@@ -1138,11 +1189,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 if c.snapshot {
                     s.snapshot_at = Some(Instant::now());
                 }
-                if c.delta {
-                    s.delta_bytes += c.state.len();
-                } else {
-                    (s.base, s.base_bytes, s.delta_bytes) = (Some(c.base_id), c.state.len(), 0);
-                }
+                s.chain.saved(c);
             }
             let _ = tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset));
             self.consumer
@@ -1158,24 +1205,6 @@ impl<P: Pipeline> Runner<'_, P> {
         metrics::histogram!(m::CHECKPOINT_SECONDS, "pipeline" => P::NAME)
             .record(started.elapsed().as_secs_f64());
         Ok(())
-    }
-}
-
-/// A fresh id for a full state saved: deltas name the base they build on.
-fn new_base_id() -> i64 {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static NEXT: AtomicI64 = AtomicI64::new(0);
-    // The clock and a process-wide counter, mixed with the process id: distinct across the
-    // workers that may hold a partition one after another.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = (now ^ (i64::from(std::process::id()) << 40)).wrapping_add(n);
-    if id == 0 {
-        1
-    } else {
-        id
     }
 }
 

@@ -42,12 +42,33 @@ pub struct TelemetryPipeline {
     source_partitions: i32,
     metrics_partitions: i32,
     cadence: Cadence,
+    counters: Counters,
+}
+
+/// The pipeline's per-event counters, registered once (a lookup per event costs more than
+/// the increment).
+struct Counters {
+    accepted: metrics::Counter,
+    late_accepted: metrics::Counter,
+    duplicate: metrics::Counter,
+    windows: metrics::Counter,
+}
+
+impl Counters {
+    fn register() -> Counters {
+        Counters {
+            accepted: metrics::counter!(m::EVENTS_ACCEPTED, "pipeline" => NAME),
+            late_accepted: metrics::counter!(m::EVENTS_LATE_ACCEPTED, "pipeline" => NAME),
+            duplicate: metrics::counter!(m::EVENTS_DUPLICATE, "pipeline" => NAME),
+            windows: metrics::counter!(m::WINDOWS_EMITTED, "pipeline" => NAME),
+        }
+    }
 }
 
 impl TelemetryPipeline {
     fn dead_letter(
         &self,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         reason: DeadLetterReason,
         error: String,
         batch: &mut TelemetryBatch,
@@ -61,8 +82,9 @@ impl TelemetryPipeline {
         if results.is_empty() {
             return;
         }
-        metrics::counter!(m::WINDOWS_EMITTED, "pipeline" => NAME).increment(results.len() as u64);
+        self.counters.windows.increment(results.len() as u64);
         for r in results {
+            batch.first_closes += usize::from(r.version == 1);
             batch
                 .metrics
                 .push(WindowMetricsRecord::from_result(&r, partition));
@@ -119,6 +141,7 @@ impl Pipeline for TelemetryPipeline {
                 cfg.telemetry.tick_ms,
                 Some(cfg.telemetry.idle_flush_ms),
             ),
+            counters: Counters::register(),
         })
     }
 
@@ -137,7 +160,7 @@ impl Pipeline for TelemetryPipeline {
     async fn handle(
         &self,
         state: &mut PartitionWindows,
-        msg: &InMessage,
+        msg: &InMessage<'_>,
         batch: &mut TelemetryBatch,
     ) -> Result<()> {
         batch.redis.window_ms = self.params.window_ms;
@@ -157,9 +180,9 @@ impl Pipeline for TelemetryPipeline {
         let mut results = Vec::new();
         match state.ingest(&self.params, &ev, &mut results) {
             Ingest::Accepted { late, newest } => {
-                metrics::counter!(m::EVENTS_ACCEPTED, "pipeline" => NAME).increment(1);
+                self.counters.accepted.increment(1);
                 if late {
-                    metrics::counter!(m::EVENTS_LATE_ACCEPTED, "pipeline" => NAME).increment(1);
+                    self.counters.late_accepted.increment(1);
                 }
                 batch
                     .raw
@@ -169,7 +192,7 @@ impl Pipeline for TelemetryPipeline {
                 }
             }
             Ingest::Duplicate => {
-                metrics::counter!(m::EVENTS_DUPLICATE, "pipeline" => NAME).increment(1);
+                self.counters.duplicate.increment(1);
             }
             Ingest::TooLate { closed_until_ms } => {
                 let behind = closed_until_ms - ev.ts_ms;
@@ -237,6 +260,16 @@ impl Pipeline for TelemetryPipeline {
 
     fn batch_len(&self, batch: &TelemetryBatch) -> usize {
         batch.consumed + batch.marks.len()
+    }
+
+    fn recycle(&self, batch: &mut TelemetryBatch) {
+        batch.clear();
+    }
+
+    /// Windows closed for the first time: the alerts pipeline and the dashboards wait for
+    /// them.
+    fn urgent(&self, batch: &TelemetryBatch) -> bool {
+        batch.first_closes > 0
     }
 
     const REPLAY: Option<&'static str> =

@@ -28,12 +28,31 @@ pub struct TelemetryBatch {
     pub dlq: Vec<DeadLetterRecord>,
     /// Source partition → (closed through, idle): its watermark after this batch.
     pub marks: BTreeMap<i32, (i64, bool)>,
+    /// Windows closed for the first time in this batch (not re-emissions): what alert rules
+    /// and dashboards wait for.
+    pub first_closes: usize,
     clickhouse_done: bool,
     redis_done: bool,
     windows_done: bool,
 }
 
 impl TelemetryBatch {
+    /// Empty again, its buffers kept.
+    pub fn clear(&mut self) {
+        self.consumed = 0;
+        self.raw.clear();
+        self.vehicle_rows.clear();
+        self.fleet_rows.clear();
+        self.redis.clear();
+        self.metrics.clear();
+        self.dlq.clear();
+        self.marks.clear();
+        self.first_closes = 0;
+        self.clickhouse_done = false;
+        self.redis_done = false;
+        self.windows_done = false;
+    }
+
     pub(super) async fn flush(
         &mut self,
         ch: &ClickHouseSink,
@@ -54,9 +73,12 @@ impl TelemetryBatch {
             for r in &mut self.fleet_rows {
                 r.emitted_at_ms = now;
             }
-            ch.write_raw(&self.raw).await?;
-            ch.write_vehicle_windows(&self.vehicle_rows).await?;
-            ch.write_fleet_partials(&self.fleet_rows).await?;
+            // Three tables, three inserts at once (each idempotent: a retry writes all three).
+            tokio::try_join!(
+                ch.write_raw(&self.raw),
+                ch.write_vehicle_windows(&self.vehicle_rows),
+                ch.write_fleet_partials(&self.fleet_rows),
+            )?;
             self.clickhouse_done = true;
         }
         if !self.redis_done {

@@ -146,8 +146,6 @@ impl ClickHouseSink {
         self.insert("fleet_window_partials", rows).await
     }
 
-    /// The newest raw row (by event time, then sequence) of every vehicle whose telemetry
-    /// came through `partition`: what the hot "latest" state holds for them.
     /// Vehicles of `fleet` that made a planned move approved at `since_ms`: seen in zone
     /// `from` (from 15 minutes before, where they were waiting) and later, at or after
     /// `since_ms`, in zone `to` (event time, from the raw samples).
@@ -181,6 +179,8 @@ impl ClickHouseSink {
             .await?)
     }
 
+    /// The newest raw row (by event time, then sequence) of every vehicle whose telemetry
+    /// came through `partition`: what the hot "latest" state holds for them.
     pub async fn latest_raw_rows(&self, partition: i32) -> Result<Vec<RawTelemetryRow>> {
         Ok(self
             .client
