@@ -298,12 +298,25 @@ pub async fn start<P: Pipeline>(
     cfg: Arc<Config>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
-    let p = Arc::new(P::build(&cfg).await?);
+    let policy = RetryPolicy::from_config(&cfg.runner);
+    let mut sd = shutdown.clone();
+    let p = starting(P::NAME, "build", policy, &mut sd, || P::build(&cfg))
+        .await?
+        .map(Arc::new);
     let mut background = JoinSet::new();
-    for task in p.background(&cfg, shutdown.clone()) {
-        background.spawn(task);
+    if let Some(p) = &p {
+        for task in p.background(&cfg, shutdown.clone()) {
+            background.spawn(task);
+        }
     }
     Ok(async move {
+        let Some(p) = p else {
+            info!(
+                pipeline = P::NAME,
+                "Shut down before the pipeline could start."
+            );
+            return Ok(());
+        };
         let result = run(p, &cfg, shutdown).await;
         // The runner and its pipeline are gone (which closes what e.g. the command lanes
         // wait on); background tasks end with shutdown, or now if the pipeline failed.
@@ -387,7 +400,19 @@ pub async fn run<P: Pipeline>(
     let consumer: StreamConsumer<RunnerContext> = consumer_config(&cfg.kafka, &group)
         .create_with_context(ctx)
         .map_err(atlasmesh_sinks::Error::from)?;
-    let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?;
+    let policy = RetryPolicy::from_config(&cfg.runner);
+    let mut sd = shutdown.clone();
+    let Some(pool) = starting(
+        P::NAME,
+        "connect to PostgreSQL",
+        policy,
+        &mut sd,
+        || async { Ok(atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 4).await?) },
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let mut store = CheckpointStore::new(pool.clone(), P::NAME)
         .with_snapshot_retention_hours(cfg.runner.snapshot_retention_hours);
     let mut leases = None;
@@ -397,7 +422,23 @@ pub async fn run<P: Pipeline>(
             .map_err(atlasmesh_sinks::Error::from)?,
         Assignment::Manual => {
             let partitions: Vec<i32> = if cfg.kafka.assigned_partitions.is_empty() {
-                atlasmesh_sinks::kafka::topic_partitions(consumer.client(), p.topic())?
+                let Some(parts) = starting(
+                    P::NAME,
+                    "read the topic's partitions",
+                    policy,
+                    &mut sd,
+                    || async {
+                        Ok(atlasmesh_sinks::kafka::topic_partitions(
+                            consumer.client(),
+                            p.topic(),
+                        )?)
+                    },
+                )
+                .await?
+                else {
+                    return Ok(());
+                };
+                parts
             } else {
                 cfg.kafka.assigned_partitions.clone()
             };
@@ -408,17 +449,21 @@ pub async fn run<P: Pipeline>(
                 ttl_ms: cfg.kafka.lease_ttl_ms,
                 renewed: Instant::now(),
             };
-            let mut sd = shutdown.clone();
             if !lease.acquire::<P>(&mut sd).await? {
                 return Ok(()); // shut down while waiting
             }
             store = store.fenced_by(lease.store.owner());
-            assign_manually(&consumer, &store, p.topic(), &lease.partitions).await?;
+            let assigned = starting(P::NAME, "assign the partitions", policy, &mut sd, || {
+                assign_manually(&consumer, &store, p.topic(), &lease.partitions)
+            })
+            .await?;
+            if assigned.is_none() {
+                return Ok(());
+            }
             leases = Some(lease);
         }
     }
     info!(pipeline = P::NAME, topic = %p.topic(), group = %group, "Pipeline started.");
-    let policy = RetryPolicy::from_config(&cfg.runner);
     let mut r = Runner {
         p,
         cfg,
@@ -564,6 +609,35 @@ impl Leases {
             if !sleep_unless_shutdown(Duration::from_millis(500), shutdown).await {
                 return Ok(false);
             }
+        }
+    }
+}
+
+/// Runs a start-up step until it succeeds, waiting out retriable errors (a dependency slow or
+/// down while the pipeline starts) with the runner's backoff: a worker started before its
+/// stores, or on a loaded machine, waits instead of exiting. `None` once shutdown came first.
+async fn starting<T, F, Fut>(
+    pipeline: &'static str,
+    step: &'static str,
+    policy: RetryPolicy,
+    shutdown: &mut watch::Receiver<bool>,
+    mut f: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = policy.backoff();
+    loop {
+        match f().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if e.is_retriable() => {
+                warn!(pipeline, step, error = %e, "A dependency failed while the pipeline starts; retrying.");
+                if !backoff.wait(shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
 }
