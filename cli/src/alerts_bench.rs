@@ -246,28 +246,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
                 }
             }
             seqs[i] += 1;
-            let ev = TelemetryEvent {
-                event_id: format!("{}-{}", vehicles[i].1, seqs[i]),
-                fleet_id: vehicles[i].0.clone(),
-                vehicle_id: vehicles[i].1.clone(),
-                ts_ms: now,
-                seq: seqs[i],
-                lat: 52.5,
-                lon: 13.4,
-                speed_kph: 30.0,
-                odometer_km: seqs[i] as f64 * 0.01,
-                energy_pct: 80.0,
-                energy_used_kwh: seqs[i] as f64 * 0.002,
-                status: if fault {
-                    VehicleStatus::Fault
-                } else {
-                    VehicleStatus::EnRoute
-                },
-                mission_id: None,
-                zone_id: None,
-                payload_kg: 0.0,
-                fault_codes: if fault { vec!["E42".into()] } else { vec![] },
-            };
+            let ev = driving_sample(&vehicles[i].0, &vehicles[i].1, seqs[i], now, fault);
             let payload = codec
                 .encode(&cfg.topics.telemetry, SchemaKind::Telemetry, &ev)
                 .await
@@ -357,4 +336,37 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     });
     eprintln!("bench-alerts: {summary}");
     Ok(summary)
+}
+
+/// A vehicle's sample at `ts_ms`, driving (en route) or, with `fault`, faulted with code E42:
+/// the live stream of the alert benches and tests.
+pub fn driving_sample(
+    fleet: &str,
+    vehicle: &str,
+    seq: i64,
+    ts_ms: i64,
+    fault: bool,
+) -> TelemetryEvent {
+    TelemetryEvent {
+        event_id: format!("{vehicle}-{seq}"),
+        fleet_id: fleet.into(),
+        vehicle_id: vehicle.into(),
+        ts_ms,
+        seq,
+        lat: 52.5,
+        lon: 13.4,
+        speed_kph: 30.0,
+        odometer_km: seq as f64 * 0.01,
+        energy_pct: 80.0,
+        energy_used_kwh: seq as f64 * 0.002,
+        status: if fault {
+            VehicleStatus::Fault
+        } else {
+            VehicleStatus::EnRoute
+        },
+        mission_id: None,
+        zone_id: None,
+        payload_kg: 0.0,
+        fault_codes: if fault { vec!["E42".into()] } else { vec![] },
+    }
 }

@@ -343,6 +343,25 @@ struct LatencyRow {
     rows: u64,
 }
 
+/// Simulated fleets reporting once a second whose `events` samples end near `end_ms`.
+pub fn sim_ending_at(
+    seed: u64,
+    fleets: u32,
+    vehicles_per_fleet: u32,
+    events: u64,
+    end_ms: i64,
+) -> SimConfig {
+    let vehicles = u64::from(fleets * vehicles_per_fleet).max(1);
+    SimConfig {
+        seed,
+        fleets,
+        vehicles_per_fleet,
+        start_ms: end_ms - (events / vehicles) as i64 * 1000,
+        interval_ms: 1000,
+        ..Default::default()
+    }
+}
+
 /// Drops a bench run's ClickHouse database.
 pub async fn drop_database(cfg: &Config) -> anyhow::Result<()> {
     let mut admin = cfg.clickhouse.clone();
@@ -373,14 +392,13 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
     let prepare_s = t.elapsed().as_secs_f64();
 
     // Phase 1: produce, event times ending near now.
-    let sim = SimConfig {
-        seed: opts.seed,
-        fleets: opts.fleets,
-        vehicles_per_fleet: opts.vehicles_per_fleet,
-        start_ms: ts - (opts.events / vehicles) as i64 * 1000,
-        interval_ms: 1000,
-        ..Default::default()
-    };
+    let sim = sim_ending_at(
+        opts.seed,
+        opts.fleets,
+        opts.vehicles_per_fleet,
+        opts.events,
+        ts,
+    );
     let t = Instant::now();
     let produced = crate::produce::run(
         &cfg,

@@ -29,7 +29,7 @@ use atlasmesh_pipelines::runner::{Chain, InMessage};
 use atlasmesh_pipelines::telemetry::{TelemetryBatch, TelemetryPipeline, NAME};
 use atlasmesh_pipelines::Pipeline;
 use atlasmesh_schemas::Codec;
-use atlasmesh_simulator::{SimConfig, Simulator};
+use atlasmesh_simulator::Simulator;
 use atlasmesh_sinks::postgres::CheckpointStore;
 use clap::Args;
 use serde::Serialize;
@@ -116,14 +116,13 @@ pub async fn run(base: &Config, args: &BenchPipelineArgs) -> anyhow::Result<Pipe
         .context("prepare")?;
     let codec = Codec::from_config(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let schema_id = crate::produce::telemetry_schema_id(&codec, &cfg).await?;
-    let mut sim = Simulator::new(SimConfig {
-        seed: args.seed,
-        fleets: args.fleets,
-        vehicles_per_fleet: args.vehicles_per_fleet,
-        start_ms: ts - (args.events / vehicles) as i64 * 1000,
-        interval_ms: 1000,
-        ..Default::default()
-    })
+    let mut sim = Simulator::new(crate::bench::sim_ending_at(
+        args.seed,
+        args.fleets,
+        args.vehicles_per_fleet,
+        args.events,
+        ts,
+    ))
     .with_schema_id(schema_id);
     let p = TelemetryPipeline::build(&cfg).await?;
     let pool = atlasmesh_sinks::postgres::connect(&cfg.postgres.url, 2).await?;

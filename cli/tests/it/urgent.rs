@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use atlasmesh_core::clock::now_ms;
-use atlasmesh_core::telemetry::{TelemetryEvent, VehicleStatus};
 use atlasmesh_simulator::{Emitted, EventKind};
 use rdkafka::message::Message;
 
@@ -63,29 +62,13 @@ async fn closed_windows_and_alerts_leave_before_the_checkpoint_interval() {
             next_sample += Duration::from_millis(100);
             seq += 1;
             let ts = now_ms();
-            let fault = ts >= fault_from;
-            let event = TelemetryEvent {
-                event_id: format!("urgent-{seq}"),
-                fleet_id: fleet.into(),
-                vehicle_id: "veh-urgent".into(),
-                ts_ms: ts,
+            let event = atlasmesh::alerts_bench::driving_sample(
+                fleet,
+                "veh-urgent",
                 seq,
-                lat: 52.5,
-                lon: 13.4,
-                speed_kph: 20.0,
-                odometer_km: 1_000.0 + seq as f64 * 0.01,
-                energy_pct: 80.0,
-                energy_used_kwh: 10.0 + seq as f64 * 0.001,
-                status: if fault {
-                    VehicleStatus::Fault
-                } else {
-                    VehicleStatus::EnRoute
-                },
-                mission_id: None,
-                zone_id: None,
-                payload_kg: 0.0,
-                fault_codes: if fault { vec!["E42".into()] } else { vec![] },
-            };
+                ts,
+                ts >= fault_from,
+            );
             env.produce(&[Emitted::Event {
                 key: event.vehicle_id.clone(),
                 event,
