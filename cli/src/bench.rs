@@ -107,6 +107,14 @@ impl Baseline {
             Baseline::Minimal => "minimal consumer",
         }
     }
+
+    /// Its consumer group's suffix (each reads the topic from the start on its own).
+    fn group_suffix(self) -> &'static str {
+        match self {
+            Baseline::Raw => "raw",
+            Baseline::Minimal => "minimal",
+        }
+    }
 }
 
 /// The two fields the minimal consumer uses.
@@ -132,7 +140,6 @@ struct Consumed {
 /// messages arrived, doing with each what `baseline` says.
 async fn raw_consume(
     cfg: &Config,
-    group: &str,
     expected: u64,
     timeout: Duration,
     baseline: Baseline,
@@ -145,10 +152,13 @@ async fn raw_consume(
     let mut undecodable = 0u64;
     let cpu0 = Duration::from_nanos(process_cpu_ns());
     let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
-    cc.set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+    cc.set(
+        "group.id",
+        format!("{}.{}", cfg.kafka.group_prefix, baseline.group_suffix()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = cc.create().context("creating raw consumer")?;
     // Assign every partition from the beginning (no group membership, no rebalance wait; the
     // pipeline does the same with kafka.assignment = manual).
@@ -421,14 +431,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
     );
 
     // Phase 2: raw consume; phase 3: the minimal consumer.
-    let raw = raw_consume(
-        &cfg,
-        &format!("{}.raw", cfg.kafka.group_prefix),
-        produced,
-        opts.timeout,
-        Baseline::Raw,
-    )
-    .await?;
+    let raw = raw_consume(&cfg, produced, opts.timeout, Baseline::Raw).await?;
     let raw_wall_rate = rate(raw.messages, raw.wall);
     let raw_steady_rate = rate(raw.messages.saturating_sub(1), raw.steady);
     let per_msg_us = |cpu: Duration, n: u64| round3(cpu.as_secs_f64() * 1e6 / n.max(1) as f64);
@@ -437,14 +440,7 @@ pub async fn run(base: &Config, opts: BenchOptions) -> anyhow::Result<serde_json
         raw.messages,
         per_msg_us(raw.cpu, raw.messages)
     );
-    let minimal = raw_consume(
-        &cfg,
-        &format!("{}.minimal", cfg.kafka.group_prefix),
-        produced,
-        opts.timeout,
-        Baseline::Minimal,
-    )
-    .await?;
+    let minimal = raw_consume(&cfg, produced, opts.timeout, Baseline::Minimal).await?;
     let minimal_cpu_us = per_msg_us(minimal.cpu, minimal.messages);
     eprintln!(
         "bench: minimal consumer {} msgs ({} undecodable): {:.0} msgs/s first→last, {minimal_cpu_us} µs CPU per message",

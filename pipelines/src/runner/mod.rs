@@ -656,6 +656,8 @@ impl<P: Pipeline> Runner<'_, P> {
         let mut tick = tokio::time::interval(self.p.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let urgent_wait = Duration::from_millis(self.cfg.runner.urgent_flush_ms);
+        // Messages borrow from this handle (the runner's fields stay free to change).
+        let consumer = self.consumer.clone();
         loop {
             self.drop_revoked();
             if let Some(m) = self.deferred.pop_front() {
@@ -663,12 +665,10 @@ impl<P: Pipeline> Runner<'_, P> {
                 self.maybe_checkpoint().await?;
                 continue;
             }
-            let consumer = self.consumer.clone();
             let urgent_at = match self.urgency {
                 Urgency::Since(t) => Some(t + urgent_wait),
                 Urgency::Calm | Urgency::Deferred => None,
             };
-            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 biased;
                 _ = requested(&mut self.shutdown) => {
@@ -681,7 +681,12 @@ impl<P: Pipeline> Runner<'_, P> {
                         }
                     };
                 }
-                _ = tokio::time::sleep_until(urgent_at.unwrap_or(far).into()), if urgent_at.is_some() => {
+                _ = async {
+                    match urgent_at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     self.maybe_checkpoint().await?;
                 }
                 _ = tick.tick() => {
