@@ -24,6 +24,10 @@
 //!   moment event time lets the window close to the alert on the topic: the pipelines' own
 //!   latency (two checkpoint-driven flushes, Kafka hops, settle-free vehicle evaluation).
 //!
+//! - `window_on_metrics_topic_after_closable` (vehicle rules): receipt of the faulted vehicle
+//!   window on the metrics topic − the same origin: the telemetry pipeline's share (the rest
+//!   is the alerts pipeline and the last hop).
+//!
 //! Only crossings whose window became closable while the load was still running count (the
 //! last windows close on idle flush instead).
 
@@ -36,7 +40,7 @@ use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Config;
 use atlasmesh_core::telemetry::VehicleStatus;
 use atlasmesh_core::TelemetryEvent;
-use atlasmesh_schemas::{Codec, SchemaKind};
+use atlasmesh_schemas::{Codec, MetricsScope, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -187,6 +191,45 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
         }
     });
 
+    // The metrics topic probe: (vehicle, window end) → receipt time of the first faulted
+    // vehicle window, to split the latency at the hop between the two pipelines.
+    let windows_seen: Arc<Mutex<HashMap<(String, i64), i64>>> = Arc::default();
+    let mut mc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
+    mc.set("group.id", format!("{tag}.probe-metrics"))
+        .set("enable.auto.commit", "false");
+    let metrics_consumer: StreamConsumer = mc.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..cfg.kafka.partitions {
+        tpl.add_partition_offset(&cfg.topics.metrics, p, Offset::Beginning)?;
+    }
+    metrics_consumer.assign(&tpl)?;
+    let probe_codec =
+        Codec::from_config(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seen = windows_seen.clone();
+    let metrics_probe = tokio::spawn(async move {
+        loop {
+            let Ok(m) = metrics_consumer.recv().await else {
+                continue;
+            };
+            let at = now_ms();
+            let Some(payload) = m.payload() else {
+                continue;
+            };
+            let Ok(r) = probe_codec
+                .decode_record::<WindowMetricsRecord>(payload, SchemaKind::Metrics)
+                .await
+            else {
+                continue;
+            };
+            if r.scope == MetricsScope::Vehicle && r.fault_count > 0 {
+                seen.lock()
+                    .expect("lock")
+                    .entry((r.vehicle_id, r.window_end_ms))
+                    .or_insert(at);
+            }
+        }
+    });
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let pcfg = Arc::new(cfg.clone());
     let names = vec![
@@ -289,9 +332,12 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), pipelines).await;
     probe.abort();
+    metrics_probe.abort();
 
     let mut e2e = Vec::new();
     let mut after_close = Vec::new();
+    let mut window_on_topic = Vec::new();
+    let windows_seen = windows_seen.lock().expect("lock").clone();
     let mut unmatched = 0;
     let got = received.lock().expect("lock").clone();
     let mut by_subject: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -299,7 +345,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
         by_subject.entry(s).or_default().push(at);
     }
     for (v, ats) in by_subject {
-        let q = crossings.entry(v).or_default();
+        let q = crossings.entry(v.clone()).or_default();
         for at in ats {
             let Some(c) = q.pop_front() else {
                 unmatched += 1;
@@ -307,7 +353,11 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
             };
             if c.window_end_ms + opts.out_of_orderness_ms <= last_ts {
                 e2e.push(at - c.produced_ms);
-                after_close.push(at - c.window_end_ms - opts.out_of_orderness_ms);
+                let closable = c.window_end_ms + opts.out_of_orderness_ms;
+                after_close.push(at - closable);
+                if let Some(w) = windows_seen.get(&(v.clone(), c.window_end_ms)) {
+                    window_on_topic.push(w - closable);
+                }
             }
         }
     }
@@ -333,6 +383,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
         "unmatched_alerts": unmatched,
         "end_to_end": stats(e2e),
         "after_window_closable": stats(after_close),
+        "window_on_metrics_topic_after_closable": stats(window_on_topic),
     });
     eprintln!("bench-alerts: {summary}");
     Ok(summary)

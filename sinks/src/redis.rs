@@ -112,18 +112,30 @@ impl RedisSink {
     /// Writes the batch in one pipeline. Idempotent: the same batch written twice leaves the
     /// same values.
     pub async fn write(&self, batch: &RedisBatch) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let mut pipe = redis::pipe();
+        self.write_with_latest(batch.latest.values(), batch).await
+    }
+
+    /// [`Self::write`] with `latest` (one newest sample per vehicle) in place of
+    /// `batch.latest`: a pipeline that keeps its events elsewhere lends them.
+    pub async fn write_with_latest<'e>(
+        &self,
+        latest: impl IntoIterator<Item = &'e TelemetryEvent>,
+        batch: &RedisBatch,
+    ) -> Result<()> {
         // Per fleet, one HSET of many vehicles into each hash (at most `LATEST_PER_HSET` per
         // command): the keys are formatted once, and Redis parses a few commands, not two per
         // vehicle.
         let mut by_fleet: BTreeMap<&str, Vec<&TelemetryEvent>> = BTreeMap::new();
-        for e in batch.latest.values() {
+        let mut n_latest = 0;
+        for e in latest {
             by_fleet.entry(e.fleet_id.as_str()).or_default().push(e);
+            n_latest += 1;
         }
+        if n_latest == 0 && batch.fleet_partials.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut pipe = redis::pipe();
         let mut json = Vec::new();
         for (fleet, events) in by_fleet {
             let (vehicles_key, live_key) = (
@@ -191,12 +203,7 @@ impl RedisSink {
             }
             pruned.extend(pruning);
         }
-        observe(
-            "redis",
-            batch.latest.len() + batch.fleet_partials.len(),
-            started,
-            &r,
-        );
+        observe("redis", n_latest + batch.fleet_partials.len(), started, &r);
         r
     }
 

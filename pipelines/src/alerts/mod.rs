@@ -82,6 +82,16 @@ pub struct AlertsBatch {
     /// Metrics partition → its settle frontier after this batch.
     frontiers: BTreeMap<i32, i64>,
     dlq: Vec<DeadLetterRecord>,
+    /// Stages of `flush` already done: a retry repeats only the ones that failed.
+    done: FlushDone,
+}
+
+/// Which of the flush's three independent writes have succeeded.
+#[derive(Default)]
+struct FlushDone {
+    postgres: bool,
+    history: bool,
+    published: bool,
 }
 
 /// Re-reads the rules into `slot` and evaluates the federation rules and the vehicle health
@@ -254,13 +264,45 @@ impl Pipeline for AlertsPipeline {
         {
             return Ok(());
         }
-        self.sinks.write_batch(batch).await?;
-        self.sinks.write_history(&batch.transitions).await?;
         let mut dlq = Vec::with_capacity(batch.dlq.len());
         for d in &batch.dlq {
             dlq.push(crate::dlq::encode(&self.codec, &self.sinks.topics, d).await?);
         }
-        self.sinks.publish(&batch.transitions, dlq).await?;
+        // PostgreSQL, the ClickHouse history and the alert topic at once: each write is
+        // idempotent (upserts, the history's sorting key, the pager's dedup key and seq) and
+        // none reads another, so the pager message does not wait for the stores. The offsets
+        // are stored only after all three succeed.
+        let b = &*batch;
+        let (postgres, history, published) = tokio::join!(
+            async {
+                if b.done.postgres {
+                    Ok(())
+                } else {
+                    self.sinks.write_batch(b).await
+                }
+            },
+            async {
+                if b.done.history {
+                    Ok(())
+                } else {
+                    self.sinks.write_history(&b.transitions).await
+                }
+            },
+            async {
+                if b.done.published {
+                    Ok(())
+                } else {
+                    self.sinks.publish(&b.transitions, dlq).await
+                }
+            },
+        );
+        let done = &mut batch.done;
+        done.postgres |= postgres.is_ok();
+        done.history |= history.is_ok();
+        done.published |= published.is_ok();
+        postgres?;
+        history?;
+        published?;
         metrics::counter!(atlasmesh_core::metric_names::ALERT_TRANSITIONS)
             .increment(batch.transitions.len() as u64);
         // Breach to message: from the event time the alert fired at to its message being on

@@ -13,7 +13,8 @@ pub struct RunnerContext {
     pipeline: String,
     revoked: Mutex<Vec<i32>>,
     checkpointed: Mutex<HashMap<i32, i64>>,
-    high_watermarks: Mutex<HashMap<(String, i32), i64>>,
+    /// Topic → partition → high watermark (looked up without building a key).
+    high_watermarks: Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 impl RunnerContext {
@@ -35,7 +36,8 @@ impl RunnerContext {
         self.high_watermarks
             .lock()
             .expect("lock")
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|t| t.get(&partition))
             .copied()
     }
 
@@ -58,7 +60,9 @@ impl ClientContext for RunnerContext {
                 self.high_watermarks
                     .lock()
                     .expect("lock")
-                    .insert((topic.clone(), *partition), p.hi_offset);
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(*partition, p.hi_offset);
                 let Some(done) = checkpointed.get(partition) else {
                     continue;
                 };

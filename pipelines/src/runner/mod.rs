@@ -244,9 +244,15 @@ enum Urgency {
     /// Since then, with the partitions caught up: checkpoint `runner.urgent_flush_ms` later.
     Since(Instant),
     /// While catching up on a backlog: the regular interval, so the batches stay big (or
-    /// `Since` once a tick finds the partitions caught up).
-    Deferred,
+    /// `Since` once a later look, at most every [`URGENT_RECHECK`], finds the partitions
+    /// caught up).
+    Deferred { checked: Instant },
 }
+
+/// How often a deferred urgent batch looks again whether the partitions are caught up: the
+/// high watermarks are those of the last statistics report, which the worker passes within a
+/// fetch or two of it.
+const URGENT_RECHECK: Duration = Duration::from_millis(5);
 
 struct PartState<S> {
     state: S,
@@ -667,7 +673,7 @@ impl<P: Pipeline> Runner<'_, P> {
             }
             let urgent_at = match self.urgency {
                 Urgency::Since(t) => Some(t + urgent_wait),
-                Urgency::Calm | Urgency::Deferred => None,
+                Urgency::Calm | Urgency::Deferred { .. } => None,
             };
             tokio::select! {
                 biased;
@@ -694,9 +700,6 @@ impl<P: Pipeline> Runner<'_, P> {
                     self.adopt_assigned().await?;
                     self.check_idle();
                     self.tick_partitions();
-                    if matches!(self.urgency, Urgency::Deferred) && self.caught_up() {
-                        self.urgency = Urgency::Since(Instant::now());
-                    }
                     self.maybe_checkpoint().await?;
                 }
                 msg = consumer.recv() => match msg {
@@ -1168,12 +1171,18 @@ impl<P: Pipeline> Runner<'_, P> {
     }
 
     async fn maybe_checkpoint(&mut self) -> Step {
-        if matches!(self.urgency, Urgency::Calm) && self.p.urgent(&self.batch) {
+        let look = match self.urgency {
+            Urgency::Calm => self.p.urgent(&self.batch),
+            Urgency::Deferred { checked } => checked.elapsed() >= URGENT_RECHECK,
+            Urgency::Since(_) => false,
+        };
+        if look {
             // Only live: a worker catching up on a backlog keeps its big batches.
+            let now = Instant::now();
             self.urgency = if self.caught_up() {
-                Urgency::Since(Instant::now())
+                Urgency::Since(now)
             } else {
-                Urgency::Deferred
+                Urgency::Deferred { checked: now }
             };
         }
         let urgent = matches!(self.urgency, Urgency::Since(t)

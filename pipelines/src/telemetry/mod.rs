@@ -15,9 +15,7 @@ use atlasmesh_core::window::{
 };
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterReason, SchemaKind, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{
-    ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
-};
+use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
 
@@ -184,12 +182,12 @@ impl Pipeline for TelemetryPipeline {
                 if late {
                     self.counters.late_accepted.increment(1);
                 }
-                batch
-                    .raw
-                    .push(RawTelemetryRow::from_event(&ev, msg.partition, msg.offset));
-                if newest {
-                    batch.redis.latest.insert(ev.vehicle_id.clone(), ev);
-                }
+                let raw = RawEvent {
+                    event: ev,
+                    partition: msg.partition,
+                    offset: msg.offset,
+                };
+                batch.push_accepted(raw, newest);
             }
             Ingest::Duplicate => {
                 self.counters.duplicate.increment(1);
@@ -279,10 +277,7 @@ impl Pipeline for TelemetryPipeline {
     /// cannot change it), and the windows, watermarks and dead letters on the topics were
     /// sent when the range was first processed.
     fn keep_for_replay(&self, batch: &mut TelemetryBatch) {
-        batch.redis.clear();
-        batch.metrics.clear();
-        batch.dlq.clear();
-        batch.marks.clear();
+        batch.keep_clickhouse_only();
     }
 
     /// This release's layout, or the unbounded kernel's (earlier releases), upgraded.

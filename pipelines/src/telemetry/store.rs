@@ -1,26 +1,27 @@
 //! The telemetry pipeline's writes: the batch of outputs and its staged flush to ClickHouse,
 //! Redis and Kafka.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Topics;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{
-    ClickHouseSink, FleetPartialRow, RawTelemetryRow, VehicleWindowRow,
-};
+use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::redis::{rebuild_from_clickhouse, RedisBatch, RedisSink};
 
 use crate::{Error, Result};
 
-/// Outputs gathered since the last checkpoint. `flush` writes them in order ClickHouse →
-/// Redis → Kafka (windows and dead letters, then watermarks), remembering which stages are
-/// done so a retry does not repeat them.
+/// Outputs gathered since the last checkpoint. `flush` writes ClickHouse then Redis and, at
+/// the same time, the closed windows and dead letters then the watermarks to Kafka,
+/// remembering which stages are done so a retry does not repeat them.
 #[derive(Default)]
 pub struct TelemetryBatch {
     pub consumed: usize,
-    pub raw: Vec<RawTelemetryRow>,
+    /// Accepted events, in order: the raw rows, and the latest values they hold.
+    pub raw: Vec<RawEvent>,
+    /// Vehicle → index in `raw` of its newest event (the latest value Redis gets).
+    latest: HashMap<String, usize>,
     pub vehicle_rows: Vec<VehicleWindowRow>,
     pub fleet_rows: Vec<FleetPartialRow>,
     pub redis: RedisBatch,
@@ -41,6 +42,7 @@ impl TelemetryBatch {
     pub fn clear(&mut self) {
         self.consumed = 0;
         self.raw.clear();
+        self.latest.clear();
         self.vehicle_rows.clear();
         self.fleet_rows.clear();
         self.redis.clear();
@@ -53,6 +55,30 @@ impl TelemetryBatch {
         self.windows_done = false;
     }
 
+    /// An accepted event; `newest`: the newest of its vehicle so far (its latest value).
+    pub fn push_accepted(&mut self, raw: RawEvent, newest: bool) {
+        if newest {
+            let i = self.raw.len();
+            match self.latest.get_mut(raw.event.vehicle_id.as_str()) {
+                Some(slot) => *slot = i,
+                None => {
+                    self.latest.insert(raw.event.vehicle_id.clone(), i);
+                }
+            }
+        }
+        self.raw.push(raw);
+    }
+
+    /// Drops what a replay does not rewrite: Redis (the newest state, which a past range
+    /// cannot change) and the topic.
+    pub(super) fn keep_clickhouse_only(&mut self) {
+        self.latest.clear();
+        self.redis.clear();
+        self.metrics.clear();
+        self.dlq.clear();
+        self.marks.clear();
+    }
+
     pub(super) async fn flush(
         &mut self,
         ch: &ClickHouseSink,
@@ -62,93 +88,157 @@ impl TelemetryBatch {
         topics: &Topics,
         (source_partitions, metrics_partitions): (i32, i32),
     ) -> Result<()> {
+        let now = now_ms();
         if !self.clickhouse_done {
-            let now = now_ms();
-            for r in &mut self.raw {
-                r.ingested_at_ms = now;
-            }
             for r in &mut self.vehicle_rows {
                 r.emitted_at_ms = now;
             }
             for r in &mut self.fleet_rows {
                 r.emitted_at_ms = now;
             }
+        }
+        // The stores (ClickHouse, then Redis, which may be rebuilt from ClickHouse) and the
+        // topic (closed windows, then watermarks) at once: the alerts and performance
+        // pipelines read the topic, not the stores, so a closed window does not wait for the
+        // inserts. The offsets are stored only after both.
+        let this = &*self;
+        let (stores, topic) = tokio::join!(
+            this.write_stores(ch, redis, now),
+            this.send_topic(
+                producer,
+                codec,
+                topics,
+                (source_partitions, metrics_partitions)
+            ),
+        );
+        let (clickhouse_done, stores) = stores;
+        let (windows_done, topic) = topic;
+        self.clickhouse_done |= clickhouse_done;
+        self.redis_done |= stores.is_ok();
+        self.windows_done |= windows_done;
+        stores?;
+        topic
+    }
+}
+
+impl TelemetryBatch {
+    /// ClickHouse (its three tables at once), then Redis; the first of the pair says whether
+    /// ClickHouse holds the batch (done now or before), whatever Redis did.
+    async fn write_stores(
+        &self,
+        ch: &ClickHouseSink,
+        redis: &RedisSink,
+        ingested_at_ms: i64,
+    ) -> (bool, Result<()>) {
+        if !self.clickhouse_done {
             // Three tables, three inserts at once (each idempotent: a retry writes all three).
-            tokio::try_join!(
-                ch.write_raw(&self.raw),
+            if let Err(e) = tokio::try_join!(
+                ch.write_raw(&self.raw, ingested_at_ms),
                 ch.write_vehicle_windows(&self.vehicle_rows),
                 ch.write_fleet_partials(&self.fleet_rows),
-            )?;
-            self.clickhouse_done = true;
-        }
-        if !self.redis_done {
-            // The partitions this batch speaks for (every one this worker consumes sends a
-            // watermark at least once per checkpoint interval, idle or not).
-            let partitions: Vec<i32> = self.marks.keys().copied().collect();
-            let missing = redis.missing_hot_state(&partitions).await?;
-            if !missing.is_empty() {
-                // ClickHouse holds everything up to this batch (written above): re-publish
-                // it, then this batch on top, then say the partitions are complete.
-                let started = std::time::Instant::now();
-                let rebuilt = rebuild_from_clickhouse(ch, &missing, self.redis.window_ms).await?;
-                redis.write(&rebuilt).await?;
-                redis.write(&self.redis).await?;
-                redis.mark_hot_state(&missing).await?;
-                tracing::info!(
-                    partitions = ?missing,
-                    vehicles = rebuilt.latest.len(),
-                    fleet_partials = rebuilt.fleet_partials.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "Redis did not hold the hot state of these partitions (restarted empty or new); re-published it from ClickHouse."
-                );
-            } else {
-                redis.write(&self.redis).await?;
+            ) {
+                return (false, Err(e.into()));
             }
-            self.redis_done = true;
         }
+        if self.redis_done {
+            return (true, Ok(()));
+        }
+        (true, self.write_redis(ch, redis).await)
+    }
+
+    async fn write_redis(&self, ch: &ClickHouseSink, redis: &RedisSink) -> Result<()> {
+        // The partitions this batch speaks for (every one this worker consumes sends a
+        // watermark at least once per checkpoint interval, idle or not).
+        let partitions: Vec<i32> = self.marks.keys().copied().collect();
+        let missing = redis.missing_hot_state(&partitions).await?;
+        let latest = || self.latest.values().map(|&i| &self.raw[i].event);
+        if missing.is_empty() {
+            return Ok(redis.write_with_latest(latest(), &self.redis).await?);
+        }
+        // ClickHouse holds everything up to this batch (written before): re-publish it, then
+        // this batch on top, then say the partitions are complete.
+        let started = std::time::Instant::now();
+        let rebuilt = rebuild_from_clickhouse(ch, &missing, self.redis.window_ms).await?;
+        redis.write(&rebuilt).await?;
+        redis.write_with_latest(latest(), &self.redis).await?;
+        redis.mark_hot_state(&missing).await?;
+        tracing::info!(
+            partitions = ?missing,
+            vehicles = rebuilt.latest.len(),
+            fleet_partials = rebuilt.fleet_partials.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Redis did not hold the hot state of these partitions (restarted empty or new); re-published it from ClickHouse."
+        );
+        Ok(())
+    }
+
+    /// The closed windows and the dead letters, then the watermarks, each acknowledged; the
+    /// first of the pair says whether the windows are on the topic (now or before).
+    async fn send_topic(
+        &self,
+        producer: &KafkaProducer,
+        codec: &Codec,
+        topics: &Topics,
+        (source_partitions, metrics_partitions): (i32, i32),
+    ) -> (bool, Result<()>) {
         if !self.windows_done {
-            let mut records = Vec::with_capacity(self.metrics.len() + self.dlq.len());
-            for r in &self.metrics {
-                let payload = codec
-                    .encode(&topics.metrics, SchemaKind::Metrics, r)
-                    .await
-                    .map_err(|e| Error::encode("metrics record", &e))?;
-                records.push(OutRecord {
-                    topic: topics.metrics.clone(),
-                    key: Some(r.fleet_id.clone().into_bytes()),
-                    payload,
-                    headers: vec![],
-                    partition: None,
-                    timestamp_ms: None,
-                });
+            if let Err(e) = self.send_windows(producer, codec, topics).await {
+                return (false, Err(e));
             }
-            for d in &self.dlq {
-                records.push(crate::dlq::encode(codec, topics, d).await?);
-            }
-            producer.send_all("kafka", &records).await?;
-            self.windows_done = true;
         }
         // Watermarks only once every window they vouch for is acknowledged: a settler must
         // never read a watermark before the partials it covers.
-        let mut records = Vec::with_capacity(self.marks.len() * metrics_partitions.max(0) as usize);
-        for (&source, &(closed_until, idle)) in &self.marks {
-            let r = WindowMetricsRecord::watermark(source, source_partitions, closed_until, idle);
-            let payload = codec
-                .encode(&topics.metrics, SchemaKind::Metrics, &r)
-                .await
-                .map_err(|e| Error::encode("watermark", &e))?;
-            for partition in 0..metrics_partitions {
-                records.push(OutRecord {
-                    topic: topics.metrics.clone(),
-                    key: None,
-                    payload: payload.clone(),
-                    headers: vec![],
-                    partition: Some(partition),
-                    timestamp_ms: None,
-                });
+        let r = async {
+            let mut records =
+                Vec::with_capacity(self.marks.len() * metrics_partitions.max(0) as usize);
+            for (&source, &(closed_until, idle)) in &self.marks {
+                let r =
+                    WindowMetricsRecord::watermark(source, source_partitions, closed_until, idle);
+                let payload = codec
+                    .encode(&topics.metrics, SchemaKind::Metrics, &r)
+                    .await
+                    .map_err(|e| Error::encode("watermark", &e))?;
+                for partition in 0..metrics_partitions {
+                    records.push(OutRecord {
+                        topic: topics.metrics.clone(),
+                        key: None,
+                        payload: payload.clone(),
+                        headers: vec![],
+                        partition: Some(partition),
+                        timestamp_ms: None,
+                    });
+                }
             }
+            Ok(producer.send_all("kafka", &records).await?)
+        };
+        (true, r.await)
+    }
+
+    /// The closed windows and the dead letters, acknowledged.
+    async fn send_windows(
+        &self,
+        producer: &KafkaProducer,
+        codec: &Codec,
+        topics: &Topics,
+    ) -> Result<()> {
+        let mut records = Vec::with_capacity(self.metrics.len() + self.dlq.len());
+        for r in &self.metrics {
+            let payload = codec
+                .encode(&topics.metrics, SchemaKind::Metrics, r)
+                .await
+                .map_err(|e| Error::encode("metrics record", &e))?;
+            records.push(OutRecord {
+                topic: topics.metrics.clone(),
+                key: Some(r.fleet_id.clone().into_bytes()),
+                payload,
+                headers: vec![],
+                partition: None,
+                timestamp_ms: None,
+            });
         }
-        producer.send_all("kafka", &records).await?;
-        Ok(())
+        for d in &self.dlq {
+            records.push(crate::dlq::encode(codec, topics, d).await?);
+        }
+        Ok(producer.send_all("kafka", &records).await?)
     }
 }

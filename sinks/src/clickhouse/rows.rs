@@ -13,7 +13,8 @@ fn status_code(s: VehicleStatus) -> i8 {
         .expect("every status has a code") as i8
 }
 
-/// Row of `telemetry_raw` (migrations/clickhouse/0001_telemetry.sql).
+/// Row of `telemetry_raw` (migrations/clickhouse/0001_telemetry.sql) as read back; written
+/// as [`RawRowRef`], which borrows the event instead of copying it.
 #[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
 pub struct RawTelemetryRow {
     pub event_id: String,
@@ -41,31 +42,6 @@ pub struct RawTelemetryRow {
 }
 
 impl RawTelemetryRow {
-    pub fn from_event(e: &TelemetryEvent, partition: i32, offset: i64) -> Self {
-        RawTelemetryRow {
-            event_id: e.event_id.clone(),
-            fleet_id: e.fleet_id.clone(),
-            vehicle_id: e.vehicle_id.clone(),
-            ts: (e.ts_ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
-            ts_ms: e.ts_ms,
-            seq: e.seq,
-            lat: e.lat,
-            lon: e.lon,
-            speed_kph: e.speed_kph,
-            odometer_km: e.odometer_km,
-            energy_pct: e.energy_pct,
-            energy_used_kwh: e.energy_used_kwh,
-            status: status_code(e.status),
-            mission_id: e.mission_id.clone().unwrap_or_default(),
-            zone_id: e.zone_id.clone().unwrap_or_default(),
-            payload_kg: e.payload_kg,
-            fault_codes: e.fault_codes.clone(),
-            source_partition: partition,
-            source_offset: offset,
-            ingested_at_ms: 0,
-        }
-    }
-
     /// The event the row was written from (an empty mission or zone is none); `None` for a
     /// status code outside the enum.
     pub fn to_event(&self) -> Option<TelemetryEvent> {
@@ -88,6 +64,69 @@ impl RawTelemetryRow {
             payload_kg: self.payload_kg,
             fault_codes: self.fault_codes.clone(),
         })
+    }
+}
+
+/// An accepted telemetry event and where it was read: what a `telemetry_raw` row is written
+/// from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub event: TelemetryEvent,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The `telemetry_raw` row as written: the columns of [`RawTelemetryRow`], borrowed from a
+/// [`RawEvent`] for the insert (no string is copied per event).
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct RawRowRef<'a> {
+    pub event_id: &'a str,
+    pub fleet_id: &'a str,
+    pub vehicle_id: &'a str,
+    pub ts: u32,
+    pub ts_ms: i64,
+    pub seq: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub speed_kph: f64,
+    pub odometer_km: f64,
+    pub energy_pct: f64,
+    pub energy_used_kwh: f64,
+    pub status: i8,
+    pub mission_id: &'a str,
+    pub zone_id: &'a str,
+    pub payload_kg: f64,
+    pub fault_codes: &'a [String],
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub ingested_at_ms: i64,
+}
+
+impl<'a> RawRowRef<'a> {
+    pub fn new(r: &'a RawEvent, ingested_at_ms: i64) -> Self {
+        let e = &r.event;
+        RawRowRef {
+            event_id: &e.event_id,
+            fleet_id: &e.fleet_id,
+            vehicle_id: &e.vehicle_id,
+            ts: (e.ts_ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
+            ts_ms: e.ts_ms,
+            seq: e.seq,
+            lat: e.lat,
+            lon: e.lon,
+            speed_kph: e.speed_kph,
+            odometer_km: e.odometer_km,
+            energy_pct: e.energy_pct,
+            energy_used_kwh: e.energy_used_kwh,
+            status: status_code(e.status),
+            mission_id: e.mission_id.as_deref().unwrap_or_default(),
+            zone_id: e.zone_id.as_deref().unwrap_or_default(),
+            payload_kg: e.payload_kg,
+            fault_codes: &e.fault_codes,
+            source_partition: r.partition,
+            source_offset: r.offset,
+            ingested_at_ms,
+        }
     }
 }
 
@@ -221,13 +260,42 @@ mod tests {
         }
     }
 
+    /// The row as ClickHouse gives it back: each column of the written row, by name (the
+    /// two structs have the same columns in the same order, asserted below).
+    fn read_back(r: &super::RawRowRef<'_>) -> super::RawTelemetryRow {
+        super::RawTelemetryRow {
+            event_id: r.event_id.to_string(),
+            fleet_id: r.fleet_id.to_string(),
+            vehicle_id: r.vehicle_id.to_string(),
+            ts: r.ts,
+            ts_ms: r.ts_ms,
+            seq: r.seq,
+            lat: r.lat,
+            lon: r.lon,
+            speed_kph: r.speed_kph,
+            odometer_km: r.odometer_km,
+            energy_pct: r.energy_pct,
+            energy_used_kwh: r.energy_used_kwh,
+            status: r.status,
+            mission_id: r.mission_id.to_string(),
+            zone_id: r.zone_id.to_string(),
+            payload_kg: r.payload_kg,
+            fault_codes: r.fault_codes.to_vec(),
+            source_partition: r.source_partition,
+            source_offset: r.source_offset,
+            ingested_at_ms: r.ingested_at_ms,
+        }
+    }
+
     /// A raw row gives back the event it was written from (the Redis hot-state rebuild), for
-    /// every status; an empty mission or zone is none, as the writer stores none.
+    /// every status; an empty mission or zone is none, as the writer stores none. The row
+    /// written and the row read have the same columns.
     #[test]
     fn raw_rows_give_back_their_event() {
         use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 
-        use super::{status_code, RawTelemetryRow, STATUS_CODES};
+        use super::{status_code, RawEvent, RawRowRef, RawTelemetryRow, STATUS_CODES};
+        assert_eq!(RawRowRef::COLUMN_NAMES, RawTelemetryRow::COLUMN_NAMES);
         let sql = include_str!("../../../migrations/clickhouse/0001_telemetry.sql");
         for (i, status) in STATUS_CODES.iter().enumerate() {
             assert_eq!(status_code(*status), i as i8);
@@ -255,7 +323,16 @@ mod tests {
                     vec![]
                 },
             };
-            let mut row = RawTelemetryRow::from_event(&e, 3, 77);
+            let raw = RawEvent {
+                event: e.clone(),
+                partition: 3,
+                offset: 77,
+            };
+            let mut row = read_back(&RawRowRef::new(&raw, 5));
+            assert_eq!(
+                (row.source_partition, row.source_offset, row.ingested_at_ms),
+                (3, 77, 5)
+            );
             assert_eq!(row.to_event().as_ref(), Some(&e));
             row.status = 42;
             assert_eq!(row.to_event(), None, "a code outside the enum");

@@ -1,9 +1,8 @@
 use std::time::Instant;
 
 use atlasmesh_core::config::ClickHouseConfig;
-use serde::Serialize;
 
-use super::rows::{FleetPartialRow, RawTelemetryRow, VehicleWindowRow};
+use super::rows::{FleetPartialRow, RawEvent, RawRowRef, RawTelemetryRow, VehicleWindowRow};
 use crate::{observe, Result};
 
 /// Migration files, in order. Statements are separated by `;` at the end of a line.
@@ -115,14 +114,22 @@ impl ClickHouseSink {
     /// Writes `rows` to `table` in one insert (nothing when empty), observed as a batch.
     pub(super) async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<()>
     where
-        T: ::clickhouse::RowOwned + ::clickhouse::RowWrite + Serialize,
+        T: ::clickhouse::RowOwned + ::clickhouse::RowWrite,
+    {
+        self.insert_rows::<T>(table, rows).await
+    }
+
+    /// [`Self::insert`] of rows that may borrow (`R::Value<'_>`).
+    async fn insert_rows<R>(&self, table: &str, rows: &[R::Value<'_>]) -> Result<()>
+    where
+        R: ::clickhouse::Row + ::clickhouse::RowWrite,
     {
         if rows.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
         let r = async {
-            let mut insert = self.client.insert::<T>(table).await?;
+            let mut insert = self.client.insert::<R>(table).await?;
             for row in rows {
                 insert.write(row).await?;
             }
@@ -134,8 +141,14 @@ impl ClickHouseSink {
         r
     }
 
-    pub async fn write_raw(&self, rows: &[RawTelemetryRow]) -> Result<()> {
-        self.insert("telemetry_raw", rows).await
+    /// The accepted events as `telemetry_raw` rows ingested at `ingested_at_ms`, borrowed.
+    pub async fn write_raw(&self, events: &[RawEvent], ingested_at_ms: i64) -> Result<()> {
+        let rows: Vec<RawRowRef<'_>> = events
+            .iter()
+            .map(|e| RawRowRef::new(e, ingested_at_ms))
+            .collect();
+        self.insert_rows::<RawRowRef<'static>>("telemetry_raw", &rows)
+            .await
     }
 
     pub async fn write_vehicle_windows(&self, rows: &[VehicleWindowRow]) -> Result<()> {
