@@ -86,6 +86,19 @@ fn stats(mut v: Vec<i64>) -> serde_json::Value {
     json!({ "n": v.len(), "p50_ms": percentile(&v, 0.5), "p99_ms": percentile(&v, 0.99), "max_ms": v.last().copied().unwrap_or(0) })
 }
 
+/// A consumer of every partition of `topic` from its beginning (no group membership).
+fn probe_consumer(cfg: &Config, topic: &str, group: &str) -> anyhow::Result<StreamConsumer> {
+    let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
+    cc.set("group.id", group).set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = cc.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..cfg.kafka.partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
 /// A crossing: produce wall time and the end of its window.
 #[derive(Debug, Clone, Copy)]
 struct Crossing {
@@ -149,15 +162,7 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
 
     // The alert topic consumer: subject → receipt times of firing messages.
     let received: Arc<Mutex<Vec<(String, i64)>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut cc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
-    cc.set("group.id", format!("{tag}.probe"))
-        .set("enable.auto.commit", "false");
-    let consumer: StreamConsumer = cc.create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..cfg.kafka.partitions {
-        tpl.add_partition_offset(&cfg.topics.alerts, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = probe_consumer(&cfg, &cfg.topics.alerts, &format!("{tag}.probe"))?;
     let rx = received.clone();
     let probe = tokio::spawn(async move {
         let mut seen: std::collections::HashSet<(String, String)> = Default::default();
@@ -194,15 +199,8 @@ pub async fn run(base: &Config, opts: AlertsBenchOptions) -> anyhow::Result<serd
     // The metrics topic probe: (vehicle, window end) → receipt time of the first faulted
     // vehicle window, to split the latency at the hop between the two pipelines.
     let windows_seen: Arc<Mutex<HashMap<(String, i64), i64>>> = Arc::default();
-    let mut mc = atlasmesh_sinks::kafka::client_config(&cfg.kafka);
-    mc.set("group.id", format!("{tag}.probe-metrics"))
-        .set("enable.auto.commit", "false");
-    let metrics_consumer: StreamConsumer = mc.create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..cfg.kafka.partitions {
-        tpl.add_partition_offset(&cfg.topics.metrics, p, Offset::Beginning)?;
-    }
-    metrics_consumer.assign(&tpl)?;
+    let metrics_consumer =
+        probe_consumer(&cfg, &cfg.topics.metrics, &format!("{tag}.probe-metrics"))?;
     let probe_codec =
         Codec::from_config(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seen = windows_seen.clone();
