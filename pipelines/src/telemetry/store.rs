@@ -119,9 +119,7 @@ impl TelemetryBatch {
         stores?;
         topic
     }
-}
 
-impl TelemetryBatch {
     /// ClickHouse (its three tables at once), then Redis; the first of the pair says whether
     /// ClickHouse holds the batch (done now or before), whatever Redis did.
     async fn write_stores(
