@@ -65,10 +65,6 @@ pub struct RedisBatch {
 }
 
 impl RedisBatch {
-    pub fn is_empty(&self) -> bool {
-        self.latest.is_empty() && self.fleet_partials.is_empty()
-    }
-
     pub fn clear(&mut self) {
         self.latest.clear();
         self.fleet_partials.clear();

@@ -82,8 +82,21 @@ pub struct AlertsBatch {
     /// Metrics partition → its settle frontier after this batch.
     frontiers: BTreeMap<i32, i64>,
     dlq: Vec<DeadLetterRecord>,
+    /// A transition with a pager message is in `transitions` (noted as they are added, so
+    /// the runner's per-message question does not scan them).
+    paging: bool,
     /// Stages of `flush` already done: a retry repeats only the ones that failed.
     done: FlushDone,
+}
+
+impl AlertsBatch {
+    /// Runs `f` on the transitions and notes whether what it added pages.
+    fn record<R>(&mut self, f: impl FnOnce(&mut Vec<Emitted>) -> R) -> R {
+        let from = self.transitions.len();
+        let r = f(&mut self.transitions);
+        self.paging |= self.transitions[from..].iter().any(|t| t.message.is_some());
+        r
+    }
 }
 
 /// Which of the flush's three independent writes have succeeded.
@@ -225,8 +238,10 @@ impl Pipeline for AlertsPipeline {
                 }
             };
         let rules = self.rules.read().expect("rules lock").clone();
-        state.apply_resolves(&rules, &mut batch.transitions);
-        let outcome = state.on_record(&rules, &self.settings, &rec, &mut batch.transitions);
+        let outcome = batch.record(|t| {
+            state.apply_resolves(&rules, t);
+            state.on_record(&rules, &self.settings, &rec, t)
+        });
         batch.windows.extend(outcome.settled);
         if rec.scope == MetricsScope::Watermark {
             if let Some(f) = state.frontier() {
@@ -244,16 +259,18 @@ impl Pipeline for AlertsPipeline {
     /// manual resolves of its instances are published.
     fn on_idle(&self, state: &mut AlertsState, _partition: i32, batch: &mut AlertsBatch) {
         let rules = self.rules.read().expect("rules lock").clone();
-        state.apply_resolves(&rules, &mut batch.transitions);
+        batch.record(|t| state.apply_resolves(&rules, t));
     }
 
     /// Manual resolves reach the pager within a tick even when the partition holding the
     /// instance receives nothing (an idle fleet, a stopped source).
     fn on_tick(&self, state: &mut AlertsState, _partition: i32, batch: &mut AlertsBatch) -> bool {
         let rules = self.rules.read().expect("rules lock").clone();
-        let before = batch.transitions.len();
-        state.apply_resolves(&rules, &mut batch.transitions);
-        batch.transitions.len() > before
+        batch.record(|t| {
+            let before = t.len();
+            state.apply_resolves(&rules, t);
+            t.len() > before
+        })
     }
 
     async fn flush(&self, batch: &mut AlertsBatch) -> Result<()> {
@@ -263,10 +280,6 @@ impl Pipeline for AlertsPipeline {
             && batch.dlq.is_empty()
         {
             return Ok(());
-        }
-        let mut dlq = Vec::with_capacity(batch.dlq.len());
-        for d in &batch.dlq {
-            dlq.push(crate::dlq::encode(&self.codec, &self.sinks.topics, d).await?);
         }
         // PostgreSQL, the ClickHouse history and the alert topic at once: each write is
         // idempotent (upserts, the history's sorting key, the pager's dedup key and seq) and
@@ -290,10 +303,13 @@ impl Pipeline for AlertsPipeline {
             },
             async {
                 if b.done.published {
-                    Ok(())
-                } else {
-                    self.sinks.publish(&b.transitions, dlq).await
+                    return Ok(());
                 }
+                let mut dlq = Vec::with_capacity(b.dlq.len());
+                for d in &b.dlq {
+                    dlq.push(crate::dlq::encode(&self.codec, &self.sinks.topics, d).await?);
+                }
+                self.sinks.publish(&b.transitions, dlq).await
             },
         );
         let done = &mut batch.done;
@@ -323,6 +339,6 @@ impl Pipeline for AlertsPipeline {
 
     /// A pager message to send (pending and cancelled transitions are history only).
     fn urgent(&self, batch: &AlertsBatch) -> bool {
-        batch.transitions.iter().any(|t| t.message.is_some())
+        batch.paging
     }
 }
