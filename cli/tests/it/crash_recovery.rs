@@ -60,7 +60,11 @@ async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize, after_delta:
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills = 0;
-    let mut worker = env.spawn_worker(0);
+    // At most 5,000 events a batch: the run spans ~40 checkpoints however fast the build
+    // consumes the backlog, so the kills land mid-run (with the default 50,000, a fast worker
+    // restarted after the second kill could finish before its delay ran out).
+    let pace = [("ATLASMESH_RUNNER__MAX_BATCH_EVENTS", "5000")];
+    let mut worker = env.spawn_worker_with(0, &pace);
     let mut last = 0;
     let mut deltas = 0;
     for n in 1..=4 {
@@ -90,7 +94,7 @@ async fn kill_and_compare(name: &str, sim_cfg: SimConfig, n: usize, after_delta:
         kills += 1;
         last = env.checkpointed(&pg).await;
         eprintln!("crash test (seed {seed}): SIGKILL #{kills} {delay:?} after a checkpoint, at {progress}/{total} checkpointed");
-        worker = env.spawn_worker(n);
+        worker = env.spawn_worker_with(n, &pace);
     }
     assert!(
         kills >= 3 && last > 0,
