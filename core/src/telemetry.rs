@@ -83,6 +83,32 @@ pub struct TelemetryEvent {
     pub fault_codes: Vec<String>,
 }
 
+/// The blank event a decoder starts from (and a reused buffer is overwritten into): empty
+/// text, zeros, `Offline`, and the reader schema's defaults for the fields that have one (no
+/// mission, no zone, no fault codes).
+impl Default for TelemetryEvent {
+    fn default() -> Self {
+        TelemetryEvent {
+            event_id: String::new(),
+            fleet_id: String::new(),
+            vehicle_id: String::new(),
+            ts_ms: 0,
+            seq: 0,
+            lat: 0.0,
+            lon: 0.0,
+            speed_kph: 0.0,
+            odometer_km: 0.0,
+            energy_pct: 0.0,
+            energy_used_kwh: 0.0,
+            status: VehicleStatus::Offline,
+            mission_id: None,
+            zone_id: None,
+            payload_kg: 0.0,
+            fault_codes: Vec::new(),
+        }
+    }
+}
+
 /// Bounds used by [`validate`].
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationLimits {

@@ -146,27 +146,52 @@ pub async fn decode<T: serde::de::DeserializeOwned + 'static>(
     msg: &InMessage<'_>,
     kind: SchemaKind,
 ) -> Result<Decoded<T>> {
-    use atlasmesh_schemas::DecodeError;
     let Some(payload) = msg.payload else {
-        return Ok(Decoded::DeadLetter(
-            DeadLetterReason::Undecodable,
-            "empty payload (tombstone)".into(),
-        ));
+        return Ok(tombstone());
     };
     match codec.decode_record(payload, kind).await {
         Ok(r) => Ok(Decoded::Ok(r)),
-        Err(DecodeError::Unavailable(e)) => {
-            Err(Error::Unavailable(format!("schema registry: {e}")))
-        }
-        Err(e @ DecodeError::Invalid(_)) => Ok(Decoded::DeadLetter(
+        Err(e) => refused(e),
+    }
+}
+
+/// As [`decode`] for a telemetry event, into `ev` whatever it held (its text buffers
+/// reused): `Decoded::Ok(())` when `ev` holds the message's event.
+pub async fn decode_telemetry_into(
+    codec: &Codec,
+    msg: &InMessage<'_>,
+    ev: &mut atlasmesh_core::TelemetryEvent,
+) -> Result<Decoded<()>> {
+    let Some(payload) = msg.payload else {
+        return Ok(tombstone());
+    };
+    match codec.decode_telemetry_into(payload, ev).await {
+        Ok(()) => Ok(Decoded::Ok(())),
+        Err(e) => refused(e),
+    }
+}
+
+fn tombstone<T>() -> Decoded<T> {
+    Decoded::DeadLetter(
+        DeadLetterReason::Undecodable,
+        "empty payload (tombstone)".into(),
+    )
+}
+
+/// A decode error as a dead letter, or as a retriable error when the registry is unreachable.
+fn refused<T>(e: atlasmesh_schemas::DecodeError) -> Result<Decoded<T>> {
+    use atlasmesh_schemas::DecodeError;
+    match e {
+        DecodeError::Unavailable(e) => Err(Error::Unavailable(format!("schema registry: {e}"))),
+        e @ DecodeError::Invalid(_) => Ok(Decoded::DeadLetter(
             DeadLetterReason::Invalid,
             e.to_string(),
         )),
-        Err(e @ DecodeError::UnknownSchema { .. }) => Ok(Decoded::DeadLetter(
+        e @ DecodeError::UnknownSchema { .. } => Ok(Decoded::DeadLetter(
             DeadLetterReason::UnknownSchema,
             e.to_string(),
         )),
-        Err(e) => Ok(Decoded::DeadLetter(
+        e => Ok(Decoded::DeadLetter(
             DeadLetterReason::Undecodable,
             e.to_string(),
         )),

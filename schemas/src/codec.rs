@@ -176,20 +176,36 @@ impl PreparedSchema {
         body: &[u8],
         limits: Limits,
     ) -> Result<TelemetryEvent, DecodeError> {
+        let mut ev = TelemetryEvent::default();
+        self.decode_telemetry_into(body, limits, &mut ev)?;
+        Ok(ev)
+    }
+
+    /// As [`PreparedSchema::decode_telemetry`], into `ev` whatever it held (the direct
+    /// decoder reuses its text buffers). After an error `ev` is unspecified.
+    pub fn decode_telemetry_into(
+        &self,
+        body: &[u8],
+        limits: Limits,
+        ev: &mut TelemetryEvent,
+    ) -> Result<(), DecodeError> {
         let direct = self.prepared.with(|p| {
             let plan = p.plan.telemetry.as_ref().filter(|t| t.fits(limits))?;
             Some(
-                plan.decode(&p.plan.names, body, limits)
+                plan.decode_into(&p.plan.names, body, limits, ev)
                     .map_err(DecodeError::Undecodable),
             )
         });
         match direct {
-            Some(Ok(ev)) => match telemetry::nul_field(&ev) {
+            Some(Ok(())) => match telemetry::nul_field(ev) {
                 Some(field) => Err(nul_refused(&field)),
-                None => Ok(ev),
+                None => Ok(()),
             },
             Some(Err(e)) => Err(e),
-            None => self.decode_record(body, limits),
+            None => {
+                *ev = self.decode_record(body, limits)?;
+                Ok(())
+            }
         }
     }
 
@@ -415,9 +431,21 @@ impl Codec {
     /// Decodes a telemetry event, straight from the bytes for the writer schemas the direct
     /// decoder resolves ([`PreparedSchema::decode_telemetry`]).
     pub async fn decode_telemetry(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
+        let mut ev = TelemetryEvent::default();
+        self.decode_telemetry_into(bytes, &mut ev).await?;
+        Ok(ev)
+    }
+
+    /// As [`Codec::decode_telemetry`], into `ev` whatever it held, reusing its text buffers
+    /// ([`PreparedSchema::decode_telemetry_into`]). After an error `ev` is unspecified.
+    pub async fn decode_telemetry_into(
+        &self,
+        bytes: &[u8],
+        ev: &mut TelemetryEvent,
+    ) -> Result<(), DecodeError> {
         let (entry, body) = self.framed(bytes, Some(SchemaKind::Telemetry)).await?;
         let prepared = entry.as_ref().as_ref().map_err(Clone::clone)?;
-        prepared.decode_telemetry(body, self.limits.datum)
+        prepared.decode_telemetry_into(body, self.limits.datum, ev)
     }
 
     /// Decodes the record of `kind`'s topic into `T`: the writer schema is resolved to the

@@ -131,6 +131,8 @@ pub(crate) struct TelemetryPlan<'s> {
     /// Values the bounded walk counts for the record and its decoded fields, whatever the
     /// datum: one per record and field, one more per union branch.
     fixed_values: u64,
+    /// Optional reader texts the writer lacks: `None` in every event (their default).
+    absent: Vec<OptText>,
 }
 
 /// The nesting the decoded fields reach: a union branch or an array item is at depth 2.
@@ -161,15 +163,19 @@ impl<'s> TelemetryPlan<'s> {
             };
             steps.push(step);
         }
-        // A reader field the writer lacks takes its default; only the defaults the blank
-        // event already holds are known here.
+        // A reader field the writer lacks takes its default; only the defaults of the blank
+        // event (`TelemetryEvent::default`) are known here.
+        let mut absent = Vec::new();
         for rf in &r.fields {
             if w.fields.iter().any(|wf| wf.name == rf.name) {
                 continue;
             }
             let default = rf.default.as_ref()?;
             let blank = match Field::of(&rf.name)? {
-                Field::OptText(_) => default.is_null(),
+                Field::OptText(x) => {
+                    absent.push(x);
+                    default.is_null()
+                }
                 Field::FaultCodes => default.as_array().is_some_and(|a| a.is_empty()),
                 _ => false,
             };
@@ -181,6 +187,7 @@ impl<'s> TelemetryPlan<'s> {
             steps,
             namespace: namespace(w),
             fixed_values,
+            absent,
         })
     }
 
@@ -252,21 +259,30 @@ impl<'s> TelemetryPlan<'s> {
         limits.max_depth >= DEPTH
     }
 
-    /// Decodes one datum (the bytes after the Confluent header) within `limits`: exactly one
-    /// datum, no trailing bytes, at most `limits.max_values` values. `names` are the writer
-    /// schema's named types. Expects [`TelemetryPlan::fits`]`(limits)`.
-    pub(crate) fn decode(
+    /// Decodes one datum (the bytes after the Confluent header) within `limits` into `ev`,
+    /// whatever it held: exactly one datum, no trailing bytes, at most `limits.max_values`
+    /// values. `names` are the writer schema's named types. Expects
+    /// [`TelemetryPlan::fits`]`(limits)`. Every field of `ev` is overwritten and its text
+    /// buffers are reused (no allocation once they are large enough); after an error `ev`
+    /// holds part of the datum.
+    pub(crate) fn decode_into(
         &self,
         names: &Names<'_>,
         body: &[u8],
         limits: Limits,
-    ) -> Result<TelemetryEvent, String> {
+        ev: &mut TelemetryEvent,
+    ) -> Result<(), String> {
         let mut w = Walk::new(body, names, limits);
         w.count(self.fixed_values)?;
-        let mut ev = blank();
+        // Every field the writer has is written below (the plan refuses a writer that lacks
+        // a required one); the rest take their defaults here.
+        ev.fault_codes.clear();
+        for x in &self.absent {
+            *opt_text(ev, *x) = None;
+        }
         for step in &self.steps {
             match step {
-                Step::Text(t) => *text(&mut ev, *t) = w.string()?.to_owned(),
+                Step::Text(t) => overwrite(text(ev, *t), w.string()?),
                 Step::Whole(x, n) => {
                     let v = match n {
                         Num::Int => i64::from(w.int()?),
@@ -277,7 +293,7 @@ impl<'s> TelemetryPlan<'s> {
                         Whole::Seq => ev.seq = v,
                     }
                 }
-                Step::Real(x, n) => *real(&mut ev, *x) = number(&mut w, *n)?,
+                Step::Real(x, n) => *real(ev, *x) = number(&mut w, *n)?,
                 Step::Status(map) => {
                     let i = w.int()?;
                     let symbol = usize::try_from(i).ok().and_then(|i| map.get(i));
@@ -299,14 +315,15 @@ impl<'s> TelemetryPlan<'s> {
                                 .ok_or_else(|| format!("union index {i} out of range"))?
                         }
                     };
-                    let value = if present {
-                        Some(w.string()?.to_owned())
+                    let slot = opt_text(ev, *x);
+                    if present {
+                        let value = w.string()?;
+                        match slot {
+                            Some(s) => overwrite(s, value),
+                            None => *slot = Some(value.to_owned()),
+                        }
                     } else {
-                        None
-                    };
-                    match x {
-                        OptText::MissionId => ev.mission_id = value,
-                        OptText::ZoneId => ev.zone_id = value,
+                        *slot = None;
                     }
                 }
                 Step::FaultCodes => {
@@ -323,7 +340,7 @@ impl<'s> TelemetryPlan<'s> {
             }
         }
         w.finish()?;
-        Ok(ev)
+        Ok(())
     }
 }
 
@@ -343,26 +360,16 @@ fn number(w: &mut Walk<'_, '_, '_>, n: Num) -> Result<f64, String> {
     })
 }
 
-/// The event before any field is read: empty text, zeros, and the reader's defaults for the
-/// fields that have one (`None`, no fault codes).
-fn blank() -> TelemetryEvent {
-    TelemetryEvent {
-        event_id: String::new(),
-        fleet_id: String::new(),
-        vehicle_id: String::new(),
-        ts_ms: 0,
-        seq: 0,
-        lat: 0.0,
-        lon: 0.0,
-        speed_kph: 0.0,
-        odometer_km: 0.0,
-        energy_pct: 0.0,
-        energy_used_kwh: 0.0,
-        status: VehicleStatus::Offline,
-        mission_id: None,
-        zone_id: None,
-        payload_kg: 0.0,
-        fault_codes: Vec::new(),
+/// `s` := `value`, in its own buffer.
+fn overwrite(s: &mut String, value: &str) {
+    s.clear();
+    s.push_str(value);
+}
+
+fn opt_text(ev: &mut TelemetryEvent, x: OptText) -> &mut Option<String> {
+    match x {
+        OptText::MissionId => &mut ev.mission_id,
+        OptText::ZoneId => &mut ev.zone_id,
     }
 }
 

@@ -13,9 +13,8 @@ use atlasmesh_core::telemetry::{validate, ValidationLimits};
 use atlasmesh_core::window::{
     Ingest, PartitionWindows, WindowParams, WindowResult, WindowScope, WindowsDelta,
 };
-use atlasmesh_core::TelemetryEvent;
-use atlasmesh_schemas::{Codec, DeadLetterReason, SchemaKind, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
+use atlasmesh_schemas::{Codec, DeadLetterReason, WindowMetricsRecord};
+use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, VehicleWindowRow};
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
 
@@ -163,43 +162,40 @@ impl Pipeline for TelemetryPipeline {
     ) -> Result<()> {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
-        let ev: TelemetryEvent =
-            match crate::dlq::decode(&self.codec, msg, SchemaKind::Telemetry).await? {
-                Decoded::Ok(ev) => ev,
-                Decoded::DeadLetter(reason, error) => {
-                    self.dead_letter(msg, reason, error, batch);
-                    return Ok(());
-                }
-            };
-        if let Err(e) = validate(&ev, now_ms(), &self.limits) {
+        // Decoded into the batch's next slot; kept there only if the kernel accepts it.
+        match crate::dlq::decode_telemetry_into(&self.codec, msg, batch.next_event_mut()).await? {
+            Decoded::Ok(()) => {}
+            Decoded::DeadLetter(reason, error) => {
+                self.dead_letter(msg, reason, error, batch);
+                return Ok(());
+            }
+        }
+        let ev = batch.next_event();
+        if let Err(e) = validate(ev, now_ms(), &self.limits) {
             self.dead_letter(msg, DeadLetterReason::Invalid, e.to_string(), batch);
             return Ok(());
         }
+        let ts_ms = ev.ts_ms;
         let mut results = Vec::new();
-        match state.ingest(&self.params, &ev, &mut results) {
+        match state.ingest(&self.params, ev, &mut results) {
             Ingest::Accepted { late, newest } => {
                 self.counters.accepted.increment(1);
                 if late {
                     self.counters.late_accepted.increment(1);
                 }
-                let raw = RawEvent {
-                    event: ev,
-                    partition: msg.partition,
-                    offset: msg.offset,
-                };
-                batch.push_accepted(raw, newest);
+                batch.accept_next(msg.partition, msg.offset, newest);
             }
             Ingest::Duplicate => {
                 self.counters.duplicate.increment(1);
             }
             Ingest::TooLate { closed_until_ms } => {
-                let behind = closed_until_ms - ev.ts_ms;
+                let behind = closed_until_ms - ts_ms;
                 self.dead_letter(
                     msg,
                     DeadLetterReason::Late,
                     format!(
                         "event time {} is {} ms behind the closed window frontier {}, beyond the allowed lateness of {} ms",
-                        ev.ts_ms, behind, closed_until_ms, self.params.allowed_lateness_ms
+                        ts_ms, behind, closed_until_ms, self.params.allowed_lateness_ms
                     ),
                     batch,
                 );

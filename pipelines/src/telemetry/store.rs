@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Topics;
+use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
@@ -18,8 +19,12 @@ use crate::{Error, Result};
 #[derive(Default)]
 pub struct TelemetryBatch {
     pub consumed: usize,
-    /// Accepted events, in order: the raw rows, and the latest values they hold.
-    pub raw: Vec<RawEvent>,
+    /// Accepted events, in order, in `raw[..accepted]`: the raw rows, and the latest values
+    /// they hold. The slots after them are buffers kept from earlier batches: the next
+    /// message is decoded into `raw[accepted]` (its text buffers reused, so an event costs no
+    /// allocation once the batch has been as large before) and kept by counting it.
+    raw: Vec<RawEvent>,
+    accepted: usize,
     /// Vehicle → index in `raw` of its newest event (the latest value Redis gets).
     latest: HashMap<String, usize>,
     pub vehicle_rows: Vec<VehicleWindowRow>,
@@ -41,7 +46,7 @@ impl TelemetryBatch {
     /// Empty again, its buffers kept.
     pub fn clear(&mut self) {
         self.consumed = 0;
-        self.raw.clear();
+        self.accepted = 0;
         self.latest.clear();
         self.vehicle_rows.clear();
         self.fleet_rows.clear();
@@ -55,10 +60,33 @@ impl TelemetryBatch {
         self.windows_done = false;
     }
 
-    /// An accepted event; `newest`: the newest of its vehicle so far (its latest value).
-    pub fn push_accepted(&mut self, raw: RawEvent, newest: bool) {
+    /// The accepted events, in order.
+    pub fn raw(&self) -> &[RawEvent] {
+        &self.raw[..self.accepted]
+    }
+
+    /// The buffer the next message's event is decoded into (what it held is to be
+    /// overwritten).
+    pub fn next_event_mut(&mut self) -> &mut TelemetryEvent {
+        if self.raw.len() == self.accepted {
+            self.raw.push(RawEvent::default());
+        }
+        &mut self.raw[self.accepted].event
+    }
+
+    /// The event [`TelemetryBatch::next_event_mut`] holds.
+    pub fn next_event(&self) -> &TelemetryEvent {
+        &self.raw[self.accepted].event
+    }
+
+    /// Keeps the event in [`TelemetryBatch::next_event_mut`] as accepted, read at
+    /// `partition`/`offset`; `newest`: the newest of its vehicle so far (its latest value).
+    pub fn accept_next(&mut self, partition: i32, offset: i64, newest: bool) {
+        let i = self.accepted;
+        let raw = &mut self.raw[i];
+        raw.partition = partition;
+        raw.offset = offset;
         if newest {
-            let i = self.raw.len();
             match self.latest.get_mut(raw.event.vehicle_id.as_str()) {
                 Some(slot) => *slot = i,
                 None => {
@@ -66,7 +94,7 @@ impl TelemetryBatch {
                 }
             }
         }
-        self.raw.push(raw);
+        self.accepted += 1;
     }
 
     /// Drops what a replay does not rewrite: Redis (the newest state, which a past range
@@ -131,7 +159,7 @@ impl TelemetryBatch {
         if !self.clickhouse_done {
             // Three tables, three inserts at once (each idempotent: a retry writes all three).
             if let Err(e) = tokio::try_join!(
-                ch.write_raw(&self.raw, ingested_at_ms),
+                ch.write_raw(self.raw(), ingested_at_ms),
                 ch.write_vehicle_windows(&self.vehicle_rows),
                 ch.write_fleet_partials(&self.fleet_rows),
             ) {

@@ -69,7 +69,7 @@ impl RawTelemetryRow {
 
 /// An accepted telemetry event and where it was read: what a `telemetry_raw` row is written
 /// from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawEvent {
     pub event: TelemetryEvent,
     pub partition: i32,
