@@ -230,6 +230,8 @@ fn invalid_envelope(c: &CommandRecord) -> Option<String> {
 
 impl Pipeline for CommandPipeline {
     const NAME: &'static str = NAME;
+    /// A command's signature travels in a header.
+    const HEADERS: bool = true;
     type State = ();
     type Batch = CommandBatch;
 

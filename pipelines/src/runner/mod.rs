@@ -58,30 +58,41 @@ pub struct InMessage<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
-    /// The record's headers, in order (empty, without allocating, when it has none).
+    /// The record's headers, in order, when the pipeline reads them ([`Pipeline::HEADERS`]);
+    /// empty otherwise (without allocating), and when it has none.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl<'a> InMessage<'a> {
-    fn from_borrowed(m: &'a BorrowedMessage<'_>) -> Self {
+    /// `headers`: whether to read them (librdkafka parses a message's header block, with
+    /// allocations, at the first look).
+    fn from_borrowed(m: &'a BorrowedMessage<'_>, headers: bool) -> Self {
         InMessage {
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key(),
             payload: m.payload(),
-            headers: m.headers().map(owned_headers).unwrap_or_default(),
+            headers: if headers {
+                m.headers().map(owned_headers).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
         }
     }
 
-    fn from_owned(m: &'a OwnedMessage) -> Self {
+    fn from_owned(m: &'a OwnedMessage, headers: bool) -> Self {
         InMessage {
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key(),
             payload: m.payload(),
-            headers: m.headers().map(owned_headers).unwrap_or_default(),
+            headers: if headers {
+                m.headers().map(owned_headers).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -195,6 +206,10 @@ pub trait Pipeline: Sized + Send + Sync + 'static {
     /// than versioned rows, so a replay would repeat them: such a pipeline is rebuilt with
     /// `atlasmesh reset` instead. See [`replay`].
     const REPLAY: Option<&'static str> = None;
+
+    /// Whether `handle` reads the messages' headers ([`InMessage::headers`]); the runner
+    /// leaves them unread (empty) otherwise.
+    const HEADERS: bool = false;
 
     /// Removes from `batch` what a replay must not write again (caches of the newest state,
     /// topic outputs); called before each flush of a replay.
@@ -683,7 +698,8 @@ impl<P: Pipeline> Runner<'_, P> {
         loop {
             self.drop_revoked();
             if let Some(m) = self.deferred.pop_front() {
-                self.on_message(InMessage::from_owned(&m)).await?;
+                self.on_message(InMessage::from_owned(&m, P::HEADERS))
+                    .await?;
                 self.maybe_checkpoint().await?;
                 continue;
             }
@@ -695,7 +711,8 @@ impl<P: Pipeline> Runner<'_, P> {
                     drained += 1;
                     match next.expect("Kafka streams never end") {
                         Ok(m) => {
-                            self.on_message(InMessage::from_borrowed(&m)).await?;
+                            self.on_message(InMessage::from_borrowed(&m, P::HEADERS))
+                                .await?;
                             self.maybe_checkpoint().await?;
                         }
                         Err(e) => consume_error(P::NAME, e).await,
@@ -737,7 +754,7 @@ impl<P: Pipeline> Runner<'_, P> {
                 }
                 msg = stream.next() => match msg.expect("Kafka streams never end") {
                     Ok(m) => {
-                        let m = InMessage::from_borrowed(&m);
+                        let m = InMessage::from_borrowed(&m, P::HEADERS);
                         self.on_message(m).await?;
                         self.maybe_checkpoint().await?;
                     }

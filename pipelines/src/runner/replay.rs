@@ -272,7 +272,7 @@ pub async fn replay<P: Pipeline>(
                     pause(&consumer, &topic, partition);
                     continue;
                 }
-                let msg = InMessage::from_borrowed(&m);
+                let msg = InMessage::from_borrowed(&m, P::HEADERS);
                 let mut backoff = policy.backoff();
                 loop {
                     match p.handle(&mut part.state, &msg, &mut batch).await {
