@@ -364,11 +364,17 @@ async fn worker_killed_mid_batch_applies_every_command_once() {
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Only the pipeline under test: every other pipeline's consumers would slow each restart.
+    // At most 25 commands per checkpoint: ~60 checkpoints per run, so the kills land mid-run
+    // however fast the build consumes (with a backlog's batches the first checkpoint decided
+    // nine in ten and the run ended before the second kill).
     let spawn = |n: usize| {
         env.spawn_worker_args(
             n,
             &["--pipelines", "commands"],
-            &[("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "300")],
+            &[
+                ("ATLASMESH_RUNNER__CHECKPOINT_INTERVAL_MS", "300"),
+                ("ATLASMESH_RUNNER__MAX_BATCH_EVENTS", "25"),
+            ],
         )
     };
     let mut worker = spawn(0);
