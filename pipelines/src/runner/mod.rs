@@ -73,11 +73,10 @@ impl<'a> InMessage<'a> {
             offset: m.offset(),
             key: m.key(),
             payload: m.payload(),
-            headers: if headers {
-                m.headers().map(owned_headers).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            headers: headers
+                .then(|| m.headers().map(owned_headers))
+                .flatten()
+                .unwrap_or_default(),
         }
     }
 
@@ -88,11 +87,10 @@ impl<'a> InMessage<'a> {
             offset: m.offset(),
             key: m.key(),
             payload: m.payload(),
-            headers: if headers {
-                m.headers().map(owned_headers).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            headers: headers
+                .then(|| m.headers().map(owned_headers))
+                .flatten()
+                .unwrap_or_default(),
         }
     }
 
