@@ -387,6 +387,21 @@ impl CheckpointStore {
         self
     }
 
+    /// The sum of the checkpointed next offsets of `topic`'s partitions (the messages the
+    /// pipeline has checkpointed, when every partition starts at offset 0): one small row,
+    /// no state read, for a progress poll.
+    pub async fn checkpointed_total(&self, topic: &str) -> Result<i64> {
+        let (sum,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM stream_checkpoints
+             WHERE pipeline = $1 AND topic = $2",
+        )
+        .bind(&self.pipeline)
+        .bind(topic)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sum)
+    }
+
     /// A partition's checkpoint: its full state with the deltas saved after it (in order).
     pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
         let mut tx = self.pool.begin().await?;
