@@ -116,38 +116,43 @@ impl ClickHouseSink {
     where
         T: ::clickhouse::RowOwned + ::clickhouse::RowWrite,
     {
-        self.insert_rows::<T>(table, rows).await
+        self.insert_rows::<T, _>(table, rows.iter()).await
     }
 
-    /// [`Self::insert`] of rows that may borrow (`R::Value<'_>`).
-    async fn insert_rows<R>(&self, table: &str, rows: &[R::Value<'_>]) -> Result<()>
+    /// [`Self::insert`] of rows made one at a time, which may borrow (`R::Value<'_>`): none
+    /// is kept once serialised into the request body.
+    async fn insert_rows<'v, R, B>(
+        &self,
+        table: &str,
+        rows: impl ExactSizeIterator<Item = B>,
+    ) -> Result<()>
     where
         R: ::clickhouse::Row + ::clickhouse::RowWrite,
+        B: std::borrow::Borrow<R::Value<'v>>,
     {
-        if rows.is_empty() {
+        let n = rows.len();
+        if n == 0 {
             return Ok(());
         }
         let started = Instant::now();
         let r = async {
             let mut insert = self.client.insert::<R>(table).await?;
             for row in rows {
-                insert.write(row).await?;
+                insert.write(row.borrow()).await?;
             }
             insert.end().await?;
             Ok(())
         }
         .await;
-        observe("clickhouse", rows.len(), started, &r);
+        observe("clickhouse", n, started, &r);
         r
     }
 
-    /// The accepted events as `telemetry_raw` rows ingested at `ingested_at_ms`, borrowed.
+    /// The accepted events as `telemetry_raw` rows ingested at `ingested_at_ms`, each borrowed
+    /// from its event while it is serialised.
     pub async fn write_raw(&self, events: &[RawEvent], ingested_at_ms: i64) -> Result<()> {
-        let rows: Vec<RawRowRef<'_>> = events
-            .iter()
-            .map(|e| RawRowRef::new(e, ingested_at_ms))
-            .collect();
-        self.insert_rows::<RawRowRef<'static>>("telemetry_raw", &rows)
+        let rows = events.iter().map(|e| RawRowRef::new(e, ingested_at_ms));
+        self.insert_rows::<RawRowRef<'static>, _>("telemetry_raw", rows)
             .await
     }
 
