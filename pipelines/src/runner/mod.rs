@@ -272,6 +272,11 @@ const URGENT_RECHECK: Duration = Duration::from_millis(5);
 /// shutdown, the urgent flush and the tick again.
 const DRAIN: u32 = 256;
 
+/// In a run of messages already fetched, the loop reads the clock once per this many: the
+/// questions it answers (checkpoint due, urgent flush, idle) are about milliseconds, and a
+/// message takes about a microsecond.
+const CLOCK_EVERY: u32 = 16;
+
 /// An error the consumer delivered instead of a message: logged, and a short pause.
 async fn consume_error(pipeline: &'static str, e: rdkafka::error::KafkaError) {
     warn!(pipeline, error = %e, "Kafka consume error.");
@@ -691,27 +696,34 @@ impl<P: Pipeline> Runner<'_, P> {
         // stream for the loop, not one per message (each registers a waker slot).
         let consumer = self.consumer.clone();
         let mut stream = consumer.stream();
+        // The clock as the loop last read it (once per message from the `select!`, once per
+        // `CLOCK_EVERY` in a run of messages already fetched).
+        let mut now = Instant::now();
         // Messages taken without a pass through the `select!` below since it last ran.
         let mut drained = 0;
         loop {
             self.drop_revoked();
             if let Some(m) = self.deferred.pop_front() {
-                self.on_message(InMessage::from_owned(&m, P::HEADERS))
+                let now = Instant::now();
+                self.on_message(InMessage::from_owned(&m, P::HEADERS), now)
                     .await?;
-                self.maybe_checkpoint().await?;
+                self.maybe_checkpoint(now).await?;
                 continue;
             }
             // A message already fetched is taken at once; the `select!` (shutdown, urgent
             // flush, tick) still runs at least every `DRAIN` messages, a fraction of a
-            // millisecond.
+            // millisecond. Within such a run the clock is read every `CLOCK_EVERY` messages.
             if drained < DRAIN {
                 if let Some(next) = stream.next().now_or_never() {
+                    if drained % CLOCK_EVERY == 0 {
+                        now = Instant::now();
+                    }
                     drained += 1;
                     match next.expect("Kafka streams never end") {
                         Ok(m) => {
-                            self.on_message(InMessage::from_borrowed(&m, P::HEADERS))
+                            self.on_message(InMessage::from_borrowed(&m, P::HEADERS), now)
                                 .await?;
-                            self.maybe_checkpoint().await?;
+                            self.maybe_checkpoint(now).await?;
                         }
                         Err(e) => consume_error(P::NAME, e).await,
                     }
@@ -741,20 +753,21 @@ impl<P: Pipeline> Runner<'_, P> {
                         None => std::future::pending().await,
                     }
                 } => {
-                    self.maybe_checkpoint().await?;
+                    self.maybe_checkpoint(Instant::now()).await?;
                 }
                 _ = tick.tick() => {
                     self.renew_leases().await?;
                     self.adopt_assigned().await?;
                     self.check_idle();
                     self.tick_partitions();
-                    self.maybe_checkpoint().await?;
+                    self.maybe_checkpoint(Instant::now()).await?;
                 }
                 msg = stream.next() => match msg.expect("Kafka streams never end") {
                     Ok(m) => {
+                        now = Instant::now();
                         let m = InMessage::from_borrowed(&m, P::HEADERS);
-                        self.on_message(m).await?;
-                        self.maybe_checkpoint().await?;
+                        self.on_message(m, now).await?;
+                        self.maybe_checkpoint(now).await?;
                     }
                     Err(e) => consume_error(P::NAME, e).await,
                 },
@@ -1076,7 +1089,8 @@ impl<P: Pipeline> Runner<'_, P> {
         Ok(state)
     }
 
-    async fn on_message(&mut self, msg: InMessage<'_>) -> Step {
+    /// Handles one message read at `now` (the loop's clock reading, when it last looked).
+    async fn on_message(&mut self, msg: InMessage<'_>, now: Instant) -> Step {
         let partition = msg.partition;
         if !self.parts.contains_key(&partition)
             && self
@@ -1087,7 +1101,7 @@ impl<P: Pipeline> Runner<'_, P> {
             // it stood) comes again in order.
             return Ok(());
         }
-        let st = &self.parts[&partition];
+        let st = self.parts.get_mut(&partition).expect("partition state");
         if st.seek_to_start.is_some() {
             // Delivered from wherever the consumer stood before the seek to the start (or the
             // seek still failed): it comes again from the start.
@@ -1098,29 +1112,39 @@ impl<P: Pipeline> Runner<'_, P> {
             return Ok(()); // already reflected in the checkpointed state
         }
         self.consumed.increment(1);
+        // The first attempt borrows the partition's state once; a failure waits and retries.
+        if let Err(e) = self.p.handle(&mut st.state, &msg, &mut self.batch).await {
+            self.retry_handle(&msg, e).await?;
+        }
+        self.resume();
+        let st = self.parts.get_mut(&partition).expect("partition state");
+        st.next_offset = msg.offset + 1;
+        st.last_msg = now;
+        st.idle_flushed = false;
+        st.dirty = true;
+        Ok(())
+    }
+
+    /// Handling `msg` failed with `first`: waits and tries again until it succeeds (or the
+    /// pipeline stops).
+    async fn retry_handle(&mut self, msg: &InMessage<'_>, first: Error) -> Step {
         let mut backoff = self.handle_policy.backoff();
+        let mut e = first;
         loop {
-            let p = self.p.clone();
-            let st = self.parts.get_mut(&partition).expect("partition state");
-            match p.handle(&mut st.state, &msg, &mut self.batch).await {
+            debug!(
+                pipeline = P::NAME,
+                partition = msg.partition,
+                offset = msg.offset,
+                "Handling the message must wait."
+            );
+            self.wait_retry("handle message", e, &mut backoff).await?;
+            let st = self.parts.get_mut(&msg.partition).expect("partition state");
+            match self.p.handle(&mut st.state, msg, &mut self.batch).await {
                 Ok(()) => break,
-                Err(e) => {
-                    debug!(
-                        pipeline = P::NAME,
-                        partition,
-                        offset = msg.offset,
-                        "Handling the message must wait."
-                    );
-                    self.wait_retry("handle message", e, &mut backoff).await?;
-                }
+                Err(next) => e = next,
             }
         }
         self.recovered("handle message", &backoff);
-        let st = self.parts.get_mut(&partition).expect("partition state");
-        st.next_offset = msg.offset + 1;
-        st.last_msg = Instant::now();
-        st.idle_flushed = false;
-        st.dirty = true;
         Ok(())
     }
 
@@ -1216,9 +1240,9 @@ impl<P: Pipeline> Runner<'_, P> {
         })
     }
 
-    async fn maybe_checkpoint(&mut self) -> Step {
-        // One clock reading for every question below (this runs after every message).
-        let now = Instant::now();
+    /// Checkpoints when due at `now` (the loop's clock reading: this runs after every
+    /// message).
+    async fn maybe_checkpoint(&mut self, now: Instant) -> Step {
         let look = match self.urgency {
             Urgency::Calm => self.p.urgent(&self.batch),
             Urgency::Deferred { checked } => now.duration_since(checked) >= URGENT_RECHECK,
