@@ -67,12 +67,18 @@ impl LiveSample {
     /// `<ts_ms> <energy_pct> <status>`; the float is written in its shortest exact form, so
     /// it parses back to the same value.
     pub fn encode(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.ts_ms,
-            self.energy_pct,
-            self.status.as_str()
-        )
+        let mut out = Vec::with_capacity(40);
+        self.encode_into(&mut out);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    /// [`LiveSample::encode`] appended to `out` (a buffer reused across vehicles).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(itoa::Buffer::new().format(self.ts_ms).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(ryu::Buffer::new().format(self.energy_pct).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.as_str().as_bytes());
     }
 
     pub fn parse(s: &str) -> Option<LiveSample> {
@@ -122,6 +128,9 @@ mod tests {
             (1_700_000_040_123, 0.1 + 0.2, VehicleStatus::EnRoute),
             (-5, 100.0, VehicleStatus::Fault),
             (0, 1e-300, VehicleStatus::Offline),
+            (7, f64::MAX, VehicleStatus::Idle),
+            (8, -0.0, VehicleStatus::Idle),
+            (9, 5e-324, VehicleStatus::Idle),
         ] {
             let s = LiveSample {
                 ts_ms,

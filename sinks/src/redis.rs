@@ -132,7 +132,7 @@ impl RedisSink {
         }
         let started = Instant::now();
         let mut pipe = redis::pipe();
-        let mut json = Vec::new();
+        let (mut json, mut sample) = (Vec::new(), Vec::new());
         for (fleet, events) in by_fleet {
             let (vehicles_key, live_key) = (
                 keys::fleet_vehicles(&self.prefix, fleet),
@@ -145,10 +145,11 @@ impl RedisSink {
                 live.arg(&live_key);
                 for e in chunk {
                     json.clear();
-                    serde_json::to_writer(&mut json, e).expect("event serialises");
+                    e.write_json(&mut json);
                     vehicles.arg(&e.vehicle_id).arg(json.as_slice());
-                    live.arg(&e.vehicle_id)
-                        .arg(keys::LiveSample::from(*e).encode());
+                    sample.clear();
+                    keys::LiveSample::from(*e).encode_into(&mut sample);
+                    live.arg(&e.vehicle_id).arg(sample.as_slice());
                 }
                 pipe.add_command(vehicles)
                     .ignore()

@@ -1,7 +1,8 @@
 //! The telemetry pipeline's writes: the batch of outputs and its staged flush to ClickHouse,
 //! Redis and Kafka.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
 use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::Topics;
@@ -25,8 +26,10 @@ pub struct TelemetryBatch {
     /// allocation once the batch has been as large before) and kept by counting it.
     raw: Vec<RawEvent>,
     accepted: usize,
-    /// Vehicle → index in `raw` of its newest event (the latest value Redis gets).
-    latest: HashMap<String, usize>,
+    /// Index in `raw` of each vehicle's newest event (the latest value Redis gets), found by
+    /// the vehicle id of the event it points at: no id is copied.
+    latest: hashbrown::HashTable<usize>,
+    ids: hashbrown::DefaultHashBuilder,
     pub vehicle_rows: Vec<VehicleWindowRow>,
     pub fleet_rows: Vec<FleetPartialRow>,
     pub redis: RedisBatch,
@@ -37,15 +40,28 @@ pub struct TelemetryBatch {
     /// Windows closed for the first time in this batch (not re-emissions): what alert rules
     /// and dashboards wait for.
     pub first_closes: usize,
+    /// The events of the batch as the pipeline's counters count them.
+    pub counts: EventCounts,
     clickhouse_done: bool,
     redis_done: bool,
     windows_done: bool,
+}
+
+/// Accepted (late among them) and duplicate events of a batch, added to
+/// `atlasmesh_events_accepted_total`, `..._late_accepted_total` and `..._duplicate_total` once the
+/// batch is written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EventCounts {
+    pub accepted: u64,
+    pub late_accepted: u64,
+    pub duplicate: u64,
 }
 
 impl TelemetryBatch {
     /// Empty again, its buffers kept.
     pub fn clear(&mut self) {
         self.consumed = 0;
+        self.counts = EventCounts::default();
         self.accepted = 0;
         self.latest.clear();
         self.vehicle_rows.clear();
@@ -87,10 +103,17 @@ impl TelemetryBatch {
         raw.partition = partition;
         raw.offset = offset;
         if newest {
-            match self.latest.get_mut(raw.event.vehicle_id.as_str()) {
-                Some(slot) => *slot = i,
-                None => {
-                    self.latest.insert(raw.event.vehicle_id.clone(), i);
+            let (raws, ids) = (&self.raw, &self.ids);
+            let vehicle = raws[i].event.vehicle_id.as_str();
+            let id_of = |j: &usize| ids.hash_one(raws[*j].event.vehicle_id.as_str());
+            match self.latest.entry(
+                ids.hash_one(vehicle),
+                |j| raws[*j].event.vehicle_id == vehicle,
+                id_of,
+            ) {
+                hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = i,
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(i);
                 }
             }
         }
@@ -177,7 +200,7 @@ impl TelemetryBatch {
         // watermark at least once per checkpoint interval, idle or not).
         let partitions: Vec<i32> = self.marks.keys().copied().collect();
         let missing = redis.missing_hot_state(&partitions).await?;
-        let latest = || self.latest.values().map(|&i| &self.raw[i].event);
+        let latest = || self.latest.iter().map(|&i| &self.raw[i].event);
         if missing.is_empty() {
             return Ok(redis.write_with_latest(latest(), &self.redis).await?);
         }
