@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use atlasmesh_core::config::Config;
 use atlasmesh_core::telemetry::{TelemetryEvent, VehicleStatus};
-use atlasmesh_core::window::{PartitionWindows, WindowParams};
-use atlasmesh_pipelines::telemetry::{decode_delta, encode_delta};
+use atlasmesh_core::window::{PartitionWindows, WindowParams, WindowsDelta};
 use clap::Args;
 
 use crate::cpu::{rss_bytes, thread_cpu_ns};
@@ -171,8 +170,7 @@ pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> 
                 base = full;
                 deltas.clear();
             }
-        } else if let Some(d) = st.take_delta() {
-            let bytes = encode_delta(&d);
+        } else if let Some(bytes) = st.take_delta_encoded() {
             inc_bytes += bytes.len() as u64;
             delta_bytes += bytes.len();
             delta_writes += 1;
@@ -209,7 +207,7 @@ pub fn run(args: &BenchStateArgs, cfg: &Config) -> anyhow::Result<StateSummary> 
     let restored_equal = if args.verify {
         let mut r: PartitionWindows = bincode::deserialize(&base)?;
         for d in &deltas {
-            r.apply_delta(&p, decode_delta(d)?);
+            r.apply_delta(&p, WindowsDelta::decode(d).map_err(anyhow::Error::msg)?);
         }
         // The live state's journal is not part of it: compare what a checkpoint holds.
         Some(bincode::serialize(&r)? == bincode::serialize(&st)?)

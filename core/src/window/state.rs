@@ -79,6 +79,78 @@ impl Sample {
     }
 }
 
+/// [`Sample`] as a delta writes it, borrowing the event's mission: the same fields in the same
+/// order, so the bytes are those of the owned sample.
+#[derive(Serialize)]
+struct SampleRef<'a> {
+    ts: i64,
+    seq: i64,
+    status: VehicleStatus,
+    odometer_m: i64,
+    energy_wh: i64,
+    speed_ckph: i64,
+    mission: Option<&'a str>,
+}
+
+/// The encoding of checkpoint deltas: bincode with variable-length integers.
+fn delta_options() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+}
+
+/// Appends `v` as [`delta_options`] encode it.
+fn put_delta<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    use bincode::Options;
+    delta_options()
+        .serialize_into(out, v)
+        .expect("a delta part serialises into memory");
+}
+
+/// A vehicle's samples accepted since the journal last gave a delta, already encoded as the
+/// delta carries them: no copy of the event's texts, no allocation per sample once the buffer
+/// has grown to a checkpoint's worth.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pending {
+    bytes: Vec<u8>,
+    count: u32,
+    /// The vehicle is new or its fleet changed since the last delta.
+    pub fleet_changed: bool,
+}
+
+impl Pending {
+    fn push(&mut self, p: &Point, e: &TelemetryEvent) {
+        put_delta(
+            &mut self.bytes,
+            &SampleRef {
+                ts: p.ts,
+                seq: p.seq,
+                status: p.status,
+                odometer_m: p.odometer_m,
+                energy_wh: p.energy_wh,
+                speed_ckph: kph_to_ckph(e.speed_kph),
+                mission: Sample::mission_of(e),
+            },
+        );
+        self.count += 1;
+    }
+
+    /// Appends the samples as a `Vec<Sample>` of a delta, and empties the buffer; a buffer
+    /// that had nothing to give (its vehicle was silent a whole checkpoint) is released.
+    fn take_into(&mut self, out: &mut Vec<u8>) {
+        if self.count == 0 {
+            self.bytes = Vec::new();
+            return;
+        }
+        put_delta(out, &u64::from(self.count));
+        out.extend_from_slice(&self.bytes);
+        self.count = 0;
+        self.bytes.clear();
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+}
+
 /// Emits a vehicle window again (or first): its next version, journaled.
 fn bump_vehicle(
     slot: &mut track::Slot,
@@ -206,6 +278,22 @@ impl WindowsDelta {
     /// Accepted samples it carries.
     pub fn samples(&self) -> usize {
         self.samples.iter().map(|(_, s)| s.len()).sum()
+    }
+
+    /// The delta as a checkpoint stores it ([`PartitionWindows::take_delta_encoded`] writes
+    /// the same bytes without building the delta).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_delta(&mut out, self);
+        out
+    }
+
+    /// Reads what [`WindowsDelta::encode`] or [`PartitionWindows::take_delta_encoded`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<WindowsDelta, String> {
+        use bincode::Options;
+        delta_options()
+            .deserialize(bytes)
+            .map_err(|e| format!("unreadable checkpoint delta: {e}"))
     }
 }
 
@@ -348,31 +436,52 @@ impl PartitionWindows {
     pub fn start_journal(&mut self) {
         self.journal = Some(Journal::default());
         for t in self.vehicles.values_mut() {
-            t.pending = Vec::new();
-            t.fleet_changed = false;
+            t.pending = Pending::default();
         }
     }
 
     /// What changed since the journal started, and restarts it; `None` when no journal runs.
     pub fn take_delta(&mut self) -> Option<WindowsDelta> {
+        let bytes = self.take_delta_encoded()?;
+        Some(WindowsDelta::decode(&bytes).expect("a delta reads back"))
+    }
+
+    /// [`PartitionWindows::take_delta`] as [`WindowsDelta::encode`] writes it, straight from
+    /// the journal: the vehicles' samples are already encoded, and nothing is copied into a
+    /// delta first. Each vehicle keeps its buffer for the next checkpoint unless it had
+    /// nothing in it.
+    pub fn take_delta_encoded(&mut self) -> Option<Vec<u8>> {
         let journal = std::mem::take(self.journal.as_mut()?);
-        let (mut fleets, mut samples) = (Vec::new(), Vec::new());
+        // The fields of `WindowsDelta` in order; a `Vec` is its length, then its items.
+        let mut out = Vec::new();
+        put_delta(&mut out, &self.max_ts);
+        put_delta(&mut out, &self.closed_until);
+        let fleets = self
+            .vehicles
+            .values()
+            .filter(|t| t.pending.fleet_changed)
+            .count() as u64;
+        put_delta(&mut out, &fleets);
         for (vehicle, t) in &mut self.vehicles {
-            if std::mem::take(&mut t.fleet_changed) {
-                fleets.push((vehicle.clone(), t.fleet_id.clone()));
-            }
-            if !t.pending.is_empty() {
-                samples.push((vehicle.clone(), std::mem::take(&mut t.pending)));
+            if std::mem::take(&mut t.pending.fleet_changed) {
+                put_delta(&mut out, &(vehicle.as_str(), t.fleet_id.as_str()));
             }
         }
-        Some(WindowsDelta {
-            max_ts: self.max_ts,
-            closed_until: self.closed_until,
-            fleets,
-            samples,
-            vehicle_versions: journal.vehicle_versions,
-            fleet_versions: journal.fleet_versions,
-        })
+        let samples = self
+            .vehicles
+            .values()
+            .filter(|t| t.pending.count > 0)
+            .count() as u64;
+        put_delta(&mut out, &samples);
+        for (vehicle, t) in &mut self.vehicles {
+            if t.pending.count > 0 {
+                put_delta(&mut out, vehicle.as_str());
+            }
+            t.pending.take_into(&mut out);
+        }
+        put_delta(&mut out, &journal.vehicle_versions);
+        put_delta(&mut out, &journal.fleet_versions);
+        Some(out)
     }
 
     /// Brings a state up to date with `delta`, taken from a state equal to this one: the
@@ -432,7 +541,7 @@ impl PartitionWindows {
         };
         if track.fleet_id != ev.fleet_id {
             track.fleet_id = ev.fleet_id.clone();
-            track.fleet_changed = self.journal.is_some();
+            track.pending.fleet_changed = self.journal.is_some();
         }
         let late = ts < closed_until;
         // The closed windows this sample can change (from its own on), as they are now.
@@ -450,7 +559,7 @@ impl PartitionWindows {
             return Ingest::Duplicate;
         };
         if self.journal.is_some() {
-            track.pending.push(Sample::of(&point, ev));
+            track.pending.push(&point, ev);
         }
         for (ws, before) in before {
             let track = self.vehicles.get_mut(vid).expect("counted above");

@@ -18,7 +18,7 @@ use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, VehicleWindow
 use atlasmesh_sinks::kafka::KafkaProducer;
 use atlasmesh_sinks::redis::RedisSink;
 
-pub use store::TelemetryBatch;
+pub use store::{EventCounts, TelemetryBatch};
 
 use crate::dlq::Decoded;
 use crate::runner::{Cadence, InMessage, Pipeline};
@@ -42,8 +42,8 @@ pub struct TelemetryPipeline {
     counters: Counters,
 }
 
-/// The pipeline's per-event counters, registered once (a lookup per event costs more than
-/// the increment).
+/// The pipeline's event counters, registered once (a lookup costs more than the increment)
+/// and incremented per batch written ([`EventCounts`]).
 struct Counters {
     accepted: metrics::Counter,
     late_accepted: metrics::Counter,
@@ -179,14 +179,12 @@ impl Pipeline for TelemetryPipeline {
         let mut results = Vec::new();
         match state.ingest(&self.params, ev, &mut results) {
             Ingest::Accepted { late, newest } => {
-                self.counters.accepted.increment(1);
-                if late {
-                    self.counters.late_accepted.increment(1);
-                }
+                batch.counts.accepted += 1;
+                batch.counts.late_accepted += u64::from(late);
                 batch.accept_next(msg.partition, msg.offset, newest);
             }
             Ingest::Duplicate => {
-                self.counters.duplicate.increment(1);
+                batch.counts.duplicate += 1;
             }
             Ingest::TooLate { closed_until_ms } => {
                 let behind = closed_until_ms - ts_ms;
@@ -249,7 +247,14 @@ impl Pipeline for TelemetryPipeline {
                 &self.topics,
                 parts,
             )
-            .await
+            .await?;
+        // Counted per batch, once it is written (an increment per event costs more than
+        // the count).
+        let counts = std::mem::take(&mut batch.counts);
+        self.counters.accepted.increment(counts.accepted);
+        self.counters.late_accepted.increment(counts.late_accepted);
+        self.counters.duplicate.increment(counts.duplicate);
+        Ok(())
     }
 
     fn batch_len(&self, batch: &TelemetryBatch) -> usize {
@@ -289,27 +294,12 @@ impl Pipeline for TelemetryPipeline {
     /// The kernel's journal (accepted samples, versions, frontier), varint-encoded: its size
     /// follows the events since the last checkpoint, not the vehicles held.
     fn take_delta(&self, state: &mut PartitionWindows) -> Option<Vec<u8>> {
-        state.take_delta().map(|d| encode_delta(&d))
+        state.take_delta_encoded()
     }
 
     fn apply_delta(&self, state: &mut PartitionWindows, delta: &[u8]) -> Result<()> {
-        state.apply_delta(&self.params, decode_delta(delta)?);
+        let delta = WindowsDelta::decode(delta).map_err(Error::Internal)?;
+        state.apply_delta(&self.params, delta);
         Ok(())
     }
-}
-
-/// A window-kernel delta as stored in a checkpoint: bincode with variable-length integers.
-pub fn encode_delta(d: &WindowsDelta) -> Vec<u8> {
-    use bincode::Options;
-    bincode::DefaultOptions::new()
-        .serialize(d)
-        .expect("delta serialises")
-}
-
-/// Reads what [`encode_delta`] wrote.
-pub fn decode_delta(bytes: &[u8]) -> Result<WindowsDelta> {
-    use bincode::Options;
-    bincode::DefaultOptions::new()
-        .deserialize(bytes)
-        .map_err(|e| Error::Internal(format!("unreadable checkpoint delta: {e}")))
 }

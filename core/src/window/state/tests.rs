@@ -323,12 +323,16 @@ fn full_copy_plus_deltas_equals_the_live_state() {
                     deltas.clear();
                     live.start_journal();
                 } else {
-                    let d = live.take_delta().expect("journal runs");
-                    deltas.push(bincode::serialize(&d).unwrap());
+                    // As the worker stores it, written straight from the journal; the
+                    // delta read back writes the same bytes (the layout is `WindowsDelta`'s).
+                    let d = live.take_delta_encoded().expect("journal runs");
+                    let read = WindowsDelta::decode(&d).unwrap();
+                    assert_eq!(read.encode(), d, "seed {seed}, step {step}: delta layout");
+                    deltas.push(d);
                 }
                 let mut restored: PartitionWindows = bincode::deserialize(&base).unwrap();
                 for d in &deltas {
-                    restored.apply_delta(&p, bincode::deserialize(d).unwrap());
+                    restored.apply_delta(&p, WindowsDelta::decode(d).unwrap());
                 }
                 assert_eq!(
                     bincode::serialize(&restored).unwrap(),
@@ -341,7 +345,7 @@ fn full_copy_plus_deltas_equals_the_live_state() {
         let d = live.take_delta().unwrap();
         let mut restored: PartitionWindows = bincode::deserialize(&base).unwrap();
         for d in &deltas {
-            restored.apply_delta(&p, bincode::deserialize(d).unwrap());
+            restored.apply_delta(&p, WindowsDelta::decode(d).unwrap());
         }
         restored.apply_delta(&p, d);
         let (mut a, mut b) = (vec![], vec![]);

@@ -98,9 +98,7 @@ pub(super) struct VehicleTrack {
     /// While a journal runs: the samples accepted since it last gave a delta, and whether the
     /// fleet changed (or the vehicle is new). Not part of the state.
     #[serde(skip)]
-    pub pending: Vec<Sample>,
-    #[serde(skip)]
-    pub fleet_changed: bool,
+    pub pending: super::Pending,
 }
 
 impl VehicleTrack {
@@ -114,7 +112,7 @@ impl VehicleTrack {
             + self.points.heap_bytes()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.slots.iter().map(Slot::heap_bytes).sum::<usize>()
-            + self.pending.capacity() * std::mem::size_of::<Sample>()
+            + self.pending.heap_bytes()
     }
 
     pub fn slot(&self, ws: i64) -> Option<&Slot> {
