@@ -21,18 +21,17 @@ impl TelemetryEvent {
         out.extend_from_slice(itoa::Buffer::new().format(self.ts_ms).as_bytes());
         out.extend_from_slice(b",\"seq\":");
         out.extend_from_slice(itoa::Buffer::new().format(self.seq).as_bytes());
-        out.extend_from_slice(b",\"lat\":");
-        number(out, self.lat);
-        out.extend_from_slice(b",\"lon\":");
-        number(out, self.lon);
-        out.extend_from_slice(b",\"speed_kph\":");
-        number(out, self.speed_kph);
-        out.extend_from_slice(b",\"odometer_km\":");
-        number(out, self.odometer_km);
-        out.extend_from_slice(b",\"energy_pct\":");
-        number(out, self.energy_pct);
-        out.extend_from_slice(b",\"energy_used_kwh\":");
-        number(out, self.energy_used_kwh);
+        for (key, v) in [
+            (&b",\"lat\":"[..], self.lat),
+            (b",\"lon\":", self.lon),
+            (b",\"speed_kph\":", self.speed_kph),
+            (b",\"odometer_km\":", self.odometer_km),
+            (b",\"energy_pct\":", self.energy_pct),
+            (b",\"energy_used_kwh\":", self.energy_used_kwh),
+        ] {
+            out.extend_from_slice(key);
+            number(out, v);
+        }
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.extend_from_slice(b"\",\"mission_id\":");

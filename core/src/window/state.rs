@@ -57,20 +57,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn from_event(e: &TelemetryEvent) -> Sample {
-        Self::of(&Point::of_event(e), e)
-    }
-
-    /// The sample of `e`, whose point is `p` (converted once).
-    fn of(p: &Point, e: &TelemetryEvent) -> Sample {
-        Sample {
-            ts: p.ts,
-            seq: p.seq,
-            status: p.status,
-            odometer_m: p.odometer_m,
-            energy_wh: p.energy_wh,
-            speed_ckph: kph_to_ckph(e.speed_kph),
-            mission: Self::mission_of(e).map(str::to_owned),
-        }
+        SampleRef::of(&Point::of_event(e), e).to_owned()
     }
 
     /// The event's mission, if it names one.
@@ -79,9 +66,9 @@ impl Sample {
     }
 }
 
-/// [`Sample`] as a delta writes it, borrowing the event's mission: the same fields in the same
+/// [`Sample`] borrowing the event's mission, as a delta writes it: the same fields in the same
 /// order, so the bytes are those of the owned sample.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 struct SampleRef<'a> {
     ts: i64,
     seq: i64,
@@ -90,6 +77,43 @@ struct SampleRef<'a> {
     energy_wh: i64,
     speed_ckph: i64,
     mission: Option<&'a str>,
+}
+
+impl<'a> SampleRef<'a> {
+    /// The sample of `e`, whose point is `p` (converted once).
+    fn of(p: &Point, e: &'a TelemetryEvent) -> Self {
+        SampleRef {
+            ts: p.ts,
+            seq: p.seq,
+            status: p.status,
+            odometer_m: p.odometer_m,
+            energy_wh: p.energy_wh,
+            speed_ckph: kph_to_ckph(e.speed_kph),
+            mission: Sample::mission_of(e),
+        }
+    }
+
+    fn to_owned(self) -> Sample {
+        let SampleRef {
+            ts,
+            seq,
+            status,
+            odometer_m,
+            energy_wh,
+            speed_ckph,
+            mission,
+        } = self;
+        let mission = mission.map(str::to_owned);
+        Sample {
+            ts,
+            seq,
+            status,
+            odometer_m,
+            energy_wh,
+            speed_ckph,
+            mission,
+        }
+    }
 }
 
 /// The encoding of checkpoint deltas: bincode with variable-length integers.
@@ -118,18 +142,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn push(&mut self, p: &Point, e: &TelemetryEvent) {
-        put_delta(
-            &mut self.bytes,
-            &SampleRef {
-                ts: p.ts,
-                seq: p.seq,
-                status: p.status,
-                odometer_m: p.odometer_m,
-                energy_wh: p.energy_wh,
-                speed_ckph: kph_to_ckph(e.speed_kph),
-                mission: Sample::mission_of(e),
-            },
-        );
+        put_delta(&mut self.bytes, &SampleRef::of(p, e));
         self.count += 1;
     }
 
