@@ -1,7 +1,5 @@
 //! The telemetry event as it travels on `fleet.telemetry.v1`, and its validation.
 
-mod json;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

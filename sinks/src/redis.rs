@@ -145,7 +145,7 @@ impl RedisSink {
                 live.arg(&live_key);
                 for e in chunk {
                     json.clear();
-                    e.write_json(&mut json);
+                    serde_json::to_writer(&mut json, e).expect("event serialises");
                     vehicles.arg(&e.vehicle_id).arg(json.as_slice());
                     sample.clear();
                     keys::LiveSample::from(*e).encode_into(&mut sample);
