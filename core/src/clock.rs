@@ -46,9 +46,80 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The processing clock as [`crate::telemetry::validate`] needs it, read only when an event
+/// could be beyond its far-future bound: a reading of the wall clock only grows, so an event
+/// within the bound of an earlier reading is within it of now, and only one beyond it needs a
+/// fresh reading (for a live stream about once per `max_future_ms`, not once per event). A
+/// clock stepped back keeps the earlier, later reading until it is passed again: the bound is
+/// looser by the step meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct FutureBoundClock {
+    read_ms: i64,
+}
+
+impl Default for FutureBoundClock {
+    fn default() -> Self {
+        FutureBoundClock { read_ms: i64::MIN }
+    }
+}
+
+impl FutureBoundClock {
+    /// The `now_ms` to validate an event at `ts_ms` against.
+    pub fn now_for(&mut self, ts_ms: i64, max_future_ms: i64) -> i64 {
+        self.now_for_with(ts_ms, max_future_ms, now_ms)
+    }
+
+    fn now_for_with(&mut self, ts_ms: i64, max_future_ms: i64, clock: impl FnOnce() -> i64) -> i64 {
+        if ts_ms > self.read_ms.saturating_add(max_future_ms) {
+            self.read_ms = clock();
+        }
+        self.read_ms
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_future_bound_reads_the_clock_only_when_an_event_could_be_beyond_it() {
+        let max = 300_000;
+        let mut wall = 1_700_000_000_000_i64;
+        let reads = std::cell::Cell::new(0);
+        let mut bound = FutureBoundClock::default();
+        let check = |bound: &mut FutureBoundClock, wall: i64, ts: i64| {
+            let now = bound.now_for_with(ts, max, || {
+                reads.set(reads.get() + 1);
+                wall
+            });
+            // The verdict reading the clock for every event would give.
+            assert_eq!(
+                ts > now + max,
+                ts > wall + max,
+                "ts {ts} wall {wall} now {now}"
+            );
+            assert!(now <= wall);
+        };
+        check(&mut bound, wall, wall - 5);
+        assert_eq!(reads.get(), 1, "the first event reads it");
+        // A live stream: the wall clock moves on, events follow it, a minute at a time.
+        for _ in 0..4 {
+            wall += 60_000;
+            check(&mut bound, wall, wall - 5);
+        }
+        assert_eq!(reads.get(), 1, "within the bound of the first reading");
+        // Beyond the old reading's bound but not beyond now's: read again, accepted.
+        wall += 60_000;
+        check(&mut bound, wall, wall + 1_000);
+        assert_eq!(reads.get(), 2);
+        // Truly beyond now's bound: read again, rejected; the next ones as well.
+        check(&mut bound, wall, wall + max + 1);
+        check(&mut bound, wall + 1, wall + 10 * max);
+        assert_eq!(reads.get(), 4);
+        // Exactly at the bound is within it.
+        check(&mut bound, wall + 1, wall + 1 + max);
+        assert_eq!(reads.get(), 4, "{bound:?}");
+    }
 
     #[test]
     fn instants_are_bounded_and_never_wrap() {

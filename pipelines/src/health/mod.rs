@@ -37,7 +37,7 @@ use atlasmesh_core::analytics::battery::SohParams;
 use atlasmesh_core::analytics::failure::RiskModel;
 use atlasmesh_core::analytics::health::HealthParams;
 use atlasmesh_core::analytics::vehicle_day::DayParams;
-use atlasmesh_core::clock::now_ms;
+use atlasmesh_core::clock::FutureBoundClock;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::metric_names as m;
 use atlasmesh_core::telemetry::{validate, ValidationLimits};
@@ -63,6 +63,8 @@ type Nominals = Arc<RwLock<HashMap<String, f64>>>;
 pub struct HealthBatch {
     consumed: usize,
     days: Vec<VehicleDayFacts>,
+    /// The processing clock samples are validated against.
+    clock: FutureBoundClock,
 }
 
 pub struct HealthPipeline {
@@ -195,7 +197,8 @@ impl Pipeline for HealthPipeline {
                     return Ok(());
                 }
             };
-        if validate(&ev, now_ms(), &self.limits).is_err() {
+        let now = batch.clock.now_for(ev.ts_ms, self.limits.max_future_ms);
+        if validate(&ev, now, &self.limits).is_err() {
             metrics::counter!(m::HEALTH_SAMPLES_SKIPPED, "reason" => "invalid").increment(1);
             return Ok(());
         }

@@ -5,7 +5,6 @@ mod store;
 
 use std::time::Duration;
 
-use atlasmesh_core::clock::now_ms;
 use atlasmesh_core::config::{Config, Topics};
 use atlasmesh_core::keys::FleetPartialKpi;
 use atlasmesh_core::metric_names as m;
@@ -170,8 +169,11 @@ impl Pipeline for TelemetryPipeline {
                 return Ok(());
             }
         }
+        let now = batch
+            .clock
+            .now_for(batch.next_event().ts_ms, self.limits.max_future_ms);
         let ev = batch.next_event();
-        if let Err(e) = validate(ev, now_ms(), &self.limits) {
+        if let Err(e) = validate(ev, now, &self.limits) {
             self.dead_letter(msg, DeadLetterReason::Invalid, e.to_string(), batch);
             return Ok(());
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
-use atlasmesh_core::clock::now_ms;
+use atlasmesh_core::clock::{now_ms, FutureBoundClock};
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
@@ -42,6 +42,8 @@ pub struct TelemetryBatch {
     pub first_closes: usize,
     /// The events of the batch as the pipeline's counters count them.
     pub counts: EventCounts,
+    /// The processing clock events are validated against (kept across batches).
+    pub clock: FutureBoundClock,
     clickhouse_done: bool,
     redis_done: bool,
     windows_done: bool,
