@@ -267,7 +267,7 @@ mod tests {
         let started = Instant::now();
         let r = producer.send_all("unit", &[record.clone(), record]).await;
         // The serving thread delivered librdkafka's verdict (a timeout), not a cancelled
-        // channel, and did so once the message timeout was over, not a poll period later.
+        // channel; the bound only says it came (the message timeout is 0.3 s).
         assert!(matches!(r, Err(Error::Kafka(_))), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
