@@ -256,13 +256,21 @@ impl TestEnv {
         r
     }
 
+    /// Produces `items` to the telemetry topic. A loaded CI machine can keep Tansu from
+    /// acknowledging a large chunk within the producer's 30 s message timeout (a CI run lost
+    /// a 20,000-record chunk so): the chunks are small and the timeout is 10 minutes, so a
+    /// slow broker delays the test instead of failing it.
     pub async fn produce(&self, items: &[Emitted]) {
         let codec = Codec::new(&self.cfg.schema_registry.url).unwrap();
         let records = atlasmesh::produce::encode(&codec, &self.cfg.topics.telemetry, items)
             .await
             .unwrap();
-        let producer = KafkaProducer::new(&self.cfg.kafka).unwrap();
-        for chunk in records.chunks(20_000) {
+        let mut kafka = self.cfg.kafka.clone();
+        kafka
+            .properties
+            .insert("message.timeout.ms".into(), "600000".into());
+        let producer = KafkaProducer::new(&kafka).unwrap();
+        for chunk in records.chunks(2_000) {
             producer.send_all("kafka", chunk).await.unwrap();
         }
     }
