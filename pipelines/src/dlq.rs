@@ -159,13 +159,14 @@ pub async fn decode<T: serde::de::DeserializeOwned + 'static>(
 /// reused): `Decoded::Ok(())` when `ev` holds the message's event.
 pub async fn decode_telemetry_into(
     codec: &Codec,
+    last: &mut atlasmesh_schemas::LastWriter,
     msg: &InMessage<'_>,
     ev: &mut atlasmesh_core::TelemetryEvent,
 ) -> Result<Decoded<()>> {
     let Some(payload) = msg.payload else {
         return Ok(tombstone());
     };
-    match codec.decode_telemetry_into(payload, ev).await {
+    match codec.decode_telemetry_with(last, payload, ev).await {
         Ok(()) => Ok(Decoded::Ok(())),
         Err(e) => refused(e),
     }

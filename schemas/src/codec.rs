@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use atlasmesh_core::config::{SchemaRegistryConfig, Topics};
 use atlasmesh_core::TelemetryEvent;
@@ -109,6 +110,20 @@ struct Plan<'s> {
 }
 
 type PreparedCache = HashMap<(u32, Option<SchemaKind>), Arc<Result<PreparedSchema, DecodeError>>>;
+
+/// The schema a (topic, kind) is registered with, its id and a datum writer for it, built
+/// once ([`Codec::encode`]).
+#[ouroboros::self_referencing]
+struct WriterSchema {
+    id: u32,
+    schema: Schema,
+    #[borrows(schema)]
+    #[not_covariant]
+    writer: GenericDatumWriter<'this>,
+}
+
+/// Kind → topic → its writer.
+type WriterCache = HashMap<SchemaKind, HashMap<String, Arc<WriterSchema>>>;
 
 /// A writer schema ready to decode messages as a topic's record (or as itself): checked to
 /// resolve against the reader schema once, then every datum is walked within limits before it
@@ -280,6 +295,14 @@ fn prepare(writer: Schema, kind: Option<SchemaKind>) -> Result<PreparedSchema, D
     .map(|prepared| PreparedSchema { prepared, kind })
 }
 
+/// The prepared writer schema of the last telemetry message one consumer decoded
+/// ([`Codec::decode_telemetry_with`]): a stream written with one schema then skips the
+/// codec's shared cache (a lock, a hash and a reference count per message). A writer schema
+/// the reader refuses stays refused, as in the shared cache; registry ids never change
+/// meaning.
+#[derive(Default)]
+pub struct LastWriter(Option<(u32, Arc<Result<PreparedSchema, DecodeError>>)>);
+
 /// Encoder/decoder for Confluent-framed Avro, backed by a schema registry.
 ///
 /// Decoding is bounded: a message is first walked over its writer schema within
@@ -293,6 +316,7 @@ pub struct Codec {
     decoder: Arc<AvroDecoder>,
     limits: DecodeLimits,
     prepared: Arc<Mutex<PreparedCache>>,
+    writers: Arc<Mutex<WriterCache>>,
 }
 
 impl Codec {
@@ -308,6 +332,7 @@ impl Codec {
             settings,
             limits: DecodeLimits::default(),
             prepared: Arc::default(),
+            writers: Arc::default(),
         })
     }
 
@@ -348,9 +373,50 @@ impl Codec {
         kind: SchemaKind,
         item: &T,
     ) -> Result<Vec<u8>, SRCError> {
-        self.encoder
-            .encode_struct(item, &Self::strategy(topic, kind))
-            .await
+        let w = self.writer(topic, kind).await?;
+        let mut out = Vec::with_capacity(128);
+        out.push(0);
+        out.extend_from_slice(&w.borrow_id().to_be_bytes());
+        w.with_writer(|writer| writer.write_ser(&mut out, item))
+            .map_err(|e| SRCError::non_retryable_with_cause(e, "Could not get Avro bytes"))?;
+        Ok(out)
+    }
+
+    /// The writer of `kind`'s schema under `<topic>-value`: registered (or looked up) and
+    /// parsed through schema_registry_converter once, then kept. Encoding through the
+    /// converter per record cost several microseconds of copies (the subject strategy holds
+    /// the whole schema text, cloned and hashed per call) and a writer built per record.
+    async fn writer(&self, topic: &str, kind: SchemaKind) -> Result<Arc<WriterSchema>, SRCError> {
+        let cached = self
+            .writers()
+            .get(&kind)
+            .and_then(|by_topic| by_topic.get(topic))
+            .cloned();
+        if let Some(w) = cached {
+            return Ok(w);
+        }
+        let strategy = Self::strategy(topic, kind);
+        let registered = self
+            .encoder
+            .get_schema_and_id(&strategy.get_subject()?, strategy)
+            .await?;
+        let w = WriterSchemaTryBuilder {
+            id: registered.id,
+            schema: registered.parsed.clone(),
+            writer_builder: |schema: &Schema| GenericDatumWriter::builder(schema).build(),
+        }
+        .try_build()
+        .map_err(|e| SRCError::non_retryable_with_cause(e, "Could not build the Avro writer"))?;
+        let w = Arc::new(w);
+        self.writers()
+            .entry(kind)
+            .or_default()
+            .insert(topic.to_string(), w.clone());
+        Ok(w)
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, WriterCache> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The prepared writer schema `id` for `kind` (cached).
@@ -394,6 +460,16 @@ impl Codec {
         bytes: &'b [u8],
         kind: Option<SchemaKind>,
     ) -> Result<(Arc<Result<PreparedSchema, DecodeError>>, &'b [u8]), DecodeError> {
+        let (id, body) = self.frame(bytes)?;
+        let entry = self.prepared(id, kind).await?;
+        if let Err(refused) = entry.as_ref() {
+            return Err(refused.clone());
+        }
+        Ok((entry, body))
+    }
+
+    /// The schema id and the datum of a Confluent-framed message within the size limit.
+    fn frame<'b>(&self, bytes: &'b [u8]) -> Result<(u32, &'b [u8]), DecodeError> {
         if bytes.len() > self.limits.max_message_bytes {
             return Err(DecodeError::Undecodable(format!(
                 "message of {} bytes exceeds the configured limit of {} (max_message_bytes)",
@@ -407,11 +483,7 @@ impl Codec {
             ));
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let entry = self.prepared(id, kind).await?;
-        if let Err(refused) = entry.as_ref() {
-            return Err(refused.clone());
-        }
-        Ok((entry, &bytes[5..]))
+        Ok((id, &bytes[5..]))
     }
 
     /// Decodes a Confluent-framed Avro message into its generic value (as written), with the
@@ -443,7 +515,23 @@ impl Codec {
         bytes: &[u8],
         ev: &mut TelemetryEvent,
     ) -> Result<(), DecodeError> {
-        let (entry, body) = self.framed(bytes, Some(SchemaKind::Telemetry)).await?;
+        self.decode_telemetry_with(&mut LastWriter::default(), bytes, ev)
+            .await
+    }
+
+    /// As [`Codec::decode_telemetry_into`], looking the writer schema up in the codec's
+    /// shared cache only when the message's schema id is not `last`'s (which then keeps it).
+    pub async fn decode_telemetry_with(
+        &self,
+        last: &mut LastWriter,
+        bytes: &[u8],
+        ev: &mut TelemetryEvent,
+    ) -> Result<(), DecodeError> {
+        let (id, body) = self.frame(bytes)?;
+        if last.0.as_ref().is_none_or(|(cached, _)| *cached != id) {
+            last.0 = Some((id, self.prepared(id, Some(SchemaKind::Telemetry)).await?));
+        }
+        let (_, entry) = last.0.as_ref().expect("just looked up");
         let prepared = entry.as_ref().as_ref().map_err(Clone::clone)?;
         prepared.decode_telemetry_into(body, self.limits.datum, ev)
     }

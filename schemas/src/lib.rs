@@ -9,7 +9,7 @@ mod codec;
 mod records;
 mod telemetry;
 
-pub use codec::{Codec, DecodeError, DecodeLimits, PreparedSchema};
+pub use codec::{Codec, DecodeError, DecodeLimits, LastWriter, PreparedSchema};
 pub use records::{
     CommandRecord, CommandResultRecord, CommandStatus, CoordinationRecord, DeadLetterReason,
     DeadLetterRecord, MetricsScope, MissionEventKind, MissionEventRecord, ResourceEventRecord,

@@ -162,7 +162,7 @@ impl Pipeline for TelemetryPipeline {
         batch.redis.window_ms = self.params.window_ms;
         batch.consumed += 1;
         // Decoded into the batch's next slot; kept there only if the kernel accepts it.
-        match crate::dlq::decode_telemetry_into(&self.codec, msg, batch.next_event_mut()).await? {
+        match batch.decode_next(&self.codec, msg).await? {
             Decoded::Ok(()) => {}
             Decoded::DeadLetter(reason, error) => {
                 self.dead_letter(msg, reason, error, batch);

@@ -7,11 +7,13 @@ use std::hash::BuildHasher;
 use atlasmesh_core::clock::{now_ms, FutureBoundClock};
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::TelemetryEvent;
-use atlasmesh_schemas::{Codec, DeadLetterRecord, SchemaKind, WindowMetricsRecord};
+use atlasmesh_schemas::{Codec, DeadLetterRecord, LastWriter, SchemaKind, WindowMetricsRecord};
 use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
 use atlasmesh_sinks::redis::{rebuild_from_clickhouse, RedisBatch, RedisSink};
 
+use crate::dlq::Decoded;
+use crate::runner::InMessage;
 use crate::{Error, Result};
 
 /// Outputs gathered since the last checkpoint. `flush` writes ClickHouse then Redis and, at
@@ -44,6 +46,8 @@ pub struct TelemetryBatch {
     pub counts: EventCounts,
     /// The processing clock events are validated against (kept across batches).
     pub clock: FutureBoundClock,
+    /// The writer schema of the last message decoded (kept across batches).
+    writer: LastWriter,
     clickhouse_done: bool,
     redis_done: bool,
     windows_done: bool,
@@ -83,21 +87,22 @@ impl TelemetryBatch {
         &self.raw[..self.accepted]
     }
 
-    /// The buffer the next message's event is decoded into (what it held is to be
-    /// overwritten).
-    pub fn next_event_mut(&mut self) -> &mut TelemetryEvent {
+    /// Decodes `msg` into the next slot, overwriting what it held (its text buffers reused);
+    /// on `Decoded::Ok` [`TelemetryBatch::next_event`] is the message's event.
+    pub async fn decode_next(&mut self, codec: &Codec, msg: &InMessage<'_>) -> Result<Decoded<()>> {
         if self.raw.len() == self.accepted {
             self.raw.push(RawEvent::default());
         }
-        &mut self.raw[self.accepted].event
+        let ev = &mut self.raw[self.accepted].event;
+        crate::dlq::decode_telemetry_into(codec, &mut self.writer, msg, ev).await
     }
 
-    /// The event [`TelemetryBatch::next_event_mut`] holds.
+    /// The event [`TelemetryBatch::decode_next`] decoded last.
     pub fn next_event(&self) -> &TelemetryEvent {
         &self.raw[self.accepted].event
     }
 
-    /// Keeps the event in [`TelemetryBatch::next_event_mut`] as accepted, read at
+    /// Keeps the event [`TelemetryBatch::decode_next`] decoded last as accepted, read at
     /// `partition`/`offset`; `newest`: the newest of its vehicle so far (its latest value).
     pub fn accept_next(&mut self, partition: i32, offset: i64, newest: bool) {
         let i = self.accepted;

@@ -193,3 +193,108 @@ async fn codec_round_trips_and_classifies_bad_input() {
         .unwrap_err()
         .is_retriable());
 }
+
+/// `Codec::encode` writes with a writer kept per (topic, kind): the same bytes as
+/// schema_registry_converter's own `encode_struct` under the same subject strategy, for
+/// every kind of record the workers produce, twice (the second from the kept writer).
+#[tokio::test]
+async fn encode_writes_the_bytes_the_converter_writes() {
+    use atlasmesh_schemas::WindowMetricsRecord;
+    use schema_registry_converter::async_impl::avro::AvroEncoder;
+    use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+    let (url, _server) = atlasmesh_test_support::schema_registry::spawn_ephemeral()
+        .await
+        .unwrap();
+    let codec = Codec::new(&url).unwrap();
+    let converter = AvroEncoder::new(SrSettings::new(url.clone()));
+    let topics = Topics::default();
+    async fn same<T: serde::Serialize>(
+        codec: &Codec,
+        converter: &AvroEncoder,
+        topic: &str,
+        kind: SchemaKind,
+        item: &T,
+    ) {
+        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+            topic.to_string(),
+            false,
+            avro(kind.schema().to_string()),
+        );
+        let want = converter.encode_struct(item, &strategy).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                codec.encode(topic, kind, item).await.unwrap(),
+                want,
+                "{kind:?}"
+            );
+        }
+    }
+    same(
+        &codec,
+        &converter,
+        &topics.telemetry,
+        SchemaKind::Telemetry,
+        &event(),
+    )
+    .await;
+    let mut other = event();
+    other.mission_id = None;
+    other.fault_codes = vec!["E1".into(), "E2".into()];
+    same(
+        &codec,
+        &converter,
+        &topics.telemetry,
+        SchemaKind::Telemetry,
+        &other,
+    )
+    .await;
+    let mark = WindowMetricsRecord::watermark(2, 4, 60_000, true);
+    same(
+        &codec,
+        &converter,
+        &topics.metrics,
+        SchemaKind::Metrics,
+        &mark,
+    )
+    .await;
+    let dl = DeadLetterRecord {
+        source_topic: "t".into(),
+        source_partition: 3,
+        source_offset: 42,
+        pipeline: "telemetry".into(),
+        reason: DeadLetterReason::Invalid,
+        error: "bad".into(),
+        original_key: None,
+        original_value: Some(vec![0, 1, 2]),
+        failed_at_ms: 9,
+    };
+    same(&codec, &converter, &topics.dlq, SchemaKind::Dlq, &dl).await;
+    let me = MissionEventRecord {
+        event_id: "v1:7:safety".into(),
+        mission_id: "m1".into(),
+        fleet_id: "f1".into(),
+        vehicle_id: None,
+        ts_ms: 7,
+        kind: MissionEventKind::SafetyEvent,
+        severity: None,
+        detail: Some("d".into()),
+        zone_id: Some("z".into()),
+    };
+    same(
+        &codec,
+        &converter,
+        &topics.mission_events,
+        SchemaKind::MissionEvents,
+        &me,
+    )
+    .await;
+    // A second topic of one kind is registered and kept on its own.
+    same(
+        &codec,
+        &converter,
+        "other.metrics",
+        SchemaKind::Metrics,
+        &mark,
+    )
+    .await;
+}
