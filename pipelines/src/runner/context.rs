@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use atlasmesh_core::metric_names as m;
@@ -12,6 +13,9 @@ use tracing::info;
 pub struct RunnerContext {
     pipeline: String,
     revoked: Mutex<Vec<i32>>,
+    /// Whether `revoked` holds partitions (changed under its lock): the loop asks after
+    /// every message, and reading a flag costs less than taking the lock.
+    any_revoked: AtomicBool,
     checkpointed: Mutex<HashMap<i32, i64>>,
     /// Topic → partition → high watermark (looked up without building a key).
     high_watermarks: Mutex<HashMap<String, HashMap<i32, i64>>>,
@@ -22,13 +26,22 @@ impl RunnerContext {
         RunnerContext {
             pipeline: pipeline.to_string(),
             revoked: Mutex::new(Vec::new()),
+            any_revoked: AtomicBool::new(false),
             checkpointed: Mutex::new(HashMap::new()),
             high_watermarks: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The partitions revoked since the last call (none without taking the lock when no
+    /// rebalance revoked any).
     pub fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().expect("lock"))
+        if !self.any_revoked.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        // The flag changes only under the lock, so it is set whenever the list is not empty.
+        let mut revoked = self.revoked.lock().expect("lock");
+        self.any_revoked.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *revoked)
     }
 
     /// The partition's high watermark as of the last statistics report (refreshed every second).
@@ -80,7 +93,9 @@ impl ConsumerContext for RunnerContext {
             Rebalance::Revoke(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(pipeline = %self.pipeline, partitions = ?parts, "Partitions revoked.");
-                self.revoked.lock().expect("lock").extend(parts);
+                let mut revoked = self.revoked.lock().expect("lock");
+                revoked.extend(parts);
+                self.any_revoked.store(true, Ordering::Release);
             }
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();

@@ -251,16 +251,19 @@ enum Stop {
 type Step<T = ()> = std::result::Result<T, Stop>;
 
 /// Whether the batch holds outputs others wait on ([`Pipeline::urgent`]), as first seen.
+/// Deadlines, not start times: the loop asks after every message, and comparing two
+/// instants costs less than a duration between them.
 #[derive(Debug, Clone, Copy)]
 enum Urgency {
     /// None so far.
     Calm,
-    /// Since then, with the partitions caught up: checkpoint `runner.urgent_flush_ms` later.
-    Since(Instant),
+    /// Seen with the partitions caught up: checkpoint at this instant
+    /// (`runner.urgent_flush_ms` after).
+    FlushAt(Instant),
     /// While catching up on a backlog: the regular interval, so the batches stay big (or
-    /// `Since` once a later look, at most every [`URGENT_RECHECK`], finds the partitions
+    /// `FlushAt` once a later look, at most every [`URGENT_RECHECK`], finds the partitions
     /// caught up).
-    Deferred { checked: Instant },
+    Deferred { look_again: Instant },
 }
 
 /// How often a deferred urgent batch looks again whether the partitions are caught up: the
@@ -312,7 +315,9 @@ struct Runner<'a, P: Pipeline> {
     batch: P::Batch,
     deferred: VecDeque<OwnedMessage>,
     paused: bool,
-    last_checkpoint: Instant,
+    /// When the next regular checkpoint is due (`runner.checkpoint_interval_ms` after the
+    /// last).
+    checkpoint_due: Instant,
     /// Whether the batch holds outputs others wait on ([`Pipeline::urgent`]).
     urgency: Urgency,
     /// `events_consumed_total` of this pipeline (the handle, not a lookup per message).
@@ -509,7 +514,7 @@ pub async fn run<P: Pipeline>(
         batch: P::Batch::default(),
         deferred: VecDeque::new(),
         paused: false,
-        last_checkpoint: Instant::now(),
+        checkpoint_due: Instant::now() + Duration::from_millis(cfg.runner.checkpoint_interval_ms),
         urgency: Urgency::Calm,
         consumed: metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => P::NAME),
         shutdown,
@@ -691,7 +696,6 @@ impl<P: Pipeline> Runner<'_, P> {
     async fn consume(&mut self) -> Step {
         let mut tick = tokio::time::interval(self.p.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let urgent_wait = Duration::from_millis(self.cfg.runner.urgent_flush_ms);
         // Messages borrow from this handle (the runner's fields stay free to change); one
         // stream for the loop, not one per message (each registers a waker slot).
         let consumer = self.consumer.clone();
@@ -732,7 +736,7 @@ impl<P: Pipeline> Runner<'_, P> {
             }
             drained = 0;
             let urgent_at = match self.urgency {
-                Urgency::Since(t) => Some(t + urgent_wait),
+                Urgency::FlushAt(at) => Some(at),
                 Urgency::Calm | Urgency::Deferred { .. } => None,
             };
             tokio::select! {
@@ -1113,15 +1117,18 @@ impl<P: Pipeline> Runner<'_, P> {
         }
         self.consumed.increment(1);
         // The first attempt borrows the partition's state once; a failure waits and retries.
-        if let Err(e) = self.p.handle(&mut st.state, &msg, &mut self.batch).await {
-            self.retry_handle(&msg, e).await?;
-        }
-        self.resume();
-        let st = self.parts.get_mut(&partition).expect("partition state");
+        let st = match self.p.handle(&mut st.state, &msg, &mut self.batch).await {
+            Ok(()) => st,
+            Err(e) => {
+                self.retry_handle(&msg, e).await?;
+                self.parts.get_mut(&partition).expect("partition state")
+            }
+        };
         st.next_offset = msg.offset + 1;
         st.last_msg = now;
         st.idle_flushed = false;
         st.dirty = true;
+        self.resume();
         Ok(())
     }
 
@@ -1245,21 +1252,21 @@ impl<P: Pipeline> Runner<'_, P> {
     async fn maybe_checkpoint(&mut self, now: Instant) -> Step {
         let look = match self.urgency {
             Urgency::Calm => self.p.urgent(&self.batch),
-            Urgency::Deferred { checked } => now.duration_since(checked) >= URGENT_RECHECK,
-            Urgency::Since(_) => false,
+            Urgency::Deferred { look_again } => now >= look_again,
+            Urgency::FlushAt(_) => false,
         };
         if look {
             // Only live: a worker catching up on a backlog keeps its big batches.
             self.urgency = if self.caught_up() {
-                Urgency::Since(now)
+                Urgency::FlushAt(now + Duration::from_millis(self.cfg.runner.urgent_flush_ms))
             } else {
-                Urgency::Deferred { checked: now }
+                Urgency::Deferred {
+                    look_again: now + URGENT_RECHECK,
+                }
             };
         }
-        let urgent = matches!(self.urgency, Urgency::Since(t)
-            if now.duration_since(t) >= Duration::from_millis(self.cfg.runner.urgent_flush_ms));
-        let due = now.duration_since(self.last_checkpoint)
-            >= Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
+        let urgent = matches!(self.urgency, Urgency::FlushAt(at) if now >= at);
+        let due = now >= self.checkpoint_due;
         if due || urgent || self.p.batch_len(&self.batch) >= self.cfg.runner.max_batch_events {
             self.checkpoint().await?;
         }
@@ -1269,7 +1276,8 @@ impl<P: Pipeline> Runner<'_, P> {
     /// Flush sinks, then save state + offsets, then commit to Kafka. Both writes retry with
     /// the same policy.
     async fn checkpoint(&mut self) -> Step {
-        self.last_checkpoint = Instant::now();
+        self.checkpoint_due =
+            Instant::now() + Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
         self.urgency = Urgency::Calm;
         if !self.parts.values().any(|s| s.dirty) && self.p.batch_len(&self.batch) == 0 {
             return Ok(());
