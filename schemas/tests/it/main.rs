@@ -4,8 +4,9 @@
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::{TelemetryEvent, VehicleStatus};
 use atlasmesh_schemas::{
-    Codec, DeadLetterReason, DeadLetterRecord, DecodeError, MissionEventKind, MissionEventRecord,
-    ResourceEventRecord, ResourceState, SchemaKind,
+    Codec, CommandRecord, CommandResultRecord, CommandStatus, CoordinationRecord, DeadLetterReason,
+    DeadLetterRecord, DecodeError, MissionEventKind, MissionEventRecord, ResourceEventRecord,
+    ResourceState, SchemaKind,
 };
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
@@ -195,8 +196,8 @@ async fn codec_round_trips_and_classifies_bad_input() {
 }
 
 /// `Codec::encode` writes with a writer kept per (topic, kind): the same bytes as
-/// schema_registry_converter's own `encode_struct` under the same subject strategy, for
-/// every kind of record the workers produce, twice (the second from the kept writer).
+/// schema_registry_converter's own `encode_struct` under the same subject strategy, for a
+/// record of every schema kind, twice (the second from the kept writer).
 #[tokio::test]
 async fn encode_writes_the_bytes_the_converter_writes() {
     use atlasmesh_schemas::WindowMetricsRecord;
@@ -286,6 +287,74 @@ async fn encode_writes_the_bytes_the_converter_writes() {
         &topics.mission_events,
         SchemaKind::MissionEvents,
         &me,
+    )
+    .await;
+    let re = ResourceEventRecord {
+        event_id: "v1:8:occupy".into(),
+        resource_id: "c1".into(),
+        pool_id: "p1".into(),
+        fleet_id: "f1".into(),
+        vehicle_id: Some("v1".into()),
+        ts_ms: 8,
+        state: ResourceState::OutOfService,
+    };
+    same(
+        &codec,
+        &converter,
+        &topics.resource_events,
+        SchemaKind::ResourceEvents,
+        &re,
+    )
+    .await;
+    let cmd = CommandRecord {
+        command_id: "c-1".into(),
+        idempotency_key: "k-1".into(),
+        kind: "resource_pool.create".into(),
+        fleet_scope: vec!["f1".into(), "f2".into()],
+        actor: "ops".into(),
+        issued_at_ms: 10,
+        payload_json: "{\"capacity\":8}".into(),
+    };
+    same(
+        &codec,
+        &converter,
+        &topics.commands,
+        SchemaKind::Commands,
+        &cmd,
+    )
+    .await;
+    let result = CommandResultRecord {
+        command_id: "c-1".into(),
+        status: CommandStatus::Rejected,
+        reason: Some("unknown fleet".into()),
+        entity_id: None,
+        applied_at_ms: 11,
+    };
+    same(
+        &codec,
+        &converter,
+        &topics.command_results,
+        SchemaKind::CommandResults,
+        &result,
+    )
+    .await;
+    let note = CoordinationRecord {
+        id: "m-1:f2".into(),
+        message_id: "m-1".into(),
+        conversation_id: "conv-1".into(),
+        federation_id: "fed-1".into(),
+        from_fleet_id: "f1".into(),
+        to_fleet_id: "f2".into(),
+        kind: atlasmesh_core::domain::coordination::CommunicationKind::Handover,
+        body_json: "{}".into(),
+        sent_at_ms: 12,
+    };
+    same(
+        &codec,
+        &converter,
+        &topics.coordination,
+        SchemaKind::Coordination,
+        &note,
     )
     .await;
     // A second topic of one kind is registered and kept on its own.
