@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use atlasmesh_core::config::Config;
+use atlasmesh_pipelines::runner::RetryPolicy;
 use atlasmesh_schemas::{Codec, SchemaKind};
 use atlasmesh_simulator::derived::Deriver;
 use atlasmesh_simulator::{Emitted, EventKind, SimConfig, Simulator};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
+use atlasmesh_sinks::Classify;
 
 /// Registers the telemetry schema and returns its id (so malformed injections can carry it).
 pub async fn telemetry_schema_id(codec: &Codec, cfg: &Config) -> anyhow::Result<u32> {
@@ -158,7 +160,7 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
             derived += extra.len() as u64;
             records.extend(extra);
         }
-        producer.send_all("kafka", &records).await?;
+        send_retrying(&producer, &records).await?;
         produced += items.len() as u64;
         if opts.rate > 0 {
             let due = Duration::from_secs_f64(produced as f64 / opts.rate as f64);
@@ -176,4 +178,74 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
         }
     }
     Ok(produced)
+}
+
+/// Sends `records` until the broker acknowledges all of them: a slow or unreachable broker
+/// (a delivery timeout, a refused connection) delays the simulation instead of ending it.
+/// A retry sends the whole chunk again, and the records delivered before the failure twice;
+/// the pipelines absorb duplicates (telemetry by vehicle, time and sequence number, mission
+/// and resource events by their ids). Errors a retry cannot get past are returned.
+async fn send_retrying(producer: &KafkaProducer, records: &[OutRecord]) -> anyhow::Result<()> {
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(10),
+    };
+    let mut backoff = policy.backoff();
+    loop {
+        match producer.send_all("kafka", records).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() => {
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    error = %e,
+                    attempt = backoff.attempts(),
+                    retry_in_ms = wait.as_millis() as u64,
+                    records = records.len(),
+                    "the broker did not acknowledge a chunk of simulated events; sending it again"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use atlasmesh_core::config::KafkaConfig;
+
+    use super::*;
+
+    /// A broker that does not acknowledge (nothing listens on the port) ends every delivery
+    /// with librdkafka's timeout after 0.3 s; `send_retrying` sends again instead of
+    /// returning that error, for as long as it lasts.
+    #[tokio::test]
+    async fn an_unacknowledged_chunk_is_sent_again_not_given_up() {
+        let mut cfg = KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            ..KafkaConfig::default()
+        };
+        cfg.properties
+            .insert("message.timeout.ms".into(), "300".into());
+        let producer = KafkaProducer::new(&cfg).unwrap();
+        let records = [OutRecord {
+            topic: "atlasmesh-unit.never".into(),
+            key: Some(b"v1".to_vec()),
+            payload: b"e".to_vec(),
+            headers: vec![],
+            partition: None,
+            timestamp_ms: None,
+        }];
+        // One send alone fails within the bound...
+        let once =
+            tokio::time::timeout(Duration::from_secs(3), producer.send_all("unit", &records))
+                .await
+                .expect("librdkafka gives up on the delivery after 0.3 s");
+        assert!(once.is_err(), "{once:?}");
+        // ...and the retrying send is still at it when the same bound is over (three
+        // attempts, 0.5 s and 1 s apart, fit in it).
+        let retried =
+            tokio::time::timeout(Duration::from_secs(3), send_retrying(&producer, &records)).await;
+        assert!(retried.is_err(), "returned {retried:?} instead of retrying");
+    }
 }
