@@ -131,6 +131,7 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
     let schema_id = telemetry_schema_id(&codec, cfg).await?;
     let producer = KafkaProducer::new(&cfg.kafka)?;
     let mut sim = Simulator::new(opts.sim.clone()).with_schema_id(schema_id);
+    let retry = RetryPolicy::from_config(&cfg.runner);
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut produced: u64 = 0;
@@ -160,7 +161,7 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
             derived += extra.len() as u64;
             records.extend(extra);
         }
-        send_retrying(&producer, &records).await?;
+        send_retrying(&producer, &records, retry).await?;
         produced += items.len() as u64;
         if opts.rate > 0 {
             let due = Duration::from_secs_f64(produced as f64 / opts.rate as f64);
@@ -182,14 +183,17 @@ pub async fn run(cfg: &Config, opts: ProduceOptions) -> anyhow::Result<u64> {
 
 /// Sends `records` until the broker acknowledges all of them: a slow or unreachable broker
 /// (a delivery timeout, a refused connection) delays the simulation instead of ending it.
-/// A retry sends the whole chunk again, and the records delivered before the failure twice;
-/// the pipelines absorb duplicates (telemetry by vehicle, time and sequence number, mission
-/// and resource events by their ids). Errors a retry cannot get past are returned.
-async fn send_retrying(producer: &KafkaProducer, records: &[OutRecord]) -> anyhow::Result<()> {
-    let policy = RetryPolicy {
-        initial: Duration::from_millis(500),
-        max: Duration::from_secs(10),
-    };
+/// Waits between attempts as the workers do (`runner.retry_*`); an attempt that times out
+/// has already waited `message.timeout.ms`, so the warnings stay rare. A retry sends the
+/// whole chunk again, and the records delivered before the failure twice; the pipelines
+/// absorb duplicates (telemetry by vehicle, time and sequence number, mission and resource
+/// events by their ids). Errors the project classes as not retriable are returned (every
+/// Kafka error is retriable in that classification, `atlasmesh_sinks::Error::class`).
+async fn send_retrying(
+    producer: &KafkaProducer,
+    records: &[OutRecord],
+    policy: RetryPolicy,
+) -> anyhow::Result<()> {
     let mut backoff = policy.backoff();
     loop {
         match producer.send_all("kafka", records).await {
@@ -212,7 +216,7 @@ async fn send_retrying(producer: &KafkaProducer, records: &[OutRecord]) -> anyho
 
 #[cfg(test)]
 mod tests {
-    use atlasmesh_core::config::KafkaConfig;
+    use atlasmesh_core::config::{KafkaConfig, RunnerConfig};
 
     use super::*;
 
@@ -242,10 +246,14 @@ mod tests {
                 .await
                 .expect("librdkafka gives up on the delivery after 0.3 s");
         assert!(once.is_err(), "{once:?}");
-        // ...and the retrying send is still at it when the same bound is over (three
-        // attempts, 0.5 s and 1 s apart, fit in it).
-        let retried =
-            tokio::time::timeout(Duration::from_secs(3), send_retrying(&producer, &records)).await;
+        // ...and the retrying send, with the workers' default policy (0.2 s doubling), is
+        // still at it when the same bound is over (four attempts fit in it).
+        let policy = RetryPolicy::from_config(&RunnerConfig::default());
+        let retried = tokio::time::timeout(
+            Duration::from_secs(3),
+            send_retrying(&producer, &records, policy),
+        )
+        .await;
         assert!(retried.is_err(), "returned {retried:?} instead of retrying");
     }
 }
