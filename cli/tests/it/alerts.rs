@@ -786,6 +786,21 @@ async fn rules_and_instances_through_the_api_manual_resolve_reaches_the_pager_an
         Some(combined),
         "the federation window sums the members' counters"
     );
+    // The evaluator judges windows 3 and 4 (0.35: still firing, no transition) on later
+    // refreshes. The manual resolve below is meant for its clock at the end of window 4: one
+    // applied at 2 or 3 starts the machine over, the next window fires it again (for 0) and
+    // the new episode clears `manual_resolve_seq` (a race this test lost under load).
+    let (pgr, rf) = (&pg, rule_f.as_str());
+    eventually("federation window 4 judged", &env, || async move {
+        let clock: Option<i64> =
+            sqlx::query_scalar("SELECT clock_ms FROM alert_federation_state WHERE rule_id = $1")
+                .bind(rf)
+                .fetch_one(pgr)
+                .await
+                .unwrap();
+        (clock == Some(BASE + 4 * M)).then_some(())
+    })
+    .await;
 
     // Lists: scoped, filtered, paginated in a stable order.
     let (s, v) = call(
