@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod legacy;
 #[cfg(test)]
@@ -228,12 +228,27 @@ pub struct PartitionWindows {
     max_ts: Option<i64>,
     /// Every window ending at or before this is closed.
     closed_until: Option<i64>,
-    vehicles: BTreeMap<String, VehicleTrack>,
+    /// Hashed: an event's vehicle is found in one probe however many vehicles the partition
+    /// holds (a search of an ordered map compares the id with a dozen cold ones at 10,000).
+    /// The walks whose order shows (closing a window, the serialised state) sort the ids.
+    #[serde(serialize_with = "sorted_by_id")]
+    vehicles: Vehicles,
     fleet_versions: BTreeMap<(String, i64), u32>,
     /// Changes since [`PartitionWindows::start_journal`], for incremental checkpoints; not
     /// part of the state (never serialised).
     #[serde(skip)]
     journal: Option<Journal>,
+}
+
+/// The vehicles of a partition by id.
+type Vehicles = HashMap<String, VehicleTrack, hashbrown::DefaultHashBuilder>;
+
+/// Serialises the vehicles in id order, as the ordered map this layout was written from did:
+/// the same state gives the same bytes, whatever the map's insertion history.
+fn sorted_by_id<S: serde::Serializer>(v: &Vehicles, s: S) -> Result<S::Ok, S::Error> {
+    let mut entries: Vec<(&String, &VehicleTrack)> = v.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    s.collect_map(entries)
 }
 
 /// Tags the serialised layout of [`PartitionWindows`]: the first 8 bytes of a checkpoint. The
@@ -651,10 +666,15 @@ impl PartitionWindows {
     fn close_window(&mut self, p: &WindowParams, ws: i64, out: &mut Vec<WindowResult>) {
         let we = ws + p.window_ms;
         let mut fleets: BTreeMap<&str, Counters> = BTreeMap::new();
-        for (vehicle, t) in &mut self.vehicles {
-            let Some(slot) = t.slot_mut(ws).filter(|s| !s.is_empty()) else {
-                continue;
-            };
+        // In id order, the order the window's results go out in.
+        let mut closing: Vec<(&String, &mut VehicleTrack)> = self
+            .vehicles
+            .iter_mut()
+            .filter(|(_, t)| t.slot(ws).is_some_and(|s| !s.is_empty()))
+            .collect();
+        closing.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (vehicle, t) in closing {
+            let slot = t.slot_mut(ws).expect("filtered above");
             let c = slot.counters();
             let version = bump_vehicle(slot, self.journal.as_mut(), vehicle, ws);
             fleets.entry(&t.fleet_id).or_default().add(&c);
