@@ -599,3 +599,44 @@ fn a_legacy_checkpoint_is_upgraded_exactly() {
     }
     assert!(PartitionWindows::decode(b"not a checkpoint", &p).is_err());
 }
+
+#[test]
+fn the_vehicles_come_out_in_id_order_whatever_order_they_arrived_in() {
+    use VehicleStatus::*;
+    let p = params();
+    let ids: Vec<String> = (0..300)
+        .map(|i| format!("v{:03}", (i * 7919) % 300))
+        .collect();
+    let run = |order: &[String]| {
+        let mut st = PartitionWindows::default();
+        let mut out = vec![];
+        for v in order {
+            st.ingest(&p, &ev(v, T0 + 1_000, 1, EnRoute, 1.0, 1.0, 30.0), &mut out);
+        }
+        let state = bincode::serialize(&st).unwrap();
+        st.ingest(
+            &p,
+            &ev("w", T0 + 2 * 60_000, 1, Idle, 1.0, 1.0, 0.0),
+            &mut out,
+        );
+        let closed: Vec<String> = vehicle_rows(&out)
+            .iter()
+            .map(|r| r.vehicle_id.clone())
+            .collect();
+        (state, closed)
+    };
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut reversed = sorted.clone();
+    reversed.reverse();
+    let (state_a, closed_a) = run(&ids);
+    let (state_b, closed_b) = run(&reversed);
+    let (state_c, closed_c) = run(&sorted);
+    assert_eq!(closed_a, sorted, "a window's vehicles close in id order");
+    assert_eq!(closed_b, sorted);
+    assert_eq!(closed_c, sorted);
+    assert!(
+        state_a == state_c && state_b == state_c,
+        "the serialised state does not depend on arrival order"
+    );
+}
