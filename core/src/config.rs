@@ -617,6 +617,13 @@ pub struct RunnerConfig {
     pub shutdown_grace_ms: u64,
 }
 
+impl RunnerConfig {
+    /// `checkpoint_interval_ms` as a duration.
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.checkpoint_interval_ms)
+    }
+}
+
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {

@@ -118,7 +118,7 @@ fn fleet(n: usize) -> Fleet {
 /// Before: one pipeline of two HGETALLs, every value of both hashes decoded.
 fn read_before(reply: &[u8]) -> kpis::FleetKpis {
     let v = redis::parse_redis_value(reply).unwrap();
-    let (vehicles, windows): (HashMap<String, String>, HashMap<String, String>) =
+    let (vehicles, windows): (HashMap<String, Vec<u8>>, HashMap<String, String>) =
         redis::from_redis_value(&v).unwrap();
     kpis::FleetKpis {
         fleet_id: "fleet-001".into(),

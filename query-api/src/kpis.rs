@@ -52,15 +52,6 @@ pub struct FleetKpis {
     pub window: Option<WindowKpis>,
 }
 
-/// The fields of a vehicle's newest sample the live KPIs use: parsed without allocating the
-/// rest of the event (serde skips what is not named here).
-#[derive(serde::Deserialize)]
-struct LiveFields {
-    ts_ms: i64,
-    energy_pct: f64,
-    status: VehicleStatus,
-}
-
 /// The live KPIs summed one vehicle at a time.
 #[derive(Default)]
 struct LiveTally {
@@ -96,19 +87,15 @@ impl LiveTally {
     }
 }
 
-/// Aggregates the `fleet_vehicles` hash (whole JSON events). Entries that do not parse are
-/// skipped (and logged).
-pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, String>) -> LiveKpis {
+/// Aggregates the `fleet_vehicles` hash (whole events, [`keys::decode_latest`]). Entries that
+/// do not decode are skipped (and logged).
+pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, Vec<u8>>) -> LiveKpis {
     let mut tally = LiveTally::default();
-    for (vehicle_id, json) in vehicles {
-        match serde_json::from_str::<LiveFields>(json) {
-            Ok(ev) => tally.add(LiveSample {
-                ts_ms: ev.ts_ms,
-                energy_pct: ev.energy_pct,
-                status: ev.status,
-            }),
-            Err(e) => {
-                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error = %e, "Skipping unreadable vehicle state.");
+    for (vehicle_id, v) in vehicles {
+        match keys::decode_latest(v) {
+            Ok(ev) => tally.add(LiveSample::from(&ev)),
+            Err(error) => {
+                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error, "Skipping unreadable vehicle state.");
             }
         }
     }
@@ -288,7 +275,7 @@ pub async fn fleet_kpis(
         let live = if live.len() >= n_vehicles {
             live_kpis_compact(&fleet_id, &live)
         } else {
-            let vehicles: HashMap<String, String> = redis::cmd("HGETALL")
+            let vehicles: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
                 .arg(&vehicles_key)
                 .query_async(&mut conn)
                 .await?;
@@ -460,7 +447,7 @@ pub async fn vehicle_latest(
     caller.require(atlasmesh_core::Role::Viewer)?;
     caller.require_fleet(&fleet_id)?;
     let key = keys::fleet_vehicles(&state.config.redis.key_prefix, &fleet_id);
-    let json: Option<String> = with_timeout(async {
+    let value: Option<Vec<u8>> = with_timeout(async {
         let mut conn = state.redis.get().await?;
         Ok(redis::cmd("HGET")
             .arg(&key)
@@ -469,12 +456,12 @@ pub async fn vehicle_latest(
             .await?)
     })
     .await?;
-    let Some(json) = json else {
+    let Some(value) = value else {
         return Err(ApiError::not_found(format!(
             "no live data for vehicle {vehicle_id:?} of fleet {fleet_id:?}"
         )));
     };
-    let ev: TelemetryEvent = serde_json::from_str(&json)
+    let ev: TelemetryEvent = keys::decode_latest(&value)
         .map_err(|e| Error::Corrupt(format!("{key} {vehicle_id}: {e}")))?;
     Ok(Json(ev.into()))
 }
@@ -549,15 +536,26 @@ mod tests {
                 status: statuses[(i % 7) as usize],
             };
             let id = format!("v{i}");
-            whole.insert(
-                id.clone(),
-                serde_json::json!({"ts_ms": s.ts_ms, "energy_pct": s.energy_pct,
-                                   "status": s.status, "vehicle_id": id, "lat": 1.0})
-                .to_string(),
-            );
+            let mut e = TelemetryEvent {
+                vehicle_id: id.clone(),
+                ts_ms: s.ts_ms,
+                energy_pct: s.energy_pct,
+                status: s.status,
+                lat: 1.0,
+                ..TelemetryEvent::default()
+            };
+            // Both stored forms: binary, and JSON as written before.
+            let value = if i % 2 == 0 {
+                keys::encode_latest(&e)
+            } else {
+                e.fleet_id = "f".into();
+                serde_json::to_vec(&e).unwrap()
+            };
+            whole.insert(id.clone(), value);
             compact.insert(id, s.encode());
         }
-        whole.insert("bad".into(), "{".into());
+        whole.insert("bad".into(), b"{".to_vec());
+        whole.insert("bad2".into(), vec![keys::LATEST_BINARY_V1, 7]);
         compact.insert("bad".into(), "1 x idle".into());
         let (mut a, mut b) = (live_kpis("f", &whole), live_kpis_compact("f", &compact));
         // The mean is summed in each map's own order: equal up to rounding.

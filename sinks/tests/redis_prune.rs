@@ -149,7 +149,7 @@ async fn latest_samples_go_to_both_hashes() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let whole: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+    let whole: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
         .arg(keys::fleet_vehicles(&prefix, "f"))
         .query_async(&mut c)
         .await
@@ -160,8 +160,8 @@ async fn latest_samples_go_to_both_hashes() {
             keys::LiveSample::parse(&live[id]),
             Some(keys::LiveSample::from(e))
         );
-        let back: TelemetryEvent = serde_json::from_str(&whole[id]).unwrap();
-        assert_eq!(&back, e);
+        assert_eq!(whole[id][0], keys::LATEST_BINARY_V1);
+        assert_eq!(&keys::decode_latest(&whole[id]).unwrap(), e);
     }
     let _: () = redis::cmd("DEL")
         .arg(keys::fleet_live(&prefix, "f"))

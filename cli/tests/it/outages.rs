@@ -366,13 +366,14 @@ async fn redis_restarted_empty_mid_run() {
         let mut got_latest: BTreeMap<(String, String), TelemetryEvent> = BTreeMap::new();
         let mut got_windows: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
         for fleet in want_windows.keys().chain(want_latest.keys().map(|k| &k.0)) {
-            let vehicles: BTreeMap<String, String> = redis::cmd("HGETALL")
+            let vehicles: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
                 .arg(atlasmesh_core::keys::fleet_vehicles(prefix, fleet))
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            for (v, json) in vehicles {
-                got_latest.insert((fleet.clone(), v), serde_json::from_str(&json).unwrap());
+            for (v, value) in vehicles {
+                let e = atlasmesh_core::keys::decode_latest(&value).unwrap();
+                got_latest.insert((fleet.clone(), v), e);
             }
             let windows: BTreeMap<String, String> = redis::cmd("HGETALL")
                 .arg(atlasmesh_core::keys::fleet_windows(prefix, fleet))

@@ -514,7 +514,7 @@ pub async fn run<P: Pipeline>(
         batch: P::Batch::default(),
         deferred: VecDeque::new(),
         paused: false,
-        checkpoint_due: Instant::now() + Duration::from_millis(cfg.runner.checkpoint_interval_ms),
+        checkpoint_due: Instant::now() + cfg.runner.checkpoint_interval(),
         urgency: Urgency::Calm,
         consumed: metrics::counter!(m::EVENTS_CONSUMED, "pipeline" => P::NAME),
         shutdown,
@@ -1202,7 +1202,7 @@ impl<P: Pipeline> Runner<'_, P> {
 
     fn check_idle(&mut self) {
         let idle = self.p.idle_flush();
-        let repeat = Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
+        let repeat = self.cfg.runner.checkpoint_interval();
         let p = self.p.clone();
         let topic = p.topic().to_string();
         for (partition, st) in self.parts.iter_mut() {
@@ -1276,8 +1276,7 @@ impl<P: Pipeline> Runner<'_, P> {
     /// Flush sinks, then save state + offsets, then commit to Kafka. Both writes retry with
     /// the same policy.
     async fn checkpoint(&mut self) -> Step {
-        self.checkpoint_due =
-            Instant::now() + Duration::from_millis(self.cfg.runner.checkpoint_interval_ms);
+        self.checkpoint_due = Instant::now() + self.cfg.runner.checkpoint_interval();
         self.urgency = Urgency::Calm;
         if !self.parts.values().any(|s| s.dirty) && self.p.batch_len(&self.batch) == 0 {
             return Ok(());

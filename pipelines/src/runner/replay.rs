@@ -220,7 +220,10 @@ pub async fn replay<P: Pipeline>(
         .map_err(atlasmesh_sinks::Error::from)?;
 
     let policy = RetryPolicy::from_config(&cfg.runner);
-    let flush_every = Duration::from_millis(cfg.runner.checkpoint_interval_ms.max(100));
+    let flush_every = cfg
+        .runner
+        .checkpoint_interval()
+        .max(Duration::from_millis(100));
     let mut batch = P::Batch::default();
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();

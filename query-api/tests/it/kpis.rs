@@ -82,7 +82,7 @@ impl Redis {
         }
     }
 
-    async fn hset(&mut self, key: &str, field: &str, value: &str) {
+    async fn hset(&mut self, key: &str, field: &str, value: impl redis::ToRedisArgs) {
         let _: () = redis::cmd("HSET")
             .arg(key)
             .arg(field)
@@ -116,8 +116,12 @@ async fn fleet_kpis_from_redis_hashes() {
         event("f1", "v2", W1 + 5_500, VehicleStatus::Charging, 60.0),
         event("f1", "v3", W1 + 2_000, VehicleStatus::EnRoute, 70.0),
     ] {
-        r.hset(&vk, &ev.vehicle_id, &serde_json::to_string(&ev).unwrap())
-            .await;
+        // v2 in the JSON form written before the binary one: both are read.
+        let value = match ev.vehicle_id.as_str() {
+            "v2" => serde_json::to_vec(&ev).unwrap(),
+            _ => keys::encode_latest(&ev),
+        };
+        r.hset(&vk, &ev.vehicle_id, value).await;
     }
     r.hset(&vk, "broken", "{not json").await;
     // Partition 0 has closed W0 and W1, partition 1 only W0: the complete window is W0.
@@ -191,8 +195,7 @@ async fn live_kpis_read_the_compact_hash_when_it_holds_every_vehicle() {
         event("f4", "v1", W1, VehicleStatus::Idle, 10.0),
         event("f4", "v2", W1, VehicleStatus::Idle, 20.0),
     ] {
-        r.hset(&vk, &ev.vehicle_id, &serde_json::to_string(&ev).unwrap())
-            .await;
+        r.hset(&vk, &ev.vehicle_id, keys::encode_latest(&ev)).await;
     }
     // Only v1 in the live hash: the whole events are read.
     let v1 = keys::LiveSample {
@@ -291,7 +294,7 @@ async fn fleet_with_only_vehicles_has_null_window_and_unknown_fleet_is_404() {
     r.hset(
         &keys::fleet_vehicles(&prefix, "f2"),
         "v1",
-        &serde_json::to_string(&ev).unwrap(),
+        keys::encode_latest(&ev),
     )
     .await;
 
@@ -316,28 +319,50 @@ async fn vehicle_latest_returns_the_stored_event() {
     r.hset(
         &keys::fleet_vehicles(&prefix, "f3"),
         &ev.vehicle_id,
-        &serde_json::to_string(&ev).unwrap(),
+        keys::encode_latest(&ev),
+    )
+    .await;
+    // The JSON form written before the binary one reads the same.
+    let mut old = ev.clone();
+    old.vehicle_id = "v-json".into();
+    r.hset(
+        &keys::fleet_vehicles(&prefix, "f3"),
+        &old.vehicle_id,
+        serde_json::to_vec(&old).unwrap(),
     )
     .await;
     r.hset(&keys::fleet_vehicles(&prefix, "f3"), "bad", "[]")
         .await;
+    r.hset(
+        &keys::fleet_vehicles(&prefix, "f3"),
+        "truncated",
+        &keys::encode_latest(&ev)[..20],
+    )
+    .await;
 
     let (s, b) = get(&st, "/api/v1/fleets/f3/vehicles/v%201%2F%C3%A9/latest").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b, serde_json::to_value(&ev).unwrap());
     assert_eq!(b["status"], "on_mission");
 
+    let (s, b) = get(&st, "/api/v1/fleets/f3/vehicles/v-json/latest").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, serde_json::to_value(&old).unwrap());
+
     let (s, b) = get(&st, "/api/v1/fleets/f3/vehicles/v2/latest").await;
     assert_not_found(s, &b);
     let (s, b) = get(&st, "/api/v1/fleets/other/vehicles/v1/latest").await;
     assert_not_found(s, &b);
-    // A corrupt stored value is a 500 with a generic message.
-    let (s, b) = get(&st, "/api/v1/fleets/f3/vehicles/bad/latest").await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
-    assert_eq!(
-        b,
-        json!({"error": {"code": "internal", "message": "internal error"}})
-    );
+    // A corrupt stored value (unknown form, or a truncated binary one) is a 500 with a
+    // generic message.
+    for bad in ["bad", "truncated"] {
+        let (s, b) = get(&st, &format!("/api/v1/fleets/f3/vehicles/{bad}/latest")).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{bad}: {b}");
+        assert_eq!(
+            b,
+            json!({"error": {"code": "internal", "message": "internal error"}})
+        );
+    }
     r.cleanup().await;
 }
 
