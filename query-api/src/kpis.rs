@@ -91,13 +91,8 @@ impl LiveTally {
 /// do not decode are skipped (and logged).
 pub fn live_kpis(fleet_id: &str, vehicles: &HashMap<String, Vec<u8>>) -> LiveKpis {
     let mut tally = LiveTally::default();
-    for (vehicle_id, v) in vehicles {
-        match keys::decode_latest(v) {
-            Ok(ev) => tally.add(LiveSample::from(&ev)),
-            Err(error) => {
-                tracing::warn!(fleet_id, vehicle_id = %vehicle_id, error, "Skipping unreadable vehicle state.");
-            }
-        }
+    for ev in atlasmesh_sinks::redis::readable_latest(fleet_id, vehicles) {
+        tally.add(LiveSample::from(&ev));
     }
     tally.finish()
 }

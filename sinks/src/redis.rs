@@ -53,6 +53,28 @@ pub async fn ping(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// The events of a fleet's `vehicles` hash entries (vehicle id → stored value,
+/// [`keys::decode_latest`]), skipping, and logging, those that do not decode.
+pub fn readable_latest<'a>(
+    fleet: &'a str,
+    entries: impl IntoIterator<Item = (&'a String, &'a Vec<u8>)> + 'a,
+) -> impl Iterator<Item = TelemetryEvent> + 'a {
+    entries
+        .into_iter()
+        .filter_map(move |(vehicle_id, v)| match keys::decode_latest(v) {
+            Ok(e) => Some(e),
+            Err(error) => {
+                tracing::warn!(
+                    fleet,
+                    vehicle_id,
+                    error,
+                    "Skipping unreadable vehicle state."
+                );
+                None
+            }
+        })
+}
+
 /// What one checkpoint writes to Redis.
 #[derive(Debug, Default)]
 pub struct RedisBatch {
@@ -100,21 +122,7 @@ impl RedisSink {
             .arg(keys::fleet_vehicles(&self.prefix, fleet))
             .query_async(&mut c)
             .await?;
-        Ok(all
-            .iter()
-            .filter_map(|(vehicle_id, v)| match keys::decode_latest(v) {
-                Ok(e) => Some(e),
-                Err(error) => {
-                    tracing::warn!(
-                        fleet,
-                        vehicle_id,
-                        error,
-                        "Skipping unreadable vehicle state."
-                    );
-                    None
-                }
-            })
-            .collect())
+        Ok(readable_latest(fleet, &all).collect())
     }
 
     /// Writes the batch in one pipeline. Idempotent: the same batch written twice leaves the
