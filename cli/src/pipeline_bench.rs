@@ -178,7 +178,7 @@ pub async fn run(base: &Config, args: &BenchPipelineArgs) -> anyhow::Result<Pipe
             part.dirty = true;
         }
         let c1 = process_cpu_ns();
-        s.raw_rows += batch.raw().len() as u64;
+        s.raw_rows += batch.raw_rows().len() as u64;
         s.window_rows += (batch.vehicle_rows.len() + batch.fleet_rows.len()) as u64;
         s.dead_letters += batch.dlq.len() as u64;
         p.flush(&mut batch).await?;

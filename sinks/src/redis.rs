@@ -93,6 +93,95 @@ impl RedisBatch {
     }
 }
 
+/// Vehicles' newest samples as Redis stores them, one after another in two buffers: per
+/// vehicle its fleet and vehicle ids, the `vehicles` hash's value ([`keys::encode_latest`])
+/// and the `live` hash's sample ([`keys::LiveSample`]). Filled while the events are at hand
+/// (a pipeline may encode each newest sample as it accepts it, while the event is in the
+/// cache), written by [`RedisSink::write_with_latest`] without reading the events again.
+#[derive(Debug, Default)]
+pub struct EncodedLatest {
+    ids: String,
+    bytes: Vec<u8>,
+    entries: Vec<EntryAt>,
+}
+
+/// Where an entry of [`EncodedLatest`] is: `ids[ids..fleet_end]` the fleet,
+/// `ids[fleet_end..ids_end]` the vehicle, `bytes[bytes..value_end]` the value,
+/// `bytes[value_end..bytes_end]` the sample.
+#[derive(Debug, Clone, Copy)]
+struct EntryAt {
+    ids: usize,
+    fleet_end: usize,
+    ids_end: usize,
+    bytes: usize,
+    value_end: usize,
+    bytes_end: usize,
+}
+
+/// One vehicle's newest sample as [`EncodedLatest`] holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestEntry<'a> {
+    pub fleet_id: &'a str,
+    pub vehicle_id: &'a str,
+    /// The `vehicles` hash's value.
+    pub value: &'a [u8],
+    /// The `live` hash's value.
+    pub sample: &'a [u8],
+}
+
+impl EncodedLatest {
+    /// Encodes `e`; returns its entry's index ([`EncodedLatest::get`]).
+    pub fn push(&mut self, e: &TelemetryEvent) -> usize {
+        let (ids, bytes) = (self.ids.len(), self.bytes.len());
+        self.ids.push_str(&e.fleet_id);
+        let fleet_end = self.ids.len();
+        self.ids.push_str(&e.vehicle_id);
+        keys::encode_latest_into(e, &mut self.bytes);
+        let value_end = self.bytes.len();
+        keys::LiveSample::from(e).encode_into(&mut self.bytes);
+        self.entries.push(EntryAt {
+            ids,
+            fleet_end,
+            ids_end: self.ids.len(),
+            bytes,
+            value_end,
+            bytes_end: self.bytes.len(),
+        });
+        self.entries.len() - 1
+    }
+
+    /// The entry [`EncodedLatest::push`] numbered `i`.
+    pub fn get(&self, i: usize) -> LatestEntry<'_> {
+        let at = self.entries[i];
+        LatestEntry {
+            fleet_id: &self.ids[at.ids..at.fleet_end],
+            vehicle_id: &self.ids[at.fleet_end..at.ids_end],
+            value: &self.bytes[at.bytes..at.value_end],
+            sample: &self.bytes[at.value_end..at.bytes_end],
+        }
+    }
+
+    /// Every entry, in the order pushed.
+    pub fn iter(&self) -> impl Iterator<Item = LatestEntry<'_>> {
+        (0..self.entries.len()).map(|i| self.get(i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Empty again, its buffers kept.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.bytes.clear();
+        self.entries.clear();
+    }
+}
+
 impl RedisSink {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisSink> {
         let client = redis::Client::open(url)?;
@@ -128,14 +217,19 @@ impl RedisSink {
     /// Writes the batch in one pipeline. Idempotent: the same batch written twice leaves the
     /// same values.
     pub async fn write(&self, batch: &RedisBatch) -> Result<()> {
-        self.write_with_latest(batch.latest.values(), batch).await
+        let mut latest = EncodedLatest::default();
+        for e in batch.latest.values() {
+            latest.push(e);
+        }
+        self.write_with_latest(latest.iter(), batch).await
     }
 
-    /// [`Self::write`] with `latest` (one newest sample per vehicle) in place of
-    /// `batch.latest`: a pipeline that keeps its events elsewhere lends them.
+    /// [`Self::write`] with `latest` (one newest sample per vehicle, encoded) in place of
+    /// `batch.latest`: a pipeline that keeps its events elsewhere encodes them while it has
+    /// them at hand.
     pub async fn write_with_latest<'e>(
         &self,
-        latest: impl IntoIterator<Item = &'e TelemetryEvent>,
+        latest: impl IntoIterator<Item = LatestEntry<'e>>,
         batch: &RedisBatch,
     ) -> Result<()> {
         // Per fleet, one HSET of many vehicles into each hash (at most `LATEST_PER_HSET` per
@@ -143,10 +237,10 @@ impl RedisSink {
         // vehicle. Grouped by hash (the fleets' order does not matter: each writes its own
         // keys), not by comparing fleet ids in an ordered map; with hashbrown's foldhash
         // (seeded per process, as the window kernel's vehicles), a fraction of SipHash's cost.
-        let mut by_fleet: hashbrown::HashMap<&str, Vec<&TelemetryEvent>> = Default::default();
+        let mut by_fleet: hashbrown::HashMap<&str, Vec<LatestEntry<'e>>> = Default::default();
         let mut n_latest = 0;
         for e in latest {
-            by_fleet.entry(e.fleet_id.as_str()).or_default().push(e);
+            by_fleet.entry(e.fleet_id).or_default().push(e);
             n_latest += 1;
         }
         if n_latest == 0 && batch.fleet_partials.is_empty() {
@@ -154,7 +248,6 @@ impl RedisSink {
         }
         let started = Instant::now();
         let mut pipe = redis::pipe();
-        let (mut value, mut sample) = (Vec::new(), Vec::new());
         for (fleet, events) in by_fleet {
             let (vehicles_key, live_key) = (
                 keys::fleet_vehicles(&self.prefix, fleet),
@@ -166,12 +259,8 @@ impl RedisSink {
                 let mut live = redis::cmd("HSET");
                 live.arg(&live_key);
                 for e in chunk {
-                    value.clear();
-                    keys::encode_latest_into(e, &mut value);
-                    vehicles.arg(&e.vehicle_id).arg(value.as_slice());
-                    sample.clear();
-                    keys::LiveSample::from(*e).encode_into(&mut sample);
-                    live.arg(&e.vehicle_id).arg(sample.as_slice());
+                    vehicles.arg(e.vehicle_id).arg(e.value);
+                    live.arg(e.vehicle_id).arg(e.sample);
                 }
                 pipe.add_command(vehicles)
                     .ignore()
@@ -303,4 +392,63 @@ pub async fn rebuild_from_clickhouse(
         }
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use atlasmesh_core::keys::{decode_latest, LiveSample};
+    use atlasmesh_core::{TelemetryEvent, VehicleStatus};
+
+    use super::EncodedLatest;
+
+    fn event(fleet: &str, vehicle: &str, ts_ms: i64) -> TelemetryEvent {
+        TelemetryEvent {
+            event_id: format!("{vehicle}-{ts_ms}"),
+            fleet_id: fleet.into(),
+            vehicle_id: vehicle.into(),
+            ts_ms,
+            seq: ts_ms / 1000,
+            lat: 45.5,
+            lon: -73.5,
+            speed_kph: 31.25,
+            odometer_km: 1234.5,
+            energy_pct: 80.125,
+            energy_used_kwh: 1.5,
+            status: VehicleStatus::EnRoute,
+            mission_id: Some("m1".into()),
+            zone_id: None,
+            payload_kg: 12.0,
+            fault_codes: vec!["P0A80".into()],
+        }
+    }
+
+    /// Each entry gives back its ids, the stored value (which decodes to the event) and the
+    /// live sample, whatever was pushed around it; clearing keeps nothing.
+    #[test]
+    fn encoded_latest_gives_back_each_entry() {
+        let events = [
+            event("fleet-001", "f001-v0001", 1_700_000_000_000),
+            event("fleet-ß", "vé", 1_700_000_001_000),
+            event("", "", 0),
+            event("fleet-001", "f001-v0002", -5),
+        ];
+        let mut enc = EncodedLatest::default();
+        for round in 0..2 {
+            assert!(enc.is_empty());
+            let at: Vec<usize> = events.iter().map(|e| enc.push(e)).collect();
+            assert_eq!(enc.len(), events.len());
+            for (e, i) in events.iter().zip(at) {
+                let got = enc.get(i);
+                assert_eq!(
+                    (got.fleet_id, got.vehicle_id),
+                    (&*e.fleet_id, &*e.vehicle_id)
+                );
+                assert_eq!(decode_latest(got.value).as_ref(), Ok(e), "round {round}");
+                let sample = std::str::from_utf8(got.sample).unwrap();
+                assert_eq!(LiveSample::parse(sample), Some(LiveSample::from(e)));
+            }
+            assert_eq!(enc.iter().count(), events.len());
+            enc.clear();
+        }
+    }
 }

@@ -19,12 +19,14 @@ use std::path::{Path, PathBuf};
 use atlasmesh_core::config::ClickHouseConfig;
 use atlasmesh_sinks::clickhouse::{
     alert_event_action_code, alert_scope_code, alert_severity_code, alert_status_code, client,
-    datetime_secs, migrate, migration_statements, score_period_code, trend_direction_code,
-    AlertHistoryRow, CapacityForecastRow, ClickHouseSink, FleetHealthRow, MissionWindowRow,
-    PlanMoveRow, PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow, VehicleHealthRow,
-    ZoneDemandRow, ZoneForecastRow,
+    datetime_secs, migration_statements, score_period_code, trend_direction_code, AlertHistoryRow,
+    CapacityForecastRow, ClickHouseSink, FleetHealthRow, MissionWindowRow, PlanMoveRow,
+    PoolUtilizationRow, ScoreHistoryRow, TrendHistoryRow, VehicleHealthRow, ZoneDemandRow,
+    ZoneForecastRow,
 };
 use serde_json::Value;
+
+mod clickhouse_db;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,27 +37,6 @@ fn repo() -> PathBuf {
 
 fn queries_dir() -> PathBuf {
     repo().join("deploy/grafana/queries")
-}
-
-fn config() -> ClickHouseConfig {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    ClickHouseConfig {
-        url: env("CLICKHOUSE_URL").unwrap_or_else(|| "http://127.0.0.1:8123".into()),
-        database: format!(
-            "it_grafana_{}_{}",
-            std::process::id(),
-            nanos % 1_000_000_000
-        ),
-        user: env("CLICKHOUSE_USER").unwrap_or_else(|| "default".into()),
-        password: env("CLICKHOUSE_PASSWORD").unwrap_or_default(),
-        // The stack's server is 18.16: validation off unless told otherwise.
-        validation: env("CLICKHOUSE_VALIDATION").is_some_and(|v| v == "true"),
-        ..ClickHouseConfig::default()
-    }
 }
 
 /// Every panel/variable SQL file, relative to the queries folder, with its text (trimmed).
@@ -448,23 +429,9 @@ async fn write_history_rows(sink: &ClickHouseSink, now_ms: i64) {
 
 #[tokio::test]
 async fn every_grafana_query_returns_rows_on_clickhouse() {
-    let cfg = config();
-    migrate(&cfg).await.expect("migrate");
+    let cfg = clickhouse_db::config("grafana");
     let ch = client(&cfg);
-    let result = std::panic::AssertUnwindSafe(run(&cfg, &ch));
-    let outcome = futures::FutureExt::catch_unwind(result).await;
-    // Drop the database whatever happened.
-    let mut server = cfg.clone();
-    server.database = "default".into();
-    client(&server)
-        .query("DROP DATABASE IF EXISTS ?")
-        .bind(::clickhouse::sql::Identifier(&cfg.database))
-        .execute()
-        .await
-        .expect("drop database");
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    clickhouse_db::with_database(&cfg, || run(&cfg, &ch)).await;
 }
 
 async fn run(cfg: &ClickHouseConfig, ch: &::clickhouse::Client) {

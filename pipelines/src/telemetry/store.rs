@@ -8,9 +8,11 @@ use atlasmesh_core::clock::{now_ms, FutureBoundClock};
 use atlasmesh_core::config::Topics;
 use atlasmesh_core::TelemetryEvent;
 use atlasmesh_schemas::{Codec, DeadLetterRecord, LastWriter, SchemaKind, WindowMetricsRecord};
-use atlasmesh_sinks::clickhouse::{ClickHouseSink, FleetPartialRow, RawEvent, VehicleWindowRow};
+use atlasmesh_sinks::clickhouse::{
+    ClickHouseSink, FleetPartialRow, RawEvent, RawRows, VehicleWindowRow,
+};
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use atlasmesh_sinks::redis::{rebuild_from_clickhouse, RedisBatch, RedisSink};
+use atlasmesh_sinks::redis::{rebuild_from_clickhouse, EncodedLatest, RedisBatch, RedisSink};
 
 use crate::dlq::Decoded;
 use crate::runner::InMessage;
@@ -22,14 +24,19 @@ use crate::{Error, Result};
 #[derive(Default)]
 pub struct TelemetryBatch {
     pub consumed: usize,
-    /// Accepted events, in order, in `raw[..accepted]`: the raw rows, and the latest values
-    /// they hold. The slots after them are buffers kept from earlier batches: the next
-    /// message is decoded into `raw[accepted]` (its text buffers reused, so an event costs no
-    /// allocation once the batch has been as large before) and kept by counting it.
-    raw: Vec<RawEvent>,
-    accepted: usize,
-    /// Index in `raw` of each vehicle's newest event (the latest value Redis gets), found by
-    /// the vehicle id of the event it points at: no id is copied.
+    /// The message being handled, decoded (its text buffers reused from message to message,
+    /// so an event costs no allocation), and where it was read once accepted. Nothing of it
+    /// is kept but what it is encoded into when accepted: the batch holds no events, so the
+    /// memory a checkpoint's events pass through is a few buffers written in order
+    /// (BENCHMARKS §3m).
+    next: RawEvent,
+    /// The accepted events' `telemetry_raw` rows, encoded as they are accepted.
+    raw_rows: RawRows,
+    /// The latest values (what Redis stores of a vehicle's newest sample) of the accepted
+    /// events that were their vehicle's newest, encoded as they are accepted; a vehicle's
+    /// later sample in the same batch supersedes its entry.
+    encoded: EncodedLatest,
+    /// Each vehicle's newest entry in `encoded`, found by the vehicle id the entry holds.
     latest: hashbrown::HashTable<usize>,
     ids: hashbrown::DefaultHashBuilder,
     pub vehicle_rows: Vec<VehicleWindowRow>,
@@ -68,8 +75,9 @@ impl TelemetryBatch {
     pub fn clear(&mut self) {
         self.consumed = 0;
         self.counts = EventCounts::default();
-        self.accepted = 0;
+        self.raw_rows.clear();
         self.latest.clear();
+        self.encoded.clear();
         self.vehicle_rows.clear();
         self.fleet_rows.clear();
         self.redis.clear();
@@ -82,41 +90,38 @@ impl TelemetryBatch {
         self.windows_done = false;
     }
 
-    /// The accepted events, in order.
-    pub fn raw(&self) -> &[RawEvent] {
-        &self.raw[..self.accepted]
+    /// The accepted events' `telemetry_raw` rows.
+    pub fn raw_rows(&self) -> &RawRows {
+        &self.raw_rows
     }
 
-    /// Decodes `msg` into the next slot, overwriting what it held (its text buffers reused);
-    /// on `Decoded::Ok` [`TelemetryBatch::next_event`] is the message's event.
+    /// Decodes `msg` over the last message's event (its text buffers reused); on
+    /// `Decoded::Ok` [`TelemetryBatch::next_event`] is the message's event.
     pub async fn decode_next(&mut self, codec: &Codec, msg: &InMessage<'_>) -> Result<Decoded<()>> {
-        if self.raw.len() == self.accepted {
-            self.raw.push(RawEvent::default());
-        }
-        let ev = &mut self.raw[self.accepted].event;
+        let ev = &mut self.next.event;
         crate::dlq::decode_telemetry_into(codec, &mut self.writer, msg, ev).await
     }
 
     /// The event [`TelemetryBatch::decode_next`] decoded last.
     pub fn next_event(&self) -> &TelemetryEvent {
-        &self.raw[self.accepted].event
+        &self.next.event
     }
 
-    /// Keeps the event [`TelemetryBatch::decode_next`] decoded last as accepted, read at
-    /// `partition`/`offset`; `newest`: the newest of its vehicle so far (its latest value).
+    /// Accepts the event [`TelemetryBatch::decode_next`] decoded last, read at
+    /// `partition`/`offset`: its raw row, and its latest value if `newest` (the newest of its
+    /// vehicle so far), encoded while it is at hand.
     pub fn accept_next(&mut self, partition: i32, offset: i64, newest: bool) {
-        let i = self.accepted;
-        let raw = &mut self.raw[i];
-        raw.partition = partition;
-        raw.offset = offset;
+        self.next.partition = partition;
+        self.next.offset = offset;
+        self.raw_rows.push(&self.next);
         if newest {
-            let (raws, ids) = (&self.raw, &self.ids);
-            let vehicle = raws[i].event.vehicle_id.as_str();
-            let id_of = |j: &usize| ids.hash_one(raws[*j].event.vehicle_id.as_str());
+            let i = self.encoded.push(&self.next.event);
+            let (encoded, ids) = (&self.encoded, &self.ids);
+            let vehicle = self.next.event.vehicle_id.as_str();
             match self.latest.entry(
                 ids.hash_one(vehicle),
-                |j| raws[*j].event.vehicle_id == vehicle,
-                id_of,
+                |&j| encoded.get(j).vehicle_id == vehicle,
+                |&j| ids.hash_one(encoded.get(j).vehicle_id),
             ) {
                 hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = i,
                 hashbrown::hash_table::Entry::Vacant(v) => {
@@ -124,13 +129,13 @@ impl TelemetryBatch {
                 }
             }
         }
-        self.accepted += 1;
     }
 
     /// Drops what a replay does not rewrite: Redis (the newest state, which a past range
     /// cannot change) and the topic.
     pub(super) fn keep_clickhouse_only(&mut self) {
         self.latest.clear();
+        self.encoded.clear();
         self.redis.clear();
         self.metrics.clear();
         self.dlq.clear();
@@ -148,6 +153,7 @@ impl TelemetryBatch {
     ) -> Result<()> {
         let now = now_ms();
         if !self.clickhouse_done {
+            self.raw_rows.set_ingested_at(now);
             for r in &mut self.vehicle_rows {
                 r.emitted_at_ms = now;
             }
@@ -161,7 +167,7 @@ impl TelemetryBatch {
         // inserts. The offsets are stored only after both.
         let this = &*self;
         let (stores, topic) = tokio::join!(
-            this.write_stores(ch, redis, now),
+            this.write_stores(ch, redis),
             this.send_topic(
                 producer,
                 codec,
@@ -180,16 +186,11 @@ impl TelemetryBatch {
 
     /// ClickHouse (its three tables at once), then Redis; the first of the pair says whether
     /// ClickHouse holds the batch (done now or before), whatever Redis did.
-    async fn write_stores(
-        &self,
-        ch: &ClickHouseSink,
-        redis: &RedisSink,
-        ingested_at_ms: i64,
-    ) -> (bool, Result<()>) {
+    async fn write_stores(&self, ch: &ClickHouseSink, redis: &RedisSink) -> (bool, Result<()>) {
         if !self.clickhouse_done {
             // Three tables, three inserts at once (each idempotent: a retry writes all three).
             if let Err(e) = tokio::try_join!(
-                ch.write_raw(self.raw(), ingested_at_ms),
+                ch.write_raw(&self.raw_rows),
                 ch.write_vehicle_windows(&self.vehicle_rows),
                 ch.write_fleet_partials(&self.fleet_rows),
             ) {
@@ -207,7 +208,7 @@ impl TelemetryBatch {
         // watermark at least once per checkpoint interval, idle or not).
         let partitions: Vec<i32> = self.marks.keys().copied().collect();
         let missing = redis.missing_hot_state(&partitions).await?;
-        let latest = || self.latest.iter().map(|&i| &self.raw[i].event);
+        let latest = || self.latest.iter().map(|&i| self.encoded.get(i));
         if missing.is_empty() {
             return Ok(redis.write_with_latest(latest(), &self.redis).await?);
         }
@@ -296,5 +297,84 @@ impl TelemetryBatch {
             records.push(crate::dlq::encode(codec, topics, d).await?);
         }
         Ok(producer.send_all("kafka", &records).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use atlasmesh_core::keys::encode_latest;
+    use atlasmesh_core::{TelemetryEvent, VehicleStatus};
+
+    use super::TelemetryBatch;
+
+    fn event(vehicle: usize, ts_ms: i64) -> TelemetryEvent {
+        TelemetryEvent {
+            event_id: format!("v{vehicle}-{ts_ms}"),
+            fleet_id: format!("fleet-{}", vehicle % 2),
+            vehicle_id: format!("v{vehicle}"),
+            ts_ms,
+            seq: ts_ms,
+            lat: 45.5,
+            lon: -73.5,
+            speed_kph: 10.0 + ts_ms as f64,
+            odometer_km: 100.0,
+            energy_pct: 50.0,
+            energy_used_kwh: 1.0,
+            status: VehicleStatus::EnRoute,
+            mission_id: None,
+            zone_id: Some("z1".into()),
+            payload_kg: 0.0,
+            fault_codes: vec![],
+        }
+    }
+
+    /// Accepts `e` as the runner's decode and the kernel would.
+    fn accept(batch: &mut TelemetryBatch, e: TelemetryEvent, offset: i64, newest: bool) {
+        batch.next.event = e;
+        batch.accept_next(0, offset, newest);
+    }
+
+    /// What the flush writes to the `vehicles` hashes: vehicle → (fleet, stored value).
+    fn written(batch: &TelemetryBatch) -> BTreeMap<String, (String, Vec<u8>)> {
+        batch
+            .latest
+            .iter()
+            .map(|&i| {
+                let e = batch.encoded.get(i);
+                let entry = (e.fleet_id.to_string(), e.value.to_vec());
+                (e.vehicle_id.to_string(), entry)
+            })
+            .collect()
+    }
+
+    /// Each vehicle's newest accepted event is what Redis gets (a later sample supersedes
+    /// its entry, a late one does not), and every accepted event has its raw row, batch after
+    /// batch with the buffers reused.
+    #[test]
+    fn latest_values_are_the_newest_events_and_every_event_a_row() {
+        let mut batch = TelemetryBatch::default();
+        let mut ts = 0;
+        for (round, per_vehicle) in [3, 1, 2, 1].into_iter().enumerate() {
+            let (mut expected, mut offset) = (BTreeMap::new(), 0);
+            for _ in 0..per_vehicle {
+                ts += 1000;
+                for v in 0..4 {
+                    let e = event(v, ts);
+                    let value = encode_latest(&e);
+                    expected.insert(e.vehicle_id.clone(), (e.fleet_id.clone(), value));
+                    accept(&mut batch, e, offset, true);
+                    offset += 1;
+                }
+                // A late sample the kernel accepts but is no vehicle's newest.
+                accept(&mut batch, event(0, ts - 500), offset, false);
+                offset += 1;
+            }
+            assert_eq!(written(&batch), expected, "round {round}");
+            assert_eq!(batch.raw_rows().len(), offset as usize, "round {round}");
+            batch.clear();
+            assert!(written(&batch).is_empty() && batch.raw_rows().is_empty());
+        }
     }
 }

@@ -12,5 +12,5 @@ pub use history::{
     FleetHealthRow, MissionWindowRow, PlanMoveRow, PoolUtilizationRow, ScoreHistoryRow,
     TrendHistoryRow, VehicleHealthRow, ZoneDemandRow, ZoneForecastRow,
 };
-pub use rows::{FleetPartialRow, RawEvent, RawRowRef, RawTelemetryRow, VehicleWindowRow};
+pub use rows::{FleetPartialRow, RawEvent, RawRowRef, RawRows, RawTelemetryRow, VehicleWindowRow};
 pub use sink::{migrate, migration_statements, ClickHouseSink, MIGRATIONS};

@@ -130,6 +130,96 @@ impl<'a> RawRowRef<'a> {
     }
 }
 
+impl RawRowRef<'_> {
+    /// Appends the row in ClickHouse's RowBinary format, its columns in declaration order
+    /// (`Self::COLUMN_NAMES`): what `clickhouse::Insert` writes for it.
+    pub fn encode_row_binary(&self, out: &mut Vec<u8>) {
+        fn leb128(out: &mut Vec<u8>, mut n: usize) {
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
+        fn string(out: &mut Vec<u8>, s: &str) {
+            leb128(out, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+        string(out, self.event_id);
+        string(out, self.fleet_id);
+        string(out, self.vehicle_id);
+        out.extend_from_slice(&self.ts.to_le_bytes());
+        out.extend_from_slice(&self.ts_ms.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        for f in [
+            self.lat,
+            self.lon,
+            self.speed_kph,
+            self.odometer_km,
+            self.energy_pct,
+            self.energy_used_kwh,
+        ] {
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        out.extend_from_slice(&self.status.to_le_bytes());
+        string(out, self.mission_id);
+        string(out, self.zone_id);
+        out.extend_from_slice(&self.payload_kg.to_le_bytes());
+        leb128(out, self.fault_codes.len());
+        for code in self.fault_codes {
+            string(out, code);
+        }
+        out.extend_from_slice(&self.source_partition.to_le_bytes());
+        out.extend_from_slice(&self.source_offset.to_le_bytes());
+        out.extend_from_slice(&self.ingested_at_ms.to_le_bytes());
+    }
+}
+
+/// `telemetry_raw` rows in RowBinary, one after another: encoded as the events are accepted
+/// (while each is in the cache: at 10,000 vehicles a checkpoint's events are not by the
+/// time it is written, BENCHMARKS §3m) and sent as they are. The ingestion time, every row's
+/// last column, is set just before they are written ([`RawRows::set_ingested_at`]).
+#[derive(Debug, Default)]
+pub struct RawRows {
+    bytes: Vec<u8>,
+    /// Where each row ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl RawRows {
+    pub fn push(&mut self, r: &RawEvent) {
+        RawRowRef::new(r, 0).encode_row_binary(&mut self.bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Sets every row's `ingested_at_ms`.
+    pub fn set_ingested_at(&mut self, ingested_at_ms: i64) {
+        let v = ingested_at_ms.to_le_bytes();
+        for &end in &self.ends {
+            self.bytes[end - v.len()..end].copy_from_slice(&v);
+        }
+    }
+
+    /// The rows, encoded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Empty again, its buffers kept.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 /// A window row: the key columns, the counters of [`atlasmesh_core::for_each_window_counter!`]
 /// in their order, then `emitted_at_ms` (the columns of migrations/clickhouse/0002).
 macro_rules! window_row {

@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use atlasmesh_core::config::ClickHouseConfig;
 
-use super::rows::{FleetPartialRow, RawEvent, RawRowRef, RawTelemetryRow, VehicleWindowRow};
+use super::rows::{FleetPartialRow, RawRowRef, RawRows, RawTelemetryRow, VehicleWindowRow};
 use crate::{observe, Result};
 
 /// Migration files, in order. Statements are separated by `;` at the end of a line.
@@ -44,6 +44,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/clickhouse/0009_fleet_health.sql"),
     ),
 ];
+
+/// Bytes per chunk of a pre-encoded insert's body (what `clickhouse::Insert` sends at once).
+const RAW_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Splits a migration file into statements (comments dropped).
 pub fn migration_statements(sql: &str) -> Vec<String> {
@@ -148,12 +151,28 @@ impl ClickHouseSink {
         r
     }
 
-    /// The accepted events as `telemetry_raw` rows ingested at `ingested_at_ms`, each borrowed
-    /// from its event while it is serialised.
-    pub async fn write_raw(&self, events: &[RawEvent], ingested_at_ms: i64) -> Result<()> {
-        let rows = events.iter().map(|e| RawRowRef::new(e, ingested_at_ms));
-        self.insert_rows::<RawRowRef<'static>, _>("telemetry_raw", rows)
-            .await
+    /// `telemetry_raw` rows encoded as they came ([`RawRows`]), in one insert (nothing when
+    /// empty), observed as a batch.
+    pub async fn write_raw(&self, rows: &RawRows) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let r = async {
+            let sql = format!(
+                "INSERT INTO telemetry_raw ({}) FORMAT RowBinary",
+                <RawRowRef<'_> as ::clickhouse::Row>::COLUMN_NAMES.join(", ")
+            );
+            let mut insert = self.client.insert_formatted_with(sql);
+            for chunk in rows.bytes().chunks(RAW_CHUNK_BYTES) {
+                insert.send(bytes::Bytes::copy_from_slice(chunk)).await?;
+            }
+            insert.end().await?;
+            Ok(())
+        }
+        .await;
+        observe("clickhouse", rows.len(), started, &r);
+        r
     }
 
     pub async fn write_vehicle_windows(&self, rows: &[VehicleWindowRow]) -> Result<()> {
