@@ -130,11 +130,52 @@ fn latest_read_options() -> impl Options {
 
 /// Appends the stored form of a vehicle's newest sample (the `vehicles` hash's value) to
 /// `out`: [`LATEST_BINARY_V1`], then the event's fields in declaration order.
+/// The fields are written by hand ([`crate::wire`]) as `latest_options` serialises the
+/// event (a test holds the two to the same bytes); [`decode_latest`] reads them with bincode.
 pub fn encode_latest_into(e: &TelemetryEvent, out: &mut Vec<u8>) {
+    use crate::wire::{put_f64, put_i64, put_option_str, put_status, put_str, put_u64};
+    let TelemetryEvent {
+        event_id,
+        fleet_id,
+        vehicle_id,
+        ts_ms,
+        seq,
+        lat,
+        lon,
+        speed_kph,
+        odometer_km,
+        energy_pct,
+        energy_used_kwh,
+        status,
+        mission_id,
+        zone_id,
+        payload_kg,
+        fault_codes,
+    } = e;
     out.push(LATEST_BINARY_V1);
-    latest_options()
-        .serialize_into(out, e)
-        .expect("an event serialises into memory");
+    put_str(out, event_id);
+    put_str(out, fleet_id);
+    put_str(out, vehicle_id);
+    put_i64(out, *ts_ms);
+    put_i64(out, *seq);
+    for v in [
+        lat,
+        lon,
+        speed_kph,
+        odometer_km,
+        energy_pct,
+        energy_used_kwh,
+    ] {
+        put_f64(out, *v);
+    }
+    put_status(out, *status);
+    put_option_str(out, mission_id.as_deref());
+    put_option_str(out, zone_id.as_deref());
+    put_f64(out, *payload_kg);
+    put_u64(out, fault_codes.len() as u64);
+    for c in fault_codes {
+        put_str(out, c);
+    }
 }
 
 /// [`encode_latest_into`] into a new buffer.
@@ -261,6 +302,42 @@ mod tests {
         "c8400000000000000080ffffffffffffef7f0301036d2d3900010000000000",
         "000001055030333030",
     );
+
+    /// The hand-written encoder writes what bincode writes for the event, on random events
+    /// (integers of every width, any float bits, empty and long texts, up to 5 fault codes).
+    #[test]
+    fn latest_binary_form_is_bincodes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let text = |rng: &mut rand_chacha::ChaCha8Rng| -> String {
+            let n = [0, 1, 9, 250, 251, 300][rng.gen_range(0..6)];
+            (0..n).map(|i| ['a', 'é', '1', '-'][(i + n) % 4]).collect()
+        };
+        for _ in 0..2_000 {
+            let int = |rng: &mut rand_chacha::ChaCha8Rng| rng.gen::<i64>() >> rng.gen_range(0..64);
+            let e = TelemetryEvent {
+                event_id: text(&mut rng),
+                fleet_id: text(&mut rng),
+                vehicle_id: text(&mut rng),
+                ts_ms: int(&mut rng),
+                seq: int(&mut rng),
+                lat: f64::from_bits(rng.gen()),
+                lon: rng.gen(),
+                speed_kph: f64::from_bits(rng.gen()),
+                odometer_km: rng.gen(),
+                energy_pct: f64::from_bits(rng.gen()),
+                energy_used_kwh: rng.gen(),
+                status: VehicleStatus::ALL[rng.gen_range(0..7)],
+                mission_id: rng.gen_bool(0.5).then(|| text(&mut rng)),
+                zone_id: rng.gen_bool(0.5).then(|| text(&mut rng)),
+                payload_kg: f64::from_bits(rng.gen()),
+                fault_codes: (0..rng.gen_range(0..6)).map(|_| text(&mut rng)).collect(),
+            };
+            let mut want = vec![LATEST_BINARY_V1];
+            latest_options().serialize_into(&mut want, &e).unwrap();
+            assert_eq!(encode_latest(&e), want);
+        }
+    }
 
     #[test]
     fn bad_latest_values_are_errors_not_panics() {

@@ -14,6 +14,7 @@ pub mod metric_names;
 pub mod scope;
 pub mod telemetry;
 pub mod window;
+mod wire;
 
 pub use error::{Classify, Error, ErrorClass, Result};
 pub use scope::{Role, Scope};

@@ -10,12 +10,16 @@ use redis::aio::ConnectionManager;
 
 use crate::{observe, Result};
 
+mod bulk;
+
 /// Vehicles per `HSET` of the latest values (a command stays a few hundred KB).
 const LATEST_PER_HSET: usize = 1_000;
 
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    /// The latest values' writer ([`bulk`]); `None` on TLS, where they go through `conn`.
+    bulk: Option<Arc<tokio::sync::Mutex<bulk::Bulk>>>,
     prefix: String,
     /// Per fleet-windows key, the cutoff it was last pruned to (this process).
     pruned: Arc<Mutex<HashMap<String, i64>>>,
@@ -116,6 +120,8 @@ struct EntryAt {
     bytes: usize,
     value_end: usize,
     bytes_end: usize,
+    /// A later entry of the same vehicle replaces this one ([`EncodedLatest::supersede`]).
+    superseded: bool,
 }
 
 /// One vehicle's newest sample as [`EncodedLatest`] holds it.
@@ -146,6 +152,7 @@ impl EncodedLatest {
             bytes,
             value_end,
             bytes_end: self.bytes.len(),
+            superseded: false,
         });
         self.entries.len() - 1
     }
@@ -164,6 +171,19 @@ impl EncodedLatest {
     /// Every entry, in the order pushed.
     pub fn iter(&self) -> impl Iterator<Item = LatestEntry<'_>> {
         (0..self.entries.len()).map(|i| self.get(i))
+    }
+
+    /// Marks entry `i` as replaced by a later one: [`EncodedLatest::newest`] skips it.
+    pub fn supersede(&mut self, i: usize) {
+        self.entries[i].superseded = true;
+    }
+
+    /// The entries not superseded, in the order pushed (read in order, not in the order a
+    /// hash table holds them: the buffers stream through the cache once).
+    pub fn newest(&self) -> impl Iterator<Item = LatestEntry<'_>> {
+        (0..self.entries.len())
+            .filter(|&i| !self.entries[i].superseded)
+            .map(|i| self.get(i))
     }
 
     pub fn len(&self) -> usize {
@@ -189,12 +209,27 @@ impl RedisSink {
             .set_connection_timeout(std::time::Duration::from_secs(3))
             .set_response_timeout(std::time::Duration::from_secs(5))
             .set_number_of_retries(1);
+        let bulk = bulk::Bulk::for_connection(client.get_connection_info(), prefix)
+            .map(|b| Arc::new(tokio::sync::Mutex::new(b)));
         let conn = ConnectionManager::new_with_config(client, cfg).await?;
         Ok(RedisSink {
             conn,
+            bulk,
             prefix: prefix.to_string(),
             pruned: Arc::default(),
         })
+    }
+
+    /// The name of the connection writing the latest values (`CLIENT LIST` shows it).
+    pub fn bulk_client_name(prefix: &str) -> String {
+        bulk::client_name(prefix)
+    }
+
+    /// The same sink writing the latest values through the `redis` crate's connection, as
+    /// it does on TLS (tests compare the two paths).
+    pub fn without_bulk_writer(mut self) -> RedisSink {
+        self.bulk = None;
+        self
     }
 
     pub async fn healthcheck(&self) -> Result<()> {
@@ -248,12 +283,29 @@ impl RedisSink {
         }
         let started = Instant::now();
         let mut pipe = redis::pipe();
+        let mut pipe_commands = 0;
+        let mut bulk = match &self.bulk {
+            Some(b) => Some(b.lock().await),
+            None => None,
+        };
+        if let Some(b) = bulk.as_mut() {
+            b.begin();
+        }
+        let mut bulk_commands = 0;
         for (fleet, events) in by_fleet {
             let (vehicles_key, live_key) = (
                 keys::fleet_vehicles(&self.prefix, fleet),
                 keys::fleet_live(&self.prefix, fleet),
             );
             for chunk in events.chunks(LATEST_PER_HSET) {
+                if let Some(bulk) = bulk.as_mut() {
+                    let out = bulk.commands_appended();
+                    let ids = |e: &LatestEntry<'e>| e.vehicle_id.as_bytes();
+                    bulk::put_hset(out, &vehicles_key, chunk.iter().map(|e| (ids(e), e.value)));
+                    bulk::put_hset(out, &live_key, chunk.iter().map(|e| (ids(e), e.sample)));
+                    bulk_commands += 2;
+                    continue;
+                }
                 let mut vehicles = redis::cmd("HSET");
                 vehicles.arg(&vehicles_key);
                 let mut live = redis::cmd("HSET");
@@ -266,6 +318,7 @@ impl RedisSink {
                     .ignore()
                     .add_command(live)
                     .ignore();
+                pipe_commands += 2;
             }
         }
         // Per fleet key: the newest window written decides what is too old to keep.
@@ -281,6 +334,7 @@ impl RedisSink {
                 .arg(*ws)
                 .arg(*partition)
                 .ignore();
+            pipe_commands += 2;
             let n = newest.entry(key).or_insert((*ws, fleet));
             n.0 = n.0.max(*ws);
         }
@@ -298,12 +352,26 @@ impl RedisSink {
                         .arg(keys::fleet_window_index(&self.prefix, fleet))
                         .arg(cutoff)
                         .ignore();
+                    pipe_commands += 1;
                     pruning.push((key, cutoff));
                 }
             }
         }
         let mut c = self.conn.clone();
-        let r: Result<()> = pipe.query_async::<()>(&mut c).await.map_err(Into::into);
+        let piped = async {
+            if pipe_commands == 0 {
+                return Ok(());
+            }
+            pipe.query_async::<()>(&mut c).await.map_err(Into::into)
+        };
+        let sent = async {
+            match bulk.as_mut() {
+                Some(bulk) => bulk.send(bulk_commands).await,
+                None => Ok(()),
+            }
+        };
+        let (piped, sent): (Result<()>, Result<()>) = tokio::join!(piped, sent);
+        let r = sent.and(piped);
         if r.is_ok() {
             let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
             if pruned.len() > 100_000 {
@@ -448,6 +516,10 @@ mod tests {
                 assert_eq!(LiveSample::parse(sample), Some(LiveSample::from(e)));
             }
             assert_eq!(enc.iter().count(), events.len());
+            assert_eq!(enc.newest().count(), events.len());
+            enc.supersede(1);
+            let newest: Vec<_> = enc.newest().map(|e| e.vehicle_id).collect();
+            assert_eq!(newest, ["f001-v0001", "", "f001-v0002"]);
             enc.clear();
         }
     }

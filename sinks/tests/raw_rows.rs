@@ -76,14 +76,21 @@ async fn encoded_raw_rows_read_back_as_the_crates_rows() {
             }
             insert.end().await.expect("end");
 
+            // Two batches as the pipeline writes them: shared with the insert, then cleared
+            // and filled again in the same memory.
             let mut rows = RawRows::default();
-            for e in &events {
-                rows.push(e);
-            }
-            rows.set_ingested_at(ingested_at_ms);
-            assert_eq!(rows.len(), events.len());
             let sink = ClickHouseSink::new(&by_sink);
-            sink.write_raw(&rows).await.expect("write_raw");
+            let half = events.len() / 2;
+            for part in [&events[..half], &events[half..]] {
+                rows.clear();
+                for e in part {
+                    rows.push(e);
+                }
+                rows.set_ingested_at(ingested_at_ms);
+                rows.share();
+                assert_eq!(rows.len(), part.len());
+                sink.write_raw(&rows).await.expect("write_raw");
+            }
 
             let (expected, got) = (
                 read_all(&ClickHouseSink::new(&by_crate)).await,

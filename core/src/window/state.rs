@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+mod id;
 mod legacy;
 #[cfg(test)]
 mod oracle;
@@ -8,6 +9,7 @@ mod track;
 
 use serde::{Deserialize, Serialize};
 
+use self::id::Id;
 use self::points::Point;
 use self::track::VehicleTrack;
 use super::counters::Counters;
@@ -93,6 +95,18 @@ impl<'a> SampleRef<'a> {
         }
     }
 
+    /// The bytes [`put_delta`] writes for the sample.
+    fn encode_delta(&self, out: &mut Vec<u8>) {
+        use crate::wire::{put_i64, put_option_str, put_status};
+        put_i64(out, self.ts);
+        put_i64(out, self.seq);
+        put_status(out, self.status);
+        put_i64(out, self.odometer_m);
+        put_i64(out, self.energy_wh);
+        put_i64(out, self.speed_ckph);
+        put_option_str(out, self.mission);
+    }
+
     fn to_owned(self) -> Sample {
         let SampleRef {
             ts,
@@ -141,8 +155,10 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Appends the sample as [`put_delta`] writes a [`SampleRef`] (by hand: once per
+    /// event, BENCHMARKS §3n; a test holds the two to the same bytes).
     fn push(&mut self, p: &Point, e: &TelemetryEvent) {
-        put_delta(&mut self.bytes, &SampleRef::of(p, e));
+        SampleRef::of(p, e).encode_delta(&mut self.bytes);
         self.count += 1;
     }
 
@@ -241,12 +257,12 @@ pub struct PartitionWindows {
 }
 
 /// The vehicles of a partition by id.
-type Vehicles = HashMap<String, VehicleTrack, hashbrown::DefaultHashBuilder>;
+type Vehicles = HashMap<Id, VehicleTrack, hashbrown::DefaultHashBuilder>;
 
 /// Serialises the vehicles in id order, as the ordered map this layout was written from did:
 /// the same state gives the same bytes, whatever the map's insertion history.
 fn sorted_by_id<S: serde::Serializer>(v: &Vehicles, s: S) -> Result<S::Ok, S::Error> {
-    let mut entries: Vec<(&String, &VehicleTrack)> = v.iter().collect();
+    let mut entries: Vec<(&Id, &VehicleTrack)> = v.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     s.collect_map(entries)
 }
@@ -406,8 +422,8 @@ impl PartitionWindows {
             .vehicles
             .iter()
             .map(|(k, t)| {
-                std::mem::size_of::<String>()
-                    + k.capacity()
+                std::mem::size_of::<Id>()
+                    + k.heap_bytes()
                     + std::mem::size_of::<VehicleTrack>()
                     + t.heap_bytes()
             })
@@ -424,7 +440,7 @@ impl PartitionWindows {
     /// partition.
     fn fleet_counters(&self, fleet: &str, ws: i64) -> Counters {
         let mut c = Counters::default();
-        for t in self.vehicles.values().filter(|t| t.fleet_id == fleet) {
+        for t in self.vehicles.values().filter(|t| t.fleet_id == *fleet) {
             if let Some(s) = t.slot(ws) {
                 c.add(&s.counters());
             }
@@ -528,16 +544,20 @@ impl PartitionWindows {
             fleet_versions,
         } = delta;
         for (vehicle, fleet) in fleets {
-            self.vehicles.entry(vehicle).or_default().fleet_id = fleet;
+            self.vehicles.entry(Id::new(&vehicle)).or_default().fleet_id = Id::new(&fleet);
         }
         for (vehicle, samples) in samples {
-            let track = self.vehicles.entry(vehicle).or_default();
+            let track = self.vehicles.entry(Id::new(&vehicle)).or_default();
             for s in samples {
                 track.insert_sample(p, &s);
             }
         }
         for ((vehicle, ws), version) in vehicle_versions {
-            if let Some(slot) = self.vehicles.get_mut(&vehicle).and_then(|t| t.slot_mut(ws)) {
+            if let Some(slot) = self
+                .vehicles
+                .get_mut(vehicle.as_bytes())
+                .and_then(|t| t.slot_mut(ws))
+            {
                 slot.version = version;
             }
         }
@@ -563,12 +583,12 @@ impl PartitionWindows {
         }
         let vid = &ev.vehicle_id;
         // Looked up by reference, once: the id is cloned only for a vehicle seen the first time.
-        let track = match self.vehicles.get_mut(vid) {
+        let track = match self.vehicles.get_mut(vid.as_bytes()) {
             Some(t) => t,
-            None => self.vehicles.entry(vid.clone()).or_default(),
+            None => self.vehicles.entry(Id::new(vid)).or_default(),
         };
-        if track.fleet_id != ev.fleet_id {
-            track.fleet_id = ev.fleet_id.clone();
+        if track.fleet_id != *ev.fleet_id {
+            track.fleet_id = Id::new(&ev.fleet_id);
             track.pending.fleet_changed = self.journal.is_some();
         }
         let late = ts < closed_until;
@@ -590,7 +610,10 @@ impl PartitionWindows {
             track.pending.push(&point, ev);
         }
         for (ws, before) in before {
-            let track = self.vehicles.get_mut(vid).expect("counted above");
+            let track = self
+                .vehicles
+                .get_mut(vid.as_bytes())
+                .expect("counted above");
             let Some(slot) = track.slot_mut(ws) else {
                 continue; // still empty
             };
@@ -599,7 +622,7 @@ impl PartitionWindows {
                 continue;
             }
             let version = bump_vehicle(slot, self.journal.as_mut(), vid, ws);
-            let fleet = track.fleet_id.clone();
+            let fleet = track.fleet_id.as_str().to_owned();
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
                 fleet_id: fleet.clone(),
@@ -667,7 +690,7 @@ impl PartitionWindows {
         let we = ws + p.window_ms;
         let mut fleets: BTreeMap<&str, Counters> = BTreeMap::new();
         // In id order, the order the window's results go out in.
-        let mut closing: Vec<(&String, &mut VehicleTrack)> = self
+        let mut closing: Vec<(&Id, &mut VehicleTrack)> = self
             .vehicles
             .iter_mut()
             .filter(|(_, t)| t.slot(ws).is_some_and(|s| !s.is_empty()))
@@ -676,12 +699,12 @@ impl PartitionWindows {
         for (vehicle, t) in closing {
             let slot = t.slot_mut(ws).expect("filtered above");
             let c = slot.counters();
-            let version = bump_vehicle(slot, self.journal.as_mut(), vehicle, ws);
-            fleets.entry(&t.fleet_id).or_default().add(&c);
+            let version = bump_vehicle(slot, self.journal.as_mut(), vehicle.as_str(), ws);
+            fleets.entry(t.fleet_id.as_str()).or_default().add(&c);
             out.push(WindowResult {
                 scope: WindowScope::Vehicle,
-                fleet_id: t.fleet_id.clone(),
-                vehicle_id: vehicle.clone(),
+                fleet_id: t.fleet_id.as_str().to_owned(),
+                vehicle_id: vehicle.as_str().to_owned(),
                 window_start_ms: ws,
                 window_end_ms: we,
                 version,

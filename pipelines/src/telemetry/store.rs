@@ -12,7 +12,9 @@ use atlasmesh_sinks::clickhouse::{
     ClickHouseSink, FleetPartialRow, RawEvent, RawRows, VehicleWindowRow,
 };
 use atlasmesh_sinks::kafka::{KafkaProducer, OutRecord};
-use atlasmesh_sinks::redis::{rebuild_from_clickhouse, EncodedLatest, RedisBatch, RedisSink};
+use atlasmesh_sinks::redis::{
+    rebuild_from_clickhouse, EncodedLatest, LatestEntry, RedisBatch, RedisSink,
+};
 
 use crate::dlq::Decoded;
 use crate::runner::InMessage;
@@ -123,12 +125,20 @@ impl TelemetryBatch {
                 |&j| encoded.get(j).vehicle_id == vehicle,
                 |&j| ids.hash_one(encoded.get(j).vehicle_id),
             ) {
-                hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = i,
+                hashbrown::hash_table::Entry::Occupied(mut o) => {
+                    let replaced = std::mem::replace(o.get_mut(), i);
+                    self.encoded.supersede(replaced);
+                }
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     v.insert(i);
                 }
             }
         }
+    }
+
+    /// The latest values to write: each vehicle's newest entry, in the order accepted.
+    fn latest_values(&self) -> impl Iterator<Item = LatestEntry<'_>> {
+        self.encoded.newest()
     }
 
     /// Drops what a replay does not rewrite: Redis (the newest state, which a past range
@@ -154,6 +164,7 @@ impl TelemetryBatch {
         let now = now_ms();
         if !self.clickhouse_done {
             self.raw_rows.set_ingested_at(now);
+            self.raw_rows.share();
             for r in &mut self.vehicle_rows {
                 r.emitted_at_ms = now;
             }
@@ -208,7 +219,7 @@ impl TelemetryBatch {
         // watermark at least once per checkpoint interval, idle or not).
         let partitions: Vec<i32> = self.marks.keys().copied().collect();
         let missing = redis.missing_hot_state(&partitions).await?;
-        let latest = || self.latest.iter().map(|&i| self.encoded.get(i));
+        let latest = || self.latest_values();
         if missing.is_empty() {
             return Ok(redis.write_with_latest(latest(), &self.redis).await?);
         }
@@ -338,15 +349,19 @@ mod tests {
 
     /// What the flush writes to the `vehicles` hashes: vehicle → (fleet, stored value).
     fn written(batch: &TelemetryBatch) -> BTreeMap<String, (String, Vec<u8>)> {
-        batch
-            .latest
-            .iter()
-            .map(|&i| {
-                let e = batch.encoded.get(i);
+        let written: BTreeMap<_, _> = batch
+            .latest_values()
+            .map(|e| {
                 let entry = (e.fleet_id.to_string(), e.value.to_vec());
                 (e.vehicle_id.to_string(), entry)
             })
-            .collect()
+            .collect();
+        assert_eq!(
+            written.len(),
+            batch.latest_values().count(),
+            "one per vehicle"
+        );
+        written
     }
 
     /// Each vehicle's newest accepted event is what Redis gets (a later sample supersedes

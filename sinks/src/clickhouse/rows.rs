@@ -179,30 +179,66 @@ impl RawRowRef<'_> {
 /// (while each is in the cache: at 10,000 vehicles a checkpoint's events are not by the
 /// time it is written, BENCHMARKS §3m) and sent as they are. The ingestion time, every row's
 /// last column, is set just before they are written ([`RawRows::set_ingested_at`]).
+///
+/// The insert takes the rows without a copy: [`RawRows::share`] hands the buffer over as
+/// [`bytes::Bytes`] (its chunks are slices of it), and [`RawRows::clear`] takes the memory
+/// back once the insert has let go of it, so a checkpoint's rows are written into memory the
+/// last checkpoint already used.
 #[derive(Debug, Default)]
 pub struct RawRows {
     bytes: Vec<u8>,
+    /// The rows, shared with inserts ([`RawRows::share`]); `bytes` is empty meanwhile.
+    shared: Option<bytes::Bytes>,
     /// Where each row ends in `bytes`.
     ends: Vec<usize>,
 }
 
 impl RawRows {
     pub fn push(&mut self, r: &RawEvent) {
+        self.unshare();
         RawRowRef::new(r, 0).encode_row_binary(&mut self.bytes);
         self.ends.push(self.bytes.len());
     }
 
     /// Sets every row's `ingested_at_ms`.
     pub fn set_ingested_at(&mut self, ingested_at_ms: i64) {
+        self.unshare();
         let v = ingested_at_ms.to_le_bytes();
         for &end in &self.ends {
             self.bytes[end - v.len()..end].copy_from_slice(&v);
         }
     }
 
+    /// Hands the rows over for writing, without a copy (until the next change or clear).
+    pub fn share(&mut self) {
+        if self.shared.is_none() {
+            self.shared = Some(bytes::Bytes::from(std::mem::take(&mut self.bytes)));
+        }
+    }
+
+    /// The rows as an insert sends them: shared if [`RawRows::share`] was called, copied
+    /// otherwise.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        match &self.shared {
+            Some(b) => b.clone(),
+            None => bytes::Bytes::copy_from_slice(&self.bytes),
+        }
+    }
+
+    /// Takes the buffer back from [`RawRows::share`]: its memory if no insert holds it any
+    /// more, a copy otherwise.
+    fn unshare(&mut self) {
+        if let Some(b) = self.shared.take() {
+            self.bytes = match b.try_into_mut() {
+                Ok(m) => Vec::from(m),
+                Err(b) => b.to_vec(),
+            };
+        }
+    }
+
     /// The rows, encoded.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.shared.as_deref().unwrap_or(&self.bytes)
     }
 
     pub fn len(&self) -> usize {
@@ -215,6 +251,7 @@ impl RawRows {
 
     /// Empty again, its buffers kept.
     pub fn clear(&mut self) {
+        self.unshare();
         self.bytes.clear();
         self.ends.clear();
     }
@@ -380,6 +417,34 @@ mod tests {
     /// A raw row gives back the event it was written from (the Redis hot-state rebuild), for
     /// every status; an empty mission or zone is none, as the writer stores none. The row
     /// written and the row read have the same columns.
+    #[test]
+    fn shared_rows_are_taken_back_without_a_copy() {
+        let e = super::RawEvent::default();
+        let mut rows = super::RawRows::default();
+        for _ in 0..100 {
+            rows.push(&e);
+        }
+        rows.set_ingested_at(7);
+        let before = rows.bytes().to_vec();
+        rows.share();
+        let sent = rows.to_bytes();
+        assert_eq!(
+            (&sent[..], sent.as_ptr()),
+            (&before[..], rows.bytes().as_ptr())
+        );
+        // Still held by an insert: a change copies, the insert's bytes stay as sent.
+        rows.set_ingested_at(8);
+        assert_eq!(&sent[..], &before[..]);
+        assert_ne!(rows.bytes(), &before[..]);
+        drop(sent);
+        rows.share();
+        let at = rows.bytes().as_ptr();
+        rows.clear();
+        rows.push(&e);
+        assert_eq!(rows.bytes().as_ptr(), at, "the memory is taken back");
+        assert_eq!(rows.len(), 1);
+    }
+
     #[test]
     fn raw_rows_give_back_their_event() {
         use atlasmesh_core::{TelemetryEvent, VehicleStatus};

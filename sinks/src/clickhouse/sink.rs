@@ -164,8 +164,10 @@ impl ClickHouseSink {
                 <RawRowRef<'_> as ::clickhouse::Row>::COLUMN_NAMES.join(", ")
             );
             let mut insert = self.client.insert_formatted_with(sql);
-            for chunk in rows.bytes().chunks(RAW_CHUNK_BYTES) {
-                insert.send(bytes::Bytes::copy_from_slice(chunk)).await?;
+            let all = rows.to_bytes();
+            for start in (0..all.len()).step_by(RAW_CHUNK_BYTES) {
+                let end = (start + RAW_CHUNK_BYTES).min(all.len());
+                insert.send(all.slice(start..end)).await?;
             }
             insert.end().await?;
             Ok(())

@@ -38,14 +38,18 @@ impl Legacy {
         };
         for (vehicle, legacy) in self.vehicles {
             let mut t = VehicleTrack::default();
-            t.fleet_id = legacy.fleet_id;
+            t.fleet_id = super::id::Id::new(&legacy.fleet_id);
             for s in &legacy.samples {
                 t.insert_sample(p, s);
             }
-            w.vehicles.insert(vehicle, t);
+            w.vehicles.insert(super::id::Id::new(&vehicle), t);
         }
         for ((vehicle, ws), version) in self.vehicle_versions {
-            if let Some(slot) = w.vehicles.get_mut(&vehicle).and_then(|t| t.slot_mut(ws)) {
+            if let Some(slot) = w
+                .vehicles
+                .get_mut(vehicle.as_bytes())
+                .and_then(|t| t.slot_mut(ws))
+            {
                 slot.version = version;
             }
         }

@@ -85,7 +85,7 @@ fn enters_fault(prev: Option<&Point>, p: &Point) -> bool {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct VehicleTrack {
-    pub fleet_id: String,
+    pub fleet_id: super::id::Id,
     /// The newest point older than the retained ones (a late sample's neighbour when it falls
     /// before them all).
     anchor: Option<Point>,
@@ -108,7 +108,7 @@ impl VehicleTrack {
 
     /// Bytes allocated outside the track itself.
     pub fn heap_bytes(&self) -> usize {
-        self.fleet_id.capacity()
+        self.fleet_id.heap_bytes()
             + self.points.heap_bytes()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.slots.iter().map(Slot::heap_bytes).sum::<usize>()
