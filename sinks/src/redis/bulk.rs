@@ -16,6 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, Result};
 
+/// Error replies that say "later", as the `redis` crate's transient kinds (loading, try
+/// again, cluster or master down).
+const TRANSIENT: [&str; 4] = ["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"];
+
 /// As the connection manager's (`RedisSink::connect`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -261,6 +265,10 @@ async fn read_replies(
     }
     input.drain(..pos); // what follows belongs to the next replies
     match failed {
+        // The replies the `redis` crate's kinds call transient (`redis_class`): retried.
+        Some(e) if TRANSIENT.contains(&e.split(' ').next().unwrap_or_default()) => {
+            Err(Error::Unavailable(format!("redis: {e}")))
+        }
         Some(e) => Err(Error::Other(format!("redis: {e}"))),
         None => Ok(()),
     }
@@ -326,6 +334,11 @@ mod tests {
         assert!(matches!(
             read_replies(&mut odd, &mut Vec::new(), 1).await,
             Err(Error::Unavailable(_))
+        ));
+        let mut loading = tokio_test_reader(&[b"-LOADING Redis is loading\r\n:1\r\n"]);
+        assert!(matches!(
+            read_replies(&mut loading, &mut Vec::new(), 2).await,
+            Err(Error::Unavailable(e)) if e.contains("LOADING")
         ));
         let mut short = tokio_test_reader(&[b":1\r\n"]);
         assert!(matches!(
