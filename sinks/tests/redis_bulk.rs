@@ -197,6 +197,43 @@ async fn bulk_errors_are_reported_and_the_writer_recovers() {
     delete(&url, &p, 2).await;
 }
 
+/// Writes cut short at any point (the caller gave up waiting) leave the next write correct:
+/// its success is its own replies', and what it wrote is there.
+#[tokio::test]
+async fn cancelled_writes_leave_the_next_one_in_step() {
+    let url = url();
+    let p = prefix("cancel");
+    let sink = RedisSink::connect(&url, &p).await.unwrap();
+    let batch = RedisBatch::default();
+    let mut enc = EncodedLatest::default();
+    for round in 0..60i64 {
+        enc.clear();
+        for v in 0..3_000 {
+            enc.push(&event(v % 2, v, round));
+        }
+        let cut = std::time::Duration::from_micros(50 * round as u64);
+        let _ = tokio::time::timeout(cut, sink.write_with_latest(enc.newest(), &batch)).await;
+    }
+    enc.clear();
+    for v in 0..3_000 {
+        enc.push(&event(v % 2, v, 1_000_000));
+    }
+    sink.write_with_latest(enc.newest(), &batch).await.unwrap();
+    let all = hashes(&url, &p, 2).await;
+    for (fleet, vehicles) in [(0, &all[0]), (1, &all[2])] {
+        assert_eq!(vehicles.len(), 1_500);
+        for (id, value) in vehicles {
+            let e = keys::decode_latest(value).unwrap();
+            assert_eq!(
+                (e.ts_ms, &e.fleet_id),
+                (1_000_000, &format!("fleet-{fleet}")),
+                "{id:?}"
+            );
+        }
+    }
+    delete(&url, &p, 2).await;
+}
+
 #[tokio::test]
 async fn bulk_writes_go_to_the_urls_database() {
     // The URL without a database of its own, then with database 5.

@@ -46,6 +46,8 @@ pub(super) struct Bulk {
     out: Vec<u8>,
     /// Replies read and not parsed yet.
     input: Vec<u8>,
+    /// Commands written whose replies are not all read (a send cancelled midway).
+    in_flight: bool,
 }
 
 impl Bulk {
@@ -67,6 +69,7 @@ impl Bulk {
             stream: None,
             out: Vec::new(),
             input: Vec::new(),
+            in_flight: false,
         })
     }
 
@@ -81,9 +84,10 @@ impl Bulk {
         &mut self.out
     }
 
-    /// Sends what [`Bulk::commands_appended`] holds and empties it, `n` commands each answered by an integer or
-    /// `+OK`; the first error reply, if any, is the error. A connection that fails or does
-    /// not answer in time is dropped (the next send opens another).
+    /// Sends what [`Bulk::commands_appended`] holds and empties it: `n` commands, each
+    /// answered by an integer or `+OK`; the first error reply, if any, is the error. A
+    /// connection that fails, does not answer in time or was left mid-send by a cancelled
+    /// send is dropped (the next send opens another).
     pub async fn send(&mut self, n: usize) -> Result<()> {
         if self.out.is_empty() {
             return Ok(());
@@ -92,23 +96,33 @@ impl Bulk {
         self.out.clear();
         if matches!(result, Err(Error::Unavailable(_))) {
             self.stream = None;
+            self.input.clear();
         }
         result
     }
 
     async fn try_send(&mut self, n: usize) -> Result<()> {
+        if self.in_flight {
+            // A send was cancelled between writing and its last reply: its replies would be
+            // taken for this one's.
+            self.stream = None;
+            self.input.clear();
+        }
         if self.stream.is_none() {
             self.stream = Some(self.connect().await?);
         }
         let stream = self.stream.as_mut().expect("connected above");
-        tokio::time::timeout(RESPONSE_TIMEOUT, async {
+        self.in_flight = true;
+        let result = tokio::time::timeout(RESPONSE_TIMEOUT, async {
             let io = |e: std::io::Error| Error::Unavailable(format!("redis: {e}"));
             stream.write_all(&self.out).await.map_err(io)?;
             stream.flush().await.map_err(io)?;
             read_replies(stream, &mut self.input, n).await
         })
         .await
-        .map_err(|_| Error::Unavailable("redis: no answer to the bulk write in time".into()))?
+        .map_err(|_| Error::Unavailable("redis: no answer to the bulk write in time".into()))?;
+        self.in_flight = false;
+        result
     }
 
     async fn connect(&mut self) -> Result<Box<dyn Stream>> {
