@@ -130,7 +130,7 @@ fn latest_read_options() -> impl Options {
 
 /// Appends the stored form of a vehicle's newest sample (the `vehicles` hash's value) to
 /// `out`: [`LATEST_BINARY_V1`], then the event's fields in declaration order.
-/// The fields are written by hand ([`crate::wire`]) as `latest_options` serialises the
+/// The fields are written by hand (`core/src/wire.rs`) as `latest_options` serialises the
 /// event (a test holds the two to the same bytes); [`decode_latest`] reads them with bincode.
 pub fn encode_latest_into(e: &TelemetryEvent, out: &mut Vec<u8>) {
     use crate::wire::{put_f64, put_i64, put_option_str, put_status, put_str, put_u64};
