@@ -3,6 +3,8 @@
 //! latest value. Through serde and bincode's writer each integer went through a generic
 //! serializer and a `Vec` reserve per byte (BENCHMARKS §3n); the bytes are the same (the
 //! tests compare them with bincode's on random values), and bincode still reads them.
+//! Beside them the LEB128 varint and the zigzag step the kernel's compact points and journal
+//! use (`window/state/points.rs`, the journal's log in `window/state.rs`).
 
 use crate::telemetry::VehicleStatus;
 
@@ -22,9 +24,60 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-/// Zigzag, then [`put_u64`].
+/// Reads what [`put_u64`] wrote at `*at`, and moves `*at` past it. Only for bytes this
+/// process wrote (a marker bincode never writes panics).
+pub(crate) fn get_u64(bytes: &[u8], at: &mut usize) -> u64 {
+    let marker = bytes[*at];
+    *at += 1;
+    let n = match marker {
+        0..=250 => return u64::from(marker),
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        _ => panic!("not a bincode varint marker: {marker}"),
+    };
+    let mut le = [0u8; 8];
+    le[..n].copy_from_slice(&bytes[*at..*at + n]);
+    *at += n;
+    u64::from_le_bytes(le)
+}
+
+/// LEB128: seven bits a byte, the low ones first, the high bit set on all but the last.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads what [`put_varint`] wrote at `*at`, and moves `*at` past it.
+pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// Signed to unsigned with small magnitudes small: 0, -1, 1, -2, … → 0, 1, 2, 3, …
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+pub(crate) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// [`zigzag`], then [`put_u64`].
 pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
-    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
+    put_u64(out, zigzag(v));
 }
 
 /// Floats are 8 bytes, little endian, in any of bincode's integer encodings.
@@ -77,6 +130,20 @@ mod tests {
             let mut out = Vec::new();
             put_u64(&mut out, n);
             assert_eq!(out, bincode_of(&n), "{n}");
+            let mut at = 0;
+            assert_eq!(
+                (get_u64(&out, &mut at), at),
+                (n, out.len()),
+                "{n} read back"
+            );
+            let mut leb = Vec::new();
+            put_varint(&mut leb, n);
+            let mut at = 0;
+            assert_eq!(
+                (get_varint(&leb, &mut at), at),
+                (n, leb.len()),
+                "{n} LEB128"
+            );
             for v in [n as i64, (n as i64).wrapping_neg(), i64::MIN, i64::MAX] {
                 let mut out = Vec::new();
                 put_i64(&mut out, v);

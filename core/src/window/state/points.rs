@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Sample;
 use crate::telemetry::{km_to_m, kwh_to_wh, TelemetryEvent, VehicleStatus};
+use crate::wire::{get_varint, put_varint, unzigzag, zigzag};
 
 /// What the kernel keeps of a counted sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,35 +51,6 @@ impl Point {
 
     pub fn key(&self) -> (i64, i64) {
         (self.ts, self.seq)
-    }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
-    let (mut v, mut shift) = (0u64, 0);
-    loop {
-        let b = bytes[*at];
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return v;
-        }
-        shift += 7;
     }
 }
 

@@ -359,6 +359,55 @@ fn full_copy_plus_deltas_equals_the_live_state() {
     }
 }
 
+/// A delta names the vehicles in the order they first changed (few of the partition's did)
+/// and each one's samples in the order accepted (late ones included), from the one log all
+/// vehicles share; a vehicle silent since the last delta is not in it, and the next delta
+/// starts empty.
+#[test]
+fn a_delta_lists_vehicles_as_they_first_changed() {
+    use VehicleStatus::*;
+    let p = params();
+    let mut st = PartitionWindows::default();
+    let mut out = vec![];
+    let at = |v: &str, s: i64| ev(v, T0 + s * 1_000, s, EnRoute, s as f64 * 0.01, 0.0, 30.0);
+    for v in 0..20 {
+        st.ingest(&p, &at(&format!("silent-{v}"), 0), &mut out);
+    }
+    st.start_journal();
+    let order = [
+        ("b", 1),
+        ("a", 2),
+        ("b", 3),
+        ("c", 4),
+        ("a", 5),
+        ("b", 2),
+        ("a", 5),
+    ];
+    for (v, s) in order {
+        let mut e = at(v, s);
+        e.mission_id = Some(format!("m-{v}-{s}"));
+        st.ingest(&p, &e, &mut out);
+    }
+    let d = WindowsDelta::decode(&st.take_delta_encoded().unwrap()).unwrap();
+    let got: Vec<(&str, Vec<i64>)> = d
+        .samples
+        .iter()
+        .map(|(v, s)| (v.as_str(), s.iter().map(|s| s.seq).collect()))
+        .collect();
+    // ("a", 5) came twice: the second is a duplicate, not journaled.
+    assert_eq!(
+        got,
+        [("b", vec![1, 3, 2]), ("a", vec![2, 5]), ("c", vec![4])]
+    );
+    let fleets: Vec<&str> = d.fleets.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(fleets, ["b", "a", "c"]);
+    let mut late = at("b", 2);
+    late.mission_id = Some("m-b-2".into());
+    assert_eq!(d.samples[0].1[2], Sample::from_event(&late));
+    let next = st.take_delta().unwrap();
+    assert_eq!((next.samples(), next.fleets.len()), (0, 0));
+}
+
 #[test]
 fn no_journal_no_delta() {
     let mut st = PartitionWindows::default();
@@ -641,8 +690,9 @@ fn the_vehicles_come_out_in_id_order_whatever_order_they_arrived_in() {
     );
 }
 
-/// A delta's sample written by hand is the bytes bincode writes for it, on random samples
-/// (every status, integers of every width, missions absent, empty, long and non-ASCII).
+/// A delta's sample written by hand is the bytes bincode writes for it (and its length is read
+/// back from them), on random samples (every status, integers of every width, missions
+/// absent, empty, long and non-ASCII).
 #[test]
 fn delta_samples_encode_as_bincode() {
     use rand::{Rng, SeedableRng};
@@ -666,5 +716,9 @@ fn delta_samples_encode_as_bincode() {
         s.encode_delta(&mut ours);
         put_delta(&mut theirs, &s);
         assert_eq!(ours, theirs);
+        // The journal finds where a sample ends in its log by reading it.
+        let len = ours.len();
+        ours.extend_from_slice(&[7; 9]);
+        assert_eq!(SampleRef::encoded_len(&ours), len);
     }
 }

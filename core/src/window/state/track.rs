@@ -95,8 +95,8 @@ pub(super) struct VehicleTrack {
     newest: Option<Point>,
     /// Windows that can still change, by start; a window with nothing in it has no slot.
     slots: Vec<Slot>,
-    /// While a journal runs: the samples accepted since it last gave a delta, and whether the
-    /// fleet changed (or the vehicle is new). Not part of the state.
+    /// While a journal runs: where the samples accepted since it last gave a delta are, and
+    /// whether the fleet changed (or the vehicle is new). Not part of the state.
     #[serde(skip)]
     pub pending: super::Pending,
 }
@@ -112,7 +112,6 @@ impl VehicleTrack {
             + self.points.heap_bytes()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.slots.iter().map(Slot::heap_bytes).sum::<usize>()
-            + self.pending.heap_bytes()
     }
 
     pub fn slot(&self, ws: i64) -> Option<&Slot> {
@@ -280,13 +279,13 @@ impl VehicleTrack {
         }
     }
 
-    /// Forgets the windows before `slot_floor` and the points before `point_floor` (keeping
-    /// the newest of those as the anchor).
     /// Counts a sample (see [`VehicleTrack::insert`]).
     pub fn insert_sample(&mut self, p: &WindowParams, s: &Sample) -> Option<bool> {
         self.insert(p, Point::of(s), s.speed_ckph, s.mission.as_deref())
     }
 
+    /// Forgets the windows before `slot_floor` and the points before `point_floor` (keeping
+    /// the newest of those as the anchor).
     pub fn prune(&mut self, slot_floor: i64, point_floor: i64) {
         let i = self.slots.partition_point(|s| s.ws < slot_floor);
         if i > 0 {
