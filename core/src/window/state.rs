@@ -595,8 +595,8 @@ impl PartitionWindows {
                 t.pending.take_into(&j.log, &mut j.chain, &mut out);
             }
         } else {
-            // Most of the partition's vehicles changed: one walk of the map in memory order
-            // costs less than a lookup each (BENCHMARKS §3o).
+            // A quarter or more of the partition's vehicles changed: one walk of the map in
+            // memory order costs less than a lookup each (BENCHMARKS §3o).
             j.touched.clear();
             for (id, t) in vehicles.iter_mut() {
                 if t.pending.count > 0 {
