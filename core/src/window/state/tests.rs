@@ -408,6 +408,39 @@ fn a_delta_lists_vehicles_as_they_first_changed() {
     assert_eq!((next.samples(), next.fleets.len()), (0, 0));
 }
 
+/// The journal's log keeps its memory from delta to delta, and gives back what a burst grew
+/// it to once a later delta uses less than a quarter of it.
+#[test]
+fn the_journal_log_gives_back_a_burst() {
+    use VehicleStatus::*;
+    let p = params();
+    let mut st = PartitionWindows::default();
+    let mut out = vec![];
+    st.start_journal();
+    let log_capacity = |st: &PartitionWindows| st.journal.as_ref().unwrap().log.capacity();
+    let mut burst = |st: &mut PartitionWindows, events: i64, from: i64| {
+        for s in from..from + events {
+            let e = ev(&format!("v{}", s % 500), T0 + s, s, EnRoute, 1.0, 0.0, 30.0);
+            st.ingest(&p, &e, &mut out);
+        }
+        st.take_delta_encoded().unwrap().len()
+    };
+    let big = burst(&mut st, 100_000, 0);
+    assert!(big > 1 << 20, "the burst's delta: {big} bytes");
+    // Kept for the next delta: the burst's size.
+    assert!(log_capacity(&st) >= big - 100_000, "{}", log_capacity(&st));
+    let small = burst(&mut st, 1_000, 100_000);
+    assert!(
+        log_capacity(&st) <= small,
+        "given back to what the last delta used ({small} bytes): {}",
+        log_capacity(&st)
+    );
+    // A delta of the same size again keeps it.
+    let kept = log_capacity(&st);
+    burst(&mut st, 1_000, 101_000);
+    assert_eq!(log_capacity(&st), kept);
+}
+
 #[test]
 fn no_journal_no_delta() {
     let mut st = PartitionWindows::default();
